@@ -1,0 +1,12 @@
+import type { Logger } from 'pino';
+import type { BlobStore } from './blob/blob-store.ts';
+import type { ServerConfig } from './config/server-config.ts';
+import type { Database } from './db/database.ts';
+
+/** Everything a route or job needs, built once in main.ts (or by a test). */
+export interface AppContext {
+  config: ServerConfig;
+  database: Database;
+  blobs: BlobStore;
+  log: Logger;
+}

@@ -1,0 +1,206 @@
+/**
+ * The metadata schema. One pg-core schema serves both PostgreSQL and the
+ * embedded PGlite; migrations under `server/drizzle/` are generated from it
+ * with `npm run db:generate` and applied at start-up.
+ *
+ * Byte counts and millisecond times use bigint in number mode: exact up to
+ * 2^53, far beyond any file or store size we handle.
+ */
+import { sql } from 'drizzle-orm';
+import {
+  bigint,
+  bigserial,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from 'drizzle-orm/pg-core';
+import type { PreCommand, PreCommandResult } from '@cairn/shared';
+
+const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
+
+export const users = pgTable('users', {
+  id: uuid('id').primaryKey().defaultRandom(),
+  username: text('username').notNull().unique(),
+  passwordHash: text('password_hash').notNull(),
+  isAdmin: boolean('is_admin').notNull().default(false),
+  disabled: boolean('disabled').notNull().default(false),
+  /** Keep at most this many versions of each path (the current one always kept). */
+  retentionVersions: integer('retention_versions').notNull().default(30),
+  /** Keep non-current versions at most this many days after they stopped being current; null = no age limit. */
+  retentionDays: integer('retention_days'),
+  createdAt: createdAt(),
+});
+
+export const clients = pgTable(
+  'clients',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    ownerId: uuid('owner_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    hostname: text('hostname').notNull().default(''),
+    /** SHA-256 of the bearer token; the token itself is shown once and never stored. */
+    tokenHash: text('token_hash'),
+    /** First characters of the token, to let a person recognise it. */
+    tokenPrefix: text('token_prefix'),
+    monitoredPaths: jsonb('monitored_paths').$type<string[]>().notNull().default(sql`'[]'::jsonb`),
+    excludes: jsonb('excludes').$type<string[]>().notNull().default(sql`'[]'::jsonb`),
+    preCommands: jsonb('pre_commands').$type<PreCommand[]>().notNull().default(sql`'[]'::jsonb`),
+    backupIntervalSeconds: integer('backup_interval_seconds').notNull().default(3600),
+    pingIntervalSeconds: integer('ping_interval_seconds').notNull().default(300),
+    /** Per-client retention override; null = the owner's policy. */
+    retentionVersions: integer('retention_versions'),
+    retentionDays: integer('retention_days'),
+    runRequestedAt: timestamp('run_requested_at', { withTimezone: true }),
+    lastPingAt: timestamp('last_ping_at', { withTimezone: true }),
+    lastBackupAt: timestamp('last_backup_at', { withTimezone: true }),
+    agentVersion: text('agent_version'),
+    agentState: text('agent_state'),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('clients_owner_name_uq').on(t.ownerId, t.name), uniqueIndex('clients_token_hash_uq').on(t.tokenHash)],
+);
+
+/** Physical objects in the blob store, stored once for the whole server. */
+export const chunks = pgTable('chunks', {
+  sha256: text('sha256').primaryKey(),
+  size: bigint('size', { mode: 'number' }).notNull(),
+  storageKey: text('storage_key').notNull(),
+  createdAt: createdAt(),
+  /** Bumped whenever something asserts it still needs this chunk; GC spares recently touched rows. */
+  touchedAt: timestamp('touched_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/** A whole file's content. In v1 exactly one chunk with the same hash; content-defined chunking adds rows here. */
+export const contents = pgTable('contents', {
+  sha256: text('sha256').primaryKey(),
+  size: bigint('size', { mode: 'number' }).notNull(),
+  chunkCount: integer('chunk_count').notNull(),
+  createdAt: createdAt(),
+  touchedAt: timestamp('touched_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+export const contentChunks = pgTable(
+  'content_chunks',
+  {
+    contentSha256: text('content_sha256')
+      .notNull()
+      .references(() => contents.sha256, { onDelete: 'cascade' }),
+    seq: integer('seq').notNull(),
+    chunkSha256: text('chunk_sha256')
+      .notNull()
+      .references(() => chunks.sha256),
+    offset: bigint('offset', { mode: 'number' }).notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.contentSha256, t.seq] }), index('content_chunks_chunk_idx').on(t.chunkSha256)],
+);
+
+/** Contents a user has proven to hold by uploading the bytes once. Dedup answers are scoped to this. */
+export const ownerContents = pgTable(
+  'owner_contents',
+  {
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    contentSha256: text('content_sha256')
+      .notNull()
+      .references(() => contents.sha256, { onDelete: 'cascade' }),
+    createdAt: createdAt(),
+  },
+  (t) => [primaryKey({ columns: [t.userId, t.contentSha256] }), index('owner_contents_content_idx').on(t.contentSha256)],
+);
+
+export const backupRuns = pgTable(
+  'backup_runs',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    clientId: uuid('client_id')
+      .notNull()
+      .references(() => clients.id, { onDelete: 'cascade' }),
+    trigger: text('trigger').notNull().default('schedule'),
+    status: text('status').$type<'running' | 'succeeded' | 'partial' | 'failed'>().notNull().default('running'),
+    startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+    filesScanned: integer('files_scanned').notNull().default(0),
+    filesChanged: integer('files_changed').notNull().default(0),
+    filesDeleted: integer('files_deleted').notNull().default(0),
+    filesFailed: integer('files_failed').notNull().default(0),
+    bytesScanned: bigint('bytes_scanned', { mode: 'number' }).notNull().default(0),
+    bytesUploaded: bigint('bytes_uploaded', { mode: 'number' }).notNull().default(0),
+    /** Bytes of objects this run's uploads newly stored, counted by the server. */
+    bytesNew: bigint('bytes_new', { mode: 'number' }).notNull().default(0),
+    preCommands: jsonb('pre_commands').$type<PreCommandResult[]>().notNull().default(sql`'[]'::jsonb`),
+    error: text('error'),
+  },
+  (t) => [index('backup_runs_client_started_idx').on(t.clientId, t.startedAt)],
+);
+
+/**
+ * Temporal file versions: a version is current while valid_to is null. The
+ * tree as of T is every version with valid_from <= T < coalesce(valid_to, infinity).
+ * Times are the server's clock.
+ */
+export const fileVersions = pgTable(
+  'file_versions',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    clientId: uuid('client_id')
+      .notNull()
+      .references(() => clients.id, { onDelete: 'cascade' }),
+    path: text('path').notNull(),
+    kind: text('kind').$type<'file' | 'symlink'>().notNull().default('file'),
+    contentSha256: text('content_sha256').references(() => contents.sha256),
+    size: bigint('size', { mode: 'number' }).notNull(),
+    mtimeMs: bigint('mtime_ms', { mode: 'number' }).notNull(),
+    mode: integer('mode').notNull(),
+    linkTarget: text('link_target'),
+    runId: uuid('run_id').references(() => backupRuns.id, { onDelete: 'set null' }),
+    validFrom: timestamp('valid_from', { withTimezone: true }).notNull(),
+    validTo: timestamp('valid_to', { withTimezone: true }),
+  },
+  (t) => [
+    uniqueIndex('file_versions_current_uq').on(t.clientId, t.path).where(sql`${t.validTo} is null`),
+    index('file_versions_client_path_from_idx').on(t.clientId, t.path, t.validFrom),
+    index('file_versions_content_idx').on(t.contentSha256),
+  ],
+);
+
+export const clientLogs = pgTable(
+  'client_logs',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    clientId: uuid('client_id')
+      .notNull()
+      .references(() => clients.id, { onDelete: 'cascade' }),
+    runId: uuid('run_id'),
+    at: timestamp('at', { withTimezone: true }).notNull(),
+    receivedAt: timestamp('received_at', { withTimezone: true }).notNull().defaultNow(),
+    level: text('level').$type<'debug' | 'info' | 'warn' | 'error'>().notNull(),
+    message: text('message').notNull(),
+  },
+  (t) => [index('client_logs_client_at_idx').on(t.clientId, t.at)],
+);
+
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    /** null for actions of the system itself (first start, jobs) or of an agent. */
+    actorUserId: uuid('actor_user_id').references(() => users.id, { onDelete: 'set null' }),
+    actorName: text('actor_name').notNull(),
+    action: text('action').notNull(),
+    targetType: text('target_type').notNull(),
+    targetId: text('target_id'),
+    details: jsonb('details').$type<Record<string, unknown>>().notNull().default(sql`'{}'::jsonb`),
+  },
+  (t) => [index('audit_log_at_idx').on(t.at)],
+);

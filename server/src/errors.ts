@@ -1,0 +1,74 @@
+/**
+ * Typed errors thrown inside the server. The error handler at the edge maps
+ * `statusCode` to the HTTP response; 5xx details are logged, never shown.
+ */
+export class AppError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export class BadRequestError extends AppError {
+  constructor(message: string, extra: Record<string, unknown> = {}) {
+    super(400, message, extra);
+  }
+}
+
+/** The uploaded bytes do not hash to the name they were sent under. Nothing was stored. */
+export class HashMismatchError extends BadRequestError {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(`content hash mismatch: declared ${expected}, received bytes hash to ${actual}`);
+  }
+}
+
+export class UnauthorizedError extends AppError {
+  constructor(message = 'authentication required') {
+    super(401, message);
+  }
+}
+
+export class ForbiddenError extends AppError {
+  constructor(message = 'forbidden') {
+    super(403, message);
+  }
+}
+
+/** Also used for other users' data: its existence is not revealed. */
+export class NotFoundError extends AppError {
+  constructor(message = 'not found') {
+    super(404, message);
+  }
+}
+
+export class ConflictError extends AppError {
+  constructor(message: string, extra: Record<string, unknown> = {}) {
+    super(409, message, extra);
+  }
+}
+
+export class PayloadTooLargeError extends AppError {
+  constructor(message: string) {
+    super(413, message);
+  }
+}
+
+/** The blob store ran out of space (ENOSPC, EDQUOT). Nothing was committed. */
+export class StorageFullError extends AppError {
+  constructor(message = 'insufficient storage: the blob store is full') {
+    super(507, message);
+  }
+}
+
+export class ServiceUnavailableError extends AppError {
+  constructor(message: string) {
+    super(503, message);
+  }
+}

@@ -1,0 +1,32 @@
+import dotenv from 'dotenv';
+import { ConfigError } from '@cairn/shared';
+import { loadServerConfig } from './config/server-config.ts';
+import { createLogger } from './logger.ts';
+import { startServer } from './server.ts';
+
+dotenv.config({ quiet: true });
+
+try {
+  const config = loadServerConfig(process.env);
+  const log = createLogger(config.logLevel);
+  const server = await startServer(config, log);
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'shutting down');
+    server.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+} catch (error) {
+  if (error instanceof ConfigError) {
+    console.error(error.message);
+    process.exit(1);
+  }
+  console.error(error);
+  process.exit(1);
+}

@@ -1,0 +1,37 @@
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { buildApp, type App } from './app.ts';
+import type { AppContext } from './app-context.ts';
+import { createBlobStore } from './blob/create-blob-store.ts';
+import type { ServerConfig } from './config/server-config.ts';
+import { openDatabase } from './db/database.ts';
+
+export interface RunningServer {
+  app: App;
+  ctx: AppContext;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Opens storage, applies migrations, and listens. Used by main.ts and by tests that need a real server. */
+export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: path.join(config.dataDir, 'db') });
+  const blobs = await createBlobStore(config, log);
+  const ctx: AppContext = { config, database, blobs, log };
+  const app = await buildApp(ctx);
+  const address = await app.listen({ port: config.port, host: config.host });
+  log.info(
+    { database: database.location, blobStore: blobs.location, dataDir: config.dataDir, url: address },
+    `Cairn server listening on ${address}; metadata in ${database.location}; blobs in ${blobs.location}`,
+  );
+  return {
+    app,
+    ctx,
+    url: address,
+    async close() {
+      await app.close();
+      await blobs.close();
+      await database.close();
+    },
+  };
+}

@@ -1,0 +1,5 @@
+export * from './protocol.ts';
+export * from './hash.ts';
+export * from './paths.ts';
+export * from './format.ts';
+export * from './env.ts';

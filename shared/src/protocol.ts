@@ -1,0 +1,304 @@
+/**
+ * Agent protocol v1: every request and response body that crosses the wire
+ * between agent and server, defined once. The server validates and serializes
+ * with these schemas; the agent types its requests with `Static<>`.
+ *
+ * All agent routes live under `API_PREFIX` and authenticate with
+ * `Authorization: Bearer <token>` (except `register`).
+ */
+import { Type, type Static } from 'typebox';
+
+export const API_PREFIX = '/api/v1';
+export const PROTOCOL_VERSION = 1;
+
+/** Limits shared by both sides so the agent never builds a request the server refuses. */
+export const LIMITS = {
+  /** Hashes per "which are missing?" request. */
+  missingBatch: 10_000,
+  /** Upserts + deletes per changes request. */
+  changesBatch: 5_000,
+  /** Parts per multipart upload request. */
+  uploadParts: 1_000,
+  /** Bytes the agent aims to put into one multipart request (many small files together). */
+  uploadBatchBytes: 64 * 1024 * 1024,
+  /** Largest single JSON body. */
+  jsonBodyBytes: 16 * 1024 * 1024,
+  /** Longest stored path, in bytes of UTF-8. */
+  pathBytes: 4096,
+  /** Log entries per request. */
+  logBatch: 1_000,
+  /** Captured output of one pre-command, in bytes. */
+  commandOutputBytes: 64 * 1024,
+  /** Page size of file listings. */
+  pageSize: 1_000,
+  maxPageSize: 10_000,
+} as const;
+
+export const Sha256 = Type.String({ pattern: '^[a-f0-9]{64}$', description: 'lower-case hex SHA-256' });
+export const Uuid = Type.String({ format: 'uuid' });
+/** Absolute POSIX path of a file on the client, as the agent saw it. */
+export const FilePath = Type.String({ minLength: 1, maxLength: LIMITS.pathBytes });
+export const IsoTime = Type.String({ format: 'date-time' });
+
+export const ErrorBody = Type.Object({
+  statusCode: Type.Integer(),
+  error: Type.String(),
+  message: Type.String(),
+  /** Extra machine-readable facts, e.g. `missing` content hashes. */
+  missing: Type.Optional(Type.Array(Sha256)),
+});
+export type ErrorBody = Static<typeof ErrorBody>;
+
+// ---- register -------------------------------------------------------------
+
+export const RegisterRequest = Type.Object({
+  username: Type.String({ minLength: 1, maxLength: 200 }),
+  password: Type.String({ minLength: 1, maxLength: 1024 }),
+  clientName: Type.String({ minLength: 1, maxLength: 200 }),
+  hostname: Type.String({ minLength: 1, maxLength: 255 }),
+  agentVersion: Type.Optional(Type.String({ maxLength: 64 })),
+});
+export type RegisterRequest = Static<typeof RegisterRequest>;
+
+export const RegisterResponse = Type.Object({
+  clientId: Uuid,
+  /** Shown once; the server stores only its SHA-256. */
+  token: Type.String(),
+  /** Where a person sees this client in the dashboard. */
+  dashboardUrl: Type.String(),
+});
+export type RegisterResponse = Static<typeof RegisterResponse>;
+
+// ---- config and ping ------------------------------------------------------
+
+export const PreCommand = Type.Object({
+  command: Type.String({ minLength: 1, maxLength: 4096 }),
+  timeoutSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
+});
+export type PreCommand = Static<typeof PreCommand>;
+
+export const ClientConfig = Type.Object({
+  clientId: Uuid,
+  name: Type.String(),
+  /** Extra paths to back up, set centrally; the agent adds its local ones. */
+  monitoredPaths: Type.Array(Type.String()),
+  /** fast-glob ignore patterns. */
+  excludes: Type.Array(Type.String()),
+  preCommands: Type.Array(PreCommand),
+  backupIntervalSeconds: Type.Integer({ minimum: 60 }),
+  pingIntervalSeconds: Type.Integer({ minimum: 5 }),
+  dashboardUrl: Type.String(),
+});
+export type ClientConfig = Static<typeof ClientConfig>;
+
+export const PingRequest = Type.Object({
+  agentVersion: Type.Optional(Type.String({ maxLength: 64 })),
+  hostname: Type.Optional(Type.String({ maxLength: 255 })),
+  /** What the agent is doing right now, for the dashboard. */
+  state: Type.Optional(Type.Union([Type.Literal('idle'), Type.Literal('running')])),
+});
+export type PingRequest = Static<typeof PingRequest>;
+
+export const PingResponse = Type.Object({
+  serverTime: IsoTime,
+  /** A person pressed "back up now" in the dashboard; cleared by starting a run. */
+  runRequested: Type.Boolean(),
+});
+export type PingResponse = Static<typeof PingResponse>;
+
+// ---- runs -----------------------------------------------------------------
+
+export const StartRunRequest = Type.Object({
+  trigger: Type.Optional(Type.Union([Type.Literal('schedule'), Type.Literal('manual'), Type.Literal('server')])),
+});
+export type StartRunRequest = Static<typeof StartRunRequest>;
+
+export const StartRunResponse = Type.Object({ runId: Uuid });
+export type StartRunResponse = Static<typeof StartRunResponse>;
+
+export const MissingRequest = Type.Object({
+  hashes: Type.Array(Sha256, { maxItems: LIMITS.missingBatch }),
+});
+export type MissingRequest = Static<typeof MissingRequest>;
+
+export const MissingResponse = Type.Object({
+  /** The subset of the asked hashes this user has not proven to hold. */
+  missing: Type.Array(Sha256),
+});
+export type MissingResponse = Static<typeof MissingResponse>;
+
+/**
+ * Upload: `POST /contents`, multipart/form-data, one file part per content,
+ * the part's field name being the content's SHA-256. The server hashes each
+ * part while streaming and rejects a mismatch (400) keeping nothing of it.
+ */
+export const UploadResult = Type.Object({
+  sha256: Sha256,
+  size: Type.Integer({ minimum: 0 }),
+  /** `stored`: new bytes were written; `existing`: the server had them, the bytes were hashed and discarded. */
+  status: Type.Union([Type.Literal('stored'), Type.Literal('existing')]),
+});
+export type UploadResult = Static<typeof UploadResult>;
+
+export const UploadResponse = Type.Object({ results: Type.Array(UploadResult) });
+export type UploadResponse = Static<typeof UploadResponse>;
+
+export const FileKind = Type.Union([Type.Literal('file'), Type.Literal('symlink')]);
+export type FileKind = Static<typeof FileKind>;
+
+export const FileUpsert = Type.Object({
+  path: FilePath,
+  kind: FileKind,
+  /** Content hash; null for symlinks. */
+  sha256: Type.Union([Sha256, Type.Null()]),
+  size: Type.Integer({ minimum: 0 }),
+  /** Modification time in milliseconds since the epoch (the client's clock; informational only). */
+  mtimeMs: Type.Number(),
+  /** POSIX mode bits (permission and type bits). */
+  mode: Type.Integer({ minimum: 0 }),
+  linkTarget: Type.Optional(Type.String({ maxLength: LIMITS.pathBytes })),
+});
+export type FileUpsert = Static<typeof FileUpsert>;
+
+export const ChangesRequest = Type.Object({
+  upserts: Type.Array(FileUpsert, { maxItems: LIMITS.changesBatch }),
+  deletes: Type.Array(FilePath, { maxItems: LIMITS.changesBatch }),
+});
+export type ChangesRequest = Static<typeof ChangesRequest>;
+
+export const ChangesResponse = Type.Object({
+  /** Versions opened (new or changed files). Unchanged upserts are no-ops. */
+  opened: Type.Integer(),
+  /** Versions closed (changed or deleted files). */
+  closed: Type.Integer(),
+});
+export type ChangesResponse = Static<typeof ChangesResponse>;
+
+export const PreCommandResult = Type.Object({
+  command: Type.String(),
+  source: Type.Union([Type.Literal('server'), Type.Literal('local')]),
+  /** null when killed by a signal or never started. */
+  exitCode: Type.Union([Type.Integer(), Type.Null()]),
+  durationMs: Type.Integer({ minimum: 0 }),
+  timedOut: Type.Boolean(),
+  /** Combined stdout and stderr, capped at LIMITS.commandOutputBytes. */
+  output: Type.String({ maxLength: LIMITS.commandOutputBytes * 2 }),
+  /** Set when the agent refused to run it (ALLOW_REMOTE_COMMANDS=false or not allow-listed). */
+  refused: Type.Optional(Type.Boolean()),
+});
+export type PreCommandResult = Static<typeof PreCommandResult>;
+
+export const RunStatus = Type.Union([
+  Type.Literal('running'),
+  Type.Literal('succeeded'),
+  Type.Literal('partial'),
+  Type.Literal('failed'),
+]);
+export type RunStatus = Static<typeof RunStatus>;
+
+export const RunStats = Type.Object({
+  filesScanned: Type.Integer({ minimum: 0 }),
+  filesChanged: Type.Integer({ minimum: 0 }),
+  filesDeleted: Type.Integer({ minimum: 0 }),
+  filesFailed: Type.Integer({ minimum: 0 }),
+  bytesScanned: Type.Integer({ minimum: 0 }),
+  bytesUploaded: Type.Integer({ minimum: 0 }),
+});
+export type RunStats = Static<typeof RunStats>;
+
+export const FinishRunRequest = Type.Object({
+  status: Type.Union([Type.Literal('succeeded'), Type.Literal('partial'), Type.Literal('failed')]),
+  stats: RunStats,
+  preCommands: Type.Array(PreCommandResult, { maxItems: 100 }),
+  error: Type.Optional(Type.String({ maxLength: 8192 })),
+});
+export type FinishRunRequest = Static<typeof FinishRunRequest>;
+
+export const RunSummary = Type.Object({
+  runId: Uuid,
+  status: RunStatus,
+  startedAt: IsoTime,
+  finishedAt: Type.Union([IsoTime, Type.Null()]),
+  filesScanned: Type.Integer(),
+  filesChanged: Type.Integer(),
+  filesDeleted: Type.Integer(),
+  filesFailed: Type.Integer(),
+  bytesScanned: Type.Integer(),
+  bytesUploaded: Type.Integer(),
+  /** Bytes this run added to the store (new objects), measured by the server. */
+  bytesNew: Type.Integer(),
+  error: Type.Union([Type.String(), Type.Null()]),
+});
+export type RunSummary = Static<typeof RunSummary>;
+
+// ---- listings and restore ---------------------------------------------------
+
+export const FileVersion = Type.Object({
+  versionId: Type.String(),
+  path: FilePath,
+  kind: FileKind,
+  sha256: Type.Union([Sha256, Type.Null()]),
+  size: Type.Integer(),
+  mtimeMs: Type.Number(),
+  mode: Type.Integer(),
+  linkTarget: Type.Union([Type.String(), Type.Null()]),
+  validFrom: IsoTime,
+  validTo: Type.Union([IsoTime, Type.Null()]),
+});
+export type FileVersion = Static<typeof FileVersion>;
+
+/**
+ * `GET /files`: the tree as of `asOf` (default: now), ordered by path,
+ * paged by `after` (the last path of the previous page).
+ */
+export const FilesQuery = Type.Object({
+  asOf: Type.Optional(IsoTime),
+  prefix: Type.Optional(Type.String({ maxLength: LIMITS.pathBytes })),
+  after: Type.Optional(Type.String({ maxLength: LIMITS.pathBytes })),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.maxPageSize })),
+});
+export type FilesQuery = Static<typeof FilesQuery>;
+
+export const FilesPage = Type.Object({
+  files: Type.Array(FileVersion),
+  /** Pass as `after` to get the next page; null on the last page. */
+  nextAfter: Type.Union([Type.String(), Type.Null()]),
+});
+export type FilesPage = Static<typeof FilesPage>;
+
+/** `GET /versions?path=`: every retained version of one path, newest first. */
+export const VersionsQuery = Type.Object({ path: FilePath });
+export type VersionsQuery = Static<typeof VersionsQuery>;
+export const VersionsResponse = Type.Object({ versions: Type.Array(FileVersion) });
+export type VersionsResponse = Static<typeof VersionsResponse>;
+
+/** `GET /contents/:sha256`: the bytes, streamed; 404 unless this user holds the content. */
+export const ContentParams = Type.Object({ sha256: Sha256 });
+export type ContentParams = Static<typeof ContentParams>;
+
+export const RunParams = Type.Object({ runId: Uuid });
+export type RunParams = Static<typeof RunParams>;
+
+// ---- logs -------------------------------------------------------------------
+
+export const LogLevel = Type.Union([
+  Type.Literal('debug'),
+  Type.Literal('info'),
+  Type.Literal('warn'),
+  Type.Literal('error'),
+]);
+export type LogLevel = Static<typeof LogLevel>;
+
+export const LogEntry = Type.Object({
+  at: IsoTime,
+  level: LogLevel,
+  message: Type.String({ maxLength: 8192 }),
+  runId: Type.Optional(Uuid),
+});
+export type LogEntry = Static<typeof LogEntry>;
+
+export const LogsRequest = Type.Object({ entries: Type.Array(LogEntry, { maxItems: LIMITS.logBatch }) });
+export type LogsRequest = Static<typeof LogsRequest>;
+
+export const OkResponse = Type.Object({ ok: Type.Boolean() });
+export type OkResponse = Static<typeof OkResponse>;
