@@ -1,0 +1,45 @@
+/**
+ * Debian's Chromium driven by playwright-core (never a downloaded browser).
+ * The flags keep it from reaching for the network, which is closed here.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { REPO_ROOT } from './processes.ts';
+
+export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+export function chromiumAvailable(): boolean {
+  return existsSync(CHROMIUM_PATH);
+}
+
+export async function launchBrowser(): Promise<Browser> {
+  if (!chromiumAvailable()) {
+    throw new Error(`Chromium not found at ${CHROMIUM_PATH}: install Debian's chromium package (.ci/run does)`);
+  }
+  const userDataDir = await mkdtemp(path.join(os.tmpdir(), 'cairn-chromium-'));
+  return chromium.launch({
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--disable-dev-shm-usage',
+      `--user-data-dir=${userDataDir}`,
+    ],
+  });
+}
+
+/** Where screenshots and other artifacts of browser tests go (ignored by git). */
+export async function artifactDir(name: string): Promise<string> {
+  const dir = path.join(REPO_ROOT, 'test-artifacts', name);
+  await mkdir(dir, { recursive: true });
+  return dir;
+}

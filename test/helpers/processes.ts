@@ -1,0 +1,157 @@
+/**
+ * Real processes for end-to-end tests and benchmarks: the server and the
+ * agent started exactly as `npm run server` / `npm run agent` start them
+ * (tsx on their main.ts), on free loopback ports, with their own env.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TSX = path.join(REPO_ROOT, 'node_modules/tsx/dist/cli.mjs');
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+export interface ManagedProcess {
+  child: ChildProcess;
+  pid: number;
+  /** Everything the process wrote so far (stdout and stderr), for assertions and failure messages. */
+  output(): string;
+  /** Resolves when `pattern` appears in the output; rejects if the process exits first or after `timeoutMs`. */
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<RegExpMatchArray>;
+  /** SIGTERM, then SIGKILL after a grace period; resolves with the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL right away (a crash). */
+  kill(): Promise<void>;
+  /** Peak resident set size so far in bytes (VmHWM), or null once exited. */
+  peakRss(): Promise<number | null>;
+}
+
+export function startProcess(script: string, args: string[], env: Record<string, string>, cwd = REPO_ROOT): ManagedProcess {
+  const child = spawn(process.execPath, [TSX, script, ...args], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let buffer = '';
+  const listeners = new Set<() => void>();
+  const onData = (data: Buffer) => {
+    buffer += data.toString('utf8');
+    if (buffer.length > 4_000_000) buffer = buffer.slice(-2_000_000);
+    for (const listener of listeners) listener();
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  let exited = false;
+  const exit = once(child, 'exit').then(([code]) => {
+    exited = true;
+    for (const listener of listeners) listener();
+    return code as number | null;
+  });
+
+  return {
+    child,
+    pid: child.pid ?? -1,
+    output: () => buffer,
+    waitForOutput(pattern, timeoutMs = 60_000) {
+      return new Promise((resolve, reject) => {
+        const check = () => {
+          const match = buffer.match(pattern);
+          if (match) {
+            cleanup();
+            resolve(match);
+          } else if (exited) {
+            cleanup();
+            reject(new Error(`process exited before printing ${pattern}:\n${buffer.slice(-4000)}`));
+          }
+        };
+        const timer = setTimeout(() => {
+          cleanup();
+          reject(new Error(`timed out waiting for ${pattern}:\n${buffer.slice(-4000)}`));
+        }, timeoutMs);
+        const cleanup = () => {
+          clearTimeout(timer);
+          listeners.delete(check);
+        };
+        listeners.add(check);
+        check();
+      });
+    },
+    async stop() {
+      if (exited) return exit;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exit;
+      clearTimeout(timer);
+      return code;
+    },
+    async kill() {
+      if (exited) return;
+      child.kill('SIGKILL');
+      await exit;
+    },
+    async peakRss() {
+      if (exited || child.pid === undefined) return null;
+      const { readFile } = await import('node:fs/promises');
+      try {
+        const status = await readFile(`/proc/${child.pid}/status`, 'utf8');
+        const match = status.match(/VmHWM:\s+(\d+) kB/);
+        return match ? Number(match[1]) * 1024 : null;
+      } catch {
+        return null;
+      }
+    },
+  };
+}
+
+export interface ServerProcess extends ManagedProcess {
+  url: string;
+  port: number;
+}
+
+/**
+ * Starts `server/src/main.ts` on a free port with the given env (DATA_DIR is
+ * required; DATABASE_URL/S3_* optional) and waits until /healthz answers.
+ */
+export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+  const port = env.PORT ? Number(env.PORT) : await freePort();
+  const proc = startProcess(path.join(REPO_ROOT, 'server/src/main.ts'), [], {
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'info',
+    ...env,
+    PORT: String(port),
+  });
+  const url = `http://127.0.0.1:${port}`;
+  await waitForHttp(`${url}/healthz`, proc);
+  return Object.assign(proc, { url, port });
+}
+
+/** Polls `url` until it answers 200, failing fast if the process dies. */
+export async function waitForHttp(url: string, proc?: ManagedProcess, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (proc && proc.child.exitCode !== null) {
+      throw new Error(`process exited (${proc.child.exitCode}) before ${url} answered:\n${proc.output().slice(-4000)}`);
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
