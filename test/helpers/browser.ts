@@ -3,8 +3,7 @@
  * The flags keep it from reaching for the network, which is closed here.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { REPO_ROOT } from './processes.ts';
@@ -19,7 +18,6 @@ export async function launchBrowser(): Promise<Browser> {
   if (!chromiumAvailable()) {
     throw new Error(`Chromium not found at ${CHROMIUM_PATH}: install Debian's chromium package (.ci/run does)`);
   }
-  const userDataDir = await mkdtemp(path.join(os.tmpdir(), 'cairn-chromium-'));
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
     headless: true,
@@ -32,9 +30,8 @@ export async function launchBrowser(): Promise<Browser> {
       '--disable-component-update',
       '--disable-sync',
       '--disable-dev-shm-usage',
-      `--user-data-dir=${userDataDir}`,
     ],
-  });
+  }); // playwright gives each launch a fresh temporary profile
 }
 
 /** Where screenshots and other artifacts of browser tests go (ignored by git). */
