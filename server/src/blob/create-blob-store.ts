@@ -1,0 +1,27 @@
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { ServerConfig } from '../config/server-config.ts';
+import type { BlobStore } from './blob-store.ts';
+import { DiskBlobStore } from './disk-blob-store.ts';
+import { S3BlobStore } from './s3-blob-store.ts';
+
+/**
+ * The configured blob store: S3 when `config.s3` is set, else files under
+ * `DATA_DIR/blobs`. Leftovers of puts interrupted by a crash are swept first:
+ * all of them on disk (this process owns the directory), only day-old ones on
+ * S3 (other replicas may be uploading right now).
+ */
+export async function createBlobStore(config: ServerConfig, log: Logger): Promise<BlobStore> {
+  const store: BlobStore = config.s3 ? new S3BlobStore(config.s3) : new DiskBlobStore(path.join(config.dataDir, 'blobs'));
+  try {
+    const removed = store.kind === 'disk' ? await store.sweepTemp(0) : await store.sweepTemp();
+    log.info({ blobStore: store.location, removed }, `swept ${removed} temp leftover(s) from interrupted uploads`);
+  } catch (error) {
+    // A store that cannot list its leftovers still serves; start anyway and say so.
+    log.warn(
+      { blobStore: store.location, err: error },
+      'could not sweep temp leftovers of interrupted uploads; on S3 add a lifecycle rule AbortIncompleteMultipartUpload',
+    );
+  }
+  return store;
+}
