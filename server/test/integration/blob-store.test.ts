@@ -1,0 +1,125 @@
+import { execFile } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '@cairn/shared';
+import { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
+import { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
+import { StorageFullError } from '../../src/errors.ts';
+import { startS3rver, type RunningS3rver } from '../helpers/s3rver.ts';
+import { describeBlobStoreContract } from './blob-store.contract.ts';
+
+const run = promisify(execFile);
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.filter((entry) => entry.isFile()).map((entry) => path.join(entry.parentPath, entry.name));
+}
+
+describeBlobStoreContract('disk', async () => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'cairn-blobs-'));
+  const store = new DiskBlobStore(path.join(dir, 'blobs'));
+  return {
+    store,
+    rawEntries: () => filesUnder(dir),
+    async plantTempLeftover() {
+      await mkdir(store.tempDir, { recursive: true });
+      await writeFile(path.join(store.tempDir, randomUUID()), randomBytes(100));
+    },
+    async close() {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('S3 blob store on s3rver', () => {
+  let s3: RunningS3rver;
+  let admin: S3Client;
+
+  beforeAll(async () => {
+    s3 = await startS3rver();
+    admin = new S3Client({
+      region: s3.s3Config.region,
+      endpoint: s3.endpoint,
+      forcePathStyle: true,
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    });
+  });
+
+  afterAll(async () => {
+    admin?.destroy();
+    await s3?.close();
+  });
+
+  // A bucket per test keeps every case's "nothing left behind" check honest.
+  describeBlobStoreContract('s3', async () => {
+    const bucket = `cairn-${randomUUID()}`;
+    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+    const store = new S3BlobStore({ ...s3.s3Config, bucket });
+    return {
+      store,
+      async rawEntries() {
+        const keys: string[] = [];
+        let token: string | undefined;
+        do {
+          const page = await admin.send(new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }));
+          keys.push(...(page.Contents ?? []).map((object) => object.Key ?? ''));
+          token = page.IsTruncated ? page.NextContinuationToken : undefined;
+        } while (token !== undefined);
+        return keys;
+      },
+      // Leftovers on S3 are incomplete multipart uploads, which only ListMultipartUploads can see.
+      plantTempLeftover: 's3rver does not implement ListMultipartUploads, so sweepTemp cannot run against it',
+      async close() {
+        await store.close();
+      },
+    };
+  });
+});
+
+describe('disk blob store when the filesystem is full', () => {
+  let mountPoint: string | undefined;
+  let skipReason: string | undefined;
+
+  beforeAll(async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'cairn-full-'));
+    try {
+      await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
+      mountPoint = dir;
+    } catch (error) {
+      await rm(dir, { recursive: true, force: true });
+      skipReason = `cannot mount a 1 MiB tmpfs here (${(error as Error).message.split('\n')[0]}); needs root and mount permission`;
+      console.info(`[disk full] skipped: ${skipReason}`);
+    }
+  });
+
+  afterAll(async () => {
+    if (mountPoint === undefined) return;
+    await run('umount', [mountPoint]);
+    await rm(mountPoint, { recursive: true, force: true });
+  });
+
+  it('maps ENOSPC to StorageFullError, leaves nothing, and recovers when space returns', async (ctx) => {
+    if (mountPoint === undefined) {
+      ctx.skip(skipReason);
+      return;
+    }
+    const store = new DiskBlobStore(path.join(mountPoint, 'blobs'));
+    const big = randomBytes(2 * 1024 * 1024);
+    const bigKey = sha256Hex(big);
+    await expect(store.put(bigKey, Readable.from([big]), bigKey)).rejects.toBeInstanceOf(StorageFullError);
+    expect(await filesUnder(mountPoint)).toEqual([]);
+    expect(await store.stat(bigKey)).toBeNull();
+
+    const small = randomBytes(100 * 1024);
+    const smallKey = sha256Hex(small);
+    expect(await store.put(smallKey, Readable.from([small]), smallKey)).toEqual({ key: smallKey, size: small.length });
+    await expect(store.check()).resolves.toBeUndefined();
+  });
+});
