@@ -208,8 +208,15 @@ export class S3BlobStore implements BlobStore {
     return removed;
   }
 
+  /** HeadBucket: proves the endpoint answers, the credentials work and the bucket exists (it is never created here). */
   async check(): Promise<void> {
-    await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.bucket }));
+    } catch (error) {
+      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      const reason = status === 404 ? 'the bucket does not exist' : status === 403 ? 'access denied' : String(error);
+      throw new Error(`S3 blob store ${this.location} is not usable: ${reason}`, { cause: error });
+    }
   }
 
   async close(): Promise<void> {

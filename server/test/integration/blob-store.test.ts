@@ -81,6 +81,15 @@ describe('S3 blob store on s3rver', () => {
       },
     };
   });
+
+  it('fails check with a clear reason when the bucket does not exist', async () => {
+    const store = new S3BlobStore({ ...s3.s3Config, bucket: 'no-such-bucket' });
+    try {
+      await expect(store.check()).rejects.toThrow(/no-such-bucket.*the bucket does not exist/);
+    } finally {
+      await store.close();
+    }
+  });
 });
 
 describe('disk blob store when the filesystem is full', () => {
