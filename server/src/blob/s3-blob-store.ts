@@ -115,6 +115,8 @@ export class S3BlobStore implements BlobStore {
             throw error;
           }
         })(),
+        // One chunk of read-ahead: the Upload's part buffers are the only big ones.
+        { highWaterMark: 1 },
       );
       // Upload completes only after `body` ends cleanly, i.e. after the hash matched;
       // any body error makes it abort the multipart upload instead.

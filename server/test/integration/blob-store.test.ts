@@ -6,9 +6,12 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '@cairn/shared';
+import { createBlobStore } from '../../src/blob/create-blob-store.ts';
 import { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
+import { loadServerConfig } from '../../src/config/server-config.ts';
 import { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
 import { StorageFullError } from '../../src/errors.ts';
 import { startS3rver, type RunningS3rver } from '../helpers/s3rver.ts';
@@ -82,12 +85,52 @@ describe('S3 blob store on s3rver', () => {
     };
   });
 
+  it('is what createBlobStore builds when S3_BUCKET is set, and start-up survives a server that cannot sweep', async () => {
+    const { log, lines } = captureLog();
+    const store = await createBlobStore(loadServerConfig({ ...s3.env, DATA_DIR: os.tmpdir() }), log);
+    try {
+      expect(store.kind).toBe('s3');
+      expect(store.location).toContain(s3.bucket);
+      expect(lines().some((line) => line.level === 40 && /could not sweep/.test(String(line.msg)))).toBe(true);
+      await expect(store.check()).resolves.toBeUndefined();
+    } finally {
+      await store.close();
+    }
+  });
+
   it('fails check with a clear reason when the bucket does not exist', async () => {
     const store = new S3BlobStore({ ...s3.s3Config, bucket: 'no-such-bucket' });
     try {
       await expect(store.check()).rejects.toThrow(/no-such-bucket.*the bucket does not exist/);
     } finally {
       await store.close();
+    }
+  });
+});
+
+function captureLog(): { log: pino.Logger; lines: () => { level: number; msg?: unknown; removed?: unknown }[] } {
+  const chunks: string[] = [];
+  const log = pino({ level: 'info' }, { write: (chunk: string) => void chunks.push(chunk) });
+  return { log, lines: () => chunks.map((chunk) => JSON.parse(chunk) as { level: number; msg?: unknown }) };
+}
+
+describe('createBlobStore on disk', () => {
+  it('builds a disk store under DATA_DIR/blobs and sweeps crash leftovers at start, logging how many', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'cairn-data-'));
+    try {
+      const tempDir = path.join(dataDir, 'blobs', 'tmp');
+      await mkdir(tempDir, { recursive: true });
+      await writeFile(path.join(tempDir, randomUUID()), 'half an upload');
+      await writeFile(path.join(tempDir, randomUUID()), 'another');
+      const { log, lines } = captureLog();
+      const store = await createBlobStore(loadServerConfig({ DATA_DIR: dataDir }), log);
+      expect(store.kind).toBe('disk');
+      expect(store.location).toBe(path.join(dataDir, 'blobs'));
+      expect(await filesUnder(dataDir)).toEqual([]);
+      expect(lines().find((line) => line.removed !== undefined)?.removed).toBe(2);
+      await store.close();
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });
