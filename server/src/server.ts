@@ -5,6 +5,8 @@ import type { AppContext } from './app-context.ts';
 import { createBlobStore } from './blob/create-blob-store.ts';
 import type { ServerConfig } from './config/server-config.ts';
 import { openDatabase } from './db/database.ts';
+import { startPeriodicJobs } from './jobs/periodic-jobs.ts';
+import { ensureInitialAdmin } from './services/users.service.ts';
 
 export interface RunningServer {
   app: App;
@@ -18,17 +20,20 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
   const database = await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: path.join(config.dataDir, 'db') });
   const blobs = await createBlobStore(config, log);
   const ctx: AppContext = { config, database, blobs, log };
+  await ensureInitialAdmin(ctx);
   const app = await buildApp(ctx);
   const address = await app.listen({ port: config.port, host: config.host });
   log.info(
     { database: database.location, blobStore: blobs.location, dataDir: config.dataDir, url: address },
     `Cairn server listening on ${address}; metadata in ${database.location}; blobs in ${blobs.location}`,
   );
+  const jobs = startPeriodicJobs(ctx);
   return {
     app,
     ctx,
     url: address,
     async close() {
+      await jobs.stop();
       await app.close();
       await blobs.close();
       await database.close();

@@ -143,6 +143,13 @@ export type UploadResult = Static<typeof UploadResult>;
 export const UploadResponse = Type.Object({ results: Type.Array(UploadResult) });
 export type UploadResponse = Static<typeof UploadResponse>;
 
+/**
+ * `POST /contents?runId=`: optional. The run the upload belongs to, so the
+ * server can count the bytes it newly stores as that run's `bytesNew`.
+ */
+export const UploadQuery = Type.Object({ runId: Type.Optional(Uuid) });
+export type UploadQuery = Static<typeof UploadQuery>;
+
 export const FileKind = Type.Union([Type.Literal('file'), Type.Literal('symlink')]);
 export type FileKind = Static<typeof FileKind>;
 

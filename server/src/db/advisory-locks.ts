@@ -1,0 +1,193 @@
+import { sql } from 'drizzle-orm';
+import { rowsOf, type Database, type Db, type Tx } from './database.ts';
+
+/**
+ * Advisory lock keys. Fixed numbers: every replica and every version of the
+ * server must agree on them.
+ */
+export const LOCK_KEYS = {
+  /** Shared by commits that make content referenced; exclusive for GC while it deletes rows and objects. */
+  contentReferences: 7_146_001,
+  /** One GC run at a time across replicas (try-lock: the second run skips). */
+  gcRun: 7_146_002,
+  /** One retention sweep at a time across replicas. */
+  retentionSweep: 7_146_003,
+} as const;
+
+export type JobLockKey = typeof LOCK_KEYS.gcRun | typeof LOCK_KEYS.retentionSweep;
+
+export type TryLockResult<T> = { ran: true; value: T } | { ran: false };
+
+/**
+ * Serialises "make content referenced" against "delete unreferenced content"
+ * (docs/decisions.md #5), and keeps periodic jobs to one replica.
+ *
+ * On PostgreSQL these are advisory locks, so they hold across replicas. PGlite
+ * is one connection in one process whose transactions are already serial, so
+ * there an in-process read/write lock gives the same guarantees (the window
+ * that matters is GC deleting objects after its row transaction committed).
+ */
+export interface LockManager {
+  /**
+   * Runs `fn` in a transaction whose first statement takes the content lock
+   * in shared mode: while it runs, GC cannot delete rows or objects, and the
+   * rows `fn` reads are the ones GC left. Many such transactions run at once.
+   */
+  inReferencingTransaction<T>(fn: (tx: Tx) => Promise<T>): Promise<T>;
+  /**
+   * Takes the content lock exclusively (waiting for running shared holders),
+   * runs `deleteRows` in its own transaction and commits it, then runs
+   * `afterCommit` with its result, and only then releases the lock. GC deletes
+   * objects in `afterCommit`: rows first, objects after, no commit in between.
+   */
+  withExclusiveContentLock<T>(deleteRows: (tx: Tx) => Promise<T>, afterCommit: (result: T) => Promise<void>): Promise<T>;
+  /** Runs `fn` unless another holder of `key` (in any replica) is running; then returns `{ ran: false }` at once. */
+  tryExclusive<T>(key: JobLockKey, fn: () => Promise<T>): Promise<TryLockResult<T>>;
+  /** How many transactions wait for the content lock right now (lets tests observe a blocked commit without timing). */
+  contentLockWaiters(): Promise<number>;
+}
+
+const managers = new WeakMap<Db, LockManager>();
+
+/** The lock manager of a database; one per database handle, so in-process locks are shared by every caller. */
+export function lockManagerFor(database: Database): LockManager {
+  let manager = managers.get(database.db);
+  if (!manager) {
+    manager = database.kind === 'postgres' ? postgresLocks(database.db) : inProcessLocks(database.db);
+    managers.set(database.db, manager);
+  }
+  return manager;
+}
+
+function postgresLocks(db: Db): LockManager {
+  const key = LOCK_KEYS.contentReferences;
+  return {
+    inReferencingTransaction(fn) {
+      return db.transaction(async (tx) => {
+        await tx.execute(sql`select pg_advisory_xact_lock_shared(${key}::bigint)`);
+        return fn(tx);
+      });
+    },
+    async withExclusiveContentLock(deleteRows, afterCommit) {
+      // The lock lives in `lockTx` and outlasts the row transaction, which runs on
+      // a second connection. Both connections are taken from the pool before the
+      // lock is requested, so commits queued behind the lock can never starve GC
+      // of the connection it needs to finish and release it.
+      return db.transaction(async (lockTx) => {
+        const result = await db.transaction(async (tx) => {
+          await lockTx.execute(sql`select pg_advisory_xact_lock(${key}::bigint)`);
+          return deleteRows(tx);
+        });
+        await afterCommit(result);
+        return result;
+      });
+    },
+    async tryExclusive(jobKey, fn) {
+      return db.transaction(async (lockTx) => {
+        const [row] = rowsOf<{ locked: boolean }>(
+          await lockTx.execute(sql`select pg_try_advisory_xact_lock(${jobKey}::bigint) as locked`),
+        );
+        if (!row?.locked) return { ran: false } as const;
+        return { ran: true, value: await fn() } as const;
+      });
+    },
+    async contentLockWaiters() {
+      const [row] = rowsOf<{ waiting: number }>(
+        await db.execute(sql`
+          select count(*)::int as waiting from pg_locks
+          where locktype = 'advisory' and not granted and classid = 0 and objid = ${key} and objsubid = 1
+            and database = (select oid from pg_database where datname = current_database())`),
+      );
+      return row?.waiting ?? 0;
+    },
+  };
+}
+
+function inProcessLocks(db: Db): LockManager {
+  const contentLock = new ReadWriteLock();
+  const runningJobs = new Set<JobLockKey>();
+  return {
+    async inReferencingTransaction(fn) {
+      const release = await contentLock.read();
+      try {
+        return await db.transaction(fn);
+      } finally {
+        release();
+      }
+    },
+    async withExclusiveContentLock(deleteRows, afterCommit) {
+      const release = await contentLock.write();
+      try {
+        const result = await db.transaction(deleteRows);
+        await afterCommit(result);
+        return result;
+      } finally {
+        release();
+      }
+    },
+    async tryExclusive(jobKey, fn) {
+      if (runningJobs.has(jobKey)) return { ran: false };
+      runningJobs.add(jobKey);
+      try {
+        return { ran: true, value: await fn() };
+      } finally {
+        runningJobs.delete(jobKey);
+      }
+    },
+    async contentLockWaiters() {
+      return contentLock.waiting;
+    },
+  };
+}
+
+/** FIFO read/write lock: readers share, a writer is alone, and nobody overtakes a waiting writer. */
+export class ReadWriteLock {
+  #readers = 0;
+  #writer = false;
+  readonly #queue: { write: boolean; grant: () => void }[] = [];
+
+  get waiting(): number {
+    return this.#queue.length;
+  }
+
+  read(): Promise<() => void> {
+    return this.#enqueue(false);
+  }
+
+  write(): Promise<() => void> {
+    return this.#enqueue(true);
+  }
+
+  #enqueue(write: boolean): Promise<() => void> {
+    return new Promise((resolve) => {
+      this.#queue.push({
+        write,
+        grant: () => {
+          let released = false;
+          resolve(() => {
+            if (released) return;
+            released = true;
+            if (write) this.#writer = false;
+            else this.#readers--;
+            this.#pump();
+          });
+        },
+      });
+      this.#pump();
+    });
+  }
+
+  #pump(): void {
+    for (let next = this.#queue[0]; next; next = this.#queue[0]) {
+      if (this.#writer) return;
+      if (next.write) {
+        if (this.#readers > 0) return;
+        this.#writer = true;
+      } else {
+        this.#readers++;
+      }
+      this.#queue.shift();
+      next.grant();
+    }
+  }
+}

@@ -1,0 +1,60 @@
+import type { AppContext } from '../app-context.ts';
+import { collectGarbage } from '../services/garbage-collector.ts';
+import { sweepRetention } from '../services/retention.service.ts';
+
+export interface PeriodicJobs {
+  /** Stops scheduling and waits for a job that is running to finish. */
+  stop(): Promise<void>;
+}
+
+interface JobSpec {
+  name: string;
+  intervalSeconds: number;
+  run: () => Promise<unknown>;
+}
+
+/**
+ * Starts the periodic jobs: the retention sweep and GC. Each run takes its
+ * advisory try-lock inside the service, so with N replicas one of them works
+ * and the others skip. A job is scheduled again only after it finished, so a
+ * slow run never overlaps the next one in this process.
+ */
+export function startPeriodicJobs(ctx: AppContext): PeriodicJobs {
+  const specs: JobSpec[] = [
+    { name: 'retention-sweep', intervalSeconds: ctx.config.retention.sweepIntervalSeconds, run: () => sweepRetention(ctx) },
+    { name: 'gc', intervalSeconds: ctx.config.gc.intervalSeconds, run: () => collectGarbage(ctx) },
+  ];
+  let stopped = false;
+  const timers = new Set<NodeJS.Timeout>();
+  const running = new Set<Promise<void>>();
+
+  const schedule = (spec: JobSpec) => {
+    if (stopped) return;
+    const timer = setTimeout(() => {
+      timers.delete(timer);
+      const execution = spec
+        .run()
+        .then(
+          (result) => ctx.log.debug({ job: spec.name, result }, 'periodic job finished'),
+          (error: unknown) => ctx.log.error({ err: error, job: spec.name }, 'periodic job failed; it runs again at its next interval'),
+        )
+        .finally(() => {
+          running.delete(execution);
+          schedule(spec);
+        });
+      running.add(execution);
+    }, spec.intervalSeconds * 1000);
+    timer.unref();
+    timers.add(timer);
+  };
+  for (const spec of specs) schedule(spec);
+
+  return {
+    async stop() {
+      stopped = true;
+      for (const timer of timers) clearTimeout(timer);
+      timers.clear();
+      await Promise.all([...running]);
+    },
+  };
+}

@@ -1,0 +1,381 @@
+import { and, asc, desc, eq, gt, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
+import {
+  LIMITS,
+  normaliseBackupPath,
+  type ChangesRequest,
+  type ChangesResponse,
+  type FileVersion,
+  type FilesPage,
+  type FinishRunRequest,
+  type LogEntry,
+  type PreCommandResult,
+  type RunSummary,
+  type StartRunRequest,
+} from '@cairn/shared';
+import type { AppContext } from '../app-context.ts';
+import { lockManagerFor } from '../db/advisory-locks.ts';
+import { rowsOf, type Db, type Tx } from '../db/database.ts';
+import { backupRuns, clientLogs, clients, fileVersions } from '../db/schema.ts';
+import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
+import { pruneClientVersions } from './retention.service.ts';
+
+/**
+ * Backup runs and the temporal file tree of each client. Every time stored
+ * here is the server's (database) clock; the agent's mtimes are kept only as
+ * file metadata.
+ */
+
+type RunRow = typeof backupRuns.$inferSelect;
+
+export interface RunDetail extends RunSummary {
+  clientId: string;
+  trigger: string;
+  preCommands: PreCommandResult[];
+}
+
+function toRunDetail(row: RunRow): RunDetail {
+  return {
+    runId: row.id,
+    clientId: row.clientId,
+    trigger: row.trigger,
+    status: row.status,
+    startedAt: row.startedAt.toISOString(),
+    finishedAt: row.finishedAt?.toISOString() ?? null,
+    filesScanned: row.filesScanned,
+    filesChanged: row.filesChanged,
+    filesDeleted: row.filesDeleted,
+    filesFailed: row.filesFailed,
+    bytesScanned: row.bytesScanned,
+    bytesUploaded: row.bytesUploaded,
+    bytesNew: row.bytesNew,
+    error: row.error,
+    preCommands: row.preCommands,
+  };
+}
+
+/**
+ * Starts a run for the client. A run the client left `running` (its agent
+ * restarted mid-run) is closed as failed, and a pending "back up now" request
+ * is cleared.
+ */
+export async function startRun(ctx: AppContext, clientId: string, request: StartRunRequest): Promise<{ runId: string }> {
+  return ctx.database.db.transaction(async (tx) => {
+    await tx
+      .update(backupRuns)
+      .set({ status: 'failed', finishedAt: sql`now()`, error: 'abandoned: the agent started a new run before finishing this one' })
+      .where(and(eq(backupRuns.clientId, clientId), eq(backupRuns.status, 'running')));
+    const [run] = await tx
+      .insert(backupRuns)
+      .values({ clientId, trigger: request.trigger ?? 'schedule' })
+      .returning({ id: backupRuns.id });
+    if (!run) throw new Error('insert returned no row');
+    await tx.update(clients).set({ runRequestedAt: null }).where(eq(clients.id, clientId));
+    return { runId: run.id };
+  });
+}
+
+/** The run when it belongs to `clientId`; NotFoundError otherwise (another client's run is not revealed). */
+export async function getRunOfClient(db: Db | Tx, clientId: string, runId: string): Promise<RunDetail> {
+  const [row] = await db
+    .select()
+    .from(backupRuns)
+    .where(and(eq(backupRuns.id, runId), eq(backupRuns.clientId, clientId)))
+    .limit(1);
+  if (!row) throw new NotFoundError('no such run');
+  return toRunDetail(row);
+}
+
+/** A run by id whoever owns it, or null (dashboard: check the client's owner before showing it). */
+export async function findRun(db: Db, runId: string): Promise<RunDetail | null> {
+  const [row] = await db.select().from(backupRuns).where(eq(backupRuns.id, runId)).limit(1);
+  return row ? toRunDetail(row) : null;
+}
+
+/** A client's runs, newest first, `limit` at most (default 50), older than `before` when given. */
+export async function listRuns(db: Db, clientId: string, options: { limit?: number; before?: Date } = {}): Promise<RunDetail[]> {
+  const rows = await db
+    .select()
+    .from(backupRuns)
+    .where(and(eq(backupRuns.clientId, clientId), options.before ? lt(backupRuns.startedAt, options.before) : undefined))
+    .orderBy(desc(backupRuns.startedAt))
+    .limit(options.limit ?? 50);
+  return rows.map(toRunDetail);
+}
+
+interface NormalisedUpsert {
+  path: string;
+  kind: 'file' | 'symlink';
+  sha256: string | null;
+  size: number;
+  mtime_ms: number;
+  mode: number;
+  link_target: string | null;
+}
+
+/**
+ * Applies one batch of a run's changes, all or nothing, in one transaction of
+ * a few set-based statements (never a query per file):
+ * - an upsert equal to the path's current version is a no-op;
+ * - a changed upsert closes the current version and opens a new one;
+ * - a delete closes the current version.
+ * valid_from / valid_to are the transaction's server time. Content the user
+ * does not hold (or that GC removed) refuses the whole batch with
+ * ConflictError naming the `missing` hashes. Paths are normalised; a bad path
+ * or a path named twice is a BadRequestError naming it. A finished run is a
+ * ConflictError; another client's run a NotFoundError.
+ */
+export async function applyChanges(
+  ctx: AppContext,
+  agent: { clientId: string; userId: string },
+  runId: string,
+  changes: ChangesRequest,
+): Promise<ChangesResponse> {
+  const { upserts, deletes } = normaliseChanges(changes);
+  const hashes = [...new Set(upserts.flatMap((u) => (u.sha256 === null ? [] : [u.sha256])))];
+  return lockManagerFor(ctx.database).inReferencingTransaction(async (tx) => {
+    const run = await getRunOfClient(tx, agent.clientId, runId);
+    if (run.status !== 'running') throw new ConflictError(`run ${runId} is already ${run.status}`);
+    if (hashes.length > 0) {
+      const missing = rowsOf<{ sha256: string }>(
+        await tx.execute(sql`
+          select h.value as sha256 from jsonb_array_elements_text(${JSON.stringify(hashes)}::jsonb) h
+          where not exists (select 1 from owner_contents oc where oc.user_id = ${agent.userId} and oc.content_sha256 = h.value)`),
+      ).map((row) => row.sha256);
+      if (missing.length > 0) {
+        throw new ConflictError(`${missing.length} content(s) are not stored for this user; upload them first`, { missing });
+      }
+    }
+    let opened = 0;
+    let closed = 0;
+    if (upserts.length > 0) {
+      const input = sql`jsonb_to_recordset(${JSON.stringify(upserts)}::jsonb)
+        as x(path text, kind text, sha256 text, size bigint, mtime_ms bigint, mode integer, link_target text)`;
+      closed += countOf(
+        await tx.execute(sql`
+          with changed as (
+            update file_versions fv set valid_to = greatest(now(), fv.valid_from)
+            from ${input}
+            where fv.client_id = ${agent.clientId} and fv.valid_to is null and fv.path = x.path
+              and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target)
+                is distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target)
+            returning 1)
+          select count(*)::int as n from changed`),
+      );
+      opened += countOf(
+        await tx.execute(sql`
+          with inserted as (
+            insert into file_versions (client_id, path, kind, content_sha256, size, mtime_ms, mode, link_target, run_id, valid_from)
+            select ${agent.clientId}, x.path, x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, ${runId}, now()
+            from ${input}
+            where not exists (
+              select 1 from file_versions fv where fv.client_id = ${agent.clientId} and fv.path = x.path and fv.valid_to is null)
+            returning 1)
+          select count(*)::int as n from inserted`),
+      );
+    }
+    if (deletes.length > 0) {
+      closed += countOf(
+        await tx.execute(sql`
+          with gone as (
+            update file_versions set valid_to = greatest(now(), valid_from)
+            where client_id = ${agent.clientId} and valid_to is null
+              and path in (select value from jsonb_array_elements_text(${JSON.stringify(deletes)}::jsonb))
+            returning 1)
+          select count(*)::int as n from gone`),
+      );
+    }
+    return { opened, closed };
+  });
+}
+
+function countOf(result: unknown): number {
+  return Number(rowsOf<{ n: number | string }>(result)[0]?.n ?? 0);
+}
+
+/** The largest time a JavaScript Date can hold, in ms either side of the epoch. */
+const MAX_TIME_MS = 8.64e15;
+
+function normaliseChanges(changes: ChangesRequest): { upserts: NormalisedUpsert[]; deletes: string[] } {
+  if (changes.upserts.length + changes.deletes.length > LIMITS.changesBatch) {
+    throw new BadRequestError(`upserts and deletes: at most ${LIMITS.changesBatch} changes per request`);
+  }
+  const seen = new Set<string>();
+  const claim = (raw: string, field: string): string => {
+    const path = normaliseBackupPath(raw, LIMITS.pathBytes);
+    if (path === null || path === '/') throw new BadRequestError(`${field}: not a storable absolute path: ${JSON.stringify(raw)}`);
+    if (seen.has(path)) throw new BadRequestError(`${field}: path appears twice in one batch: ${JSON.stringify(path)}`);
+    seen.add(path);
+    return path;
+  };
+  const upserts = changes.upserts.map((upsert, i): NormalisedUpsert => {
+    const field = `upserts[${i}]`;
+    const path = claim(upsert.path, `${field}.path`);
+    if (upsert.kind === 'file' && upsert.sha256 === null) throw new BadRequestError(`${field}.sha256: required for a file`);
+    if (upsert.kind === 'symlink' && upsert.sha256 !== null) throw new BadRequestError(`${field}.sha256: must be null for a symlink`);
+    if (!(Math.abs(upsert.mtimeMs) <= MAX_TIME_MS)) throw new BadRequestError(`${field}.mtimeMs: not a valid time`);
+    return {
+      path,
+      kind: upsert.kind,
+      sha256: upsert.sha256,
+      size: upsert.size,
+      mtime_ms: Math.trunc(upsert.mtimeMs),
+      mode: upsert.mode,
+      link_target: upsert.kind === 'symlink' ? (upsert.linkTarget ?? '') : null,
+    };
+  });
+  const deletes = changes.deletes.map((raw, i) => claim(raw, `deletes[${i}]`));
+  return { upserts, deletes };
+}
+
+/**
+ * Finishes a running run with the agent's status, stats and pre-command
+ * results. On success or partial success the client's last_backup_at is set.
+ * Then the client's versions are pruned by its retention policy (a pruning
+ * failure is logged, it does not fail the run). NotFoundError for another
+ * client's run, ConflictError for a run already finished.
+ */
+export async function finishRun(ctx: AppContext, clientId: string, runId: string, request: FinishRunRequest): Promise<RunDetail> {
+  const finished = await ctx.database.db.transaction(async (tx) => {
+    const run = await getRunOfClient(tx, clientId, runId);
+    if (run.status !== 'running') throw new ConflictError(`run ${runId} is already ${run.status}`);
+    const [row] = await tx
+      .update(backupRuns)
+      .set({
+        status: request.status,
+        finishedAt: sql`now()`,
+        filesScanned: request.stats.filesScanned,
+        filesChanged: request.stats.filesChanged,
+        filesDeleted: request.stats.filesDeleted,
+        filesFailed: request.stats.filesFailed,
+        bytesScanned: request.stats.bytesScanned,
+        bytesUploaded: request.stats.bytesUploaded,
+        preCommands: request.preCommands,
+        error: request.error ?? null,
+      })
+      .where(and(eq(backupRuns.id, runId), eq(backupRuns.status, 'running')))
+      .returning();
+    if (!row) throw new ConflictError(`run ${runId} is already finished`);
+    if (request.status !== 'failed') {
+      await tx.update(clients).set({ lastBackupAt: sql`now()` }).where(eq(clients.id, clientId));
+    }
+    return toRunDetail(row);
+  });
+  try {
+    await pruneClientVersions(ctx, clientId);
+  } catch (error) {
+    ctx.log.error({ err: error, clientId, runId }, 'pruning after a finished run failed; the periodic sweep will retry');
+  }
+  return finished;
+}
+
+type VersionRow = typeof fileVersions.$inferSelect;
+
+export function toFileVersion(row: VersionRow): FileVersion {
+  return {
+    versionId: String(row.id),
+    path: row.path,
+    kind: row.kind,
+    sha256: row.contentSha256,
+    size: row.size,
+    mtimeMs: row.mtimeMs,
+    mode: row.mode,
+    linkTarget: row.linkTarget,
+    validFrom: row.validFrom.toISOString(),
+    validTo: row.validTo?.toISOString() ?? null,
+  };
+}
+
+export interface TreeQuery {
+  /** Default: now (the current versions). */
+  asOf?: Date;
+  /** Only this path and what lies below it. */
+  prefix?: string;
+  /** Keyset paging: paths strictly after this one. */
+  after?: string;
+  /** Default LIMITS.pageSize, at most LIMITS.maxPageSize. */
+  limit?: number;
+}
+
+/**
+ * The client's tree as of `asOf`: versions with valid_from <= asOf <
+ * coalesce(valid_to, infinity), ordered by path, one page. `nextAfter` is
+ * the last path of the page, or null on the last page.
+ */
+export async function listTreeAsOf(db: Db, clientId: string, query: TreeQuery = {}): Promise<FilesPage> {
+  const limit = Math.min(query.limit ?? LIMITS.pageSize, LIMITS.maxPageSize);
+  const conditions: (SQL | undefined)[] = [eq(fileVersions.clientId, clientId)];
+  if (query.asOf) {
+    conditions.push(lte(fileVersions.validFrom, query.asOf), or(isNull(fileVersions.validTo), gt(fileVersions.validTo, query.asOf)));
+  } else {
+    conditions.push(isNull(fileVersions.validTo));
+  }
+  if (query.prefix !== undefined && query.prefix !== '' && query.prefix !== '/') {
+    const prefix = normaliseBackupPath(query.prefix, LIMITS.pathBytes);
+    if (prefix === null) throw new BadRequestError(`prefix: not an absolute path: ${JSON.stringify(query.prefix)}`);
+    if (prefix !== '/') {
+      conditions.push(or(eq(fileVersions.path, prefix), sql`starts_with(${fileVersions.path}, ${prefix + '/'})`));
+    }
+  }
+  if (query.after !== undefined) conditions.push(gt(fileVersions.path, query.after));
+  const rows = await db
+    .select()
+    .from(fileVersions)
+    .where(and(...conditions))
+    .orderBy(asc(fileVersions.path))
+    .limit(limit + 1);
+  const page = rows.slice(0, limit);
+  return {
+    files: page.map(toFileVersion),
+    nextAfter: rows.length > limit ? (page[page.length - 1]?.path ?? null) : null,
+  };
+}
+
+/** Every retained version of one path of the client, newest first (empty when there is none). */
+export async function listPathVersions(db: Db, clientId: string, rawPath: string): Promise<FileVersion[]> {
+  const path = normaliseBackupPath(rawPath, LIMITS.pathBytes);
+  if (path === null) throw new BadRequestError(`path: not an absolute path: ${JSON.stringify(rawPath)}`);
+  const rows = await db
+    .select()
+    .from(fileVersions)
+    .where(and(eq(fileVersions.clientId, clientId), eq(fileVersions.path, path)))
+    .orderBy(desc(fileVersions.validFrom), desc(fileVersions.id));
+  return rows.map(toFileVersion);
+}
+
+/** Stores log entries an agent sent. Entries naming another client's run are refused (NotFoundError), none stored. */
+export async function appendClientLogs(db: Db, clientId: string, entries: readonly LogEntry[]): Promise<void> {
+  if (entries.length === 0) return;
+  await db.transaction(async (tx) => {
+    const runIds = [...new Set(entries.flatMap((e) => (e.runId ? [e.runId] : [])))];
+    for (const runId of runIds) await getRunOfClient(tx, clientId, runId);
+    await tx.insert(clientLogs).values(
+      entries.map((entry) => ({ clientId, runId: entry.runId ?? null, at: new Date(entry.at), level: entry.level, message: entry.message })),
+    );
+  });
+}
+
+export interface ClientLogLine {
+  id: number;
+  runId: string | null;
+  at: Date;
+  receivedAt: Date;
+  level: LogEntry['level'];
+  message: string;
+}
+
+/** A client's log lines, newest first; only one run's when `runId` is given. */
+export async function listClientLogs(db: Db, clientId: string, options: { runId?: string; limit?: number } = {}): Promise<ClientLogLine[]> {
+  return db
+    .select({
+      id: clientLogs.id,
+      runId: clientLogs.runId,
+      at: clientLogs.at,
+      receivedAt: clientLogs.receivedAt,
+      level: clientLogs.level,
+      message: clientLogs.message,
+    })
+    .from(clientLogs)
+    .where(and(eq(clientLogs.clientId, clientId), options.runId ? eq(clientLogs.runId, options.runId) : undefined))
+    .orderBy(desc(clientLogs.at), desc(clientLogs.id))
+    .limit(options.limit ?? 200);
+}

@@ -1,0 +1,326 @@
+import { and, asc, eq, sql } from 'drizzle-orm';
+import type { ClientConfig, PingRequest, PingResponse, PreCommand, RegisterRequest, RegisterResponse } from '@cairn/shared';
+import type { AppContext } from '../app-context.ts';
+import type { ServerConfig } from '../config/server-config.ts';
+import { hashAgentToken, newAgentToken } from '../auth/tokens.ts';
+import { PG_UNIQUE_VIOLATION, pgErrorCode, type Db } from '../db/database.ts';
+import { clients, users } from '../db/schema.ts';
+import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from '../errors.ts';
+import { recordAudit } from './audit-log.service.ts';
+import { assertRetention, verifyUserCredentials, type Actor } from './users.service.ts';
+
+/** The agent behind a bearer token. */
+export interface AgentIdentity {
+  clientId: string;
+  clientName: string;
+  userId: string;
+  username: string;
+}
+
+/** One message for unknown users, wrong passwords and disabled users alike. */
+export const BAD_CREDENTIALS_MESSAGE = 'invalid username or password';
+
+/** Where a person sees a client in the dashboard. */
+export function clientDashboardUrl(config: ServerConfig, clientId: string): string {
+  return `${config.publicUrl.replace(/\/+$/, '')}/clients/${clientId}`;
+}
+
+/**
+ * Agent registration: checks the user's credentials (UnauthorizedError with
+ * BAD_CREDENTIALS_MESSAGE otherwise) and returns a new token for the client
+ * named `clientName`. An existing client of that name gets a fresh token and
+ * the old one stops working (docs/decisions.md #4); otherwise a client is
+ * created. Only the token's SHA-256 is stored.
+ */
+export async function registerClient(ctx: AppContext, request: RegisterRequest): Promise<RegisterResponse> {
+  const user = await verifyUserCredentials(ctx.database.db, request.username, request.password);
+  if (!user) throw new UnauthorizedError(BAD_CREDENTIALS_MESSAGE);
+  const name = request.clientName.trim();
+  if (name === '') throw new BadRequestError('clientName must not be blank');
+  const token = newAgentToken();
+  const clientId = await ctx.database.db.transaction(async (tx) => {
+    // One statement for both cases, so two registrations racing for one name cannot create twins.
+    const [row] = await tx
+      .insert(clients)
+      .values({
+        ownerId: user.id,
+        name,
+        hostname: request.hostname,
+        tokenHash: token.hash,
+        tokenPrefix: token.prefix,
+        agentVersion: request.agentVersion ?? null,
+      })
+      .onConflictDoUpdate({
+        target: [clients.ownerId, clients.name],
+        set: {
+          hostname: request.hostname,
+          tokenHash: token.hash,
+          tokenPrefix: token.prefix,
+          agentVersion: sql`coalesce(excluded.agent_version, ${clients.agentVersion})`,
+        },
+      })
+      .returning({ id: clients.id, createdAt: clients.createdAt });
+    if (!row) throw new Error('upsert returned no row');
+    await recordAudit(tx, {
+      actorUserId: user.id,
+      actorName: user.username,
+      action: 'client.register',
+      targetType: 'client',
+      targetId: row.id,
+      details: { name, hostname: request.hostname, tokenPrefix: token.prefix },
+    });
+    return row.id;
+  });
+  return { clientId, token: token.token, dashboardUrl: clientDashboardUrl(ctx.config, clientId) };
+}
+
+/**
+ * Creates a client by hand (dashboard) for `ownerId`, with a token to paste
+ * into the agent. The token is returned once and never stored. ConflictError
+ * when the owner already has a client of that name.
+ */
+export async function createClient(
+  ctx: AppContext,
+  ownerId: string,
+  input: { name: string; hostname?: string },
+  actor: Actor,
+): Promise<{ clientId: string; token: string }> {
+  const name = input.name.trim();
+  if (name === '' || name.length > 200) throw new BadRequestError('client name must be 1-200 characters');
+  const token = newAgentToken();
+  try {
+    const clientId = await ctx.database.db.transaction(async (tx) => {
+      const [row] = await tx
+        .insert(clients)
+        .values({ ownerId, name, hostname: input.hostname ?? '', tokenHash: token.hash, tokenPrefix: token.prefix })
+        .returning({ id: clients.id });
+      if (!row) throw new Error('insert returned no row');
+      await recordAudit(tx, {
+        actorUserId: actor.userId,
+        actorName: actor.name,
+        action: 'client.create',
+        targetType: 'client',
+        targetId: row.id,
+        details: { name, ownerId, tokenPrefix: token.prefix },
+      });
+      return row.id;
+    });
+    return { clientId, token: token.token };
+  } catch (error) {
+    if (pgErrorCode(error) === PG_UNIQUE_VIOLATION) throw new ConflictError(`a client named "${name}" already exists`);
+    throw error;
+  }
+}
+
+/** Issues a new token for the client; the old one stops working at once. Returns the token (shown once). */
+export async function rotateClientToken(ctx: AppContext, clientId: string, actor: Actor): Promise<{ token: string }> {
+  const token = newAgentToken();
+  await ctx.database.db.transaction(async (tx) => {
+    const updated = await tx
+      .update(clients)
+      .set({ tokenHash: token.hash, tokenPrefix: token.prefix })
+      .where(eq(clients.id, clientId))
+      .returning({ id: clients.id });
+    if (updated.length === 0) throw new NotFoundError('no such client');
+    await recordAudit(tx, {
+      actorUserId: actor.userId,
+      actorName: actor.name,
+      action: 'client.token.rotate',
+      targetType: 'client',
+      targetId: clientId,
+      details: { tokenPrefix: token.prefix },
+    });
+  });
+  return { token: token.token };
+}
+
+/** Revokes the client's token: every agent request with it is 401 until a new one is issued or the agent re-registers. */
+export async function revokeClientToken(ctx: AppContext, clientId: string, actor: Actor): Promise<void> {
+  await ctx.database.db.transaction(async (tx) => {
+    const updated = await tx
+      .update(clients)
+      .set({ tokenHash: null, tokenPrefix: null })
+      .where(eq(clients.id, clientId))
+      .returning({ id: clients.id });
+    if (updated.length === 0) throw new NotFoundError('no such client');
+    await recordAudit(tx, { actorUserId: actor.userId, actorName: actor.name, action: 'client.token.revoke', targetType: 'client', targetId: clientId });
+  });
+}
+
+/** The agent a bearer token belongs to, or null for an unknown or revoked token or a disabled owner. */
+export async function authenticateAgentToken(db: Db, token: string): Promise<AgentIdentity | null> {
+  const [row] = await db
+    .select({ clientId: clients.id, clientName: clients.name, userId: users.id, username: users.username })
+    .from(clients)
+    .innerJoin(users, eq(users.id, clients.ownerId))
+    .where(and(eq(clients.tokenHash, hashAgentToken(token)), eq(users.disabled, false)))
+    .limit(1);
+  return row ?? null;
+}
+
+/** Records a heartbeat (server clock) and tells the agent whether a person asked for a run. */
+export async function recordPing(db: Db, clientId: string, ping: PingRequest): Promise<PingResponse> {
+  const [row] = await db
+    .update(clients)
+    .set({
+      lastPingAt: sql`now()`,
+      ...(ping.agentVersion !== undefined && { agentVersion: ping.agentVersion }),
+      ...(ping.hostname !== undefined && { hostname: ping.hostname }),
+      ...(ping.state !== undefined && { agentState: ping.state }),
+    })
+    .where(eq(clients.id, clientId))
+    .returning({ runRequestedAt: clients.runRequestedAt });
+  if (!row) throw new NotFoundError('no such client');
+  return { serverTime: new Date().toISOString(), runRequested: row.runRequestedAt !== null };
+}
+
+/** Asks the client's agent to back up now; it learns at its next ping and the flag clears when it starts a run. */
+export async function requestRun(ctx: AppContext, clientId: string, actor: Actor): Promise<void> {
+  await ctx.database.db.transaction(async (tx) => {
+    const updated = await tx
+      .update(clients)
+      .set({ runRequestedAt: sql`coalesce(${clients.runRequestedAt}, now())` })
+      .where(eq(clients.id, clientId))
+      .returning({ id: clients.id });
+    if (updated.length === 0) throw new NotFoundError('no such client');
+    await recordAudit(tx, { actorUserId: actor.userId, actorName: actor.name, action: 'client.run.request', targetType: 'client', targetId: clientId });
+  });
+}
+
+/** The central configuration an agent fetches with GET /config. */
+export async function getClientConfig(ctx: AppContext, clientId: string): Promise<ClientConfig> {
+  const [row] = await ctx.database.db.select().from(clients).where(eq(clients.id, clientId)).limit(1);
+  if (!row) throw new NotFoundError('no such client');
+  return {
+    clientId: row.id,
+    name: row.name,
+    monitoredPaths: row.monitoredPaths,
+    excludes: row.excludes,
+    preCommands: row.preCommands,
+    backupIntervalSeconds: row.backupIntervalSeconds,
+    pingIntervalSeconds: row.pingIntervalSeconds,
+    dashboardUrl: clientDashboardUrl(ctx.config, row.id),
+  };
+}
+
+export interface ClientSettings {
+  monitoredPaths?: string[];
+  excludes?: string[];
+  preCommands?: PreCommand[];
+  backupIntervalSeconds?: number;
+  pingIntervalSeconds?: number;
+  /** Both null: use the owner's policy. versions set: this client's own policy (days null = no age limit). */
+  retention?: { versions: number | null; days: number | null };
+}
+
+/**
+ * Changes a client's central configuration. Every change is written to the
+ * audit log with the values before and after (pre-commands included: they run
+ * on the agent's machine). Throws NotFoundError / BadRequestError.
+ */
+export async function updateClientSettings(ctx: AppContext, clientId: string, settings: ClientSettings, actor: Actor): Promise<void> {
+  if (settings.backupIntervalSeconds !== undefined && !(Number.isInteger(settings.backupIntervalSeconds) && settings.backupIntervalSeconds >= 60)) {
+    throw new BadRequestError('backup interval must be at least 60 seconds');
+  }
+  if (settings.pingIntervalSeconds !== undefined && !(Number.isInteger(settings.pingIntervalSeconds) && settings.pingIntervalSeconds >= 5)) {
+    throw new BadRequestError('ping interval must be at least 5 seconds');
+  }
+  for (const command of settings.preCommands ?? []) {
+    if (command.command.trim() === '' || command.command.length > 4096) throw new BadRequestError('pre-command must be 1-4096 characters');
+    if (!Number.isInteger(command.timeoutSeconds) || command.timeoutSeconds < 1 || command.timeoutSeconds > 86_400) {
+      throw new BadRequestError('pre-command timeout must be 1-86400 seconds');
+    }
+  }
+  if (settings.retention && settings.retention.versions !== null) {
+    assertRetention({ versions: settings.retention.versions, days: settings.retention.days });
+  }
+  await ctx.database.db.transaction(async (tx) => {
+    const [before] = await tx.select().from(clients).where(eq(clients.id, clientId)).for('update').limit(1);
+    if (!before) throw new NotFoundError('no such client');
+    const set = {
+      ...(settings.monitoredPaths !== undefined && { monitoredPaths: settings.monitoredPaths }),
+      ...(settings.excludes !== undefined && { excludes: settings.excludes }),
+      ...(settings.preCommands !== undefined && { preCommands: settings.preCommands }),
+      ...(settings.backupIntervalSeconds !== undefined && { backupIntervalSeconds: settings.backupIntervalSeconds }),
+      ...(settings.pingIntervalSeconds !== undefined && { pingIntervalSeconds: settings.pingIntervalSeconds }),
+      ...(settings.retention !== undefined && {
+        retentionVersions: settings.retention.versions,
+        retentionDays: settings.retention.versions === null ? null : settings.retention.days,
+      }),
+    };
+    if (Object.keys(set).length === 0) return;
+    await tx.update(clients).set(set).where(eq(clients.id, clientId));
+    const changes: Record<string, { before: unknown; after: unknown }> = {};
+    for (const [field, after] of Object.entries(set)) {
+      const previous = (before as Record<string, unknown>)[field];
+      if (JSON.stringify(previous) !== JSON.stringify(after)) changes[field] = { before: previous, after };
+    }
+    await recordAudit(tx, {
+      actorUserId: actor.userId,
+      actorName: actor.name,
+      action: 'preCommands' in changes ? 'client.precommands.update' : 'client.settings.update',
+      targetType: 'client',
+      targetId: clientId,
+      details: changes,
+    });
+  });
+}
+
+export interface ClientSummary {
+  id: string;
+  ownerId: string;
+  ownerUsername: string;
+  name: string;
+  hostname: string;
+  tokenPrefix: string | null;
+  agentVersion: string | null;
+  agentState: string | null;
+  lastPingAt: Date | null;
+  lastBackupAt: Date | null;
+  runRequestedAt: Date | null;
+  backupIntervalSeconds: number;
+  pingIntervalSeconds: number;
+  retentionVersions: number | null;
+  retentionDays: number | null;
+  createdAt: Date;
+}
+
+const clientSummaryColumns = {
+  id: clients.id,
+  ownerId: clients.ownerId,
+  ownerUsername: users.username,
+  name: clients.name,
+  hostname: clients.hostname,
+  tokenPrefix: clients.tokenPrefix,
+  agentVersion: clients.agentVersion,
+  agentState: clients.agentState,
+  lastPingAt: clients.lastPingAt,
+  lastBackupAt: clients.lastBackupAt,
+  runRequestedAt: clients.runRequestedAt,
+  backupIntervalSeconds: clients.backupIntervalSeconds,
+  pingIntervalSeconds: clients.pingIntervalSeconds,
+  retentionVersions: clients.retentionVersions,
+  retentionDays: clients.retentionDays,
+  createdAt: clients.createdAt,
+};
+
+/** Clients by owner and name; only `ownerId`'s when given (a non-admin sees only their own). */
+export async function listClients(db: Db, filter: { ownerId?: string } = {}): Promise<ClientSummary[]> {
+  return db
+    .select(clientSummaryColumns)
+    .from(clients)
+    .innerJoin(users, eq(users.id, clients.ownerId))
+    .where(filter.ownerId === undefined ? undefined : eq(clients.ownerId, filter.ownerId))
+    .orderBy(asc(users.username), asc(clients.name));
+}
+
+/** One client with its full settings, or null. Callers check `ownerId` before showing it to a non-admin. */
+export async function findClient(db: Db, clientId: string): Promise<(ClientSummary & { monitoredPaths: string[]; excludes: string[]; preCommands: PreCommand[] }) | null> {
+  const [row] = await db
+    .select({ ...clientSummaryColumns, monitoredPaths: clients.monitoredPaths, excludes: clients.excludes, preCommands: clients.preCommands })
+    .from(clients)
+    .innerJoin(users, eq(users.id, clients.ownerId))
+    .where(eq(clients.id, clientId))
+    .limit(1);
+  return row ?? null;
+}

@@ -1,0 +1,240 @@
+import { randomBytes } from 'node:crypto';
+import { asc, count, eq } from 'drizzle-orm';
+import type { AppContext } from '../app-context.ts';
+import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/password.ts';
+import { PG_UNIQUE_VIOLATION, pgErrorCode, type Db } from '../db/database.ts';
+import { users } from '../db/schema.ts';
+import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
+import { recordAudit } from './audit-log.service.ts';
+
+/** Who performs a change, for the audit log. */
+export interface Actor {
+  userId: string | null;
+  name: string;
+}
+
+export const SYSTEM_ACTOR: Actor = { userId: null, name: 'system' };
+
+export const MIN_PASSWORD_LENGTH = 8;
+
+export interface UserSummary {
+  id: string;
+  username: string;
+  isAdmin: boolean;
+  disabled: boolean;
+  retentionVersions: number;
+  retentionDays: number | null;
+  createdAt: Date;
+}
+
+const userSummaryColumns = {
+  id: users.id,
+  username: users.username,
+  isAdmin: users.isAdmin,
+  disabled: users.disabled,
+  retentionVersions: users.retentionVersions,
+  retentionDays: users.retentionDays,
+  createdAt: users.createdAt,
+};
+
+export interface NewUser {
+  username: string;
+  password: string;
+  isAdmin?: boolean;
+  /** Defaults: the server's DEFAULT_RETENTION_VERSIONS / DEFAULT_RETENTION_DAYS. */
+  retentionVersions?: number;
+  retentionDays?: number | null;
+}
+
+/**
+ * Creates a user with a scrypt-hashed password. Throws BadRequestError for an
+ * empty username or a password shorter than MIN_PASSWORD_LENGTH, and
+ * ConflictError when the username is taken (the unique index decides).
+ */
+export async function createUser(ctx: AppContext, input: NewUser, actor: Actor): Promise<UserSummary> {
+  const username = input.username.trim();
+  if (username === '' || username.length > 200) throw new BadRequestError('username must be 1-200 characters');
+  assertPasswordStrength(input.password);
+  const passwordHash = await hashPassword(input.password);
+  try {
+    return await ctx.database.db.transaction(async (tx) => {
+      const [created] = await tx
+        .insert(users)
+        .values({
+          username,
+          passwordHash,
+          isAdmin: input.isAdmin ?? false,
+          retentionVersions: input.retentionVersions ?? ctx.config.retention.defaultVersions,
+          retentionDays: input.retentionDays === undefined ? (ctx.config.retention.defaultDays ?? null) : input.retentionDays,
+        })
+        .returning(userSummaryColumns);
+      if (!created) throw new Error('insert returned no row');
+      await recordAudit(tx, {
+        actorUserId: actor.userId,
+        actorName: actor.name,
+        action: 'user.create',
+        targetType: 'user',
+        targetId: created.id,
+        details: { username, isAdmin: created.isAdmin },
+      });
+      return created;
+    });
+  } catch (error) {
+    if (pgErrorCode(error) === PG_UNIQUE_VIOLATION) throw new ConflictError(`username "${username}" is taken`);
+    throw error;
+  }
+}
+
+/**
+ * The user when the username exists, is not disabled and the password
+ * matches; null otherwise. Unknown users cost the same scrypt work as wrong
+ * passwords, so the answer's timing does not reveal which usernames exist.
+ */
+export async function verifyUserCredentials(db: Db, username: string, password: string): Promise<UserSummary | null> {
+  const [row] = await db
+    .select({ ...userSummaryColumns, passwordHash: users.passwordHash })
+    .from(users)
+    .where(eq(users.username, username.trim()))
+    .limit(1);
+  const ok = await verifyPassword(password, row?.passwordHash ?? (await dummyPasswordHash()));
+  if (!row || !ok || row.disabled) return null;
+  const { passwordHash: _hash, ...user } = row;
+  return user;
+}
+
+/** Sets a new password (checked like createUser's). Throws NotFoundError for an unknown user. */
+export async function resetUserPassword(ctx: AppContext, userId: string, newPassword: string, actor: Actor): Promise<void> {
+  assertPasswordStrength(newPassword);
+  const passwordHash = await hashPassword(newPassword);
+  await ctx.database.db.transaction(async (tx) => {
+    const updated = await tx.update(users).set({ passwordHash }).where(eq(users.id, userId)).returning({ id: users.id });
+    if (updated.length === 0) throw new NotFoundError('no such user');
+    await recordAudit(tx, { actorUserId: actor.userId, actorName: actor.name, action: 'user.password.reset', targetType: 'user', targetId: userId });
+  });
+}
+
+/** Disables (or re-enables) a user: a disabled user cannot log in, register agents, and its agents' tokens stop working. */
+export async function setUserDisabled(ctx: AppContext, userId: string, disabled: boolean, actor: Actor): Promise<void> {
+  await ctx.database.db.transaction(async (tx) => {
+    const updated = await tx.update(users).set({ disabled }).where(eq(users.id, userId)).returning({ id: users.id });
+    if (updated.length === 0) throw new NotFoundError('no such user');
+    await recordAudit(tx, {
+      actorUserId: actor.userId,
+      actorName: actor.name,
+      action: disabled ? 'user.disable' : 'user.enable',
+      targetType: 'user',
+      targetId: userId,
+    });
+  });
+}
+
+/** Sets a user's default retention policy (versions >= 1; days null = no age limit, else >= 1). */
+export async function setUserRetention(
+  ctx: AppContext,
+  userId: string,
+  policy: { versions: number; days: number | null },
+  actor: Actor,
+): Promise<void> {
+  assertRetention(policy);
+  await ctx.database.db.transaction(async (tx) => {
+    const updated = await tx
+      .update(users)
+      .set({ retentionVersions: policy.versions, retentionDays: policy.days })
+      .where(eq(users.id, userId))
+      .returning({ id: users.id });
+    if (updated.length === 0) throw new NotFoundError('no such user');
+    await recordAudit(tx, {
+      actorUserId: actor.userId,
+      actorName: actor.name,
+      action: 'user.retention.update',
+      targetType: 'user',
+      targetId: userId,
+      details: policy,
+    });
+  });
+}
+
+/** Every user, by username. */
+export async function listUsers(db: Db): Promise<UserSummary[]> {
+  return db.select(userSummaryColumns).from(users).orderBy(asc(users.username));
+}
+
+/** One user, or null. */
+export async function findUser(db: Db, userId: string): Promise<UserSummary | null> {
+  const [row] = await db.select(userSummaryColumns).from(users).where(eq(users.id, userId)).limit(1);
+  return row ?? null;
+}
+
+export interface InitialAdminResult {
+  created: boolean;
+  username: string;
+  /** Set only when the password was generated; it is printed once and never stored in clear. */
+  generatedPassword?: string;
+}
+
+/**
+ * First start: when the database has no users, creates the admin from
+ * ADMIN_USERNAME / ADMIN_PASSWORD, or with a generated password that is
+ * logged exactly once in a clearly marked line. Safe when several replicas
+ * start at once: only the one whose insert wins creates (and prints) it.
+ */
+export async function ensureInitialAdmin(ctx: AppContext): Promise<InitialAdminResult> {
+  const username = ctx.config.adminUsername;
+  const [existing] = await ctx.database.db.select({ n: count() }).from(users);
+  if ((existing?.n ?? 0) > 0) return { created: false, username };
+  const generatedPassword = ctx.config.adminPassword === undefined ? randomBytes(18).toString('base64url') : undefined;
+  const password = ctx.config.adminPassword ?? (generatedPassword as string);
+  const passwordHash = await hashPassword(password);
+  const created = await ctx.database.db.transaction(async (tx) => {
+    const rows = await tx
+      .insert(users)
+      .values({
+        username,
+        passwordHash,
+        isAdmin: true,
+        retentionVersions: ctx.config.retention.defaultVersions,
+        retentionDays: ctx.config.retention.defaultDays ?? null,
+      })
+      .onConflictDoNothing({ target: users.username })
+      .returning({ id: users.id });
+    const row = rows[0];
+    if (row) {
+      await recordAudit(tx, {
+        actorUserId: SYSTEM_ACTOR.userId,
+        actorName: SYSTEM_ACTOR.name,
+        action: 'user.create',
+        targetType: 'user',
+        targetId: row.id,
+        details: { username, isAdmin: true, initialAdmin: true, passwordGenerated: generatedPassword !== undefined },
+      });
+    }
+    return row !== undefined;
+  });
+  if (!created) return { created: false, username };
+  if (generatedPassword !== undefined) {
+    // The one and only time this password is shown. It sits in the message, not in
+    // a field, because the logger redacts fields named `password`.
+    ctx.log.warn(
+      { event: 'initial-admin-created', username },
+      `\n********** INITIAL ADMIN PASSWORD (shown once) **********\n` +
+        `  user:     ${username}\n  password: ${generatedPassword}\n` +
+        `  Log in to the dashboard and change it. It is not stored and will not be shown again.\n` +
+        `*********************************************************`,
+    );
+    return { created: true, username, generatedPassword };
+  }
+  ctx.log.info({ event: 'initial-admin-created', username }, `created the admin user "${username}" from ADMIN_PASSWORD`);
+  return { created: true, username };
+}
+
+export function assertPasswordStrength(password: string): void {
+  if (password.length < MIN_PASSWORD_LENGTH) throw new BadRequestError(`password must be at least ${MIN_PASSWORD_LENGTH} characters`);
+  if (password.length > 1024) throw new BadRequestError('password must be at most 1024 characters');
+}
+
+export function assertRetention(policy: { versions: number; days: number | null }): void {
+  if (!Number.isInteger(policy.versions) || policy.versions < 1) throw new BadRequestError('retention versions must be an integer >= 1');
+  if (policy.days !== null && (!Number.isInteger(policy.days) || policy.days < 1)) {
+    throw new BadRequestError('retention days must be an integer >= 1, or empty for no age limit');
+  }
+}
