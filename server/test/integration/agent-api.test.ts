@@ -1,0 +1,247 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eq } from 'drizzle-orm';
+import { sha256Hex } from '@cairn/shared';
+import { auditLog, clients } from '../../src/db/schema.ts';
+import { requestRun, revokeClientToken } from '../../src/services/clients.service.ts';
+import { setUserDisabled, SYSTEM_ACTOR } from '../../src/services/users.service.ts';
+import { addUser, callApi, download, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
+import { testDatabaseKinds } from '../helpers/test-database.ts';
+
+describe.each(testDatabaseKinds())('agent API v1 (%s)', (kind) => {
+  let h: Harness;
+  let alice: Awaited<ReturnType<typeof addUser>>;
+  let bob: Awaited<ReturnType<typeof addUser>>;
+
+  beforeAll(async () => {
+    h = await startHarness(kind, { MAX_UPLOAD_PARTS: '3', MAX_UPLOAD_PART_BYTES: '4096', MAX_JSON_BODY_BYTES: '65536' });
+    alice = await addUser(h, 'alice');
+    bob = await addUser(h, 'bob');
+  });
+  afterAll(() => h?.close());
+
+  describe('register', () => {
+    it('returns a client id and a token that authenticates, storing only its hash', async () => {
+      const reg = await registerAgent(h, alice, 'laptop');
+      expect(reg.token).toMatch(/^cairn_[A-Za-z0-9_-]{43}$/);
+      expect(reg.dashboardUrl).toContain(reg.clientId);
+      const [row] = await h.ctx.database.db.select().from(clients).where(eq(clients.id, reg.clientId));
+      expect(row?.tokenHash).toBe(sha256Hex(reg.token));
+      expect(JSON.stringify(row)).not.toContain(reg.token);
+      const config = await callApi(h, 'GET', '/config', { token: reg.token });
+      expect(config.status).toBe(200);
+      expect(config.body).toMatchObject({ clientId: reg.clientId, name: 'laptop', monitoredPaths: [], preCommands: [] });
+    });
+
+    it('re-registering a client name re-issues that client token and the old one stops working', async () => {
+      const first = await registerAgent(h, alice, 'desktop');
+      const second = await registerAgent(h, alice, 'desktop');
+      expect(second.clientId).toBe(first.clientId);
+      expect(second.token).not.toBe(first.token);
+      expect((await callApi(h, 'GET', '/config', { token: first.token })).status).toBe(401);
+      expect((await callApi(h, 'GET', '/config', { token: second.token })).status).toBe(200);
+    });
+
+    it('answers unknown user, wrong password and disabled user with the same 401', async () => {
+      const carol = await addUser(h, 'carol');
+      await setUserDisabled(h.ctx, carol.id, true, SYSTEM_ACTOR);
+      const attempts = [
+        { username: 'nobody', password: 'whatever-pw' },
+        { username: 'alice', password: 'wrong-password' },
+        { username: 'carol', password: carol.password },
+      ];
+      const messages = new Set<string>();
+      for (const creds of attempts) {
+        const result = await callApi<{ message: string }>(h, 'POST', '/register', {
+          json: { ...creds, clientName: 'x', hostname: 'x' },
+        });
+        expect(result.status).toBe(401);
+        messages.add(result.body.message);
+      }
+      expect([...messages]).toEqual(['invalid username or password']);
+    });
+
+    it('writes the registration to the audit log without the token', async () => {
+      const reg = await registerAgent(h, bob, 'audited');
+      const entries = await h.ctx.database.db.select().from(auditLog).where(eq(auditLog.targetId, reg.clientId));
+      expect(entries.map((e) => e.action)).toContain('client.register');
+      expect(JSON.stringify(entries)).not.toContain(reg.token);
+    });
+  });
+
+  describe('authentication', () => {
+    it('refuses a missing, unknown or revoked token with 401', async () => {
+      const reg = await registerAgent(h, alice, 'revoked-one');
+      expect((await callApi(h, 'POST', '/ping', { json: {} })).status).toBe(401);
+      expect((await callApi(h, 'POST', '/ping', { token: 'cairn_unknown', json: {} })).status).toBe(401);
+      expect((await callApi(h, 'POST', '/ping', { token: reg.token, json: {} })).status).toBe(200);
+      await revokeClientToken(h.ctx, reg.clientId, SYSTEM_ACTOR);
+      const revoked = await callApi<{ message: string }>(h, 'POST', '/ping', { token: reg.token, json: {} });
+      expect(revoked.status).toBe(401);
+      expect(revoked.body.message).toMatch(/unknown or revoked/);
+    });
+
+    it("refuses the tokens of a disabled user's agents", async () => {
+      const dave = await addUser(h, 'dave');
+      const reg = await registerAgent(h, dave, 'box');
+      await setUserDisabled(h.ctx, dave.id, true, SYSTEM_ACTOR);
+      expect((await callApi(h, 'GET', '/config', { token: reg.token })).status).toBe(401);
+    });
+  });
+
+  describe('ping', () => {
+    it('records the heartbeat and reports a requested run until a run starts', async () => {
+      const reg = await registerAgent(h, alice, 'pinger');
+      const first = await callApi<{ runRequested: boolean; serverTime: string }>(h, 'POST', '/ping', {
+        token: reg.token,
+        json: { agentVersion: '1.2.3', state: 'idle' },
+      });
+      expect(first.status).toBe(200);
+      expect(first.body.runRequested).toBe(false);
+      expect(Number.isNaN(Date.parse(first.body.serverTime))).toBe(false);
+      const [row] = await h.ctx.database.db.select().from(clients).where(eq(clients.id, reg.clientId));
+      expect(row?.lastPingAt).toBeInstanceOf(Date);
+      expect(row).toMatchObject({ agentVersion: '1.2.3', agentState: 'idle' });
+
+      await requestRun(h.ctx, reg.clientId, SYSTEM_ACTOR);
+      expect((await callApi<{ runRequested: boolean }>(h, 'POST', '/ping', { token: reg.token, json: {} })).body.runRequested).toBe(true);
+      expect((await callApi(h, 'POST', '/runs', { token: reg.token, json: { trigger: 'server' } })).status).toBe(200);
+      expect((await callApi<{ runRequested: boolean }>(h, 'POST', '/ping', { token: reg.token, json: {} })).body.runRequested).toBe(false);
+    });
+  });
+
+  describe('bad input', () => {
+    it('answers 400 naming the field', async () => {
+      const reg = await registerAgent(h, alice, 'bad-input');
+      const badHash = await callApi<{ message: string }>(h, 'POST', '/contents/missing', { token: reg.token, json: { hashes: ['nothex'] } });
+      expect(badHash.status).toBe(400);
+      expect(badHash.body.message).toContain('hashes/0');
+
+      const noName = await callApi<{ message: string }>(h, 'POST', '/register', { json: { username: 'alice', password: 'x', hostname: 'h' } });
+      expect(noName.status).toBe(400);
+      expect(noName.body.message).toContain('clientName');
+
+      const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: reg.token, json: {} });
+      const badPath = await callApi<{ message: string }>(h, 'POST', `/runs/${run.body.runId}/changes`, {
+        token: reg.token,
+        json: { upserts: [{ path: 'relative/file', kind: 'file', sha256: null, size: 0, mtimeMs: 0, mode: 0 }], deletes: [] },
+      });
+      expect(badPath.status).toBe(400);
+      expect(badPath.body.message).toContain('upserts[0].path');
+
+      const badRunId = await callApi<{ message: string }>(h, 'POST', '/runs/not-a-uuid/changes', { token: reg.token, json: { upserts: [], deletes: [] } });
+      expect(badRunId.status).toBe(400);
+      expect(badRunId.body.message).toContain('runId');
+
+      const badPart = await upload<{ message: string }>(h, reg.token, [{ name: 'not-a-hash', data: Buffer.from('x') }]);
+      expect(badPart.status).toBe(400);
+      expect(badPart.body.message).toContain('not-a-hash');
+
+      const badLimit = await callApi<{ message: string }>(h, 'GET', '/files?limit=0', { token: reg.token });
+      expect(badLimit.status).toBe(400);
+      expect(badLimit.body.message).toContain('limit');
+    });
+
+    it("answers 404 for another client's run and another user's content", async () => {
+      const mine = await registerAgent(h, alice, 'mine');
+      const theirs = await registerAgent(h, bob, 'theirs');
+      const sameUserOther = await registerAgent(h, alice, 'mine-too');
+      const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: theirs.token, json: {} });
+      for (const token of [mine.token, sameUserOther.token]) {
+        expect((await callApi(h, 'POST', `/runs/${run.body.runId}/changes`, { token, json: { upserts: [], deletes: [] } })).status).toBe(404);
+        expect(
+          (
+            await callApi(h, 'POST', `/runs/${run.body.runId}/finish`, {
+              token,
+              json: { status: 'succeeded', stats: zeroStats(), preCommands: [] },
+            })
+          ).status,
+        ).toBe(404);
+      }
+      expect((await upload(h, mine.token, [Buffer.from('x')], `?runId=${run.body.runId}`)).status).toBe(404);
+      const logs = await callApi(h, 'POST', '/logs', {
+        token: mine.token,
+        json: { entries: [{ at: new Date().toISOString(), level: 'info', message: 'hi', runId: run.body.runId }] },
+      });
+      expect(logs.status).toBe(404);
+
+      const secret = Buffer.from("bob's secret bytes");
+      expect((await upload(h, theirs.token, [secret])).status).toBe(200);
+      expect((await download(h, theirs.token, sha256Hex(secret))).status).toBe(200);
+      expect((await download(h, mine.token, sha256Hex(secret))).status).toBe(404);
+    });
+
+    it('answers 413 over the part count, the part size and the JSON body size, and for text fields', async () => {
+      const reg = await registerAgent(h, alice, 'limits');
+      const tooMany = await upload(h, reg.token, [Buffer.from('1'), Buffer.from('2'), Buffer.from('3'), Buffer.from('4')]);
+      expect(tooMany.status).toBe(413);
+      const tooBig = await upload(h, reg.token, [Buffer.alloc(4097, 7)]);
+      expect(tooBig.status).toBe(413);
+      expect(await h.blobs.stat(sha256Hex(Buffer.alloc(4097, 7)))).toBeNull();
+      const exactly = await upload(h, reg.token, [Buffer.alloc(4096, 7)]);
+      expect(exactly.status).toBe(200);
+      const hugeJson = await callApi(h, 'POST', '/contents/missing', { token: reg.token, json: { hashes: Array(2000).fill('a'.repeat(64)) } });
+      expect(hugeJson.status).toBe(413);
+      const boundary = 'b0undary';
+      const field = Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="note"\r\n\r\nhello\r\n--${boundary}--\r\n`);
+      const withField = await callApi(h, 'POST', '/contents', {
+        token: reg.token,
+        body: field,
+        headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+      });
+      expect(withField.status).toBe(413);
+    });
+  });
+
+  it('stores logs', async () => {
+    const reg = await registerAgent(h, alice, 'logger');
+    const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: reg.token, json: {} });
+    const result = await callApi(h, 'POST', '/logs', {
+      token: reg.token,
+      json: {
+        entries: [
+          { at: new Date().toISOString(), level: 'warn', message: 'disk almost full' },
+          { at: new Date().toISOString(), level: 'info', message: 'run started', runId: run.body.runId },
+        ],
+      },
+    });
+    expect(result).toMatchObject({ status: 200, body: { ok: true } });
+  });
+
+  it('publishes every agent route with its schemas in the OpenAPI document', async () => {
+    const response = await h.app.inject({ method: 'GET', url: '/docs/json' });
+    const doc = response.json() as { paths: Record<string, Record<string, { requestBody?: unknown; responses?: Record<string, unknown> }>> };
+    const expected: [string, string][] = [
+      ['/api/v1/register', 'post'],
+      ['/api/v1/ping', 'post'],
+      ['/api/v1/config', 'get'],
+      ['/api/v1/runs', 'post'],
+      ['/api/v1/runs/{runId}/changes', 'post'],
+      ['/api/v1/runs/{runId}/finish', 'post'],
+      ['/api/v1/contents/missing', 'post'],
+      ['/api/v1/contents', 'post'],
+      ['/api/v1/contents/{sha256}', 'get'],
+      ['/api/v1/files', 'get'],
+      ['/api/v1/versions', 'get'],
+      ['/api/v1/logs', 'post'],
+    ];
+    for (const [route, method] of expected) {
+      const operation = doc.paths[route]?.[method];
+      expect(operation, `${method} ${route}`).toBeDefined();
+      expect(operation?.responses?.['200'], `${method} ${route} 200`).toBeDefined();
+    }
+    expect(doc.paths['/api/v1/runs/{runId}/changes']?.post?.requestBody).toBeDefined();
+  });
+
+  it('rate-limits registration per client address', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 40 && !statuses.includes(429); i++) {
+      const result = await callApi(h, 'POST', '/register', { json: { username: 'nobody', password: 'x', clientName: 'x', hostname: 'x' } });
+      statuses.push(result.status);
+    }
+    expect(statuses).toContain(429);
+  });
+});
+
+function zeroStats() {
+  return { filesScanned: 0, filesChanged: 0, filesDeleted: 0, filesFailed: 0, bytesScanned: 0, bytesUploaded: 0 };
+}
