@@ -1,0 +1,102 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { recordAudit } from '../services/audit-log.service.ts';
+import { findUser, verifyUserCredentials } from '../services/users.service.ts';
+import { type DashboardDeps, field, isSecureRequest, queryParam, redirectAfterPost, renderPage } from './dashboard-context.ts';
+import { decodeSession, encodeSession, isSessionExpired, newSession, SESSION_COOKIE, type SessionData } from './session.ts';
+
+/** Per IP, counted by @fastify/rate-limit on each replica. */
+export const LOGIN_IP_LIMIT = { max: 20, timeWindow: 15 * 60_000 };
+/** Per account, counted from audit_log rows, so it holds across replicas. */
+export const LOGIN_ACCOUNT_LIMIT = { maxFailures: 5, windowMs: 15 * 60_000 };
+
+const INVALID_LOGIN = 'Invalid username or password.';
+const TOO_MANY = 'Too many sign-in attempts. Wait a few minutes and try again.';
+
+function setSessionCookie(request: FastifyRequest, reply: FastifyReply, session: SessionData, idleMinutes: number) {
+  reply.setCookie(SESSION_COOKIE, encodeSession(session), {
+    path: '/',
+    httpOnly: true,
+    sameSite: 'lax',
+    secure: isSecureRequest(request),
+    signed: true,
+    maxAge: idleMinutes * 60,
+  });
+}
+
+function clearSession(reply: FastifyReply) {
+  reply.clearCookie(SESSION_COOKIE, { path: '/' });
+}
+
+/** Only same-site paths, never `//host` or a scheme, as the place to go after login. */
+function safeNext(next: string): string {
+  return next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/';
+}
+
+/**
+ * Accepts a validly signed, not idle session of an enabled user, and slides
+ * its last-seen time forward. Anything else clears the cookie and sends the
+ * browser to the login page.
+ */
+export function sessionHook(deps: DashboardDeps) {
+  return async (request: FastifyRequest, reply: FastifyReply) => {
+    const now = deps.now();
+    const raw = request.cookies[SESSION_COOKIE];
+    const unsigned = raw ? request.unsignCookie(raw) : null;
+    const session = unsigned?.valid && unsigned.value ? decodeSession(unsigned.value) : null;
+    const expired = session !== null && isSessionExpired(session, now, deps.ctx.config.session.idleMinutes);
+    const user = session && !expired ? await findUser(deps.ctx.database.db, session.userId) : null;
+    if (!session || !user || user.disabled || expired) {
+      if (raw) clearSession(reply);
+      const next = request.method === 'GET' ? request.url : '/';
+      const notice = expired ? 'expired' : '';
+      return reply.redirect(`/login?${new URLSearchParams({ next, ...(notice ? { notice } : {}) })}`, 303);
+    }
+    request.dashboardUser = { id: user.id, username: user.username, isAdmin: user.isAdmin };
+    setSessionCookie(request, reply, { ...session, lastSeenAt: now.getTime() }, deps.ctx.config.session.idleMinutes);
+  };
+}
+
+export const authRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
+  const { repo } = deps;
+  const db = deps.ctx.database.db;
+
+  app.get('/login', async (request, reply) => {
+    return renderPage(request, reply, deps, 'login', { error: null, username: '', next: safeNext(queryParam(request, 'next')) });
+  });
+
+  app.post(
+    '/login',
+    {
+      config: { rateLimit: { max: LOGIN_IP_LIMIT.max, timeWindow: LOGIN_IP_LIMIT.timeWindow, keyGenerator: (r: FastifyRequest) => r.ip } },
+      preHandler: app.csrfProtection,
+    },
+    async (request, reply) => {
+      const username = field(request.body, 'username').trim();
+      const password = field(request.body, 'password');
+      const next = safeNext(field(request.body, 'next'));
+      const again = (error: string, status: number) => renderPage(request, reply, deps, 'login', { error, username, next }, status);
+      if (username === '' || password === '') return again('Enter your username and password.', 400);
+
+      const failures = await repo.recentLoginFailures(username, new Date(deps.now().getTime() - LOGIN_ACCOUNT_LIMIT.windowMs));
+      if (failures >= LOGIN_ACCOUNT_LIMIT.maxFailures) return again(TOO_MANY, 429);
+
+      // Unknown user, wrong password and disabled user: the same work, the same answer.
+      const user = await verifyUserCredentials(db, username, password);
+      if (!user) {
+        await recordAudit(db, { actorUserId: null, actorName: 'anonymous', action: 'login.failed', targetType: 'user', targetId: username, details: { ip: request.ip } });
+        return again(INVALID_LOGIN, 401);
+      }
+
+      await recordAudit(db, { actorUserId: user.id, actorName: user.username, action: 'login.succeeded', targetType: 'user', targetId: username, details: { ip: request.ip } });
+      reply.clearCookie('cairn_csrf', { path: '/' });
+      setSessionCookie(request, reply, newSession(user.id, deps.now()), deps.ctx.config.session.idleMinutes);
+      return redirectAfterPost(reply, next);
+    },
+  );
+
+  app.post('/logout', { preHandler: app.csrfProtection }, async (request, reply) => {
+    clearSession(reply);
+    reply.clearCookie('cairn_csrf', { path: '/' });
+    return redirectAfterPost(reply, '/login?notice=logged-out');
+  });
+};

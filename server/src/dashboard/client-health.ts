@@ -1,0 +1,40 @@
+/**
+ * A client's health at a glance, from facts the database already holds.
+ * Pure: the caller passes `now`, so the rules are table-tested.
+ *
+ * - offline: no heartbeat within 3x its ping interval (counted from creation
+ *   when it never pinged);
+ * - failing: its last finished run failed;
+ * - late: no successful (or partial) backup within 2x its backup interval
+ *   (counted from creation when it never backed up);
+ * - ok: none of the above.
+ * When several apply, the first in that order wins: an offline agent cannot
+ * fix a failing run, and a failing run explains why a backup is late.
+ */
+export type ClientHealth = 'ok' | 'late' | 'offline' | 'failing';
+
+export interface ClientHealthFacts {
+  createdAt: Date;
+  lastPingAt: Date | null;
+  /** Finish time of the newest succeeded or partial run. */
+  lastSuccessAt: Date | null;
+  /** Status of the newest finished run, if any. */
+  lastRunStatus: 'succeeded' | 'partial' | 'failed' | null;
+  backupIntervalSeconds: number;
+  pingIntervalSeconds: number;
+}
+
+export const HEALTH_LABELS: Record<ClientHealth, string> = {
+  ok: 'On time',
+  late: 'Late',
+  offline: 'Offline',
+  failing: 'Failing',
+};
+
+export function classifyClientHealth(facts: ClientHealthFacts, now: Date): ClientHealth {
+  const sinceMs = (time: Date | null) => now.getTime() - (time ?? facts.createdAt).getTime();
+  if (sinceMs(facts.lastPingAt) > 3 * facts.pingIntervalSeconds * 1000) return 'offline';
+  if (facts.lastRunStatus === 'failed') return 'failing';
+  if (sinceMs(facts.lastSuccessAt) > 2 * facts.backupIntervalSeconds * 1000) return 'late';
+  return 'ok';
+}

@@ -1,0 +1,169 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { ConflictError } from '../errors.ts';
+import { listRuns } from '../services/backup-repository.ts';
+import {
+  createClient,
+  findClient,
+  requestRun,
+  revokeClientToken,
+  rotateClientToken,
+  updateClientSettings,
+} from '../services/clients.service.ts';
+import { findUser, listUsers } from '../services/users.service.ts';
+import {
+  type ClientConfigInput,
+  DEFAULT_PRE_COMMAND_TIMEOUT_SECONDS,
+  type FieldErrors,
+  formatDurationField,
+  formatPreCommands,
+  validateClientConfig,
+} from './client-config-form.ts';
+import { classifyClientHealth, type ClientHealth, HEALTH_LABELS } from './client-health.ts';
+import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, renderPage, viewer } from './dashboard-context.ts';
+import type { ClientRow, LogLevelFilter, Viewer } from './dashboard.repository.ts';
+import { clientsWithHealth } from './overview.routes.ts';
+
+const LOG_LEVELS: LogLevelFilter[] = ['debug', 'info', 'warn', 'error'];
+
+function configFormValues(client: ClientRow): ClientConfigInput {
+  return {
+    monitoredPaths: client.monitoredPaths.join('\n'),
+    excludes: client.excludes.join('\n'),
+    preCommands: formatPreCommands(client.preCommands),
+    backupInterval: formatDurationField(client.backupIntervalSeconds),
+    retentionOverride: client.retentionVersions === null ? '' : 'on',
+    retentionVersions: client.retentionVersions === null ? '' : String(client.retentionVersions),
+    retentionDays: client.retentionDays === null ? '' : String(client.retentionDays),
+  };
+}
+
+export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
+  const { repo, ctx } = deps;
+  const db = ctx.database.db;
+
+  async function renderClientsList(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    form: { name: string; hostname: string; ownerId: string; errors: FieldErrors },
+    status = 200,
+  ) {
+    const user = viewer(request);
+    const requested = queryParam(request, 'health');
+    const healthFilter = (Object.keys(HEALTH_LABELS) as ClientHealth[]).find((health) => health === requested) ?? null;
+    const all = await clientsWithHealth(repo, user, deps.now());
+    const clients = healthFilter ? all.filter((client) => client.health === healthFilter) : all;
+    const owners = user.isAdmin ? await listUsers(db) : [];
+    return renderPage(request, reply, deps, 'clients', { title: 'Clients', nav: 'clients', clients, owners, form, healthFilter }, status);
+  }
+
+  async function renderClientPage(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    user: Viewer,
+    clientId: string,
+    form: { values: ClientConfigInput; errors: FieldErrors } | null,
+    status = 200,
+  ) {
+    const client = await repo.getClient(user, clientId);
+    const summary = (await repo.listClientSummaries(user)).find((c) => c.id === client.id);
+    return renderPage(
+      request,
+      reply,
+      deps,
+      'client',
+      {
+        title: client.name,
+        nav: 'clients',
+        tab: 'settings',
+        client,
+        summary,
+        health: summary ? classifyClientHealth(summary, deps.now()) : 'ok',
+        owner: await findUser(db, client.ownerId),
+        runs: await listRuns(db, client.id, { limit: 20 }),
+        changes: await repo.listAudit({ limit: 10, targetId: client.id }),
+        form: form ?? { values: configFormValues(client), errors: {} },
+        defaultTimeout: DEFAULT_PRE_COMMAND_TIMEOUT_SECONDS,
+      },
+      status,
+    );
+  }
+
+  app.get('/clients', async (request, reply) => {
+    return renderClientsList(request, reply, { name: '', hostname: '', ownerId: viewer(request).id, errors: {} });
+  });
+
+  app.post('/clients', async (request, reply) => {
+    const user = viewer(request);
+    const name = field(request.body, 'name').trim();
+    const hostname = field(request.body, 'hostname').trim();
+    const ownerId = user.isAdmin ? field(request.body, 'ownerId') || user.id : user.id;
+    const errors: FieldErrors = {};
+    if (name === '' || name.length > 200) errors.name = 'a name of 1 to 200 characters';
+    if (hostname.length > 255) errors.hostname = 'at most 255 characters';
+    if (!(await repo.userExists(ownerId))) errors.ownerId = 'choose an existing user';
+    if (Object.keys(errors).length > 0) return renderClientsList(request, reply, { name, hostname, ownerId, errors }, 400);
+    try {
+      const { clientId, token } = await createClient(ctx, ownerId, { name, hostname }, actorOf(user));
+      const client = await repo.getClient(user, clientId);
+      return renderPage(request, reply, deps, 'token', { title: 'Client created', nav: 'clients', client, token, created: true });
+    } catch (error) {
+      if (error instanceof ConflictError) {
+        return renderClientsList(request, reply, { name, hostname, ownerId, errors: { name: error.message } }, 409);
+      }
+      throw error;
+    }
+  });
+
+  app.get<{ Params: { id: string } }>('/clients/:id', async (request, reply) => {
+    return renderClientPage(request, reply, viewer(request), request.params.id, null);
+  });
+
+  app.post<{ Params: { id: string } }>('/clients/:id/config', async (request, reply) => {
+    const user = viewer(request);
+    const client = await repo.getClient(user, request.params.id);
+    const input: ClientConfigInput = {
+      monitoredPaths: field(request.body, 'monitoredPaths'),
+      excludes: field(request.body, 'excludes'),
+      preCommands: field(request.body, 'preCommands'),
+      backupInterval: field(request.body, 'backupInterval'),
+      retentionOverride: field(request.body, 'retentionOverride'),
+      retentionVersions: field(request.body, 'retentionVersions'),
+      retentionDays: field(request.body, 'retentionDays'),
+    };
+    const result = validateClientConfig(input);
+    if (!result.ok) return renderClientPage(request, reply, user, client.id, { values: input, errors: result.errors }, 400);
+    const { retentionVersions, retentionDays, ...settings } = result.values;
+    await updateClientSettings(ctx, client.id, { ...settings, retention: { versions: retentionVersions, days: retentionDays } }, actorOf(user));
+    return redirectAfterPost(reply, `/clients/${client.id}?notice=saved`);
+  });
+
+  app.post<{ Params: { id: string } }>('/clients/:id/run', async (request, reply) => {
+    const user = viewer(request);
+    const client = await repo.getClient(user, request.params.id);
+    await requestRun(ctx, client.id, actorOf(user));
+    return redirectAfterPost(reply, `/clients/${client.id}?notice=run-requested`);
+  });
+
+  app.post<{ Params: { id: string } }>('/clients/:id/token/rotate', async (request, reply) => {
+    const user = viewer(request);
+    const client = await repo.getClient(user, request.params.id);
+    const { token } = await rotateClientToken(ctx, client.id, actorOf(user));
+    const updated = await findClient(db, client.id);
+    return renderPage(request, reply, deps, 'token', { title: 'New token', nav: 'clients', client: updated ?? client, token, created: false });
+  });
+
+  app.post<{ Params: { id: string } }>('/clients/:id/token/revoke', async (request, reply) => {
+    const user = viewer(request);
+    const client = await repo.getClient(user, request.params.id);
+    await revokeClientToken(ctx, client.id, actorOf(user));
+    return redirectAfterPost(reply, `/clients/${client.id}?notice=token-revoked`);
+  });
+
+  app.get<{ Params: { id: string } }>('/clients/:id/logs', async (request, reply) => {
+    const client = await repo.getClient(viewer(request), request.params.id);
+    const requested = queryParam(request, 'level') as LogLevelFilter;
+    const level = LOG_LEVELS.includes(requested) ? requested : null;
+    const logs = await repo.listLogs(client.id, level, 200);
+    return renderPage(request, reply, deps, 'client-logs', { title: `${client.name}: logs`, nav: 'clients', tab: 'logs', client, logs, level, levels: LOG_LEVELS });
+  });
+};

@@ -1,0 +1,94 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { AppContext } from '../app-context.ts';
+import { ForbiddenError } from '../errors.ts';
+import type { Actor } from '../services/users.service.ts';
+import type { DashboardRepository, Viewer } from './dashboard.repository.ts';
+import { viewHelpers } from './view-helpers.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The signed-in dashboard user; set by the session hook on every authenticated route. */
+    dashboardUser: Viewer | null;
+  }
+}
+
+/** What every dashboard route file receives. */
+export interface DashboardDeps {
+  ctx: AppContext;
+  repo: DashboardRepository;
+  now: () => Date;
+}
+
+export type FormBody = Record<string, string | string[] | undefined>;
+
+/** One text field of a urlencoded form (the first value when repeated). */
+export function field(body: unknown, name: string): string {
+  if (!body || typeof body !== 'object') return '';
+  const value = (body as FormBody)[name];
+  if (Array.isArray(value)) return value[0] ?? '';
+  return typeof value === 'string' ? value : '';
+}
+
+export function queryParam(request: FastifyRequest, name: string): string {
+  return field(request.query, name);
+}
+
+export function viewer(request: FastifyRequest): Viewer {
+  if (!request.dashboardUser) throw new ForbiddenError('sign in first');
+  return request.dashboardUser;
+}
+
+export function requireAdmin(request: FastifyRequest): Viewer {
+  const user = viewer(request);
+  if (!user.isAdmin) throw new ForbiddenError('only administrators can open this page');
+  return user;
+}
+
+/** The audit log's actor for a dashboard user. */
+export function actorOf(user: Viewer): Actor {
+  return { userId: user.id, name: user.username };
+}
+
+export function isSecureRequest(request: FastifyRequest): boolean {
+  return request.protocol === 'https';
+}
+
+const NOTICES: Record<string, string> = {
+  saved: 'Saved.',
+  'run-requested': 'Backup requested: the agent starts it after its next ping.',
+  'token-revoked': 'Token revoked: the agent can no longer connect until it gets a new token.',
+  'user-created': 'User created.',
+  'user-disabled': 'User disabled: their sessions end with their next request.',
+  'user-enabled': 'User enabled.',
+  'password-reset': 'Password changed.',
+  'policy-saved': 'Retention policy saved.',
+  'logged-out': 'You are signed out.',
+  expired: 'Your session expired. Please sign in again.',
+};
+
+/** Renders a page with the layout's common data: the user, a CSRF token for its forms, helpers. */
+export async function renderPage(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  deps: DashboardDeps,
+  view: string,
+  data: Record<string, unknown>,
+  status = 200,
+) {
+  const noticeKey = queryParam(request, 'notice');
+  const csrfToken = reply.generateCsrf({ secure: isSecureRequest(request) });
+  const html = await reply.viewAsync(view, {
+    user: request.dashboardUser,
+    csrfToken,
+    h: viewHelpers(deps.now()),
+    notice: NOTICES[noticeKey] ?? null,
+    currentPath: request.url.split('?')[0],
+    ...data,
+  });
+  return reply.status(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(html);
+}
+
+/** 303 after a successful POST, so a reload does not resubmit. */
+export function redirectAfterPost(reply: FastifyReply, location: string) {
+  return reply.redirect(location, 303);
+}

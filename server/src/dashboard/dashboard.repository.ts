@@ -1,0 +1,275 @@
+/**
+ * The dashboard's own read queries: what the shared services under
+ * server/src/services/ do not answer (health facts and sizes per client,
+ * storage totals, bytes per day, folder listings with totals, logs by level,
+ * the audit log, login failures). Changes go through the services.
+ *
+ * Every client-scoped query takes a `Viewer`: admins see all clients, other
+ * users only their own. A client the viewer may not see is reported exactly
+ * like a missing one (NotFoundError), so its existence is not revealed.
+ */
+import { and, count, desc, eq, sql, type SQL } from 'drizzle-orm';
+import { rowsOf, type Db } from '../db/database.ts';
+import { auditLog, backupRuns, clientLogs, clients, fileVersions, users } from '../db/schema.ts';
+import { NotFoundError } from '../errors.ts';
+
+export interface Viewer {
+  id: string;
+  username: string;
+  isAdmin: boolean;
+}
+
+export type UserRow = typeof users.$inferSelect;
+export type ClientRow = typeof clients.$inferSelect;
+export type RunRow = typeof backupRuns.$inferSelect;
+export type LogRow = typeof clientLogs.$inferSelect;
+export type AuditRow = typeof auditLog.$inferSelect;
+export type LogLevelFilter = 'debug' | 'info' | 'warn' | 'error';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const isUuid = (value: string): boolean => UUID.test(value);
+
+const num = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value));
+const date = (value: unknown): Date | null => (value === null || value === undefined ? null : new Date(value as string));
+
+function ownerFilter(viewer: Viewer): SQL | undefined {
+  return viewer.isAdmin ? undefined : eq(clients.ownerId, viewer.id);
+}
+
+export function createDashboardRepository(db: Db) {
+  // ---- users -----------------------------------------------------------------
+
+  async function userExists(id: string): Promise<boolean> {
+    if (!isUuid(id)) return false;
+    const [row] = await db.select({ id: users.id }).from(users).where(eq(users.id, id));
+    return row !== undefined;
+  }
+
+  /** Users with how many clients each owns. */
+  async function listUsersWithClientCounts() {
+    const rows = await db
+      .select({ user: users, clientCount: count(clients.id) })
+      .from(users)
+      .leftJoin(clients, eq(clients.ownerId, users.id))
+      .groupBy(users.id)
+      .orderBy(users.username);
+    return rows.map((row) => ({ ...row.user, clientCount: Number(row.clientCount) }));
+  }
+
+  // ---- clients -----------------------------------------------------------------
+
+  /** Clients with what the lists and the overview show about them. */
+  async function listClientSummaries(viewer: Viewer) {
+    const where = viewer.isAdmin ? sql`true` : sql`c.owner_id = ${viewer.id}`;
+    const result = await db.execute(sql`
+      select c.id, c.name, c.hostname, c.owner_id, u.username as owner_name, c.created_at, c.last_ping_at,
+             c.last_backup_at, c.backup_interval_seconds, c.ping_interval_seconds, c.token_prefix, c.agent_version,
+             c.agent_state, c.run_requested_at,
+             (select r.status from backup_runs r where r.client_id = c.id and r.finished_at is not null
+                order by r.started_at desc limit 1) as last_run_status,
+             (select max(r.finished_at) from backup_runs r where r.client_id = c.id
+                and r.status in ('succeeded', 'partial')) as last_success_at,
+             (select coalesce(sum(ct.size), 0) from contents ct where ct.sha256 in
+                (select fv.content_sha256 from file_versions fv where fv.client_id = c.id)) as stored_bytes
+      from clients c join users u on u.id = c.owner_id
+      where ${where}
+      order by c.name, u.username`);
+    return rowsOf<Record<string, unknown>>(result).map((row) => {
+      const lastBackupAt = date(row.last_backup_at);
+      const lastSuccessRun = date(row.last_success_at);
+      const lastSuccessAt =
+        lastBackupAt && lastSuccessRun ? (lastBackupAt > lastSuccessRun ? lastBackupAt : lastSuccessRun) : (lastBackupAt ?? lastSuccessRun);
+      return {
+        id: String(row.id),
+        name: String(row.name),
+        hostname: String(row.hostname ?? ''),
+        ownerId: String(row.owner_id),
+        ownerName: String(row.owner_name),
+        createdAt: date(row.created_at)!,
+        lastPingAt: date(row.last_ping_at),
+        lastSuccessAt,
+        lastRunStatus: (row.last_run_status ?? null) as 'succeeded' | 'partial' | 'failed' | null,
+        backupIntervalSeconds: num(row.backup_interval_seconds),
+        pingIntervalSeconds: num(row.ping_interval_seconds),
+        tokenPrefix: (row.token_prefix ?? null) as string | null,
+        agentVersion: (row.agent_version ?? null) as string | null,
+        agentState: (row.agent_state ?? null) as string | null,
+        runRequestedAt: date(row.run_requested_at),
+        storedBytes: num(row.stored_bytes),
+      };
+    });
+  }
+
+  /** The client if the viewer may see it; NotFoundError otherwise. */
+  async function getClient(viewer: Viewer, id: string): Promise<ClientRow & { ownerName: string }> {
+    if (!isUuid(id)) throw new NotFoundError('no such client');
+    const [row] = await db
+      .select({ client: clients, ownerName: users.username })
+      .from(clients)
+      .innerJoin(users, eq(users.id, clients.ownerId))
+      .where(and(eq(clients.id, id), ownerFilter(viewer)));
+    if (!row) throw new NotFoundError('no such client');
+    return { ...row.client, ownerName: row.ownerName };
+  }
+
+  // ---- runs and logs -----------------------------------------------------------
+
+  async function recentRuns(viewer: Viewer, limit: number) {
+    return db
+      .select({ run: backupRuns, clientName: clients.name, clientId: clients.id })
+      .from(backupRuns)
+      .innerJoin(clients, eq(clients.id, backupRuns.clientId))
+      .where(ownerFilter(viewer))
+      .orderBy(desc(backupRuns.startedAt))
+      .limit(limit);
+  }
+
+  async function listLogs(clientId: string, level: LogLevelFilter | null, limit: number): Promise<LogRow[]> {
+    return db
+      .select()
+      .from(clientLogs)
+      .where(and(eq(clientLogs.clientId, clientId), level ? eq(clientLogs.level, level) : undefined))
+      .orderBy(desc(clientLogs.at), desc(clientLogs.id))
+      .limit(limit);
+  }
+
+  // ---- overview ----------------------------------------------------------------
+
+  /**
+   * Logical bytes: every retained file version's size, what copying each
+   * version would cost. Stored bytes: admins see the whole store's physical
+   * size; a user sees the distinct contents their versions reference.
+   */
+  async function storageTotals(viewer: Viewer) {
+    const scope = viewer.isAdmin ? sql`true` : sql`c.owner_id = ${viewer.id}`;
+    const logical = rowsOf<Record<string, unknown>>(
+      await db.execute(sql`
+        select coalesce(sum(fv.size), 0) as logical,
+               coalesce(sum(fv.size) filter (where fv.valid_to is null), 0) as current_bytes,
+               count(*) filter (where fv.valid_to is null) as current_files
+        from file_versions fv join clients c on c.id = fv.client_id
+        where fv.kind = 'file' and ${scope}`),
+    )[0];
+    const stored = viewer.isAdmin
+      ? rowsOf<Record<string, unknown>>(await db.execute(sql`select coalesce(sum(size), 0) as stored from chunks`))[0]
+      : rowsOf<Record<string, unknown>>(
+          await db.execute(sql`
+            select coalesce(sum(ct.size), 0) as stored from contents ct where ct.sha256 in
+              (select fv.content_sha256 from file_versions fv join clients c on c.id = fv.client_id where ${scope})`),
+        )[0];
+    return {
+      logicalBytes: num(logical?.logical),
+      currentBytes: num(logical?.current_bytes),
+      currentFiles: num(logical?.current_files),
+      storedBytes: num(stored?.stored),
+    };
+  }
+
+  /** Uploaded and newly stored bytes per UTC day since `since`. */
+  async function bytesPerDay(viewer: Viewer, since: Date) {
+    const scope = viewer.isAdmin ? sql`true` : sql`c.owner_id = ${viewer.id}`;
+    const rows = rowsOf<Record<string, unknown>>(
+      await db.execute(sql`
+        select to_char(r.started_at at time zone 'UTC', 'YYYY-MM-DD') as day,
+               coalesce(sum(r.bytes_uploaded), 0) as uploaded, coalesce(sum(r.bytes_new), 0) as stored
+        from backup_runs r join clients c on c.id = r.client_id
+        where r.started_at >= ${since.toISOString()}::timestamptz and ${scope}
+        group by 1`),
+    );
+    return new Map(rows.map((row) => [String(row.day), { uploaded: num(row.uploaded), stored: num(row.stored) }]));
+  }
+
+  // ---- files -------------------------------------------------------------------
+
+  const validAt = (asOf: Date) =>
+    sql`fv.valid_from <= ${asOf.toISOString()}::timestamptz and (fv.valid_to is null or fv.valid_to > ${asOf.toISOString()}::timestamptz)`;
+
+  /** The direct children of `dir` in the tree as of `asOf`: folders (with totals) and files. */
+  async function listDirectory(clientId: string, dir: string, asOf: Date, fileLimit: number) {
+    const prefix = dir === '/' ? '/' : dir + '/';
+    const start = Array.from(prefix).length + 1;
+    const folders = rowsOf<Record<string, unknown>>(
+      await db.execute(sql`
+        select split_part(substr(fv.path, ${start}::int), '/', 1) as name, count(*) as files,
+               coalesce(sum(fv.size), 0) as bytes, max(fv.mtime_ms) as mtime_ms
+        from file_versions fv
+        where fv.client_id = ${clientId} and starts_with(fv.path, ${prefix}) and ${validAt(asOf)}
+          and strpos(substr(fv.path, ${start}::int), '/') > 0
+        group by 1 order by 1`),
+    ).map((row) => ({ name: String(row.name), files: num(row.files), bytes: num(row.bytes), mtimeMs: num(row.mtime_ms) }));
+    const files = rowsOf<Record<string, unknown>>(
+      await db.execute(sql`
+        select fv.id, fv.path, fv.kind, fv.size, fv.mtime_ms, fv.mode, fv.link_target, fv.valid_from,
+               substr(fv.path, ${start}::int) as name
+        from file_versions fv
+        where fv.client_id = ${clientId} and starts_with(fv.path, ${prefix}) and ${validAt(asOf)}
+          and strpos(substr(fv.path, ${start}::int), '/') = 0
+        order by fv.path limit ${fileLimit}`),
+    ).map((row) => ({
+      versionId: num(row.id),
+      path: String(row.path),
+      name: String(row.name),
+      kind: String(row.kind) as 'file' | 'symlink',
+      size: num(row.size),
+      mtimeMs: num(row.mtime_ms),
+      mode: num(row.mode),
+      linkTarget: (row.link_target ?? null) as string | null,
+      validFrom: date(row.valid_from)!,
+    }));
+    return { folders, files };
+  }
+
+  async function findVersion(clientId: string, versionId: number) {
+    const [row] = await db
+      .select()
+      .from(fileVersions)
+      .where(and(eq(fileVersions.clientId, clientId), eq(fileVersions.id, versionId)));
+    return row ?? null;
+  }
+
+  // ---- audit -------------------------------------------------------------------
+
+  async function listAudit(options: { limit: number; action?: string | undefined; targetId?: string | undefined }) {
+    return db
+      .select()
+      .from(auditLog)
+      .where(
+        and(
+          options.action ? sql`${auditLog.action} like ${options.action + '%'}` : undefined,
+          options.targetId ? eq(auditLog.targetId, options.targetId) : undefined,
+        ),
+      )
+      .orderBy(desc(auditLog.at), desc(auditLog.id))
+      .limit(options.limit);
+  }
+
+  /** Failed logins for `username` within the window and since its last successful login (any replica). */
+  async function recentLoginFailures(username: string, since: Date): Promise<number> {
+    const rows = rowsOf<Record<string, unknown>>(
+      await db.execute(sql`
+        select count(*) as failures from audit_log a
+        where a.action = 'login.failed' and a.target_type = 'user' and a.target_id = ${username}
+          and a.at > ${since.toISOString()}::timestamptz
+          and a.at > coalesce((select max(s.at) from audit_log s where s.action = 'login.succeeded'
+                               and s.target_type = 'user' and s.target_id = ${username}), '-infinity'::timestamptz)`),
+    );
+    return num(rows[0]?.failures);
+  }
+
+  return {
+    userExists,
+    listUsersWithClientCounts,
+    listClientSummaries,
+    getClient,
+    recentRuns,
+    listLogs,
+    storageTotals,
+    bytesPerDay,
+    listDirectory,
+    findVersion,
+    listAudit,
+    recentLoginFailures,
+  };
+}
+
+export type DashboardRepository = ReturnType<typeof createDashboardRepository>;

@@ -1,0 +1,137 @@
+import path from 'node:path';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import { normaliseBackupPath } from '@cairn/shared';
+import { NotFoundError } from '../errors.ts';
+import { listPathVersions, listRuns, listTreeAsOf } from '../services/backup-repository.ts';
+import { openContentForUser } from '../services/content-store.service.ts';
+import { type DashboardDeps, queryParam, renderPage, viewer } from './dashboard-context.ts';
+import { createTarGzStream, type TreeEntry } from './tar-export.ts';
+
+const FILE_LIMIT = 2000;
+
+/** `?path=`: a normalised absolute folder or file path, `/` when absent or invalid. */
+function pathParam(request: FastifyRequest): string {
+  return normaliseBackupPath(queryParam(request, 'path') || '/') ?? '/';
+}
+
+/**
+ * `?asOf=`: an ISO time, or the `YYYY-MM-DDTHH:MM` of a datetime-local input
+ * read as UTC (the page says so). Absent or unreadable: now.
+ */
+export function parseAsOf(text: string, now: Date): { asOf: Date; explicit: boolean } {
+  const trimmed = text.trim();
+  if (trimmed === '') return { asOf: now, explicit: false };
+  const withZone = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(trimmed) ? `${trimmed}Z` : trimmed;
+  const parsed = new Date(withZone);
+  return Number.isNaN(parsed.getTime()) ? { asOf: now, explicit: false } : { asOf: parsed, explicit: true };
+}
+
+function breadcrumbs(dir: string): { name: string; path: string }[] {
+  const crumbs = [{ name: 'All files', path: '/' }];
+  let current = '';
+  for (const part of dir.split('/').filter(Boolean)) {
+    current += '/' + part;
+    crumbs.push({ name: part, path: current });
+  }
+  return crumbs;
+}
+
+/** `attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266). */
+function attachment(filename: string): string {
+  const fallback = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');
+  return `attachment; filename="${fallback}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+}
+
+export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
+  const { repo, ctx } = deps;
+
+  /** The tree as of `asOf` under `dir`, read a page at a time. */
+  async function* treeEntries(clientId: string, dir: string, asOf: Date): AsyncGenerator<TreeEntry> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await listTreeAsOf(ctx.database.db, clientId, { asOf, prefix: dir, after, limit: 500 });
+      for (const file of page.files) {
+        yield { path: file.path, kind: file.kind, size: file.size, mtimeMs: file.mtimeMs, mode: file.mode, linkTarget: file.linkTarget, contentSha256: file.sha256 };
+      }
+      if (page.nextAfter === null) return;
+      after = page.nextAfter;
+    }
+  }
+
+  app.get<{ Params: { id: string } }>('/clients/:id/files', async (request, reply) => {
+    const client = await repo.getClient(viewer(request), request.params.id);
+    const dir = pathParam(request);
+    const asOfText = queryParam(request, 'asOf');
+    const { asOf, explicit } = parseAsOf(asOfText, deps.now());
+    const listing = await repo.listDirectory(client.id, dir, asOf, FILE_LIMIT);
+    const runs = (await listRuns(ctx.database.db, client.id, { limit: 30 })).filter((run) => run.finishedAt !== null);
+    return renderPage(request, reply, deps, 'client-files', {
+      title: `${client.name}: files`,
+      nav: 'clients',
+      tab: 'files',
+      client,
+      dir,
+      parent: dir === '/' ? null : path.posix.dirname(dir),
+      crumbs: breadcrumbs(dir),
+      asOf,
+      asOfParam: explicit ? asOf.toISOString() : '',
+      asOfInput: asOf.toISOString().slice(0, 16),
+      explicit,
+      listing,
+      truncated: listing.files.length >= FILE_LIMIT,
+      fileLimit: FILE_LIMIT,
+      runs,
+    });
+  });
+
+  app.get<{ Params: { id: string } }>('/clients/:id/versions', async (request, reply) => {
+    const client = await repo.getClient(viewer(request), request.params.id);
+    const filePath = pathParam(request);
+    const versions = await listPathVersions(ctx.database.db, client.id, filePath);
+    if (versions.length === 0) throw new NotFoundError('no versions of that path');
+    return renderPage(request, reply, deps, 'client-versions', {
+      title: `${client.name}: ${path.posix.basename(filePath)}`,
+      nav: 'clients',
+      tab: 'files',
+      client,
+      filePath,
+      dir: path.posix.dirname(filePath),
+      crumbs: breadcrumbs(filePath),
+      versions,
+    });
+  });
+
+  app.get<{ Params: { id: string; versionId: string } }>('/clients/:id/versions/:versionId/download', async (request, reply) => {
+    const client = await repo.getClient(viewer(request), request.params.id);
+    const versionId = /^\d{1,15}$/.test(request.params.versionId) ? Number(request.params.versionId) : null;
+    const version = versionId === null ? null : await repo.findVersion(client.id, versionId);
+    if (!version || version.kind !== 'file' || !version.contentSha256) throw new NotFoundError('no such file version');
+    const content = await openContentForUser(ctx, client.ownerId, version.contentSha256);
+    if (!content) throw new NotFoundError('the stored content of that version is missing');
+    return reply
+      .header('content-type', 'application/octet-stream')
+      .header('content-length', String(version.size))
+      .header('content-disposition', attachment(path.posix.basename(version.path)))
+      .header('cache-control', 'no-store')
+      .send(content.stream);
+  });
+
+  app.get<{ Params: { id: string } }>('/clients/:id/archive', async (request, reply) => {
+    const client = await repo.getClient(viewer(request), request.params.id);
+    const dir = pathParam(request);
+    const { asOf } = parseAsOf(queryParam(request, 'asOf'), deps.now());
+    const base = dir === '/' ? '/' : path.posix.dirname(dir);
+    const stamp = asOf.toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-');
+    const label = dir === '/' ? 'all' : path.posix.basename(dir);
+    const stream = createTarGzStream({
+      entries: treeEntries(client.id, dir, asOf),
+      openContent: (sha) => openContentForUser(ctx, client.ownerId, sha),
+      base,
+    });
+    return reply
+      .header('content-type', 'application/gzip')
+      .header('content-disposition', attachment(`${client.name}-${label}-${stamp}.tar.gz`))
+      .header('cache-control', 'no-store')
+      .send(stream);
+  });
+};

@@ -1,0 +1,180 @@
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
+import { listClients } from '../services/clients.service.ts';
+import { effectiveRetentionPolicy, type RetentionPolicy } from '../services/retention-policy.ts';
+import { previewClientPrune } from '../services/retention.service.ts';
+import {
+  createUser,
+  findUser,
+  MIN_PASSWORD_LENGTH,
+  resetUserPassword,
+  setUserDisabled,
+  setUserRetention,
+  type UserSummary,
+} from '../services/users.service.ts';
+import type { FieldErrors } from './client-config-form.ts';
+import { actorOf, type DashboardDeps, field, redirectAfterPost, renderPage, requireAdmin } from './dashboard-context.ts';
+
+const PREVIEW_SHOWN = 200;
+const USERNAME = /^[A-Za-z0-9._@-]{1,64}$/;
+
+interface PolicyInput {
+  retentionVersions: string;
+  retentionDays: string;
+}
+
+/** Validates the policy fields; errors are keyed by field name. */
+export function parsePolicy(input: PolicyInput): { policy: RetentionPolicy | null; errors: FieldErrors } {
+  const errors: FieldErrors = {};
+  const versionsText = input.retentionVersions.trim();
+  const daysText = input.retentionDays.trim();
+  const versions = /^\d{1,6}$/.test(versionsText) ? Number(versionsText) : NaN;
+  if (!(versions >= 1 && versions <= 100_000)) errors.retentionVersions = 'a whole number from 1 to 100000';
+  let days: number | null = null;
+  if (daysText !== '') {
+    days = /^\d{1,5}$/.test(daysText) ? Number(daysText) : NaN;
+    if (!(days >= 1 && days <= 36_500)) errors.retentionDays = 'empty (no age limit) or a whole number of days from 1 to 36500';
+  }
+  return Object.keys(errors).length > 0 ? { policy: null, errors } : { policy: { versions, days }, errors };
+}
+
+function policyInput(user: UserSummary): PolicyInput {
+  return { retentionVersions: String(user.retentionVersions), retentionDays: user.retentionDays === null ? '' : String(user.retentionDays) };
+}
+
+export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
+  const { repo, ctx } = deps;
+  const db = ctx.database.db;
+
+  async function renderUsers(request: FastifyRequest, reply: FastifyReply, form: Record<string, string>, errors: FieldErrors, status = 200) {
+    const users = await repo.listUsersWithClientCounts();
+    return renderPage(request, reply, deps, 'users', { title: 'Users', nav: 'users', users, form, errors }, status);
+  }
+
+  async function loadUser(id: string): Promise<UserSummary> {
+    const user = (await repo.userExists(id)) ? await findUser(db, id) : null;
+    if (!user) throw new NotFoundError('no such user');
+    return user;
+  }
+
+  async function renderUser(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    target: UserSummary,
+    extra: { policyForm?: PolicyInput; policyErrors?: FieldErrors; passwordError?: string; preview?: unknown; error?: string },
+    status = 200,
+  ) {
+    const clients = await repo.listClientSummaries({ id: target.id, username: target.username, isAdmin: false });
+    return renderPage(
+      request,
+      reply,
+      deps,
+      'user',
+      {
+        title: target.username,
+        nav: 'users',
+        target,
+        clients,
+        policyForm: extra.policyForm ?? policyInput(target),
+        policyErrors: extra.policyErrors ?? {},
+        passwordError: extra.passwordError ?? null,
+        preview: extra.preview ?? null,
+        error: extra.error ?? null,
+      },
+      status,
+    );
+  }
+
+  /** What `policy` as this user's policy would prune now, client by client (clients with an override keep theirs). */
+  async function previewUserPolicy(target: UserSummary, policy: RetentionPolicy) {
+    const now = deps.now();
+    const owner = { retentionVersions: policy.versions, retentionDays: policy.days };
+    const shown: { clientName: string; path: string; validFrom: string; validTo: string | null; size: number }[] = [];
+    const overridden: string[] = [];
+    let count = 0;
+    let bytes = 0;
+    for (const client of await listClients(db, { ownerId: target.id })) {
+      if (client.retentionVersions !== null) overridden.push(client.name);
+      const preview = await previewClientPrune(ctx, client.id, { now, policy: effectiveRetentionPolicy(owner, client), limit: PREVIEW_SHOWN });
+      count += preview.total;
+      for (const version of preview.versions) {
+        bytes += version.size;
+        if (shown.length < PREVIEW_SHOWN) shown.push({ clientName: client.name, ...version });
+      }
+    }
+    return { policy, count, bytes, bytesComplete: count <= PREVIEW_SHOWN, shown, overridden };
+  }
+
+  app.get('/users', async (request, reply) => {
+    requireAdmin(request);
+    const defaults = ctx.config.retention;
+    return renderUsers(request, reply, { retentionVersions: String(defaults.defaultVersions), retentionDays: defaults.defaultDays ? String(defaults.defaultDays) : '' }, {});
+  });
+
+  app.post('/users', async (request, reply) => {
+    const admin = requireAdmin(request);
+    const form = {
+      username: field(request.body, 'username').trim(),
+      isAdmin: field(request.body, 'isAdmin'),
+      retentionVersions: field(request.body, 'retentionVersions'),
+      retentionDays: field(request.body, 'retentionDays'),
+    };
+    const password = field(request.body, 'password');
+    const { policy, errors } = parsePolicy(form);
+    if (!USERNAME.test(form.username)) errors.username = '1 to 64 letters, digits or . _ @ -';
+    if (password.length < MIN_PASSWORD_LENGTH || password.length > 1024) errors.password = `at least ${MIN_PASSWORD_LENGTH} characters`;
+    if (!policy || Object.keys(errors).length > 0) return renderUsers(request, reply, form, errors, 400);
+    try {
+      const created = await createUser(
+        ctx,
+        { username: form.username, password, isAdmin: form.isAdmin === 'on', retentionVersions: policy.versions, retentionDays: policy.days },
+        actorOf(admin),
+      );
+      return redirectAfterPost(reply, `/users/${created.id}?notice=user-created`);
+    } catch (error) {
+      if (error instanceof ConflictError) return renderUsers(request, reply, form, { username: error.message }, 409);
+      throw error;
+    }
+  });
+
+  app.get<{ Params: { id: string } }>('/users/:id', async (request, reply) => {
+    requireAdmin(request);
+    return renderUser(request, reply, await loadUser(request.params.id), {});
+  });
+
+  app.post<{ Params: { id: string } }>('/users/:id/status', async (request, reply) => {
+    const admin = requireAdmin(request);
+    const target = await loadUser(request.params.id);
+    const disable = field(request.body, 'disabled') === 'true';
+    if (disable && target.id === admin.id) {
+      return renderUser(request, reply, target, { error: 'You cannot disable your own account.' }, 400);
+    }
+    await setUserDisabled(ctx, target.id, disable, actorOf(admin));
+    return redirectAfterPost(reply, `/users/${target.id}?notice=${disable ? 'user-disabled' : 'user-enabled'}`);
+  });
+
+  app.post<{ Params: { id: string } }>('/users/:id/password', async (request, reply) => {
+    const admin = requireAdmin(request);
+    const target = await loadUser(request.params.id);
+    try {
+      await resetUserPassword(ctx, target.id, field(request.body, 'password'), actorOf(admin));
+    } catch (error) {
+      if (error instanceof BadRequestError) return renderUser(request, reply, target, { passwordError: error.message }, 400);
+      throw error;
+    }
+    return redirectAfterPost(reply, `/users/${target.id}?notice=password-reset`);
+  });
+
+  app.post<{ Params: { id: string } }>('/users/:id/policy', async (request, reply) => {
+    const admin = requireAdmin(request);
+    const target = await loadUser(request.params.id);
+    const form = { retentionVersions: field(request.body, 'retentionVersions'), retentionDays: field(request.body, 'retentionDays') };
+    const { policy, errors } = parsePolicy(form);
+    if (!policy) return renderUser(request, reply, target, { policyForm: form, policyErrors: errors }, 400);
+    if (field(request.body, 'action') === 'preview') {
+      return renderUser(request, reply, target, { policyForm: form, preview: await previewUserPolicy(target, policy) });
+    }
+    await setUserRetention(ctx, target.id, policy, actorOf(admin));
+    return redirectAfterPost(reply, `/users/${target.id}?notice=policy-saved`);
+  });
+};
