@@ -153,7 +153,7 @@ export async function applyChanges(
       closed += countOf(
         await tx.execute(sql`
           with changed as (
-            update file_versions fv set valid_to = greatest(now(), fv.valid_from)
+            update file_versions fv set valid_to = greatest(${COMMIT_TIME}, fv.valid_from)
             from ${input}
             where fv.client_id = ${agent.clientId} and fv.valid_to is null and fv.path = x.path
               and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target)
@@ -165,7 +165,7 @@ export async function applyChanges(
         await tx.execute(sql`
           with inserted as (
             insert into file_versions (client_id, path, kind, content_sha256, size, mtime_ms, mode, link_target, run_id, valid_from)
-            select ${agent.clientId}, x.path, x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, ${runId}, now()
+            select ${agent.clientId}, x.path, x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, ${runId}, ${COMMIT_TIME}
             from ${input}
             where not exists (
               select 1 from file_versions fv where fv.client_id = ${agent.clientId} and fv.path = x.path and fv.valid_to is null)
@@ -177,7 +177,7 @@ export async function applyChanges(
       closed += countOf(
         await tx.execute(sql`
           with gone as (
-            update file_versions set valid_to = greatest(now(), valid_from)
+            update file_versions set valid_to = greatest(${COMMIT_TIME}, valid_from)
             where client_id = ${agent.clientId} and valid_to is null
               and path in (select value from jsonb_array_elements_text(${JSON.stringify(deletes)}::jsonb))
             returning 1)
@@ -187,6 +187,13 @@ export async function applyChanges(
     return { opened, closed };
   });
 }
+
+/**
+ * The time of a changes commit: the transaction's time on the database clock,
+ * truncated to milliseconds so the ISO times the API returns (millisecond
+ * precision) can be passed back as `asOf` and select exactly that version.
+ */
+const COMMIT_TIME = sql`date_trunc('milliseconds', now())`;
 
 function countOf(result: unknown): number {
   return Number(rowsOf<{ n: number | string }>(result)[0]?.n ?? 0);

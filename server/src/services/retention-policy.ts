@@ -26,7 +26,10 @@ const DAY_MS = 86_400_000;
 
 /** The ids of `versions` (all versions of ONE path, any order) that `policy` prunes at `now`. */
 export function versionsToPrune(versions: readonly VersionLifetime[], policy: RetentionPolicy, now: Date): number[] {
-  const newestFirst = [...versions].sort((a, b) => b.validFrom.getTime() - a.validFrom.getTime() || b.id - a.id);
+  // The current version counts as the newest whatever its valid_from says, so it always takes one of the N places.
+  const newestFirst = [...versions].sort(
+    (a, b) => Number(a.validTo !== null) - Number(b.validTo !== null) || b.validFrom.getTime() - a.validFrom.getTime() || b.id - a.id,
+  );
   const cutoff = policy.days === null ? null : now.getTime() - policy.days * DAY_MS;
   const pruned: number[] = [];
   newestFirst.forEach((version, index) => {
