@@ -1,0 +1,194 @@
+/**
+ * Cairn as a user runs it: the real server and the real agent as separate
+ * processes on loopback. The server stays up for a dataset's scenarios; each
+ * backup run is one agent process in environment mode, started on the same
+ * state directory, stopped once it logs the end of its first run.
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { REPO_ROOT, freePort, startProcess, startServerProcess, type ServerProcess } from '../test/helpers/processes.ts';
+import { startS3rver, type RunningS3rver } from '../server/test/helpers/s3rver.ts';
+import { diskUsage } from './disk-usage.ts';
+import { resetTreePeakRss, treePeakRss } from './process-memory.ts';
+import type { Measurement, ScenarioId, SystemId } from './scenarios.ts';
+
+const USERNAME = 'bench';
+const PASSWORD = 'bench-password-1';
+const AGENT_MAIN = path.join(REPO_ROOT, 'client/src/main.ts');
+const RUN_END = /"msg":"backup run (succeeded|partial|failed)"/;
+
+/** Why the agent cannot be run yet, or null when it can. */
+export function agentUnavailable(): string | null {
+  return existsSync(AGENT_MAIN) ? null : `the agent has no entry point yet (${path.relative(REPO_ROOT, AGENT_MAIN)} missing)`;
+}
+
+export interface CairnOptions {
+  store: 'disk' | 's3';
+  workDir: string;
+  /** Directory for V8 CPU profiles of the agent and server (`--cpu-prof`), or undefined. */
+  profileDir?: string;
+  runTimeoutMs: number;
+}
+
+/** The agent's closing log line: the run's status and stats. */
+interface RunEndLine {
+  status: string;
+  durationMs: number;
+  filesScanned: number;
+  filesChanged: number;
+  filesFailed: number;
+  bytesScanned: number;
+  bytesUploaded: number;
+  error?: string;
+}
+
+export class CairnSystem {
+  readonly id: SystemId;
+  readonly #dataDir: string;
+  readonly #stateDir: string;
+  #server: ServerProcess | null = null;
+  #s3: RunningS3rver | null = null;
+
+  constructor(private readonly options: CairnOptions) {
+    this.id = options.store === 'disk' ? 'cairn-disk' : 'cairn-s3';
+    this.#dataDir = path.join(options.workDir, `${this.id}-data`);
+    this.#stateDir = path.join(options.workDir, `${this.id}-agent`);
+  }
+
+  #profileEnv(role: string): Record<string, string> {
+    if (this.options.profileDir === undefined) return {};
+    const dir = path.join(this.options.profileDir, `${this.id}-${role}`);
+    return { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` };
+  }
+
+  async start(): Promise<void> {
+    await rm(this.#dataDir, { recursive: true, force: true });
+    await rm(this.#stateDir, { recursive: true, force: true });
+    await mkdir(this.#dataDir, { recursive: true });
+    if (this.options.store === 's3') this.#s3 = await startS3rver({ bucket: 'cairn-bench' });
+    this.#server = await startServerProcess({
+      DATA_DIR: this.#dataDir,
+      ADMIN_USERNAME: USERNAME,
+      ADMIN_PASSWORD: PASSWORD,
+      LOG_LEVEL: 'info',
+      // Background jobs stay out of the measured runs.
+      GC_INTERVAL_SECONDS: '86400',
+      RETENTION_SWEEP_INTERVAL_SECONDS: '86400',
+      ...(this.#s3?.env ?? {}),
+      ...this.#profileEnv('server'),
+    });
+  }
+
+  /** One backup run of `source` by a fresh agent process on this system's state directory. */
+  async backup(scenario: ScenarioId, source: string): Promise<Measurement> {
+    const server = this.#server;
+    if (server === null) throw new Error('start() the system first');
+    await resetTreePeakRss(server.pid);
+    const started = performance.now();
+    const agent = startProcess(AGENT_MAIN, [], {
+      CLIENT_UI_ENABLED: 'false',
+      CLIENT_UI_HOST: '127.0.0.1',
+      CLIENT_UI_PORT: String(await freePort()),
+      SERVER_URL: server.url,
+      USERNAME,
+      PASSWORD,
+      CLIENT_NAME: 'bench',
+      MONITORED_PATHS: source,
+      AGENT_STATE_DIR: this.#stateDir,
+      BACKUP_INTERVAL: String(366 * 86_400),
+      PING_INTERVAL: '86400',
+      LOG_LEVEL: 'info',
+      ...this.#profileEnv(`agent-${scenario}`),
+    });
+    const failed = (error: string): Measurement => ({
+      scenario,
+      system: this.id,
+      ok: false,
+      error,
+      seconds: (performance.now() - started) / 1000,
+      filesScanned: 0,
+      bytesScanned: 0,
+      bytesUploaded: 0,
+      storedBytes: 0,
+    });
+    let line: RunEndLine;
+    let processSeconds: number;
+    let agentPeakRss: number | null;
+    let serverPeakRss: number | null;
+    try {
+      await agent.waitForOutput(RUN_END, this.options.runTimeoutMs);
+      processSeconds = (performance.now() - started) / 1000;
+      agentPeakRss = await treePeakRss(agent.pid);
+      serverPeakRss = await treePeakRss(server.pid);
+      const raw = agent
+        .output()
+        .split('\n')
+        .find((l) => RUN_END.test(l));
+      line = JSON.parse(raw ?? '{}') as RunEndLine;
+    } catch (error) {
+      await agent.stop();
+      return failed(error instanceof Error ? error.message.slice(0, 4000) : String(error));
+    }
+    const code = await agent.stop();
+    const stored = await this.#storedBytes();
+    const metadata = await diskUsage(path.join(this.#dataDir, 'db'));
+    const measurement: Measurement = {
+      scenario,
+      system: this.id,
+      ok: line.status === 'succeeded',
+      seconds: line.durationMs / 1000,
+      processSeconds,
+      filesScanned: line.filesScanned,
+      bytesScanned: line.bytesScanned,
+      filesChanged: line.filesChanged,
+      bytesUploaded: line.bytesUploaded,
+      storedBytes: stored.apparentBytes,
+      storedAllocatedBytes: stored.allocatedBytes,
+      metadataBytes: metadata.apparentBytes,
+      agentPeakRss,
+      serverPeakRss,
+      status: line.status,
+    };
+    if (line.status !== 'succeeded') measurement.error = `agent run ${line.status}: ${line.error ?? ''} (exit ${code})`;
+    return measurement;
+  }
+
+  async #storedBytes(): Promise<{ apparentBytes: number; allocatedBytes?: number }> {
+    if (this.#s3 === null) return diskUsage(path.join(this.#dataDir, 'blobs'));
+    const s3 = this.#s3;
+    const client = new S3Client({
+      endpoint: s3.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    });
+    let total = 0;
+    let token: string | undefined;
+    try {
+      do {
+        const page = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, ContinuationToken: token }));
+        for (const object of page.Contents ?? []) total += object.Size ?? 0;
+        token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      } while (token !== undefined);
+    } finally {
+      client.destroy();
+    }
+    return { apparentBytes: total };
+  }
+
+  /** Server output so far, for failure reports. */
+  serverOutput(): string {
+    return this.#server?.output() ?? '';
+  }
+
+  async stop(): Promise<void> {
+    await this.#server?.stop();
+    this.#server = null;
+    await this.#s3?.close();
+    this.#s3 = null;
+    await rm(this.#dataDir, { recursive: true, force: true });
+    await rm(this.#stateDir, { recursive: true, force: true });
+  }
+}

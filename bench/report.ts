@@ -1,0 +1,163 @@
+/**
+ * Turns measurements into one table per scenario (plain text for the
+ * terminal, markdown for bench/results and BASELINE.md) with the
+ * ours/restic ratios judged against the targets of QUALITY.md.
+ */
+import { SCENARIOS, type Measurement, type Scenario, type ScenarioId, type SystemId } from './scenarios.ts';
+
+export interface DatasetInfo {
+  files: number;
+  bytes: number;
+}
+
+export interface Verdict {
+  scenario: ScenarioId;
+  system: SystemId;
+  what: 'time' | 'bytes' | 'agent memory' | 'server memory';
+  ratio: number | null;
+  target: number;
+  met: boolean | null;
+}
+
+export interface BenchReport {
+  startedAt: string;
+  finishedAt: string;
+  quick: boolean;
+  machine: { cpus: number; cpuModel: string; memoryBytes: number; node: string; restic: string | null; loadAverageAtStart: number[] };
+  datasets: Partial<Record<'small' | 'mixed', DatasetInfo>>;
+  measurements: Measurement[];
+  verdicts: Verdict[];
+  notRun: { scenario: ScenarioId; reason: string }[];
+}
+
+const MB = 1e6;
+
+function mb(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined) return 'n/a';
+  if (bytes < 10 * MB) return `${(bytes / MB).toFixed(2)} MB`;
+  return `${(bytes / MB).toFixed(1)} MB`;
+}
+
+function ratio(ours: number | null | undefined, theirs: number | null | undefined): number | null {
+  if (ours === null || ours === undefined || theirs === null || theirs === undefined || theirs <= 0) return null;
+  return ours / theirs;
+}
+
+function judge(scenario: Scenario, ours: Measurement, restic: Measurement | undefined): Verdict[] {
+  const verdicts: Verdict[] = [];
+  const add = (what: Verdict['what'], value: number | null, target: number | undefined) => {
+    if (target === undefined) return;
+    const usable = ours.ok && restic?.ok === true && value !== null;
+    verdicts.push({ scenario: scenario.id, system: ours.system, what, ratio: usable ? value : null, target, met: usable ? (value as number) <= target : null });
+  };
+  add('time', ratio(ours.seconds, restic?.seconds), scenario.target.timeRatio);
+  add('bytes', ratio(ours.bytesUploaded, restic?.bytesUploaded), scenario.target.bytesRatio);
+  add('agent memory', ratio(ours.agentPeakRss, restic?.resticPeakRss), scenario.target.memoryRatio);
+  add('server memory', ratio(ours.serverPeakRss, restic?.resticPeakRss), scenario.target.memoryRatio);
+  return verdicts;
+}
+
+export function verdictsFor(measurements: readonly Measurement[]): Verdict[] {
+  const verdicts: Verdict[] = [];
+  for (const scenario of SCENARIOS) {
+    const restic = measurements.find((m) => m.scenario === scenario.id && m.system === 'restic');
+    for (const ours of measurements.filter((m) => m.scenario === scenario.id && m.system !== 'restic')) {
+      verdicts.push(...judge(scenario, ours, restic));
+    }
+  }
+  return verdicts;
+}
+
+const HEADER = ['system', 'time s', 'files/s', 'MB/s', 'uploaded', 'stored', 'agent RSS', 'server RSS', 'restic RSS', 'status'];
+
+function row(m: Measurement): string[] {
+  const perSecond = (n: number) => (m.seconds > 0 ? n / m.seconds : 0);
+  const stored = m.storedAllocatedBytes !== undefined && m.storedAllocatedBytes !== m.storedBytes ? `${mb(m.storedBytes)} (disk ${mb(m.storedAllocatedBytes)})` : mb(m.storedBytes);
+  return [
+    m.system,
+    m.ok || m.seconds > 0 ? m.seconds.toFixed(2) + (m.processSeconds !== undefined ? ` (${m.processSeconds.toFixed(1)})` : '') : '-',
+    m.ok ? Math.round(perSecond(m.filesScanned)).toLocaleString('en-US') : '-',
+    m.ok ? (perSecond(m.bytesScanned) / MB).toFixed(1) : '-',
+    mb(m.bytesUploaded),
+    stored + (m.metadataBytes !== undefined ? ` + db ${mb(m.metadataBytes)}` : ''),
+    m.system === 'restic' ? '' : mb(m.agentPeakRss),
+    m.system === 'restic' ? '' : mb(m.serverPeakRss),
+    m.system === 'restic' ? mb(m.resticPeakRss) : '',
+    m.ok ? 'ok' : `FAILED${m.status ? ` (${m.status})` : ''}`,
+  ];
+}
+
+function verdictText(v: Verdict): string {
+  const value = v.ratio === null ? 'n/a' : `${v.ratio.toFixed(2)}x`;
+  const met = v.met === null ? 'not measured' : v.met ? 'met' : 'NOT MET';
+  return `${v.what} ${value} (target <= ${v.target}x): ${met}`;
+}
+
+interface ScenarioTable {
+  scenario: Scenario;
+  heading: string;
+  rows: string[][];
+  verdictLines: string[];
+  errors: string[];
+}
+
+function scenarioTables(report: BenchReport): ScenarioTable[] {
+  const tables: ScenarioTable[] = [];
+  for (const scenario of SCENARIOS) {
+    const notRun = report.notRun.find((n) => n.scenario === scenario.id);
+    const measured = report.measurements.filter((m) => m.scenario === scenario.id);
+    const dataset = scenario.dataset === 'dump' ? undefined : report.datasets[scenario.dataset];
+    const size = dataset ? ` (${dataset.files.toLocaleString('en-US')} files, ${mb(dataset.bytes)})` : '';
+    const heading = `${scenario.id} ${scenario.title}${size}; target: ${scenario.targetText}`;
+    if (measured.length === 0) {
+      tables.push({ scenario, heading, rows: [], verdictLines: [`not run${notRun ? ` (${notRun.reason})` : ''}`], errors: [] });
+      continue;
+    }
+    const verdictLines: string[] = [];
+    for (const system of ['cairn-disk', 'cairn-s3'] as const) {
+      const mine = report.verdicts.filter((v) => v.scenario === scenario.id && v.system === system);
+      if (mine.length > 0) verdictLines.push(`${system}/restic: ${mine.map(verdictText).join('; ')}`);
+    }
+    const errors = measured.filter((m) => !m.ok).map((m) => `${m.system}: ${m.error ?? 'failed'}`);
+    tables.push({ scenario, heading, rows: measured.map(row), verdictLines, errors });
+  }
+  return tables;
+}
+
+export function renderText(report: BenchReport): string {
+  const out: string[] = [];
+  for (const table of scenarioTables(report)) {
+    out.push('', table.heading);
+    if (table.rows.length > 0) {
+      const widths = HEADER.map((h, i) => Math.max(h.length, ...table.rows.map((r) => (r[i] ?? '').length)));
+      const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+      out.push(`  ${line(HEADER)}`);
+      for (const r of table.rows) out.push(`  ${line(r)}`);
+    }
+    for (const v of table.verdictLines) out.push(`  ${v}`);
+    for (const e of table.errors) out.push(`  ! ${e.split('\n')[0]}`);
+  }
+  return out.join('\n');
+}
+
+export function renderMarkdown(report: BenchReport): string {
+  const m = report.machine;
+  const out = [
+    `# Benchmark results${report.quick ? ' (quick)' : ''}`,
+    '',
+    `${report.startedAt} to ${report.finishedAt}; ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(0)} GiB; node ${m.node}; ${m.restic ?? 'restic not installed'}; load average at start ${m.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}.`,
+    '',
+    'Time: seconds of the backup run (Cairn: the agent\'s run; in brackets the agent process from start to the end of its run, including node start-up and registration; restic: the whole `restic backup` process). MB = 10^6 bytes. Stored: apparent size (allocated disk in brackets) of the blob store or restic repository; db = the metadata database.',
+  ];
+  for (const table of scenarioTables(report)) {
+    out.push('', `## ${table.heading}`, '');
+    if (table.rows.length > 0) {
+      out.push(`| ${HEADER.join(' | ')} |`, `|${HEADER.map(() => '---').join('|')}|`);
+      for (const r of table.rows) out.push(`| ${r.join(' | ')} |`);
+      out.push('');
+    }
+    for (const v of table.verdictLines) out.push(`- ${v}`);
+    for (const e of table.errors) out.push(`- failure: ${e.split('\n')[0]}`);
+  }
+  return `${out.join('\n')}\n`;
+}

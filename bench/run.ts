@@ -1,0 +1,264 @@
+/**
+ * `npm run bench [-- options]`: Cairn side by side with restic on generated
+ * datasets, scenarios S1-S5 of shared/design/QUALITY.md. See
+ * docs/benchmarks.md.
+ *
+ *   --quick              small datasets (2,000 files; 20 MiB), for CI and development
+ *   --only S1,S4         run only these scenarios (S2/S3 imply S1, S5 implies S4)
+ *   --systems a,b        any of cairn-disk, cairn-s3, restic (default: all)
+ *   --work-dir DIR       where datasets and stores go (default: a fresh temp dir)
+ *   --keep               keep the work dir (the datasets are then reused by the next run with --work-dir)
+ *   --profile            write V8 CPU profiles of agent and server under bench/results/profiles
+ */
+import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { REPO_ROOT } from '../test/helpers/processes.ts';
+import { CairnSystem, agentUnavailable } from './cairn-runner.ts';
+import {
+  filesToChange,
+  mixedSpec,
+  rewriteFiles,
+  smallFilesSpec,
+  specFingerprint,
+  writeDataset,
+  type DatasetSpec,
+} from './dataset-generator.ts';
+import { renderMarkdown, renderText, verdictsFor, type BenchReport } from './report.ts';
+import { ResticRepository, resticVersion } from './restic-runner.ts';
+import type { Measurement, ScenarioId, SystemId } from './scenarios.ts';
+
+const SEED = 'cairn-bench-v1';
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const CHANGED_SHARE = 0.01;
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
+    systems: { type: 'string' },
+    'work-dir': { type: 'string' },
+    keep: { type: 'boolean', default: false },
+    profile: { type: 'boolean', default: false },
+  },
+});
+
+const quick = args.quick === true;
+const resultsDir = path.join(REPO_ROOT, 'bench/results');
+const benchStart = performance.now();
+
+function progress(message: string): void {
+  const seconds = ((performance.now() - benchStart) / 1000).toFixed(1).padStart(6);
+  console.log(`[bench ${seconds}s] ${message}`);
+}
+
+function selectedScenarios(): Set<ScenarioId> {
+  const all: ScenarioId[] = ['S1', 'S2', 'S3', 'S4', 'S5'];
+  if (args.only === undefined) return new Set(all);
+  const picked = new Set(args.only.split(',').map((s) => s.trim().toUpperCase()) as ScenarioId[]);
+  if (picked.has('S2') || picked.has('S3')) picked.add('S1');
+  if (picked.has('S5')) picked.add('S4');
+  return new Set(all.filter((s) => picked.has(s)));
+}
+
+function selectedSystems(): Set<SystemId> {
+  const all: SystemId[] = ['cairn-disk', 'cairn-s3', 'restic'];
+  if (args.systems === undefined) return new Set(all);
+  return new Set(args.systems.split(',').map((s) => s.trim()) as SystemId[]);
+}
+
+const smallSpec = (): DatasetSpec =>
+  smallFilesSpec(SEED, {
+    files: quick ? 2_000 : 100_000,
+    minBytes: 512,
+    maxBytes: 8 * KiB,
+    textShare: 0.6,
+    duplicateShare: 0.02,
+    filesPerDirectory: 50,
+  });
+
+const mixedSpecFor = (): DatasetSpec =>
+  mixedSpec(SEED, {
+    totalBytes: quick ? 20 * MiB : 1024 * MiB,
+    largeFiles: quick ? 2 : 4,
+    largeShare: 0.5,
+    mediumShare: 0.375,
+    mediumMinBytes: quick ? 128 * KiB : 256 * KiB,
+    mediumMaxBytes: quick ? 1 * MiB : 4 * MiB,
+    sourceMinBytes: 1 * KiB,
+    sourceMaxBytes: 24 * KiB,
+  });
+
+/** Writes the dataset unless a kept copy with the same fingerprint is there (then undoes S3's edits). */
+async function prepareDataset(root: string, spec: DatasetSpec): Promise<void> {
+  const marker = path.join(root, '..', `${path.basename(root)}.fingerprint`);
+  const fingerprint = specFingerprint(spec);
+  const existing = await readFile(marker, 'utf8').catch(() => null);
+  if (existing === fingerprint) {
+    rewriteFiles(root, spec, filesToChange(spec, CHANGED_SHARE), 0);
+    progress(`dataset ${spec.name}: reusing ${root}`);
+    return;
+  }
+  await rm(root, { recursive: true, force: true });
+  await rm(marker, { force: true });
+  progress(`dataset ${spec.name}: writing ${spec.files.length.toLocaleString('en-US')} files, ${(spec.totalBytes / MiB).toFixed(0)} MiB`);
+  let shown = 0;
+  writeDataset(root, spec, (done, total) => {
+    const tenth = Math.floor((done / total) * 10);
+    if (tenth > shown) {
+      shown = tenth;
+      progress(`dataset ${spec.name}: ${tenth * 10}%`);
+    }
+  });
+  await writeFile(marker, fingerprint);
+}
+
+interface Systems {
+  cairn: CairnSystem[];
+  restic: ResticRepository | null;
+}
+
+async function startSystems(workDir: string, wanted: Set<SystemId>, resticOk: boolean): Promise<Systems> {
+  const cairn: CairnSystem[] = [];
+  const runTimeoutMs = quick ? 120_000 : 60 * 60_000;
+  const profileDir = args.profile ? path.join(resultsDir, 'profiles') : undefined;
+  for (const store of ['disk', 's3'] as const) {
+    if (!wanted.has(store === 'disk' ? 'cairn-disk' : 'cairn-s3')) continue;
+    const system = new CairnSystem({ store, workDir, runTimeoutMs, ...(profileDir ? { profileDir } : {}) });
+    progress(`starting ${system.id} server`);
+    await system.start();
+    cairn.push(system);
+  }
+  let restic: ResticRepository | null = null;
+  if (wanted.has('restic') && resticOk) {
+    restic = new ResticRepository(workDir);
+    await restic.init();
+  }
+  return { cairn, restic };
+}
+
+async function stopSystems(systems: Systems): Promise<void> {
+  for (const system of systems.cairn) await system.stop();
+  await systems.restic?.remove();
+}
+
+function describe(m: Measurement): string {
+  if (!m.ok) return `${m.scenario} ${m.system}: FAILED: ${(m.error ?? '').split('\n')[0]}`;
+  return `${m.scenario} ${m.system}: ${m.seconds.toFixed(2)} s, ${m.filesScanned} files, ${(m.bytesUploaded / 1e6).toFixed(1)} MB uploaded`;
+}
+
+/** Runs one scenario on every system, restic first. */
+async function runScenario(scenario: ScenarioId, source: string, systems: Systems, measurements: Measurement[]): Promise<void> {
+  if (systems.restic) {
+    progress(`${scenario} restic: running`);
+    const m = await systems.restic.backup(scenario, source);
+    measurements.push(m);
+    progress(describe(m));
+  }
+  for (const system of systems.cairn) {
+    progress(`${scenario} ${system.id}: running`);
+    const m = await system.backup(scenario, source);
+    measurements.push(m);
+    progress(describe(m));
+  }
+}
+
+async function main(): Promise<number> {
+  const scenarios = selectedScenarios();
+  const wanted = selectedSystems();
+  const restic = resticVersion();
+  const agentProblem = agentUnavailable();
+  const workDir = args['work-dir'] ? path.resolve(args['work-dir']) : await mkdtemp(path.join(os.tmpdir(), 'cairn-bench-'));
+  await mkdir(workDir, { recursive: true });
+  await mkdir(resultsDir, { recursive: true });
+  const space = await statfs(workDir);
+  progress(`${quick ? 'quick' : 'full'} run in ${workDir} (${((space.bavail * space.bsize) / 2 ** 30).toFixed(0)} GiB free); load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  if (restic === null) progress('restic is not installed: Cairn runs alone, ratios are not computed (apt-get install restic)');
+  if (agentProblem !== null && (wanted.has('cairn-disk') || wanted.has('cairn-s3'))) progress(`Cairn cannot run: ${agentProblem}`);
+
+  const report: BenchReport = {
+    startedAt: new Date().toISOString(),
+    finishedAt: '',
+    quick,
+    machine: {
+      cpus: os.availableParallelism(),
+      cpuModel: os.cpus()[0]?.model ?? 'unknown',
+      memoryBytes: os.totalmem(),
+      node: process.version,
+      restic,
+      loadAverageAtStart: os.loadavg(),
+    },
+    datasets: {},
+    measurements: [],
+    verdicts: [],
+    notRun: [{ scenario: 'S6', reason: 'needs content-defined chunking' }],
+  };
+  const cairnWanted = new Set([...wanted].filter((s) => s === 'restic' || agentProblem === null));
+  let failed = agentProblem !== null && cairnWanted.size < wanted.size;
+  let active: Systems | null = null;
+  const onSignal = () => {
+    progress('interrupted: stopping processes and removing temporary data');
+    void (async () => {
+      if (active) await stopSystems(active).catch(() => undefined);
+      if (!args.keep) await rm(workDir, { recursive: true, force: true });
+      process.exit(130);
+    })();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    if (scenarios.has('S1')) {
+      const spec = smallSpec();
+      report.datasets.small = { files: spec.files.length, bytes: spec.totalBytes };
+      const root = path.join(workDir, 'small');
+      await prepareDataset(root, spec);
+      active = await startSystems(workDir, cairnWanted, restic !== null);
+      await runScenario('S1', root, active, report.measurements);
+      if (scenarios.has('S2')) await runScenario('S2', root, active, report.measurements);
+      if (scenarios.has('S3')) {
+        const changed = filesToChange(spec, CHANGED_SHARE);
+        const bytes = rewriteFiles(root, spec, changed, 1);
+        progress(`S3: changed ${changed.length} files (${(bytes / 1e6).toFixed(2)} MB)`);
+        await runScenario('S3', root, active, report.measurements);
+        rewriteFiles(root, spec, changed, 0);
+      }
+      await stopSystems(active);
+      active = null;
+    }
+    if (scenarios.has('S4')) {
+      const spec = mixedSpecFor();
+      report.datasets.mixed = { files: spec.files.length, bytes: spec.totalBytes };
+      const root = path.join(workDir, 'mixed');
+      await prepareDataset(root, spec);
+      active = await startSystems(workDir, cairnWanted, restic !== null);
+      await runScenario('S4', root, active, report.measurements);
+      if (scenarios.has('S5')) await runScenario('S5', root, active, report.measurements);
+      await stopSystems(active);
+      active = null;
+    }
+  } catch (error) {
+    failed = true;
+    progress(`bench aborted: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    if (active) await stopSystems(active).catch(() => undefined);
+  } finally {
+    if (!args.keep) await rm(workDir, { recursive: true, force: true });
+  }
+
+  report.finishedAt = new Date().toISOString();
+  report.verdicts = verdictsFor(report.measurements);
+  if (report.measurements.some((m) => !m.ok)) failed = true;
+  const stamp = report.startedAt.replace(/[:.]/g, '-');
+  const base = path.join(resultsDir, `${quick ? 'quick-' : ''}${stamp}`);
+  await writeFile(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(`${base}.md`, renderMarkdown(report));
+  console.log(renderText(report));
+  console.log('');
+  progress(`results: ${path.relative(process.cwd(), base)}.{json,md}${args.keep ? `; kept ${workDir}` : ''}`);
+  if (failed) progress('FAILED: a scenario did not run to a successful end');
+  return failed ? 1 : 0;
+}
+
+process.exitCode = await main();
