@@ -1,0 +1,319 @@
+import os from 'node:os';
+import path from 'node:path';
+import type { ClientConfig } from '@cairn/shared';
+import { runBackupCycle, type LocalBackupSettings } from '../backup/backup-cycle.ts';
+import { newProgress, type CycleProgress, type CycleReport, type CycleTrigger } from '../backup/backup-progress.ts';
+import { DEFAULT_BACKUP_INTERVAL_SECONDS, DEFAULT_PING_INTERVAL_SECONDS, type AgentConfig } from '../config/agent-config.ts';
+import type { Logger } from '../logger.ts';
+import { ApiClient } from '../net/api-client.ts';
+import { errorMessage } from '../net/http-errors.ts';
+import { readAgentState, removeScanCache, stateFiles, writeAgentState, type AgentState } from '../state/agent-state.ts';
+import type { ValidSetup } from '../setup/setup-form.ts';
+import { FileCacheStore } from './cache-store.ts';
+import { AGENT_VERSION } from './version.ts';
+
+export interface RegistrationInput {
+  serverUrl: string;
+  username: string;
+  password: string;
+  clientName: string;
+  monitoredPaths: string[];
+}
+
+/** What the status page and the JSON status endpoint show. */
+export interface AgentStatus {
+  configured: boolean;
+  running: boolean;
+  progress: CycleProgress | null;
+  lastReport: CycleReport | null;
+  nextRunAt: string | null;
+  lastPingAt: string | null;
+  lastPingError: string | null;
+  /** The latest problems worth a person's attention (newest first). */
+  recentErrors: { at: string; message: string }[];
+  serverConfig: ClientConfig | null;
+}
+
+/** The setup page refused a change (e.g. credentials of another account). */
+export class SetupRefusedError extends Error {
+  constructor(
+    message: string,
+    readonly field: 'username' | 'password' | 'currentUsername' | 'currentPassword' | null = null,
+  ) {
+    super(message);
+    this.name = 'SetupRefusedError';
+  }
+}
+
+export type RunRequestOutcome = 'started' | 'already-running' | 'not-configured';
+
+const RECENT_ERRORS = 20;
+
+/**
+ * The long-running agent: holds the state, runs cycles on the schedule, on
+ * "back up now" and on the server's request (never two at once), and pings.
+ */
+export class AgentRuntime {
+  #state: AgentState | null = null;
+  #api: ApiClient | null = null;
+  #cacheStore: FileCacheStore | null = null;
+  #serverConfig: ClientConfig | null = null;
+  #current: Promise<CycleReport> | null = null;
+  #progress: CycleProgress | null = null;
+  #lastReport: CycleReport | null = null;
+  #nextRunAt: number | null = null;
+  #lastPingAt: string | null = null;
+  #lastPingError: string | null = null;
+  #recentErrors: { at: string; message: string }[] = [];
+  #backupTimer: NodeJS.Timeout | null = null;
+  #pingTimer: NodeJS.Timeout | null = null;
+  #stopped = true;
+  #lastStart = 0;
+
+  constructor(
+    readonly config: AgentConfig,
+    private readonly log: Logger,
+  ) {}
+
+  get state(): AgentState | null {
+    return this.#state;
+  }
+
+  async loadState(): Promise<AgentState | null> {
+    this.#state = await readAgentState(this.config.stateDir);
+    return this.#state;
+  }
+
+  status(): AgentStatus {
+    return {
+      configured: this.#state !== null,
+      running: this.#current !== null,
+      progress: this.#current !== null ? this.#progress : null,
+      lastReport: this.#lastReport,
+      nextRunAt: this.#nextRunAt === null ? null : new Date(this.#nextRunAt).toISOString(),
+      lastPingAt: this.#lastPingAt,
+      lastPingError: this.#lastPingError,
+      recentErrors: this.#recentErrors,
+      serverConfig: this.#serverConfig,
+    };
+  }
+
+  /** The server's dashboard page for this client. */
+  dashboardUrl(): string | null {
+    return this.#serverConfig?.dashboardUrl ?? this.#state?.dashboardUrl ?? null;
+  }
+
+  /**
+   * Registers with the server (name + password, never stored) and saves the
+   * state. Throws PermanentError for wrong credentials and RetryableError
+   * when the server cannot be reached; nothing is saved then.
+   */
+  async register(input: RegistrationInput, expectClientId?: string): Promise<AgentState> {
+    const api = new ApiClient({ serverUrl: input.serverUrl });
+    try {
+      const answer = await api.register({
+        username: input.username,
+        password: input.password,
+        clientName: input.clientName,
+        hostname: this.config.hostname,
+        agentVersion: AGENT_VERSION,
+      });
+      if (expectClientId !== undefined && answer.clientId !== expectClientId) {
+        throw new SetupRefusedError(
+          `These credentials do not belong to the account this agent is registered with on ${input.serverUrl}. Nothing was changed.`,
+          this.#state && input.serverUrl !== this.#state.serverUrl ? 'currentUsername' : 'username',
+        );
+      }
+      const previous = await readAgentState(this.config.stateDir);
+      const state: AgentState = {
+        serverUrl: api.serverUrl,
+        clientId: answer.clientId,
+        clientName: input.clientName,
+        hostname: this.config.hostname,
+        username: input.username,
+        monitoredPaths: input.monitoredPaths,
+        dashboardUrl: answer.dashboardUrl,
+        configuredAt: new Date().toISOString(),
+        token: answer.token,
+      };
+      await writeAgentState(this.config.stateDir, state);
+      if (previous && (previous.clientId !== state.clientId || previous.serverUrl !== state.serverUrl)) {
+        await removeScanCache(this.config.stateDir);
+      }
+      this.log.info({ serverUrl: state.serverUrl, clientId: state.clientId, clientName: state.clientName }, 'registered with the server');
+      return state;
+    } finally {
+      await api.close();
+    }
+  }
+
+  /**
+   * The setup page's submit. A configured agent first proves the person owns
+   * it: the credentials for the current server must register this agent's
+   * current client name and get back this agent's own client id (another
+   * account would get another client). Only then is the new setup applied.
+   */
+  async configure(setup: ValidSetup): Promise<AgentState> {
+    const current = this.#state;
+    let state: AgentState | null = null;
+    if (current !== null) {
+      const verified = await this.register(
+        {
+          serverUrl: current.serverUrl,
+          username: setup.currentUsername,
+          password: setup.currentPassword,
+          clientName: current.clientName,
+          monitoredPaths: current.monitoredPaths,
+        },
+        current.clientId,
+      );
+      // The old token was replaced by that registration; keep the new one in use until the switch.
+      this.#state = verified;
+      if (verified.serverUrl === setup.serverUrl && current.clientName === setup.clientName) {
+        state = { ...verified, username: setup.username, monitoredPaths: setup.monitoredPaths };
+        await writeAgentState(this.config.stateDir, state);
+      }
+    }
+    state ??= await this.register(setup);
+    await this.start(state);
+    return state;
+  }
+
+  /** Starts (or restarts with new state) the schedule; the first cycle begins at once. */
+  async start(state: AgentState): Promise<void> {
+    await this.stop();
+    this.#state = state;
+    this.#api = new ApiClient({
+      serverUrl: state.serverUrl,
+      token: state.token,
+      onRetry: (what, error, attempt, delayMs) => this.log.warn({ what, err: error.message, attempt, delayMs }, 'request failed; retrying'),
+    });
+    this.#cacheStore = new FileCacheStore(stateFiles(this.config.stateDir).cache, state.clientId);
+    this.#serverConfig = null;
+    this.#stopped = false;
+    this.log.info({ serverUrl: state.serverUrl, clientName: state.clientName }, 'agent started');
+    void this.#pingLoop();
+    this.requestRun('schedule');
+  }
+
+  /** Stops the timers and waits for a running cycle to end. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#backupTimer) clearTimeout(this.#backupTimer);
+    if (this.#pingTimer) clearTimeout(this.#pingTimer);
+    this.#backupTimer = null;
+    this.#pingTimer = null;
+    this.#nextRunAt = null;
+    if (this.#current) await this.#current.catch(() => undefined);
+    await this.#api?.close().catch(() => undefined);
+    this.#api = null;
+  }
+
+  /** Starts a cycle unless one is running. */
+  requestRun(trigger: CycleTrigger): RunRequestOutcome {
+    if (this.#state === null || this.#api === null || this.#stopped) return 'not-configured';
+    if (this.#current !== null) return 'already-running';
+    if (this.#backupTimer) clearTimeout(this.#backupTimer);
+    this.#backupTimer = null;
+    this.#nextRunAt = null;
+    this.#current = this.#runCycle(trigger).finally(() => {
+      this.#current = null;
+      this.#scheduleNext();
+    });
+    return 'started';
+  }
+
+  /** Resolves when the running cycle (if any) ends. */
+  async idle(): Promise<CycleReport | null> {
+    return this.#current ? this.#current : this.#lastReport;
+  }
+
+  async #runCycle(trigger: CycleTrigger): Promise<CycleReport> {
+    const api = this.#api as ApiClient;
+    this.#progress = newProgress();
+    const started = Date.now();
+    const report = await runBackupCycle({
+      api,
+      log: this.log,
+      cache: this.#cacheStore as FileCacheStore,
+      settings: this.#settings(),
+      trigger,
+      progress: this.#progress,
+      onConfig: (config) => {
+        this.#serverConfig = config;
+      },
+    });
+    this.#lastReport = report;
+    this.#lastStart = started;
+    const at = report.finishedAt;
+    const fresh = report.problems.map((message) => ({ at, message }));
+    if (report.error && !report.problems.some((p) => p.endsWith(report.error ?? ''))) fresh.unshift({ at, message: report.error });
+    this.#recentErrors = [...fresh.reverse(), ...this.#recentErrors].slice(0, RECENT_ERRORS);
+    if (report.authFailed) await this.#onAuthFailure();
+    return report;
+  }
+
+  /** Env mode holds the credentials, so a revoked token is replaced by registering again. */
+  async #onAuthFailure(): Promise<void> {
+    const credentials = this.config.credentials;
+    if (credentials === undefined || this.#state === null) {
+      this.log.error('the server refused this agent\'s token; run the setup again');
+      return;
+    }
+    try {
+      const state = await this.register({ ...credentials, clientName: this.config.clientName, monitoredPaths: this.config.monitoredPaths });
+      this.#state = state;
+      await this.#api?.close();
+      this.#api = new ApiClient({ serverUrl: state.serverUrl, token: state.token });
+      this.#cacheStore = new FileCacheStore(stateFiles(this.config.stateDir).cache, state.clientId);
+    } catch (error) {
+      this.log.error({ err: errorMessage(error) }, 'the server refused this agent\'s token and registering again failed');
+    }
+  }
+
+  #settings(): LocalBackupSettings {
+    const state = this.#state as AgentState;
+    return {
+      monitoredPaths: this.config.uiEnabled ? state.monitoredPaths : this.config.monitoredPaths,
+      excludes: this.config.excludes,
+      preCommands: this.config.preCommands,
+      preCommandTimeoutSeconds: this.config.preCommandTimeoutSeconds,
+      allowRemoteCommands: this.config.allowRemoteCommands,
+      remoteCommandAllowlist: this.config.remoteCommandAllowlist,
+      hashConcurrency: this.config.hashConcurrency,
+      alwaysExclude: [path.resolve(this.config.stateDir)],
+    };
+  }
+
+  backupIntervalSeconds(): number {
+    return this.config.backupIntervalSeconds ?? this.#serverConfig?.backupIntervalSeconds ?? DEFAULT_BACKUP_INTERVAL_SECONDS;
+  }
+
+  pingIntervalSeconds(): number {
+    return this.config.pingIntervalSeconds ?? this.#serverConfig?.pingIntervalSeconds ?? DEFAULT_PING_INTERVAL_SECONDS;
+  }
+
+  /** The next cycle starts one interval after the previous one started (at once if that has passed). */
+  #scheduleNext(): void {
+    if (this.#stopped) return;
+    const at = Math.max(Date.now(), this.#lastStart + this.backupIntervalSeconds() * 1000);
+    this.#nextRunAt = at;
+    this.#backupTimer = setTimeout(() => this.requestRun('schedule'), at - Date.now());
+  }
+
+  async #pingLoop(): Promise<void> {
+    if (this.#stopped || this.#api === null) return;
+    const api = this.#api;
+    try {
+      const answer = await api.ping({ agentVersion: AGENT_VERSION, hostname: os.hostname(), state: this.#current ? 'running' : 'idle' });
+      this.#lastPingAt = new Date().toISOString();
+      this.#lastPingError = null;
+      if (answer.runRequested && this.requestRun('server') === 'started') this.log.info('the server asked for a backup; starting one');
+    } catch (error) {
+      this.#lastPingError = errorMessage(error);
+      this.log.warn({ err: this.#lastPingError }, 'ping failed');
+    }
+    if (this.#stopped || api !== this.#api) return;
+    this.#pingTimer = setTimeout(() => void this.#pingLoop(), this.pingIntervalSeconds() * 1000);
+  }
+}

@@ -1,0 +1,465 @@
+import {
+  LIMITS,
+  type ClientConfig,
+  type FileUpsert,
+  type FileVersion,
+  type LogEntry,
+  type PreCommandResult,
+} from '@cairn/shared';
+import type { Logger } from '../logger.ts';
+import type { ApiClient } from '../net/api-client.ts';
+import { PermanentError, RetryableError, errorMessage, isAuthError } from '../net/http-errors.ts';
+import { DEFAULT_RETRY_POLICY, backoffDelayMs } from '../net/retry-policy.ts';
+import type { CacheEntry, ScanCache } from '../state/scan-cache.ts';
+import { emptyStats, newProgress, type CycleProgress, type CycleReport, type CycleTrigger } from './backup-progress.ts';
+import { chunked, deletedPaths, isUnchanged, sameAsServerVersion, uploadBatches } from './change-detector.ts';
+import { commandFailed, runCommand } from './command-runner.ts';
+import { FileChangedError, READ_BYTES, hashFile, mapConcurrent, type HashedFile } from './file-hasher.ts';
+import { decideRemoteCommand } from './remote-command-policy.ts';
+import { effectiveRoots } from './scan-roots.ts';
+import { scanRoots, type ScannedEntry } from './scanner.ts';
+import { UPLOAD_LIMITS, uploadBatch, type UploadItem } from './uploader.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** What the owner of this agent decided locally; the server's config adds to it within these bounds. */
+export interface LocalBackupSettings {
+  monitoredPaths: string[];
+  excludes: string[];
+  preCommands: string[];
+  preCommandTimeoutSeconds: number;
+  allowRemoteCommands: boolean;
+  remoteCommandAllowlist: string[] | undefined;
+  hashConcurrency: number;
+  /** Always excluded (the agent's own state directory). */
+  alwaysExclude: string[];
+}
+
+/** The scan cache, kept in memory between cycles and saved after each. */
+export interface CacheStore {
+  load(): Promise<ScanCache | null>;
+  save(cache: ScanCache): Promise<void>;
+}
+
+export interface CycleDeps {
+  api: ApiClient;
+  log: Logger;
+  cache: CacheStore;
+  settings: LocalBackupSettings;
+  trigger: CycleTrigger;
+  progress?: CycleProgress;
+  onConfig?: (config: ClientConfig) => void;
+}
+
+/** Files hashed (and then uploaded and committed) together: bounds memory and commits progress as it goes. */
+const WORK_BATCH_FILES = 2_000;
+const WORK_BATCH_BYTES = 256 * 1024 * 1024;
+const CHANGED_FILE_ATTEMPTS = 3;
+const PROBLEMS_KEPT = 50;
+const LOGS_SENT = LIMITS.logBatch - 1;
+
+interface HashedEntry {
+  entry: ScannedEntry;
+  hashed: HashedFile;
+}
+
+/**
+ * One backup cycle: config -> run -> pre-commands -> scan -> change
+ * detection -> hash -> missing -> upload -> changes -> deletes -> finish.
+ * Never throws: the outcome, good or bad, is the returned report.
+ */
+export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
+  const { api, log, settings } = deps;
+  const progress = deps.progress ?? newProgress();
+  const started = Date.now();
+  const stats = emptyStats();
+  const preCommands: PreCommandResult[] = [];
+  const problems: string[] = [];
+  const serverLogs: LogEntry[] = [];
+  let runId: string | null = null;
+  let fatal: string | null = null;
+  let degraded: string | null = null;
+  let droppedLogs = 0;
+  let authFailed = false;
+
+  const problem = (level: 'warn' | 'error', message: string, fields: Record<string, unknown> = {}) => {
+    log[level]({ runId, ...fields }, message);
+    if (problems.length < PROBLEMS_KEPT) problems.push(message);
+    if (serverLogs.length < LOGS_SENT) {
+      serverLogs.push({ at: new Date().toISOString(), level, message: message.slice(0, 8000), ...(runId ? { runId } : {}) });
+    } else droppedLogs += 1;
+  };
+  const fileFailed = (path: string, reason: string) => {
+    stats.filesFailed += 1;
+    problem('warn', `${path}: ${reason}`, { path });
+  };
+
+  let cache: ScanCache = new Map();
+  let cacheDirty = false;
+
+  try {
+    progress.phase = 'config';
+    const config = await api.config();
+    deps.onConfig?.(config);
+    ({ runId } = await api.startRun({ trigger: deps.trigger }));
+    progress.runId = runId;
+    log.info({ runId, trigger: deps.trigger }, 'backup run started');
+
+    progress.phase = 'pre-commands';
+    for (const result of await runPreCommands(config, settings, log)) {
+      preCommands.push(result);
+      if (commandFailed(result)) {
+        const why = result.refused ? result.output : result.timedOut ? 'timed out' : `exit code ${result.exitCode}`;
+        degraded ??= `pre-command failed: ${result.command} (${why})`;
+        problem('error', `pre-command (${result.source}) failed: ${result.command}: ${why}\n${result.output.slice(-2000)}`, {
+          command: result.command,
+          exitCode: result.exitCode,
+          timedOut: result.timedOut,
+        });
+      }
+    }
+
+    progress.phase = 'scanning';
+    const { roots, invalid } = effectiveRoots([...settings.monitoredPaths, ...config.monitoredPaths]);
+    for (const bad of invalid) problem('warn', `ignored monitored path ${JSON.stringify(bad)}: not an absolute path`);
+    if (roots.length === 0) throw new Error('no monitored paths configured');
+    const scan = await scanRoots(roots, [...settings.excludes, ...config.excludes, ...settings.alwaysExclude], () => {
+      progress.filesScanned += 1;
+    });
+    for (const skipped of scan.skipped) log.info({ path: skipped.path }, skipped.message);
+    for (const error of scan.errors) {
+      stats.filesFailed += 1;
+      problem('warn', `${error.path}: ${error.message}`, { path: error.path });
+    }
+    stats.filesScanned = scan.entries.length;
+    for (const entry of scan.entries) if (entry.kind === 'file') stats.bytesScanned += entry.size;
+
+    const loaded = await deps.cache.load();
+    let serverFiles: Map<string, FileVersion> | null = null;
+    if (loaded === null) {
+      // Lost (or first) cache: learn what the server holds so deletes are found and identical versions are not re-sent.
+      serverFiles = new Map();
+      for await (const page of api.allFiles({ limit: LIMITS.maxPageSize })) for (const file of page) serverFiles.set(file.path, file);
+      log.info({ serverFiles: serverFiles.size }, 'no scan cache: resynchronising from the server file list');
+    } else cache = loaded;
+
+    const seen = new Set<string>();
+    const todo: ScannedEntry[] = [];
+    for (const entry of scan.entries) {
+      seen.add(entry.path);
+      if (Buffer.byteLength(entry.path) > LIMITS.pathBytes) fileFailed(entry.path, 'path too long to store');
+      else if (!isUnchanged(entry, cache.get(entry.path))) todo.push(entry);
+    }
+    progress.filesToCheck = todo.length;
+    progress.bytesToHash = todo.reduce((sum, e) => sum + (e.kind === 'file' ? e.size : 0), 0);
+
+    const commit = async (upserts: FileUpsert[], cacheEntries: Map<string, CacheEntry>) => {
+      progress.phase = 'committing';
+      for (const slice of chunked(upserts, LIMITS.changesBatch)) {
+        const answer = await commitChanges(api, runId as string, slice, cacheEntries);
+        stats.filesChanged += answer.opened;
+        for (const upsert of slice) {
+          const entry = cacheEntries.get(upsert.path);
+          if (entry) cache.set(upsert.path, entry);
+        }
+        cacheDirty = true;
+      }
+    };
+
+    const commitWork = async (work: WorkBatch) => {
+      const upserts: FileUpsert[] = [];
+      const cacheEntries = new Map<string, CacheEntry>();
+      for (const link of work.symlinks) {
+        const upsert: FileUpsert = {
+          path: link.path,
+          kind: 'symlink',
+          sha256: null,
+          size: link.size,
+          mtimeMs: link.mtimeMs,
+          mode: link.mode,
+          linkTarget: link.linkTarget ?? '',
+        };
+        const entry: CacheEntry = { ...pickStats(link), kind: 'symlink', sha256: null, linkTarget: link.linkTarget ?? '' };
+        progress.filesChecked += 1;
+        if (sameAsServerVersion(upsert, serverFiles?.get(link.path))) {
+          cache.set(link.path, entry);
+          cacheDirty = true;
+        } else {
+          upserts.push(upsert);
+          cacheEntries.set(link.path, entry);
+        }
+      }
+      const hashed = await hashAll(work.files, settings.hashConcurrency, progress, fileFailed);
+      const held = await ensureHeld(api, runId as string, hashed, progress, stats, fileFailed, log, settings.hashConcurrency);
+      for (const { entry, hashed: h } of held) {
+        const upsert: FileUpsert = { path: entry.path, kind: 'file', sha256: h.sha256, size: h.size, mtimeMs: h.mtimeMs, mode: h.mode };
+        const cached: CacheEntry = { kind: 'file', size: h.size, mtimeMs: h.mtimeMs, ctimeMs: h.ctimeMs, ino: h.ino, mode: h.mode, sha256: h.sha256 };
+        if (sameAsServerVersion(upsert, serverFiles?.get(entry.path))) {
+          cache.set(entry.path, cached);
+          cacheDirty = true;
+        } else {
+          upserts.push(upsert);
+          cacheEntries.set(entry.path, cached);
+        }
+      }
+      await commit(upserts, cacheEntries);
+    };
+
+    for (const batch of workBatches(todo)) await commitWork(batch);
+
+    progress.phase = 'committing';
+    const known = serverFiles === null ? cache.keys() : new Set([...cache.keys(), ...serverFiles.keys()]);
+    const deletes = deletedPaths(known, seen, scan.unseenPrefixes);
+    for (const slice of chunked(deletes, LIMITS.changesBatch)) {
+      await commitChanges(api, runId, [], new Map(), slice);
+      stats.filesDeleted += slice.length;
+      for (const path of slice) cache.delete(path);
+      cacheDirty = true;
+    }
+    if (scan.errors.length > 0) degraded ??= `${scan.errors.length} path(s) could not be read`;
+    if (stats.filesFailed > 0) degraded ??= `${stats.filesFailed} file(s) not backed up`;
+  } catch (error) {
+    fatal = errorMessage(error);
+    authFailed = isAuthError(error);
+    problem('error', `backup run failed: ${fatal}`);
+  }
+
+  progress.phase = 'finishing';
+  if (cacheDirty || (runId !== null && fatal === null)) {
+    try {
+      await deps.cache.save(cache);
+    } catch (error) {
+      problem('warn', `could not save the scan cache: ${errorMessage(error)}`);
+    }
+  }
+  const status: CycleReport['status'] = fatal !== null ? 'failed' : degraded !== null ? 'partial' : 'succeeded';
+  const error = fatal ?? degraded;
+  if (runId !== null) {
+    if (droppedLogs > 0) serverLogs.push({ at: new Date().toISOString(), level: 'warn', message: `${droppedLogs} more problems not sent`, runId });
+    try {
+      if (serverLogs.length > 0) await api.logs({ entries: serverLogs });
+    } catch (logError) {
+      log.warn({ err: errorMessage(logError) }, 'could not send logs to the server');
+    }
+    try {
+      await api.finishRun(runId, { status, stats, preCommands, ...(error ? { error: error.slice(0, 8000) } : {}) });
+    } catch (finishError) {
+      log.warn({ runId, err: errorMessage(finishError) }, 'could not finish the run on the server');
+    }
+  }
+  const report: CycleReport = {
+    runId,
+    trigger: deps.trigger,
+    status,
+    startedAt: new Date(started).toISOString(),
+    finishedAt: new Date().toISOString(),
+    durationMs: Date.now() - started,
+    stats,
+    preCommands,
+    error,
+    problems,
+    authFailed,
+  };
+  log.info({ runId, status, durationMs: report.durationMs, ...stats, error }, `backup run ${status}`);
+  return report;
+}
+
+async function runPreCommands(config: ClientConfig, settings: LocalBackupSettings, log: Logger): Promise<PreCommandResult[]> {
+  const results: PreCommandResult[] = [];
+  for (const pre of config.preCommands) {
+    const decision = decideRemoteCommand(pre.command, settings.allowRemoteCommands, settings.remoteCommandAllowlist);
+    if (!decision.allowed) {
+      results.push({ command: pre.command, source: 'server', exitCode: null, durationMs: 0, timedOut: false, output: decision.reason, refused: true });
+      continue;
+    }
+    log.info({ command: pre.command, source: 'server' }, 'running pre-command');
+    results.push(await runCommand({ command: pre.command, timeoutSeconds: pre.timeoutSeconds, source: 'server' }));
+  }
+  for (const command of settings.preCommands) {
+    log.info({ command, source: 'local' }, 'running pre-command');
+    results.push(await runCommand({ command, timeoutSeconds: settings.preCommandTimeoutSeconds, source: 'local' }));
+  }
+  return results;
+}
+
+interface WorkBatch {
+  files: ScannedEntry[];
+  symlinks: ScannedEntry[];
+}
+
+function workBatches(todo: readonly ScannedEntry[]): WorkBatch[] {
+  const batches: WorkBatch[] = [];
+  let current: WorkBatch = { files: [], symlinks: [] };
+  let bytes = 0;
+  for (const entry of todo) {
+    const count = current.files.length + current.symlinks.length;
+    if (count > 0 && (count >= WORK_BATCH_FILES || bytes + entry.size > WORK_BATCH_BYTES)) {
+      batches.push(current);
+      current = { files: [], symlinks: [] };
+      bytes = 0;
+    }
+    if (entry.kind === 'symlink') current.symlinks.push(entry);
+    else {
+      current.files.push(entry);
+      bytes += entry.size;
+    }
+  }
+  if (current.files.length + current.symlinks.length > 0) batches.push(current);
+  return batches;
+}
+
+function pickStats(entry: ScannedEntry): Pick<CacheEntry, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino' | 'mode'> {
+  return { size: entry.size, mtimeMs: entry.mtimeMs, ctimeMs: entry.ctimeMs, ino: entry.ino, mode: entry.mode };
+}
+
+/** Hashes with bounded concurrency, one reused 1 MiB buffer per worker; a file changing while read is retried. */
+async function hashAll(
+  files: readonly ScannedEntry[],
+  concurrency: number,
+  progress: CycleProgress,
+  fileFailed: (path: string, reason: string) => void,
+): Promise<HashedEntry[]> {
+  progress.phase = 'hashing';
+  const buffers: Buffer[] = [];
+  const results = await mapConcurrent(files, concurrency, async (entry, worker) => {
+    const buffer = (buffers[worker] ??= Buffer.allocUnsafe(READ_BYTES));
+    try {
+      const hashed = await hashWithRetry(entry.path, buffer);
+      progress.bytesHashed += hashed.size;
+      return { entry, hashed };
+    } catch (error) {
+      fileFailed(entry.path, error instanceof FileChangedError ? `${error.message}; gave up after ${CHANGED_FILE_ATTEMPTS} tries` : readError(error));
+      return null;
+    } finally {
+      progress.filesChecked += 1;
+    }
+  });
+  return results.filter((r): r is HashedEntry => r !== null);
+}
+
+async function hashWithRetry(path: string, buffer: Buffer): Promise<HashedFile> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await hashFile(path, buffer);
+    } catch (error) {
+      if (!(error instanceof FileChangedError) || attempt >= CHANGED_FILE_ATTEMPTS) throw error;
+    }
+  }
+}
+
+function readError(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return 'vanished before it could be read';
+  if (code === 'EACCES' || code === 'EPERM') return 'cannot be read (permission denied)';
+  if (code === 'ELOOP') return 'replaced by a symlink while scanning';
+  return `cannot be read: ${errorMessage(error)}`;
+}
+
+/**
+ * Makes sure the server holds the content of every hashed file: asks which
+ * hashes are missing, uploads those in batched multipart requests, retries
+ * network trouble after asking again, and re-hashes files that changed while
+ * being uploaded. Returns the entries whose content the server now holds.
+ */
+async function ensureHeld(
+  api: ApiClient,
+  runId: string,
+  hashed: HashedEntry[],
+  progress: CycleProgress,
+  stats: { bytesUploaded: number },
+  fileFailed: (path: string, reason: string) => void,
+  log: Logger,
+  concurrency: number,
+): Promise<HashedEntry[]> {
+  let pending = hashed;
+  const held: HashedEntry[] = [];
+  for (let round = 1; pending.length > 0; round += 1) {
+    const byHash = new Map<string, HashedEntry[]>();
+    for (const item of pending) {
+      const list = byHash.get(item.hashed.sha256);
+      if (list) list.push(item);
+      else byHash.set(item.hashed.sha256, [item]);
+    }
+    const changed = new Set<HashedEntry>();
+    let missing = await askMissing(api, [...byHash.keys()]);
+    progress.phase = 'uploading';
+    for (let attempt = 0; missing.size > 0; attempt += 1) {
+      const items: UploadItem[] = [];
+      for (const sha of missing) {
+        const source = byHash.get(sha)?.find((candidate) => !changed.has(candidate));
+        if (source) items.push({ sha256: sha, size: source.hashed.size, path: source.entry.path, mtimeMs: source.hashed.mtimeMs });
+      }
+      if (items.length === 0) break;
+      try {
+        for (const batch of uploadBatches(items, UPLOAD_LIMITS.maxBytes, UPLOAD_LIMITS.maxParts)) {
+          const outcome = await uploadBatch(api, runId, batch, (bytes) => {
+            progress.bytesUploaded += bytes;
+          });
+          for (const result of outcome.uploaded) stats.bytesUploaded += result.size;
+          for (const item of outcome.changed) {
+            for (const candidate of byHash.get(item.sha256) ?? []) if (candidate.entry.path === item.path) changed.add(candidate);
+            log.info({ path: item.path }, 'file changed while uploading; it will be read again');
+          }
+          if (outcome.changed.length > 0) break; // the request was cut short: ask again what is still missing
+        }
+      } catch (error) {
+        if (!(error instanceof RetryableError) || attempt + 1 >= DEFAULT_RETRY_POLICY.attempts) throw error;
+        const delay = backoffDelayMs(attempt, DEFAULT_RETRY_POLICY, Math.random());
+        log.warn({ err: error.message, attempt: attempt + 1, delayMs: delay }, 'upload failed; retrying');
+        await sleep(delay);
+      }
+      missing = await askMissing(api, [...missing]);
+    }
+    const again: HashedEntry[] = [];
+    for (const [sha, list] of byHash) {
+      for (const item of list) {
+        if (changed.has(item)) again.push(item);
+        else if (missing.has(sha)) fileFailed(item.entry.path, 'its content could not be uploaded');
+        else held.push(item);
+      }
+    }
+    if (again.length === 0) break;
+    if (round >= CHANGED_FILE_ATTEMPTS) {
+      for (const item of again) fileFailed(item.entry.path, `kept changing while being uploaded; gave up after ${round} tries`);
+      break;
+    }
+    pending = await hashAll(
+      again.map((item) => item.entry),
+      concurrency,
+      progress,
+      fileFailed,
+    );
+  }
+  return held;
+}
+
+async function askMissing(api: ApiClient, hashes: string[]): Promise<Set<string>> {
+  const missing = new Set<string>();
+  for (const slice of chunked(hashes, LIMITS.missingBatch)) {
+    if (slice.length === 0) continue;
+    for (const sha of (await api.missing({ hashes: slice })).missing) missing.add(sha);
+  }
+  return missing;
+}
+
+/**
+ * Sends one changes request. The server refuses a change naming content the
+ * user does not hold (collected by GC in between): those files are dropped
+ * from this request and will be hashed and uploaded again next run.
+ */
+async function commitChanges(
+  api: ApiClient,
+  runId: string,
+  upserts: FileUpsert[],
+  cacheEntries: Map<string, CacheEntry>,
+  deletes: string[] = [],
+): Promise<{ opened: number; closed: number }> {
+  try {
+    return await api.changes(runId, { upserts, deletes });
+  } catch (error) {
+    if (!(error instanceof PermanentError) || error.missing.length === 0) throw error;
+    const gone = new Set(error.missing);
+    const kept = upserts.filter((u) => u.sha256 === null || !gone.has(u.sha256));
+    for (const upsert of upserts) if (upsert.sha256 !== null && gone.has(upsert.sha256)) cacheEntries.delete(upsert.path);
+    return api.changes(runId, { upserts: kept, deletes });
+  }
+}

@@ -1,0 +1,77 @@
+import { isUnderPrefix, type FileUpsert, type FileVersion } from '@cairn/shared';
+import type { CacheEntry } from '../state/scan-cache.ts';
+import type { ScannedEntry } from './scanner.ts';
+
+/**
+ * A path is unchanged when its kind, size, mtime, ctime and inode all match
+ * what the server accepted last time (and, for a symlink, its target). ctime
+ * catches a content change that restored the mtime, and chmod; the inode
+ * catches a file replaced by another with the same times.
+ */
+export function isUnchanged(entry: ScannedEntry, cached: CacheEntry | undefined): boolean {
+  return (
+    cached !== undefined &&
+    cached.kind === entry.kind &&
+    cached.size === entry.size &&
+    cached.mtimeMs === entry.mtimeMs &&
+    cached.ctimeMs === entry.ctimeMs &&
+    cached.ino === entry.ino &&
+    (entry.kind !== 'symlink' || cached.linkTarget === entry.linkTarget)
+  );
+}
+
+/**
+ * Paths the server knows that this scan did not see, except below a prefix
+ * the scan could not look into (a missing root, an unreadable directory):
+ * those are kept, not deleted.
+ */
+export function deletedPaths(known: Iterable<string>, seen: ReadonlySet<string>, unseenPrefixes: readonly string[]): string[] {
+  const deleted: string[] = [];
+  for (const candidate of known) {
+    if (seen.has(candidate)) continue;
+    if (unseenPrefixes.some((prefix) => isUnderPrefix(candidate, prefix))) continue;
+    deleted.push(candidate);
+  }
+  return deleted.sort();
+}
+
+/** After a lost cache: true when the server's current version already says exactly this (it keeps whole milliseconds), so no upsert is needed. */
+export function sameAsServerVersion(upsert: FileUpsert, version: FileVersion | undefined): boolean {
+  return (
+    version !== undefined &&
+    version.kind === upsert.kind &&
+    version.sha256 === upsert.sha256 &&
+    version.size === upsert.size &&
+    version.mtimeMs === Math.trunc(upsert.mtimeMs) &&
+    version.mode === upsert.mode &&
+    (version.linkTarget ?? undefined) === upsert.linkTarget
+  );
+}
+
+/** Splits `items` into consecutive slices of at most `size`. */
+export function chunked<T>(items: readonly T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let i = 0; i < items.length; i += size) chunks.push(items.slice(i, i + size));
+  return chunks;
+}
+
+/**
+ * Groups uploads into requests of at most `maxParts` parts and about
+ * `maxBytes` bytes; a part larger than `maxBytes` travels alone.
+ */
+export function uploadBatches<T extends { size: number }>(items: readonly T[], maxBytes: number, maxParts: number): T[][] {
+  const batches: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    if (current.length > 0 && (current.length >= maxParts || bytes + item.size > maxBytes)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += item.size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}

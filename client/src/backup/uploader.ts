@@ -1,0 +1,97 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { LIMITS, type UploadResult } from '@cairn/shared';
+import type { ApiClient } from '../net/api-client.ts';
+import { RetryableError } from '../net/http-errors.ts';
+import { FileChangedError, READ_BYTES, openNoFollow } from './file-hasher.ts';
+
+/** One content to upload, read from `path`, which hashed to `sha256` with these stats. */
+export interface UploadItem {
+  sha256: string;
+  size: number;
+  path: string;
+  mtimeMs: number;
+}
+
+export interface UploadOutcome {
+  /** Content hashes the server now holds for this user (stored or existing). */
+  uploaded: UploadResult[];
+  /** Items whose file changed under us: the caller re-hashes them. */
+  changed: UploadItem[];
+}
+
+/**
+ * Sends one multipart request with a part per item (field name = SHA-256).
+ * Each file is read with large reads and streamed, never buffered whole; its
+ * bytes are hashed on the way and the part is only closed when they still
+ * hash to what was declared. A file that changed aborts the request: the
+ * server never sees the end of that part and keeps nothing of it. The caller
+ * then asks again what is missing (parts before it may have been stored).
+ */
+export async function uploadBatch(
+  api: ApiClient,
+  runId: string,
+  items: readonly UploadItem[],
+  onBytes: (bytes: number) => void,
+): Promise<UploadOutcome> {
+  const boundary = `cairn-${randomBytes(12).toString('hex')}`;
+  let changedItem: UploadItem | undefined;
+  async function* body(): AsyncGenerator<Uint8Array> {
+    for (const item of items) {
+      yield Buffer.from(
+        `--${boundary}\r\nContent-Disposition: form-data; name="${item.sha256}"; filename="${item.sha256}"\r\n` +
+          `Content-Type: application/octet-stream\r\n\r\n`,
+      );
+      try {
+        yield* fileBytes(item, onBytes);
+      } catch (error) {
+        if (error instanceof FileChangedError) changedItem = item;
+        throw error;
+      }
+      yield Buffer.from('\r\n');
+    }
+    yield Buffer.from(`--${boundary}--\r\n`);
+  }
+  try {
+    const response = await api.upload({ runId }, boundary, body());
+    return { uploaded: response.results, changed: [] };
+  } catch (error) {
+    if (changedItem !== undefined) return { uploaded: [], changed: [changedItem] };
+    throw error;
+  }
+}
+
+async function* fileBytes(item: UploadItem, onBytes: (bytes: number) => void): AsyncGenerator<Uint8Array> {
+  let handle;
+  try {
+    handle = await openNoFollow(item.path);
+  } catch (error) {
+    throw new FileChangedError(item.path, `cannot open: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+  }
+  try {
+    const stats = await handle.stat();
+    if (stats.size !== item.size || stats.mtimeMs !== item.mtimeMs) throw new FileChangedError(item.path, 'size or mtime differ from when it was hashed');
+    const hash = createHash('sha256');
+    let remaining = item.size;
+    while (remaining > 0) {
+      // A fresh buffer per read: the previous one may still be queued on the socket.
+      const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, remaining));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) throw new FileChangedError(item.path, 'shorter than when it was hashed');
+      const chunk = buffer.subarray(0, bytesRead);
+      hash.update(chunk);
+      remaining -= bytesRead;
+      onBytes(bytesRead);
+      yield chunk;
+    }
+    if (hash.digest('hex') !== item.sha256) throw new FileChangedError(item.path, 'content no longer matches its hash');
+  } finally {
+    await handle.close();
+  }
+}
+
+/** A request that failed for a reason worth another try after asking again what is missing. */
+export function isRetryableUploadError(error: unknown): boolean {
+  return error instanceof RetryableError;
+}
+
+export const UPLOAD_LIMITS = { maxBytes: LIMITS.uploadBatchBytes, maxParts: LIMITS.uploadParts };

@@ -1,0 +1,91 @@
+import dotenv from 'dotenv';
+import { ConfigError } from '@cairn/shared';
+import { AgentRuntime } from './agent/agent-runtime.ts';
+import { loadAgentConfig, type AgentConfig } from './config/agent-config.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { isAuthError, errorMessage } from './net/http-errors.ts';
+import { runRestoreCommand } from './restore/restore-command.ts';
+import { buildSetupServer } from './setup/setup-server.ts';
+import { ensureStateDir, type AgentState } from './state/agent-state.ts';
+
+const USAGE = `Usage: cairn-agent            run the agent (setup page on :8080, or CLIENT_UI_ENABLED=false for env mode)
+       cairn-agent restore ...  restore files from the server (see: cairn-agent restore --help)`;
+
+dotenv.config({ quiet: true });
+const [command, ...rest] = process.argv.slice(2);
+
+if (command === 'restore') {
+  process.exitCode = await runRestoreCommand(rest, process.env);
+} else if (command === '--help' || command === '-h' || command === 'help') {
+  console.log(USAGE);
+} else if (command !== undefined && command !== 'run') {
+  console.error(`unknown command ${JSON.stringify(command)}\n\n${USAGE}`);
+  process.exitCode = 2;
+} else {
+  await runAgent();
+}
+
+async function runAgent(): Promise<void> {
+  let config: AgentConfig;
+  try {
+    config = loadAgentConfig(process.env);
+  } catch (error) {
+    console.error(error instanceof ConfigError ? error.message : error);
+    process.exit(1);
+  }
+  const log = createLogger(config.logLevel);
+  await ensureStateDir(config.stateDir);
+  const runtime = new AgentRuntime(config, log);
+  const state = await runtime.loadState();
+  let closeUi: (() => Promise<void>) | undefined;
+
+  if (config.uiEnabled) {
+    const app = await buildSetupServer(runtime, log);
+    const address = await app.listen({ port: config.uiPort, host: config.uiHost });
+    const shown = address.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
+    log.info({ url: shown, stateDir: config.stateDir }, `Cairn agent setup page on ${shown}`);
+    closeUi = () => app.close();
+    if (state) await runtime.start(state);
+    else log.info(`not set up yet: open ${shown} to connect this agent to a server`);
+  } else {
+    const ready = await envModeState(runtime, config, state, log);
+    if (ready === null) process.exit(1);
+    await runtime.start(ready);
+  }
+
+  const shutdown = (signal: string) => {
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => process.exit(0), 10_000);
+    force.unref();
+    Promise.all([closeUi?.(), runtime.stop()]).then(
+      () => process.exit(0),
+      () => process.exit(1),
+    );
+  };
+  process.once('SIGINT', () => shutdown('SIGINT'));
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+/**
+ * Env mode: reuse the saved token when it was issued by the same server for
+ * the same client name; otherwise register with USERNAME/PASSWORD. Wrong
+ * credentials end the process (exit 1); an unreachable server is waited for.
+ */
+async function envModeState(runtime: AgentRuntime, config: AgentConfig, state: AgentState | null, log: Logger): Promise<AgentState | null> {
+  const credentials = config.credentials;
+  if (credentials === undefined) return null;
+  if (state && state.serverUrl === credentials.serverUrl && state.clientName === config.clientName) return state;
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      return await runtime.register({ ...credentials, clientName: config.clientName, monitoredPaths: config.monitoredPaths });
+    } catch (error) {
+      if (isAuthError(error)) {
+        log.fatal({ serverUrl: credentials.serverUrl, username: credentials.username }, 'the server refused USERNAME/PASSWORD; fix them and start again');
+        return null;
+      }
+      const delay = Math.min(60_000, 2_000 * 2 ** attempt);
+      log.error({ err: errorMessage(error), retryInMs: delay }, 'cannot register with the server; retrying');
+      await new Promise((resolve) => setTimeout(resolve, delay));
+    }
+  }
+}

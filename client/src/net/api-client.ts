@@ -1,0 +1,202 @@
+import { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import {
+  API_PREFIX,
+  type ChangesRequest,
+  type ChangesResponse,
+  type ClientConfig,
+  type ErrorBody,
+  type FilesPage,
+  type FilesQuery,
+  type FinishRunRequest,
+  type LogsRequest,
+  type MissingRequest,
+  type MissingResponse,
+  type OkResponse,
+  type PingRequest,
+  type PingResponse,
+  type RegisterRequest,
+  type RegisterResponse,
+  type StartRunRequest,
+  type StartRunResponse,
+  type UploadQuery,
+  type UploadResponse,
+  type VersionsResponse,
+} from '@cairn/shared';
+import { PermanentError, RetryableError, errorMessage } from './http-errors.ts';
+import { DEFAULT_RETRY_POLICY, withRetry, type RetryPolicy } from './retry-policy.ts';
+
+type Method = 'GET' | 'POST';
+
+export interface ApiClientOptions {
+  serverUrl: string;
+  token?: string;
+  retry?: RetryPolicy;
+  onRetry?: (what: string, error: RetryableError, attempt: number, delayMs: number) => void;
+}
+
+/**
+ * The agent's side of protocol v1 (shared/src/protocol.ts), over undici with
+ * keep-alive. Every call sorts failures into RetryableError (network, 5xx,
+ * 429) and PermanentError (other 4xx); JSON calls are retried with backoff.
+ */
+export class ApiClient {
+  readonly serverUrl: string;
+  readonly #token: string | undefined;
+  readonly #dispatcher: Agent;
+  readonly #retry: RetryPolicy;
+  readonly #onRetry: ApiClientOptions['onRetry'];
+
+  constructor(options: ApiClientOptions) {
+    this.serverUrl = options.serverUrl.replace(/\/+$/, '');
+    this.#token = options.token;
+    this.#retry = options.retry ?? DEFAULT_RETRY_POLICY;
+    this.#onRetry = options.onRetry;
+    // No body timeout: a large upload or download may legitimately stay busy for a long time.
+    this.#dispatcher = new Agent({ keepAliveTimeout: 10_000, connections: 8, bodyTimeout: 0, headersTimeout: 600_000 });
+  }
+
+  async close(): Promise<void> {
+    await this.#dispatcher.close();
+  }
+
+  register(body: RegisterRequest): Promise<RegisterResponse> {
+    // Wrong credentials are a 401: permanent. Only network trouble is retried, briefly, so the setup page answers fast.
+    return this.#json('POST', '/register', body, { attempts: 2, baseDelayMs: 300, maxDelayMs: 1000 });
+  }
+
+  config(): Promise<ClientConfig> {
+    return this.#json('GET', '/config');
+  }
+
+  ping(body: PingRequest): Promise<PingResponse> {
+    return this.#json('POST', '/ping', body, { attempts: 2, baseDelayMs: 500, maxDelayMs: 2000 });
+  }
+
+  startRun(body: StartRunRequest): Promise<StartRunResponse> {
+    return this.#json('POST', '/runs', body);
+  }
+
+  missing(body: MissingRequest): Promise<MissingResponse> {
+    return this.#json('POST', '/contents/missing', body);
+  }
+
+  changes(runId: string, body: ChangesRequest): Promise<ChangesResponse> {
+    return this.#json('POST', `/runs/${encodeURIComponent(runId)}/changes`, body);
+  }
+
+  finishRun(runId: string, body: FinishRunRequest): Promise<unknown> {
+    return this.#json('POST', `/runs/${encodeURIComponent(runId)}/finish`, body);
+  }
+
+  logs(body: LogsRequest): Promise<OkResponse> {
+    return this.#json('POST', '/logs', body);
+  }
+
+  files(query: FilesQuery): Promise<FilesPage> {
+    return this.#json('GET', `/files${queryString(query)}`);
+  }
+
+  versions(filePath: string): Promise<VersionsResponse> {
+    return this.#json('GET', `/versions${queryString({ path: filePath })}`);
+  }
+
+  /** Every current file (as of `asOf`), page by page. */
+  async *allFiles(query: Omit<FilesQuery, 'after'>): AsyncGenerator<FilesPage['files']> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.files({ ...query, ...(after === undefined ? {} : { after }) });
+      if (page.files.length > 0) yield page.files;
+      if (page.nextAfter === null || page.files.length === 0) return;
+      after = page.nextAfter;
+    }
+  }
+
+  /**
+   * One multipart upload request (not retried here: the body is a one-shot
+   * stream; the uploader re-asks what is missing and builds a new one).
+   */
+  async upload(query: UploadQuery, boundary: string, body: AsyncIterable<Uint8Array>): Promise<UploadResponse> {
+    const response = await this.#send('POST', `/contents${queryString(query)}`, {
+      body: Readable.from(body, { objectMode: false }),
+      headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+    });
+    return (await response.body.json()) as UploadResponse;
+  }
+
+  /** The bytes of one content, as a stream (retried until the response starts). */
+  async download(sha256: string): Promise<Readable> {
+    const response = await withRetry(() => this.#send('GET', `/contents/${sha256}`), this.#retry, (error, attempt, delay) =>
+      this.#onRetry?.(`download ${sha256}`, error, attempt, delay),
+    );
+    return response.body;
+  }
+
+  async #json<T>(method: Method, route: string, body?: unknown, policy: RetryPolicy = this.#retry): Promise<T> {
+    return withRetry(
+      async () => {
+        const response = await this.#send(method, route, {
+          ...(body === undefined ? {} : { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }),
+        });
+        try {
+          return (await response.body.json()) as T;
+        } catch (error) {
+          throw new RetryableError(`${method} ${route}: unreadable response (${errorMessage(error)})`, response.statusCode, { cause: error });
+        }
+      },
+      policy,
+      (error, attempt, delay) => this.#onRetry?.(`${method} ${route}`, error, attempt, delay),
+    );
+  }
+
+  async #send(
+    method: Method,
+    route: string,
+    options: { body?: string | Readable; headers?: Record<string, string> } = {},
+  ): Promise<Dispatcher.ResponseData> {
+    const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+    if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(`${this.serverUrl}${API_PREFIX}${route}`, {
+        method,
+        headers,
+        body: options.body,
+        dispatcher: this.#dispatcher,
+      });
+    } catch (error) {
+      throw new RetryableError(`${method} ${route}: ${networkMessage(error)}`, undefined, { cause: error });
+    }
+    if (response.statusCode < 400) return response;
+    const detail = await readErrorBody(response);
+    const message = `${method} ${route}: ${response.statusCode} ${detail?.message ?? ''}`.trim();
+    if (response.statusCode >= 500 || response.statusCode === 429 || response.statusCode === 408) {
+      throw new RetryableError(message, response.statusCode);
+    }
+    throw new PermanentError(message, response.statusCode, detail?.missing ?? []);
+  }
+}
+
+function networkMessage(error: unknown): string {
+  const code = (error as { code?: string } | null)?.code;
+  const cause = (error as { cause?: { code?: string; message?: string } } | null)?.cause;
+  const parts = [errorMessage(error), code, cause?.code].filter((p): p is string => typeof p === 'string' && p !== '');
+  return [...new Set(parts)].join(' / ');
+}
+
+async function readErrorBody(response: Dispatcher.ResponseData): Promise<Partial<ErrorBody> | undefined> {
+  try {
+    const text = await response.body.text();
+    const parsed: unknown = JSON.parse(text);
+    return typeof parsed === 'object' && parsed !== null ? (parsed as Partial<ErrorBody>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function queryString(query: Record<string, string | number | undefined>): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
+  const text = params.toString();
+  return text === '' ? '' : `?${text}`;
+}

@@ -1,0 +1,120 @@
+import { parseMonitoredPaths } from '../config/agent-config.ts';
+
+export interface SetupFormValues {
+  serverUrl: string;
+  username: string;
+  password: string;
+  clientName: string;
+  monitoredPaths: string;
+  /** Only when moving a configured agent to another server: an account on the current one. */
+  currentUsername: string;
+  currentPassword: string;
+}
+
+export interface ValidSetup {
+  serverUrl: string;
+  username: string;
+  password: string;
+  clientName: string;
+  monitoredPaths: string[];
+  currentUsername: string;
+  currentPassword: string;
+}
+
+export type FieldErrors = Partial<Record<keyof SetupFormValues, string>>;
+
+const field = (body: Record<string, unknown>, name: string): string => {
+  const value = body[name];
+  return typeof value === 'string' ? value : '';
+};
+
+export function readSetupForm(body: unknown): SetupFormValues {
+  const b = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
+  return {
+    serverUrl: field(b, 'serverUrl').trim(),
+    username: field(b, 'username').trim(),
+    password: field(b, 'password'),
+    clientName: field(b, 'clientName').trim(),
+    monitoredPaths: field(b, 'monitoredPaths'),
+    currentUsername: field(b, 'currentUsername').trim(),
+    currentPassword: field(b, 'currentPassword'),
+  };
+}
+
+/** Normalises a server URL for comparison and storage (no trailing slash). */
+export function normaliseServerUrl(input: string): string | null {
+  try {
+    const url = new URL(input);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
+    if (url.username || url.password) return null;
+    return url.toString().replace(/\/+$/, '');
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Validates the setup form; every field's problem at once. `current` is the
+ * configured server when the agent is already set up: moving to another one
+ * then also needs an account on the current server.
+ */
+export function validateSetupForm(values: SetupFormValues, current?: { serverUrl: string }): { setup?: ValidSetup; errors: FieldErrors } {
+  const errors: FieldErrors = {};
+  const serverUrl = normaliseServerUrl(values.serverUrl);
+  if (values.serverUrl === '') errors.serverUrl = 'Enter the address of your Cairn server.';
+  else if (serverUrl === null) errors.serverUrl = 'Enter a full http:// or https:// address, e.g. https://backup.example.com.';
+  if (values.username === '') errors.username = 'Enter your user name on the server.';
+  if (values.password === '') errors.password = 'Enter your password on the server.';
+  if (values.clientName === '') errors.clientName = 'Give this machine a name.';
+  else if (values.clientName.length > 200) errors.clientName = 'Use at most 200 characters.';
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused here
+  else if (/[\u0000-\u001f\u007f]/.test(values.clientName)) errors.clientName = 'The name cannot contain control characters.';
+  const lines = values.monitoredPaths
+    .split(/[\r\n,]+/)
+    .map((line) => line.trim())
+    .filter((line) => line !== '');
+  const monitored = parseMonitoredPaths(lines);
+  if (lines.length === 0) errors.monitoredPaths = 'List at least one folder to back up.';
+  else if (monitored.invalid.length > 0) errors.monitoredPaths = `Use absolute paths (starting with /): ${monitored.invalid.join(', ')}`;
+  const moving = current !== undefined && serverUrl !== null && serverUrl !== normaliseServerUrl(current.serverUrl);
+  if (moving) {
+    if (values.currentUsername === '') errors.currentUsername = `Moving to another server needs your account on ${current.serverUrl}.`;
+    if (values.currentPassword === '') errors.currentPassword = 'Enter the password of that account.';
+  }
+  if (Object.keys(errors).length > 0 || serverUrl === null) return { errors };
+  return {
+    errors,
+    setup: {
+      serverUrl,
+      username: values.username,
+      password: values.password,
+      clientName: values.clientName,
+      monitoredPaths: monitored.paths,
+      currentUsername: moving ? values.currentUsername : values.username,
+      currentPassword: moving ? values.currentPassword : values.password,
+    },
+  };
+}
+
+/**
+ * True for a request a browser sent on behalf of another site. The setup page
+ * has no session to steal, but a page elsewhere must not be able to press its
+ * buttons: `Sec-Fetch-Site` (modern browsers) and `Origin` (older ones) must
+ * name this page's own origin. Requests carrying neither (curl, scripts on the
+ * machine) are allowed.
+ */
+export function isCrossOriginRequest(headers: Record<string, string | string[] | undefined>): boolean {
+  const site = headers['sec-fetch-site'];
+  if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') return true;
+  const origin = headers.origin;
+  if (typeof origin === 'string') {
+    if (origin === 'null') return true;
+    const host = headers.host;
+    try {
+      return typeof host !== 'string' || new URL(origin).host !== host;
+    } catch {
+      return true;
+    }
+  }
+  return false;
+}

@@ -1,0 +1,143 @@
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import { formatBytes, formatDuration } from '@cairn/shared';
+import { SetupRefusedError, type AgentRuntime } from '../agent/agent-runtime.ts';
+import { AGENT_VERSION } from '../agent/version.ts';
+import { PermanentError, RetryableError, errorMessage } from '../net/http-errors.ts';
+import { readSetupForm, validateSetupForm, type FieldErrors, type SetupFormValues } from './setup-form.ts';
+
+const NOTICES: Record<string, string> = {
+  started: 'Backup started.',
+  running: 'A backup is already running.',
+  saved: 'Setup saved. The first backup has started.',
+};
+
+/** Helpers the templates use; all output still goes through Eta's escaping. */
+const view = {
+  bytes: formatBytes,
+  duration: formatDuration,
+  time(iso: string | null | undefined): string {
+    if (!iso) return '-';
+    return new Date(iso).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  },
+};
+
+/**
+ * The agent's own page: the setup form before the agent is configured, the
+ * status page after. Changing a configured agent asks for the server
+ * credentials again (see validateSetupForm and the runtime's reconfigure).
+ */
+export function setupPageRoutes(app: FastifyInstance, runtime: AgentRuntime): void {
+  const defaults = (): SetupFormValues => {
+    const state = runtime.state;
+    const d = runtime.config.setupDefaults;
+    return {
+      serverUrl: state?.serverUrl ?? d.serverUrl,
+      username: state?.username ?? d.username,
+      password: '',
+      clientName: state?.clientName ?? runtime.config.clientName,
+      monitoredPaths: (state?.monitoredPaths ?? d.monitoredPaths).join('\n'),
+      currentUsername: '',
+      currentPassword: '',
+    };
+  };
+
+  const renderSetup = (reply: FastifyReply, values: SetupFormValues, errors: FieldErrors, formError: string | null, status = 200) =>
+    reply.status(status).view('setup.eta', {
+      title: runtime.state ? 'Change setup' : 'Set up backups',
+      state: runtime.state,
+      values,
+      errors,
+      formError,
+      version: AGENT_VERSION,
+      view,
+    });
+
+  app.get('/healthz', async () => ({ ok: true, configured: runtime.state !== null, running: runtime.status().running }));
+
+  app.get('/', async (request, reply) => {
+    if (runtime.state === null) return renderSetup(reply, defaults(), {}, null);
+    const notice = NOTICES[String((request.query as Record<string, unknown>).notice ?? '')] ?? null;
+    return reply.view('status.eta', {
+      title: 'Backup status',
+      state: runtime.state,
+      status: runtime.status(),
+      dashboardUrl: runtime.dashboardUrl(),
+      backupIntervalSeconds: runtime.backupIntervalSeconds(),
+      localPaths: runtime.config.uiEnabled ? runtime.state.monitoredPaths : runtime.config.monitoredPaths,
+      notice,
+      uiEditable: runtime.config.uiEnabled,
+      version: AGENT_VERSION,
+      view,
+    });
+  });
+
+  app.get('/setup', async (_request, reply) => renderSetup(reply, defaults(), {}, null));
+
+  app.post('/setup', async (request, reply) => {
+    const values = readSetupForm(request.body);
+    const current = runtime.state ?? undefined;
+    const { setup, errors } = validateSetupForm(values, current);
+    const keep = { ...values, password: '', currentPassword: '' };
+    if (!setup) return renderSetup(reply, keep, errors, 'Please correct the highlighted fields.', 400);
+    if (runtime.status().running && current) {
+      return renderSetup(reply, keep, {}, 'A backup is running right now. Try again when it has finished.', 409);
+    }
+    try {
+      await runtime.configure(setup);
+    } catch (error) {
+      const { message, status, fieldErrors } = describeSetupFailure(error, setup.serverUrl);
+      request.log.warn({ err: errorMessage(error) }, 'setup failed');
+      return renderSetup(reply, keep, fieldErrors, message, status);
+    }
+    return reply.redirect('/?notice=saved', 303);
+  });
+
+  app.post('/run', async (_request, reply) => {
+    const outcome = runtime.requestRun('manual');
+    if (outcome === 'not-configured') return reply.redirect('/', 303);
+    return reply.redirect(`/?notice=${outcome === 'started' ? 'started' : 'running'}`, 303);
+  });
+
+  app.get('/status.json', async () => {
+    const status = runtime.status();
+    return {
+      configured: status.configured,
+      running: status.running,
+      progress: status.progress,
+      lastReport: status.lastReport,
+      nextRunAt: status.nextRunAt,
+      lastPingAt: status.lastPingAt,
+      lastPingError: status.lastPingError,
+      recentErrors: status.recentErrors,
+      dashboardUrl: runtime.dashboardUrl(),
+    };
+  });
+}
+
+function describeSetupFailure(error: unknown, serverUrl: string): { message: string; status: number; fieldErrors: FieldErrors } {
+  if (error instanceof SetupRefusedError) {
+    return { message: error.message, status: 403, fieldErrors: error.field ? { [error.field]: error.message } : {} };
+  }
+  if (error instanceof PermanentError && (error.statusCode === 401 || error.statusCode === 403)) {
+    return {
+      message: 'The server did not accept this user name and password. Nothing was saved.',
+      status: 401,
+      fieldErrors: { password: 'Wrong user name or password.' },
+    };
+  }
+  if (error instanceof RetryableError) {
+    return {
+      message: `Cannot reach the server at ${serverUrl} (${error.message.replace(/^POST \/register: /, '')}). Check the address and that the server is running. Nothing was saved.`,
+      status: 502,
+      fieldErrors: { serverUrl: 'The server did not answer.' },
+    };
+  }
+  if (error instanceof PermanentError && error.statusCode === 404) {
+    return {
+      message: `${serverUrl} answered, but it does not look like a Cairn server. Nothing was saved.`,
+      status: 502,
+      fieldErrors: { serverUrl: 'Not a Cairn server.' },
+    };
+  }
+  return { message: `Setup failed: ${errorMessage(error)}. Nothing was saved.`, status: 500, fieldErrors: {} };
+}

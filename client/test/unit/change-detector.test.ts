@@ -1,0 +1,83 @@
+import { describe, expect, it } from 'vitest';
+import type { FileUpsert, FileVersion } from '@cairn/shared';
+import { chunked, deletedPaths, isUnchanged, sameAsServerVersion, uploadBatches } from '../../src/backup/change-detector.ts';
+import type { ScannedEntry } from '../../src/backup/scanner.ts';
+import type { CacheEntry } from '../../src/state/scan-cache.ts';
+
+const scanned: ScannedEntry = { path: '/data/a.txt', kind: 'file', size: 10, mtimeMs: 1000.5, ctimeMs: 2000.25, ino: 42, mode: 0o100644 };
+const cached: CacheEntry = { kind: 'file', size: 10, mtimeMs: 1000.5, ctimeMs: 2000.25, ino: 42, mode: 0o100644, sha256: 'a'.repeat(64) };
+
+describe('isUnchanged', () => {
+  it.each<[string, Partial<ScannedEntry> | null, Partial<CacheEntry> | null, boolean]>([
+    ['identical size, mtime, ctime and inode', {}, {}, true],
+    ['not in the cache', {}, null, false],
+    ['size differs', { size: 11 }, {}, false],
+    ['mtime differs', { mtimeMs: 1001 }, {}, false],
+    ['ctime differs (content rewritten, mtime restored; or chmod)', { ctimeMs: 2001 }, {}, false],
+    ['inode differs (file replaced)', { ino: 43 }, {}, false],
+    ['kind differs (file became a symlink)', { kind: 'symlink', linkTarget: 'x' }, {}, false],
+    ['mode alone does not count (chmod moves ctime)', { mode: 0o100600 }, {}, true],
+    ['symlink with the same target', { kind: 'symlink', linkTarget: '../b' }, { kind: 'symlink', sha256: null, linkTarget: '../b' }, true],
+    ['symlink re-pointed', { kind: 'symlink', linkTarget: '../c' }, { kind: 'symlink', sha256: null, linkTarget: '../b' }, false],
+  ])('%s', (_name, entryPatch, cachePatch, expected) => {
+    const entry = { ...scanned, ...entryPatch };
+    const cache = cachePatch === null ? undefined : { ...cached, ...cachePatch };
+    expect(isUnchanged(entry, cache)).toBe(expected);
+  });
+});
+
+describe('deletedPaths', () => {
+  it.each<[string, string[], string[], string[], string[]]>([
+    ['nothing vanished', ['/a', '/b'], ['/a', '/b'], [], []],
+    ['a vanished file is deleted', ['/a', '/b'], ['/a'], [], ['/b']],
+    ['files under an unreadable directory are kept', ['/d/x', '/d/y', '/e'], [], ['/d'], ['/e']],
+    ['a prefix does not cover a sibling with a longer name', ['/d/x', '/dd/x'], [], ['/d'], ['/dd/x']],
+    ['a missing root keeps everything below it', ['/mnt/usb/a'], [], ['/mnt/usb'], []],
+    ['result is sorted', ['/z', '/a', '/m'], [], [], ['/a', '/m', '/z']],
+  ])('%s', (_name, known, seen, unseen, expected) => {
+    expect(deletedPaths(known, new Set(seen), unseen)).toEqual(expected);
+  });
+});
+
+describe('sameAsServerVersion', () => {
+  const upsert: FileUpsert = { path: '/a', kind: 'file', sha256: 'b'.repeat(64), size: 3, mtimeMs: 1234.9, mode: 0o100644 };
+  const version: FileVersion = {
+    versionId: '1',
+    path: '/a',
+    kind: 'file',
+    sha256: 'b'.repeat(64),
+    size: 3,
+    mtimeMs: 1234,
+    mode: 0o100644,
+    linkTarget: null,
+    validFrom: new Date(0).toISOString(),
+    validTo: null,
+  };
+  it.each<[string, Partial<FileVersion> | null, boolean]>([
+    ['same content, size, whole-ms mtime and mode', {}, true],
+    ['no server version', null, false],
+    ['other content', { sha256: 'c'.repeat(64) }, false],
+    ['other mtime', { mtimeMs: 1235 }, false],
+    ['other mode', { mode: 0o100600 }, false],
+  ])('%s', (_name, patch, expected) => {
+    expect(sameAsServerVersion(upsert, patch === null ? undefined : { ...version, ...patch })).toBe(expected);
+  });
+});
+
+describe('batching', () => {
+  it('chunks keep order and size', () => {
+    expect(chunked([1, 2, 3, 4, 5], 2)).toEqual([[1, 2], [3, 4], [5]]);
+    expect(chunked([], 3)).toEqual([]);
+  });
+
+  it.each<[string, number[], number, number, number[][]]>([
+    ['many small files share a request', [1, 1, 1], 10, 100, [[1, 1, 1]]],
+    ['the byte budget splits', [4, 4, 4], 10, 100, [[4, 4], [4]]],
+    ['the part count splits', [1, 1, 1], 10, 2, [[1, 1], [1]]],
+    ['a file larger than the budget travels alone', [1, 50, 1], 10, 100, [[1], [50], [1]]],
+    ['empty files still count as parts', [0, 0, 0], 10, 2, [[0, 0], [0]]],
+  ])('%s', (_name, sizes, maxBytes, maxParts, expected) => {
+    const batches = uploadBatches(sizes.map((size) => ({ size })), maxBytes, maxParts);
+    expect(batches.map((b) => b.map((i) => i.size))).toEqual(expected);
+  });
+});

@@ -1,0 +1,117 @@
+import { mkdir, mkdtemp, readdir, rm, symlink, writeFile, lstat, readlink } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { restoreDestination } from '@cairn/shared';
+import { ApiClient } from '../../src/net/api-client.ts';
+import { restoreFile } from '../../src/restore/restore-command.ts';
+import { prepareDestination, UnsafePathError } from '../../src/restore/restore-target.ts';
+import { parseRestoreArgs } from '../../src/restore/restore-args.ts';
+
+let base: string;
+let target: string;
+let outside: string;
+
+beforeEach(async () => {
+  base = await mkdtemp(path.join(os.tmpdir(), 'cairn-restore-unit-'));
+  target = path.join(base, 'target');
+  outside = path.join(base, 'outside');
+  await mkdir(target);
+  await mkdir(outside);
+});
+afterAll(async () => {
+  await rm(base, { recursive: true, force: true });
+});
+
+describe('restoreDestination (pure)', () => {
+  it.each<[string, string | null]>([
+    ['/etc/passwd', 'etc/passwd'],
+    ['/a/../../../../etc/passwd', 'etc/passwd'],
+    ['/with space/ünïcødé.txt', 'with space/ünïcødé.txt'],
+    ['relative/path', null],
+    ['/', null],
+    ['/a\0b', null],
+  ])('%s', (input, expected) => {
+    const result = restoreDestination('/restore', input);
+    expect(result).toBe(expected === null ? null : path.join('/restore', expected));
+  });
+});
+
+describe('prepareDestination', () => {
+  it('creates missing directories below the target', async () => {
+    const destination = await prepareDestination(target, '/x/y/z.txt');
+    expect(destination).toBe(path.join(target, 'x/y/z.txt'));
+    expect((await lstat(path.join(target, 'x/y'))).isDirectory()).toBe(true);
+  });
+
+  it('refuses to go through a symlink planted in the target', async () => {
+    await symlink(outside, path.join(target, 'data'));
+    await expect(prepareDestination(target, '/data/secret.txt')).rejects.toBeInstanceOf(UnsafePathError);
+    await expect(prepareDestination(target, '/data/deeper/secret.txt')).rejects.toThrow(/symlink inside the target/);
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it('refuses a planted symlink deeper down, too', async () => {
+    await mkdir(path.join(target, 'a/b'), { recursive: true });
+    await symlink('/', path.join(target, 'a/b/c'));
+    await expect(prepareDestination(target, '/a/b/c/etc/passwd')).rejects.toThrow(/symlink/);
+  });
+
+  it('refuses a file where a directory is needed', async () => {
+    await writeFile(path.join(target, 'f'), 'x');
+    await expect(prepareDestination(target, '/f/inner.txt')).rejects.toThrow(/not a directory/);
+  });
+});
+
+describe('restoreFile', () => {
+  // Symlink versions need no download: the client is never asked for bytes here.
+  const api = new ApiClient({ serverUrl: 'http://127.0.0.1:9' });
+  const link = (p: string, linkTarget: string) => ({
+    versionId: '1',
+    path: p,
+    kind: 'symlink' as const,
+    sha256: null,
+    size: linkTarget.length,
+    mtimeMs: 1_600_000_000_000,
+    mode: 0o120777,
+    linkTarget,
+    validFrom: new Date().toISOString(),
+    validTo: null,
+  });
+
+  it('never writes through a symlink planted where a parent should be', async () => {
+    await symlink(outside, path.join(target, 'evil'));
+    await expect(restoreFile(api, target, link('/evil/planted', '/etc/passwd'), true, () => {})).rejects.toThrow(/symlink/);
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it('replaces a planted symlink at the destination itself (with --force) instead of following it', async () => {
+    await symlink(path.join(outside, 'victim'), path.join(target, 'name'));
+    await restoreFile(api, target, link('/name', 'restored-target'), true, () => {});
+    expect(await readlink(path.join(target, 'name'))).toBe('restored-target');
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it('refuses to overwrite an existing file without --force', async () => {
+    await writeFile(path.join(target, 'keep'), 'mine');
+    await expect(restoreFile(api, target, link('/keep', 'x'), false, () => {})).rejects.toThrow(/--force/);
+  });
+});
+
+describe('parseRestoreArgs', () => {
+  it.each<[string[], string | null]>([
+    [['--target', '/tmp/r'], null],
+    [['--target=/tmp/r', '--prefix', '/data', '--as-of', '2026-01-02T03:04:05Z', '--force'], null],
+    [[], '--target DIR is required'],
+    [['--target', '/r', '--prefix', 'relative'], '--prefix must be an absolute path'],
+    [['--target', '/r', '--as-of', 'yesterday'], '--as-of must be an ISO time'],
+    [['--target', '/r', '--server', 'http://s'], '--server and --token go together'],
+    [['--target', '/r', '--bogus'], 'unknown option'],
+  ])('%j', (argv, problem) => {
+    const { args, problems } = parseRestoreArgs(argv);
+    if (problem === null) {
+      expect(problems).toEqual([]);
+      expect(args?.target).toBeTruthy();
+    } else expect(problems.join('\n')).toContain(problem);
+  });
+});

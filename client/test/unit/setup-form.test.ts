@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { isCrossOriginRequest, normaliseServerUrl, validateSetupForm, type SetupFormValues } from '../../src/setup/setup-form.ts';
+
+const valid: SetupFormValues = {
+  serverUrl: 'http://backup.example.com:8000/',
+  username: 'alice',
+  password: 'secret',
+  clientName: 'laptop',
+  monitoredPaths: '/home/alice\n/etc',
+  currentUsername: '',
+  currentPassword: '',
+};
+
+describe('validateSetupForm', () => {
+  it('accepts a complete form and normalises it', () => {
+    const { setup, errors } = validateSetupForm(valid);
+    expect(errors).toEqual({});
+    expect(setup).toMatchObject({ serverUrl: 'http://backup.example.com:8000', monitoredPaths: ['/home/alice', '/etc'] });
+  });
+
+  it.each<[string, Partial<SetupFormValues>, string[]]>([
+    ['everything empty lists every field', { serverUrl: '', username: '', password: '', clientName: '', monitoredPaths: '' }, ['serverUrl', 'username', 'password', 'clientName', 'monitoredPaths']],
+    ['not a URL', { serverUrl: 'backup.example.com' }, ['serverUrl']],
+    ['not http', { serverUrl: 'ftp://x' }, ['serverUrl']],
+    ['credentials in the URL are refused', { serverUrl: 'http://a:b@x' }, ['serverUrl']],
+    ['relative monitored path', { monitoredPaths: 'home' }, ['monitoredPaths']],
+    ['control characters in the name', { clientName: 'a\u0007b' }, ['clientName']],
+  ])('%s', (_name, patch, fields) => {
+    const { setup, errors } = validateSetupForm({ ...valid, ...patch });
+    expect(setup).toBeUndefined();
+    expect(Object.keys(errors).sort()).toEqual([...fields].sort());
+  });
+
+  it('a configured agent moving to another server needs an account on the current one', () => {
+    const current = { serverUrl: 'http://old.example.com' };
+    expect(Object.keys(validateSetupForm(valid, current).errors).sort()).toEqual(['currentPassword', 'currentUsername']);
+    const moving = validateSetupForm({ ...valid, currentUsername: 'bob', currentPassword: 'pw' }, current);
+    expect(moving.setup).toMatchObject({ currentUsername: 'bob', currentPassword: 'pw' });
+  });
+
+  it('staying on the same server verifies with the same credentials', () => {
+    const { setup } = validateSetupForm(valid, { serverUrl: 'http://backup.example.com:8000' });
+    expect(setup).toMatchObject({ currentUsername: 'alice', currentPassword: 'secret' });
+  });
+
+  it('normalises server URLs', () => {
+    expect(normaliseServerUrl('https://x.example/')).toBe('https://x.example');
+    expect(normaliseServerUrl('nope')).toBeNull();
+  });
+});
+
+describe('isCrossOriginRequest', () => {
+  it.each<[string, Record<string, string>, boolean]>([
+    ['same-origin fetch metadata', { 'sec-fetch-site': 'same-origin', host: 'h:8080', origin: 'http://h:8080' }, false],
+    ['typed URL / bookmark', { 'sec-fetch-site': 'none', host: 'h:8080' }, false],
+    ['another site', { 'sec-fetch-site': 'cross-site', host: 'h:8080', origin: 'http://evil.example' }, true],
+    ['same-site but another origin', { 'sec-fetch-site': 'same-site', host: 'h:8080' }, true],
+    ['old browser, origin matches host', { host: 'h:8080', origin: 'http://h:8080' }, false],
+    ['old browser, origin differs', { host: 'h:8080', origin: 'http://evil.example' }, true],
+    ['opaque origin', { host: 'h:8080', origin: 'null' }, true],
+    ['no browser headers (curl)', { host: 'h:8080' }, false],
+  ])('%s', (_name, headers, expected) => {
+    expect(isCrossOriginRequest(headers)).toBe(expected);
+  });
+});
