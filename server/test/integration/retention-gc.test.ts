@@ -1,0 +1,313 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eq, sql } from 'drizzle-orm';
+import { sha256Hex, type FileVersion } from '@cairn/shared';
+import { LOCK_KEYS, lockManagerFor } from '../../src/db/advisory-locks.ts';
+import { rowsOf } from '../../src/db/database.ts';
+import { chunks, contents, fileVersions } from '../../src/db/schema.ts';
+import { collectGarbage, type GcDeletedBatch, type GcResult } from '../../src/services/garbage-collector.ts';
+import { previewClientPrune, pruneClientVersions, sweepRetention } from '../../src/services/retention.service.ts';
+import { addUser, callApi, fileUpsert, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
+import { testDatabaseKinds } from '../helpers/test-database.ts';
+
+const DAY_MS = 86_400_000;
+const stats = { filesScanned: 1, filesChanged: 1, filesDeleted: 0, filesFailed: 0, bytesScanned: 1, bytesUploaded: 1 };
+
+/** Polls until `condition` holds; waits for a state, asserts nothing about time. */
+async function waitUntil(condition: () => Promise<boolean>, what: string): Promise<void> {
+  for (let attempt = 0; attempt < 1000; attempt++) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  throw new Error(`gave up waiting for: ${what}`);
+}
+
+describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kind) => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness(kind);
+  });
+  afterAll(() => h?.close());
+
+  async function agentFor(username: string, retention: { retentionVersions?: number; retentionDays?: number | null } = {}) {
+    const user = await addUser(h, username, retention);
+    const reg = await registerAgent(h, user, `${username}-box`);
+    const post = <T = Record<string, unknown>>(route: string, json: unknown) => callApi<T>(h, 'POST', route, { token: reg.token, json });
+    return {
+      ...reg,
+      post,
+      /** One run that uploads `files` and commits them, then finishes (which prunes). */
+      async backup(files: Record<string, Buffer>, deletes: string[] = []) {
+        await upload(h, reg.token, Object.values(files));
+        const run = (await post<{ runId: string }>('/runs', {})).body.runId;
+        const changes = await post(`/runs/${run}/changes`, {
+          upserts: Object.entries(files).map(([path, data]) => fileUpsert(path, data)),
+          deletes,
+        });
+        expect(changes.status).toBe(200);
+        await post(`/runs/${run}/finish`, { status: 'succeeded', stats, preCommands: [] });
+        return run;
+      },
+      async versions(path: string) {
+        return (await callApi<{ versions: FileVersion[] }>(h, 'GET', `/versions?path=${encodeURIComponent(path)}`, { token: reg.token })).body.versions;
+      },
+    };
+  }
+
+  /** Every content some version references has its object: the invariant GC must never break. */
+  async function expectEveryVersionReadable(): Promise<void> {
+    const referenced = rowsOf<{ key: string }>(
+      await h.ctx.database.db.execute(sql`
+        select distinct ch.storage_key as key from file_versions fv
+        join content_chunks cc on cc.content_sha256 = fv.content_sha256
+        join chunks ch on ch.sha256 = cc.chunk_sha256`),
+    );
+    const orphanVersions = rowsOf(
+      await h.ctx.database.db.execute(sql`
+        select fv.id from file_versions fv where fv.content_sha256 is not null
+          and not exists (select 1 from content_chunks cc where cc.content_sha256 = fv.content_sha256)`),
+    );
+    expect(orphanVersions).toEqual([]);
+    for (const { key } of referenced) expect(await h.blobs.stat(key), `object ${key}`).not.toBeNull();
+  }
+
+  function pausedGc(): { paused: Promise<GcDeletedBatch>; resume: () => void; done: Promise<GcResult> } {
+    let resume!: () => void;
+    const gate = new Promise<void>((resolve) => (resume = resolve));
+    let onPause!: (batch: GcDeletedBatch) => void;
+    const paused = new Promise<GcDeletedBatch>((resolve) => (onPause = resolve));
+    const done = collectGarbage(h.ctx, {
+      graceSeconds: 0,
+      afterRowsDeleted: async (batch) => {
+        onPause(batch);
+        await gate;
+      },
+    });
+    return { paused, resume, done };
+  }
+
+  const waiters = () => lockManagerFor(h.ctx.database).contentLockWaiters();
+
+  describe('retention', () => {
+    it('prunes by count after each finished run and keeps the current version', async () => {
+      const agent = await agentFor('count-keeper', { retentionVersions: 2 });
+      for (let i = 1; i <= 4; i++) await agent.backup({ '/f': Buffer.from(`f version ${i}`) });
+      const versions = await agent.versions('/f');
+      expect(versions.map((v) => v.sha256)).toEqual([sha256Hex(Buffer.from('f version 4')), sha256Hex(Buffer.from('f version 3'))]);
+      expect(versions[0]!.validTo).toBeNull();
+    });
+
+    it('prunes by age on the server clock, keeps a deleted file its days, and previews without deleting', async () => {
+      const agent = await agentFor('age-keeper', { retentionVersions: 100, retentionDays: 7 });
+      for (let i = 1; i <= 3; i++) await agent.backup({ '/g': Buffer.from(`g version ${i}`) });
+      await agent.backup({ '/h': Buffer.from('h only version') });
+      await agent.backup({}, ['/h']);
+      const inEightDays = new Date(Date.now() + 8 * DAY_MS);
+      const inSixDays = new Date(Date.now() + 6 * DAY_MS);
+
+      expect((await previewClientPrune(h.ctx, agent.clientId, { now: inSixDays })).total).toBe(0);
+      const preview = await previewClientPrune(h.ctx, agent.clientId, { now: inEightDays });
+      expect(preview.policy).toEqual({ versions: 100, days: 7 });
+      expect(preview.versions.map((v) => v.path).sort()).toEqual(['/g', '/g', '/h']);
+      expect(preview.total).toBe(3);
+      expect(await agent.versions('/g')).toHaveLength(3);
+      const tighter = await previewClientPrune(h.ctx, agent.clientId, { policy: { versions: 2, days: null } });
+      expect(tighter.versions.map((v) => v.path)).toEqual(['/g']);
+
+      expect(await pruneClientVersions(h.ctx, agent.clientId, { now: inSixDays })).toEqual({ pruned: 0 });
+      expect(await pruneClientVersions(h.ctx, agent.clientId, { now: inEightDays })).toEqual({ pruned: 3 });
+      expect((await agent.versions('/g')).map((v) => v.validTo)).toEqual([null]);
+      expect(await agent.versions('/h')).toEqual([]);
+    });
+
+    it('sweeps every client, one sweep at a time', async () => {
+      const agent = await agentFor('swept', { retentionVersions: 1 });
+      await agent.backup({ '/s': Buffer.from('s1') });
+      await agent.backup({ '/s': Buffer.from('s2') });
+      // Slip in an older version behind the per-run pruning: only the sweep can remove it.
+      await h.ctx.database.db.execute(sql`
+        insert into file_versions (client_id, path, kind, content_sha256, size, mtime_ms, mode, valid_from, valid_to)
+        select client_id, path, kind, content_sha256, size, mtime_ms, mode, valid_from - interval '2 days', valid_from - interval '1 day'
+        from file_versions where client_id = ${agent.clientId} and valid_to is null`);
+      expect(await agent.versions('/s')).toHaveLength(2);
+
+      let release!: () => void;
+      const held = lockManagerFor(h.ctx.database).tryExclusive(LOCK_KEYS.retentionSweep, () => new Promise<void>((resolve) => (release = resolve)));
+      await waitUntil(async () => release !== undefined, 'the sweep lock to be held');
+      expect(await sweepRetention(h.ctx)).toEqual({ ran: false, clients: 0, pruned: 0 });
+      release();
+      await held;
+
+      const swept = await sweepRetention(h.ctx);
+      expect(swept.ran).toBe(true);
+      expect(swept.pruned).toBeGreaterThanOrEqual(1);
+      expect(await agent.versions('/s')).toHaveLength(1);
+    });
+  });
+
+  describe('garbage collection', () => {
+    it('removes unreferenced objects only after the grace period, and never referenced ones', async () => {
+      const agent = await agentFor('gc-grace');
+      const orphan = Buffer.from('uploaded, never committed');
+      const kept = Buffer.from('committed into a version');
+      await upload(h, agent.token, [orphan]);
+      await agent.backup({ '/kept': kept });
+
+      const early = await collectGarbage(h.ctx);
+      expect(early.ran).toBe(true);
+      expect(await h.blobs.stat(sha256Hex(orphan))).not.toBeNull();
+
+      const late = await collectGarbage(h.ctx, { graceSeconds: 0 });
+      expect(late.contentsDeleted).toBeGreaterThanOrEqual(1);
+      expect(await h.blobs.stat(sha256Hex(orphan))).toBeNull();
+      expect(await h.ctx.database.db.select().from(chunks).where(eq(chunks.sha256, sha256Hex(orphan)))).toEqual([]);
+      expect(await h.blobs.stat(sha256Hex(kept))).not.toBeNull();
+      const missing = await agent.post<{ missing: string[] }>('/contents/missing', { hashes: [sha256Hex(orphan), sha256Hex(kept)] });
+      expect(missing.body.missing).toEqual([sha256Hex(orphan)]);
+      await expectEveryVersionReadable();
+    });
+
+    it('spares content an agent was just told it holds, through the grace period', async () => {
+      const agent = await agentFor('gc-touch');
+      const bytes = Buffer.from('held, asked about, not yet committed');
+      const hash = sha256Hex(bytes);
+      await upload(h, agent.token, [bytes]);
+      await h.ctx.database.db.update(contents).set({ touchedAt: sql`now() - interval '2 days'` }).where(eq(contents.sha256, hash));
+      await h.ctx.database.db.update(chunks).set({ touchedAt: sql`now() - interval '2 days'` }).where(eq(chunks.sha256, hash));
+      expect((await agent.post<{ missing: string[] }>('/contents/missing', { hashes: [hash] })).body.missing).toEqual([]);
+      await collectGarbage(h.ctx, { graceSeconds: 86_400 });
+      expect(await h.blobs.stat(hash)).not.toBeNull();
+      await agent.backup({ '/touched': bytes });
+      await expectEveryVersionReadable();
+    });
+
+    it('collects content once retention pruned the last version referencing it', async () => {
+      const agent = await agentFor('gc-after-prune', { retentionVersions: 1 });
+      const old = Buffer.from('old version bytes');
+      await agent.backup({ '/p': old });
+      await agent.backup({ '/p': Buffer.from('new version bytes') });
+      expect(await agent.versions('/p')).toHaveLength(1);
+      await collectGarbage(h.ctx, { graceSeconds: 0 });
+      expect(await h.blobs.stat(sha256Hex(old))).toBeNull();
+      await expectEveryVersionReadable();
+    });
+
+    it('lets one GC run at a time: a second one skips', async () => {
+      const gc = pausedGc();
+      await gc.paused;
+      const second = await collectGarbage(h.ctx, { graceSeconds: 0 });
+      expect(second.ran).toBe(false);
+      gc.resume();
+      expect((await gc.done).ran).toBe(true);
+    });
+  });
+
+  describe('GC racing commits (forced interleavings)', () => {
+    it('a changes commit arriving while GC deletes waits, then is refused naming the missing hash', async () => {
+      const agent = await agentFor('race-commit');
+      const bytes = Buffer.from('uploaded, then collected while the commit waits');
+      const hash = sha256Hex(bytes);
+      await upload(h, agent.token, [bytes]);
+      const run = (await agent.post<{ runId: string }>('/runs', {})).body.runId;
+
+      const gc = pausedGc();
+      const batch = await gc.paused;
+      expect(batch.contents).toContain(hash);
+      expect(await h.blobs.stat(hash)).not.toBeNull(); // rows are gone, the object is not yet
+
+      const commit = agent.post<{ missing?: string[] }>(`/runs/${run}/changes`, { upserts: [fileUpsert('/raced', bytes)], deletes: [] });
+      await waitUntil(async () => (await waiters()) >= 1, 'the commit to wait for the content lock');
+      gc.resume();
+      const result = await gc.done;
+      expect(result.objectsDeleted).toBeGreaterThanOrEqual(1);
+      const refused = await commit;
+      expect(refused.status).toBe(409);
+      expect(refused.body.missing).toEqual([hash]);
+      await expectEveryVersionReadable();
+
+      // The agent's answer to the refusal: upload again, commit again.
+      expect((await agent.post<{ missing: string[] }>('/contents/missing', { hashes: [hash] })).body.missing).toEqual([hash]);
+      await upload(h, agent.token, [bytes]);
+      const retried = await agent.post(`/runs/${run}/changes`, { upserts: [fileUpsert('/raced', bytes)], deletes: [] });
+      expect(retried.body).toEqual({ opened: 1, closed: 0 });
+      await expectEveryVersionReadable();
+    });
+
+    it('an upload landing while GC deletes the same object is refused naming the hash, and the retry is stored', async () => {
+      const agent = await agentFor('race-upload');
+      const bytes = Buffer.from('collected and uploaded again at the same moment');
+      const hash = sha256Hex(bytes);
+      await upload(h, agent.token, [bytes]);
+
+      const gc = pausedGc();
+      expect((await gc.paused).chunks.map((c) => c.sha256)).toContain(hash);
+      const uploading = upload<{ missing?: string[] }>(h, agent.token, [bytes]);
+      await waitUntil(async () => (await waiters()) >= 1, 'the upload commit to wait for the content lock');
+      gc.resume();
+      await gc.done;
+      const refused = await uploading;
+      expect(refused.status).toBe(409);
+      expect(refused.body.missing).toEqual([hash]);
+      expect(await h.ctx.database.db.select().from(chunks).where(eq(chunks.sha256, hash))).toEqual([]);
+
+      const retry = await upload<{ results: { status: string }[] }>(h, agent.token, [bytes]);
+      expect(retry.body.results[0]?.status).toBe('stored');
+      expect(await h.blobs.stat(hash)).not.toBeNull();
+      await expectEveryVersionReadable();
+    });
+
+    it('GC arriving while a commit holds the shared lock waits, then sees the new reference and keeps the object', async () => {
+      const agent = await agentFor('race-gc-late');
+      const bytes = Buffer.from('referenced by a commit GC had to wait for');
+      const hash = sha256Hex(bytes);
+      await upload(h, agent.token, [bytes]);
+      const run = (await agent.post<{ runId: string }>('/runs', {})).body.runId;
+
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      let inside = false;
+      // Stands in for a changes commit that holds the shared lock: it inserts its version once GC is queued behind it.
+      const commit = lockManagerFor(h.ctx.database).inReferencingTransaction(async (tx) => {
+        inside = true;
+        await gate;
+        await tx.insert(fileVersions).values({
+          clientId: agent.clientId,
+          path: '/late-gc',
+          contentSha256: hash,
+          size: bytes.length,
+          mtimeMs: 0,
+          mode: 0o100644,
+          runId: run,
+          validFrom: sql`now()`,
+        });
+      });
+      await waitUntil(async () => inside, 'the commit to hold the shared lock');
+      const gc = collectGarbage(h.ctx, { graceSeconds: 0 });
+      await waitUntil(async () => (await waiters()) >= 1, 'GC to wait for the content lock');
+      release();
+      await commit;
+      await gc;
+      expect(await h.blobs.stat(hash)).not.toBeNull();
+      await expectEveryVersionReadable();
+    });
+
+    it('sequential orders: GC then commit is refused; commit then GC keeps the content', async () => {
+      const agent = await agentFor('race-sequential');
+      const first = Buffer.from('collected before its commit');
+      const second = Buffer.from('committed before GC');
+      await upload(h, agent.token, [first, second]);
+      const run = (await agent.post<{ runId: string }>('/runs', {})).body.runId;
+
+      await collectGarbage(h.ctx, { graceSeconds: 0 });
+      const refused = await agent.post<{ missing: string[] }>(`/runs/${run}/changes`, { upserts: [fileUpsert('/first', first)], deletes: [] });
+      expect(refused.status).toBe(409);
+      expect(refused.body.missing).toEqual([sha256Hex(first)]);
+
+      await upload(h, agent.token, [second]);
+      expect((await agent.post(`/runs/${run}/changes`, { upserts: [fileUpsert('/second', second)], deletes: [] })).status).toBe(200);
+      await collectGarbage(h.ctx, { graceSeconds: 0 });
+      expect(await h.blobs.stat(sha256Hex(second))).not.toBeNull();
+      await expectEveryVersionReadable();
+    });
+  });
+});
