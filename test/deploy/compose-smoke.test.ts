@@ -1,0 +1,264 @@
+/**
+ * Smoke test of the all-in-one deployment without a Docker engine: the
+ * images' own entry commands (CMD/ENTRYPOINT and WORKDIR parsed from the
+ * Dockerfiles) run on the host under Node 24, as in node:24-slim, with the
+ * environment docker-compose.yml gives each service. What compose provides
+ * is mapped to the host: the postgres service to a scratch database on the
+ * local PostgreSQL, the minio service to a local S3-protocol server
+ * (s3rver), the server service's host name to the server's loopback port,
+ * and every volume to a temporary directory. The agent then has to
+ * register, run its pg_dump pre-command and back up; the test sees the
+ * files in the database and their bytes in S3.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createScratchPostgres } from '../../server/test/helpers/test-database.ts';
+import { startS3rver, type RunningS3rver } from '../../server/test/helpers/s3rver.ts';
+import { freePort, REPO_ROOT, waitForHttp } from '../helpers/processes.ts';
+import { DOCKERFILES, filledEnvExample, readCompose, readFinalStage, serviceEnvironment, type ComposeService, type Role } from './deploy-files.ts';
+import { ensureImageNode } from './node24.ts';
+
+const COMPOSE_FILE = 'docker-compose.yml';
+const pgAvailable = Boolean(process.env.TEST_DATABASE_URL || process.env.DATABASE_URL);
+
+interface HostProcess {
+  child: ChildProcess;
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** Maps an image path (/app/..., /opt/tsx/...) to where the same thing is in this checkout. */
+function hostPath(imagePath: string): string {
+  if (imagePath === '/opt/tsx/node_modules/.bin') return path.join(REPO_ROOT, 'node_modules/.bin');
+  if (imagePath.startsWith('/app/')) return path.join(REPO_ROOT, imagePath.slice('/app/'.length));
+  throw new Error(`no host equivalent for image path ${imagePath}`);
+}
+
+/**
+ * The environment a service's container sees, with compose's host names,
+ * ports and volumes replaced by their host equivalents in `mapping`.
+ */
+function hostEnvironment(role: Role, service: ComposeService, nodeDir: string, replacements: [string, string][], overrides: Record<string, string>) {
+  const stage = readFinalStage(DOCKERFILES[role]);
+  const env: Record<string, string> = { ...stage.env, ...serviceEnvironment(service), ...overrides };
+  for (const [name, value] of Object.entries(env)) {
+    let mapped = value;
+    for (const [from, to] of replacements) mapped = mapped.split(from).join(to);
+    env[name] = mapped;
+  }
+  // The image's PATH puts tsx first; on the host that is the checkout's node_modules/.bin, then Node 24.
+  const imagePath = stage.env.PATH ?? '';
+  env.PATH = imagePath
+    .split(':')
+    .filter((entry) => entry !== '$PATH')
+    .map(hostPath)
+    .concat(nodeDir, process.env.PATH ?? '/usr/bin:/bin')
+    .join(':');
+  env.HOME = process.env.HOME ?? os.tmpdir();
+  return { env, command: stage.command, cwd: hostPath(stage.workdir ?? '/app') };
+}
+
+function startHostProcess(command: string[], cwd: string, env: Record<string, string>): HostProcess {
+  const [executable, ...args] = command as [string, ...string[]];
+  const child = spawn(executable, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let buffer = '';
+  const onData = (data: Buffer) => {
+    buffer = (buffer + data.toString('utf8')).slice(-200_000);
+  };
+  child.stdout?.on('data', onData);
+  child.stderr?.on('data', onData);
+  const exited = once(child, 'exit');
+  return {
+    child,
+    output: () => buffer,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** Polls `probe` until it returns a value; fails with `describe()` if the process dies or the deadline passes. */
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, proc: HostProcess, timeoutMs = 120_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (proc.child.exitCode !== null) throw new Error(`process exited (${proc.child.exitCode}) before ${what}:\n${proc.output().slice(-4000)}`);
+    if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms:\n${proc.output().slice(-4000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
+
+function runHealthcheck(role: Role, env: Record<string, string>): number | null {
+  const healthcheck = readFinalStage(DOCKERFILES[role]).healthcheck;
+  if (!healthcheck) throw new Error(`${DOCKERFILES[role]} has no exec-form HEALTHCHECK`);
+  const [executable, ...args] = healthcheck as [string, ...string[]];
+  return spawnSync(executable, args, { env, timeout: 30_000 }).status;
+}
+
+describe.skipIf(!pgAvailable && !process.env.CI)(`${COMPOSE_FILE} entry commands on the host under Node 24`, () => {
+  const sample = 'hello from the smoke test\n';
+  let tmp: string;
+  let nodeDir: string;
+  let database: { url: string; drop(): Promise<void> } | undefined;
+  let s3: RunningS3rver | undefined;
+  let server: HostProcess | undefined;
+  let agent: HostProcess | undefined;
+  let serverEnv: Record<string, string>;
+  let agentEnv: Record<string, string>;
+  let sql: postgres.Sql | undefined;
+  const compose = readCompose(COMPOSE_FILE, filledEnvExample({ CLIENT_NAME: 'smoke-host' }));
+  const volumeDirs = new Map<string, string>();
+
+  beforeAll(async () => {
+    nodeDir = ensureImageNode();
+    tmp = await mkdtemp(path.join(os.tmpdir(), 'cairn-smoke-'));
+    database = await createScratchPostgres();
+    if (!database) throw new Error('the smoke test needs TEST_DATABASE_URL (a local PostgreSQL)');
+    sql = postgres(database.url, { max: 1, onnotice: () => {} });
+    s3 = await startS3rver({ bucket: serviceEnvironment(compose.services.server!).S3_BUCKET });
+    // Every volume of the Cairn services (compose's and the images' own) becomes a temporary directory.
+    for (const [role, name] of [['server', 'server'], ['agent', 'agent']] as const) {
+      const targets = [
+        ...readFinalStage(DOCKERFILES[role]).volumes,
+        ...(compose.services[name]?.volumes ?? []).map((v) => (typeof v === 'string' ? (v.split(':')[1] ?? v) : v.target)),
+      ];
+      for (const target of targets) {
+        const dir = path.join(tmp, name, target.replace(/\W+/g, '_'));
+        await mkdir(dir, { recursive: true });
+        volumeDirs.set(`${name}:${target}`, dir);
+      }
+    }
+  });
+
+  afterAll(async () => {
+    await agent?.stop();
+    await server?.stop();
+    await sql?.end();
+    await s3?.close();
+    await database?.drop();
+    if (tmp) await rm(tmp, { recursive: true, force: true });
+  });
+
+  it('runs the server image command with the compose environment, and its HEALTHCHECK passes', async () => {
+    const port = await freePort();
+    const service = compose.services.server!;
+    const volume = (target: string) => volumeDirs.get(`server:${target}`) as string;
+    const { env, command, cwd } = hostEnvironment('server', service, nodeDir, [], {
+      ...s3!.env,
+      DATABASE_URL: database!.url,
+      DATA_DIR: volume('/data'),
+      HOST: '127.0.0.1',
+      PORT: String(port),
+    });
+    expect(env.S3_BUCKET).toBe(s3!.bucket);
+    for (const [name, value] of Object.entries(env)) {
+      expect(value, `${name} still names a compose service`).not.toMatch(/\/\/(server|postgres|minio)[:/]/);
+    }
+    serverEnv = env;
+    server = startHostProcess(command, cwd, env);
+    await waitForHttp(`http://127.0.0.1:${port}/healthz`, undefined, 120_000).catch((error: unknown) => {
+      throw new Error(`${String(error)}\n${server?.output().slice(-4000)}`);
+    });
+    expect(spawnSync('node', ['--version'], { env, encoding: 'utf8' }).stdout).toMatch(/^v24\./);
+    expect(runHealthcheck('server', env)).toBe(0);
+  });
+
+  it('runs the agent image command with the compose environment; it registers, runs its pg_dump pre-command and backs up', async () => {
+    const service = compose.services.agent!;
+    const volume = (target: string) => volumeDirs.get(`agent:${target}`) as string;
+    await writeFile(path.join(volume('/backup'), 'hello.txt'), sample);
+    const dumpFile = path.join(volume('/dumps'), 'cairn.sql');
+    const { env, command, cwd } = hostEnvironment(
+      'agent',
+      service,
+      nodeDir,
+      // Longest container paths first, so /config is not mistaken for a prefix of something longer.
+      [
+        ['http://server:8000', `http://127.0.0.1:${serverEnv.PORT}`],
+        ...[...volumeDirs].filter(([key]) => key.startsWith('agent:')).map(([key, dir]): [string, string] => [key.slice('agent:'.length), dir]),
+      ],
+      {
+        CLIENT_UI_HOST: '127.0.0.1',
+        CLIENT_UI_PORT: String(await freePort()),
+        AGENT_STATE_DIR: volume('/config'),
+        // The documented central pre-command, set locally here: a plain pg_dump into /dumps.
+        PRE_COMMANDS: `pg_dump --dbname=${database!.url} --format=plain --file=/dumps/cairn.sql`,
+      },
+    );
+    for (const [name, value] of Object.entries(env)) {
+      expect(value, `${name} still names a compose service`).not.toMatch(/\/\/(server|postgres|minio)[:/]/);
+    }
+    expect(env.MONITORED_PATHS?.split(',')).toEqual([volume('/backup'), volume('/dumps')]);
+    agentEnv = env;
+    agent = startHostProcess(command, cwd, env);
+
+    const clientName = agentEnv.CLIENT_NAME as string;
+    const versions = await waitFor(
+      'backed-up versions of hello.txt and the dump',
+      async () => {
+        const rows = await sql!<{ path: string; content_sha256: string }[]>`
+          select fv.path, fv.content_sha256 from file_versions fv join clients c on c.id = fv.client_id
+          where c.name = ${clientName} and fv.valid_to is null`;
+        const hello = rows.find((r) => r.path.endsWith('/hello.txt'));
+        const dump = rows.find((r) => r.path.endsWith('/cairn.sql'));
+        return hello && dump ? { hello, dump } : undefined;
+      },
+      agent,
+    );
+    expect(versions.hello.content_sha256).toBe(createHash('sha256').update(sample).digest('hex'));
+    const dump = await readFile(dumpFile);
+    expect(dump.toString('utf8')).toContain('PostgreSQL database dump');
+    expect(versions.dump.content_sha256).toBe(createHash('sha256').update(dump).digest('hex'));
+
+    // The bytes are in the bucket: every chunk of hello.txt's content, found by its name and fetched back, hashes to it.
+    const chunks = await sql!<{ sha256: string; storage_key: string }[]>`
+      select ch.sha256, ch.storage_key from content_chunks cc join chunks ch on ch.sha256 = cc.chunk_sha256
+      where cc.content_sha256 = ${versions.hello.content_sha256} order by cc.seq`;
+    expect(chunks.length).toBeGreaterThan(0);
+    const client = new S3Client({
+      endpoint: s3!.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: s3!.accessKeyId, secretAccessKey: s3!.secretAccessKey },
+    });
+    try {
+      const listed = await client.send(new ListObjectsV2Command({ Bucket: s3!.bucket }));
+      const keys = (listed.Contents ?? []).map((object) => object.Key ?? '');
+      const bytes: Buffer[] = [];
+      for (const chunk of chunks) {
+        const key = keys.find((k) => k === chunk.storage_key || k.endsWith(`/${chunk.storage_key}`));
+        expect(key, `no object for chunk ${chunk.sha256} among ${keys.join(', ')}`).toBeDefined();
+        const object = await client.send(new GetObjectCommand({ Bucket: s3!.bucket, Key: key }));
+        const body = Buffer.from(await object.Body!.transformToByteArray());
+        expect(createHash('sha256').update(body).digest('hex')).toBe(chunk.sha256);
+        bytes.push(body);
+      }
+      expect(Buffer.concat(bytes).toString('utf8')).toBe(sample);
+    } finally {
+      client.destroy();
+    }
+  });
+
+  // SKIPPED until the agent serves HTTP in env mode. Compose runs the agent with
+  // CLIENT_UI_ENABLED=false (configured from .env, unattended); in that mode
+  // client/src/main.ts starts no HTTP listener, so the image's HEALTHCHECK
+  // (/healthz on CLIENT_UI_PORT, :8080) cannot answer and Docker would report
+  // the container unhealthy. Enable this test when env mode serves the
+  // read-only status page and /healthz.
+  it.skip('answers the agent image HEALTHCHECK (skipped: the agent serves no /healthz in env mode yet)', async () => {
+    await waitForHttp(`http://127.0.0.1:${agentEnv.CLIENT_UI_PORT}/healthz`, undefined, 30_000);
+    expect(runHealthcheck('agent', agentEnv)).toBe(0);
+  });
+});
