@@ -1,0 +1,236 @@
+/**
+ * The dashboard in a real browser (Debian's Chromium) against a real server
+ * (in-process `startServer` on a free port, embedded PGlite, disk blobs). The
+ * backup data comes in through the agent API exactly as an agent sends it.
+ * Screenshots of the main pages land in test-artifacts/dashboard/.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, readlink, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadServerConfig } from '../../server/src/config/server-config.ts';
+import { createLogger } from '../../server/src/logger.ts';
+import { startServer, type RunningServer } from '../../server/src/server.ts';
+import { TestAgent } from '../../server/test/dashboard/agent-fixture.ts';
+import { createUser, SYSTEM_ACTOR } from '../../server/src/services/users.service.ts';
+import { artifactDir, chromiumAvailable, launchBrowser } from '../helpers/browser.ts';
+
+const run = promisify(execFile);
+const ADMIN_PASSWORD = 'admin-password-e2e';
+const photo = randomBytes(300 * 1024);
+const report = '# Quarterly report\n\nAll backups verified.\n';
+
+describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
+  let dataDir: string;
+  let server: RunningServer;
+  let browser: Browser;
+  let page: Page;
+  let shots: string;
+  let laptop: TestAgent;
+
+  const shot = (name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+
+  beforeAll(async () => {
+    shots = await artifactDir('dashboard');
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'cairn-e2e-dashboard-'));
+    const config = loadServerConfig({
+      DATA_DIR: dataDir,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      ADMIN_USERNAME: 'admin',
+      ADMIN_PASSWORD,
+      SECRET_KEY: 'e2e-dashboard-secret-key-0123456789abcdef',
+      LOG_LEVEL: 'warn',
+    });
+    server = await startServer(config, createLogger('warn'));
+    await createUser(server.ctx, { username: 'alice', password: 'alice-password-1', retentionVersions: 10 }, SYSTEM_ACTOR);
+
+    laptop = await TestAgent.register(server.url, 'alice', 'alice-password-1', 'alice-laptop', 'laptop.home.arpa');
+    await laptop.backup(
+      [
+        { path: '/home/alice/photos/beach.jpg', content: photo, mtimeMs: Date.parse('2026-07-14T10:00:00Z') },
+        { path: '/home/alice/docs/report.md', content: '# Quarterly report (draft)\n' },
+        { path: '/home/alice/docs/current', linkTarget: 'report.md', mtimeMs: Date.parse('2026-07-14T10:00:00Z') },
+        { path: '/home/alice/.bashrc', content: 'export EDITOR=vim\n' },
+      ],
+      {
+        preCommands: [
+          { command: 'pg_dump app > /home/alice/db.sql', source: 'server', exitCode: 0, durationMs: 1840, timedOut: false, output: 'dump complete\n' },
+        ],
+      },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    await laptop.backup([{ path: '/home/alice/docs/report.md', content: report }]);
+    await laptop.ping();
+    await laptop.sendLogs([
+      { level: 'info', message: 'backup finished: 1 file changed, 42 B uploaded' },
+      { level: 'warn', message: 'skipped socket /home/alice/.gnupg/S.gpg-agent' },
+      { level: 'error', message: 'permission denied: /home/alice/private' },
+    ]);
+    const nas = await TestAgent.register(server.url, 'admin', ADMIN_PASSWORD, 'nas', 'nas.home.arpa');
+    await nas.backup([
+      { path: '/srv/share/photo-copy.jpg', content: photo },
+      { path: '/srv/share/readme.txt', content: 'shared folder\n' },
+    ]);
+    await nas.ping();
+    const db = await TestAgent.register(server.url, 'admin', ADMIN_PASSWORD, 'db-01', 'db-01.internal');
+    await db.backup([{ path: '/var/backups/app.sql', content: 'create table t (id int);\n' }], {
+      status: 'failed',
+      preCommands: [
+        { command: 'pg_dump -U app app > /var/backups/app.sql', source: 'server', exitCode: 1, durationMs: 312, timedOut: false, output: 'pg_dump: error: connection to server failed: FATAL: role "app" does not exist\n' },
+      ],
+    });
+    await db.ping();
+
+    browser = await launchBrowser();
+    const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, acceptDownloads: true });
+    page = await context.newPage();
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('logs in and shows the overview', async () => {
+    await page.goto(`${server.url}/`);
+    expect(new URL(page.url()).pathname).toBe('/login');
+    await shot('01-login');
+    await page.fill('input[name=username]', 'admin');
+    await page.fill('input[name=password]', 'not-the-password');
+    await page.click('button[type=submit]');
+    await expect(page.locator('.form-error').textContent()).resolves.toBe('Invalid username or password.');
+    await page.fill('input[name=password]', ADMIN_PASSWORD);
+    await page.click('button[type=submit]');
+    await page.waitForURL(`${server.url}/`);
+    await expect(page.locator('h1').first().textContent()).resolves.toBe('Overview');
+    expect(await page.locator('.stat-failing .stat-value').textContent()).toBe('1');
+    expect(await page.locator('svg.chart rect.bar-uploaded').count()).toBe(30);
+    await shot('02-overview');
+  });
+
+  it('lists clients with their health', async () => {
+    await page.click('nav.mainnav >> text=Clients');
+    await page.waitForURL(`${server.url}/clients`);
+    expect(await page.locator('table tbody tr').count()).toBe(3);
+    expect(await page.locator('tr:has-text("db-01") .badge.health-failing').count()).toBe(1);
+    await shot('03-clients');
+  });
+
+  it('creates a user with a retention policy', async () => {
+    await page.click('nav.mainnav >> text=Users');
+    await page.fill('#new-user input[name=username]', 'dana');
+    await page.fill('#new-user input[name=password]', 'dana-password-1');
+    await page.fill('#new-user input[name=retentionVersions]', '5');
+    await page.fill('#new-user input[name=retentionDays]', '14');
+    await page.click('#new-user button[type=submit]');
+    await page.waitForURL(/\/users\/[0-9a-f-]{36}\?notice=user-created/);
+    expect(await page.locator('.notice').textContent()).toBe('User created.');
+    expect(await page.inputValue('input[name=retentionVersions]')).toBe('5');
+    expect(await page.inputValue('input[name=retentionDays]')).toBe('14');
+    await page.click('nav.mainnav >> text=Users');
+    expect(await page.locator('tr:has-text("dana")').textContent()).toContain('5 versions, 14 days');
+    await shot('04-users');
+  });
+
+  it('previews a retention policy for a user with history', async () => {
+    await page.click('a:text-is("alice")');
+    await page.fill('input[name=retentionVersions]', '1');
+    await page.click('button[value=preview]');
+    await expect(page.locator('#preview').textContent()).resolves.toContain('/home/alice/docs/report.md');
+    await shot('05-user-preview');
+  });
+
+  it("edits a client's pre-commands", async () => {
+    await page.goto(`${server.url}/clients/${laptop.clientId}`);
+    await page.fill('textarea[name=preCommands]', '[0s] broken');
+    await page.click('text=Save configuration');
+    expect(await page.locator('.has-error .error').first().textContent()).toContain('timeout must be between 1 second and 24 hours');
+    await page.fill('textarea[name=preCommands]', '[15m] pg_dump app > /home/alice/db.sql\nsync');
+    await page.click('text=Save configuration');
+    await page.waitForURL(/notice=saved/);
+    expect(await page.inputValue('textarea[name=preCommands]')).toBe('[15m] pg_dump app > /home/alice/db.sql\nsync');
+    const config = await fetch(`${server.url}/api/v1/config`, { headers: { authorization: `Bearer ${laptop.token}` } });
+    expect(((await config.json()) as { preCommands: unknown }).preCommands).toEqual([
+      { command: 'pg_dump app > /home/alice/db.sql', timeoutSeconds: 900 },
+      { command: 'sync', timeoutSeconds: 300 },
+    ]);
+    await page.locator('details.precmd').first().click();
+    await shot('06-client');
+  });
+
+  it('browses the tree as of an earlier backup', async () => {
+    await page.click('nav.tabs >> text=Files');
+    await page.click('a:text-is("home/")');
+    await page.click('a:text-is("alice/")');
+    await page.click('a:text-is("docs/")');
+    const currentSize = await page.locator('tr:has(a:text-is("report.md")) td.num').textContent();
+    expect(currentSize).toBe(`${Buffer.byteLength(report)} B`);
+    // Runs are listed newest first: the last chip is the first backup.
+    await page.locator('.run-picks a.chip').last().click();
+    await page.waitForURL(/asOf=/);
+    expect(await page.locator('tr:has(a:text-is("report.md")) td.num').textContent()).toBe(`${Buffer.byteLength('# Quarterly report (draft)\n')} B`);
+    expect(await page.locator('.crumbs.path').textContent()).toContain('docs');
+    await shot('07-files-as-of');
+    await page.click('a:text-is("report.md")');
+    expect(await page.locator('table.versions tbody tr').count()).toBe(2);
+    await shot('08-versions');
+  });
+
+  it('downloads a file with the original bytes', async () => {
+    await page.goto(`${server.url}/clients/${laptop.clientId}/files?path=/home/alice/photos`);
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('tr:has-text("beach.jpg") >> text=Download')]);
+    expect(download.suggestedFilename()).toBe('beach.jpg');
+    const bytes = await readFile((await download.path())!);
+    expect(bytes.equals(photo)).toBe(true);
+  });
+
+  it('downloads a folder as tar.gz that unpacks to the backed-up files', async () => {
+    await page.goto(`${server.url}/clients/${laptop.clientId}/files?path=/home/alice`);
+    await shot('09-files');
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('text=Download this folder (.tar.gz)')]);
+    expect(download.suggestedFilename()).toMatch(/^alice-laptop-alice-\d{8}-\d{4}\.tar\.gz$/);
+    const target = await mkdtemp(path.join(os.tmpdir(), 'cairn-e2e-untar-'));
+    try {
+      await run('tar', ['-xzf', (await download.path())!, '-C', target]);
+      expect((await readFile(path.join(target, 'alice/photos/beach.jpg'))).equals(photo)).toBe(true);
+      expect(await readFile(path.join(target, 'alice/docs/report.md'), 'utf8')).toBe(report);
+      expect(await readFile(path.join(target, 'alice/.bashrc'), 'utf8')).toBe('export EDITOR=vim\n');
+      expect(await readlink(path.join(target, 'alice/docs/current'))).toBe('report.md');
+    } finally {
+      await rm(target, { recursive: true, force: true });
+    }
+  });
+
+  it('shows logs by level and the audit log', async () => {
+    await page.goto(`${server.url}/clients/${laptop.clientId}/logs`);
+    await page.click('nav.filters >> text=error');
+    expect(await page.locator('table.logs tbody tr').count()).toBe(1);
+    await page.click('nav.filters >> text=all');
+    await shot('10-logs');
+    await page.click('nav.mainnav >> text=Audit log');
+    expect(await page.locator('table.audit').textContent()).toContain('client.precommands.update');
+    await shot('11-audit');
+  });
+
+  it('stays usable on a phone-sized screen', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.goto(`${server.url}/`);
+    await shot('12-overview-mobile');
+    await page.goto(`${server.url}/clients/${laptop.clientId}`);
+    await shot('13-client-mobile');
+    await page.setViewportSize({ width: 1360, height: 900 });
+  });
+
+  it('signs out', async () => {
+    await page.click('text=Sign out');
+    await page.waitForURL(/\/login\?notice=logged-out/);
+    await page.goto(`${server.url}/clients`);
+    expect(new URL(page.url()).pathname).toBe('/login');
+  });
+});
