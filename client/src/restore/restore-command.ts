@@ -110,7 +110,8 @@ export async function restoreFile(api: ApiClient, target: string, file: FileVers
     if (existing.isDirectory()) throw new Error('a directory is in the way');
   }
   const temp = path.join(path.dirname(destination), `.cairn-restore-${randomBytes(6).toString('hex')}.tmp`);
-  const mtime = file.mtimeMs / 1000;
+  // Half a microsecond up: seconds as a double would otherwise land just below the whole millisecond.
+  const mtime = (file.mtimeMs + 0.0005) / 1000;
   try {
     if (file.kind === 'symlink') {
       await symlink(file.linkTarget ?? '', temp);
@@ -146,7 +147,8 @@ async function writeVerified(api: ApiClient, temp: string, file: FileVersion, on
       }
     }
     await handle.chmod(file.mode & 0o7777);
-    await handle.utimes(file.mtimeMs / 1000, file.mtimeMs / 1000);
+    const mtime = (file.mtimeMs + 0.0005) / 1000;
+    await handle.utimes(mtime, mtime);
   } finally {
     await handle.close();
   }

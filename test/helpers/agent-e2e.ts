@@ -1,0 +1,167 @@
+/**
+ * Helpers for end-to-end tests of the agent: the agent process in env mode,
+ * its run reports (read from its structured log), the agent API with the
+ * agent's own token, and a small dashboard session (cookies + CSRF) for what
+ * only the dashboard can do (central pre-commands, "back up now").
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { API_PREFIX } from '@cairn/shared';
+import { REPO_ROOT, startProcess, type ManagedProcess } from './processes.ts';
+
+export const AGENT_MAIN = path.join(REPO_ROOT, 'client/src/main.ts');
+export const ADMIN_PASSWORD = 'e2e-admin-password';
+
+export interface RunReport {
+  runId: string;
+  status: 'succeeded' | 'partial' | 'failed';
+  filesScanned: number;
+  filesChanged: number;
+  filesDeleted: number;
+  filesFailed: number;
+  bytesScanned: number;
+  bytesUploaded: number;
+  error: string | null;
+  durationMs: number;
+}
+
+export function startAgent(env: Record<string, string>): ManagedProcess {
+  return startProcess(AGENT_MAIN, [], { LOG_LEVEL: 'info', BACKUP_INTERVAL: '3600', PING_INTERVAL: '3600', ...env });
+}
+
+export function envModeAgentEnv(serverUrl: string, stateDir: string, monitored: string[], extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    CLIENT_UI_ENABLED: 'false',
+    SERVER_URL: serverUrl,
+    USERNAME: 'admin',
+    PASSWORD: ADMIN_PASSWORD,
+    MONITORED_PATHS: monitored.join(','),
+    AGENT_STATE_DIR: stateDir,
+    CLIENT_NAME: path.basename(stateDir),
+    ...extra,
+  };
+}
+
+/** Every finished run the agent logged so far. */
+export function runReports(agent: ManagedProcess): RunReport[] {
+  const reports: RunReport[] = [];
+  for (const line of agent.output().split('\n')) {
+    if (!line.includes('"msg":"backup run ')) continue;
+    try {
+      const parsed = JSON.parse(line) as RunReport & { msg: string };
+      if (/^backup run (succeeded|partial|failed)$/.test(parsed.msg)) reports.push(parsed);
+    } catch {
+      // a partial line: the rest is still on its way
+    }
+  }
+  return reports;
+}
+
+/** Waits until the agent has logged `count` finished runs; returns the last one. */
+export async function waitForRuns(agent: ManagedProcess, count: number, timeoutMs = 120_000): Promise<RunReport> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const reports = runReports(agent);
+    if (reports.length >= count) return reports[count - 1] as RunReport;
+    if (agent.child.exitCode !== null) throw new Error(`agent exited (${agent.child.exitCode}):\n${agent.output().slice(-4000)}`);
+    if (Date.now() > deadline) throw new Error(`no run #${count} within ${timeoutMs} ms:\n${agent.output().slice(-4000)}`);
+    await sleep(100);
+  }
+}
+
+/** Starts an env-mode agent, waits for its first cycle (which starts at once), stops it. */
+export async function runAgentOnce(env: Record<string, string>): Promise<{ report: RunReport; output: string }> {
+  const agent = startAgent(env);
+  try {
+    const report = await waitForRuns(agent, 1);
+    return { report, output: agent.output() };
+  } finally {
+    await agent.stop();
+  }
+}
+
+export async function readAgentState(stateDir: string): Promise<{ serverUrl: string; clientId: string; token: string; dashboardUrl: string }> {
+  const state = JSON.parse(await readFile(path.join(stateDir, 'agent.json'), 'utf8')) as { serverUrl: string; clientId: string; dashboardUrl: string };
+  const token = (await readFile(path.join(stateDir, 'token'), 'utf8')).trim();
+  return { ...state, token };
+}
+
+/** GET on the agent API with the agent's token. */
+export async function agentApiGet<T>(serverUrl: string, token: string, route: string): Promise<T> {
+  const response = await fetch(`${serverUrl}${API_PREFIX}${route}`, { headers: { authorization: `Bearer ${token}` } });
+  if (!response.ok) throw new Error(`GET ${route}: ${response.status} ${await response.text()}`);
+  return (await response.json()) as T;
+}
+
+/** Objects in a disk blob store (DATA_DIR/blobs/ab/cd/<sha256>), temp files excluded. */
+export async function storedObjects(dataDir: string): Promise<string[]> {
+  const root = path.join(dataDir, 'blobs');
+  const found: string[] = [];
+  for (const first of await readdir(root).catch(() => [] as string[])) {
+    if (first === 'tmp') continue;
+    for (const second of await readdir(path.join(root, first))) {
+      for (const name of await readdir(path.join(root, first, second))) found.push(name);
+    }
+  }
+  return found.sort();
+}
+
+/** A dashboard session over real HTTP: keeps cookies, fills in the CSRF token of the last page. */
+export class DashboardSession {
+  readonly #cookies = new Map<string, string>();
+  #csrf = '';
+
+  constructor(readonly baseUrl: string) {}
+
+  async #request(method: 'GET' | 'POST', url: string, fields?: Record<string, string>): Promise<{ status: number; body: string; location: string | null }> {
+    const headers: Record<string, string> = { cookie: [...this.#cookies].map(([k, v]) => `${k}=${v}`).join('; ') };
+    let body: URLSearchParams | undefined;
+    if (fields) {
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      headers.origin = this.baseUrl;
+      body = new URLSearchParams({ _csrf: this.#csrf, ...fields });
+    }
+    const response = await fetch(this.baseUrl + url, { method, redirect: 'manual', headers, ...(body ? { body } : {}) });
+    for (const line of response.headers.getSetCookie()) {
+      const pair = line.split(';')[0] ?? '';
+      const index = pair.indexOf('=');
+      const value = pair.slice(index + 1);
+      if (value === '' || /expires=Thu, 01 Jan 1970/i.test(line)) this.#cookies.delete(pair.slice(0, index));
+      else this.#cookies.set(pair.slice(0, index), value);
+    }
+    const text = await response.text();
+    const token = /name="_csrf" value="([^"]+)"/.exec(text);
+    if (token?.[1]) this.#csrf = token[1];
+    return { status: response.status, body: text, location: response.headers.get('location') };
+  }
+
+  async login(username = 'admin', password = ADMIN_PASSWORD): Promise<void> {
+    await this.#request('GET', '/login');
+    const answer = await this.#request('POST', '/login', { username, password, next: '/' });
+    if (answer.status !== 302 && answer.status !== 303) throw new Error(`dashboard login failed: ${answer.status}`);
+  }
+
+  /** The client page's configuration form (pre-commands: one per line, `[5s] cmd` sets a timeout). */
+  async configureClient(clientId: string, fields: { monitoredPaths?: string; excludes?: string; preCommands?: string; backupInterval?: string }): Promise<void> {
+    await this.#request('GET', `/clients/${clientId}`);
+    const answer = await this.#request('POST', `/clients/${clientId}/config`, {
+      monitoredPaths: '',
+      excludes: '',
+      preCommands: '',
+      backupInterval: '1h',
+      ...fields,
+    });
+    if (answer.status !== 302 && answer.status !== 303) throw new Error(`saving the client config failed: ${answer.status}\n${answer.body.slice(0, 2000)}`);
+  }
+
+  async requestRun(clientId: string): Promise<void> {
+    await this.#request('GET', `/clients/${clientId}`);
+    const answer = await this.#request('POST', `/clients/${clientId}/run`, {});
+    if (answer.status !== 302 && answer.status !== 303) throw new Error(`requesting a run failed: ${answer.status}`);
+  }
+
+  async clientLogs(clientId: string): Promise<string> {
+    return (await this.#request('GET', `/clients/${clientId}/logs`)).body;
+  }
+}
