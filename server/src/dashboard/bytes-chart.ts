@@ -46,7 +46,8 @@ export function buildBytesChart(series: DayBytes[]): BytesChart {
   const plotHeight = height - top - bottom;
   const max = Math.max(1, ...series.map((d) => Math.max(d.uploaded, d.stored)));
   const scaleMax = niceCeiling(max);
-  const slot = (width - left) / Math.max(1, series.length);
+  const right = 18;
+  const slot = (width - left - right) / Math.max(1, series.length);
   const barWidth = Math.max(2, (slot - 4) / 2);
   const bars: ChartBar[] = [];
   const labels: { x: number; text: string }[] = [];

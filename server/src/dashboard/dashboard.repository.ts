@@ -229,10 +229,13 @@ export function createDashboardRepository(db: Db) {
 
   // ---- audit -------------------------------------------------------------------
 
+  /** Newest entries first, with the target's current name when it is a client or a user. */
   async function listAudit(options: { limit: number; action?: string | undefined; targetId?: string | undefined }) {
-    return db
-      .select()
+    const rows = await db
+      .select({ entry: auditLog, clientName: clients.name, username: users.username })
       .from(auditLog)
+      .leftJoin(clients, and(eq(auditLog.targetType, 'client'), sql`${clients.id}::text = ${auditLog.targetId}`))
+      .leftJoin(users, and(eq(auditLog.targetType, 'user'), sql`${users.id}::text = ${auditLog.targetId}`))
       .where(
         and(
           options.action ? sql`${auditLog.action} like ${options.action + '%'}` : undefined,
@@ -241,6 +244,7 @@ export function createDashboardRepository(db: Db) {
       )
       .orderBy(desc(auditLog.at), desc(auditLog.id))
       .limit(options.limit);
+    return rows.map((row) => ({ ...row.entry, targetName: row.clientName ?? row.username ?? null }));
   }
 
   /** Failed logins for `username` within the window and since its last successful login (any replica). */

@@ -20,7 +20,9 @@ async function untar(gz: Buffer): Promise<Map<string, { type: string; body: Buff
   const done = new Promise<void>((resolve, reject) => {
     extract.on('entry', (header, stream, next) => {
       const parts: Buffer[] = [];
-      stream.on('data', (chunk: Buffer) => parts.push(chunk));
+      stream.on('data', (chunk: unknown) => {
+        parts.push(chunk as Buffer);
+      });
       stream.on('end', () => {
         entries.set(header.name, { type: header.type ?? 'file', body: Buffer.concat(parts), linkname: header.linkname });
         next();
