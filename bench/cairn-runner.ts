@@ -27,7 +27,7 @@ export function agentUnavailable(): string | null {
 export interface CairnOptions {
   store: 'disk' | 's3';
   workDir: string;
-  /** Directory for V8 CPU profiles of the agent and server (`--cpu-prof`), or undefined. */
+  /** Directory for V8 CPU profiles of the agent and server (see cpu-profile-preload.mjs), or undefined. */
   profileDir?: string;
   runTimeoutMs: number;
 }
@@ -60,7 +60,7 @@ export class CairnSystem {
   #profileEnv(role: string): Record<string, string> {
     if (this.options.profileDir === undefined) return {};
     const dir = path.join(this.options.profileDir, `${this.id}-${role}`);
-    return { NODE_OPTIONS: `--cpu-prof --cpu-prof-dir=${dir}` };
+    return { NODE_OPTIONS: `--import=${path.join(REPO_ROOT, 'bench/cpu-profile-preload.mjs')}`, CAIRN_CPU_PROFILE_DIR: dir };
   }
 
   async start(): Promise<void> {
