@@ -1,8 +1,10 @@
 /**
- * Smoke test of the all-in-one deployment without a Docker engine: the
- * images' own entry commands (CMD/ENTRYPOINT and WORKDIR parsed from the
- * Dockerfiles) run on the host under Node 24, as in node:24-slim, with the
- * environment docker-compose.yml gives each service. What compose provides
+ * Smoke test of the all-in-one deployment without a Docker engine: each
+ * image's /app is staged on the host as its Dockerfile builds it (its npm
+ * ci, production dependencies only; its COPYs with .dockerignore applied;
+ * see image-staging.ts), and the image's own entry command (CMD/ENTRYPOINT
+ * and WORKDIR parsed from the Dockerfile) runs there under Node 24, as in
+ * node:24-slim, with the environment docker-compose.yml gives the service. What compose provides
  * is mapped to the host: the postgres service to a scratch database on the
  * local PostgreSQL, the minio service to a local S3-protocol server
  * (s3rver), the server service's host name to the server's loopback port,
@@ -13,6 +15,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,8 +24,9 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createScratchPostgres } from '../../server/test/helpers/test-database.ts';
 import { startS3rver, type RunningS3rver } from '../../server/test/helpers/s3rver.ts';
-import { freePort, REPO_ROOT, waitForHttp } from '../helpers/processes.ts';
+import { freePort, waitForHttp } from '../helpers/processes.ts';
 import { DOCKERFILES, filledEnvExample, readCompose, readFinalStage, serviceEnvironment, type ComposeService, type Role } from './deploy-files.ts';
+import { stageImage, type StagedImage } from './image-staging.ts';
 import { ensureImageNode } from './node24.ts';
 
 const COMPOSE_FILE = 'docker-compose.yml';
@@ -34,18 +38,11 @@ interface HostProcess {
   stop(): Promise<void>;
 }
 
-/** Maps an image path (/app/..., /opt/tsx/...) to where the same thing is in this checkout. */
-function hostPath(imagePath: string): string {
-  if (imagePath === '/opt/tsx/node_modules/.bin') return path.join(REPO_ROOT, 'node_modules/.bin');
-  if (imagePath.startsWith('/app/')) return path.join(REPO_ROOT, imagePath.slice('/app/'.length));
-  throw new Error(`no host equivalent for image path ${imagePath}`);
-}
-
 /**
  * The environment a service's container sees, with compose's host names,
  * ports and volumes replaced by their host equivalents in `mapping`.
  */
-function hostEnvironment(role: Role, service: ComposeService, nodeDir: string, replacements: [string, string][], overrides: Record<string, string>) {
+function hostEnvironment(role: Role, service: ComposeService, image: StagedImage, nodeDir: string, replacements: [string, string][], overrides: Record<string, string>) {
   const stage = readFinalStage(DOCKERFILES[role]);
   const env: Record<string, string> = { ...stage.env, ...serviceEnvironment(service), ...overrides };
   for (const [name, value] of Object.entries(env)) {
@@ -53,16 +50,15 @@ function hostEnvironment(role: Role, service: ComposeService, nodeDir: string, r
     for (const [from, to] of replacements) mapped = mapped.split(from).join(to);
     env[name] = mapped;
   }
-  // The image's PATH puts tsx first; on the host that is the checkout's node_modules/.bin, then Node 24.
-  const imagePath = stage.env.PATH ?? '';
-  env.PATH = imagePath
+  // The image's PATH entries (tsx's prefix) in the staged image, then Node 24, then the host's tools (pg_dump).
+  env.PATH = (stage.env.PATH ?? '')
     .split(':')
     .filter((entry) => entry !== '$PATH')
-    .map(hostPath)
+    .map((entry) => image.hostPath(entry))
     .concat(nodeDir, process.env.PATH ?? '/usr/bin:/bin')
     .join(':');
   env.HOME = process.env.HOME ?? os.tmpdir();
-  return { env, command: stage.command, cwd: hostPath(stage.workdir ?? '/app') };
+  return { env, command: stage.command, cwd: image.hostPath(stage.workdir ?? '/') };
 }
 
 function startHostProcess(command: string[], cwd: string, env: Record<string, string>): HostProcess {
@@ -118,12 +114,14 @@ describe.skipIf(!pgAvailable && !process.env.CI)(`${COMPOSE_FILE} entry commands
   let serverEnv: Record<string, string>;
   let agentEnv: Record<string, string>;
   let sql: postgres.Sql | undefined;
+  const images = new Map<Role, StagedImage>();
   const compose = readCompose(COMPOSE_FILE, filledEnvExample({ CLIENT_NAME: 'smoke-host' }));
   const volumeDirs = new Map<string, string>();
 
   beforeAll(async () => {
     nodeDir = ensureImageNode();
     tmp = await mkdtemp(path.join(os.tmpdir(), 'cairn-smoke-'));
+    for (const role of ['server', 'agent'] as const) images.set(role, await stageImage(role, path.join(tmp, `${role}-build`), nodeDir));
     database = await createScratchPostgres();
     if (!database) throw new Error('the smoke test needs TEST_DATABASE_URL (a local PostgreSQL)');
     sql = postgres(database.url, { max: 1, onnotice: () => {} });
@@ -155,7 +153,7 @@ describe.skipIf(!pgAvailable && !process.env.CI)(`${COMPOSE_FILE} entry commands
     const port = await freePort();
     const service = compose.services.server!;
     const volume = (target: string) => volumeDirs.get(`server:${target}`) as string;
-    const { env, command, cwd } = hostEnvironment('server', service, nodeDir, [], {
+    const { env, command, cwd } = hostEnvironment('server', service, images.get('server')!, nodeDir, [], {
       ...s3!.env,
       DATABASE_URL: database!.url,
       DATA_DIR: volume('/data'),
@@ -167,6 +165,10 @@ describe.skipIf(!pgAvailable && !process.env.CI)(`${COMPOSE_FILE} entry commands
       expect(value, `${name} still names a compose service`).not.toMatch(/\/\/(server|postgres|minio)[:/]/);
     }
     serverEnv = env;
+    // It runs from the staged image, whose node_modules hold production dependencies only.
+    expect(cwd.startsWith(tmp)).toBe(true);
+    expect(existsSync(images.get('server')!.hostPath('/app/node_modules/fastify'))).toBe(true);
+    expect(existsSync(images.get('server')!.hostPath('/app/node_modules/vitest'))).toBe(false);
     server = startHostProcess(command, cwd, env);
     await waitForHttp(`http://127.0.0.1:${port}/healthz`, undefined, 120_000).catch((error: unknown) => {
       throw new Error(`${String(error)}\n${server?.output().slice(-4000)}`);
@@ -183,6 +185,7 @@ describe.skipIf(!pgAvailable && !process.env.CI)(`${COMPOSE_FILE} entry commands
     const { env, command, cwd } = hostEnvironment(
       'agent',
       service,
+      images.get('agent')!,
       nodeDir,
       // Longest container paths first, so /config is not mistaken for a prefix of something longer.
       [

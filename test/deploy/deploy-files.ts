@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { DockerfileParser, type Instruction, type JSONInstruction } from 'dockerfile-ast';
+import { DockerfileParser, type Copy, type Instruction, type JSONInstruction } from 'dockerfile-ast';
 import { parse as parseYaml } from 'yaml';
 import { REPO_ROOT } from '../helpers/processes.ts';
 
@@ -195,6 +195,8 @@ export interface FinalStage {
   command: string[];
   volumes: string[];
   healthcheck: string[] | undefined;
+  /** COPY instructions, with the WORKDIR in effect for each (relative destinations resolve against it). */
+  copies: { from: string | undefined; sources: string[]; destination: string; workdir: string }[];
   instructions: Instruction[];
 }
 
@@ -231,6 +233,51 @@ export function readFinalStage(relative: string): FinalStage {
       return strings.length > 0 ? strings.map((s) => s.getJSONValue()) : i.getArguments().map((a) => a.getValue());
     }),
     healthcheck: healthcheckJson === undefined ? undefined : (JSON.parse(healthcheckJson) as string[]),
+    copies: copiesOf(instructions),
     instructions,
   };
+}
+
+function copiesOf(instructions: Instruction[]): FinalStage['copies'] {
+  const copies: FinalStage['copies'] = [];
+  let workdir = '/';
+  for (const instruction of instructions) {
+    if (instruction.getKeyword() === 'WORKDIR') workdir = path.posix.resolve(workdir, instruction.getArgumentsContent() ?? '/');
+    if (instruction.getKeyword() !== 'COPY') continue;
+    const copy = instruction as Copy;
+    const args = copy.getArguments().map((a) => a.getValue());
+    const destination = args.pop();
+    if (destination === undefined || args.length === 0) throw new Error(`line ${copy.getRange().start.line + 1}: COPY needs a source and a destination`);
+    copies.push({ from: copy.getFromFlag()?.getValue() ?? undefined, sources: args, destination, workdir });
+  }
+  return copies;
+}
+
+/** The `npm ci ...` command a Dockerfile runs to install the image's dependencies. */
+export function npmCiCommand(relative: string): string[] {
+  const match = /npm ci( [^\n\\&;|]+)/.exec(readRepoFile(relative));
+  if (!match?.[1]) throw new Error(`${relative} runs no npm ci`);
+  return ['npm', 'ci', ...match[1].trim().split(/\s+/)];
+}
+
+/**
+ * Whether .dockerignore leaves `relative` (a path inside the build context)
+ * out: Docker's matching, for the pattern forms used (`*`, `**`, `?`, a
+ * leading `!` re-includes), where a matched directory excludes its contents.
+ */
+export function dockerIgnored(relative: string, patterns = readRepoFile('.dockerignore').split('\n')): boolean {
+  let ignored = false;
+  for (const raw of patterns) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const negated = line.startsWith('!');
+    const pattern = path.posix.normalize((negated ? line.slice(1) : line).replace(/^\/+/, ''));
+    const source = pattern
+      .split('/')
+      .map((part) => (part === '**' ? '(?:.*)' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*').replace(/\?/g, '[^/]')))
+      .join('/')
+      .replace(/\(\?:\.\*\)\//g, '(?:.*/)?');
+    if (new RegExp(`^${source}(?:/.*)?$`).test(relative)) ignored = !negated;
+  }
+  return ignored;
 }
