@@ -5,6 +5,7 @@ import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_PREFIX } from '@cairn/shared';
 import { encodeSession, SESSION_COOKIE } from '../../src/dashboard/session.ts';
+import { listRuns } from '../../src/services/backup-repository.ts';
 import { auditLog, clients } from '../../src/db/schema.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 import { TestAgent } from './agent-fixture.ts';
@@ -59,14 +60,15 @@ describe.each(testDatabaseKinds())('dashboard routes (%s)', (kind) => {
       { path: '/home/alice/docs/report.md', content: '# report v1' },
       { path: '/home/alice/docs/link', linkTarget: 'report.md' },
     ]);
-    firstRunAt = new Date();
-    await new Promise((resolve) => setTimeout(resolve, 20));
     await aliceAgent.backup([{ path: '/home/alice/notes.txt', content: 'second notes, longer' }]);
     await aliceAgent.sendLogs([
       { level: 'info', message: 'scan finished' },
       { level: 'error', message: 'could not read /home/alice/locked' },
     ]);
     await bobAgent.backup([{ path: '/srv/bob.txt', content: 'bob data' }]);
+    // The first run's finish, on the server's clock: the tree as of then holds the first versions.
+    const runs = await listRuns(h.ctx.database.db, aliceAgent.clientId);
+    firstRunAt = new Date(runs[runs.length - 1]!.finishedAt!);
     admin = new Browser(h.url);
     alice = new Browser(h.url);
     bob = new Browser(h.url);
@@ -432,8 +434,9 @@ describe('dashboard sessions and login limits', () => {
     await h?.close();
   });
 
-  const cookieFor = (lastSeenMinutesAgo: number, secret = TEST_SECRET_KEY) => {
-    const at = Date.now() - lastSeenMinutesAgo * 60_000;
+  const lastSeenMinutesAgo = (minutes: number) => Date.now() - minutes * 60_000;
+  const cookieFor = (minutesAgo: number, secret = TEST_SECRET_KEY) => {
+    const at = lastSeenMinutesAgo(minutesAgo);
     const value = sign(encodeSession({ userId, sessionId: 'crafted', issuedAt: at - 60_000, lastSeenAt: at }), secret);
     return `${SESSION_COOKIE}=${encodeURIComponent(value)}`;
   };
@@ -453,13 +456,14 @@ describe('dashboard sessions and login limits', () => {
   });
 
   it('accepts a session last seen within the idle timeout and slides it forward', async () => {
+    const craftedLastSeen = lastSeenMinutesAgo(29);
     const response = await fetch(`${h.url}/`, { redirect: 'manual', headers: { cookie: cookieFor(29) } });
     expect(response.status).toBe(200);
     const refreshed = response.headers.getSetCookie().find((c) => c.startsWith(`${SESSION_COOKIE}=`))!;
     const value = decodeURIComponent(refreshed.split(';')[0]!.slice(SESSION_COOKIE.length + 1));
     const session = JSON.parse(Buffer.from(value.split('.')[0]!, 'base64url').toString());
     expect(session.s).toBe('crafted');
-    expect(Date.now() - session.l).toBeLessThan(60_000);
+    expect(session.l).toBeGreaterThan(craftedLastSeen + 28 * 60_000);
   });
 
   it('ends a session idle for longer than SESSION_IDLE_MINUTES', async () => {
