@@ -25,11 +25,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createScratchPostgres } from '../../server/test/helpers/test-database.ts';
 import { startS3rver, type RunningS3rver } from '../../server/test/helpers/s3rver.ts';
 import { freePort, waitForHttp } from '../helpers/processes.ts';
-import { DOCKERFILES, filledEnvExample, readCompose, readFinalStage, serviceEnvironment, type ComposeService, type Role } from './deploy-files.ts';
+import { DOCKERFILES, filledEnvExample, readCompose, readFinalStage, serviceEnvironment, serviceRole, type ComposeFileName, type ComposeService, type Role } from './deploy-files.ts';
 import { stageImage, type StagedImage } from './image-staging.ts';
 import { ensureImageNode } from './node24.ts';
 
-const COMPOSE_FILE = 'docker-compose.yml';
 const pgAvailable = Boolean(process.env.TEST_DATABASE_URL || process.env.DATABASE_URL);
 
 interface HostProcess {
@@ -103,165 +102,188 @@ function runHealthcheck(role: Role, env: Record<string, string>): number | null 
   return spawnSync(executable, args, { env, timeout: 30_000 }).status;
 }
 
-describe.skipIf(!pgAvailable && !process.env.CI)(`${COMPOSE_FILE} entry commands on the host under Node 24`, () => {
-  const sample = 'hello from the smoke test\n';
+/** The two ways the files deploy a server and an agent: the all-in-one file, and the split files on two machines. */
+const DEPLOYMENTS: { name: string; serverFile: ComposeFileName; agentFile: ComposeFileName }[] = [
+  { name: 'all on one host', serverFile: 'docker-compose.yml', agentFile: 'docker-compose.yml' },
+  { name: 'server stack and a remote agent', serverFile: 'docker-compose.server.yml', agentFile: 'docker-compose.client.yml' },
+];
+
+function cairnService(file: ComposeFileName, role: Role, values: Record<string, string>): ComposeService {
+  const service = Object.values(readCompose(file, values).services).find((candidate) => serviceRole(candidate) === role);
+  if (!service) throw new Error(`${file} has no ${role} service`);
+  return service;
+}
+
+describe.skipIf(!pgAvailable && !process.env.CI)('compose deployments run from the images\' entry commands on the host under Node 24', () => {
   let tmp: string;
   let nodeDir: string;
-  let database: { url: string; drop(): Promise<void> } | undefined;
-  let s3: RunningS3rver | undefined;
-  let server: HostProcess | undefined;
-  let agent: HostProcess | undefined;
-  let serverEnv: Record<string, string>;
-  let agentEnv: Record<string, string>;
-  let sql: postgres.Sql | undefined;
   const images = new Map<Role, StagedImage>();
-  const compose = readCompose(COMPOSE_FILE, filledEnvExample({ CLIENT_NAME: 'smoke-host' }));
-  const volumeDirs = new Map<string, string>();
 
   beforeAll(async () => {
     nodeDir = ensureImageNode();
     tmp = await mkdtemp(path.join(os.tmpdir(), 'cairn-smoke-'));
     for (const role of ['server', 'agent'] as const) images.set(role, await stageImage(role, path.join(tmp, `${role}-build`), nodeDir));
-    database = await createScratchPostgres();
-    if (!database) throw new Error('the smoke test needs TEST_DATABASE_URL (a local PostgreSQL)');
-    sql = postgres(database.url, { max: 1, onnotice: () => {} });
-    s3 = await startS3rver({ bucket: serviceEnvironment(compose.services.server!).S3_BUCKET });
-    // Every volume of the Cairn services (compose's and the images' own) becomes a temporary directory.
-    for (const [role, name] of [['server', 'server'], ['agent', 'agent']] as const) {
-      const targets = [
-        ...readFinalStage(DOCKERFILES[role]).volumes,
-        ...(compose.services[name]?.volumes ?? []).map((v) => (typeof v === 'string' ? (v.split(':')[1] ?? v) : v.target)),
-      ];
-      for (const target of targets) {
-        const dir = path.join(tmp, name, target.replace(/\W+/g, '_'));
-        await mkdir(dir, { recursive: true });
-        volumeDirs.set(`${name}:${target}`, dir);
-      }
-    }
   });
 
   afterAll(async () => {
-    await agent?.stop();
-    await server?.stop();
-    await sql?.end();
-    await s3?.close();
-    await database?.drop();
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
-  it('runs the server image command with the compose environment, and its HEALTHCHECK passes', async () => {
-    const port = await freePort();
-    const service = compose.services.server!;
-    const volume = (target: string) => volumeDirs.get(`server:${target}`) as string;
-    const { env, command, cwd } = hostEnvironment('server', service, images.get('server')!, nodeDir, [], {
-      ...s3!.env,
-      DATABASE_URL: database!.url,
-      DATA_DIR: volume('/data'),
-      HOST: '127.0.0.1',
-      PORT: String(port),
-    });
-    expect(env.S3_BUCKET).toBe(s3!.bucket);
-    for (const [name, value] of Object.entries(env)) {
-      expect(value, `${name} still names a compose service`).not.toMatch(/\/\/(server|postgres|minio)[:/]/);
-    }
-    serverEnv = env;
-    // It runs from the staged image, whose node_modules hold production dependencies only.
-    expect(cwd.startsWith(tmp)).toBe(true);
-    expect(existsSync(images.get('server')!.hostPath('/app/node_modules/fastify'))).toBe(true);
-    expect(existsSync(images.get('server')!.hostPath('/app/node_modules/vitest'))).toBe(false);
-    server = startHostProcess(command, cwd, env);
-    await waitForHttp(`http://127.0.0.1:${port}/healthz`, undefined, 120_000).catch((error: unknown) => {
-      throw new Error(`${String(error)}\n${server?.output().slice(-4000)}`);
-    });
-    expect(spawnSync('node', ['--version'], { env, encoding: 'utf8' }).stdout).toMatch(/^v24\./);
-    expect(runHealthcheck('server', env)).toBe(0);
-  });
+  describe.each(DEPLOYMENTS)('$name ($serverFile + $agentFile)', ({ serverFile, agentFile }) => {
+    const sample = 'hello from the smoke test\n';
+    let database: { url: string; drop(): Promise<void> } | undefined;
+    let s3: RunningS3rver | undefined;
+    let server: HostProcess | undefined;
+    let agent: HostProcess | undefined;
+    let serverEnv: Record<string, string>;
+    let agentEnv: Record<string, string>;
+    let sql: postgres.Sql | undefined;
+    // The agent signs in as the admin in both set-ups, as a person following docs/deployment.md would.
+    const defaults = filledEnvExample();
+    const values = filledEnvExample({ CLIENT_NAME: 'smoke-host', AGENT_USERNAME: defaults.ADMIN_USERNAME ?? '', AGENT_PASSWORD: defaults.ADMIN_PASSWORD ?? '' });
+    const services: Record<Role, ComposeService> = { server: cairnService(serverFile, 'server', values), agent: cairnService(agentFile, 'agent', values) };
+    const volumeDirs = new Map<string, string>();
+    const volume = (role: Role, target: string) => volumeDirs.get(`${role}:${target}`) as string;
 
-  it('runs the agent image command with the compose environment; it registers, runs its pg_dump pre-command and backs up', async () => {
-    const service = compose.services.agent!;
-    const volume = (target: string) => volumeDirs.get(`agent:${target}`) as string;
-    await writeFile(path.join(volume('/backup'), 'hello.txt'), sample);
-    const dumpFile = path.join(volume('/dumps'), 'cairn.sql');
-    const { env, command, cwd } = hostEnvironment(
-      'agent',
-      service,
-      images.get('agent')!,
-      nodeDir,
-      // Longest container paths first, so /config is not mistaken for a prefix of something longer.
-      [
-        ['http://server:8000', `http://127.0.0.1:${serverEnv.PORT}`],
-        ...[...volumeDirs].filter(([key]) => key.startsWith('agent:')).map(([key, dir]): [string, string] => [key.slice('agent:'.length), dir]),
-      ],
-      {
-        CLIENT_UI_HOST: '127.0.0.1',
-        CLIENT_UI_PORT: String(await freePort()),
-        AGENT_STATE_DIR: volume('/config'),
-        // The documented central pre-command, set locally here: a plain pg_dump into /dumps.
-        PRE_COMMANDS: `pg_dump --dbname=${database!.url} --format=plain --file=/dumps/cairn.sql`,
-      },
-    );
-    for (const [name, value] of Object.entries(env)) {
-      expect(value, `${name} still names a compose service`).not.toMatch(/\/\/(server|postgres|minio)[:/]/);
-    }
-    expect(env.MONITORED_PATHS?.split(',')).toEqual([volume('/backup'), volume('/dumps')]);
-    agentEnv = env;
-    agent = startHostProcess(command, cwd, env);
-
-    const clientName = agentEnv.CLIENT_NAME as string;
-    const versions = await waitFor(
-      'backed-up versions of hello.txt and the dump',
-      async () => {
-        const rows = await sql!<{ path: string; content_sha256: string }[]>`
-          select fv.path, fv.content_sha256 from file_versions fv join clients c on c.id = fv.client_id
-          where c.name = ${clientName} and fv.valid_to is null`;
-        const hello = rows.find((r) => r.path.endsWith('/hello.txt'));
-        const dump = rows.find((r) => r.path.endsWith('/cairn.sql'));
-        return hello && dump ? { hello, dump } : undefined;
-      },
-      agent,
-    );
-    expect(versions.hello.content_sha256).toBe(createHash('sha256').update(sample).digest('hex'));
-    const dump = await readFile(dumpFile);
-    expect(dump.toString('utf8')).toContain('PostgreSQL database dump');
-    expect(versions.dump.content_sha256).toBe(createHash('sha256').update(dump).digest('hex'));
-
-    // The bytes are in the bucket: every chunk of hello.txt's content, found by its name and fetched back, hashes to it.
-    const chunks = await sql!<{ sha256: string; storage_key: string }[]>`
-      select ch.sha256, ch.storage_key from content_chunks cc join chunks ch on ch.sha256 = cc.chunk_sha256
-      where cc.content_sha256 = ${versions.hello.content_sha256} order by cc.seq`;
-    expect(chunks.length).toBeGreaterThan(0);
-    const client = new S3Client({
-      endpoint: s3!.endpoint,
-      region: 'us-east-1',
-      forcePathStyle: true,
-      credentials: { accessKeyId: s3!.accessKeyId, secretAccessKey: s3!.secretAccessKey },
-    });
-    try {
-      const listed = await client.send(new ListObjectsV2Command({ Bucket: s3!.bucket }));
-      const keys = (listed.Contents ?? []).map((object) => object.Key ?? '');
-      const bytes: Buffer[] = [];
-      for (const chunk of chunks) {
-        const key = keys.find((k) => k === chunk.storage_key || k.endsWith(`/${chunk.storage_key}`));
-        expect(key, `no object for chunk ${chunk.sha256} among ${keys.join(', ')}`).toBeDefined();
-        const object = await client.send(new GetObjectCommand({ Bucket: s3!.bucket, Key: key }));
-        const body = Buffer.from(await object.Body!.transformToByteArray());
-        expect(createHash('sha256').update(body).digest('hex')).toBe(chunk.sha256);
-        bytes.push(body);
+    beforeAll(async () => {
+      database = await createScratchPostgres();
+      if (!database) throw new Error('the smoke test needs TEST_DATABASE_URL (a local PostgreSQL)');
+      sql = postgres(database.url, { max: 1, onnotice: () => {} });
+      s3 = await startS3rver({ bucket: serviceEnvironment(services.server).S3_BUCKET });
+      // Every volume of the Cairn services (compose's and the images' own) becomes a temporary directory.
+      const root = await mkdtemp(path.join(tmp, 'volumes-'));
+      for (const role of ['server', 'agent'] as const) {
+        const targets = [
+          ...readFinalStage(DOCKERFILES[role]).volumes,
+          ...(services[role].volumes ?? []).map((v) => (typeof v === 'string' ? (v.split(':')[1] ?? v) : v.target)),
+        ];
+        for (const target of targets) {
+          const dir = path.join(root, role, target.replace(/\W+/g, '_'));
+          await mkdir(dir, { recursive: true });
+          volumeDirs.set(`${role}:${target}`, dir);
+        }
       }
-      expect(Buffer.concat(bytes).toString('utf8')).toBe(sample);
-    } finally {
-      client.destroy();
-    }
-  });
+    });
 
-  // SKIPPED until the agent serves HTTP in env mode. Compose runs the agent with
-  // CLIENT_UI_ENABLED=false (configured from .env, unattended); in that mode
-  // client/src/main.ts starts no HTTP listener, so the image's HEALTHCHECK
-  // (/healthz on CLIENT_UI_PORT, :8080) cannot answer and Docker would report
-  // the container unhealthy. Enable this test when env mode serves the
-  // read-only status page and /healthz.
-  it.skip('answers the agent image HEALTHCHECK (skipped: the agent serves no /healthz in env mode yet)', async () => {
-    await waitForHttp(`http://127.0.0.1:${agentEnv.CLIENT_UI_PORT}/healthz`, undefined, 30_000);
-    expect(runHealthcheck('agent', agentEnv)).toBe(0);
+    afterAll(async () => {
+      await agent?.stop();
+      await server?.stop();
+      await sql?.end();
+      await s3?.close();
+      await database?.drop();
+    });
+
+    it('runs the server image command with the compose environment, and its HEALTHCHECK passes', async () => {
+      const port = await freePort();
+      const { env, command, cwd } = hostEnvironment('server', services.server, images.get('server')!, nodeDir, [], {
+        ...s3!.env,
+        DATABASE_URL: database!.url,
+        DATA_DIR: volume('server', '/data'),
+        HOST: '127.0.0.1',
+        PORT: String(port),
+      });
+      expect(env.S3_BUCKET).toBe(s3!.bucket);
+      for (const [name, value] of Object.entries(env)) {
+        expect(value, `${name} still names a compose service`).not.toMatch(/\/\/(server|postgres|minio)[:/]/);
+      }
+      serverEnv = env;
+      // It runs from the staged image, whose node_modules hold production dependencies only.
+      expect(cwd.startsWith(tmp)).toBe(true);
+      expect(existsSync(images.get('server')!.hostPath('/app/node_modules/fastify'))).toBe(true);
+      expect(existsSync(images.get('server')!.hostPath('/app/node_modules/vitest'))).toBe(false);
+      server = startHostProcess(command, cwd, env);
+      await waitForHttp(`http://127.0.0.1:${port}/healthz`, undefined, 120_000).catch((error: unknown) => {
+        throw new Error(`${String(error)}\n${server?.output().slice(-4000)}`);
+      });
+      expect(spawnSync('node', ['--version'], { env, encoding: 'utf8' }).stdout).toMatch(/^v24\./);
+      expect(runHealthcheck('server', env)).toBe(0);
+    });
+
+    it('runs the agent image command with the compose environment; it registers, runs its pg_dump pre-command and backs up', async () => {
+      await writeFile(path.join(volume('agent', '/backup'), 'hello.txt'), sample);
+      const dumpFile = path.join(volume('agent', '/dumps'), 'cairn.sql');
+      const composeServerUrl = serviceEnvironment(services.agent).SERVER_URL ?? '';
+      const { env, command, cwd } = hostEnvironment(
+        'agent',
+        services.agent,
+        images.get('agent')!,
+        nodeDir,
+        [
+          [composeServerUrl, `http://127.0.0.1:${serverEnv.PORT}`],
+          ...[...volumeDirs].filter(([key]) => key.startsWith('agent:')).map(([key, dir]): [string, string] => [key.slice('agent:'.length), dir]),
+        ],
+        {
+          CLIENT_UI_HOST: '127.0.0.1',
+          CLIENT_UI_PORT: String(await freePort()),
+          AGENT_STATE_DIR: volume('agent', '/config'),
+          // The documented central pre-command, set locally here: a plain pg_dump into /dumps.
+          PRE_COMMANDS: `pg_dump --dbname=${database!.url} --format=plain --file=/dumps/cairn.sql`,
+        },
+      );
+      for (const [name, value] of Object.entries(env)) {
+        expect(value, `${name} still names a compose service`).not.toMatch(/\/\/(server|postgres|minio)[:/]/);
+      }
+      expect(env.SERVER_URL).toBe(`http://127.0.0.1:${serverEnv.PORT}`);
+      expect(env.MONITORED_PATHS?.split(',')).toEqual([volume('agent', '/backup'), volume('agent', '/dumps')]);
+      agentEnv = env;
+      agent = startHostProcess(command, cwd, env);
+
+      const clientName = agentEnv.CLIENT_NAME as string;
+      const versions = await waitFor(
+        'backed-up versions of hello.txt and the dump',
+        async () => {
+          const rows = await sql!<{ path: string; content_sha256: string }[]>`
+            select fv.path, fv.content_sha256 from file_versions fv join clients c on c.id = fv.client_id
+            where c.name = ${clientName} and fv.valid_to is null`;
+          const hello = rows.find((r) => r.path.endsWith('/hello.txt'));
+          const dump = rows.find((r) => r.path.endsWith('/cairn.sql'));
+          return hello && dump ? { hello, dump } : undefined;
+        },
+        agent,
+      );
+      expect(versions.hello.content_sha256).toBe(createHash('sha256').update(sample).digest('hex'));
+      const dump = await readFile(dumpFile);
+      expect(dump.toString('utf8')).toContain('PostgreSQL database dump');
+      expect(versions.dump.content_sha256).toBe(createHash('sha256').update(dump).digest('hex'));
+
+      // The bytes are in the bucket: every chunk of hello.txt's content, found by its name and fetched back, hashes to it.
+      const chunks = await sql!<{ sha256: string; storage_key: string }[]>`
+        select ch.sha256, ch.storage_key from content_chunks cc join chunks ch on ch.sha256 = cc.chunk_sha256
+        where cc.content_sha256 = ${versions.hello.content_sha256} order by cc.seq`;
+      expect(chunks.length).toBeGreaterThan(0);
+      const client = new S3Client({
+        endpoint: s3!.endpoint,
+        region: 'us-east-1',
+        forcePathStyle: true,
+        credentials: { accessKeyId: s3!.accessKeyId, secretAccessKey: s3!.secretAccessKey },
+      });
+      try {
+        const listed = await client.send(new ListObjectsV2Command({ Bucket: s3!.bucket }));
+        const keys = (listed.Contents ?? []).map((object) => object.Key ?? '');
+        const bytes: Buffer[] = [];
+        for (const chunk of chunks) {
+          const key = keys.find((k) => k === chunk.storage_key || k.endsWith(`/${chunk.storage_key}`));
+          expect(key, `no object for chunk ${chunk.sha256} among ${keys.join(', ')}`).toBeDefined();
+          const object = await client.send(new GetObjectCommand({ Bucket: s3!.bucket, Key: key }));
+          const body = Buffer.from(await object.Body!.transformToByteArray());
+          expect(createHash('sha256').update(body).digest('hex')).toBe(chunk.sha256);
+          bytes.push(body);
+        }
+        expect(Buffer.concat(bytes).toString('utf8')).toBe(sample);
+      } finally {
+        client.destroy();
+      }
+    });
+
+    // SKIPPED until the agent serves HTTP in env mode. Compose runs the agent with
+    // CLIENT_UI_ENABLED=false (configured from .env, unattended); in that mode
+    // client/src/main.ts starts no HTTP listener, so the image's HEALTHCHECK
+    // (/healthz on CLIENT_UI_PORT, :8080) cannot answer and Docker would report
+    // the container unhealthy. Enable this test when env mode serves the
+    // read-only status page and /healthz.
+    it.skip('answers the agent image HEALTHCHECK (skipped: the agent serves no /healthz in env mode yet)', async () => {
+      await waitForHttp(`http://127.0.0.1:${agentEnv.CLIENT_UI_PORT}/healthz`, undefined, 30_000);
+      expect(runHealthcheck('agent', agentEnv)).toBe(0);
+    });
   });
 });
