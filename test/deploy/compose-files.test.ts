@@ -59,12 +59,13 @@ describe('compose files against the Compose specification schema', () => {
     expect(validate(compose)).toBe(false);
   });
 
-  it.each(COMPOSE_FILES)('%s builds its Cairn images from the repository root', (name) => {
+  it.each(COMPOSE_FILES)('%s builds its Cairn images from the repository root and runs them under an init process', (name) => {
     const compose = readComposeTemplate(name);
     const cairn = Object.values(compose.services).filter((service) => serviceRole(service) !== undefined);
     expect(cairn.length).toBeGreaterThan(0);
     for (const service of cairn) {
       expect(service.build).toMatchObject({ context: '.' });
+      expect(service.init).toBe(true);
     }
   });
 });

@@ -89,6 +89,7 @@ export interface ComposeService {
   image?: string;
   build?: string | { context?: string; dockerfile?: string };
   command?: string | string[];
+  init?: boolean;
   environment?: Record<string, string | number | boolean | null> | string[];
   depends_on?: string[] | Record<string, { condition: string }>;
   volumes?: (string | { source?: string; target: string })[];
