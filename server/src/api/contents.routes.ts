@@ -54,20 +54,27 @@ export const contentRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext }> = asy
         response: { 200: UploadResponse, ...errors, 404: ErrorBody, 409: ErrorBody, 413: ErrorBody, 507: ErrorBody },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const agent = agentOf(request);
       if (!request.isMultipart()) throw new BadRequestError('body: expected multipart/form-data with one file part per content');
       const runId = request.query.runId ?? null;
       if (runId !== null) await getRunOfClient(ctx.database.db, agent.clientId, runId);
       const results: UploadResult[] = [];
-      for await (const part of request.parts()) {
-        if (part.type !== 'file') throw new BadRequestError(`part "${part.fieldname}": must be a file part`);
-        if (!isSha256(part.fieldname)) {
-          throw new BadRequestError(`part "${part.fieldname.slice(0, 100)}": the field name must be the content's lower-case hex SHA-256`);
+      try {
+        for await (const part of request.parts()) {
+          if (part.type !== 'file') throw new BadRequestError(`part "${part.fieldname}": must be a file part`);
+          if (!isSha256(part.fieldname)) {
+            throw new BadRequestError(`part "${part.fieldname.slice(0, 100)}": the field name must be the content's lower-case hex SHA-256`);
+          }
+          results.push(
+            await storeUploadedContent(ctx, { userId: agent.userId, sha256: part.fieldname, source: part.file, runId, maxBytes: maxPartBytes }),
+          );
         }
-        results.push(
-          await storeUploadedContent(ctx, { userId: agent.userId, sha256: part.fieldname, source: part.file, runId, maxBytes: maxPartBytes }),
-        );
+      } catch (error) {
+        // The rest of the body is not read (it may be gigabytes): the connection cannot carry another
+        // request, so say so and let it close after the answer instead of leaving the client out of step.
+        if (!request.raw.complete) reply.header('connection', 'close');
+        throw error;
       }
       return { results };
     },

@@ -131,6 +131,17 @@ describe.each(testDatabaseKinds())('content upload and dedup (%s)', (kind) => {
     expect(await rowCounts(bad.name)).toEqual({ chunks: 0, contents: 0, owners: 0 });
   });
 
+  it('answers a mismatch in the first part with 400 even while many more megabytes follow', async () => {
+    const user = await addUser(h, 'early-refusal');
+    const agent = await registerAgent(h, user, 'early');
+    const declared = sha256Hex(Buffer.from('declared bytes'));
+    const rest = Array.from({ length: 8 }, (_, i) => Buffer.alloc(4 * 1024 * 1024, i + 1));
+    const result = await upload<{ message: string }>(h, agent.token, [{ name: declared, data: Buffer.alloc(1024 * 1024, 9) }, ...rest]);
+    expect(result.status).toBe(400);
+    expect(result.body.message).toMatch(/mismatch/);
+    for (const part of rest) expect(await h.blobs.stat(sha256Hex(part))).toBeNull();
+  });
+
   it("counts bytes newly stored into the run named by runId, not bytes it already had", async () => {
     const user = await addUser(h, 'counter');
     const agent = await registerAgent(h, user, 'counted');
