@@ -27,7 +27,7 @@ import { startS3rver, type RunningS3rver } from '../../server/test/helpers/s3rve
 import { freePort, waitForHttp } from '../helpers/processes.ts';
 import { DOCKERFILES, filledEnvExample, readCompose, readFinalStage, serviceEnvironment, serviceRole, type ComposeFileName, type ComposeService, type Role } from './deploy-files.ts';
 import { stageImage, type StagedImage } from './image-staging.ts';
-import { ensureImageNode } from './node24.ts';
+import { ensureImageNode, IMAGE_NODE_MAJOR } from './image-node.ts';
 
 const pgAvailable = Boolean(process.env.TEST_DATABASE_URL || process.env.DATABASE_URL);
 
@@ -114,7 +114,7 @@ function cairnService(file: ComposeFileName, role: Role, values: Record<string, 
   return service;
 }
 
-describe.skipIf(!pgAvailable && !process.env.CI)('compose deployments run from the images\' entry commands on the host under Node 24', () => {
+describe.skipIf(!pgAvailable && !process.env.CI)(`compose deployments run from the images' entry commands on the host under Node ${IMAGE_NODE_MAJOR}`, () => {
   let tmp: string;
   let nodeDir: string;
   const images = new Map<Role, StagedImage>();
@@ -195,7 +195,7 @@ describe.skipIf(!pgAvailable && !process.env.CI)('compose deployments run from t
       await waitForHttp(`http://127.0.0.1:${port}/healthz`, undefined, 120_000).catch((error: unknown) => {
         throw new Error(`${String(error)}\n${server?.output().slice(-4000)}`);
       });
-      expect(spawnSync('node', ['--version'], { env, encoding: 'utf8' }).stdout).toMatch(/^v24\./);
+      expect(spawnSync('node', ['--version'], { env, encoding: 'utf8' }).stdout).toMatch(new RegExp(`^v${IMAGE_NODE_MAJOR}\\.`));
       expect(runHealthcheck('server', env)).toBe(0);
     });
 

