@@ -118,8 +118,26 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await page.click('nav.mainnav >> text=Clients');
     await page.waitForURL(`${server.url}/clients`);
     expect(await page.locator('table tbody tr').count()).toBe(3);
+    expect(await page.locator('tr:has-text("alice-laptop") .badge.health-ok').count()).toBe(1);
     expect(await page.locator('tr:has-text("db-01") .badge.health-failing').count()).toBe(1);
     await shot('03-clients');
+  });
+
+  it('creates a client by hand and shows its token once', async () => {
+    await page.fill('#new-client input[name=name]', 'web-01');
+    await page.fill('#new-client input[name=hostname]', 'web-01.example.org');
+    await page.click('#new-client button[type=submit]');
+    const token = await page.inputValue('input#token');
+    expect(token).toMatch(/^cairn_/);
+    const ping = await fetch(`${server.url}/api/v1/ping`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(ping.status).toBe(200);
+    await shot('04-token-once');
+    await page.click('text=Go to the client');
+    expect(await page.content()).not.toContain(token);
   });
 
   it('creates a user with a retention policy', async () => {
@@ -135,7 +153,7 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     expect(await page.inputValue('input[name=retentionDays]')).toBe('14');
     await page.click('nav.mainnav >> text=Users');
     expect(await page.locator('tr:has-text("dana")').textContent()).toContain('5 versions, 14 days');
-    await shot('04-users');
+    await shot('05-users');
   });
 
   it('previews a retention policy for a user with history', async () => {
@@ -143,7 +161,7 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await page.fill('input[name=retentionVersions]', '1');
     await page.click('button[value=preview]');
     await expect(page.locator('#preview').textContent()).resolves.toContain('/home/alice/docs/report.md');
-    await shot('05-user-preview');
+    await shot('06-user-preview');
   });
 
   it("edits a client's pre-commands", async () => {
@@ -161,7 +179,7 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
       { command: 'sync', timeoutSeconds: 300 },
     ]);
     await page.locator('details.precmd').first().click();
-    await shot('06-client');
+    await shot('07-client');
   });
 
   it('browses the tree as of an earlier backup', async () => {
@@ -176,10 +194,10 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await page.waitForURL(/asOf=/);
     expect(await page.locator('tr:has(a:text-is("report.md")) td.num').textContent()).toBe(`${Buffer.byteLength('# Quarterly report (draft)\n')} B`);
     expect(await page.locator('.crumbs.path').textContent()).toContain('docs');
-    await shot('07-files-as-of');
+    await shot('08-files-as-of');
     await page.click('a:text-is("report.md")');
     expect(await page.locator('table.versions tbody tr').count()).toBe(2);
-    await shot('08-versions');
+    await shot('09-versions');
   });
 
   it('downloads a file with the original bytes', async () => {
@@ -192,7 +210,7 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
 
   it('downloads a folder as tar.gz that unpacks to the backed-up files', async () => {
     await page.goto(`${server.url}/clients/${laptop.clientId}/files?path=/home/alice`);
-    await shot('09-files');
+    await shot('10-files');
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('text=Download this folder (.tar.gz)')]);
     expect(download.suggestedFilename()).toMatch(/^alice-laptop-alice-\d{8}-\d{4}\.tar\.gz$/);
     const target = await mkdtemp(path.join(os.tmpdir(), 'cairn-e2e-untar-'));
@@ -212,18 +230,18 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await page.click('nav.filters >> text=error');
     expect(await page.locator('table.logs tbody tr').count()).toBe(1);
     await page.click('nav.filters >> text=all');
-    await shot('10-logs');
+    await shot('11-logs');
     await page.click('nav.mainnav >> text=Audit log');
     expect(await page.locator('table.audit').textContent()).toContain('client.precommands.update');
-    await shot('11-audit');
+    await shot('12-audit');
   });
 
   it('stays usable on a phone-sized screen', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${server.url}/`);
-    await shot('12-overview-mobile');
+    await shot('13-overview-mobile');
     await page.goto(`${server.url}/clients/${laptop.clientId}`);
-    await shot('13-client-mobile');
+    await shot('14-client-mobile');
     await page.setViewportSize({ width: 1360, height: 900 });
   });
 

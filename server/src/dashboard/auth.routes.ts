@@ -32,6 +32,17 @@ function safeNext(next: string): string {
   return next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/';
 }
 
+/** The signed-in user behind the request's session cookie, or why there is none. */
+async function readSession(request: FastifyRequest, deps: DashboardDeps, now: Date) {
+  const raw = request.cookies[SESSION_COOKIE];
+  const unsigned = raw ? request.unsignCookie(raw) : null;
+  const session = unsigned?.valid && unsigned.value ? decodeSession(unsigned.value) : null;
+  if (!session) return { raw, session: null, user: null, expired: false };
+  if (isSessionExpired(session, now, deps.ctx.config.session.idleMinutes)) return { raw, session, user: null, expired: true };
+  const user = await findUser(deps.ctx.database.db, session.userId);
+  return { raw, session, user: user && !user.disabled ? user : null, expired: false };
+}
+
 /**
  * Accepts a validly signed, not idle session of an enabled user, and slides
  * its last-seen time forward. Anything else clears the cookie and sends the
@@ -40,16 +51,11 @@ function safeNext(next: string): string {
 export function sessionHook(deps: DashboardDeps) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const now = deps.now();
-    const raw = request.cookies[SESSION_COOKIE];
-    const unsigned = raw ? request.unsignCookie(raw) : null;
-    const session = unsigned?.valid && unsigned.value ? decodeSession(unsigned.value) : null;
-    const expired = session !== null && isSessionExpired(session, now, deps.ctx.config.session.idleMinutes);
-    const user = session && !expired ? await findUser(deps.ctx.database.db, session.userId) : null;
-    if (!session || !user || user.disabled || expired) {
+    const { raw, session, user, expired } = await readSession(request, deps, now);
+    if (!session || !user) {
       if (raw) clearSession(reply);
       const next = request.method === 'GET' ? request.url : '/';
-      const notice = expired ? 'expired' : '';
-      return reply.redirect(`/login?${new URLSearchParams({ next, ...(notice ? { notice } : {}) })}`, 303);
+      return reply.redirect(`/login?${new URLSearchParams({ next, ...(expired ? { notice: 'expired' } : {}) })}`, 303);
     }
     request.dashboardUser = { id: user.id, username: user.username, isAdmin: user.isAdmin };
     setSessionCookie(request, reply, { ...session, lastSeenAt: now.getTime() }, deps.ctx.config.session.idleMinutes);
@@ -61,7 +67,9 @@ export const authRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (ap
   const db = deps.ctx.database.db;
 
   app.get('/login', async (request, reply) => {
-    return renderPage(request, reply, deps, 'login', { error: null, username: '', next: safeNext(queryParam(request, 'next')) });
+    const next = safeNext(queryParam(request, 'next'));
+    if ((await readSession(request, deps, deps.now())).user) return reply.redirect(next, 303);
+    return renderPage(request, reply, deps, 'login', { error: null, username: '', next });
   });
 
   app.post(

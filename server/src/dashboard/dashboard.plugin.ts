@@ -41,7 +41,7 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
   await app.register(csrf, {
     sessionPlugin: '@fastify/cookie',
     cookieKey: 'cairn_csrf',
-    cookieOpts: { path: '/', sameSite: 'strict', httpOnly: true, signed: true },
+    cookieOpts: { path: '/', sameSite: 'lax', httpOnly: true, signed: true },
   });
   await app.register(helmet, {
     contentSecurityPolicy: {

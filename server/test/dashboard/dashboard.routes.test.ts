@@ -473,6 +473,14 @@ describe('dashboard sessions and login limits', () => {
     expect(response.headers.getSetCookie().join()).toMatch(new RegExp(`${SESSION_COOKIE}=;`));
   });
 
+  it('sends a signed-in user from the login page to where they were going', async () => {
+    const response = await fetch(`${h.url}/login?next=%2Fclients`, { redirect: 'manual', headers: { cookie: cookieFor(1) } });
+    expect(response.status).toBe(303);
+    expect(response.headers.get('location')).toBe('/clients');
+    const offsite = await fetch(`${h.url}/login?next=%2F%2Fevil.example`, { redirect: 'manual', headers: { cookie: cookieFor(1) } });
+    expect(offsite.headers.get('location')).toBe('/');
+  });
+
   it('rejects a session cookie signed with another key', async () => {
     const response = await fetch(`${h.url}/`, { redirect: 'manual', headers: { cookie: cookieFor(1, 'another-secret-key-of-enough-length-xx') } });
     expect(response.status).toBe(303);
