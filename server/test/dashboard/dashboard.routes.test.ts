@@ -4,6 +4,7 @@ import { eq } from 'drizzle-orm';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_PREFIX } from '@cairn/shared';
+import { buildApp } from '../../src/app.ts';
 import { encodeSession, SESSION_COOKIE } from '../../src/dashboard/session.ts';
 import { listRuns } from '../../src/services/backup-repository.ts';
 import { auditLog, clients } from '../../src/db/schema.ts';
@@ -479,6 +480,19 @@ describe('dashboard sessions and login limits', () => {
     expect(response.headers.get('location')).toBe('/clients');
     const offsite = await fetch(`${h.url}/login?next=%2F%2Fevil.example`, { redirect: 'manual', headers: { cookie: cookieFor(1) } });
     expect(offsite.headers.get('location')).toBe('/');
+  });
+
+  it('accepts the session on another replica that shares SECRET_KEY', async () => {
+    const replica = await buildApp(h.ctx);
+    const replicaUrl = await replica.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const browser = new Browser(h.url);
+      expect((await browser.login('erin', 'erin-password-1', { 'x-forwarded-for': '10.0.4.1' })).status).toBe(303);
+      const elsewhere = await fetch(`${replicaUrl}/clients`, { redirect: 'manual', headers: { cookie: browser.cookieHeader() } });
+      expect(elsewhere.status).toBe(200);
+    } finally {
+      await replica.close();
+    }
   });
 
   it('rejects a session cookie signed with another key', async () => {
