@@ -165,3 +165,42 @@ export class DashboardSession {
     return (await this.#request('GET', `/clients/${clientId}/logs`)).body;
   }
 }
+
+/** Direct and indirect children of `pid`, read from /proc. */
+async function descendants(pid: number): Promise<number[]> {
+  const parentOf = new Map<number, number[]>();
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (!Number.isFinite(ppid)) continue;
+    const list = parentOf.get(ppid) ?? [];
+    list.push(Number(entry));
+    parentOf.set(ppid, list);
+  }
+  const found: number[] = [];
+  const queue = [pid];
+  while (queue.length > 0) {
+    for (const child of parentOf.get(queue.shift() as number) ?? []) {
+      found.push(child);
+      queue.push(child);
+    }
+  }
+  return found;
+}
+
+/**
+ * A real crash: SIGKILL to the process and everything below it. (tsx runs
+ * the script in a child process, so killing only the process we spawned
+ * would leave the server itself running.)
+ */
+export async function crash(proc: ManagedProcess): Promise<void> {
+  for (const pid of [...(await descendants(proc.pid)), proc.pid]) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  await proc.kill();
+}

@@ -157,6 +157,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       for (const slice of chunked(upserts, LIMITS.changesBatch)) {
         const answer = await commitChanges(api, runId as string, slice, cacheEntries);
         stats.filesChanged += answer.opened;
+        progress.filesCommitted += slice.length;
         for (const upsert of slice) {
           const entry = cacheEntries.get(upsert.path);
           if (entry) cache.set(upsert.path, entry);
@@ -231,8 +232,8 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       problem('warn', `could not save the scan cache: ${errorMessage(error)}`);
     }
   }
-  const status: CycleReport['status'] = fatal !== null ? 'failed' : degraded !== null ? 'partial' : 'succeeded';
-  const error = fatal ?? degraded;
+  let status: CycleReport['status'] = fatal !== null ? 'failed' : degraded !== null ? 'partial' : 'succeeded';
+  let error = fatal ?? degraded;
   if (runId !== null) {
     if (droppedLogs > 0) serverLogs.push({ at: new Date().toISOString(), level: 'warn', message: `${droppedLogs} more problems not sent`, runId });
     try {
@@ -243,7 +244,10 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     try {
       await api.finishRun(runId, { status, stats, preCommands, ...(error ? { error: error.slice(0, 8000) } : {}) });
     } catch (finishError) {
+      // What was committed stays committed; but the server never heard how the run ended, so it is not a success.
       log.warn({ runId, err: errorMessage(finishError) }, 'could not finish the run on the server');
+      status = 'failed';
+      error = `the server did not record the end of this run: ${errorMessage(finishError)}`;
     }
   }
   const report: CycleReport = {

@@ -10,6 +10,8 @@ export interface CycleProgress {
   filesScanned: number;
   filesToCheck: number;
   filesChecked: number;
+  /** New or changed files the server has accepted so far in this run. */
+  filesCommitted: number;
   bytesToHash: number;
   bytesHashed: number;
   bytesUploaded: number;
@@ -47,6 +49,7 @@ export function newProgress(): CycleProgress {
     filesScanned: 0,
     filesToCheck: 0,
     filesChecked: 0,
+    filesCommitted: 0,
     bytesToHash: 0,
     bytesHashed: 0,
     bytesUploaded: 0,
