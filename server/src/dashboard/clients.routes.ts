@@ -65,7 +65,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     status = 200,
   ) {
     const client = await repo.getClient(user, clientId);
-    const summary = (await repo.listClientSummaries(user)).find((c) => c.id === client.id);
+    const [summary] = await repo.listClientSummaries(user, { clientId: client.id });
     return renderPage(
       request,
       reply,

@@ -59,8 +59,11 @@ export function createDashboardRepository(db: Db) {
   // ---- clients -----------------------------------------------------------------
 
   /** Clients with what the lists and the overview show about them. */
-  async function listClientSummaries(viewer: Viewer) {
-    const where = viewer.isAdmin ? sql`true` : sql`c.owner_id = ${viewer.id}`;
+  async function listClientSummaries(viewer: Viewer, filter: { clientId?: string; ownerId?: string } = {}) {
+    const conditions = [viewer.isAdmin ? sql`true` : sql`c.owner_id = ${viewer.id}`];
+    if (filter.clientId !== undefined) conditions.push(sql`c.id = ${filter.clientId}`);
+    if (filter.ownerId !== undefined) conditions.push(sql`c.owner_id = ${filter.ownerId}`);
+    const where = sql.join(conditions, sql` and `);
     const result = await db.execute(sql`
       select c.id, c.name, c.hostname, c.owner_id, u.username as owner_name, c.created_at, c.last_ping_at,
              c.last_backup_at, c.backup_interval_seconds, c.ping_interval_seconds, c.token_prefix, c.agent_version,

@@ -13,7 +13,7 @@ import {
   type UserSummary,
 } from '../services/users.service.ts';
 import type { FieldErrors } from './client-config-form.ts';
-import { actorOf, type DashboardDeps, field, redirectAfterPost, renderPage, requireAdmin } from './dashboard-context.ts';
+import { actorOf, type DashboardDeps, field, redirectAfterPost, renderPage, requireAdmin, viewer } from './dashboard-context.ts';
 
 const PREVIEW_SHOWN = 200;
 const USERNAME = /^[A-Za-z0-9._@-]{1,64}$/;
@@ -64,7 +64,7 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     extra: { policyForm?: PolicyInput; policyErrors?: FieldErrors; passwordError?: string; preview?: unknown; error?: string },
     status = 200,
   ) {
-    const clients = await repo.listClientSummaries({ id: target.id, username: target.username, isAdmin: false });
+    const clients = await repo.listClientSummaries(viewer(request), { ownerId: target.id });
     return renderPage(
       request,
       reply,

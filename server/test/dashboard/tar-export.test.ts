@@ -53,6 +53,19 @@ describe('createTarGzStream', () => {
     ]);
   });
 
+  it('keeps long and non-ASCII names intact', async () => {
+    const name = `/data/${'ü dir with spaces/'.repeat(8)}Grüße – ${'x'.repeat(150)}.txt`;
+    const stream = createTarGzStream({
+      base: '/',
+      entries: fromArray([file(name, 2)]),
+      openContent: async () => ({ stream: Readable.from([Buffer.from('ok')]) }),
+    });
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    const [entry] = await entriesOf(Buffer.concat(chunks));
+    expect(entry).toMatchObject({ name: name.slice(1), body: 'ok' });
+  });
+
   it('fails the stream when a stored content is missing', async () => {
     const stream = createTarGzStream({ base: '/', entries: fromArray([file('/x', 3)]), openContent: async () => null });
     await expect(text(stream)).rejects.toThrow(/stored content of \/x is missing/);
