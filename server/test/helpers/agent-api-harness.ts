@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { API_PREFIX, sha256Hex, type RegisterResponse } from '@cairn/shared';
 import { buildApp, type App } from '../../src/app.ts';
@@ -26,7 +27,11 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startHarness(kind: DatabaseKind, env: Record<string, string> = {}): Promise<Harness> {
+export async function startHarness(
+  kind: DatabaseKind,
+  env: Record<string, string> = {},
+  options: { blobDir?: string } = {},
+): Promise<Harness> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'cairn-core-'));
   const config: ServerConfig = loadServerConfig({
     DATA_DIR: dataDir,
@@ -37,7 +42,7 @@ export async function startHarness(kind: DatabaseKind, env: Record<string, strin
     ...env,
   });
   const database = await openTestDatabase(kind);
-  const blobs = new DiskBlobStore(path.join(dataDir, 'blobs'));
+  const blobs = new DiskBlobStore(options.blobDir ?? path.join(dataDir, 'blobs'));
   const log = createLogger('silent');
   const ctx: AppContext = { config, database, blobs, log };
   const app = await buildApp(ctx);
@@ -74,7 +79,8 @@ export async function callApi<T = Record<string, unknown>>(
 ): Promise<HttpResult<T>> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
-  let body: string | Buffer | AsyncIterable<Uint8Array> | undefined = options.body;
+  let body: string | Buffer | Readable | undefined =
+    options.body === undefined || Buffer.isBuffer(options.body) ? options.body : Readable.from(options.body);
   if (options.json !== undefined) {
     headers['content-type'] = 'application/json';
     body = JSON.stringify(options.json);

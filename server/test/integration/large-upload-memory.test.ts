@@ -4,6 +4,7 @@ import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -112,7 +113,7 @@ describe.each(testDatabaseKinds())('a 1 GiB upload to a server process (%s)', (k
     const response = await request(`${server.url}${API_PREFIX}/contents`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': `multipart/form-data; boundary=${boundary}` },
-      body: body(),
+      body: Readable.from(body()),
     });
     return { status: response.statusCode, body: (await response.body.json()) as UploadResponse };
   }
