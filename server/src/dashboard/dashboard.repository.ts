@@ -187,11 +187,15 @@ export function createDashboardRepository(db: Db) {
   const validAt = (asOf: Date) =>
     sql`fv.valid_from <= ${asOf.toISOString()}::timestamptz and (fv.valid_to is null or fv.valid_to > ${asOf.toISOString()}::timestamptz)`;
 
-  /** The direct children of `dir` in the tree as of `asOf`: folders (with totals) and files. */
-  async function listDirectory(clientId: string, dir: string, asOf: Date, fileLimit: number) {
+  /**
+   * The direct children of `dir` in the tree as of `asOf`: folders (with
+   * totals, on the first page only) and a page of files ordered by path,
+   * after `after` when given; `nextAfter` continues the listing.
+   */
+  async function listDirectory(clientId: string, dir: string, asOf: Date, page: { limit: number; after?: string | undefined }) {
     const prefix = dir === '/' ? '/' : dir + '/';
     const start = Array.from(prefix).length + 1;
-    const folders = rowsOf<Record<string, unknown>>(
+    const folders = page.after !== undefined ? [] : rowsOf<Record<string, unknown>>(
       await db.execute(sql`
         select split_part(substr(fv.path, ${start}::int), '/', 1) as name, count(*) as files,
                coalesce(sum(fv.size), 0) as bytes, max(fv.mtime_ms) as mtime_ms
@@ -207,7 +211,8 @@ export function createDashboardRepository(db: Db) {
         from file_versions fv
         where fv.client_id = ${clientId} and starts_with(fv.path, ${prefix}) and ${validAt(asOf)}
           and strpos(substr(fv.path, ${start}::int), '/') = 0
-        order by fv.path limit ${fileLimit}`),
+          and ${page.after === undefined ? sql`true` : sql`fv.path > ${page.after}`}
+        order by fv.path limit ${page.limit + 1}`),
     ).map((row) => ({
       versionId: num(row.id),
       path: String(row.path),
@@ -219,7 +224,9 @@ export function createDashboardRepository(db: Db) {
       linkTarget: (row.link_target ?? null) as string | null,
       validFrom: date(row.valid_from)!,
     }));
-    return { folders, files };
+    const more = files.length > page.limit;
+    if (more) files.pop();
+    return { folders, files, nextAfter: more ? files[files.length - 1]!.path : null };
   }
 
   async function findVersion(clientId: string, versionId: number) {

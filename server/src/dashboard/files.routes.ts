@@ -63,7 +63,8 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const dir = pathParam(request);
     const asOfText = queryParam(request, 'asOf');
     const { asOf, explicit } = parseAsOf(asOfText, deps.now());
-    const listing = await repo.listDirectory(client.id, dir, asOf, FILE_LIMIT);
+    const after = queryParam(request, 'after') || undefined;
+    const listing = await repo.listDirectory(client.id, dir, asOf, { limit: FILE_LIMIT, after });
     const runs = (await listRuns(ctx.database.db, client.id, { limit: 30 })).filter((run) => run.finishedAt !== null);
     return renderPage(request, reply, deps, 'client-files', {
       title: `${client.name}: files`,
@@ -78,8 +79,7 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       asOfInput: asOf.toISOString().slice(0, 16),
       explicit,
       listing,
-      truncated: listing.files.length >= FILE_LIMIT,
-      fileLimit: FILE_LIMIT,
+      after: after ?? null,
       runs,
     });
   });

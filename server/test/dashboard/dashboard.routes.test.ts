@@ -307,6 +307,20 @@ describe.each(testDatabaseKinds())('dashboard routes (%s)', (kind) => {
     expect(before.body).toContain('Nothing here at that time');
   });
 
+  it('pages a folder with more files than one page holds', async () => {
+    const agent = await TestAgent.register(h.url, ALICE.username, ALICE.password, 'maildir');
+    const names = Array.from({ length: 2001 }, (_, i) => `/mail/cur/msg-${String(i).padStart(5, '0')}`);
+    await agent.backup(names.map((name) => ({ path: name, content: 'same message body' })));
+    const first = await alice.get(`/clients/${agent.clientId}/files?path=/mail/cur`);
+    expect(first.body.match(/>Download<\/a>/g)).toHaveLength(2000);
+    const next = /href="([^"]*after=[^"]*)">Next files/.exec(first.body)![1]!.replaceAll('&amp;', '&');
+    const second = await alice.get(next);
+    expect(second.body.match(/>Download<\/a>/g)).toHaveLength(1);
+    expect(second.body).toContain('msg-02000');
+    expect(second.body).not.toContain('Next files');
+    expect(second.body).toContain('First page');
+  });
+
   it('downloads each version of a file with its exact bytes', async () => {
     const id = aliceAgent.clientId;
     const versions = await alice.get(`/clients/${id}/versions?path=/home/alice/notes.txt`);
