@@ -514,6 +514,15 @@ describe('dashboard sessions and login limits', () => {
     expect(response.status).toBe(303);
   });
 
+  it('asks for both fields on the login form', async () => {
+    const browser = new Browser(h.url);
+    await browser.get('/login');
+    const empty = await browser.post('/login', { username: 'erin', password: '' }, { headers: { 'x-forwarded-for': '10.0.5.1' } });
+    expect(empty.status).toBe(400);
+    expect(empty.body).toContain('Enter your username and password.');
+    expect(empty.body).toContain('value="erin"');
+  });
+
   it('gives one message for an unknown user and a wrong password', async () => {
     const unknown = await new Browser(h.url).login('nobody', 'whatever-password', { 'x-forwarded-for': '10.0.1.1' });
     const wrong = await new Browser(h.url).login('erin', 'wrong-password', { 'x-forwarded-for': '10.0.1.2' });
