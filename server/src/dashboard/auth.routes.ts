@@ -10,7 +10,7 @@ export const LOGIN_IP_LIMIT = { max: 20, timeWindow: 15 * 60_000 };
 export const LOGIN_ACCOUNT_LIMIT = { maxFailures: 5, windowMs: 15 * 60_000 };
 
 const INVALID_LOGIN = 'Invalid username or password.';
-const TOO_MANY = 'Too many sign-in attempts. Wait a few minutes and try again.';
+export const TOO_MANY_LOGINS = 'Too many sign-in attempts. Wait a few minutes and try again.';
 
 function setSessionCookie(request: FastifyRequest, reply: FastifyReply, session: SessionData, idleMinutes: number) {
   reply.setCookie(SESSION_COOKIE, encodeSession(session), {
@@ -86,7 +86,7 @@ export const authRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (ap
       if (username === '' || password === '') return again('Enter your username and password.', 400);
 
       const failures = await repo.recentLoginFailures(username, new Date(deps.now().getTime() - LOGIN_ACCOUNT_LIMIT.windowMs));
-      if (failures >= LOGIN_ACCOUNT_LIMIT.maxFailures) return again(TOO_MANY, 429);
+      if (failures >= LOGIN_ACCOUNT_LIMIT.maxFailures) return again(TOO_MANY_LOGINS, 429);
 
       // Unknown user, wrong password and disabled user: the same work, the same answer.
       const user = await verifyUserCredentials(db, username, password);

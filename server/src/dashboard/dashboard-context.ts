@@ -81,8 +81,7 @@ export async function renderPage(
     user: request.dashboardUser,
     csrfToken,
     h: viewHelpers(deps.now()),
-    notice: NOTICES[noticeKey] ?? null,
-    currentPath: request.url.split('?')[0],
+    notice: Object.hasOwn(NOTICES, noticeKey) ? NOTICES[noticeKey] : null,
     ...data,
   });
   return reply.status(status).header('cache-control', 'no-store').type('text/html; charset=utf-8').send(html);

@@ -12,7 +12,7 @@ import { Eta } from 'eta';
 import type { AppContext } from '../app-context.ts';
 import { AppError } from '../errors.ts';
 import { auditRoutes } from './audit.routes.ts';
-import { authRoutes, sessionHook } from './auth.routes.ts';
+import { authRoutes, sessionHook, TOO_MANY_LOGINS } from './auth.routes.ts';
 import { clientsRoutes } from './clients.routes.ts';
 import { type DashboardDeps, renderPage } from './dashboard-context.ts';
 import { createDashboardRepository } from './dashboard.repository.ts';
@@ -63,7 +63,7 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
   });
   await app.register(rateLimit, {
     global: false,
-    errorResponseBuilder: () => new AppError(429, 'Too many sign-in attempts. Wait a few minutes and try again.'),
+    errorResponseBuilder: () => new AppError(429, TOO_MANY_LOGINS),
   });
   await app.register(view, {
     engine: { eta: new Eta({ views: path.join(HERE, 'views'), autoEscape: true }) },
@@ -77,7 +77,7 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
   });
 
   app.setErrorHandler(async (error: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
-    const status = error instanceof AppError || (error.statusCode && error.statusCode >= 400) ? (error.statusCode ?? 500) : 500;
+    const status = error.statusCode && error.statusCode >= 400 && error.statusCode < 600 ? error.statusCode : 500;
     if (status >= 500) request.log.error({ err: error }, 'dashboard request failed');
     if (status === 429 && request.url.startsWith('/login')) {
       return renderPage(request, reply, deps, 'login', { error: error.message, username: '', next: '' }, 429);

@@ -19,11 +19,8 @@ export interface Viewer {
   isAdmin: boolean;
 }
 
-export type UserRow = typeof users.$inferSelect;
 export type ClientRow = typeof clients.$inferSelect;
-export type RunRow = typeof backupRuns.$inferSelect;
 export type LogRow = typeof clientLogs.$inferSelect;
-export type AuditRow = typeof auditLog.$inferSelect;
 export type LogLevelFilter = 'debug' | 'info' | 'warn' | 'error';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

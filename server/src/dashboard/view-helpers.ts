@@ -59,5 +59,3 @@ export function viewHelpers(now: Date) {
     },
   };
 }
-
-export type ViewHelpers = ReturnType<typeof viewHelpers>;
