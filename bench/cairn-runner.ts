@@ -5,9 +5,9 @@
  * state directory, stopped once it logs the end of its first run.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
 import { REPO_ROOT, freePort, startProcess, startServerProcess, type ServerProcess } from '../test/helpers/processes.ts';
 import { startS3rver, type RunningS3rver } from '../server/test/helpers/s3rver.ts';
 import { diskUsage } from './disk-usage.ts';
@@ -30,6 +30,8 @@ export interface CairnOptions {
   /** Directory for V8 CPU profiles of the agent and server (see cpu-profile-preload.mjs), or undefined. */
   profileDir?: string;
   runTimeoutMs: number;
+  /** Directory to save the agent's and server's output (JSON logs) of each run, or undefined. */
+  logDir?: string;
 }
 
 /** The agent's closing log line: the run's status and stats. */
@@ -97,7 +99,8 @@ export class CairnSystem {
       CLIENT_NAME: 'bench',
       MONITORED_PATHS: source,
       AGENT_STATE_DIR: this.#stateDir,
-      BACKUP_INTERVAL: String(366 * 86_400),
+      // Under 2^31 ms: larger values overflow Node's timers (an agent bug, reported), which runs cycles back to back.
+      BACKUP_INTERVAL: String(20 * 86_400),
       PING_INTERVAL: '86400',
       LOG_LEVEL: 'info',
       ...this.#profileEnv(`agent-${scenario}`),
@@ -132,6 +135,11 @@ export class CairnSystem {
       return failed(error instanceof Error ? error.message.slice(0, 4000) : String(error));
     }
     const code = await agent.stop();
+    if (this.options.logDir !== undefined) {
+      await mkdir(this.options.logDir, { recursive: true });
+      await writeFile(path.join(this.options.logDir, `${this.id}-${scenario}-agent.log`), agent.output());
+      await writeFile(path.join(this.options.logDir, `${this.id}-${scenario}-server.log`), server.output());
+    }
     const stored = await this.#storedBytes();
     const metadata = await diskUsage(path.join(this.#dataDir, 'db'));
     const measurement: Measurement = {
@@ -165,13 +173,16 @@ export class CairnSystem {
       credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
     });
     let total = 0;
-    let token: string | undefined;
+    let marker: string | undefined;
     try {
-      do {
-        const page = await client.send(new ListObjectsV2Command({ Bucket: s3.bucket, ContinuationToken: token }));
+      // ListObjects (v1): s3rver answers ListObjectsV2 continuation pages with an internal error.
+      for (;;) {
+        const page = await client.send(new ListObjectsCommand({ Bucket: s3.bucket, Marker: marker }));
         for (const object of page.Contents ?? []) total += object.Size ?? 0;
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token !== undefined);
+        const last = page.Contents?.at(-1)?.Key;
+        if (!page.IsTruncated || last === undefined) break;
+        marker = last;
+      }
     } finally {
       client.destroy();
     }

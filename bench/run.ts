@@ -9,6 +9,7 @@
  *   --work-dir DIR       where datasets and stores go (default: a fresh temp dir)
  *   --keep               keep the work dir (the datasets are then reused by the next run with --work-dir)
  *   --profile            write V8 CPU profiles of agent and server under bench/results/profiles
+ *   --logs               save the agent's and server's logs of each run under bench/results/logs
  */
 import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -42,6 +43,7 @@ const { values: args } = parseArgs({
     'work-dir': { type: 'string' },
     keep: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
+    logs: { type: 'boolean', default: false },
   },
 });
 
@@ -126,7 +128,8 @@ async function startSystems(workDir: string, wanted: Set<SystemId>, resticOk: bo
   const profileDir = args.profile ? path.join(resultsDir, 'profiles') : undefined;
   for (const store of ['disk', 's3'] as const) {
     if (!wanted.has(store === 'disk' ? 'cairn-disk' : 'cairn-s3')) continue;
-    const system = new CairnSystem({ store, workDir, runTimeoutMs, ...(profileDir ? { profileDir } : {}) });
+    const logDir = args.logs ? path.join(resultsDir, 'logs') : undefined;
+    const system = new CairnSystem({ store, workDir, runTimeoutMs, ...(profileDir ? { profileDir } : {}), ...(logDir ? { logDir } : {}) });
     progress(`starting ${system.id} server`);
     await system.start();
     cairn.push(system);
