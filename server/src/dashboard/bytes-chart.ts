@@ -39,7 +39,7 @@ export function lastDays(today: Date, days: number): string[] {
  */
 export function buildBytesChart(series: DayBytes[]): BytesChart {
   const width = 720;
-  const height = 200;
+  const height = 180;
   const top = 10;
   const bottom = 24;
   const left = 64;
