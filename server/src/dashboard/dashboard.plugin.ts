@@ -69,6 +69,8 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
     engine: { eta: new Eta({ views: path.join(HERE, 'views'), autoEscape: true }) },
     root: path.join(HERE, 'views'),
     viewExt: 'eta',
+    // Compile each template once per process (the views ship with the server; a restart picks up edits).
+    production: true,
   });
   await app.register(fastifyStatic, {
     root: path.join(HERE, 'public'),
