@@ -63,7 +63,7 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const dir = pathParam(request);
     const asOfText = queryParam(request, 'asOf');
     const { asOf, explicit } = parseAsOf(asOfText, deps.now());
-    const after = queryParam(request, 'after') || undefined;
+    const after = normaliseBackupPath(queryParam(request, 'after')) ?? undefined;
     const listing = await repo.listDirectory(client.id, dir, asOf, { limit: FILE_LIMIT, after });
     const runs = (await listRuns(ctx.database.db, client.id, { limit: 30 })).filter((run) => run.finishedAt !== null);
     return renderPage(request, reply, deps, 'client-files', {
