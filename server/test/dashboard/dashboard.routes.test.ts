@@ -435,12 +435,12 @@ describe.each(testDatabaseKinds())('dashboard routes (%s)', (kind) => {
   });
 });
 
-describe('dashboard sessions and login limits', () => {
+describe.each(testDatabaseKinds())('dashboard sessions and login limits (%s)', (kind) => {
   let h: DashboardHarness;
   let userId: string;
 
   beforeAll(async () => {
-    h = await startDashboardHarness('pglite', { SESSION_IDLE_MINUTES: '30', TRUST_PROXY: 'true' });
+    h = await startDashboardHarness(kind, { SESSION_IDLE_MINUTES: '30', TRUST_PROXY: 'true' });
     userId = (await addUser(h.ctx, 'erin', 'erin-password-1')).id;
     await addUser(h.ctx, 'frank', 'frank-password-1');
   });
