@@ -110,16 +110,14 @@ describe('the server is killed during an upload', () => {
     const first = (await status()).lastReport?.runId;
     const run = await fetch(`${agentUrl}/run`, { method: 'POST', redirect: 'manual' });
     expect(run.headers.get('location')).toBe('/?notice=started');
-    let report: AgentStatusJson['lastReport'] = null;
-    for (;;) {
-      const s = await status();
-      if (!s.running && s.lastReport && s.lastReport.runId !== first) {
-        report = s.lastReport;
-        break;
+    const nextReport = async (): Promise<NonNullable<AgentStatusJson['lastReport']>> => {
+      for (;;) {
+        const s = await status();
+        if (!s.running && s.lastReport && s.lastReport.runId !== first) return s.lastReport;
+        await sleep(100);
       }
-      await sleep(100);
-    }
-    expect(report?.status).toBe('succeeded');
+    };
+    expect((await nextReport()).status).toBe('succeeded');
 
     const after = await currentFiles();
     for (const [filePath, sha] of committedBefore) expect(after.get(filePath)).toBe(sha);

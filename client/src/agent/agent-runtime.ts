@@ -120,7 +120,7 @@ export class AgentRuntime {
       });
       if (expectClientId !== undefined && answer.clientId !== expectClientId) {
         throw new SetupRefusedError(
-          `These credentials do not belong to the account this agent is registered with on ${input.serverUrl}. Nothing was changed.`,
+          `These credentials do not belong to the account this agent is registered with on ${input.serverUrl}.`,
           this.#state && input.serverUrl !== this.#state.serverUrl ? 'currentUsername' : 'username',
         );
       }

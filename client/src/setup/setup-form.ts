@@ -105,7 +105,8 @@ export function validateSetupForm(values: SetupFormValues, current?: { serverUrl
  */
 export function isCrossOriginRequest(headers: Record<string, string | string[] | undefined>): boolean {
   const site = headers['sec-fetch-site'];
-  if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') return true;
+  // Fetch metadata is set by the browser itself and cannot be forged by a page: when present it decides.
+  if (typeof site === 'string') return site !== 'same-origin' && site !== 'none';
   const origin = headers.origin;
   if (typeof origin === 'string') {
     if (origin === 'null') return true;

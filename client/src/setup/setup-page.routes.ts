@@ -8,11 +8,22 @@ import { readSetupForm, validateSetupForm, type FieldErrors, type SetupFormValue
 const NOTICES: Record<string, string> = {
   started: 'Backup started.',
   running: 'A backup is already running.',
-  saved: 'Setup saved. The first backup has started.',
+  saved: 'Setup saved. A backup has started.',
 };
 
 /** Helpers the templates use; all output still goes through Eta's escaping. */
+const PHASES: Record<string, string> = {
+  config: 'Contacting the server',
+  'pre-commands': 'Running pre-backup commands',
+  scanning: 'Looking for changes',
+  hashing: 'Reading changed files',
+  uploading: 'Uploading',
+  committing: 'Saving to the server',
+  finishing: 'Finishing',
+};
+
 const view = {
+  phase: (name: string | undefined) => (name ? (PHASES[name] ?? name) : '-'),
   bytes: formatBytes,
   duration: formatDuration,
   time(iso: string | null | undefined): string {
@@ -120,24 +131,24 @@ function describeSetupFailure(error: unknown, serverUrl: string): { message: str
   }
   if (error instanceof PermanentError && (error.statusCode === 401 || error.statusCode === 403)) {
     return {
-      message: 'The server did not accept this user name and password. Nothing was saved.',
+      message: 'The server did not accept this user name and password.',
       status: 401,
       fieldErrors: { password: 'Wrong user name or password.' },
     };
   }
   if (error instanceof RetryableError) {
     return {
-      message: `Cannot reach the server at ${serverUrl} (${error.message.replace(/^POST \/register: /, '')}). Check the address and that the server is running. Nothing was saved.`,
+      message: `Cannot reach the server at ${serverUrl} (${error.message.replace(/^POST \/register: /, '')}). Check the address and that the server is running.`,
       status: 502,
       fieldErrors: { serverUrl: 'The server did not answer.' },
     };
   }
   if (error instanceof PermanentError && error.statusCode === 404) {
     return {
-      message: `${serverUrl} answered, but it does not look like a Cairn server. Nothing was saved.`,
+      message: `${serverUrl} answered, but it does not look like a Cairn server.`,
       status: 502,
       fieldErrors: { serverUrl: 'Not a Cairn server.' },
     };
   }
-  return { message: `Setup failed: ${errorMessage(error)}. Nothing was saved.`, status: 500, fieldErrors: {} };
+  return { message: `Setup failed: ${errorMessage(error)}.`, status: 500, fieldErrors: {} };
 }

@@ -37,7 +37,8 @@ export async function buildSetupServer(runtime: AgentRuntime, log: Logger): Prom
     reply.header('content-security-policy', "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'");
     reply.header('x-frame-options', 'DENY');
     reply.header('x-content-type-options', 'nosniff');
-    reply.header('referrer-policy', 'no-referrer');
+    // `no-referrer` would make browsers send `Origin: null` on our own form posts.
+    reply.header('referrer-policy', 'same-origin');
     reply.header('cache-control', 'no-store');
     return payload;
   });

@@ -52,6 +52,7 @@ describe('validateSetupForm', () => {
 describe('isCrossOriginRequest', () => {
   it.each<[string, Record<string, string>, boolean]>([
     ['same-origin fetch metadata', { 'sec-fetch-site': 'same-origin', host: 'h:8080', origin: 'http://h:8080' }, false],
+    ['same-origin fetch metadata decides over an opaque origin', { 'sec-fetch-site': 'same-origin', host: 'h:8080', origin: 'null' }, false],
     ['typed URL / bookmark', { 'sec-fetch-site': 'none', host: 'h:8080' }, false],
     ['another site', { 'sec-fetch-site': 'cross-site', host: 'h:8080', origin: 'http://evil.example' }, true],
     ['same-site but another origin', { 'sec-fetch-site': 'same-site', host: 'h:8080' }, true],

@@ -5,6 +5,15 @@
   const card = document.getElementById('progress-card');
   if (!card) return;
   let wasRunning = card.dataset.running === 'true';
+  const phases = {
+    config: 'Contacting the server',
+    'pre-commands': 'Running pre-backup commands',
+    scanning: 'Looking for changes',
+    hashing: 'Reading changed files',
+    uploading: 'Uploading',
+    committing: 'Saving to the server',
+    finishing: 'Finishing',
+  };
   const bytes = (n) => {
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
     let v = n;
@@ -32,7 +41,7 @@
       card.hidden = !status.running;
       const p = status.progress;
       if (p) {
-        set('p-phase', p.phase);
+        set('p-phase', phases[p.phase] || p.phase);
         set('p-scanned', p.filesScanned.toLocaleString('en'));
         set('p-checked', `${p.filesChecked.toLocaleString('en')} / ${p.filesToCheck.toLocaleString('en')}`);
         set('p-uploaded', bytes(p.bytesUploaded));
