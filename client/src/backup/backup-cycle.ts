@@ -54,6 +54,9 @@ export interface CycleDeps {
 const WORK_BATCH_FILES = 2_000;
 const WORK_BATCH_BYTES = 256 * 1024 * 1024;
 const CHANGED_FILE_ATTEMPTS = 3;
+/** Upload requests in flight at once, and the fewest parts worth a request of their own. */
+const UPLOAD_CONCURRENCY = 4;
+const UPLOAD_MIN_PARTS = 64;
 const PROBLEMS_KEPT = 50;
 const LOGS_SENT = LIMITS.logBatch - 1;
 
@@ -189,8 +192,11 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
           cacheEntries.set(link.path, entry);
         }
       }
+      const t0 = performance.now();
       const hashed = await hashAll(work.files, settings.hashConcurrency, progress, fileFailed);
+      const t1 = performance.now();
       const held = await ensureHeld(api, runId as string, hashed, progress, stats, fileFailed, log, settings.hashConcurrency);
+      const t2 = performance.now();
       for (const { entry, hashed: h } of held) {
         const upsert: FileUpsert = { path: entry.path, kind: 'file', sha256: h.sha256, size: h.size, mtimeMs: h.mtimeMs, mode: h.mode };
         const cached: CacheEntry = { kind: 'file', size: h.size, mtimeMs: h.mtimeMs, ctimeMs: h.ctimeMs, ino: h.ino, mode: h.mode, sha256: h.sha256 };
@@ -203,6 +209,10 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
         }
       }
       await commit(upserts, cacheEntries);
+      log.debug(
+        { files: work.files.length, symlinks: work.symlinks.length, hashMs: Math.round(t1 - t0), uploadMs: Math.round(t2 - t1), commitMs: Math.round(performance.now() - t2) },
+        'batch done',
+      );
     };
 
     for (const batch of workBatches(todo)) await commitWork(batch);
@@ -386,29 +396,41 @@ async function ensureHeld(
     const changed = new Set<HashedEntry>();
     let missing = await askMissing(api, [...byHash.keys()]);
     progress.phase = 'uploading';
-    for (let attempt = 0; missing.size > 0; attempt += 1) {
+    // Bounded: network trouble gets the usual retries, changed files their own; what is still missing then fails per file.
+    for (let attempt = 0; missing.size > 0 && attempt < DEFAULT_RETRY_POLICY.attempts + CHANGED_FILE_ATTEMPTS; attempt += 1) {
       const items: UploadItem[] = [];
       for (const sha of missing) {
         const source = byHash.get(sha)?.find((candidate) => !changed.has(candidate));
         if (source) items.push({ sha256: sha, size: source.hashed.size, path: source.entry.path, mtimeMs: source.hashed.mtimeMs });
       }
       if (items.length === 0) break;
-      try {
-        for (const batch of uploadBatches(items, UPLOAD_LIMITS.maxBytes, UPLOAD_LIMITS.maxParts)) {
-          const outcome = await uploadBatch(api, runId, batch, (bytes) => {
+      // Several requests at once: the server's per-object fsync and commit overlap instead of queueing.
+      const partsPerRequest = Math.max(UPLOAD_MIN_PARTS, Math.min(UPLOAD_LIMITS.maxParts, Math.ceil(items.length / UPLOAD_CONCURRENCY)));
+      const outcomes = await mapConcurrent(uploadBatches(items, UPLOAD_LIMITS.maxBytes, partsPerRequest), UPLOAD_CONCURRENCY, async (batch) => {
+        try {
+          return await uploadBatch(api, runId, batch, (bytes) => {
             progress.bytesUploaded += bytes;
           });
-          for (const result of outcome.uploaded) stats.bytesUploaded += result.size;
-          for (const item of outcome.changed) {
-            for (const candidate of byHash.get(item.sha256) ?? []) if (candidate.entry.path === item.path) changed.add(candidate);
-            log.info({ path: item.path }, 'file changed while uploading; it will be read again');
-          }
-          if (outcome.changed.length > 0) break; // the request was cut short: ask again what is still missing
+        } catch (error) {
+          return error instanceof Error ? error : new Error(String(error));
         }
-      } catch (error) {
-        if (!(error instanceof RetryableError) || attempt + 1 >= DEFAULT_RETRY_POLICY.attempts) throw error;
+      });
+      let failure: Error | null = null;
+      for (const outcome of outcomes) {
+        if (outcome instanceof Error) {
+          failure ??= outcome;
+          continue;
+        }
+        for (const result of outcome.uploaded) stats.bytesUploaded += result.size;
+        for (const item of outcome.changed) {
+          for (const candidate of byHash.get(item.sha256) ?? []) if (candidate.entry.path === item.path) changed.add(candidate);
+          log.info({ path: item.path }, 'file changed while uploading; it will be read again');
+        }
+      }
+      if (failure !== null) {
+        if (!(failure instanceof RetryableError) || attempt + 1 >= DEFAULT_RETRY_POLICY.attempts) throw failure;
         const delay = backoffDelayMs(attempt, DEFAULT_RETRY_POLICY, Math.random());
-        log.warn({ err: error.message, attempt: attempt + 1, delayMs: delay }, 'upload failed; retrying');
+        log.warn({ err: failure.message, attempt: attempt + 1, delayMs: delay }, 'upload failed; retrying');
         await sleep(delay);
       }
       missing = await askMissing(api, [...missing]);
