@@ -5,7 +5,12 @@ import { ContentParams, ErrorBody, isSha256, MissingRequest, MissingResponse, Up
 import type { AppContext } from '../app-context.ts';
 import { BadRequestError, NotFoundError } from '../errors.ts';
 import { getRunOfClient } from '../services/backup-repository.ts';
-import { findMissingContents, openContentForUser, storeUploadedContent } from '../services/content-store.service.ts';
+import {
+  findMissingContents,
+  openContentForUser,
+  storeUploadedContents,
+  type IncomingContent,
+} from '../services/content-store.service.ts';
 import { agentOf, BEARER } from './agent-auth.ts';
 
 /** Content: which are missing for this user, upload (multipart), download. */
@@ -59,17 +64,19 @@ export const contentRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext }> = asy
       if (!request.isMultipart()) throw new BadRequestError('body: expected multipart/form-data with one file part per content');
       const runId = request.query.runId ?? null;
       if (runId !== null) await getRunOfClient(ctx.database.db, agent.clientId, runId);
-      const results: UploadResult[] = [];
-      try {
+      // Validated one by one as they stream in; the service commits them in batches.
+      async function* contentParts(): AsyncGenerator<IncomingContent> {
         for await (const part of request.parts()) {
           if (part.type !== 'file') throw new BadRequestError(`part "${part.fieldname}": must be a file part`);
           if (!isSha256(part.fieldname)) {
             throw new BadRequestError(`part "${part.fieldname.slice(0, 100)}": the field name must be the content's lower-case hex SHA-256`);
           }
-          results.push(
-            await storeUploadedContent(ctx, { userId: agent.userId, sha256: part.fieldname, source: part.file, runId, maxBytes: maxPartBytes }),
-          );
+          yield { sha256: part.fieldname, source: part.file };
         }
+      }
+      let results: UploadResult[];
+      try {
+        results = await storeUploadedContents(ctx, { userId: agent.userId, runId, maxBytes: maxPartBytes }, contentParts());
       } catch (error) {
         // The rest of the body is not read (it may be gigabytes): the connection cannot carry another
         // request, so say so and let it close after the answer instead of leaving the client out of step.

@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { finished } from 'node:stream/promises';
+import { and, asc, eq, inArray, sql } from 'drizzle-orm';
 import type { UploadResult } from '@cairn/shared';
 import type { AppContext } from '../app-context.ts';
 import { lockManagerFor } from '../db/advisory-locks.ts';
-import { rowsOf, type Tx } from '../db/database.ts';
+import { rowsOf } from '../db/database.ts';
 import { backupRuns, chunks, contentChunks, contents, ownerContents } from '../db/schema.ts';
 import { ConflictError, HashMismatchError, PayloadTooLargeError } from '../errors.ts';
 
@@ -36,82 +37,202 @@ export async function findMissingContents(ctx: AppContext, userId: string, hashe
   return [...new Set(hashes)].filter((hash) => !heldSet.has(hash));
 }
 
-export interface UploadInput {
-  userId: string;
+export interface IncomingContent {
   /** The declared SHA-256 (the multipart part's field name), already checked to be 64 lower-case hex digits. */
   sha256: string;
   source: Readable;
+}
+
+export interface UploadOptions {
+  userId: string;
   /** When given, bytes this upload newly stores are added to this run's bytes_new; the caller checked it is the uploader's run. */
   runId?: string | null;
-  /** Larger parts are refused with PayloadTooLargeError, keeping nothing. */
+  /** Larger parts are refused with PayloadTooLargeError, keeping nothing of them. */
   maxBytes: number;
 }
 
-/**
- * Takes one uploaded content. The bytes are hashed while they stream; a
- * mismatch throws HashMismatchError and leaves no object and no row. When the
- * server already stores the bytes they are hashed and discarded, never
- * written. Either way, on success the user is recorded as holding the content.
- *
- * Races with GC (docs/decisions.md #5): the rows are committed under the
- * shared content lock, after checking that the object is (still) there; if GC
- * removed it meanwhile, ConflictError names the hash as `missing` and the
- * agent uploads it again.
- */
-export async function storeUploadedContent(ctx: AppContext, input: UploadInput): Promise<UploadResult> {
-  const { sha256 } = input;
-  const locks = lockManagerFor(ctx.database);
-  // Touching first keeps a GC that starts now from choosing this chunk while its bytes stream in.
-  const known = rowsOf<{ size: number | string }>(
-    await ctx.database.db.execute(sql`update ${chunks} set touched_at = now() where sha256 = ${sha256} returning size`),
-  );
-  if (known.length > 0) {
-    const received = await hashAndDiscard(input.source, input.maxBytes);
-    if (received.sha256 !== sha256) throw new HashMismatchError(sha256, received.sha256);
-    await locks.inReferencingTransaction(async (tx) => {
-      const still = rowsOf(await tx.execute(sql`update ${chunks} set touched_at = now() where sha256 = ${sha256} returning sha256`));
-      if (still.length === 0) throw contentGone(sha256);
-      await recordHeldContent(tx, input.userId, sha256, received.size);
-    });
-    return { sha256, size: received.size, status: 'existing' };
-  }
+export type UploadInput = IncomingContent & UploadOptions;
 
-  const stored = await ctx.blobs.put(sha256, input.source, sha256, { maxBytes: input.maxBytes });
-  return locks.inReferencingTransaction(async (tx) => {
-    // GC may have deleted this key after our put if it held rows for it; then the commit must not point at nothing.
-    if ((await ctx.blobs.stat(sha256)) === null) throw contentGone(sha256);
-    const inserted = await tx
-      .insert(chunks)
-      .values({ sha256, size: stored.size, storageKey: sha256 })
-      .onConflictDoNothing({ target: chunks.sha256 })
-      .returning({ sha256: chunks.sha256 });
-    if (inserted.length === 0) {
-      await tx.update(chunks).set({ touchedAt: sql`now()` }).where(eq(chunks.sha256, sha256));
-    } else if (input.runId) {
+/** Parts received and verified before their rows are committed together: one transaction per batch, not per file. */
+const COMMIT_BATCH = 500;
+/**
+ * Parts whose object writes may still be finishing (fsync, rename) while the
+ * next part's bytes already stream in. Small files are bound by the store's
+ * per-object durability work, which overlaps well.
+ */
+const PUTS_IN_FLIGHT = 8;
+
+interface ReceivedContent {
+  sha256: string;
+  size: number;
+  /** true: this upload wrote the object; false: a chunk row existed, the bytes were hashed and discarded. */
+  wrote: boolean;
+}
+
+/**
+ * Takes uploaded contents, in order. Each one's bytes are hashed while they
+ * stream; a mismatch throws HashMismatchError and leaves no object and no row
+ * for that part. Bytes the server already stores are hashed and discarded,
+ * never written. On success the user is recorded as holding each content.
+ *
+ * Rows are committed in batches. When a part fails, the parts already
+ * received and verified (before it, and any still finishing after it) are
+ * committed, so nothing verified is left as an orphan object, and then the
+ * first failure is thrown.
+ *
+ * Races with GC (docs/decisions.md #5): rows are committed under the shared
+ * content lock after checking that each object (or chunk row) is still
+ * there; what GC removed meanwhile is refused with ConflictError naming the
+ * `missing` hashes (the rest of the batch is committed), and the agent
+ * uploads those again.
+ */
+export async function storeUploadedContents(
+  ctx: AppContext,
+  options: UploadOptions,
+  parts: AsyncIterable<IncomingContent> | Iterable<IncomingContent>,
+): Promise<UploadResult[]> {
+  const results: UploadResult[] = [];
+  let received: ReceivedContent[] = [];
+  const inFlight: Promise<ReceivedContent>[] = [];
+  let failure: { error: unknown } | undefined;
+  const settleOldest = async () => {
+    try {
+      received.push(await inFlight.shift()!);
+    } catch (error) {
+      failure ??= { error };
+    }
+  };
+  const flush = async () => {
+    const batch = received;
+    received = [];
+    if (batch.length > 0) results.push(...(await commitReceived(ctx, options, batch)));
+  };
+  try {
+    for await (const part of parts) {
+      const receiving = receiveContent(ctx, part, options.maxBytes);
+      // Rejections are taken up, in order, by settleOldest.
+      receiving.catch(() => undefined);
+      inFlight.push(receiving);
+      // The next part arrives only once this one's bytes are read; the write may still be finishing.
+      await Promise.race([finished(part.source).catch(() => undefined), receiving.then(noop, noop)]);
+      while (inFlight.length >= PUTS_IN_FLIGHT) await settleOldest();
+      if (failure) break;
+      if (received.length >= COMMIT_BATCH) await flush();
+    }
+  } catch (error) {
+    failure ??= { error };
+  }
+  while (inFlight.length > 0) await settleOldest();
+  try {
+    await flush();
+  } catch (error) {
+    if (!failure) throw error;
+    ctx.log.warn({ err: error }, 'could not commit the parts received before a failed one; the agent will upload them again');
+  }
+  if (failure) throw failure.error;
+  return results;
+}
+
+function noop(): void {}
+
+/** One content; see storeUploadedContents. */
+export async function storeUploadedContent(ctx: AppContext, input: UploadInput): Promise<UploadResult> {
+  const [result] = await storeUploadedContents(ctx, input, [input]);
+  if (!result) throw new Error('upload produced no result');
+  return result;
+}
+
+async function receiveContent(ctx: AppContext, part: IncomingContent, maxBytes: number): Promise<ReceivedContent> {
+  const { sha256 } = part;
+  // Touching first keeps a GC that starts now from choosing this chunk while its bytes stream in.
+  const known = rowsOf(await ctx.database.db.execute(sql`update ${chunks} set touched_at = now() where sha256 = ${sha256} returning sha256`));
+  if (known.length > 0) {
+    const received = await hashAndDiscard(part.source, maxBytes);
+    if (received.sha256 !== sha256) throw new HashMismatchError(sha256, received.sha256);
+    return { sha256, size: received.size, wrote: false };
+  }
+  const stored = await ctx.blobs.put(sha256, part.source, sha256, { maxBytes });
+  return { sha256, size: stored.size, wrote: true };
+}
+
+async function commitReceived(ctx: AppContext, options: UploadOptions, batch: ReceivedContent[]): Promise<UploadResult[]> {
+  const { results, gone } = await lockManagerFor(ctx.database).inReferencingTransaction(async (tx) => {
+    const gone = new Set<string>();
+    // GC may have deleted a key after our put if it held old rows for it: then no row may point at it.
+    const written = unique(batch.filter((c) => c.wrote));
+    for (let i = 0; i < written.length; i += 32) {
+      const slice = written.slice(i, i + 32);
+      const stats = await Promise.all(slice.map((c) => ctx.blobs.stat(c.sha256)));
+      stats.forEach((info, j) => info === null && gone.add(slice[j]!.sha256));
+    }
+    const knownHashes = unique(batch.filter((c) => !c.wrote)).map((c) => c.sha256);
+    if (knownHashes.length > 0) {
+      const still = new Set(
+        rowsOf<{ sha256: string }>(
+          await tx.execute(sql`
+            update ${chunks} set touched_at = now()
+            where sha256 in (select value from jsonb_array_elements_text(${JSON.stringify(knownHashes)}::jsonb))
+            returning sha256`),
+        ).map((row) => row.sha256),
+      );
+      for (const hash of knownHashes) if (!still.has(hash)) gone.add(hash);
+    }
+    const valid = unique(batch.filter((c) => !gone.has(c.sha256)));
+    const newChunks = valid.filter((c) => c.wrote);
+    const inserted = new Set<string>();
+    if (newChunks.length > 0) {
+      const rows = await tx
+        .insert(chunks)
+        .values(newChunks.map((c) => ({ sha256: c.sha256, size: c.size, storageKey: c.sha256 })))
+        .onConflictDoNothing({ target: chunks.sha256 })
+        .returning({ sha256: chunks.sha256 });
+      for (const row of rows) inserted.add(row.sha256);
+      const raced = newChunks.filter((c) => !inserted.has(c.sha256)).map((c) => c.sha256);
+      if (raced.length > 0) await tx.update(chunks).set({ touchedAt: sql`now()` }).where(inArray(chunks.sha256, raced));
+    }
+    if (valid.length > 0) {
+      await tx
+        .insert(contents)
+        .values(valid.map((c) => ({ sha256: c.sha256, size: c.size, chunkCount: 1 })))
+        .onConflictDoUpdate({ target: contents.sha256, set: { touchedAt: sql`now()` } });
+      await tx
+        .insert(contentChunks)
+        .values(valid.map((c) => ({ contentSha256: c.sha256, seq: 0, chunkSha256: c.sha256, offset: 0 })))
+        .onConflictDoNothing();
+      await tx
+        .insert(ownerContents)
+        .values(valid.map((c) => ({ userId: options.userId, contentSha256: c.sha256 })))
+        .onConflictDoNothing();
+    }
+    const bytesNew = newChunks.reduce((sum, c) => sum + (inserted.has(c.sha256) ? c.size : 0), 0);
+    if (options.runId && bytesNew > 0) {
       await tx
         .update(backupRuns)
-        .set({ bytesNew: sql`${backupRuns.bytesNew} + ${stored.size}` })
-        .where(eq(backupRuns.id, input.runId));
+        .set({ bytesNew: sql`${backupRuns.bytesNew} + ${bytesNew}` })
+        .where(eq(backupRuns.id, options.runId));
     }
-    await recordHeldContent(tx, input.userId, sha256, stored.size);
-    return { sha256, size: stored.size, status: inserted.length > 0 ? 'stored' : 'existing' } satisfies UploadResult;
+    const reported = new Set<string>();
+    const results = batch
+      .filter((c) => !gone.has(c.sha256))
+      .map((c): UploadResult => {
+        const stored = inserted.has(c.sha256) && !reported.has(c.sha256);
+        reported.add(c.sha256);
+        return { sha256: c.sha256, size: c.size, status: stored ? 'stored' : 'existing' };
+      });
+    return { results, gone: [...gone] };
   });
+  if (gone.length > 0) {
+    throw new ConflictError(`${gone.length} content(s) were removed by garbage collection while they were uploaded; upload them again`, {
+      missing: gone,
+    });
+  }
+  return results;
 }
 
-/** Content rows for a one-chunk content (idempotent), touched, and the user's proof of holding it. */
-async function recordHeldContent(tx: Tx, userId: string, sha256: string, size: number): Promise<void> {
-  await tx
-    .insert(contents)
-    .values({ sha256, size, chunkCount: 1 })
-    .onConflictDoUpdate({ target: contents.sha256, set: { touchedAt: sql`now()` } });
-  await tx.insert(contentChunks).values({ contentSha256: sha256, seq: 0, chunkSha256: sha256, offset: 0 }).onConflictDoNothing();
-  await tx.insert(ownerContents).values({ userId, contentSha256: sha256 }).onConflictDoNothing();
-}
-
-function contentGone(sha256: string): ConflictError {
-  return new ConflictError(`content ${sha256} was removed by garbage collection while it was uploaded; upload it again`, {
-    missing: [sha256],
-  });
+/** First occurrence of each hash. */
+function unique(list: ReceivedContent[]): ReceivedContent[] {
+  const seen = new Set<string>();
+  return list.filter((c) => !seen.has(c.sha256) && (seen.add(c.sha256), true));
 }
 
 async function hashAndDiscard(source: Readable, maxBytes: number): Promise<{ sha256: string; size: number }> {

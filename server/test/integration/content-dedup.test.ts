@@ -139,7 +139,14 @@ describe.each(testDatabaseKinds())('content upload and dedup (%s)', (kind) => {
     const result = await upload<{ message: string }>(h, agent.token, [{ name: declared, data: Buffer.alloc(1024 * 1024, 9) }, ...rest]);
     expect(result.status).toBe(400);
     expect(result.body.message).toMatch(/mismatch/);
-    for (const part of rest) expect(await h.blobs.stat(sha256Hex(part))).toBeNull();
+    expect(await rowCounts(declared)).toEqual({ chunks: 0, contents: 0, owners: 0 });
+    expect(await h.blobs.stat(declared)).toBeNull();
+    // Parts after the refused one that were already received may be kept, but never as an object without its rows.
+    for (const part of rest) {
+      const rows = await rowCounts(sha256Hex(part));
+      const object = await h.blobs.stat(sha256Hex(part));
+      expect(rows.chunks === 1 && rows.owners === 1, `rows of part ${part[0]}`).toBe(object !== null);
+    }
   });
 
   it("counts bytes newly stored into the run named by runId, not bytes it already had", async () => {
