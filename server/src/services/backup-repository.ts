@@ -133,7 +133,13 @@ export async function applyChanges(
   const { upserts, deletes } = normaliseChanges(changes);
   const hashes = [...new Set(upserts.flatMap((u) => (u.sha256 === null ? [] : [u.sha256])))];
   return lockManagerFor(ctx.database).inReferencingTransaction(async (tx) => {
-    const run = await getRunOfClient(tx, agent.clientId, runId);
+    // FOR SHARE: a finish of this run waits for this batch instead of slipping in between check and commit.
+    const [run] = await tx
+      .select({ status: backupRuns.status })
+      .from(backupRuns)
+      .where(and(eq(backupRuns.id, runId), eq(backupRuns.clientId, agent.clientId)))
+      .for('share');
+    if (!run) throw new NotFoundError('no such run');
     if (run.status !== 'running') throw new ConflictError(`run ${runId} is already ${run.status}`);
     if (hashes.length > 0) {
       const missing = rowsOf<{ sha256: string }>(

@@ -214,13 +214,14 @@ export async function ensureInitialAdmin(ctx: AppContext): Promise<InitialAdminR
   if (generatedPassword !== undefined) {
     // The one and only time this password is shown. It sits in the message, not in
     // a field, because the logger redacts fields named `password`.
-    ctx.log.warn(
-      { event: 'initial-admin-created', username },
+    const banner =
       `\n********** INITIAL ADMIN PASSWORD (shown once) **********\n` +
-        `  user:     ${username}\n  password: ${generatedPassword}\n` +
-        `  Log in to the dashboard and change it. It is not stored and will not be shown again.\n` +
-        `*********************************************************`,
-    );
+      `  user:     ${username}\n  password: ${generatedPassword}\n` +
+      `  Log in to the dashboard and change it. It is not stored and will not be shown again.\n` +
+      `*********************************************************`;
+    if (ctx.log.isLevelEnabled('warn')) ctx.log.warn({ event: 'initial-admin-created', username }, banner);
+    // A quieter LOG_LEVEL must not swallow the only chance to learn the password.
+    else process.stdout.write(`${banner}\n`);
     return { created: true, username, generatedPassword };
   }
   ctx.log.info({ event: 'initial-admin-created', username }, `created the admin user "${username}" from ADMIN_PASSWORD`);
