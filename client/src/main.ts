@@ -1,7 +1,7 @@
 import dotenv from 'dotenv';
 import { ConfigError } from '@cairn/shared';
 import { AgentRuntime } from './agent/agent-runtime.ts';
-import { loadAgentConfig, type AgentConfig } from './config/agent-config.ts';
+import { envFilePath, loadAgentConfig, type AgentConfig } from './config/agent-config.ts';
 import { createLogger, type Logger } from './logger.ts';
 import { isAuthError, errorMessage } from './net/http-errors.ts';
 import { runRestoreCommand } from './restore/restore-command.ts';
@@ -11,7 +11,7 @@ import { ensureStateDir, type AgentState } from './state/agent-state.ts';
 const USAGE = `Usage: cairn-agent            run the agent (setup page on :8080, or CLIENT_UI_ENABLED=false for env mode)
        cairn-agent restore ...  restore files from the server (see: cairn-agent restore --help)`;
 
-dotenv.config({ quiet: true });
+dotenv.config({ path: envFilePath(process.env), quiet: true });
 const [command, ...rest] = process.argv.slice(2);
 
 if (command === 'restore') {

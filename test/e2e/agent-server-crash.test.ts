@@ -5,7 +5,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_PREFIX, type FilesPage } from '@cairn/shared';
-import { ADMIN_PASSWORD, agentApiGet, crash, readAgentState, startAgent } from '../helpers/agent-e2e.ts';
+import { ADMIN_PASSWORD, agentApiGet, crash, peakRssOfTree, readAgentState, startAgent } from '../helpers/agent-e2e.ts';
 import { freePort, startServerProcess, waitForHttp, type ManagedProcess, type ServerProcess } from '../helpers/processes.ts';
 
 interface AgentStatusJson {
@@ -95,6 +95,9 @@ describe('the server is killed during an upload', () => {
     // Then crash the server while the big file is on the wire.
     await waitFor((s) => s.progress?.phase === 'uploading' && s.progress.bytesUploaded > 4 * 1024 * 1024);
     await crash(server);
+    // Never two cycles at once: asking now is answered "already running".
+    const duplicate = await fetch(`${agentUrl}/run`, { method: 'POST', redirect: 'manual' });
+    expect(duplicate.headers.get('location')).toBe('/?notice=running');
 
     // The interrupted cycle gives up cleanly (retries, then failed) instead of hanging.
     for (;;) {
@@ -122,6 +125,9 @@ describe('the server is killed during an upload', () => {
     const after = await currentFiles();
     for (const [filePath, sha] of committedBefore) expect(after.get(filePath)).toBe(sha);
     expect(after).toEqual(expected);
+
+    // The 400 MiB file streamed through the agent: its memory stayed far below the file's size.
+    expect(await peakRssOfTree(agent)).toBeLessThan(250 * 1024 * 1024);
 
     // The big object is whole on the server.
     const state = await readAgentState(stateDir);

@@ -189,6 +189,17 @@ async function descendants(pid: number): Promise<number[]> {
   return found;
 }
 
+/** Peak resident set size (VmHWM) of the process and its children, the largest one; tsx runs the script in a child. */
+export async function peakRssOfTree(proc: ManagedProcess): Promise<number> {
+  let peak = 0;
+  for (const pid of [proc.pid, ...(await descendants(proc.pid))]) {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+    const match = /VmHWM:\s+(\d+) kB/.exec(status);
+    if (match) peak = Math.max(peak, Number(match[1]) * 1024);
+  }
+  return peak;
+}
+
 /**
  * A real crash: SIGKILL to the process and everything below it. (tsx runs
  * the script in a child process, so killing only the process we spawned

@@ -69,6 +69,11 @@ export function resolveUserPath(env: Env, input: string): string {
   return path.resolve(env.INIT_CWD ?? process.cwd(), input);
 }
 
+/** `.env` lives where the person ran npm (npm runs the agent's script inside client/). */
+export function envFilePath(env: Env): string {
+  return resolveUserPath(env, '.env');
+}
+
 export function defaultStateDir(env: Env): string {
   return resolveUserPath(env, env.AGENT_STATE_DIR?.trim() || './data/agent');
 }
