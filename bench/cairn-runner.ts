@@ -26,6 +26,8 @@ export function agentUnavailable(): string | null {
 
 export interface CairnOptions {
   store: 'disk' | 's3';
+  /** A PostgreSQL database for the metadata (emptied by the caller); the embedded PGlite when absent. */
+  databaseUrl?: string;
   workDir: string;
   /** Directory for V8 CPU profiles of the agent and server (see cpu-profile-preload.mjs), or undefined. */
   profileDir?: string;
@@ -54,7 +56,7 @@ export class CairnSystem {
   #s3: RunningS3rver | null = null;
 
   constructor(private readonly options: CairnOptions) {
-    this.id = options.store === 'disk' ? 'cairn-disk' : 'cairn-s3';
+    this.id = options.store === 's3' ? 'cairn-s3' : options.databaseUrl ? 'cairn-disk-pg' : 'cairn-disk';
     this.#dataDir = path.join(options.workDir, `${this.id}-data`);
     this.#stateDir = path.join(options.workDir, `${this.id}-agent`);
   }
@@ -79,6 +81,7 @@ export class CairnSystem {
       GC_INTERVAL_SECONDS: '86400',
       RETENTION_SWEEP_INTERVAL_SECONDS: '86400',
       ...(this.#s3?.env ?? {}),
+      ...(this.options.databaseUrl ? { DATABASE_URL: this.options.databaseUrl } : {}),
       ...this.#profileEnv('server'),
     });
   }
@@ -141,7 +144,7 @@ export class CairnSystem {
       await writeFile(path.join(this.options.logDir, `${this.id}-${scenario}-server.log`), server.output());
     }
     const stored = await this.#storedBytes();
-    const metadata = await diskUsage(path.join(this.#dataDir, 'db'));
+    const metadata = this.options.databaseUrl ? null : await diskUsage(path.join(this.#dataDir, 'db'));
     const measurement: Measurement = {
       scenario,
       system: this.id,
@@ -154,7 +157,7 @@ export class CairnSystem {
       bytesUploaded: line.bytesUploaded,
       storedBytes: stored.apparentBytes,
       storedAllocatedBytes: stored.allocatedBytes,
-      metadataBytes: metadata.apparentBytes,
+      ...(metadata ? { metadataBytes: metadata.apparentBytes } : {}),
       agentPeakRss,
       serverPeakRss,
       status: line.status,

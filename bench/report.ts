@@ -114,7 +114,7 @@ function scenarioTables(report: BenchReport): ScenarioTable[] {
       continue;
     }
     const verdictLines: string[] = [];
-    for (const system of ['cairn-disk', 'cairn-s3'] as const) {
+    for (const system of ['cairn-disk', 'cairn-s3', 'cairn-disk-pg'] as const) {
       const mine = report.verdicts.filter((v) => v.scenario === scenario.id && v.system === system);
       if (mine.length > 0) verdictLines.push(`${system}/restic: ${mine.map(verdictText).join('; ')}`);
     }

@@ -5,10 +5,12 @@
  *
  *   --quick              small datasets (2,000 files; 20 MiB), for CI and development
  *   --only S1,S4         run only these scenarios (S2/S3 imply S1, S5 implies S4)
- *   --systems a,b        any of cairn-disk, cairn-s3, restic (default: all)
+ *   --systems a,b        any of cairn-disk, cairn-s3, cairn-disk-pg, restic (default: all but cairn-disk-pg)
+ *   --postgres URL       also run cairn-disk-pg: metadata in PostgreSQL (URL of a database where the bench may create and drop its own)
  *   --work-dir DIR       where datasets and stores go (default: a fresh temp dir)
  *   --keep               keep the work dir (the datasets are then reused by the next run with --work-dir)
  *   --profile            write V8 CPU profiles of agent and server under bench/results/profiles
+ *   --files N            the small-files dataset with N files instead (for profiling at an intermediate size)
  *   --logs               save the agent's and server's logs of each run under bench/results/logs
  */
 import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promises';
@@ -44,6 +46,8 @@ const { values: args } = parseArgs({
     keep: { type: 'boolean', default: false },
     profile: { type: 'boolean', default: false },
     logs: { type: 'boolean', default: false },
+    files: { type: 'string' },
+    postgres: { type: 'string' },
   },
 });
 
@@ -66,14 +70,14 @@ function selectedScenarios(): Set<ScenarioId> {
 }
 
 function selectedSystems(): Set<SystemId> {
-  const all: SystemId[] = ['cairn-disk', 'cairn-s3', 'restic'];
+  const all: SystemId[] = ['cairn-disk', 'cairn-s3', 'restic', ...(args.postgres ? (['cairn-disk-pg'] as const) : [])];
   if (args.systems === undefined) return new Set(all);
   return new Set(args.systems.split(',').map((s) => s.trim()) as SystemId[]);
 }
 
 const smallSpec = (): DatasetSpec =>
   smallFilesSpec(SEED, {
-    files: quick ? 2_000 : 100_000,
+    files: args.files !== undefined ? Number(args.files) : quick ? 2_000 : 100_000,
     minBytes: 512,
     maxBytes: 8 * KiB,
     textShare: 0.6,
@@ -120,31 +124,65 @@ async function prepareDataset(root: string, spec: DatasetSpec): Promise<void> {
 interface Systems {
   cairn: CairnSystem[];
   restic: ResticRepository | null;
+  /** Scratch PostgreSQL databases to drop at the end. */
+  databases: string[];
+}
+
+/** Runs one statement against the --postgres server (create/drop of the bench's scratch database). */
+async function postgresAdmin(statement: string): Promise<void> {
+  const postgres = (await import('postgres')).default;
+  const sql = postgres(args.postgres as string, { max: 1, onnotice: () => {} });
+  try {
+    await sql.unsafe(statement);
+  } finally {
+    await sql.end();
+  }
 }
 
 async function startSystems(workDir: string, wanted: Set<SystemId>, resticOk: boolean): Promise<Systems> {
-  const cairn: CairnSystem[] = [];
+  const systems: Systems = { cairn: [], restic: null, databases: [] };
   const runTimeoutMs = quick ? 120_000 : 60 * 60_000;
   const profileDir = args.profile ? path.join(resultsDir, 'profiles') : undefined;
-  for (const store of ['disk', 's3'] as const) {
-    if (!wanted.has(store === 'disk' ? 'cairn-disk' : 'cairn-s3')) continue;
-    const logDir = args.logs ? path.join(resultsDir, 'logs') : undefined;
-    const system = new CairnSystem({ store, workDir, runTimeoutMs, ...(profileDir ? { profileDir } : {}), ...(logDir ? { logDir } : {}) });
+  const logDir = args.logs ? path.join(resultsDir, 'logs') : undefined;
+  const variants: { id: SystemId; store: 'disk' | 's3'; postgres: boolean }[] = [
+    { id: 'cairn-disk', store: 'disk', postgres: false },
+    { id: 'cairn-s3', store: 's3', postgres: false },
+    { id: 'cairn-disk-pg', store: 'disk', postgres: true },
+  ];
+  for (const variant of variants) {
+    if (!wanted.has(variant.id) || (variant.postgres && !args.postgres)) continue;
+    let databaseUrl: string | undefined;
+    if (variant.postgres) {
+      const name = `cairn_bench_${process.pid}_${systems.databases.length}_${Date.now()}`;
+      await postgresAdmin(`create database ${name}`);
+      systems.databases.push(name);
+      const url = new URL(args.postgres as string);
+      url.pathname = `/${name}`;
+      databaseUrl = url.toString();
+    }
+    const system = new CairnSystem({
+      store: variant.store,
+      workDir,
+      runTimeoutMs,
+      ...(databaseUrl ? { databaseUrl } : {}),
+      ...(profileDir ? { profileDir } : {}),
+      ...(logDir ? { logDir } : {}),
+    });
     progress(`starting ${system.id} server`);
     await system.start();
-    cairn.push(system);
+    systems.cairn.push(system);
   }
-  let restic: ResticRepository | null = null;
   if (wanted.has('restic') && resticOk) {
-    restic = new ResticRepository(workDir);
-    await restic.init();
+    systems.restic = new ResticRepository(workDir);
+    await systems.restic.init();
   }
-  return { cairn, restic };
+  return systems;
 }
 
 async function stopSystems(systems: Systems): Promise<void> {
   for (const system of systems.cairn) await system.stop();
   await systems.restic?.remove();
+  for (const name of systems.databases) await postgresAdmin(`drop database if exists ${name} with (force)`);
 }
 
 function describe(m: Measurement): string {
@@ -179,7 +217,7 @@ async function main(): Promise<number> {
   const space = await statfs(workDir);
   progress(`${quick ? 'quick' : 'full'} run in ${workDir} (${((space.bavail * space.bsize) / 2 ** 30).toFixed(0)} GiB free); load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   if (restic === null) progress('restic is not installed: Cairn runs alone, ratios are not computed (apt-get install restic)');
-  if (agentProblem !== null && (wanted.has('cairn-disk') || wanted.has('cairn-s3'))) progress(`Cairn cannot run: ${agentProblem}`);
+  if (agentProblem !== null && [...wanted].some((s) => s !== 'restic')) progress(`Cairn cannot run: ${agentProblem}`);
 
   const report: BenchReport = {
     startedAt: new Date().toISOString(),
