@@ -115,6 +115,22 @@ describe('pre-commands set on the server, run by the agent', () => {
     await expect(readFile(path.join(tree, 'not-allowed.txt'))).rejects.toThrow();
   });
 
+  it('env mode registers again when the server revoked its token, and catches up at once', async () => {
+    await dashboard.configureClient(clientId, { preCommands: '' });
+    await dashboard.revokeToken(clientId);
+    const agent = startAgent(env);
+    try {
+      const first = await waitForRuns(agent, 1);
+      expect(first.status).toBe('failed');
+      await agent.waitForOutput(/registered again after the server refused the token/);
+      const second = await waitForRuns(agent, 2);
+      expect(second.status).toBe('succeeded');
+    } finally {
+      await agent.stop();
+    }
+    expect((await readAgentState(stateDir)).clientId).toBe(clientId);
+  });
+
   it('"back up now" in the dashboard reaches the agent through its ping', async () => {
     await dashboard.configureClient(clientId, { preCommands: '' });
     const agent = startAgent({ ...env, PING_INTERVAL: '1' });

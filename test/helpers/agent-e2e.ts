@@ -161,6 +161,12 @@ export class DashboardSession {
     if (answer.status !== 302 && answer.status !== 303) throw new Error(`requesting a run failed: ${answer.status}`);
   }
 
+  async revokeToken(clientId: string): Promise<void> {
+    await this.#request('GET', `/clients/${clientId}`);
+    const answer = await this.#request('POST', `/clients/${clientId}/token/revoke`, {});
+    if (answer.status !== 302 && answer.status !== 303) throw new Error(`revoking the token failed: ${answer.status}`);
+  }
+
   async clientLogs(clientId: string): Promise<string> {
     return (await this.#request('GET', `/clients/${clientId}/logs`)).body;
   }

@@ -69,6 +69,8 @@ export class AgentRuntime {
   #pingTimer: NodeJS.Timeout | null = null;
   #stopped = true;
   #lastStart = 0;
+  /** Bumped by start(): a ping loop of an earlier start ends instead of running twice. */
+  #generation = 0;
 
   constructor(
     readonly config: AgentConfig,
@@ -191,8 +193,9 @@ export class AgentRuntime {
     this.#cacheStore = new FileCacheStore(stateFiles(this.config.stateDir).cache, state.clientId);
     this.#serverConfig = null;
     this.#stopped = false;
+    this.#generation += 1;
     this.log.info({ serverUrl: state.serverUrl, clientName: state.clientName }, 'agent started');
-    void this.#pingLoop();
+    void this.#pingLoop(this.#generation);
     this.requestRun('schedule');
   }
 
@@ -266,6 +269,8 @@ export class AgentRuntime {
       await this.#api?.close();
       this.#api = new ApiClient({ serverUrl: state.serverUrl, token: state.token });
       this.#cacheStore = new FileCacheStore(stateFiles(this.config.stateDir).cache, state.clientId);
+      this.#lastStart = 0; // the next cycle starts at once with the new token
+      this.log.info('registered again after the server refused the token');
     } catch (error) {
       this.log.error({ err: errorMessage(error) }, 'the server refused this agent\'s token and registering again failed');
     }
@@ -301,8 +306,8 @@ export class AgentRuntime {
     this.#backupTimer = setTimeout(() => this.requestRun('schedule'), at - Date.now());
   }
 
-  async #pingLoop(): Promise<void> {
-    if (this.#stopped || this.#api === null) return;
+  async #pingLoop(generation: number): Promise<void> {
+    if (this.#stopped || this.#api === null || generation !== this.#generation) return;
     const api = this.#api;
     try {
       const answer = await api.ping({ agentVersion: AGENT_VERSION, hostname: os.hostname(), state: this.#current ? 'running' : 'idle' });
@@ -313,7 +318,7 @@ export class AgentRuntime {
       this.#lastPingError = errorMessage(error);
       this.log.warn({ err: this.#lastPingError }, 'ping failed');
     }
-    if (this.#stopped || api !== this.#api) return;
-    this.#pingTimer = setTimeout(() => void this.#pingLoop(), this.pingIntervalSeconds() * 1000);
+    if (this.#stopped || generation !== this.#generation) return;
+    this.#pingTimer = setTimeout(() => void this.#pingLoop(generation), this.pingIntervalSeconds() * 1000);
   }
 }
