@@ -235,7 +235,8 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
   }
 
   progress.phase = 'finishing';
-  if (cacheDirty || (runId !== null && fatal === null)) {
+  // Only when the server accepted something: a run with nothing to do leaves the file alone.
+  if (cacheDirty) {
     try {
       await deps.cache.save(cache);
     } catch (error) {

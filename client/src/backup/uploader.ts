@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { LIMITS, type UploadResult } from '@cairn/shared';
 import type { ApiClient } from '../net/api-client.ts';
-import { RetryableError } from '../net/http-errors.ts';
 import { FileChangedError, READ_BYTES, openNoFollow } from './file-hasher.ts';
 
 /** One content to upload, read from `path`, which hashed to `sha256` with these stats. */
@@ -87,11 +86,6 @@ async function* fileBytes(item: UploadItem, onBytes: (bytes: number) => void): A
   } finally {
     await handle.close();
   }
-}
-
-/** A request that failed for a reason worth another try after asking again what is missing. */
-export function isRetryableUploadError(error: unknown): boolean {
-  return error instanceof RetryableError;
 }
 
 export const UPLOAD_LIMITS = { maxBytes: LIMITS.uploadBatchBytes, maxParts: LIMITS.uploadParts };

@@ -194,7 +194,7 @@ async function readErrorBody(response: Dispatcher.ResponseData): Promise<Partial
   }
 }
 
-export function queryString(query: Record<string, string | number | undefined>): string {
+function queryString(query: Record<string, string | number | undefined>): string {
   const params = new URLSearchParams();
   for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value));
   const text = params.toString();

@@ -1,4 +1,4 @@
-import { mkdir, readFile, stat, unlink } from 'node:fs/promises';
+import { mkdir, readFile, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from './atomic-write.ts';
 
@@ -73,8 +73,4 @@ export async function removeScanCache(stateDir: string): Promise<void> {
   await unlink(stateFiles(stateDir).cache).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT') throw error;
   });
-}
-
-export async function tokenFileMode(stateDir: string): Promise<number> {
-  return (await stat(stateFiles(stateDir).token)).mode & 0o777;
 }
