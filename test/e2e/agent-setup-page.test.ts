@@ -110,8 +110,8 @@ describe.skipIf(!chromiumAvailable())('the agent setup page in Chromium', () => 
   it('"Back up now" starts another run', async () => {
     await writeFile(path.join(tree, 'new.txt'), 'added later');
     await Promise.all([page.waitForLoadState('load'), page.click('button:has-text("Back up now")')]);
-    // Evaluated in the page (a string: this file has no DOM types).
-    await page.waitForFunction("document.querySelector('.run-line')?.textContent?.includes('started here')", undefined, { timeout: 60_000 });
+    // The status script reloads the page when the run ends (the page's CSP forbids evaluating strings, so wait on the DOM).
+    await page.locator('.run-line', { hasText: 'started here' }).waitFor({ timeout: 60_000 });
     await expect(page.locator('#last-run .stats').textContent()).resolves.toContain('42');
   });
 

@@ -152,6 +152,8 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       if (Buffer.byteLength(entry.path) > LIMITS.pathBytes) fileFailed(entry.path, 'path too long to store');
       else if (!isUnchanged(entry, cache.get(entry.path))) todo.push(entry);
     }
+    // Path order (readdir order is the filesystem's whim): batches and their commits become predictable.
+    todo.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     progress.filesToCheck = todo.length;
     progress.bytesToHash = todo.reduce((sum, e) => sum + (e.kind === 'file' ? e.size : 0), 0);
 
