@@ -83,6 +83,15 @@ describe('agent in environment mode against a real server', () => {
     expect(files.files.map((f) => f.path)).not.toContain(deleted);
   });
 
+  it('a name the server cannot store faithfully fails that file only, clearly', async () => {
+    const odd = path.join(tree, 'back\\slash.txt');
+    await writeFile(odd, 'x');
+    const { report } = await runAgentOnce(env);
+    await unlink(odd);
+    expect(report).toMatchObject({ status: 'partial', filesFailed: 1, filesChanged: 0 });
+    expect(report.error).toContain('1 file(s) not backed up');
+  });
+
   it('a lost cache resynchronises from the server without uploading again', async () => {
     await rm(path.join(stateDir, 'scan-cache.jsonl'));
     const { report, output } = await runAgentOnce(env);

@@ -63,6 +63,7 @@ describe('restore round trip through the real server', () => {
     await writeFile(path.join(tree, 'Ünïcødé ✓/日本語/ファイル.txt'), 'こんにちは\n');
     await writeFile(path.join(tree, 'a/with spaces and (parens).md'), '# spaces\n');
     await writeFile(path.join(tree, 'a/empty'), '');
+    await writeFile(path.join(tree, 'a/new\nline and\ttab.txt'), 'odd name\n');
     await writeFile(path.join(tree, 'a/b/empty too'), '');
     await writeFile(path.join(tree, 'script.sh'), '#!/bin/sh\necho hi\n');
     await chmod(path.join(tree, 'script.sh'), 0o750);

@@ -41,7 +41,7 @@ describe('the server is killed during an upload', () => {
     stateDir = path.join(base, 'agent-state');
     await mkdir(path.join(tree, 'a-small'), { recursive: true });
     await mkdir(path.join(tree, 'z-big'), { recursive: true });
-    // Small files first (fast-glob lists them first): they are committed before the big upload starts.
+    // Changed files go in path order: the small ones are committed before the big upload starts.
     for (let i = 0; i < 2500; i += 1) {
       const text = `small file ${i}\n${randomBytes(64).toString('hex')}\n`;
       await writeFile(path.join(tree, 'a-small', `f${i}.txt`), text);

@@ -1,4 +1,5 @@
 import path from 'node:path';
+import picomatch from 'picomatch';
 import { isUnderPrefix, normaliseBackupPath } from '@cairn/shared';
 
 /**
@@ -22,7 +23,7 @@ export function effectiveRoots(paths: readonly string[]): { roots: string[]; inv
 }
 
 /**
- * fast-glob `ignore` patterns (relative to `root`) for the configured
+ * Glob patterns (relative to `root`) for the configured
  * excludes. A pattern without a slash matches a name anywhere (`*.tmp`,
  * `node_modules`); an absolute one applies below its own root only; any other
  * is relative to each root. A matched directory is excluded with everything
@@ -50,4 +51,15 @@ export function ignorePatterns(root: string, excludes: readonly string[]): strin
     if (!pattern.endsWith('/**')) patterns.add(`${pattern}/**`);
   }
   return [...patterns];
+}
+
+/**
+ * A test for paths relative to `root`: true when an exclude matches. The
+ * regexes get the `s` flag so that `*` also matches a newline in a name
+ * (glob matchers leave such names out otherwise).
+ */
+export function excludeMatcher(root: string, excludes: readonly string[]): (relativePath: string) => boolean {
+  const regexes = ignorePatterns(root, excludes).map((pattern) => picomatch.makeRe(pattern, { dot: true, flags: 's' }));
+  if (regexes.length === 0) return () => false;
+  return (relativePath) => regexes.some((re) => re.test(relativePath));
 }

@@ -1,11 +1,10 @@
 import type { Stats } from 'node:fs';
 import fs from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
-import path from 'node:path';
-import fg from 'fast-glob';
+import * as fsWalk from '@nodelib/fs.walk';
 import type { FileKind } from '@cairn/shared';
 import { errorMessage } from '../net/http-errors.ts';
-import { ignorePatterns } from './scan-roots.ts';
+import { excludeMatcher } from './scan-roots.ts';
 
 export interface ScannedEntry {
   path: string;
@@ -40,10 +39,13 @@ export interface ScanResult {
 type ReaddirCallback = (error: NodeJS.ErrnoException | null, entries: unknown[]) => void;
 
 /**
- * Walks the roots with fast-glob: lstat only (`followSymbolicLinks: false`),
- * `onlyFiles: false` so symlinks and special files reach us to be recorded or
- * skipped by name (fast-glob's onlyFiles would silently drop symlinks).
- * Directories are walked, not recorded. A directory that cannot be read is
+ * Walks the roots with @nodelib/fs.walk, the walker inside fast-glob, used
+ * directly: fast-glob filters every entry through a glob regex in which `*`
+ * never matches a newline, so a file (or a whole directory) with a newline in
+ * its name would silently not be backed up. lstat only
+ * (`followSymbolicLinks: false`); symlinks and special files reach us to be
+ * recorded or skipped by name. Directories are walked, not recorded; an
+ * excluded directory is not entered. A directory that cannot be read is
  * reported and the walk goes on.
  */
 export async function scanRoots(roots: readonly string[], excludes: readonly string[], onEntry?: () => void): Promise<ScanResult> {
@@ -80,21 +82,27 @@ export async function scanRoots(roots: readonly string[], excludes: readonly str
       onEntry?.();
       continue;
     }
-    const stream = fg.stream('**', {
-      cwd: root,
-      dot: true,
-      onlyFiles: false,
-      followSymbolicLinks: false,
+    const excluded = excludeMatcher(root, excludes);
+    const relative = (entryPath: string) => entryPath.slice(root === '/' ? 1 : root.length + 1);
+    const settings = new fsWalk.Settings({
       stats: true,
-      unique: false,
-      ignore: ignorePatterns(root, excludes),
+      followSymbolicLinks: false,
+      pathSegmentSeparator: '/',
       fs: { readdir: readdir as unknown as typeof fs.readdir },
+      deepFilter: (entry) => !excluded(relative(entry.path)),
+      entryFilter: (entry) => {
+        const keep = !excluded(relative(entry.path));
+        if (keep) onEntry?.();
+        return keep;
+      },
+      // A path that vanished between listing and lstat is simply gone.
+      errorFilter: (error) => error.code === 'ENOENT' || error.code === 'ENOTDIR',
     });
-    for await (const item of stream) {
-      const entry = item as unknown as { path: string; stats: Stats };
-      await record(path.posix.join(root, entry.path), entry.stats, result);
-      onEntry?.();
-    }
+    // The callback form: the stream form never emits 'close', which `for await` waits for.
+    const entries = await new Promise<fsWalk.Entry[]>((resolve, reject) =>
+      fsWalk.walk(root, settings, (error, found) => (error ? reject(error) : resolve(found))),
+    );
+    for (const entry of entries) if (entry.stats) await record(entry.path, entry.stats, result);
   }
   return result;
 }

@@ -63,6 +63,18 @@ describe('scanRoots', () => {
   });
 });
 
+describe('odd names', () => {
+  it('finds names with newlines (glob matchers drop them), and excludes still apply to them', async () => {
+    const odd = path.join(root, 'odd');
+    await mkdir(path.join(odd, 'dir\nwith newline'), { recursive: true });
+    await writeFile(path.join(odd, 'new\nline.txt'), '1');
+    await writeFile(path.join(odd, 'dir\nwith newline', 'inner.txt'), '2');
+    await writeFile(path.join(odd, 'junk\nname.tmp'), '3');
+    const result = await scanRoots([odd], ['*.tmp']);
+    expect(result.entries.map((e) => path.relative(odd, e.path)).sort()).toEqual(['dir\nwith newline/inner.txt', 'new\nline.txt']);
+  });
+});
+
 describe('hashFile', () => {
   it('hashes with large reads, across several buffers', async () => {
     const file = path.join(root, 'big.bin');
