@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FilesPage, VersionsResponse } from '@cairn/shared';
-import { ADMIN_PASSWORD, agentApiGet, envModeAgentEnv, readAgentState, runAgentOnce, storedObjects } from '../helpers/agent-e2e.ts';
+import { ADMIN_PASSWORD, agentApiGet, envModeAgentEnv, readAgentState, runAgentOnce, startAgent, storedObjects, waitForRuns } from '../helpers/agent-e2e.ts';
 import { startServerProcess, type ServerProcess } from '../helpers/processes.ts';
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
@@ -90,6 +90,18 @@ describe('agent in environment mode against a real server', () => {
     await unlink(odd);
     expect(report).toMatchObject({ status: 'partial', filesFailed: 1, filesChanged: 0 });
     expect(report.error).toContain('1 file(s) not backed up');
+  });
+
+  it('a backup interval longer than Node\'s timer limit (24.8 days) waits instead of firing at once', async () => {
+    const agent = startAgent({ ...env, BACKUP_INTERVAL: String(365 * 86_400) });
+    try {
+      await waitForRuns(agent, 1);
+      const [, nextRunAt] = (await agent.waitForOutput(/"nextRunAt":"([^"]+)","msg":"next backup scheduled"/)) as RegExpMatchArray;
+      expect(new Date(nextRunAt as string).getTime() - Date.now()).toBeGreaterThan(360 * 86_400_000);
+      expect(agent.output()).not.toContain('TimeoutOverflowWarning');
+    } finally {
+      await agent.stop();
+    }
   });
 
   it('a lost cache resynchronises from the server without uploading again', async () => {

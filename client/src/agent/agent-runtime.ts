@@ -48,6 +48,7 @@ export class SetupRefusedError extends Error {
 export type RunRequestOutcome = 'started' | 'already-running' | 'not-configured';
 
 const RECENT_ERRORS = 20;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The long-running agent: holds the state, runs cycles on the schedule, on
@@ -303,7 +304,10 @@ export class AgentRuntime {
     if (this.#stopped) return;
     const at = Math.max(Date.now(), this.#lastStart + this.backupIntervalSeconds() * 1000);
     this.#nextRunAt = at;
-    this.#backupTimer = setTimeout(() => this.requestRun('schedule'), at - Date.now());
+    // Node fires timers longer than 2^31-1 ms at once: wait in steps and look again.
+    const delay = at - Date.now();
+    this.#backupTimer = setTimeout(() => (delay > MAX_TIMER_MS ? this.#scheduleNext() : this.requestRun('schedule')), Math.min(delay, MAX_TIMER_MS));
+    this.log.info({ nextRunAt: new Date(at).toISOString() }, 'next backup scheduled');
   }
 
   async #pingLoop(generation: number): Promise<void> {
