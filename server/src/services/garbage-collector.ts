@@ -7,14 +7,16 @@ import { rowsOf } from '../db/database.ts';
  * Garbage collection of contents no file version references and of chunks no
  * content uses, with their objects.
  *
- * Safety (docs/decisions.md #5): GC holds the content lock exclusively from
- * choosing rows until their objects are gone, so no commit can reference a
- * content in between; commits hold it shared and check that their content is
- * still there. Rows go first (committed), objects after: a crash in between
- * leaves an orphan object, never a row without its object. Only rows touched
- * longer than the grace period ago are candidates, so uploads not yet
- * committed into a version, and contents an agent was just told it holds,
- * survive.
+ * Safety (docs/decisions.md #5): GC chooses candidates without any lock,
+ * then takes the content lock exclusively, deletes those of them that are
+ * still unreferenced and untouched for the grace period, commits, deletes
+ * exactly those rows' objects, and only then releases the lock. Commits hold
+ * the lock shared and check that their content is still there, so no commit
+ * can reference a content whose object GC is deleting. Rows go first
+ * (committed), objects after: a crash in between leaves an orphan object,
+ * never a row without its object. Only rows touched longer than the grace
+ * period ago are candidates, so uploads not yet committed into a version, and
+ * contents an agent was just told it holds, survive.
  */
 
 export interface GcDeletedBatch {
@@ -25,13 +27,16 @@ export interface GcDeletedBatch {
 export interface GcOptions {
   /** Default: the server's GC_GRACE_SECONDS. */
   graceSeconds?: number;
-  /** Rows per batch (default 1000); the exclusive lock is taken and released once per batch. */
+  /** Candidates per batch (default 1000); the exclusive lock is taken and released once per batch. */
   batchSize?: number;
   /**
-   * Called after a batch's rows are deleted and committed and before its
-   * objects are deleted, while the exclusive lock is held. Tests use it to
-   * force interleavings with commits; it is not for production use.
+   * Test hooks to force interleavings with commits; not for production use.
+   * `afterCandidatesChosen` runs after a batch's candidates were chosen and
+   * before the lock is requested; `afterRowsDeleted` after its rows were
+   * deleted and committed and before its objects are deleted, with the
+   * exclusive lock held.
    */
+  afterCandidatesChosen?: (candidates: { contents: string[]; chunks: string[] }) => Promise<void>;
   afterRowsDeleted?: (batch: GcDeletedBatch) => Promise<void>;
 }
 
@@ -46,34 +51,67 @@ export interface GcResult {
   objectErrors: number;
 }
 
-/** Runs one GC pass over the whole store (see the module comment for its guarantees). */
+/**
+ * Runs one GC pass over the whole store (see the module comment for its
+ * guarantees). Candidates are chosen without the lock (a scan that may take
+ * a while on a large store); under the exclusive lock only those rows are
+ * deleted, each re-checked to be still unreferenced and still untouched for
+ * the grace period, so a commit in between keeps its content.
+ */
 export async function collectGarbage(ctx: AppContext, options: GcOptions = {}): Promise<GcResult> {
   const graceSeconds = options.graceSeconds ?? ctx.config.gc.graceSeconds;
   const batchSize = options.batchSize ?? 1000;
+  const db = ctx.database.db;
   const locks = lockManagerFor(ctx.database);
+  const cutoff = sql`now() - make_interval(secs => ${graceSeconds})`;
   const totals: GcResult = { ran: true, contentsDeleted: 0, chunksDeleted: 0, objectsDeleted: 0, bytesFreed: 0, objectErrors: 0 };
+
   const outcome = await locks.tryExclusive(LOCK_KEYS.gcRun, async () => {
     for (;;) {
+      const contentCandidates = rowsOf<{ sha256: string }>(
+        await db.execute(sql`
+          select c.sha256 from contents c
+          where c.touched_at < ${cutoff}
+            and not exists (select 1 from file_versions fv where fv.content_sha256 = c.sha256)
+          limit ${batchSize}`),
+      ).map((row) => row.sha256);
+      const chunkCandidates = new Set(
+        rowsOf<{ sha256: string }>(
+          await db.execute(sql`
+            select ch.sha256 from chunks ch
+            where ch.touched_at < ${cutoff}
+              and not exists (select 1 from content_chunks cc where cc.chunk_sha256 = ch.sha256)
+            limit ${batchSize}`),
+        ).map((row) => row.sha256),
+      );
+      if (contentCandidates.length > 0) {
+        const used = rowsOf<{ sha256: string }>(
+          await db.execute(sql`
+            select distinct chunk_sha256 as sha256 from content_chunks
+            where content_sha256 in (select value from jsonb_array_elements_text(${JSON.stringify(contentCandidates)}::jsonb))`),
+        );
+        for (const row of used) chunkCandidates.add(row.sha256);
+      }
+      if (contentCandidates.length === 0 && chunkCandidates.size === 0) break;
+      await options.afterCandidatesChosen?.({ contents: contentCandidates, chunks: [...chunkCandidates] });
+
       const batch = await locks.withExclusiveContentLock(
         async (tx): Promise<GcDeletedBatch> => {
-          const cutoff = sql`now() - make_interval(secs => ${graceSeconds})`;
           const contents = rowsOf<{ sha256: string }>(
             await tx.execute(sql`
-              delete from contents where sha256 in (
-                select c.sha256 from contents c
-                where c.touched_at < ${cutoff}
-                  and not exists (select 1 from file_versions fv where fv.content_sha256 = c.sha256)
-                limit ${batchSize})
-              returning sha256`),
+              delete from contents c
+              where c.sha256 in (select value from jsonb_array_elements_text(${JSON.stringify(contentCandidates)}::jsonb))
+                and c.touched_at < ${cutoff}
+                and not exists (select 1 from file_versions fv where fv.content_sha256 = c.sha256)
+              returning c.sha256`),
           ).map((row) => row.sha256);
           const chunks = rowsOf<{ sha256: string; storage_key: string; size: number | string }>(
             await tx.execute(sql`
-              delete from chunks where sha256 in (
-                select ch.sha256 from chunks ch
-                where ch.touched_at < ${cutoff}
-                  and not exists (select 1 from content_chunks cc where cc.chunk_sha256 = ch.sha256)
-                limit ${batchSize})
-              returning sha256, storage_key, size`),
+              delete from chunks ch
+              where ch.sha256 in (select value from jsonb_array_elements_text(${JSON.stringify([...chunkCandidates])}::jsonb))
+                and ch.touched_at < ${cutoff}
+                and not exists (select 1 from content_chunks cc where cc.chunk_sha256 = ch.sha256)
+              returning ch.sha256, ch.storage_key, ch.size`),
           ).map((row) => ({ sha256: row.sha256, storageKey: row.storage_key, size: Number(row.size) }));
           return { contents, chunks };
         },
@@ -93,7 +131,9 @@ export async function collectGarbage(ctx: AppContext, options: GcOptions = {}): 
       );
       totals.contentsDeleted += batch.contents.length;
       totals.chunksDeleted += batch.chunks.length;
-      if (batch.contents.length < batchSize && batch.chunks.length < batchSize) break;
+      const full = contentCandidates.length >= batchSize || chunkCandidates.size >= batchSize;
+      // Stop when nothing more is to be had, or when a full batch was all rescued by commits (the next run retries).
+      if (!full || batch.contents.length + batch.chunks.length === 0) break;
     }
   });
   if (!outcome.ran) return { ...totals, ran: false };

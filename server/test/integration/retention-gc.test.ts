@@ -193,6 +193,8 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
     });
 
     it('lets one GC run at a time: a second one skips', async () => {
+      const agent = await agentFor('gc-single');
+      await upload(h, agent.token, [Buffer.from('garbage to keep the first run busy')]);
       const gc = pausedGc();
       await gc.paused;
       const second = await collectGarbage(h.ctx, { graceSeconds: 0 });
@@ -256,7 +258,7 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       await expectEveryVersionReadable();
     });
 
-    it('GC arriving while a commit holds the shared lock waits, then sees the new reference and keeps the object', async () => {
+    it('GC reaching the lock while a commit holds it waits, then sees the new reference and keeps the object', async () => {
       const agent = await agentFor('race-gc-late');
       const bytes = Buffer.from('referenced by a commit GC had to wait for');
       const hash = sha256Hex(bytes);
@@ -265,29 +267,59 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
 
       let release!: () => void;
       const gate = new Promise<void>((resolve) => (release = resolve));
-      let inside = false;
-      // Stands in for a changes commit that holds the shared lock: it inserts its version once GC is queued behind it.
-      const commit = lockManagerFor(h.ctx.database).inReferencingTransaction(async (tx) => {
-        inside = true;
-        await gate;
-        await tx.insert(fileVersions).values({
-          clientId: agent.clientId,
-          path: '/late-gc',
-          contentSha256: hash,
-          size: bytes.length,
-          mtimeMs: 0,
-          mode: 0o100644,
-          runId: run,
-          validFrom: sql`now()`,
-        });
+      let commit: Promise<void> | undefined;
+      const gc = collectGarbage(h.ctx, {
+        graceSeconds: 0,
+        // GC has chosen the content; now a commit takes the shared lock, inserts its version and holds on.
+        afterCandidatesChosen: async (candidates) => {
+          if (!candidates.contents.includes(hash) || commit) return;
+          let inserted!: () => void;
+          const insertedYet = new Promise<void>((resolve) => (inserted = resolve));
+          commit = lockManagerFor(h.ctx.database).inReferencingTransaction(async (tx) => {
+            await tx.insert(fileVersions).values({
+              clientId: agent.clientId,
+              path: '/late-gc',
+              contentSha256: hash,
+              size: bytes.length,
+              mtimeMs: 0,
+              mode: 0o100644,
+              runId: run,
+              validFrom: sql`now()`,
+            });
+            inserted();
+            await gate;
+          });
+          await insertedYet;
+        },
       });
-      await waitUntil(async () => inside, 'the commit to hold the shared lock');
-      const gc = collectGarbage(h.ctx, { graceSeconds: 0 });
-      await waitUntil(async () => (await waiters()) >= 1, 'GC to wait for the content lock');
+      await waitUntil(async () => commit !== undefined && (await waiters()) >= 1, 'GC to wait for the content lock');
       release();
       await commit;
-      await gc;
+      expect((await gc).ran).toBe(true);
       expect(await h.blobs.stat(hash)).not.toBeNull();
+      await expectEveryVersionReadable();
+    });
+
+    it('a commit landing between GC choosing a content and locking keeps it', async () => {
+      const agent = await agentFor('race-choice');
+      const bytes = Buffer.from('chosen by GC, then committed before GC locked');
+      const hash = sha256Hex(bytes);
+      await upload(h, agent.token, [bytes]);
+      const run = (await agent.post<{ runId: string }>('/runs', {})).body.runId;
+      let chosen = false;
+      const result = await collectGarbage(h.ctx, {
+        graceSeconds: 0,
+        afterCandidatesChosen: async (candidates) => {
+          if (!candidates.contents.includes(hash)) return;
+          chosen = true;
+          const committed = await agent.post(`/runs/${run}/changes`, { upserts: [fileUpsert('/chosen', bytes)], deletes: [] });
+          expect(committed.body).toEqual({ opened: 1, closed: 0 });
+        },
+      });
+      expect(chosen).toBe(true);
+      expect(result.ran).toBe(true);
+      expect(await h.blobs.stat(hash)).not.toBeNull();
+      expect(await h.ctx.database.db.select().from(chunks).where(eq(chunks.sha256, hash))).toHaveLength(1);
       await expectEveryVersionReadable();
     });
 
