@@ -5,7 +5,6 @@ import { envFilePath, loadAgentConfig, type AgentConfig } from './config/agent-c
 import { createLogger, type Logger } from './logger.ts';
 import { isAuthError, errorMessage } from './net/http-errors.ts';
 import { runRestoreCommand } from './restore/restore-command.ts';
-import { buildSetupServer } from './setup/setup-server.ts';
 import { ensureStateDir, type AgentState } from './state/agent-state.ts';
 
 const USAGE = `Usage: cairn-agent            run the agent (setup page on :8080, or CLIENT_UI_ENABLED=false for env mode)
@@ -40,6 +39,8 @@ async function runAgent(): Promise<void> {
   let closeUi: (() => Promise<void>) | undefined;
 
   if (config.uiEnabled) {
+    // Loaded only here: env mode (and restore) never pay for Fastify and the templates.
+    const { buildSetupServer } = await import('./setup/setup-server.ts');
     const app = await buildSetupServer(runtime, log);
     const address = await app.listen({ port: config.uiPort, host: config.uiHost });
     const shown = address.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
