@@ -227,11 +227,6 @@ export class AgentRuntime {
     return 'started';
   }
 
-  /** Resolves when the running cycle (if any) ends. */
-  async idle(): Promise<CycleReport | null> {
-    return this.#current ? this.#current : this.#lastReport;
-  }
-
   async #runCycle(trigger: CycleTrigger): Promise<CycleReport> {
     const api = this.#api as ApiClient;
     this.#progress = newProgress();
