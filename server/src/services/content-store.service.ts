@@ -110,11 +110,17 @@ export async function storeUploadedContents(
   try {
     for await (const part of parts) {
       const receiving = receiveContent(ctx, part, options.maxBytes);
-      // Rejections are taken up, in order, by settleOldest.
-      receiving.catch(() => undefined);
+      let refused = false;
+      // Rejections are taken up, in order, by settleOldest; the flag stops reading further parts at once.
+      receiving.catch(() => (refused = true));
       inFlight.push(receiving);
       // The next part arrives only once this one's bytes are read; the write may still be finishing.
       await Promise.race([finished(part.source).catch(() => undefined), receiving.then(noop, noop)]);
+      if (refused) {
+        // A store that gave up without reading the part would leave the parser waiting for it forever.
+        part.source.destroy();
+        break;
+      }
       while (inFlight.length >= PUTS_IN_FLIGHT) await settleOldest();
       if (failure) break;
       if (received.length >= COMMIT_BATCH) await flush();
