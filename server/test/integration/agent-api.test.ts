@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eq } from 'drizzle-orm';
+import { asc, eq } from 'drizzle-orm';
 import { sha256Hex } from '@cairn/shared';
 import { auditLog, clients } from '../../src/db/schema.ts';
-import { requestRun, revokeClientToken } from '../../src/services/clients.service.ts';
+import { createClient, requestRun, revokeClientToken, rotateClientToken, updateClientSettings } from '../../src/services/clients.service.ts';
 import { setUserDisabled, SYSTEM_ACTOR } from '../../src/services/users.service.ts';
 import { addUser, callApi, download, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
@@ -190,6 +190,31 @@ describe.each(testDatabaseKinds())('agent API v1 (%s)', (kind) => {
       });
       expect(withField.status).toBe(413);
     });
+  });
+
+  it('serves clients made, re-keyed and configured through the services the dashboard uses', async () => {
+    const admin = { userId: alice.id, name: 'alice' };
+    const made = await createClient(h.ctx, alice.id, { name: 'by-hand' }, admin);
+    expect((await callApi(h, 'GET', '/config', { token: made.token })).status).toBe(200);
+    const rotated = await rotateClientToken(h.ctx, made.clientId, admin);
+    expect((await callApi(h, 'GET', '/config', { token: made.token })).status).toBe(401);
+    await updateClientSettings(
+      h.ctx,
+      made.clientId,
+      { monitoredPaths: ['/srv'], preCommands: [{ command: 'pg_dump app > /srv/app.sql', timeoutSeconds: 600 }], backupIntervalSeconds: 900 },
+      admin,
+    );
+    const config = await callApi(h, 'GET', '/config', { token: rotated.token });
+    expect(config.body).toMatchObject({
+      clientId: made.clientId,
+      monitoredPaths: ['/srv'],
+      preCommands: [{ command: 'pg_dump app > /srv/app.sql', timeoutSeconds: 600 }],
+      backupIntervalSeconds: 900,
+    });
+    const audit = await h.ctx.database.db.select().from(auditLog).where(eq(auditLog.targetId, made.clientId)).orderBy(asc(auditLog.id));
+    expect(audit.map((e) => e.action)).toEqual(['client.create', 'client.token.rotate', 'client.precommands.update']);
+    expect(audit[2]?.details).toMatchObject({ preCommands: { before: [], after: [{ command: 'pg_dump app > /srv/app.sql', timeoutSeconds: 600 }] } });
+    expect(JSON.stringify(audit)).not.toContain(rotated.token);
   });
 
   it('stores logs', async () => {
