@@ -7,9 +7,9 @@ import path from 'node:path';
  */
 export function normaliseBackupPath(input: string, maxBytes = 4096): string | null {
   if (input.includes('\0')) return null;
-  const posix = input.replaceAll('\\', '/');
-  if (!posix.startsWith('/')) return null;
-  const normalised = path.posix.normalize(posix);
+  // A backslash is an ordinary character in POSIX file names: never a separator here.
+  if (!input.startsWith('/')) return null;
+  const normalised = path.posix.normalize(input);
   const trimmed = normalised.length > 1 && normalised.endsWith('/') ? normalised.slice(0, -1) : normalised;
   if (Buffer.byteLength(trimmed, 'utf8') > maxBytes) return null;
   return trimmed;

@@ -7,10 +7,12 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const TSX = path.join(REPO_ROOT, 'node_modules/tsx/dist/cli.mjs');
+// tsx as a loader inside one node process (not the tsx CLI, which runs the
+// script in a child): signals, kill() and peakRss() then reach the real process.
+const TSX_LOADER = pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/esm/index.mjs')).href;
 
 /** A port that was free a moment ago on 127.0.0.1. */
 export async function freePort(): Promise<number> {
@@ -40,7 +42,7 @@ export interface ManagedProcess {
 }
 
 export function startProcess(script: string, args: string[], env: Record<string, string>, cwd = REPO_ROOT): ManagedProcess {
-  const child = spawn(process.execPath, [TSX, script, ...args], {
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, script, ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

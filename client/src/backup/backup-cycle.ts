@@ -150,8 +150,6 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     for (const entry of scan.entries) {
       seen.add(entry.path);
       if (Buffer.byteLength(entry.path) > LIMITS.pathBytes) fileFailed(entry.path, 'path too long to store');
-      // Stored paths are normalised with `\` read as a separator: such a name would come back as another path.
-      else if (entry.path.includes('\\')) fileFailed(entry.path, 'a name containing a backslash cannot be stored faithfully');
       else if (!isUnchanged(entry, cache.get(entry.path))) todo.push(entry);
     }
     // Path order (readdir order is the filesystem's whim): batches and their commits become predictable.
