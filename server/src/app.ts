@@ -21,7 +21,6 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     loggerInstance: ctx.log as FastifyBaseLogger,
     bodyLimit: ctx.config.limits.maxJsonBodyBytes,
     trustProxy: ctx.config.trustProxy,
-    disableRequestLogging: false,
     ajv: { customOptions: { allErrors: false, removeAdditional: false, coerceTypes: 'array' } },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
