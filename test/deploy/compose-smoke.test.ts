@@ -49,10 +49,10 @@ function hostEnvironment(role: Role, service: ComposeService, image: StagedImage
     for (const [from, to] of replacements) mapped = mapped.split(from).join(to);
     env[name] = mapped;
   }
-  // The image's PATH entries (tsx's prefix) in the staged image, then Node 24, then the host's tools (pg_dump).
+  // The image's own PATH entries (if any) in the staged image, then the image's Node, then the host's tools (pg_dump).
   env.PATH = (stage.env.PATH ?? '')
     .split(':')
-    .filter((entry) => entry !== '$PATH')
+    .filter((entry) => entry !== '' && entry !== '$PATH')
     .map((entry) => image.hostPath(entry))
     .concat(nodeDir, process.env.PATH ?? '/usr/bin:/bin')
     .join(':');
@@ -191,6 +191,7 @@ describe.skipIf(!pgAvailable && !process.env.CI)(`compose deployments run from t
       expect(cwd.startsWith(tmp)).toBe(true);
       expect(existsSync(images.get('server')!.hostPath('/app/node_modules/fastify'))).toBe(true);
       expect(existsSync(images.get('server')!.hostPath('/app/node_modules/vitest'))).toBe(false);
+      expect(existsSync(images.get('server')!.hostPath('/node_modules/tsx/package.json'))).toBe(true);
       server = startHostProcess(command, cwd, env);
       await waitForHttp(`http://127.0.0.1:${port}/healthz`, undefined, 120_000).catch((error: unknown) => {
         throw new Error(`${String(error)}\n${server?.output().slice(-4000)}`);

@@ -7,7 +7,7 @@
  * development installs (a devDependency, a test helper, an ignored file).
  */
 import { execFileSync } from 'node:child_process';
-import { cp, mkdir } from 'node:fs/promises';
+import { cp, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { REPO_ROOT } from '../helpers/processes.ts';
 import { dockerIgnored, DOCKERFILES, npmCiCommand, readFinalStage, readRepoFile, type Role } from './deploy-files.ts';
@@ -50,17 +50,16 @@ export async function stageImage(role: Role, root: string, nodeDir: string): Pro
   for (const copy of stage.copies) {
     const destination = path.posix.resolve(copy.workdir, copy.destination);
     for (const source of copy.sources) {
-      const target = copy.destination.endsWith('/') ? path.posix.join(destination, path.posix.basename(source)) : destination;
+      const from = copy.from === undefined ? path.join(REPO_ROOT, source) : path.join(depsRoot, source);
+      // As COPY does: a directory's contents go into the destination; a file goes into it when it ends with '/'.
+      const intoDirectory = copy.destination.endsWith('/') && !(await stat(from)).isDirectory();
+      const target = intoDirectory ? path.posix.join(destination, path.posix.basename(source)) : destination;
       await mkdir(path.dirname(hostPath(target)), { recursive: true });
-      if (copy.from === undefined) {
-        await cp(path.join(REPO_ROOT, source), hostPath(target), {
-          recursive: true,
-          verbatimSymlinks: true,
-          filter: (from) => !dockerIgnored(path.relative(REPO_ROOT, from)),
-        });
-      } else {
-        await cp(path.join(depsRoot, source), hostPath(target), { recursive: true, verbatimSymlinks: true });
-      }
+      await cp(from, hostPath(target), {
+        recursive: true,
+        verbatimSymlinks: true,
+        filter: (file) => copy.from !== undefined || !dockerIgnored(path.relative(REPO_ROOT, file)),
+      });
     }
   }
   return { hostPath };
