@@ -83,13 +83,17 @@ describe('agent in environment mode against a real server', () => {
     expect(files.files.map((f) => f.path)).not.toContain(deleted);
   });
 
-  it('a name the server cannot store faithfully fails that file only, clearly', async () => {
+  it('a backslash is an ordinary character of a name: stored and listed exactly as it is', async () => {
     const odd = path.join(tree, 'back\\slash.txt');
-    await writeFile(odd, 'x');
+    await writeFile(odd, 'backslash');
     const { report } = await runAgentOnce(env);
+    expect(report).toMatchObject({ status: 'succeeded', filesFailed: 0, filesChanged: 1 });
+    const state = await readAgentState(stateDir);
+    const { versions } = await agentApiGet<VersionsResponse>(server.url, state.token, `/versions?path=${encodeURIComponent(odd)}`);
+    expect(versions.map((v) => v.path)).toEqual([odd]);
+    expect(versions[0]?.sha256).toBe(createHash('sha256').update('backslash').digest('hex'));
     await unlink(odd);
-    expect(report).toMatchObject({ status: 'partial', filesFailed: 1, filesChanged: 0 });
-    expect(report.error).toContain('1 file(s) not backed up');
+    expect((await runAgentOnce(env)).report).toMatchObject({ status: 'succeeded', filesDeleted: 1 });
   });
 
   it('a backup interval longer than Node\'s timer limit (24.8 days) waits instead of firing at once', async () => {
