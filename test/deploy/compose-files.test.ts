@@ -105,13 +105,18 @@ describe('start-up order and exposure', () => {
     expect(serviceEnvironment(services.agent!).SERVER_URL).toBe('http://server:8000');
   });
 
-  it.each(['docker-compose.yml', 'docker-compose.client.yml'] as const)('%s publishes the agent page on loopback only, and mounts the backed-up data read-only', (file) => {
-    const agent = readCompose(file, values).services.agent;
-    expect(agent?.ports).toEqual(['127.0.0.1:8080:8080']);
-    const mounts = (agent?.volumes ?? []).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`));
-    expect(mounts).toContain(`${values.BACKUP_SOURCE}:/backup:ro`);
-    expect(mounts.some((m) => m.endsWith(':/config'))).toBe(true);
-  });
+  it.each(['docker-compose.yml', 'docker-compose.client.yml'] as const)(
+    '%s runs the agent from .env, which serves no HTTP: no published port, the image HEALTHCHECK off; data mounted read-only',
+    (file) => {
+      const agent = readCompose(file, values).services.agent;
+      expect(serviceEnvironment(agent!).CLIENT_UI_ENABLED).toBe('false');
+      expect(agent?.ports).toBeUndefined();
+      expect(agent?.healthcheck).toEqual({ disable: true });
+      const mounts = (agent?.volumes ?? []).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`));
+      expect(mounts).toContain(`${values.BACKUP_SOURCE}:/backup:ro`);
+      expect(mounts.some((m) => m.endsWith(':/config'))).toBe(true);
+    },
+  );
 
   it.each(COMPOSE_FILES)('%s declares every named volume it mounts', (file) => {
     const compose = readCompose(file, values);

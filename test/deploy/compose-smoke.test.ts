@@ -129,6 +129,30 @@ describe.skipIf(!pgAvailable && !process.env.CI)(`compose deployments run from t
     if (tmp) await rm(tmp, { recursive: true, force: true });
   });
 
+  it('the agent image HEALTHCHECK passes when the agent runs as the image starts it (setup page mode)', async () => {
+    // Compose runs the agent configured from .env, where it serves no HTTP and compose turns the check off;
+    // `docker run` of the image alone starts the setup page, which the image's HEALTHCHECK asks.
+    const stage = readFinalStage(DOCKERFILES.agent);
+    const stateDir = await mkdtemp(path.join(tmp, 'agent-ui-'));
+    const env = {
+      ...stage.env,
+      CLIENT_UI_HOST: '127.0.0.1',
+      CLIENT_UI_PORT: String(await freePort()),
+      AGENT_STATE_DIR: stateDir,
+      PATH: `${nodeDir}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+      HOME: process.env.HOME ?? os.tmpdir(),
+    };
+    const agent = startHostProcess(stage.command, images.get('agent')!.hostPath(stage.workdir ?? '/'), env);
+    try {
+      await waitForHttp(`http://127.0.0.1:${env.CLIENT_UI_PORT}/healthz`, undefined, 60_000).catch((error: unknown) => {
+        throw new Error(`${String(error)}\n${agent.output().slice(-4000)}`);
+      });
+      expect(runHealthcheck('agent', env)).toBe(0);
+    } finally {
+      await agent.stop();
+    }
+  });
+
   describe.each(DEPLOYMENTS)('$name ($serverFile + $agentFile)', ({ serverFile, agentFile }) => {
     const sample = 'hello from the smoke test\n';
     let database: { url: string; drop(): Promise<void> } | undefined;
@@ -274,17 +298,6 @@ describe.skipIf(!pgAvailable && !process.env.CI)(`compose deployments run from t
       } finally {
         client.destroy();
       }
-    });
-
-    // SKIPPED until the agent serves HTTP in env mode. Compose runs the agent with
-    // CLIENT_UI_ENABLED=false (configured from .env, unattended); in that mode
-    // client/src/main.ts starts no HTTP listener, so the image's HEALTHCHECK
-    // (/healthz on CLIENT_UI_PORT, :8080) cannot answer and Docker would report
-    // the container unhealthy. Enable this test when env mode serves the
-    // read-only status page and /healthz.
-    it.skip('answers the agent image HEALTHCHECK (skipped: the agent serves no /healthz in env mode yet)', async () => {
-      await waitForHttp(`http://127.0.0.1:${agentEnv.CLIENT_UI_PORT}/healthz`, undefined, 30_000);
-      expect(runHealthcheck('agent', agentEnv)).toBe(0);
     });
   });
 });

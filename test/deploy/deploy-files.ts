@@ -94,7 +94,7 @@ export interface ComposeService {
   depends_on?: string[] | Record<string, { condition: string }>;
   volumes?: (string | { source?: string; target: string })[];
   ports?: (string | number | { target: number; published?: string | number })[];
-  healthcheck?: { test?: string | string[] };
+  healthcheck?: { test?: string | string[]; disable?: boolean };
 }
 
 export interface ComposeFile {
