@@ -9,7 +9,7 @@ import path from 'node:path';
 import { validate, ValidationSeverity, type ValidatorSettings } from 'dockerfile-utils';
 import { describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../helpers/processes.ts';
-import { DOCKERFILES, readFinalStage, readRepoFile, type Role } from './deploy-files.ts';
+import { COMPOSE_FILES, DOCKERFILES, readComposeTemplate, readFinalStage, readRepoFile, serviceRole, type Role } from './deploy-files.ts';
 
 const STRICT: ValidatorSettings = {
   deprecatedMaintainer: ValidationSeverity.ERROR,
@@ -98,6 +98,28 @@ describe.each(Object.entries(DOCKERFILES) as [Role, string][])('%s image (%s)', 
       expect(content).toMatch(/apt-get install[^\n]*\b(default-mysql-client|mariadb-client)\b/);
     });
   }
+});
+
+describe('writable mounts', () => {
+  it.each(COMPOSE_FILES)('%s mounts named volumes only on directories the image creates for its user', (file) => {
+    for (const service of Object.values(readComposeTemplate(file).services)) {
+      const role = serviceRole(service);
+      if (role === undefined) continue;
+      const content = readRepoFile(DOCKERFILES[role]);
+      const user = readFinalStage(DOCKERFILES[role]).user ?? '';
+      const created = [...content.matchAll(/mkdir -p ([^&\n]+)/g)].flatMap((m) => (m[1] ?? '').trim().split(/\s+/));
+      const owned = [...content.matchAll(new RegExp(`chown ${user}:${user} ([^&\\n]+)`, 'g'))].flatMap((m) => (m[1] ?? '').trim().split(/\s+/));
+      const namedTargets = (service.volumes ?? [])
+        .map((v) => (typeof v === 'string' ? v.split(':') : [v.source ?? '', v.target]))
+        .filter(([source]) => source !== undefined && /^[a-z0-9][\w.-]*$/i.test(source))
+        .map(([, target]) => target ?? '');
+      expect(namedTargets.length).toBeGreaterThan(0);
+      for (const target of namedTargets) {
+        expect(created, `${DOCKERFILES[role]} must create ${target}`).toContain(target);
+        expect(owned, `${DOCKERFILES[role]} must give ${target} to ${user}`).toContain(target);
+      }
+    }
+  });
 });
 
 describe('.dockerignore', () => {
