@@ -38,19 +38,25 @@ async function runAgent(): Promise<void> {
   const state = await runtime.loadState();
   let closeUi: (() => Promise<void>) | undefined;
 
+  // The page always serves /healthz and the status; only the setup form is
+  // limited to UI mode (env mode is configured from the environment alone).
+  // Loaded here: restore never pays for Fastify and the templates.
+  const { buildSetupServer } = await import('./setup/setup-server.ts');
+  const app = await buildSetupServer(runtime, log);
+  const address = await app.listen({ port: config.uiPort, host: config.uiHost });
+  const shown = address.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
+  closeUi = () => app.close();
   if (config.uiEnabled) {
-    // Loaded only here: env mode (and restore) never pay for Fastify and the templates.
-    const { buildSetupServer } = await import('./setup/setup-server.ts');
-    const app = await buildSetupServer(runtime, log);
-    const address = await app.listen({ port: config.uiPort, host: config.uiHost });
-    const shown = address.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
     log.info({ url: shown, stateDir: config.stateDir }, `Cairn agent setup page on ${shown}`);
-    closeUi = () => app.close();
     if (state) await runtime.start(state);
     else log.info(`not set up yet: open ${shown} to connect this agent to a server`);
   } else {
+    log.info({ url: shown, stateDir: config.stateDir }, `Cairn agent status page on ${shown} (configured from the environment)`);
     const ready = await envModeState(runtime, config, state, log);
-    if (ready === null) process.exit(1);
+    if (ready === null) {
+      await app.close();
+      process.exit(1);
+    }
     await runtime.start(ready);
   }
 

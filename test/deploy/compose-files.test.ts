@@ -106,12 +106,12 @@ describe('start-up order and exposure', () => {
   });
 
   it.each(['docker-compose.yml', 'docker-compose.client.yml'] as const)(
-    '%s runs the agent from .env, which serves no HTTP: no published port, the image HEALTHCHECK off; data mounted read-only',
+    '%s runs the agent from .env, its status page published on :8080 with the image HEALTHCHECK on; data mounted read-only',
     (file) => {
       const agent = readCompose(file, values).services.agent;
       expect(serviceEnvironment(agent!).CLIENT_UI_ENABLED).toBe('false');
-      expect(agent?.ports).toBeUndefined();
-      expect(agent?.healthcheck).toEqual({ disable: true });
+      expect(JSON.stringify(agent?.ports)).toContain('8080');
+      expect(agent?.healthcheck).toBeUndefined();
       const mounts = (agent?.volumes ?? []).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`));
       expect(mounts).toContain(`${values.BACKUP_SOURCE}:/backup:ro`);
       expect(mounts.some((m) => m.endsWith(':/config'))).toBe(true);

@@ -130,8 +130,7 @@ describe.skipIf(!pgAvailable && !process.env.CI)(`compose deployments run from t
   });
 
   it('the agent image HEALTHCHECK passes when the agent runs as the image starts it (setup page mode)', async () => {
-    // Compose runs the agent configured from .env, where it serves no HTTP and compose turns the check off;
-    // `docker run` of the image alone starts the setup page, which the image's HEALTHCHECK asks.
+    // `docker run` of the image alone starts the setup page; compose's env-mode agent is checked below.
     const stage = readFinalStage(DOCKERFILES.agent);
     const stateDir = await mkdtemp(path.join(tmp, 'agent-ui-'));
     const env = {
@@ -267,6 +266,8 @@ describe.skipIf(!pgAvailable && !process.env.CI)(`compose deployments run from t
         agent,
       );
       expect(versions.hello.content_sha256).toBe(createHash('sha256').update(sample).digest('hex'));
+      // Configured from the environment, the agent still answers the image's HEALTHCHECK.
+      expect(runHealthcheck('agent', env)).toBe(0);
       const dump = await readFile(dumpFile);
       expect(dump.toString('utf8')).toContain('PostgreSQL database dump');
       expect(versions.dump.content_sha256).toBe(createHash('sha256').update(dump).digest('hex'));

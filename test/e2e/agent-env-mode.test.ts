@@ -108,6 +108,26 @@ describe('agent in environment mode against a real server', () => {
     }
   });
 
+  it('serves /healthz and a read-only status page, and refuses setup changes: the environment is its only configuration', async () => {
+    const agent = startAgent(env);
+    try {
+      const [, url] = (await agent.waitForOutput(/status page on (http:\/\/[^ "]+)/)) as RegExpMatchArray;
+      await waitForRuns(agent, 1);
+      const health = await fetch(`${url}/healthz`);
+      expect(health.status).toBe(200);
+      expect(await health.json()).toMatchObject({ ok: true, configured: true });
+      const page = await (await fetch(`${url}/`)).text();
+      expect(page).toContain('Backup status');
+      expect(page).not.toContain('Change setup');
+      const setup = await fetch(`${url}/setup`, { method: 'POST', body: new URLSearchParams({ serverUrl: 'http://elsewhere.invalid' }) });
+      expect(setup.status).toBe(409);
+      expect(await setup.text()).toContain('configured from its environment');
+      expect((await readAgentState(stateDir)).serverUrl).toBe(server.url);
+    } finally {
+      await agent.stop();
+    }
+  });
+
   it('a lost cache resynchronises from the server without uploading again', async () => {
     await rm(path.join(stateDir, 'scan-cache.jsonl'));
     const { report, output } = await runAgentOnce(env);

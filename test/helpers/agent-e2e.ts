@@ -39,6 +39,9 @@ export function envModeAgentEnv(serverUrl: string, stateDir: string, monitored: 
     MONITORED_PATHS: monitored.join(','),
     AGENT_STATE_DIR: stateDir,
     CLIENT_NAME: path.basename(stateDir),
+    // Env mode still serves /healthz and the status page: on a free loopback port, never the default 8080.
+    CLIENT_UI_HOST: '127.0.0.1',
+    CLIENT_UI_PORT: '0',
     ...extra,
   };
 }

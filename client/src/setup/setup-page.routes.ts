@@ -66,6 +66,9 @@ export function setupPageRoutes(app: FastifyInstance, runtime: AgentRuntime): vo
   app.get('/healthz', async () => ({ ok: true, configured: runtime.state !== null, running: runtime.status().running }));
 
   app.get('/', async (request, reply) => {
+    if (runtime.state === null && !runtime.config.uiEnabled) {
+      return reply.type('text/plain; charset=utf-8').send('This agent is registering with its server; refresh in a moment.');
+    }
     if (runtime.state === null) return renderSetup(reply, defaults(), {}, null);
     const notice = NOTICES[String((request.query as Record<string, unknown>).notice ?? '')] ?? null;
     return reply.view('status.eta', {
@@ -82,9 +85,20 @@ export function setupPageRoutes(app: FastifyInstance, runtime: AgentRuntime): vo
     });
   });
 
-  app.get('/setup', async (_request, reply) => renderSetup(reply, defaults(), {}, null));
+  // Env mode (CLIENT_UI_ENABLED=false): the environment is the only way to configure this agent.
+  const refuseInEnvMode = (reply: FastifyReply) =>
+    reply
+      .status(409)
+      .type('text/plain; charset=utf-8')
+      .send('This agent is configured from its environment (CLIENT_UI_ENABLED=false): change its variables and restart it.');
+
+  app.get('/setup', async (_request, reply) => {
+    if (!runtime.config.uiEnabled) return refuseInEnvMode(reply);
+    return renderSetup(reply, defaults(), {}, null);
+  });
 
   app.post('/setup', async (request, reply) => {
+    if (!runtime.config.uiEnabled) return refuseInEnvMode(reply);
     const values = readSetupForm(request.body);
     const current = runtime.state ?? undefined;
     const { setup, errors } = validateSetupForm(values, current);
