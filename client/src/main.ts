@@ -36,7 +36,6 @@ async function runAgent(): Promise<void> {
   await ensureStateDir(config.stateDir);
   const runtime = new AgentRuntime(config, log);
   const state = await runtime.loadState();
-  let closeUi: (() => Promise<void>) | undefined;
 
   // The page always serves /healthz and the status; only the setup form is
   // limited to UI mode (env mode is configured from the environment alone).
@@ -45,7 +44,7 @@ async function runAgent(): Promise<void> {
   const app = await buildSetupServer(runtime, log);
   const address = await app.listen({ port: config.uiPort, host: config.uiHost });
   const shown = address.replace('0.0.0.0', 'localhost').replace('[::]', 'localhost');
-  closeUi = () => app.close();
+  const closeUi = () => app.close();
   if (config.uiEnabled) {
     log.info({ url: shown, stateDir: config.stateDir }, `Cairn agent setup page on ${shown}`);
     if (state) await runtime.start(state);
@@ -64,7 +63,7 @@ async function runAgent(): Promise<void> {
     log.info({ signal }, 'shutting down');
     const force = setTimeout(() => process.exit(0), 10_000);
     force.unref();
-    Promise.all([closeUi?.(), runtime.stop()]).then(
+    Promise.all([closeUi(), runtime.stop()]).then(
       () => process.exit(0),
       () => process.exit(1),
     );
