@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
-import { lstat, lutimes, mkdir, open, rename, symlink, unlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lutimes, mkdir, open, rename, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { LIMITS, isUnderPrefix, sha256Hex, type Env, type FileVersion } from '@cairn/shared';
 import { mapConcurrent } from '../backup/file-hasher.ts';
@@ -10,7 +10,7 @@ import { errorMessage } from '../net/http-errors.ts';
 import { readAgentState } from '../state/agent-state.ts';
 import { RESTORE_USAGE, parseRestoreArgs } from './restore-args.ts';
 import { RestoreProgress } from './restore-progress.ts';
-import { prepareDestination } from './restore-target.ts';
+import { lstatOrNull, prepareDestination } from './restore-target.ts';
 
 const EMPTY_SHA256 = sha256Hex('');
 
@@ -87,14 +87,6 @@ export async function runRestoreCommand(argv: readonly string[], env: Env, io: R
   }
 }
 
-async function lstatOrNull(p: string): Promise<Stats | null> {
-  try {
-    return await lstat(p);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
-}
 
 /**
  * Restores one version: content streamed into a temp file next to the

@@ -11,7 +11,8 @@ export class UnsafePathError extends Error {
   }
 }
 
-async function lstatOrNull(p: string): Promise<Stats | null> {
+/** lstat, or null when nothing is there. */
+export async function lstatOrNull(p: string): Promise<Stats | null> {
   try {
     return await lstat(p);
   } catch (error) {

@@ -23,23 +23,15 @@ export async function openTestDatabase(kind: DatabaseKind): Promise<Database & {
     const database = await openDatabase({});
     return { ...database, url: undefined };
   }
-  const base = adminUrl();
-  if (!base) throw new Error('postgres tests need TEST_DATABASE_URL');
-  const name = `cairn_test_${randomBytes(6).toString('hex')}`;
-  const admin = postgres(base, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
-  await admin.end();
-  const url = new URL(base);
-  url.pathname = `/${name}`;
-  const database = await openDatabase({ databaseUrl: url.toString() });
+  const scratch = await createScratchPostgres();
+  if (!scratch) throw new Error('postgres tests need TEST_DATABASE_URL');
+  const database = await openDatabase({ databaseUrl: scratch.url });
   return {
     ...database,
-    url: url.toString(),
+    url: scratch.url,
     async close() {
       await database.close();
-      const cleanup = postgres(base, { max: 1, onnotice: () => {} });
-      await cleanup.unsafe(`drop database if exists ${name} with (force)`);
-      await cleanup.end();
+      await scratch.drop();
     },
   };
 }
