@@ -35,6 +35,9 @@ export interface ScanResult {
   unseenPrefixes: string[];
 }
 
+/** Directories read at once by the walker. */
+const WALK_CONCURRENCY = 64;
+
 /** fast-glob's fs adapter calls readdir either as (path, cb) or (path, options, cb). */
 type ReaddirCallback = (error: NodeJS.ErrnoException | null, entries: unknown[]) => void;
 
@@ -88,6 +91,9 @@ export async function scanRoots(roots: readonly string[], excludes: readonly str
       stats: true,
       followSymbolicLinks: false,
       pathSegmentSeparator: '/',
+      // Bounded: unbounded, every directory's lstat calls are queued at once and their
+      // fs.Stats all live together (400 MB of RSS for 100,000 files instead of 140).
+      concurrency: WALK_CONCURRENCY,
       fs: { readdir: readdir as unknown as typeof fs.readdir },
       deepFilter: (entry) => !excluded(relative(entry.path)),
       entryFilter: (entry) => {
@@ -98,28 +104,44 @@ export async function scanRoots(roots: readonly string[], excludes: readonly str
       // A path that vanished between listing and lstat is simply gone.
       errorFilter: (error) => error.code === 'ENOENT' || error.code === 'ENOTDIR',
     });
-    // The callback form: the stream form never emits 'close', which `for await` waits for.
-    const entries = await new Promise<fsWalk.Entry[]>((resolve, reject) =>
-      fsWalk.walk(root, settings, (error, found) => (error ? reject(error) : resolve(found))),
-    );
-    for (const entry of entries) if (entry.stats) await record(entry.path, entry.stats, result);
+    // Entries are recorded as they stream in, so each fs.Stats is garbage at once; symlinks
+    // need a readlink and are recorded after the walk. ('close' never comes: wait for 'end'.)
+    const links: fsWalk.Entry[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const stream = fsWalk.walkStream(root, settings);
+      stream.on('data', (entry: fsWalk.Entry) => {
+        if (!entry.stats) return;
+        if (entry.stats.isSymbolicLink()) links.push(entry);
+        else recordEntry(entry.path, entry.stats, result);
+      });
+      stream.once('error', reject);
+      stream.once('end', () => resolve());
+    });
+    for (const link of links) if (link.stats) await record(link.path, link.stats, result);
   }
   return result;
 }
 
 async function record(filePath: string, stats: Stats, result: ScanResult): Promise<void> {
-  const base = { path: filePath, size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, ino: stats.ino, mode: stats.mode };
-  if (stats.isFile()) {
-    result.entries.push({ ...base, kind: 'file' });
-  } else if (stats.isSymbolicLink()) {
-    try {
-      result.entries.push({ ...base, kind: 'symlink', linkTarget: await readlink(filePath) });
-    } catch (error) {
-      result.errors.push({ path: filePath, message: `cannot read symlink: ${errorMessage(error)}` });
-    }
-  } else if (!stats.isDirectory()) {
-    result.skipped.push({ path: filePath, message: `skipped ${specialKind(stats)}` });
+  if (!stats.isSymbolicLink()) {
+    recordEntry(filePath, stats, result);
+    return;
   }
+  try {
+    result.entries.push({ ...statFields(filePath, stats), kind: 'symlink', linkTarget: await readlink(filePath) });
+  } catch (error) {
+    result.errors.push({ path: filePath, message: `cannot read symlink: ${errorMessage(error)}` });
+  }
+}
+
+/** Files and special files (symlinks go through `record`); directories are walked, not recorded. */
+function recordEntry(filePath: string, stats: Stats, result: ScanResult): void {
+  if (stats.isFile()) result.entries.push({ ...statFields(filePath, stats), kind: 'file' });
+  else if (!stats.isDirectory() && !stats.isSymbolicLink()) result.skipped.push({ path: filePath, message: `skipped ${specialKind(stats)}` });
+}
+
+function statFields(filePath: string, stats: Stats): Omit<ScannedEntry, 'kind'> {
+  return { path: filePath, size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, ino: stats.ino, mode: stats.mode };
 }
 
 function specialKind(stats: Stats): string {
