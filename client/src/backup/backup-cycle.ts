@@ -171,7 +171,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       }
     };
 
-    const commitWork = async (work: WorkBatch) => {
+    const commitWork = async (work: WorkBatch, hashed: HashedEntry[], hashMs: number) => {
       const upserts: FileUpsert[] = [];
       const cacheEntries = new Map<string, CacheEntry>();
       for (const link of work.symlinks) {
@@ -194,8 +194,6 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
           cacheEntries.set(link.path, entry);
         }
       }
-      const t0 = performance.now();
-      const hashed = await hashAll(work.files, settings.hashConcurrency, progress, fileFailed);
       const t1 = performance.now();
       const held = await ensureHeld(api, runId as string, hashed, progress, stats, fileFailed, log, settings.hashConcurrency);
       const t2 = performance.now();
@@ -212,12 +210,32 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       }
       await commit(upserts, cacheEntries);
       log.debug(
-        { files: work.files.length, symlinks: work.symlinks.length, hashMs: Math.round(t1 - t0), uploadMs: Math.round(t2 - t1), commitMs: Math.round(performance.now() - t2) },
+        { files: work.files.length, symlinks: work.symlinks.length, hashMs: Math.round(hashMs), uploadMs: Math.round(t2 - t1), commitMs: Math.round(performance.now() - t2) },
         'batch done',
       );
     };
 
-    for (const batch of workBatches(todo)) await commitWork(batch);
+    // Two stages in a pipeline: the next batch is read and hashed while this one uploads and commits,
+    // so the agent's reads and hashing overlap the server's writes instead of taking turns.
+    const batches = workBatches(todo);
+    const hashBatch = (work: WorkBatch | undefined) => {
+      if (work === undefined) return null;
+      const started = performance.now();
+      return hashAll(work.files, settings.hashConcurrency, progress, fileFailed).then((hashed) => ({ hashed, ms: performance.now() - started }));
+    };
+    let hashing = hashBatch(batches[0]);
+    try {
+      for (let i = 0; i < batches.length; i += 1) {
+        const { hashed, ms } = await (hashing as NonNullable<typeof hashing>);
+        hashing = hashBatch(batches[i + 1]);
+        // A failure of the next batch's hashing surfaces when it is awaited, not as an unhandled rejection.
+        hashing?.catch(() => undefined);
+        await commitWork(batches[i] as WorkBatch, hashed, ms);
+      }
+    } finally {
+      // A run that fails mid-way still lets the batch being hashed finish before the cycle reports.
+      await hashing?.catch(() => undefined);
+    }
 
     progress.phase = 'committing';
     const known = serverFiles === null ? cache.keys() : new Set([...cache.keys(), ...serverFiles.keys()]);
