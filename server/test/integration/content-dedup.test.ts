@@ -152,9 +152,11 @@ describe.each(testDatabaseKinds())('content upload and dedup (%s)', (kind) => {
   it("counts bytes newly stored into the run named by runId, not bytes it already had", async () => {
     const user = await addUser(h, 'counter');
     const agent = await registerAgent(h, user, 'counted');
+    const known = Buffer.from('already on the server before this run');
+    const other = await addUser(h, 'counter-other');
+    await upload(h, (await registerAgent(h, other, 'first-holder')).token, [known]);
     const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: agent.token, json: {} });
     const fresh = Buffer.alloc(1000, 1);
-    const known = Buffer.from('small file number 1'); // stored by another test's user already
     await upload(h, agent.token, [fresh, known], `?runId=${run.body.runId}`);
     const [row] = await h.ctx.database.db.select().from(backupRuns).where(eq(backupRuns.id, run.body.runId));
     expect(row?.bytesNew).toBe(1000);
