@@ -15,13 +15,10 @@ export type Env = Record<string, string | undefined>;
 
 export class EnvReader {
   readonly problems: string[] = [];
-  /** Every variable name this reader was asked about: the config's schema, checked against compose files. */
-  readonly known = new Set<string>();
 
   constructor(private readonly env: Env) {}
 
   #raw(name: string): string | undefined {
-    this.known.add(name);
     const value = this.env[name];
     return value === undefined || value.trim() === '' ? undefined : value.trim();
   }
@@ -99,4 +96,29 @@ export class EnvReader {
   done(): void {
     if (this.problems.length > 0) throw new ConfigError(this.problems);
   }
+}
+
+/**
+ * The names of every variable `load` reads, found by running it against an
+ * environment that records each lookup (values in `fixed` are answered, the
+ * rest are unset). Validation failures are expected and ignored: only the
+ * names matter. The deployment checks compare these with the compose files.
+ */
+export function variablesRead(load: (env: Env) => unknown, fixed: Env = {}): Set<string> {
+  const names = new Set<string>();
+  const recorder = new Proxy<Env>(
+    {},
+    {
+      get: (_target, name) => {
+        names.add(String(name));
+        return fixed[String(name)];
+      },
+    },
+  );
+  try {
+    load(recorder);
+  } catch {
+    // e.g. env mode without its required variables
+  }
+  return names;
 }

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { EnvReader, normaliseBackupPath, type Env } from '@cairn/shared';
+import { EnvReader, normaliseBackupPath, variablesRead, type Env } from '@cairn/shared';
 
 export type LogLevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -167,26 +167,12 @@ export function loadAgentConfig(env: Env): AgentConfig {
   return config;
 }
 
-/** The names of every variable the agent reads; the compose/env checks compare against it. */
+/** The names of every variable the agent reads (in either mode); the compose/env checks compare against it. */
 export function agentConfigVariables(): string[] {
   const names = new Set<string>();
-  const recorder = new Proxy<Env>(
-    {},
-    {
-      get: (_target, name) => {
-        names.add(String(name));
-        return undefined;
-      },
-    },
-  );
   for (const uiEnabled of ['true', 'false']) {
-    try {
-      loadAgentConfig(new Proxy<Env>({}, { get: (_t, name) => (name === 'CLIENT_UI_ENABLED' ? uiEnabled : Reflect.get(recorder, name)) }));
-    } catch {
-      // Env mode without its required variables fails validation; only the names matter here.
-    }
+    for (const name of variablesRead(loadAgentConfig, { CLIENT_UI_ENABLED: uiEnabled })) names.add(name);
   }
-  names.add('CLIENT_UI_ENABLED');
   names.delete('INIT_CWD');
   return [...names].sort();
 }

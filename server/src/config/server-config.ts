@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { EnvReader, type Env } from '@cairn/shared';
+import { EnvReader, variablesRead, type Env } from '@cairn/shared';
 
 export interface S3Config {
   bucket: string;
@@ -118,11 +118,5 @@ export function loadServerConfig(env: Env): ServerConfig {
 
 /** The names of every variable the server reads; the compose/env checks compare against it. */
 export function serverConfigVariables(): string[] {
-  const r = new EnvReader({});
-  try {
-    loadServerConfig(new Proxy({}, { get: (_t, name) => { r.known.add(String(name)); return undefined; } }));
-  } catch {
-    // Defaults never fail validation; nothing to report.
-  }
-  return [...r.known].sort();
+  return [...variablesRead(loadServerConfig)].sort();
 }
