@@ -2,19 +2,12 @@ import type { Stats } from 'node:fs';
 import fs from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
 import * as fsWalk from '@nodelib/fs.walk';
-import type { FileKind } from '@cairn/shared';
 import { errorMessage } from '../net/http-errors.ts';
+import type { FileStat } from '../state/scan-cache.ts';
 import { excludeMatcher } from './scan-roots.ts';
 
-export interface ScannedEntry {
+export interface ScannedEntry extends FileStat {
   path: string;
-  kind: FileKind;
-  size: number;
-  mtimeMs: number;
-  ctimeMs: number;
-  ino: number;
-  mode: number;
-  linkTarget?: string;
 }
 
 export interface ScanProblem {

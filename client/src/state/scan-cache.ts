@@ -3,17 +3,21 @@ import { createInterface } from 'node:readline';
 import type { FileKind } from '@cairn/shared';
 import { writeFileAtomic } from './atomic-write.ts';
 
-/** What the agent remembers of a path the server accepted: enough to skip it when nothing changed. */
-export interface CacheEntry {
+/** What the scan learns of one path from lstat (and readlink for symlinks). */
+export interface FileStat {
   kind: FileKind;
   size: number;
   mtimeMs: number;
   ctimeMs: number;
   ino: number;
   mode: number;
+  linkTarget?: string;
+}
+
+/** What the agent remembers of a path the server accepted: enough to skip it when nothing changed. */
+export interface CacheEntry extends FileStat {
   /** Content hash; null for symlinks. */
   sha256: string | null;
-  linkTarget?: string;
 }
 
 export type ScanCache = Map<string, CacheEntry>;
