@@ -1,10 +1,9 @@
 /**
  * Peak resident memory of a process tree, from /proc (Linux).
  *
- * The agent and the server are started through the tsx CLI, which runs the
- * real program in a child node process: the figure that matters is that
- * child's, so the tree is walked and the largest VmHWM is taken (the tsx
- * wrapper itself is a small, idle process and is reported apart).
+ * The agent and the server run as one node process each (tsx as a loader),
+ * but the tree is still walked and the largest VmHWM taken, so a program that
+ * runs helpers in child processes is measured by its largest part.
  */
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 

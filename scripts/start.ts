@@ -3,14 +3,19 @@
  * defaults (PGlite and blobs under ./data, agent state under ./data/agent).
  * Output is prefixed per process; SIGINT/SIGTERM are forwarded; when either
  * process ends, the other is stopped and npm start exits with its code.
+ *
+ * Each child is node itself with tsx as a loader, not the tsx CLI: the CLI
+ * runs the program in a grandchild and, when that does not acknowledge a
+ * relayed signal within 60 ms (a loaded machine), SIGKILLs it and exits 143.
+ * A signal sent here must reach the server and the agent themselves.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const tsx = path.join(root, 'node_modules/tsx/dist/cli.mjs');
+const tsxLoader = pathToFileURL(path.join(root, 'node_modules/tsx/dist/esm/index.mjs')).href;
 
 const serverPort = process.env.PORT ?? '8000';
 const agentPort = process.env.CLIENT_UI_PORT ?? '8080';
@@ -20,7 +25,7 @@ const setupUrl = `http://localhost:${agentPort}`;
 const colour = process.stdout.isTTY ? (code: number, text: string) => `\x1b[${code}m${text}\x1b[0m` : (_code: number, text: string) => text;
 
 function launch(name: string, code: number, script: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, [tsx, script], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', tsxLoader, script], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const prefix = colour(code, `[${name}]`.padEnd(9));
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream }).on('line', (line) => process.stdout.write(`${prefix}${line}\n`));
@@ -67,37 +72,38 @@ async function announce(): Promise<void> {
 }
 
 let exiting = false;
+const signalled = new Set<ChildProcess>();
+const running = (child: ChildProcess) => child.exitCode === null && child.signalCode === null;
+
+/**
+ * Asks every running child to stop, once each: a second SIGTERM would find
+ * the child's handler already used and kill it mid-shutdown. After 15 s
+ * whatever still runs is killed.
+ */
 function stopAll(signal: NodeJS.Signals): void {
-  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-}
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
+  if (!exiting) {
     exiting = true;
-    stopAll(signal);
-  });
+    setTimeout(() => {
+      for (const child of children) if (running(child)) child.kill('SIGKILL');
+    }, 15_000).unref();
+  }
+  for (const child of children) {
+    if (!running(child) || signalled.has(child)) continue;
+    signalled.add(child);
+    child.kill(signal);
+  }
 }
 
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => stopAll(signal));
+
+// npm start exits once both are gone: 0 when both stopped cleanly, else the first failure's code.
+let exitCode = 0;
 for (const [name, child] of [['server', server], ['agent', agent]] as const) {
   child.on('exit', (code, signal) => {
+    if (code !== 0 && exitCode === 0) exitCode = code ?? 1;
     if (!exiting) process.stdout.write(`${name} exited (${signal ?? code}); stopping the rest\n`);
-    exiting = true;
     stopAll('SIGTERM');
-    const others = children.filter((c) => c !== child && c.exitCode === null && c.signalCode === null);
-    const done = () => process.exit(code ?? (signal ? 1 : 0));
-    if (others.length === 0) done();
-    else {
-      const force = setTimeout(() => {
-        stopAll('SIGKILL');
-        done();
-      }, 10_000);
-      for (const other of others) other.once('exit', () => {
-        if (children.every((c) => c.exitCode !== null || c.signalCode !== null)) {
-          clearTimeout(force);
-          done();
-        }
-      });
-    }
+    if (!children.some(running)) process.exit(exitCode);
   });
 }
 

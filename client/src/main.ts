@@ -68,8 +68,15 @@ async function runAgent(): Promise<void> {
       () => process.exit(1),
     );
   };
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  // Every signal is handled (a repeated one must not kill the process mid-shutdown); the first stops.
+  let stopping = false;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      shutdown(signal);
+    });
+  }
 }
 
 /**

@@ -20,8 +20,15 @@ try {
       },
     );
   };
-  process.once('SIGINT', () => shutdown('SIGINT'));
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  // Every signal is handled (a repeated one must not kill the process mid-shutdown); the first stops.
+  let stopping = false;
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      shutdown(signal);
+    });
+  }
 } catch (error) {
   if (error instanceof ConfigError) {
     console.error(error.message);
