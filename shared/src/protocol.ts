@@ -36,6 +36,13 @@ export const LIMITS = {
   maxPageSize: 10_000,
 } as const;
 
+/** Largest value of a PostgreSQL `integer` column. */
+const INT32_MAX = 2 ** 31 - 1;
+/** A count of bytes: a `bigint` column read as a JavaScript number, exact up to 2^53. */
+const ByteCount = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+/** A count of files: an `integer` column. */
+const FileCount = Type.Integer({ minimum: 0, maximum: INT32_MAX });
+
 export const Sha256 = Type.String({ pattern: '^[a-f0-9]{64}$', description: 'lower-case hex SHA-256' });
 export const Uuid = Type.String({ format: 'uuid' });
 /**
@@ -176,11 +183,11 @@ export const FileUpsert = Type.Object({
   kind: FileKind,
   /** Content hash; null for symlinks. */
   sha256: Type.Union([Sha256, Type.Null()]),
-  size: Type.Integer({ minimum: 0 }),
+  size: ByteCount,
   /** Modification time in milliseconds since the epoch (the client's clock; informational only). */
   mtimeMs: Type.Number(),
   /** POSIX mode bits (permission and type bits). */
-  mode: Type.Integer({ minimum: 0 }),
+  mode: Type.Integer({ minimum: 0, maximum: INT32_MAX }),
   /** Any text but NUL (POSIX targets are bytes: byte escapes as for paths); relative and `..` are fine here. */
   linkTarget: Type.Optional(Text({ maxLength: LIMITS.pathBytes })),
 });
@@ -229,12 +236,12 @@ export const RunStatus = Type.Union([
 export type RunStatus = Static<typeof RunStatus>;
 
 export const RunStats = Type.Object({
-  filesScanned: Type.Integer({ minimum: 0 }),
-  filesChanged: Type.Integer({ minimum: 0 }),
-  filesDeleted: Type.Integer({ minimum: 0 }),
-  filesFailed: Type.Integer({ minimum: 0 }),
-  bytesScanned: Type.Integer({ minimum: 0 }),
-  bytesUploaded: Type.Integer({ minimum: 0 }),
+  filesScanned: FileCount,
+  filesChanged: FileCount,
+  filesDeleted: FileCount,
+  filesFailed: FileCount,
+  bytesScanned: ByteCount,
+  bytesUploaded: ByteCount,
 });
 export type RunStats = Static<typeof RunStats>;
 

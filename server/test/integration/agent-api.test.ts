@@ -271,6 +271,33 @@ describe.each(testDatabaseKinds())('agent API v1 (%s)', (kind) => {
     });
   });
 
+  it('answers numbers its columns cannot hold with 400 naming the field', async () => {
+    const reg = await registerAgent(h, alice, 'numbers');
+    const data = Buffer.from('numbers');
+    await upload(h, reg.token, [data]);
+    const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: reg.token, json: {} });
+    const changes = [
+      [{ ...fileUpsert('/srv/n', data), mode: 2 ** 31 }, 'body/upserts/0/mode'],
+      [{ ...fileUpsert('/srv/n', data), size: 1e20 }, 'body/upserts/0/size'],
+    ] as const;
+    for (const [upsert, field] of changes) {
+      const result = await callApi<{ message: string }>(h, 'POST', `/runs/${run.body.runId}/changes`, { token: reg.token, json: { upserts: [upsert], deletes: [] } });
+      expect(result.status, field).toBe(400);
+      expect(result.body.message).toContain(field);
+    }
+    for (const [stat, value] of [
+      ['filesScanned', 2 ** 31],
+      ['bytesScanned', 1e20],
+    ] as const) {
+      const result = await callApi<{ message: string }>(h, 'POST', `/runs/${run.body.runId}/finish`, {
+        token: reg.token,
+        json: { status: 'succeeded', stats: { ...zeroStats(), [stat]: value }, preCommands: [] },
+      });
+      expect(result.status, stat).toBe(400);
+      expect(result.body.message).toContain(`body/stats/${stat}`);
+    }
+  });
+
   describe('paths on the wire are canonical', () => {
     it('refuses .. and . segments, empty segments, a trailing slash and the root with 400 naming the path, rewriting nothing', async () => {
       const reg = await registerAgent(h, alice, 'canonical');
