@@ -7,6 +7,7 @@ import { AppError } from './errors.ts';
 import { agentApiRoutes } from './api/agent-api.routes.ts';
 import { dashboardPlugin } from './dashboard/dashboard.plugin.ts';
 import { healthRoutes } from './api/health.routes.ts';
+import { formatSchemaErrors } from './schema-errors.ts';
 
 export type App = FastifyInstance;
 
@@ -21,7 +22,9 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     loggerInstance: ctx.log as FastifyBaseLogger,
     bodyLimit: ctx.config.limits.maxJsonBodyBytes,
     trustProxy: ctx.config.trustProxy,
-    ajv: { customOptions: { allErrors: false, removeAdditional: false, coerceTypes: 'array' } },
+    // Ajv compiles `pattern` with the `u` flag (unicodeRegExp), which the shared text and path patterns rely on.
+    ajv: { customOptions: { allErrors: false, removeAdditional: false, coerceTypes: 'array', unicodeRegExp: true } },
+    schemaErrorFormatter: formatSchemaErrors,
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   await app.register(swagger, {

@@ -2,5 +2,6 @@ export * from './protocol.ts';
 export * from './hash.ts';
 export * from './paths.ts';
 export * from './posix-names.ts';
+export * from './text.ts';
 export * from './format.ts';
 export * from './env.ts';

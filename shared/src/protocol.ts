@@ -7,6 +7,8 @@
  * `Authorization: Bearer <token>` (except `register`).
  */
 import { Type, type Static } from 'typebox';
+import { CANONICAL_PATH_PATTERN, CANONICAL_PREFIX_PATTERN } from './paths.ts';
+import { STORABLE_TEXT_PATTERN } from './text.ts';
 
 export const API_PREFIX = '/api/v1';
 export const PROTOCOL_VERSION = 1;
@@ -34,11 +36,33 @@ export const LIMITS = {
   maxPageSize: 10_000,
 } as const;
 
+/** Largest value of a PostgreSQL `integer` column. */
+const INT32_MAX = 2 ** 31 - 1;
+/** A count of bytes: a `bigint` column read as a JavaScript number, exact up to 2^53. */
+const ByteCount = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+/** A count of files: an `integer` column. */
+const FileCount = Type.Integer({ minimum: 0, maximum: INT32_MAX });
+
 export const Sha256 = Type.String({ pattern: '^[a-f0-9]{64}$', description: 'lower-case hex SHA-256' });
 export const Uuid = Type.String({ format: 'uuid' });
-/** Absolute POSIX path of a file on the client, as the agent saw it. */
-export const FilePath = Type.String({ minLength: 1, maxLength: LIMITS.pathBytes });
-export const IsoTime = Type.String({ format: 'date-time' });
+/**
+ * Absolute POSIX path of a file on the client, as the agent saw it, in its
+ * canonical form (paths.ts): a non-canonical path is refused, never rewritten.
+ * Names that are not valid UTF-8 are spelled with byte escapes (posix-names.ts).
+ */
+export const FilePath = Type.String({ minLength: 1, maxLength: LIMITS.pathBytes, pattern: CANONICAL_PATH_PATTERN });
+/** A FilePath or the root `/`: where to list from. */
+export const PathPrefix = Type.String({ minLength: 1, maxLength: LIMITS.pathBytes, pattern: CANONICAL_PREFIX_PATTERN });
+/**
+ * An identifier-like string (a name, hostname, symlink target, command):
+ * PostgreSQL must store it exactly, so NUL and unpaired surrogates are refused
+ * (text.ts). Free-form captured text is a plain `Type.String`, which the
+ * server stores through `storableText` instead.
+ */
+export const Text = (options: { minLength?: number; maxLength?: number } = {}) => Type.String({ ...options, pattern: STORABLE_TEXT_PATTERN });
+/** Seconds of an RFC 3339 time are not 60: a JavaScript Date cannot hold a leap second. */
+export const ISO_TIME_PATTERN = '^.{17}(?!60)';
+export const IsoTime = Type.String({ format: 'date-time', pattern: ISO_TIME_PATTERN });
 
 export const ErrorBody = Type.Object({
   statusCode: Type.Integer(),
@@ -52,11 +76,12 @@ export type ErrorBody = Static<typeof ErrorBody>;
 // ---- register -------------------------------------------------------------
 
 export const RegisterRequest = Type.Object({
-  username: Type.String({ minLength: 1, maxLength: 200 }),
+  username: Text({ minLength: 1, maxLength: 200 }),
+  /** Only hashed, never stored: any text. */
   password: Type.String({ minLength: 1, maxLength: 1024 }),
-  clientName: Type.String({ minLength: 1, maxLength: 200 }),
-  hostname: Type.String({ minLength: 1, maxLength: 255 }),
-  agentVersion: Type.Optional(Type.String({ maxLength: 64 })),
+  clientName: Text({ minLength: 1, maxLength: 200 }),
+  hostname: Text({ minLength: 1, maxLength: 255 }),
+  agentVersion: Type.Optional(Text({ maxLength: 64 })),
 });
 export type RegisterRequest = Static<typeof RegisterRequest>;
 
@@ -72,7 +97,7 @@ export type RegisterResponse = Static<typeof RegisterResponse>;
 // ---- config and ping ------------------------------------------------------
 
 export const PreCommand = Type.Object({
-  command: Type.String({ minLength: 1, maxLength: 4096 }),
+  command: Text({ minLength: 1, maxLength: 4096 }),
   timeoutSeconds: Type.Integer({ minimum: 1, maximum: 86_400 }),
 });
 export type PreCommand = Static<typeof PreCommand>;
@@ -92,8 +117,8 @@ export const ClientConfig = Type.Object({
 export type ClientConfig = Static<typeof ClientConfig>;
 
 export const PingRequest = Type.Object({
-  agentVersion: Type.Optional(Type.String({ maxLength: 64 })),
-  hostname: Type.Optional(Type.String({ maxLength: 255 })),
+  agentVersion: Type.Optional(Text({ maxLength: 64 })),
+  hostname: Type.Optional(Text({ maxLength: 255 })),
   /** What the agent is doing right now, for the dashboard. */
   state: Type.Optional(Type.Union([Type.Literal('idle'), Type.Literal('running')])),
 });
@@ -158,12 +183,13 @@ export const FileUpsert = Type.Object({
   kind: FileKind,
   /** Content hash; null for symlinks. */
   sha256: Type.Union([Sha256, Type.Null()]),
-  size: Type.Integer({ minimum: 0 }),
+  size: ByteCount,
   /** Modification time in milliseconds since the epoch (the client's clock; informational only). */
   mtimeMs: Type.Number(),
   /** POSIX mode bits (permission and type bits). */
-  mode: Type.Integer({ minimum: 0 }),
-  linkTarget: Type.Optional(Type.String({ maxLength: LIMITS.pathBytes })),
+  mode: Type.Integer({ minimum: 0, maximum: INT32_MAX }),
+  /** Any text but NUL (POSIX targets are bytes: byte escapes as for paths); relative and `..` are fine here. */
+  linkTarget: Type.Optional(Text({ maxLength: LIMITS.pathBytes })),
 });
 export type FileUpsert = Static<typeof FileUpsert>;
 
@@ -181,6 +207,12 @@ export const ChangesResponse = Type.Object({
 });
 export type ChangesResponse = Static<typeof ChangesResponse>;
 
+/**
+ * `command`, `output` (and a run's `error`, a log line's `message`) are free
+ * text the agent captured: never refused for what they contain; the server
+ * spells NUL and unpaired surrogates visibly (`storableText`), so a finish
+ * always lands.
+ */
 export const PreCommandResult = Type.Object({
   command: Type.String(),
   source: Type.Union([Type.Literal('server'), Type.Literal('local')]),
@@ -204,12 +236,12 @@ export const RunStatus = Type.Union([
 export type RunStatus = Static<typeof RunStatus>;
 
 export const RunStats = Type.Object({
-  filesScanned: Type.Integer({ minimum: 0 }),
-  filesChanged: Type.Integer({ minimum: 0 }),
-  filesDeleted: Type.Integer({ minimum: 0 }),
-  filesFailed: Type.Integer({ minimum: 0 }),
-  bytesScanned: Type.Integer({ minimum: 0 }),
-  bytesUploaded: Type.Integer({ minimum: 0 }),
+  filesScanned: FileCount,
+  filesChanged: FileCount,
+  filesDeleted: FileCount,
+  filesFailed: FileCount,
+  bytesScanned: ByteCount,
+  bytesUploaded: ByteCount,
 });
 export type RunStats = Static<typeof RunStats>;
 
@@ -260,8 +292,8 @@ export type FileVersion = Static<typeof FileVersion>;
  */
 export const FilesQuery = Type.Object({
   asOf: Type.Optional(IsoTime),
-  prefix: Type.Optional(Type.String({ maxLength: LIMITS.pathBytes })),
-  after: Type.Optional(Type.String({ maxLength: LIMITS.pathBytes })),
+  prefix: Type.Optional(PathPrefix),
+  after: Type.Optional(FilePath),
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMITS.maxPageSize })),
 });
 export type FilesQuery = Static<typeof FilesQuery>;

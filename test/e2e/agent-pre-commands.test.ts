@@ -86,6 +86,16 @@ describe('pre-commands set on the server, run by the agent', () => {
     expect(logs).toContain('pg_dump: connection refused');
   });
 
+  it('a command printing a NUL byte: the run finishes and its output shows the NUL spelled visibly', async () => {
+    await dashboard.configureClient(clientId, { preCommands: "printf 'a\\0b'" });
+    const { report } = await runAgentOnce(env);
+    expect(report.status).toBe('succeeded');
+    const page = await dashboard.clientPage(clientId);
+    const latest = /<tbody>[\s\S]*?<tr>([\s\S]*?)<\/tr>/.exec(page)?.[1] ?? '';
+    expect(latest).toContain('succeeded');
+    expect(page).toContain('<pre class="output">a\u2400b</pre>');
+  });
+
   it('a hanging command is killed at its timeout and the backup goes on', async () => {
     await dashboard.configureClient(clientId, { preCommands: '[2s] sleep 613' });
     await writeFile(path.join(tree, 'after-hang.txt'), 'still backed up');

@@ -170,6 +170,11 @@ export class DashboardSession {
     if (answer.status !== 302 && answer.status !== 303) throw new Error(`revoking the token failed: ${answer.status}`);
   }
 
+  /** The client's status page: its settings and its latest runs with their pre-command output. */
+  async clientPage(clientId: string): Promise<string> {
+    return (await this.#request('GET', `/clients/${clientId}`)).body;
+  }
+
   async clientLogs(clientId: string): Promise<string> {
     return (await this.#request('GET', `/clients/${clientId}/logs`)).body;
   }

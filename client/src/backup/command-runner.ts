@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { LIMITS, type PreCommandResult } from '@cairn/shared';
+import { LIMITS, storableText, type PreCommandResult } from '@cairn/shared';
 
 export interface CommandSpec {
   command: string;
@@ -15,8 +15,9 @@ const KILL_GRACE_MS = 3_000;
 /**
  * Runs one pre-command with `sh -c` in its own process group. At its timeout
  * the whole group gets SIGTERM, then SIGKILL; combined stdout and stderr are
- * captured up to LIMITS.commandOutputBytes (the rest is drained and dropped).
- * Never throws and never waits on a descendant that keeps the pipes open.
+ * captured up to LIMITS.commandOutputBytes (the rest is drained and dropped),
+ * with NUL bytes spelled visibly (`storableText`) so that no server, however
+ * old, is sent output it cannot store. Never throws and never waits on a descendant that keeps the pipes open.
  */
 export function runCommand(spec: CommandSpec, cwd?: string): Promise<PreCommandResult> {
   const started = performance.now();
@@ -74,7 +75,7 @@ export function runCommand(spec: CommandSpec, cwd?: string): Promise<PreCommandR
         exitCode,
         durationMs: Math.round(performance.now() - started),
         timedOut,
-        output: output.trim(),
+        output: storableText(output.trim()),
       });
     };
     child.once('error', (error) => finish(null, `failed to start: ${error.message}`));

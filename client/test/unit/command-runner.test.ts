@@ -14,6 +14,19 @@ describe('runCommand', () => {
     expect(commandFailed(result)).toBe(true);
   });
 
+  it('spells a NUL byte in the output visibly, so even an old server can store it', async () => {
+    const result = await runCommand({ command: "printf 'a\\0b'; printf '\\0\\0' >&2", timeoutSeconds: 30, source: 'local' });
+    expect(result.exitCode).toBe(0);
+    expect(result.output).toBe('a\u2400b\u2400\u2400');
+  });
+
+  it('stays within the protocol\'s output limit when the output is nothing but NUL bytes', async () => {
+    const result = await runCommand({ command: 'head -c 1000000 /dev/zero', timeoutSeconds: 30, source: 'local' });
+    expect(result.output).not.toContain('\0');
+    expect(result.output.length).toBeLessThanOrEqual(LIMITS.commandOutputBytes * 2);
+    expect(result.output).toContain('[output truncated');
+  });
+
   it('caps a flood of output', async () => {
     const result = await runCommand({ command: 'yes cairn | head -c 1000000', timeoutSeconds: 30, source: 'server' });
     expect(result.exitCode).toBe(0);

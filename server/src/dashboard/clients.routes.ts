@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { ConflictError } from '../errors.ts';
+import { BadRequestError, ConflictError } from '../errors.ts';
 import { listRuns } from '../services/backup-repository.ts';
 import {
   createClient,
@@ -50,6 +50,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     const user = viewer(request);
     const requested = queryParam(request, 'health');
     const healthFilter = (Object.keys(HEALTH_LABELS) as ClientHealth[]).find((health) => health === requested) ?? null;
+    if (requested !== '' && healthFilter === null) throw new BadRequestError(`health: one of ${Object.keys(HEALTH_LABELS).join(', ')}`);
     const all = await clientsWithHealth(repo, user, deps.now());
     const clients = healthFilter ? all.filter((client) => client.health === healthFilter) : all;
     const owners = user.isAdmin ? await listUsers(db) : [];
@@ -163,6 +164,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     const client = await repo.getClient(viewer(request), request.params.id);
     const requested = queryParam(request, 'level') as LogLevelFilter;
     const level = LOG_LEVELS.includes(requested) ? requested : null;
+    if ((requested as string) !== '' && level === null) throw new BadRequestError(`level: one of ${LOG_LEVELS.join(', ')}`);
     const logs = await repo.listLogs(client.id, level, 200);
     return renderPage(request, reply, deps, 'client-logs', { title: `${client.name}: logs`, nav: 'clients', tab: 'logs', client, logs, level, levels: LOG_LEVELS });
   });

@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { isStorableText, STORABLE_TEXT_RULE } from '@cairn/shared';
 import type { AppContext } from '../app-context.ts';
-import { ForbiddenError } from '../errors.ts';
+import { BadRequestError, ForbiddenError } from '../errors.ts';
 import type { Actor } from '../services/users.service.ts';
 import type { DashboardRepository, Viewer } from './dashboard.repository.ts';
 import { viewHelpers } from './view-helpers.ts';
@@ -21,12 +22,23 @@ export interface DashboardDeps {
 
 export type FormBody = Record<string, string | string[] | undefined>;
 
-/** One text field of a urlencoded form (the first value when repeated). */
-export function field(body: unknown, name: string): string {
+/** The first value of a urlencoded field as sent, '' when absent. */
+function firstValue(body: unknown, name: string): string {
   if (!body || typeof body !== 'object') return '';
   const value = (body as FormBody)[name];
   if (Array.isArray(value)) return value[0] ?? '';
   return typeof value === 'string' ? value : '';
+}
+
+/**
+ * One text field of a urlencoded form or query (the first value when
+ * repeated). Text PostgreSQL cannot hold (a NUL) is refused here, for every
+ * field at once, with a 400 naming it (decision 54).
+ */
+export function field(body: unknown, name: string): string {
+  const value = firstValue(body, name);
+  if (!isStorableText(value)) throw new BadRequestError(`${name}: ${STORABLE_TEXT_RULE}`);
+  return value;
 }
 
 export function queryParam(request: FastifyRequest, name: string): string {
@@ -75,7 +87,8 @@ export async function renderPage(
   data: Record<string, unknown>,
   status = 200,
 ) {
-  const noticeKey = queryParam(request, 'notice');
+  // Only ever looked up in NOTICES, and read while rendering error pages too: never refused.
+  const noticeKey = firstValue(request.query, 'notice');
   const csrfToken = reply.generateCsrf({ secure: isSecureRequest(request) });
   const html = await reply.viewAsync(view, {
     user: request.dashboardUser,

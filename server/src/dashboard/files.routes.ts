@@ -1,29 +1,41 @@
 import path from 'node:path';
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
-import { normaliseBackupPath } from '@cairn/shared';
-import { NotFoundError } from '../errors.ts';
+import type { FastifyPluginAsync } from 'fastify';
+import { Type, type Static } from 'typebox';
+import { FilePath, PathPrefix } from '@cairn/shared';
+import { BadRequestError, NotFoundError } from '../errors.ts';
 import { listPathVersions, listRuns, listTreeAsOf } from '../services/backup-repository.ts';
 import { openContentForUser } from '../services/content-store.service.ts';
-import { type DashboardDeps, queryParam, renderPage, viewer } from './dashboard-context.ts';
+import { type DashboardDeps, renderPage, viewer } from './dashboard-context.ts';
 import { createTarGzStream, type TreeEntry } from './tar-export.ts';
 
 const FILE_LIMIT = 2000;
 
-/** `?path=`: a normalised absolute folder or file path, `/` when absent or invalid. */
-function pathParam(request: FastifyRequest): string {
-  return normaliseBackupPath(queryParam(request, 'path') || '/') ?? '/';
-}
+/**
+ * The query of the tree pages, validated like the agent API's (400 naming the
+ * parameter, never a silent fallback to the root): `path` a canonical folder
+ * or `/` (default `/`), `after` the canonical path a page ends with, `asOf`
+ * read by parseAsOf.
+ */
+const TreeQuery = Type.Object({
+  path: Type.Optional(PathPrefix),
+  after: Type.Optional(FilePath),
+  asOf: Type.Optional(Type.String({ maxLength: 64 })),
+});
+type TreeQuery = Static<typeof TreeQuery>;
+const VersionsQuery = Type.Object({ path: FilePath });
+type VersionsQuery = Static<typeof VersionsQuery>;
 
 /**
  * `?asOf=`: an ISO time, or the `YYYY-MM-DDTHH:MM` of a datetime-local input
- * read as UTC (the page says so). Absent or unreadable: now.
+ * read as UTC (the page says so). Absent or empty: now. Unreadable: a 400.
  */
 export function parseAsOf(text: string, now: Date): { asOf: Date; explicit: boolean } {
   const trimmed = text.trim();
   if (trimmed === '') return { asOf: now, explicit: false };
   const withZone = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/.test(trimmed) ? `${trimmed}Z` : trimmed;
   const parsed = new Date(withZone);
-  return Number.isNaN(parsed.getTime()) ? { asOf: now, explicit: false } : { asOf: parsed, explicit: true };
+  if (Number.isNaN(parsed.getTime())) throw new BadRequestError(`asOf: not a time: ${JSON.stringify(trimmed)}; use an ISO time such as 2026-11-20T18:00Z`);
+  return { asOf: parsed, explicit: true };
 }
 
 function breadcrumbs(dir: string): { name: string; path: string }[] {
@@ -58,12 +70,11 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     }
   }
 
-  app.get<{ Params: { id: string } }>('/clients/:id/files', async (request, reply) => {
+  app.get<{ Params: { id: string }; Querystring: TreeQuery }>('/clients/:id/files', { schema: { querystring: TreeQuery } }, async (request, reply) => {
     const client = await repo.getClient(viewer(request), request.params.id);
-    const dir = pathParam(request);
-    const asOfText = queryParam(request, 'asOf');
-    const { asOf, explicit } = parseAsOf(asOfText, deps.now());
-    const after = normaliseBackupPath(queryParam(request, 'after')) ?? undefined;
+    const dir = request.query.path ?? '/';
+    const { asOf, explicit } = parseAsOf(request.query.asOf ?? '', deps.now());
+    const after = request.query.after;
     const listing = await repo.listDirectory(client.id, dir, asOf, { limit: FILE_LIMIT, after });
     const runs = (await listRuns(ctx.database.db, client.id, { limit: 30 })).filter((run) => run.finishedAt !== null);
     return renderPage(request, reply, deps, 'client-files', {
@@ -84,9 +95,9 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     });
   });
 
-  app.get<{ Params: { id: string } }>('/clients/:id/versions', async (request, reply) => {
+  app.get<{ Params: { id: string }; Querystring: VersionsQuery }>('/clients/:id/versions', { schema: { querystring: VersionsQuery } }, async (request, reply) => {
     const client = await repo.getClient(viewer(request), request.params.id);
-    const filePath = pathParam(request);
+    const filePath = request.query.path;
     const versions = await listPathVersions(ctx.database.db, client.id, filePath);
     if (versions.length === 0) throw new NotFoundError('no versions of that path');
     return renderPage(request, reply, deps, 'client-versions', {
@@ -116,10 +127,10 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       .send(content.stream);
   });
 
-  app.get<{ Params: { id: string } }>('/clients/:id/archive', async (request, reply) => {
+  app.get<{ Params: { id: string }; Querystring: TreeQuery }>('/clients/:id/archive', { schema: { querystring: TreeQuery } }, async (request, reply) => {
     const client = await repo.getClient(viewer(request), request.params.id);
-    const dir = pathParam(request);
-    const { asOf } = parseAsOf(queryParam(request, 'asOf'), deps.now());
+    const dir = request.query.path ?? '/';
+    const { asOf } = parseAsOf(request.query.asOf ?? '', deps.now());
     const base = dir === '/' ? '/' : path.posix.dirname(dir);
     const stamp = asOf.toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-');
     const label = dir === '/' ? 'all' : path.posix.basename(dir);

@@ -1,7 +1,8 @@
 import { and, asc, desc, eq, gt, isNull, lt, lte, or, sql, type SQL } from 'drizzle-orm';
 import {
+  isCanonicalBackupPath,
   LIMITS,
-  normaliseBackupPath,
+  storableText,
   type ChangesRequest,
   type ChangesResponse,
   type FileVersion,
@@ -120,9 +121,11 @@ interface NormalisedUpsert {
  * - a delete closes the current version.
  * valid_from / valid_to are the transaction's server time. Content the user
  * does not hold (or that GC removed) refuses the whole batch with
- * ConflictError naming the `missing` hashes. Paths are normalised; a bad path
- * or a path named twice is a BadRequestError naming it. A finished run is a
- * ConflictError; another client's run a NotFoundError.
+ * ConflictError naming the `missing` hashes; a file whose size is not its
+ * content's size refuses it with a BadRequestError naming the path. Paths
+ * must be canonical (never rewritten); a bad path or a path named twice is a
+ * BadRequestError naming it. A finished run is a ConflictError; another
+ * client's run a NotFoundError.
  */
 export async function applyChanges(
   ctx: AppContext,
@@ -142,14 +145,17 @@ export async function applyChanges(
     if (!run) throw new NotFoundError('no such run');
     if (run.status !== 'running') throw new ConflictError(`run ${runId} is already ${run.status}`);
     if (hashes.length > 0) {
-      const missing = rowsOf<{ sha256: string }>(
+      const held = rowsOf<{ sha256: string; size: number | string | null }>(
         await tx.execute(sql`
-          select h.value as sha256 from jsonb_array_elements_text(${JSON.stringify(hashes)}::jsonb) h
-          where not exists (select 1 from owner_contents oc where oc.user_id = ${agent.userId} and oc.content_sha256 = h.value)`),
-      ).map((row) => row.sha256);
+          select h.value as sha256, c.size from jsonb_array_elements_text(${JSON.stringify(hashes)}::jsonb) h
+          left join (owner_contents oc join contents c on c.sha256 = oc.content_sha256)
+            on oc.user_id = ${agent.userId} and oc.content_sha256 = h.value`),
+      );
+      const missing = held.filter((row) => row.size === null).map((row) => row.sha256);
       if (missing.length > 0) {
         throw new ConflictError(`${missing.length} content(s) are not stored for this user; upload them first`, { missing });
       }
+      refuseSizeMismatches(upserts, new Map(held.map((row) => [row.sha256, Number(row.size)])));
     }
     let opened = 0;
     let closed = 0;
@@ -201,6 +207,19 @@ export async function applyChanges(
  */
 const COMMIT_TIME = sql`date_trunc('milliseconds', now())`;
 
+/** A version claiming another size than its content's would be served short or hang its download: refused, naming the first. */
+function refuseSizeMismatches(upserts: readonly NormalisedUpsert[], contentSizes: ReadonlyMap<string, number>): void {
+  upserts.forEach((upsert, i) => {
+    if (upsert.sha256 === null) return;
+    const actual = contentSizes.get(upsert.sha256);
+    if (actual !== undefined && actual !== upsert.size) {
+      throw new BadRequestError(
+        `upserts[${i}].size: ${upsert.size} bytes for ${JSON.stringify(upsert.path)}, but its content ${upsert.sha256} holds ${actual} bytes`,
+      );
+    }
+  });
+}
+
 function countOf(result: unknown): number {
   return Number(rowsOf<{ n: number | string }>(result)[0]?.n ?? 0);
 }
@@ -213,9 +232,10 @@ function normaliseChanges(changes: ChangesRequest): { upserts: NormalisedUpsert[
     throw new BadRequestError(`upserts and deletes: at most ${LIMITS.changesBatch} changes per request`);
   }
   const seen = new Set<string>();
-  const claim = (raw: string, field: string): string => {
-    const path = normaliseBackupPath(raw, LIMITS.pathBytes);
-    if (path === null || path === '/') throw new BadRequestError(`${field}: not a storable absolute path: ${JSON.stringify(raw)}`);
+  const claim = (path: string, field: string): string => {
+    if (!isCanonicalBackupPath(path, LIMITS.pathBytes)) {
+      throw new BadRequestError(`${field}: not a canonical absolute path of at most ${LIMITS.pathBytes} bytes: ${JSON.stringify(path)}`);
+    }
     if (seen.has(path)) throw new BadRequestError(`${field}: path appears twice in one batch: ${JSON.stringify(path)}`);
     seen.add(path);
     return path;
@@ -262,8 +282,9 @@ export async function finishRun(ctx: AppContext, clientId: string, runId: string
         filesFailed: request.stats.filesFailed,
         bytesScanned: request.stats.bytesScanned,
         bytesUploaded: request.stats.bytesUploaded,
-        preCommands: request.preCommands,
-        error: request.error ?? null,
+        // Captured text is stored whatever it holds, so a finish always lands (decision 54).
+        preCommands: request.preCommands.map((result) => ({ ...result, command: storableText(result.command), output: storableText(result.output) })),
+        error: request.error === undefined ? null : storableText(request.error),
       })
       .where(and(eq(backupRuns.id, runId), eq(backupRuns.status, 'running')))
       .returning();
@@ -322,14 +343,15 @@ export async function listTreeAsOf(db: Db, clientId: string, query: TreeQuery = 
   } else {
     conditions.push(isNull(fileVersions.validTo));
   }
-  if (query.prefix !== undefined && query.prefix !== '' && query.prefix !== '/') {
-    const prefix = normaliseBackupPath(query.prefix, LIMITS.pathBytes);
-    if (prefix === null) throw new BadRequestError(`prefix: not an absolute path: ${JSON.stringify(query.prefix)}`);
-    if (prefix !== '/') {
-      conditions.push(or(eq(fileVersions.path, prefix), sql`starts_with(${fileVersions.path}, ${prefix + '/'})`));
-    }
+  const { prefix, after } = query;
+  if (prefix !== undefined && prefix !== '/') {
+    if (!isCanonicalBackupPath(prefix, LIMITS.pathBytes)) throw new BadRequestError(`prefix: not a canonical absolute path: ${JSON.stringify(prefix)}`);
+    conditions.push(or(eq(fileVersions.path, prefix), sql`starts_with(${fileVersions.path}, ${prefix + '/'})`));
   }
-  if (query.after !== undefined) conditions.push(gt(fileVersions.path, query.after));
+  if (after !== undefined) {
+    if (!isCanonicalBackupPath(after, LIMITS.pathBytes)) throw new BadRequestError(`after: not a canonical absolute path: ${JSON.stringify(after)}`);
+    conditions.push(gt(fileVersions.path, after));
+  }
   const rows = await db
     .select()
     .from(fileVersions)
@@ -344,9 +366,8 @@ export async function listTreeAsOf(db: Db, clientId: string, query: TreeQuery = 
 }
 
 /** Every retained version of one path of the client, newest first (empty when there is none). */
-export async function listPathVersions(db: Db, clientId: string, rawPath: string): Promise<FileVersion[]> {
-  const path = normaliseBackupPath(rawPath, LIMITS.pathBytes);
-  if (path === null) throw new BadRequestError(`path: not an absolute path: ${JSON.stringify(rawPath)}`);
+export async function listPathVersions(db: Db, clientId: string, path: string): Promise<FileVersion[]> {
+  if (!isCanonicalBackupPath(path, LIMITS.pathBytes)) throw new BadRequestError(`path: not a canonical absolute path: ${JSON.stringify(path)}`);
   const rows = await db
     .select()
     .from(fileVersions)
@@ -362,7 +383,7 @@ export async function appendClientLogs(db: Db, clientId: string, entries: readon
     const runIds = [...new Set(entries.flatMap((e) => (e.runId ? [e.runId] : [])))];
     for (const runId of runIds) await getRunOfClient(tx, clientId, runId);
     await tx.insert(clientLogs).values(
-      entries.map((entry) => ({ clientId, runId: entry.runId ?? null, at: new Date(entry.at), level: entry.level, message: entry.message })),
+      entries.map((entry) => ({ clientId, runId: entry.runId ?? null, at: new Date(entry.at), level: entry.level, message: storableText(entry.message) })),
     );
   });
 }

@@ -354,6 +354,84 @@ describe.each(testDatabaseKinds())('dashboard routes (%s)', (kind) => {
     expect(oldEntries.get('home/alice/notes.txt')!.body.toString()).toBe('first notes');
   });
 
+  it('answers an invalid query parameter with a 400 page naming it, never the root listing or the whole tree', async () => {
+    const id = aliceAgent.clientId;
+    const cases: [string, string][] = [
+      [`/clients/${id}/files?path=%00`, 'path'],
+      [`/clients/${id}/files?path=relative`, 'path'],
+      [`/clients/${id}/files?path=/home/alice/`, 'path'],
+      [`/clients/${id}/files?path=/home/alice/../../etc`, 'path'],
+      [`/clients/${id}/files?path=%ED%A0%80`, 'path'],
+      [`/clients/${id}/files?path=/home&path=/srv`, 'path'],
+      [`/clients/${id}/files?path=/home&after=%00`, 'after'],
+      [`/clients/${id}/files?path=/home&asOf=yesterday`, 'asOf'],
+      [`/clients/${id}/versions?path=%00`, 'path'],
+      [`/clients/${id}/versions?path=/home/alice/./notes.txt`, 'path'],
+      [`/clients/${id}/versions`, 'path'],
+      [`/clients/${id}/archive?path=%00`, 'path'],
+      [`/clients/${id}/archive?path=/home/..`, 'path'],
+      [`/clients/${id}/archive?asOf=%00`, 'asOf'],
+      [`/clients/${id}/logs?level=%00`, 'level'],
+      [`/clients/${id}/logs?level=loud`, 'level'],
+      ['/clients?health=%00', 'health'],
+      ['/clients?health=bad', 'health'],
+    ];
+    for (const [url, name] of cases) {
+      const page = await alice.get(url);
+      expect(page.status, url).toBe(400);
+      expect(page.headers.get('content-type'), url).toContain('text/html');
+      expect(page.body, url).toContain(name);
+      expect(page.body, url).not.toContain('notes.txt</a>');
+    }
+    const audit = await admin.get('/audit?action=%00');
+    expect(audit.status).toBe(400);
+    expect(audit.body).toContain('action');
+    // What the pages link to still works: the root, an empty asOf (now) and a canonical path.
+    expect((await alice.get(`/clients/${id}/files?path=/&asOf=`)).status).toBe(200);
+    expect((await alice.get(`/clients/${id}/files?path=/home/alice&asOf=2026-01-01T00:00`)).status).toBe(200);
+    expect((await alice.get(`/clients/${id}/logs?level=error`)).status).toBe(200);
+  });
+
+  it('refuses NUL in any form field with a 400 naming it, changing nothing', async () => {
+    const id = aliceAgent.clientId;
+    const [before] = await h.ctx.database.db.select().from(clients).where(eq(clients.id, id));
+    await alice.get(`/clients/${id}`);
+    for (const [name, value] of [
+      ['monitoredPaths', '/srv/a\u0000b'],
+      ['excludes', '*.tmp\u0000'],
+      ['preCommands', 'echo a\u0000b'],
+    ] as const) {
+      const response = await alice.post(`/clients/${id}/config`, { monitoredPaths: '/srv', excludes: '', preCommands: '', backupInterval: '1h', [name]: value });
+      expect(response.status, name).toBe(400);
+      expect(response.body, name).toContain(name);
+    }
+    const [after] = await h.ctx.database.db.select().from(clients).where(eq(clients.id, id));
+    expect(after).toEqual(before);
+
+    await alice.get('/clients');
+    for (const [name, value] of [
+      ['name', 'nul\u0000client'],
+      ['hostname', 'host\u0000'],
+    ] as const) {
+      const response = await alice.post('/clients', { name: 'fine-name', hostname: '', [name]: value });
+      expect(response.status, name).toBe(400);
+      expect(response.body, name).toContain(name);
+    }
+    const names = (await h.ctx.database.db.select({ name: clients.name }).from(clients)).map((row) => row.name);
+    expect(names).not.toContain('fine-name');
+
+    await admin.get('/users');
+    const user = await admin.post('/users', { username: 'nul\u0000user', password: 'long-enough-password', retentionVersions: '5', retentionDays: '' });
+    expect(user.status).toBe(400);
+    expect(user.body).toContain('username');
+
+    const anonymous = new Browser(h.url);
+    await anonymous.get('/login');
+    const login = await anonymous.post('/login', { username: 'root\u0000', password: ADMIN.password, next: '/' });
+    expect(login.status).toBe(400);
+    expect(login.body).toContain('username');
+  });
+
   it('creates users with a policy, validating the form', async () => {
     await admin.get('/users');
     const bad = await admin.post('/users', { username: 'has space', password: 'short', retentionVersions: '0', retentionDays: 'x' });

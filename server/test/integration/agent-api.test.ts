@@ -4,7 +4,8 @@ import { sha256Hex } from '@cairn/shared';
 import { auditLog, clients } from '../../src/db/schema.ts';
 import { createClient, requestRun, revokeClientToken, rotateClientToken, updateClientSettings } from '../../src/services/clients.service.ts';
 import { setUserDisabled, SYSTEM_ACTOR } from '../../src/services/users.service.ts';
-import { addUser, callApi, download, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
+import { getRunOfClient, listClientLogs } from '../../src/services/backup-repository.ts';
+import { addUser, callApi, download, fileUpsert, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 
 describe.each(testDatabaseKinds())('agent API v1 (%s)', (kind) => {
@@ -126,7 +127,7 @@ describe.each(testDatabaseKinds())('agent API v1 (%s)', (kind) => {
         json: { upserts: [{ path: 'relative/file', kind: 'file', sha256: null, size: 0, mtimeMs: 0, mode: 0 }], deletes: [] },
       });
       expect(badPath.status).toBe(400);
-      expect(badPath.body.message).toContain('upserts[0].path');
+      expect(badPath.body.message).toContain('upserts/0/path');
 
       const badRunId = await callApi<{ message: string }>(h, 'POST', '/runs/not-a-uuid/changes', { token: reg.token, json: { upserts: [], deletes: [] } });
       expect(badRunId.status).toBe(400);
@@ -190,6 +191,194 @@ describe.each(testDatabaseKinds())('agent API v1 (%s)', (kind) => {
       });
       expect(withField.status).toBe(413);
     });
+  });
+
+  describe('text the database cannot hold (NUL, unpaired surrogates)', () => {
+    it('stores captured output, run errors and log lines with such characters spelled visibly, and the run finishes', async () => {
+      const reg = await registerAgent(h, alice, 'nul-output');
+      const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: reg.token, json: {} });
+      const finish = await callApi<{ status: string }>(h, 'POST', `/runs/${run.body.runId}/finish`, {
+        token: reg.token,
+        json: {
+          status: 'partial',
+          stats: zeroStats(),
+          preCommands: [{ command: "printf 'a\\0b'\u0000", source: 'local', exitCode: 0, durationMs: 1, timedOut: false, output: 'a\u0000b \ud800 \udc00 \u{1f600}' }],
+          error: 'failed\u0000 here',
+        },
+      });
+      expect(finish.status).toBe(200);
+      expect(finish.body.status).toBe('partial');
+      const stored = await getRunOfClient(h.ctx.database.db, reg.clientId, run.body.runId);
+      expect(stored.status).toBe('partial');
+      expect(stored.preCommands[0]?.output).toBe('a\u2400b \ufffd \ufffd \u{1f600}');
+      expect(stored.preCommands[0]?.command).toBe("printf 'a\\0b'\u2400");
+      expect(stored.error).toBe('failed\u2400 here');
+
+      const logs = await callApi(h, 'POST', '/logs', {
+        token: reg.token,
+        json: { entries: [{ at: new Date().toISOString(), level: 'warn', message: 'odd \u0000 line \udbff', runId: run.body.runId }] },
+      });
+      expect(logs.status).toBe(200);
+      expect((await listClientLogs(h.ctx.database.db, reg.clientId)).map((line) => line.message)).toEqual(['odd \u2400 line \ufffd']);
+    });
+
+    it('refuses them in names, hostnames, versions, symlink targets and paths with 400 naming the field, storing nothing', async () => {
+      const register = (fields: Record<string, string>) =>
+        callApi<{ message: string }>(h, 'POST', '/register', {
+          json: { username: 'alice', password: alice.password, clientName: 'ok-name', hostname: 'ok.host', ...fields },
+        });
+      for (const [field, value] of [
+        ['clientName', 'nul\u0000name'],
+        ['clientName', 'lone\ud800'],
+        ['hostname', 'host\u0000'],
+        ['agentVersion', '1.0\udc00'],
+      ] as const) {
+        const result = await register({ [field]: value });
+        expect(result.status, `${field} ${JSON.stringify(value)}`).toBe(400);
+        expect(result.body.message).toContain(`body/${field}`);
+        expect(result.body.message).toMatch(/NUL|surrogate/);
+      }
+      const names = (await h.ctx.database.db.select({ name: clients.name }).from(clients)).map((row) => row.name);
+      expect(names).not.toContain('ok-name');
+
+      const reg = await registerAgent(h, alice, 'nul-names');
+      const ping = await callApi<{ message: string }>(h, 'POST', '/ping', { token: reg.token, json: { hostname: 'h\u0000' } });
+      expect(ping.status).toBe(400);
+      expect(ping.body.message).toContain('body/hostname');
+
+      const target = Buffer.from('target');
+      await upload(h, reg.token, [target]);
+      const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: reg.token, json: {} });
+      const changes = (json: unknown) => callApi<{ message: string }>(h, 'POST', `/runs/${run.body.runId}/changes`, { token: reg.token, json });
+      const link = { path: '/srv/link', kind: 'symlink', sha256: null, size: 0, mtimeMs: 0, mode: 0o120777, linkTarget: 'x\u0000y' };
+      const cases: [unknown, string][] = [
+        [{ upserts: [link], deletes: [] }, 'body/upserts/0/linkTarget'],
+        [{ upserts: [{ ...link, linkTarget: '\udfff' }], deletes: [] }, 'body/upserts/0/linkTarget'],
+        [{ upserts: [fileUpsert('/srv/a\u0000b', target)], deletes: [] }, 'body/upserts/0/path'],
+        [{ upserts: [fileUpsert('/srv/a\ud83d', target)], deletes: [] }, 'body/upserts/0/path'],
+        [{ upserts: [], deletes: ['/srv/\u0000'] }, 'body/deletes/0'],
+      ];
+      for (const [json, field] of cases) {
+        const result = await changes(json);
+        expect(result.status, JSON.stringify(json)).toBe(400);
+        expect(result.body.message).toContain(field);
+      }
+      // Paired surrogates (any Unicode) and byte escapes (decision 41) are ordinary text.
+      const fine = await changes({ upserts: [{ ...link, linkTarget: '../\u{1f600}' }, fileUpsert('/srv/\u{1f600}\u{10ffe9}', target)], deletes: [] });
+      expect(fine.status).toBe(200);
+      const files = await callApi<{ files: { path: string }[] }>(h, 'GET', '/files', { token: reg.token });
+      expect(files.body.files.map((file) => file.path)).toEqual(['/srv/link', '/srv/\u{1f600}\u{10ffe9}']);
+    });
+  });
+
+  it('answers numbers its columns cannot hold with 400 naming the field', async () => {
+    const reg = await registerAgent(h, alice, 'numbers');
+    const data = Buffer.from('numbers');
+    await upload(h, reg.token, [data]);
+    const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: reg.token, json: {} });
+    const changes = [
+      [{ ...fileUpsert('/srv/n', data), mode: 2 ** 31 }, 'body/upserts/0/mode'],
+      [{ ...fileUpsert('/srv/n', data), size: 1e20 }, 'body/upserts/0/size'],
+    ] as const;
+    for (const [upsert, field] of changes) {
+      const result = await callApi<{ message: string }>(h, 'POST', `/runs/${run.body.runId}/changes`, { token: reg.token, json: { upserts: [upsert], deletes: [] } });
+      expect(result.status, field).toBe(400);
+      expect(result.body.message).toContain(field);
+    }
+    for (const [stat, value] of [
+      ['filesScanned', 2 ** 31],
+      ['bytesScanned', 1e20],
+    ] as const) {
+      const result = await callApi<{ message: string }>(h, 'POST', `/runs/${run.body.runId}/finish`, {
+        token: reg.token,
+        json: { status: 'succeeded', stats: { ...zeroStats(), [stat]: value }, preCommands: [] },
+      });
+      expect(result.status, stat).toBe(400);
+      expect(result.body.message).toContain(`body/stats/${stat}`);
+    }
+  });
+
+  describe('paths on the wire are canonical', () => {
+    it('refuses .. and . segments, empty segments, a trailing slash and the root with 400 naming the path, rewriting nothing', async () => {
+      const reg = await registerAgent(h, alice, 'canonical');
+      const data = Buffer.from('canonical bytes');
+      await upload(h, reg.token, [data]);
+      const run = await callApi<{ runId: string }>(h, 'POST', `/runs`, { token: reg.token, json: {} });
+      for (const bad of ['/home/u/../../etc/passwd', '/home/./u', '/home//u', '/home/u/', '//home', '/..', '/.', '/']) {
+        const upsert = await callApi<{ message: string }>(h, 'POST', `/runs/${run.body.runId}/changes`, {
+          token: reg.token,
+          json: { upserts: [fileUpsert(bad, data)], deletes: [] },
+        });
+        expect(upsert.status, bad).toBe(400);
+        expect(upsert.body.message).toContain('body/upserts/0/path');
+        const del = await callApi<{ message: string }>(h, 'POST', `/runs/${run.body.runId}/changes`, {
+          token: reg.token,
+          json: { upserts: [], deletes: [bad] },
+        });
+        expect(del.status, bad).toBe(400);
+        expect(del.body.message).toContain('body/deletes/0');
+      }
+      const files = await callApi<{ files: unknown[] }>(h, 'GET', '/files', { token: reg.token });
+      expect(files.body.files).toEqual([]);
+      // Names that merely contain dots are ordinary.
+      const dotted = await callApi(h, 'POST', `/runs/${run.body.runId}/changes`, {
+        token: reg.token,
+        json: { upserts: [fileUpsert('/home/.../..a/.b./...', data)], deletes: [] },
+      });
+      expect(dotted.status).toBe(200);
+    });
+  });
+
+  it("refuses a version whose size is not its content's size, naming the path", async () => {
+    const reg = await registerAgent(h, alice, 'sizes');
+    const data = Buffer.from('eighteen bytes !!!');
+    expect(data.length).toBe(18);
+    await upload(h, reg.token, [data]);
+    const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: reg.token, json: {} });
+    const lying = await callApi<{ message: string }>(h, 'POST', `/runs/${run.body.runId}/changes`, {
+      token: reg.token,
+      json: { upserts: [fileUpsert('/srv/ok.txt', data), { ...fileUpsert('/srv/big.txt', data), size: 1_000_000 }], deletes: [] },
+    });
+    expect(lying.status).toBe(400);
+    expect(lying.body.message).toContain('upserts[1].size');
+    expect(lying.body.message).toContain('/srv/big.txt');
+    expect(lying.body.message).toContain('18');
+    expect((await callApi<{ files: unknown[] }>(h, 'GET', '/files', { token: reg.token })).body.files).toEqual([]);
+    const honest = await callApi(h, 'POST', `/runs/${run.body.runId}/changes`, {
+      token: reg.token,
+      json: { upserts: [fileUpsert('/srv/ok.txt', data), fileUpsert('/srv/big.txt', data)], deletes: [] },
+    });
+    expect(honest.status).toBe(200);
+  });
+
+  it('validates every query and path parameter like the body: 400 naming it', async () => {
+    const reg = await registerAgent(h, alice, 'queries');
+    const cases: [string, string][] = [
+      ['/files?after=%00', 'after'],
+      ['/files?after=relative', 'after'],
+      ['/files?prefix=%00', 'prefix'],
+      ['/files?prefix=/a/../b', 'prefix'],
+      ['/files?asOf=yesterday', 'asOf'],
+      ['/files?asOf=2016-12-31T23:59:60Z', 'asOf'],
+      ['/files?limit=ten', 'limit'],
+      ['/files?after=/a&after=/b', 'after'],
+      ['/versions', 'path'],
+      ['/versions?path=%00', 'path'],
+      ['/versions?path=/srv/', 'path'],
+      ['/contents/NOT-A-HASH', 'sha256'],
+      ['/runs/%00/finish', 'runId'],
+    ];
+    for (const [route, name] of cases) {
+      const method = route.startsWith('/runs') ? 'POST' : 'GET';
+      const json = method === 'POST' ? { status: 'succeeded', stats: zeroStats(), preCommands: [] } : undefined;
+      const result = await callApi<{ message: string }>(h, method, route, { token: reg.token, ...(json && { json }) });
+      expect(result.status, route).toBe(400);
+      expect(result.body.message, route).toContain(name);
+    }
+    const upload0 = await upload<{ message: string }>(h, reg.token, [Buffer.from('q')], '?runId=%00');
+    expect(upload0.status).toBe(400);
+    expect(upload0.body.message).toContain('runId');
+    expect((await callApi(h, 'GET', '/files?prefix=/&after=/srv/a', { token: reg.token })).status).toBe(200);
   });
 
   it('serves clients made, re-keyed and configured through the services the dashboard uses', async () => {
