@@ -8,6 +8,7 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import postgres from 'postgres';
+import { parseDatabaseUrl, type DatabaseConnection } from './database-url.ts';
 import * as schema from './schema.ts';
 
 export type Schema = typeof schema;
@@ -36,13 +37,11 @@ export interface OpenDatabaseOptions {
 /** Opens the metadata database and applies pending migrations. */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
-    const sql = postgres(options.databaseUrl, {
-      max: options.maxConnections ?? 10,
-      onnotice: () => {},
-    });
+    const connection = parseDatabaseUrl(options.databaseUrl);
+    await migratePostgresExclusively(connection);
+    const sql = postgres({ ...connection.options, max: options.maxConnections ?? 10, onnotice: () => {} });
     const db = drizzlePostgres(sql, { schema }) as unknown as Db;
-    await migratePostgres(drizzlePostgres(sql), { migrationsFolder: MIGRATIONS_DIR });
-    return { db, kind: 'postgres', location: redactUrl(options.databaseUrl), close: () => sql.end({ timeout: 5 }) };
+    return { db, kind: 'postgres', location: connection.description, close: () => sql.end({ timeout: 5 }) };
   }
   let dataDir: string | undefined;
   if (options.pgliteDir) {
@@ -60,13 +59,25 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   };
 }
 
-export function redactUrl(url: string): string {
+/** Advisory lock key held while migrating; next to the others in advisory-locks.ts's LOCK_KEYS range. */
+const MIGRATIONS_LOCK_KEY = 7_146_000;
+
+/**
+ * Applies pending migrations while holding a session advisory lock, on one
+ * connection of its own. Drizzle's migrator creates its schema and table with
+ * `if not exists`, which is not safe against a concurrent creator (PostgreSQL
+ * raises a unique violation on pg_type), and two replicas could apply the same
+ * migration twice; under the lock the second replica waits, then finds
+ * everything applied. The lock ends with the connection, even on a crash.
+ */
+async function migratePostgresExclusively(connection: DatabaseConnection): Promise<void> {
+  const sql = postgres({ ...connection.options, max: 1, onnotice: () => {} });
   try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'postgres (unparseable URL)';
+    await sql`select pg_advisory_lock(${MIGRATIONS_LOCK_KEY}::bigint)`;
+    await migratePostgres(drizzlePostgres(sql), { migrationsFolder: MIGRATIONS_DIR });
+    await sql`select pg_advisory_unlock(${MIGRATIONS_LOCK_KEY}::bigint)`;
+  } finally {
+    await sql.end({ timeout: 5 });
   }
 }
 
