@@ -18,7 +18,7 @@ import {
   formatPreCommands,
   validateClientConfig,
 } from './client-config-form.ts';
-import { classifyClientHealth, type ClientHealth, HEALTH_LABELS } from './client-health.ts';
+import { classifyClientHealth, HEALTH_STATES } from './client-health.ts';
 import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, renderPage, viewer } from './dashboard-context.ts';
 import type { ClientRow, LogLevelFilter, Viewer } from './dashboard.repository.ts';
 import { clientsWithHealth } from './overview.routes.ts';
@@ -49,7 +49,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
   ) {
     const user = viewer(request);
     const requested = queryParam(request, 'health');
-    const healthFilter = (Object.keys(HEALTH_LABELS) as ClientHealth[]).find((health) => health === requested) ?? null;
+    const healthFilter = HEALTH_STATES.find((health) => health === requested) ?? null;
     const all = await clientsWithHealth(repo, user, deps.now());
     const clients = healthFilter ? all.filter((client) => client.health === healthFilter) : all;
     const owners = user.isAdmin ? await listUsers(db) : [];
