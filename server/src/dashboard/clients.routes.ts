@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { ConflictError } from '../errors.ts';
+import { BadRequestError, ConflictError } from '../errors.ts';
 import { listRuns } from '../services/backup-repository.ts';
 import {
   createClient,
@@ -24,6 +24,7 @@ import type { ClientRow, LogLevelFilter, Viewer } from './dashboard.repository.t
 import { clientsWithHealth } from './overview.routes.ts';
 
 const LOG_LEVELS: LogLevelFilter[] = ['debug', 'info', 'warn', 'error'];
+const LOG_PAGE_SIZE = 200;
 
 function configFormValues(client: ClientRow): ClientConfigInput {
   return {
@@ -163,7 +164,20 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     const client = await repo.getClient(viewer(request), request.params.id);
     const requested = queryParam(request, 'level') as LogLevelFilter;
     const level = LOG_LEVELS.includes(requested) ? requested : null;
-    const logs = await repo.listLogs(client.id, level, 200);
-    return renderPage(request, reply, deps, 'client-logs', { title: `${client.name}: logs`, nav: 'clients', tab: 'logs', client, logs, level, levels: LOG_LEVELS });
+    const beforeText = queryParam(request, 'before');
+    if (beforeText !== '' && !/^[1-9][0-9]{0,14}$/.test(beforeText)) throw new BadRequestError('before: must be a log line id');
+    const before = beforeText === '' ? undefined : Number(beforeText);
+    const { logs, nextBefore } = await repo.listLogs(client.id, { level, limit: LOG_PAGE_SIZE, before });
+    return renderPage(request, reply, deps, 'client-logs', {
+      title: `${client.name}: logs`,
+      nav: 'clients',
+      tab: 'logs',
+      client,
+      logs,
+      level,
+      levels: LOG_LEVELS,
+      paged: before !== undefined,
+      nextBefore,
+    });
   });
 };
