@@ -77,7 +77,7 @@ describe.skipIf(!hasPostgres)('DATABASE_URL forms', () => {
     const { name } = await scratchDatabase();
     const server = await startServer({ DATABASE_URL: `postgres://postgres@localhost/${name}?host=${SOCKET_DIR}`, DATA_DIR: await tempDir() });
     expect(await readyz(server)).toMatchObject({ status: 200 });
-    expect(server.output()).toContain(`socket ${SOCKET_DIR}`);
+    expect(server.output()).toContain(`metadata in postgres://postgres@localhost:5432/${name}?host=${SOCKET_DIR}`);
   });
 
   it.skipIf(!hasSocket)('connects through a socket directory spelled percent-encoded as the host', async () => {
@@ -108,5 +108,21 @@ describe.skipIf(!hasPostgres)('DATABASE_URL forms', () => {
     expect(lines, proc.output()).toHaveLength(1);
     expect(lines[0]).toMatch(pattern);
     expect(proc.output()).not.toMatch(/\n\s+at /);
+  });
+
+  it.each([
+    ['a database that does not exist', (base: URL) => Object.assign(new URL(base), { pathname: '/cairn_no_such_database' }), /does not exist/],
+    ['a port nobody listens on', (base: URL) => Object.assign(new URL(base), { port: '1' }), /ECONNREFUSED/],
+  ])('names %s in one line and exits 1', async (_name, urlFor, pattern) => {
+    const base = new URL((process.env.TEST_DATABASE_URL || process.env.DATABASE_URL)!);
+    const databaseUrl = urlFor(base).toString();
+    const proc = startProcess(path.join(REPO_ROOT, 'server/src/main.ts'), [], { DATABASE_URL: databaseUrl, DATA_DIR: await tempDir(), PORT: '0' });
+    cleanups.push(() => proc.stop());
+    const code = await new Promise<number | null>((resolve) => proc.child.once('exit', (exitCode) => resolve(exitCode)));
+    const lines = proc.output().trim().split('\n');
+    expect(code).toBe(1);
+    expect(lines, proc.output()).toHaveLength(1);
+    expect(lines[0]).toMatch(/^Cannot use the PostgreSQL database at postgres:\/\//);
+    expect(lines[0]).toMatch(pattern);
   });
 });

@@ -84,9 +84,8 @@ export function parseDatabaseUrl(text: string): DatabaseConnection {
     ...(applicationName && { connection: { application_name: applicationName } }),
   };
   const who = user ? `${user}@` : '';
-  const description = socketDir
-    ? `PostgreSQL database "${database || user}" as ${user || 'the OS user'} on socket ${socketDir}`
-    : `postgres://${who}${host || 'localhost'}:${port}/${database}${sslmode ? `?sslmode=${sslmode}` : ''}`;
+  const query = [socketDir && `host=${socketDir}`, sslmode && `sslmode=${sslmode}`].filter(Boolean).join('&');
+  const description = `postgres://${who}${socketDir ? 'localhost' : host || 'localhost'}:${port}/${database}${query ? `?${query}` : ''}`;
   return { options, description };
 }
 

@@ -38,7 +38,13 @@ export interface OpenDatabaseOptions {
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
     const connection = parseDatabaseUrl(options.databaseUrl);
-    await migratePostgresExclusively(connection);
+    try {
+      await migratePostgresExclusively(connection);
+    } catch (error) {
+      const reason = connectionFailure(error);
+      if (reason === null) throw error;
+      throw new DatabaseUnavailableError(`Cannot use the PostgreSQL database at ${connection.description}: ${reason}`, { cause: error });
+    }
     const sql = postgres({ ...connection.options, max: options.maxConnections ?? 10, onnotice: () => {} });
     const db = drizzlePostgres(sql, { schema }) as unknown as Db;
     return { db, kind: 'postgres', location: connection.description, close: () => sql.end({ timeout: 5 }) };
@@ -57,6 +63,28 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     location: dataDir ? `embedded PGlite at ${dataDir}` : 'embedded PGlite in memory',
     close: () => client.close(),
   };
+}
+
+/** The database could not be reached or opened at start-up; the message is one line for the operator. */
+export class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError';
+}
+
+// Failures of reaching or entering the database, as opposed to a fault in a
+// migration: SQLSTATE classes 08 (connection), 28 (authorization), 3D (no
+// such database), 57P03 (starting up), and the socket errors of node:net.
+const CONNECTION_SQLSTATES = /^(08|28|3D)|^57P03$/;
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOENT', 'EACCES', 'CONNECT_TIMEOUT']);
+
+/** The message of a connection failure in `error` (looking through drizzle's wrapping), or null for any other error. */
+function connectionFailure(error: unknown): string | null {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && (CONNECTION_SQLSTATES.test(code) || CONNECTION_ERRNOS.has(code))) return current.message;
+    current = current.cause;
+  }
+  return null;
 }
 
 /** Advisory lock key held while migrating; next to the others in advisory-locks.ts's LOCK_KEYS range. */
