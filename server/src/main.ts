@@ -1,6 +1,7 @@
 import dotenv from 'dotenv';
 import { ConfigError } from '@cairn/shared';
 import { loadServerConfig } from './config/server-config.ts';
+import { DatabaseUnavailableError } from './db/database.ts';
 import { createLogger } from './logger.ts';
 import { startServer } from './server.ts';
 
@@ -30,7 +31,7 @@ try {
     });
   }
 } catch (error) {
-  if (error instanceof ConfigError) {
+  if (error instanceof ConfigError || error instanceof DatabaseUnavailableError) {
     console.error(error.message);
     process.exit(1);
   }

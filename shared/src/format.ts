@@ -23,3 +23,20 @@ export function formatDuration(ms: number): string {
   if (minutes > 0) return `${minutes}m ${String(seconds).padStart(2, '0')}s`;
   return `${seconds}s`;
 }
+
+/**
+ * How a backup run was started, in words: one spelling for the agent's
+ * status page and the dashboard. Unknown values are shown as they are.
+ */
+export function describeRunTrigger(trigger: string): string {
+  switch (trigger) {
+    case 'schedule':
+      return 'scheduled';
+    case 'manual':
+      return "started on the agent's page";
+    case 'server':
+      return 'requested from the dashboard';
+    default:
+      return trigger;
+  }
+}

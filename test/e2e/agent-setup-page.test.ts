@@ -111,7 +111,7 @@ describe.skipIf(!chromiumAvailable())('the agent setup page in Chromium', () => 
     await writeFile(path.join(tree, 'new.txt'), 'added later');
     await Promise.all([page.waitForLoadState('load'), page.click('button:has-text("Back up now")')]);
     // The status script reloads the page when the run ends (the page's CSP forbids evaluating strings, so wait on the DOM).
-    await page.locator('.run-line', { hasText: 'started here' }).waitFor({ timeout: 60_000 });
+    await page.locator('.run-line', { hasText: "started on the agent's page" }).waitFor({ timeout: 60_000 });
     await expect(page.locator('#last-run .stats').textContent()).resolves.toContain('42');
   });
 

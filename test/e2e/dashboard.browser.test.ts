@@ -66,7 +66,10 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await new Promise((resolve) => setTimeout(resolve, 50));
     await laptop.backup([{ path: '/home/alice/docs/report.md', content: report }]);
     await laptop.ping();
+    // An agent whose clock runs a year ahead: its line must not sort above lines received later.
+    await laptop.sendLogs([{ level: 'info', message: 'clock check from a year ahead', at: new Date(Date.now() + 365 * 86_400_000).toISOString() }]);
     await laptop.sendLogs([
+      { level: 'debug', message: 'scan took 12 ms' },
       { level: 'info', message: 'backup finished: 1 file changed, 42 B uploaded' },
       { level: 'warn', message: 'skipped socket /home/alice/.gnupg/S.gpg-agent' },
       { level: 'error', message: 'permission denied: /home/alice/private' },
@@ -78,16 +81,20 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     ]);
     await nas.ping();
     const db = await TestAgent.register(server.url, 'admin', ADMIN_PASSWORD, 'db-01', 'db-01.internal');
+    // The files went through but the dump before them failed: the agent ends such a run partial.
     await db.backup([{ path: '/var/backups/app.sql', content: 'create table t (id int);\n' }], {
-      status: 'failed',
+      status: 'partial',
       preCommands: [
         { command: 'pg_dump -U app app > /var/backups/app.sql', source: 'server', exitCode: 1, durationMs: 312, timedOut: false, output: 'pg_dump: error: connection to server failed: FATAL: role "app" does not exist\n' },
       ],
     });
     await db.ping();
+    const fresh = await TestAgent.register(server.url, 'admin', ADMIN_PASSWORD, 'fresh-01', 'fresh-01.internal');
+    await fresh.ping();
 
     browser = await launchBrowser();
-    const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, acceptDownloads: true });
+    // A time zone other than UTC, so times made local by dashboard.js differ from the server's UTC text.
+    const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, acceptDownloads: true, timezoneId: 'America/New_York' });
     page = await context.newPage();
   });
 
@@ -110,6 +117,8 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await page.waitForURL(`${server.url}/`);
     await expect(page.locator('h1').first().textContent()).resolves.toBe('Overview');
     expect(await page.locator('.stat-failing .stat-value').textContent()).toBe('1');
+    expect(await page.locator('.stat-never .stat-value').textContent()).toBe('1');
+    expect(await page.locator('.stat-ok .stat-value').textContent()).toBe('2');
     expect(await page.locator('svg.chart rect.bar-uploaded').count()).toBe(30);
     await shot('02-overview');
   });
@@ -117,9 +126,10 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
   it('lists clients with their health', async () => {
     await page.click('nav.mainnav >> text=Clients');
     await page.waitForURL(`${server.url}/clients`);
-    expect(await page.locator('table tbody tr').count()).toBe(3);
+    expect(await page.locator('table tbody tr').count()).toBe(4);
     expect(await page.locator('tr:has-text("alice-laptop") .badge.health-ok').count()).toBe(1);
     expect(await page.locator('tr:has-text("db-01") .badge.health-failing').count()).toBe(1);
+    expect(await page.locator('tr:has-text("fresh-01") .badge.health-never').textContent()).toBe('Never backed up');
     await shot('03-clients');
   });
 
@@ -138,6 +148,7 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await shot('04-token-once');
     await page.click('text=Go to the client');
     expect(await page.content()).not.toContain(token);
+    expect(await page.locator('.card-head .badge').first().textContent()).toBe('Never backed up');
   });
 
   it('creates a user with a retention policy', async () => {
@@ -182,7 +193,30 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await shot('07-client');
   });
 
+  it('shows times to the second in the browser\'s time zone, UTC on hover', async () => {
+    await page.goto(`${server.url}/clients/${laptop.clientId}`);
+    const started = page.locator('table.runs time[data-local]').first();
+    const text = (await started.textContent())!;
+    const title = (await started.getAttribute('title'))!;
+    const datetime = (await started.getAttribute('datetime'))!;
+    expect(title).toBe(`${datetime.slice(0, 10)} ${datetime.slice(11, 19)} UTC`);
+    expect(text).toMatch(/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d E[SD]T$/);
+    const newYork = new Intl.DateTimeFormat('en-CA', { timeZone: 'America/New_York', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' }).format(new Date(datetime));
+    expect(text.slice(11, 19)).toBe(newYork);
+    expect(await page.locator('table.runs td', { hasText: 'scheduled' }).count()).toBeGreaterThan(0);
+    await shot('07a-client-times');
+  });
+
+  it('says why a client is failing: the pre-command that failed', async () => {
+    await page.goto(`${server.url}/clients`);
+    await page.click('a:text-is("db-01")');
+    expect(await page.locator('.card-head .badge.health-failing').textContent()).toBe('Failing');
+    expect(await page.locator('.health-reason').textContent()).toContain('pg_dump -U app app > /var/backups/app.sql');
+    await shot('07b-client-failing');
+  });
+
   it('browses the tree as of an earlier backup', async () => {
+    await page.goto(`${server.url}/clients/${laptop.clientId}`);
     await page.click('nav.tabs >> text=Files');
     await page.click('a:text-is("home/")');
     await page.click('a:text-is("alice/")');
@@ -227,10 +261,21 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
 
   it('shows logs by level and the audit log', async () => {
     await page.goto(`${server.url}/clients/${laptop.clientId}/logs`);
+    // Every level, newest received first: the year-ahead line was received first, so it is last.
+    const messages = await page.locator('table.logs tbody td.msg').allTextContents();
+    expect(messages).toEqual([
+      'permission denied: /home/alice/private',
+      'skipped socket /home/alice/.gnupg/S.gpg-agent',
+      'backup finished: 1 file changed, 42 B uploaded',
+      'scan took 12 ms',
+      'clock check from a year ahead',
+    ]);
+    const agentTime = await page.locator('table.logs tbody tr:last-child td:last-child time').getAttribute('datetime');
+    expect(Date.parse(agentTime!)).toBeGreaterThan(Date.now() + 300 * 86_400_000);
+    await shot('11-logs');
     await page.click('nav.filters >> text=error');
     expect(await page.locator('table.logs tbody tr').count()).toBe(1);
     await page.click('nav.filters >> text=all');
-    await shot('11-logs');
     await page.click('nav.mainnav >> text=Audit log');
     expect(await page.locator('table.audit').textContent()).toContain('client.precommands.update');
     await shot('12-audit');

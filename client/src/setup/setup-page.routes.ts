@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import { formatBytes, formatDuration } from '@cairn/shared';
+import { describeRunTrigger, formatBytes, formatDuration } from '@cairn/shared';
 import { SetupRefusedError, type AgentRuntime } from '../agent/agent-runtime.ts';
 import { AGENT_VERSION } from '../agent/version.ts';
 import { PermanentError, RetryableError, errorMessage } from '../net/http-errors.ts';
@@ -26,6 +26,7 @@ const view = {
   phase: (name: string | undefined) => (name ? (PHASES[name] ?? name) : '-'),
   bytes: formatBytes,
   duration: formatDuration,
+  trigger: describeRunTrigger,
   time(iso: string | null | undefined): string {
     if (!iso) return '-';
     return new Date(iso).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { EnvReader, variablesRead, type Env } from '@cairn/shared';
+import { DatabaseUrlError, parseDatabaseUrl } from '../db/database-url.ts';
 
 export interface S3Config {
   bucket: string;
@@ -59,8 +60,13 @@ export function loadServerConfig(env: Env): ServerConfig {
   const dataDir = path.resolve(r.string('DATA_DIR', './data'));
   const publicUrl = r.url('PUBLIC_URL') ?? `http://localhost:${port}`;
   const databaseUrl = r.optionalString('DATABASE_URL');
-  if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
-    r.problems.push('DATABASE_URL must start with postgres:// or postgresql://');
+  if (databaseUrl !== undefined) {
+    try {
+      parseDatabaseUrl(databaseUrl);
+    } catch (error) {
+      if (!(error instanceof DatabaseUrlError)) throw error;
+      r.problems.push(error.message);
+    }
   }
   const bucket = r.optionalString('S3_BUCKET');
   const s3Endpoint = r.url('S3_ENDPOINT');

@@ -4,14 +4,15 @@
  *
  * - offline: no heartbeat within 3x its ping interval (counted from creation
  *   when it never pinged);
- * - failing: its last finished run failed;
- * - late: no successful (or partial) backup within 2x its backup interval
- *   (counted from creation when it never backed up);
+ * - failing: its last finished run failed or ended partial (a pre-command
+ *   failed, or some files could not be backed up), until a run succeeds;
+ * - never: it has never finished a backup (and no run failed);
+ * - late: no successful (or partial) backup within 2x its backup interval;
  * - ok: none of the above.
  * When several apply, the first in that order wins: an offline agent cannot
  * fix a failing run, and a failing run explains why a backup is late.
  */
-export type ClientHealth = 'ok' | 'late' | 'offline' | 'failing';
+export type ClientHealth = 'ok' | 'late' | 'offline' | 'failing' | 'never';
 
 export interface ClientHealthFacts {
   createdAt: Date;
@@ -29,12 +30,17 @@ export const HEALTH_LABELS: Record<ClientHealth, string> = {
   late: 'Late',
   offline: 'Offline',
   failing: 'Failing',
+  never: 'Never backed up',
 };
+
+/** Every state, in the order the overview and the filters show them. */
+export const HEALTH_STATES: readonly ClientHealth[] = ['ok', 'late', 'never', 'offline', 'failing'];
 
 export function classifyClientHealth(facts: ClientHealthFacts, now: Date): ClientHealth {
   const sinceMs = (time: Date | null) => now.getTime() - (time ?? facts.createdAt).getTime();
   if (sinceMs(facts.lastPingAt) > 3 * facts.pingIntervalSeconds * 1000) return 'offline';
-  if (facts.lastRunStatus === 'failed') return 'failing';
+  if (facts.lastRunStatus === 'failed' || facts.lastRunStatus === 'partial') return 'failing';
+  if (facts.lastSuccessAt === null) return 'never';
   if (sinceMs(facts.lastSuccessAt) > 2 * facts.backupIntervalSeconds * 1000) return 'late';
   return 'ok';
 }

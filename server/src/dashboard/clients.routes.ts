@@ -18,12 +18,13 @@ import {
   formatPreCommands,
   validateClientConfig,
 } from './client-config-form.ts';
-import { classifyClientHealth, type ClientHealth, HEALTH_LABELS } from './client-health.ts';
+import { classifyClientHealth, HEALTH_STATES } from './client-health.ts';
 import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, renderPage, viewer } from './dashboard-context.ts';
 import type { ClientRow, LogLevelFilter, Viewer } from './dashboard.repository.ts';
 import { clientsWithHealth } from './overview.routes.ts';
 
 const LOG_LEVELS: LogLevelFilter[] = ['debug', 'info', 'warn', 'error'];
+const LOG_PAGE_SIZE = 200;
 
 function configFormValues(client: ClientRow): ClientConfigInput {
   return {
@@ -49,8 +50,8 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
   ) {
     const user = viewer(request);
     const requested = queryParam(request, 'health');
-    const healthFilter = (Object.keys(HEALTH_LABELS) as ClientHealth[]).find((health) => health === requested) ?? null;
-    if (requested !== '' && healthFilter === null) throw new BadRequestError(`health: one of ${Object.keys(HEALTH_LABELS).join(', ')}`);
+    const healthFilter = HEALTH_STATES.find((health) => health === requested) ?? null;
+    if (requested !== '' && healthFilter === null) throw new BadRequestError(`health: one of ${HEALTH_STATES.join(', ')}`);
     const all = await clientsWithHealth(repo, user, deps.now());
     const clients = healthFilter ? all.filter((client) => client.health === healthFilter) : all;
     const owners = user.isAdmin ? await listUsers(db) : [];
@@ -165,7 +166,20 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     const requested = queryParam(request, 'level') as LogLevelFilter;
     const level = LOG_LEVELS.includes(requested) ? requested : null;
     if ((requested as string) !== '' && level === null) throw new BadRequestError(`level: one of ${LOG_LEVELS.join(', ')}`);
-    const logs = await repo.listLogs(client.id, level, 200);
-    return renderPage(request, reply, deps, 'client-logs', { title: `${client.name}: logs`, nav: 'clients', tab: 'logs', client, logs, level, levels: LOG_LEVELS });
+    const beforeText = queryParam(request, 'before');
+    if (beforeText !== '' && !/^[1-9][0-9]{0,14}$/.test(beforeText)) throw new BadRequestError('before: must be a log line id');
+    const before = beforeText === '' ? undefined : Number(beforeText);
+    const { logs, nextBefore } = await repo.listLogs(client.id, { level, limit: LOG_PAGE_SIZE, before });
+    return renderPage(request, reply, deps, 'client-logs', {
+      title: `${client.name}: logs`,
+      nav: 'clients',
+      tab: 'logs',
+      client,
+      logs,
+      level,
+      levels: LOG_LEVELS,
+      paged: before !== undefined,
+      nextBefore,
+    });
   });
 };

@@ -124,13 +124,30 @@ export function createDashboardRepository(db: Db) {
       .limit(limit);
   }
 
-  async function listLogs(clientId: string, level: LogLevelFilter | null, limit: number): Promise<LogRow[]> {
-    return db
+  /**
+   * A page of the client's log lines, newest first by the time the server
+   * received them (an agent's clock cannot push lines to the top); lines of
+   * one batch share that time and keep the order they were sent in (id).
+   * `before` is the id of the last line of the previous page; `nextBefore`
+   * continues the listing, null on the last page.
+   */
+  async function listLogs(clientId: string, options: { level: LogLevelFilter | null; limit: number; before?: number | undefined }) {
+    const rows = await db
       .select()
       .from(clientLogs)
-      .where(and(eq(clientLogs.clientId, clientId), level ? eq(clientLogs.level, level) : undefined))
-      .orderBy(desc(clientLogs.at), desc(clientLogs.id))
-      .limit(limit);
+      .where(
+        and(
+          eq(clientLogs.clientId, clientId),
+          options.level ? eq(clientLogs.level, options.level) : undefined,
+          options.before === undefined
+            ? undefined
+            : sql`(${clientLogs.receivedAt}, ${clientLogs.id}) < (select c.received_at, c.id from client_logs c where c.id = ${options.before} and c.client_id = ${clientId})`,
+        ),
+      )
+      .orderBy(desc(clientLogs.receivedAt), desc(clientLogs.id))
+      .limit(options.limit + 1);
+    const logs: LogRow[] = rows.slice(0, options.limit);
+    return { logs, nextBefore: rows.length > options.limit ? (logs[logs.length - 1]?.id ?? null) : null };
   }
 
   // ---- overview ----------------------------------------------------------------

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { buildBytesChart, lastDays } from './bytes-chart.ts';
-import { classifyClientHealth, type ClientHealth } from './client-health.ts';
+import { classifyClientHealth, type ClientHealth, HEALTH_STATES } from './client-health.ts';
 import { type DashboardDeps, renderPage, viewer } from './dashboard-context.ts';
 import type { DashboardRepository, Viewer } from './dashboard.repository.ts';
 
@@ -19,7 +19,7 @@ export const overviewRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
     const user = viewer(request);
     const now = deps.now();
     const clients = await clientsWithHealth(repo, user, now);
-    const byHealth: Record<ClientHealth, number> = { ok: 0, late: 0, offline: 0, failing: 0 };
+    const byHealth = Object.fromEntries(HEALTH_STATES.map((state) => [state, 0])) as Record<ClientHealth, number>;
     for (const client of clients) byHealth[client.health] += 1;
     const totals = await repo.storageTotals(user);
     const days = lastDays(now, CHART_DAYS);
@@ -32,6 +32,7 @@ export const overviewRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
       nav: 'overview',
       clients,
       byHealth,
+      healthStates: HEALTH_STATES,
       attention,
       totals,
       dedupRatio: totals.storedBytes > 0 ? totals.logicalBytes / totals.storedBytes : null,

@@ -1,30 +1,54 @@
-import { formatBytes, formatDuration } from '@cairn/shared';
+import { describeRunTrigger, formatBytes, formatDuration } from '@cairn/shared';
 import { HEALTH_LABELS, type ClientHealth } from './client-health.ts';
+
+type TimeValue = Date | string | number | null | undefined;
+
+function toDate(value: TimeValue): Date | null {
+  if (value === null || value === undefined) return null;
+  const d = new Date(value);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+const utcText = (d: Date): string => d.toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
+
+function relative(now: Date, d: Date): string {
+  const seconds = Math.round((now.getTime() - d.getTime()) / 1000);
+  if (seconds < 0) return 'just now';
+  if (seconds < 60) return `${seconds}s ago`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
+  if (seconds < 86_400) return `${Math.floor(seconds / 3600)} h ago`;
+  return `${Math.floor(seconds / 86_400)} d ago`;
+}
 
 /** Formatting helpers every template gets as `it.h`. */
 export function viewHelpers(now: Date) {
   return {
     bytes: formatBytes,
     duration: formatDuration,
-    /** `2026-11-21 21:04 UTC`; the `title` shows the ISO time. */
-    time(value: Date | string | number | null | undefined): string {
-      if (value === null || value === undefined) return '-';
-      const d = new Date(value);
-      return Number.isNaN(d.getTime()) ? '-' : d.toISOString().slice(0, 16).replace('T', ' ') + ' UTC';
+    trigger: describeRunTrigger,
+    /** `2026-11-21 21:04:05 UTC` (text, e.g. for an attribute); `-` for no time. */
+    utc(value: TimeValue): string {
+      const d = toDate(value);
+      return d ? utcText(d) : '-';
     },
-    iso(value: Date | string | number | null | undefined): string {
-      if (value === null || value === undefined) return '';
-      return new Date(value).toISOString();
+    /**
+     * A `<time>` element (HTML, for `<%~ %>`): UTC with seconds, which
+     * public/dashboard.js rewrites into the viewer's time zone; the title
+     * keeps the UTC time. `-` for no time.
+     */
+    time(value: TimeValue): string {
+      const d = toDate(value);
+      return d ? `<time datetime="${d.toISOString()}" title="${utcText(d)}" data-local>${utcText(d)}</time>` : '-';
     },
-    /** `5 min ago`, `3 d ago`, `never`. */
-    ago(value: Date | string | null | undefined): string {
-      if (value === null || value === undefined) return 'never';
-      const seconds = Math.round((now.getTime() - new Date(value).getTime()) / 1000);
-      if (seconds < 0) return 'just now';
-      if (seconds < 60) return `${seconds}s ago`;
-      if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
-      if (seconds < 86_400) return `${Math.floor(seconds / 3600)} h ago`;
-      return `${Math.floor(seconds / 86_400)} d ago`;
+    iso(value: TimeValue): string {
+      const d = toDate(value);
+      return d ? d.toISOString() : '';
+    },
+    /** `5 min ago`, `3 d ago` in a `<time>` element titled with the UTC time (HTML); `never` for no time. */
+    ago(value: TimeValue): string {
+      const d = toDate(value);
+      if (!d) return 'never';
+      return `<time datetime="${d.toISOString()}" title="${utcText(d)}">${relative(now, d)}</time>`;
     },
     interval(seconds: number): string {
       if (seconds % 86_400 === 0) return `every ${seconds / 86_400} d`;

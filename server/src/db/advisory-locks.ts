@@ -3,7 +3,8 @@ import { rowsOf, type Database, type Db, type Tx } from './database.ts';
 
 /**
  * Advisory lock keys. Fixed numbers: every replica and every version of the
- * server must agree on them.
+ * server must agree on them. 7_146_000 is taken by the migration lock
+ * (MIGRATIONS_LOCK_KEY in database.ts, which cannot import this file).
  */
 export const LOCK_KEYS = {
   /** Shared by commits that make content referenced; exclusive for GC while it deletes rows and objects. */

@@ -8,6 +8,7 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import postgres from 'postgres';
+import { parseDatabaseUrl, type DatabaseConnection } from './database-url.ts';
 import * as schema from './schema.ts';
 
 export type Schema = typeof schema;
@@ -36,13 +37,17 @@ export interface OpenDatabaseOptions {
 /** Opens the metadata database and applies pending migrations. */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   if (options.databaseUrl) {
-    const sql = postgres(options.databaseUrl, {
-      max: options.maxConnections ?? 10,
-      onnotice: () => {},
-    });
+    const connection = parseDatabaseUrl(options.databaseUrl);
+    try {
+      await migratePostgresExclusively(connection);
+    } catch (error) {
+      const reason = connectionFailure(error);
+      if (reason === null) throw error;
+      throw new DatabaseUnavailableError(`Cannot use the PostgreSQL database at ${connection.description}: ${reason}`, { cause: error });
+    }
+    const sql = postgres({ ...connection.options, max: options.maxConnections ?? 10, onnotice: () => {} });
     const db = drizzlePostgres(sql, { schema }) as unknown as Db;
-    await migratePostgres(drizzlePostgres(sql), { migrationsFolder: MIGRATIONS_DIR });
-    return { db, kind: 'postgres', location: redactUrl(options.databaseUrl), close: () => sql.end({ timeout: 5 }) };
+    return { db, kind: 'postgres', location: connection.description, close: () => sql.end({ timeout: 5 }) };
   }
   let dataDir: string | undefined;
   if (options.pgliteDir) {
@@ -60,13 +65,47 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   };
 }
 
-export function redactUrl(url: string): string {
+/** The database could not be reached or opened at start-up; the message is one line for the operator. */
+export class DatabaseUnavailableError extends Error {
+  override name = 'DatabaseUnavailableError';
+}
+
+// Failures of reaching or entering the database, as opposed to a fault in a
+// migration: SQLSTATE classes 08 (connection), 28 (authorization), 3D (no
+// such database), 57P03 (starting up), and the socket errors of node:net.
+const CONNECTION_SQLSTATES = /^(08|28|3D)|^57P03$/;
+const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOENT', 'EACCES', 'CONNECT_TIMEOUT']);
+
+/** The message of a connection failure in `error` (looking through drizzle's wrapping), or null for any other error. */
+function connectionFailure(error: unknown): string | null {
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string' && (CONNECTION_SQLSTATES.test(code) || CONNECTION_ERRNOS.has(code))) return current.message;
+    current = current.cause;
+  }
+  return null;
+}
+
+/** Advisory lock key held while migrating; next to the others in advisory-locks.ts's LOCK_KEYS range. */
+const MIGRATIONS_LOCK_KEY = 7_146_000;
+
+/**
+ * Applies pending migrations while holding a session advisory lock, on one
+ * connection of its own. Drizzle's migrator creates its schema and table with
+ * `if not exists`, which is not safe against a concurrent creator (PostgreSQL
+ * raises a unique violation on pg_type), and two replicas could apply the same
+ * migration twice; under the lock the second replica waits, then finds
+ * everything applied. The lock ends with the connection, even on a crash.
+ */
+async function migratePostgresExclusively(connection: DatabaseConnection): Promise<void> {
+  const sql = postgres({ ...connection.options, max: 1, onnotice: () => {} });
   try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return 'postgres (unparseable URL)';
+    await sql`select pg_advisory_lock(${MIGRATIONS_LOCK_KEY}::bigint)`;
+    await migratePostgres(drizzlePostgres(sql), { migrationsFolder: MIGRATIONS_DIR });
+    await sql`select pg_advisory_unlock(${MIGRATIONS_LOCK_KEY}::bigint)`;
+  } finally {
+    await sql.end({ timeout: 5 });
   }
 }
 

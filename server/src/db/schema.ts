@@ -186,7 +186,8 @@ export const clientLogs = pgTable(
     level: text('level').$type<'debug' | 'info' | 'warn' | 'error'>().notNull(),
     message: text('message').notNull(),
   },
-  (t) => [index('client_logs_client_at_idx').on(t.clientId, t.at)],
+  // Pages of a client's log are read newest received first (the agent's clock does not order them).
+  (t) => [index('client_logs_client_received_idx').on(t.clientId, t.receivedAt, t.id)],
 );
 
 export const auditLog = pgTable(

@@ -397,7 +397,7 @@ export interface ClientLogLine {
   message: string;
 }
 
-/** A client's log lines, newest first; only one run's when `runId` is given. */
+/** A client's log lines, newest first by the server's receive time; only one run's when `runId` is given. */
 export async function listClientLogs(db: Db, clientId: string, options: { runId?: string; limit?: number } = {}): Promise<ClientLogLine[]> {
   return db
     .select({
@@ -410,6 +410,6 @@ export async function listClientLogs(db: Db, clientId: string, options: { runId?
     })
     .from(clientLogs)
     .where(and(eq(clientLogs.clientId, clientId), options.runId ? eq(clientLogs.runId, options.runId) : undefined))
-    .orderBy(desc(clientLogs.at), desc(clientLogs.id))
+    .orderBy(desc(clientLogs.receivedAt), desc(clientLogs.id))
     .limit(options.limit ?? 200);
 }

@@ -46,8 +46,9 @@ export class TestAgent {
     return this.call('POST', '/ping', { state: 'idle' });
   }
 
-  async sendLogs(entries: { level: 'debug' | 'info' | 'warn' | 'error'; message: string }[]): Promise<void> {
-    await this.call('POST', '/logs', { entries: entries.map((e) => ({ ...e, at: new Date().toISOString() })) });
+  /** Sends log lines stamped with the agent's clock: now, unless an entry sets `at`. */
+  async sendLogs(entries: { level: 'debug' | 'info' | 'warn' | 'error'; message: string; at?: string }[]): Promise<void> {
+    await this.call('POST', '/logs', { entries: entries.map((e) => ({ ...e, at: e.at ?? new Date().toISOString() })) });
   }
 
   /** One complete backup run: uploads what the server lacks, upserts `files`, deletes `deletes`. */
