@@ -81,20 +81,20 @@ describe('restoreFile', () => {
 
   it('never writes through a symlink planted where a parent should be', async () => {
     await symlink(outside, path.join(target, 'evil'));
-    await expect(restoreFile(api, target, link('/evil/planted', '/etc/passwd'), true, () => {})).rejects.toThrow(/symlink/);
+    await expect(restoreFile(api, target, link('/evil/planted', '/etc/passwd'), { force: true, owners: false }, () => {})).rejects.toThrow(/symlink/);
     expect(await readdir(outside)).toEqual([]);
   });
 
   it('replaces a planted symlink at the destination itself (with --force) instead of following it', async () => {
     await symlink(path.join(outside, 'victim'), path.join(target, 'name'));
-    await restoreFile(api, target, link('/name', 'restored-target'), true, () => {});
+    await restoreFile(api, target, link('/name', 'restored-target'), { force: true, owners: false }, () => {});
     expect(await readlink(path.join(target, 'name'))).toBe('restored-target');
     expect(await readdir(outside)).toEqual([]);
   });
 
   it('refuses to overwrite an existing file without --force', async () => {
     await writeFile(path.join(target, 'keep'), 'mine');
-    await expect(restoreFile(api, target, link('/keep', 'x'), false, () => {})).rejects.toThrow(/--force/);
+    await expect(restoreFile(api, target, link('/keep', 'x'), { force: false, owners: false }, () => {})).rejects.toThrow(/--force/);
   });
 });
 
