@@ -3,7 +3,8 @@ import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, AGENT_MAIN, envModeAgentEnv, runAgentOnce } from '../helpers/agent-e2e.ts';
+import type { VersionsResponse } from '@cairn/shared';
+import { ADMIN_PASSWORD, AGENT_MAIN, agentApiGet, envModeAgentEnv, readAgentState, runAgentOnce } from '../helpers/agent-e2e.ts';
 import { startProcess, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
 
 /**
@@ -98,8 +99,18 @@ describe('restore brings back the tree as it was', () => {
     original = await tree(source);
 
     server = await startServerProcess({ DATA_DIR: path.join(base, 'server'), ADMIN_PASSWORD });
-    const { report } = await runAgentOnce(envModeAgentEnv(server.url, stateDir, [source]));
+    const env = envModeAgentEnv(server.url, stateDir, [source]);
+    const { report } = await runAgentOnce(env);
     expect(report).toMatchObject({ status: 'succeeded', filesFailed: 0 });
+    // Nothing changed: no new version of anything, directories included; nor after a lost cache (resync).
+    expect((await runAgentOnce(env)).report).toMatchObject({ status: 'succeeded', filesChanged: 0 });
+    await rm(path.join(stateDir, 'scan-cache.jsonl'));
+    expect((await runAgentOnce(env)).report).toMatchObject({ status: 'succeeded', filesChanged: 0, bytesUploaded: 0 });
+    const { serverUrl, token } = await readAgentState(stateDir);
+    for (const directory of [source, path.join(source, 'private'), path.join(source, 'empty')]) {
+      const { versions } = await agentApiGet<VersionsResponse>(serverUrl, token, `/versions?path=${encodeURIComponent(directory)}`);
+      expect(versions.map((v) => v.kind), directory).toEqual(['directory']);
+    }
 
     await rm(source, { recursive: true, force: true });
     restored = path.join(base, 'restored');
