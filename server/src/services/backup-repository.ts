@@ -119,7 +119,8 @@ interface NormalisedUpsert {
 /**
  * Applies one batch of a run's changes, all or nothing, in one transaction of
  * a few set-based statements (never a query per file):
- * - an upsert equal to the path's current version is a no-op;
+ * - an upsert equal to the path's current version is a no-op (one that only
+ *   adds the owner to a version sent without one fills it in);
  * - a changed upsert closes the current version and opens a new one;
  * - a delete closes the current version.
  * valid_from / valid_to are the transaction's server time. Content the user
@@ -161,6 +162,16 @@ export async function applyChanges(
       const input = sql`jsonb_to_recordset(${JSON.stringify(upserts)}::jsonb)
         as x(path text, kind text, sha256 text, size bigint, mtime_ms bigint, mode integer, link_target text,
              uid bigint, gid bigint, hardlink_group text)`;
+      // A version from an agent that sent no owners, matched by an upsert that names them and is otherwise
+      // equal, gets them filled in place: a new version differing only in what was unknown would push a
+      // real older version out of retention on the first run after an agent upgrade.
+      await tx.execute(sql`
+        update file_versions fv set uid = x.uid, gid = x.gid, hardlink_group = x.hardlink_group
+        from ${input}
+        where fv.client_id = ${agent.clientId} and fv.valid_to is null and fv.path = x.path
+          and fv.uid is null and fv.gid is null and x.uid is not null and x.gid is not null
+          and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target)
+            is not distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target)`);
       closed += countOf(
         await tx.execute(sql`
           with changed as (

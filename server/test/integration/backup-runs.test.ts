@@ -134,6 +134,15 @@ describe.each(testDatabaseKinds())('backup runs and the temporal tree (%s)', (ki
     const versions = (await get<{ versions: FileVersion[] }>(`/versions?path=${encodeURIComponent('/tree')}`)).body.versions;
     expect(versions.map((v) => v.uid)).toEqual([0, 1000]);
 
+    // An older agent's version (no owner) gets the owner filled in by an otherwise equal upsert: no new version.
+    const legacy = fileUpsert('/tree/legacy', bytes);
+    expect((await post(`/runs/${run}/changes`, { upserts: [legacy], deletes: [] })).body).toEqual({ opened: 1, closed: 0 });
+    expect((await post(`/runs/${run}/changes`, { upserts: [{ ...legacy, uid: 7, gid: 8, hardlinkGroup: 'abc123' }], deletes: [] })).body).toEqual({ opened: 0, closed: 0 });
+    const filled = (await get<{ versions: FileVersion[] }>(`/versions?path=${encodeURIComponent('/tree/legacy')}`)).body.versions;
+    expect(filled).toMatchObject([{ uid: 7, gid: 8, hardlinkGroup: 'abc123', validTo: null }]);
+    // Once known, an owner change is a change.
+    expect((await post(`/runs/${run}/changes`, { upserts: [{ ...legacy, uid: 9, gid: 8 }], deletes: [] })).body).toEqual({ opened: 1, closed: 1 });
+
     for (const [bad, field] of [
       [{ ...directory, path: '/tree/x', sha256: sha256Hex(bytes) }, 'upserts[0].sha256'],
       [{ ...directory, path: '/tree/y', hardlinkGroup: 'abc' }, 'upserts[0].hardlinkGroup'],
