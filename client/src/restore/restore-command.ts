@@ -10,7 +10,7 @@ import { errorMessage } from '../net/http-errors.ts';
 import { readAgentState } from '../state/agent-state.ts';
 import { RESTORE_USAGE, parseRestoreArgs } from './restore-args.ts';
 import { RestoreProgress } from './restore-progress.ts';
-import { planRestore } from './restore-plan.ts';
+import { planRestore, type RestorePlan } from './restore-plan.ts';
 import { UnsafePathError, lstatOrNull, prepareDestination } from './restore-target.ts';
 import { SparseWriter } from './sparse-writer.ts';
 
@@ -63,59 +63,7 @@ export async function runRestoreCommand(argv: readonly string[], env: Env, io: R
       `restoring ${fileCount} files and ${plan.directories.length} directories from ${serverUrl}${args.asOf ? ` as of ${args.asOf}` : ''} into ${target}\n`,
     );
     const options: RestoreOptions = { force: args.force, owners: process.getuid?.() === 0 };
-    let directoriesFailed = 0;
-    const failed = (file: FileVersion, error: unknown) => {
-      progress.print(`FAILED ${file.path}: ${errorMessage(error)}`);
-    };
-    const onBytes = (bytes: number) => {
-      progress.doneBytes += bytes;
-      progress.update();
-    };
-    const fileStep = async (file: FileVersion, restore: () => Promise<unknown>) => {
-      try {
-        await restore();
-      } catch (error) {
-        progress.failed += 1;
-        failed(file, error);
-      } finally {
-        progress.doneFiles += 1;
-        progress.update();
-      }
-    };
-
-    // Directories this restore made (or, with --force, found): they get their metadata at the end.
-    const madeDirectories: FileVersion[] = [];
-    for (const directory of plan.directories) {
-      try {
-        if (await createDirectory(target, directory, options)) madeDirectories.push(directory);
-      } catch (error) {
-        directoriesFailed += 1;
-        failed(directory, error);
-      }
-    }
-    const written = new Map<FileVersion, WrittenFile>();
-    await mapConcurrent(plan.files, args.concurrency, (file) =>
-      fileStep(file, async () => written.set(file, await restoreFile(api, target, file, options, onBytes))),
-    );
-    // A follower whose first name failed or cannot be linked to is written with its own content.
-    await mapConcurrent(plan.followers, args.concurrency, ({ file, leader }) =>
-      fileStep(file, async () => {
-        const first = written.get(leader);
-        if (first && (await linkToWritten(target, file, first, options))) onBytes(file.size);
-        else await restoreFile(api, target, file, options, onBytes);
-      }),
-    );
-    await mapConcurrent(plan.symlinks, 1, (file) => fileStep(file, () => restoreFile(api, target, file, options, onBytes)));
-    const made = new Set(madeDirectories);
-    for (const directory of plan.directoriesDeepestFirst) {
-      if (!made.has(directory)) continue;
-      try {
-        await finishDirectory(target, directory, options);
-      } catch (error) {
-        directoriesFailed += 1;
-        failed(directory, error);
-      }
-    }
+    const directoriesFailed = await carryOut(plan, { api, target, options, progress, concurrency: args.concurrency });
     progress.finish();
     if (progress.failed > 0) io.stderr.write(`${progress.failed} file(s) were NOT restored (see FAILED lines above)\n`);
     if (directoriesFailed > 0) io.stderr.write(`${directoriesFailed} directory(ies) were NOT restored as they were (see FAILED lines above)\n`);
@@ -128,6 +76,70 @@ export async function runRestoreCommand(argv: readonly string[], env: Env, io: R
   }
 }
 
+interface RestoreRun {
+  api: ApiClient;
+  target: string;
+  options: RestoreOptions;
+  progress: RestoreProgress;
+  concurrency: number;
+}
+
+/**
+ * Carries out a plan in its order (see RestorePlan). Each failure is printed
+ * and counted (files in `progress.failed`) and the rest goes on; returns how
+ * many directories could not be made or given their metadata.
+ */
+async function carryOut(plan: RestorePlan, { api, target, options, progress, concurrency }: RestoreRun): Promise<number> {
+  const onBytes = (bytes: number) => {
+    progress.doneBytes += bytes;
+    progress.update();
+  };
+  let directoriesFailed = 0;
+  const directoryStep = async (directory: FileVersion, step: () => Promise<unknown>) => {
+    try {
+      await step();
+    } catch (error) {
+      directoriesFailed += 1;
+      progress.print(`FAILED ${directory.path}: ${errorMessage(error)}`);
+    }
+  };
+  const fileStep = async (file: FileVersion, step: () => Promise<unknown>) => {
+    try {
+      await step();
+    } catch (error) {
+      progress.failed += 1;
+      progress.print(`FAILED ${file.path}: ${errorMessage(error)}`);
+    } finally {
+      progress.doneFiles += 1;
+      progress.update();
+    }
+  };
+
+  // Directories this restore made (or, with --force, found) get their metadata at the end.
+  const made = new Set<FileVersion>();
+  for (const directory of plan.directories) {
+    await directoryStep(directory, async () => {
+      if (await createDirectory(target, directory, options)) made.add(directory);
+    });
+  }
+  const written = new Map<FileVersion, WrittenFile>();
+  await mapConcurrent(plan.files, concurrency, (file) =>
+    fileStep(file, async () => written.set(file, await restoreFile(api, target, file, options, onBytes))),
+  );
+  // A follower whose first name failed, or cannot be linked to here, is written with its own content.
+  await mapConcurrent(plan.followers, concurrency, ({ file, leader }) =>
+    fileStep(file, async () => {
+      const first = written.get(leader);
+      if (first && (await linkToWritten(target, file, first, options))) onBytes(file.size);
+      else await restoreFile(api, target, file, options, onBytes);
+    }),
+  );
+  await mapConcurrent(plan.symlinks, 1, (file) => fileStep(file, () => restoreFile(api, target, file, options, onBytes)));
+  for (const directory of plan.directoriesDeepestFirst) {
+    if (made.has(directory)) await directoryStep(directory, () => finishDirectory(target, directory, options));
+  }
+  return directoriesFailed;
+}
 
 export interface RestoreOptions {
   /** Replace what is already in the target. */
