@@ -202,12 +202,20 @@ export function createDashboardRepository(db: Db) {
         select split_part(${rest}, '/', 1) as name,
                count(*) filter (where fv.kind <> 'directory') as files,
                coalesce(sum(fv.size), 0) as bytes,
-               coalesce(max(fv.mtime_ms) filter (where fv.kind = 'directory' and strpos(${rest}, '/') = 0), max(fv.mtime_ms)) as mtime_ms
+               coalesce(max(fv.mtime_ms) filter (where fv.kind = 'directory' and strpos(${rest}, '/') = 0), max(fv.mtime_ms)) as mtime_ms,
+               bool_or(fv.kind = 'directory' and strpos(${rest}, '/') = 0) as has_entry
         from file_versions fv
         where fv.client_id = ${clientId} and starts_with(fv.path, ${prefix}) and ${validAt(asOf)}
           and (strpos(${rest}, '/') > 0 or fv.kind = 'directory')
         group by 1 order by 1`),
-    ).map((row) => ({ name: String(row.name), files: num(row.files), bytes: num(row.bytes), mtimeMs: num(row.mtime_ms) }));
+    ).map((row) => ({
+      name: String(row.name),
+      files: num(row.files),
+      bytes: num(row.bytes),
+      mtimeMs: num(row.mtime_ms),
+      /** It has a directory entry of its own, so versions (mode, mtime, owner) to show. */
+      hasEntry: row.has_entry === true,
+    }));
     const files = rowsOf<Record<string, unknown>>(
       await db.execute(sql`
         select fv.id, fv.path, fv.kind, fv.size, fv.mtime_ms, fv.mode, fv.link_target, fv.valid_from,

@@ -368,9 +368,12 @@ describe.each(testDatabaseKinds())('dashboard routes (%s)', (kind) => {
     expect(listing.status).toBe(200);
     expect(listing.body.match(/docs\/<\/a>/g)).toHaveLength(1);
     expect(listing.body.match(/empty\/<\/a>/g)).toHaveLength(1);
-    // No file row (with a Versions link) for either directory entry.
-    expect(listing.body).not.toContain(`versions?path=%2Fdata%2Fdocs"`);
-    expect(listing.body).not.toContain(`versions?path=%2Fdata%2Fempty"`);
+    // No file row for either directory entry; each folder with an entry links to its versions instead.
+    expect(listing.body).not.toMatch(/icon-(file|link)" aria-hidden="true"><\/span><a [^>]*>(docs|empty)</);
+    expect(listing.body.match(/versions\?path=%2Fdata%2Fdocs"/g)).toHaveLength(1);
+    const versions = await alice.get(`/clients/${agent.clientId}/versions?path=/data/empty`);
+    expect(versions.status).toBe(200);
+    expect(versions.body).toContain('>directory<');
     const root = await alice.get(`/clients/${agent.clientId}/files`);
     expect(root.body.match(/data\/<\/a>/g)).toHaveLength(1);
 
