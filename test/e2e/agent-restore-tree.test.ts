@@ -1,11 +1,14 @@
 import { chmod, chown, link, lstat, mkdir, mkdtemp, open, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VersionsResponse } from '@cairn/shared';
 import { ADMIN_PASSWORD, AGENT_MAIN, agentApiGet, envModeAgentEnv, readAgentState, runAgentOnce } from '../helpers/agent-e2e.ts';
-import { startProcess, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
+import { REPO_ROOT, startProcess, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
 
 /**
  * The tree as a tree, not just its files: directories (empty ones too) with
@@ -23,6 +26,7 @@ interface Node {
 }
 
 const SPARSE_SIZE = 8 * 1024 * 1024;
+const TSX_LOADER = pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/esm/index.mjs')).href;
 const isRoot = process.getuid?.() === 0;
 
 /** Every entry below (and including) `root`, keyed by relative path. */
@@ -156,6 +160,31 @@ describe('restore brings back the tree as it was', () => {
     expect(stats.size).toBe(SPARSE_SIZE);
     // Dense would be 16,384 blocks of 512 bytes; the two 4 KiB ends need 16 (a little more for metadata).
     expect(stats.blocks * 512).toBeLessThan(SPARSE_SIZE / 8);
+  });
+
+  it.runIf(isRoot)('as another user, restores everything but owners, silently', async () => {
+    const nobody = 65534;
+    const own = path.join(base, 'as-nobody');
+    await mkdir(own);
+    await chown(own, nobody, nobody);
+    await chmod(base, 0o711); // mkdtemp made it root-only; nobody must pass through it to its own folder
+    const { serverUrl, token } = await readAgentState(stateDir);
+    const child = spawn(process.execPath, ['--import', TSX_LOADER, AGENT_MAIN, 'restore', '--target', own, '--server', serverUrl, '--token', token], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: own },
+      uid: nobody,
+      gid: nobody,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (data: Buffer) => (output += data.toString()));
+    child.stderr.on('data', (data: Buffer) => (output += data.toString()));
+    const [code] = (await once(child, 'exit')) as [number | null];
+    expect(code, output).toBe(0);
+    const again = await tree(path.join(own, source));
+    const withoutOwners = (t: Record<string, Node>) => Object.fromEntries(Object.entries(t).map(([p, n]) => [p, { ...n, uid: 0, gid: 0 }]));
+    expect(withoutOwners(again)).toEqual(withoutOwners(original));
+    expect(new Set(Object.values(again).map((n) => n.uid))).toEqual(new Set([nobody]));
   });
 
   it.runIf(isRoot)('restores owners when running as root', async () => {
