@@ -159,7 +159,7 @@ function statFields(filePath: string, stats: Stats): Omit<ScannedEntry, 'kind'> 
  * one inode gets the same key in every scan while the inode lives, and the
  * server gets an opaque token instead of this machine's inode numbers.
  */
-export function hardlinkGroupOf(dev: number, ino: number): string {
+function hardlinkGroupOf(dev: number, ino: number): string {
   return createHash('sha256').update(`${dev}:${ino}`).digest('hex').slice(0, 32);
 }
 
