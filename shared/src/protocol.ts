@@ -175,14 +175,26 @@ export type UploadResponse = Static<typeof UploadResponse>;
 export const UploadQuery = Type.Object({ runId: Type.Optional(Uuid) });
 export type UploadQuery = Static<typeof UploadQuery>;
 
-export const FileKind = Type.Union([Type.Literal('file'), Type.Literal('symlink')]);
+export const FileKind = Type.Union([Type.Literal('file'), Type.Literal('symlink'), Type.Literal('directory')]);
 export type FileKind = Static<typeof FileKind>;
+
+/** A numeric POSIX user or group id (names are not kept: decision 49). */
+export const OwnerId = Type.Integer({ minimum: 0, maximum: 0xffff_ffff });
+
+/**
+ * Which hard-linked files share one inode: an opaque key the agent derives
+ * from (device, inode) of a file with more than one link. Equal keys of one
+ * client mean "the same inode at backup time"; the server never reads
+ * meaning into it and never compares keys across clients.
+ */
+export const HardlinkGroup = Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9_-]+$' });
 
 export const FileUpsert = Type.Object({
   path: FilePath,
   kind: FileKind,
-  /** Content hash; null for symlinks. */
+  /** Content hash; null for symlinks and directories. */
   sha256: Type.Union([Sha256, Type.Null()]),
+  /** Bytes of content; the server stores 0 for a directory whatever is sent. */
   size: ByteCount,
   /** Modification time in milliseconds since the epoch (the client's clock; informational only). */
   mtimeMs: Type.Number(),
@@ -190,6 +202,11 @@ export const FileUpsert = Type.Object({
   mode: Type.Integer({ minimum: 0, maximum: INT32_MAX }),
   /** Any text but NUL (POSIX targets are bytes: byte escapes as for paths); relative and `..` are fine here. */
   linkTarget: Type.Optional(Text({ maxLength: LIMITS.pathBytes })),
+  /** Owner; optional so older agents still work. */
+  uid: Type.Optional(OwnerId),
+  gid: Type.Optional(OwnerId),
+  /** Files only, and only when the file has more than one link. */
+  hardlinkGroup: Type.Optional(HardlinkGroup),
 });
 export type FileUpsert = Static<typeof FileUpsert>;
 
@@ -281,6 +298,10 @@ export const FileVersion = Type.Object({
   mtimeMs: Type.Number(),
   mode: Type.Integer(),
   linkTarget: Type.Union([Type.String(), Type.Null()]),
+  /** Absent or null when the agent that sent the version did not say. */
+  uid: Type.Optional(Type.Union([OwnerId, Type.Null()])),
+  gid: Type.Optional(Type.Union([OwnerId, Type.Null()])),
+  hardlinkGroup: Type.Optional(Type.Union([HardlinkGroup, Type.Null()])),
   validFrom: IsoTime,
   validTo: Type.Union([IsoTime, Type.Null()]),
 });

@@ -45,7 +45,8 @@ describe('agent in environment mode against a real server', () => {
     expect(await storedObjects(dataDir)).toEqual([...unique.keys()].sort());
     const state = await readAgentState(stateDir);
     const files = await agentApiGet<FilesPage>(server.url, state.token, '/files');
-    expect(files.files.map((f) => f.path).sort()).toEqual([...contents.keys()].map((name) => path.join(tree, name)).sort());
+    expect(files.files.filter((f) => f.kind !== 'directory').map((f) => f.path).sort()).toEqual([...contents.keys()].map((name) => path.join(tree, name)).sort());
+    expect(files.files.filter((f) => f.kind === 'directory').map((f) => f.path)).toEqual([tree, path.join(tree, 'docs'), path.join(tree, 'docs/nested')]);
   });
 
   it('keeps the token 0600 in the state dir and reuses it on the next start', async () => {

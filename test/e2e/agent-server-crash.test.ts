@@ -31,7 +31,7 @@ describe('the server is killed during an upload', () => {
   const currentFiles = async () => {
     const state = await readAgentState(stateDir);
     const page = await agentApiGet<FilesPage>(server.url, state.token, '/files?limit=10000');
-    return new Map(page.files.map((f) => [f.path, f.sha256]));
+    return new Map(page.files.filter((f) => f.kind !== 'directory').map((f) => [f.path, f.sha256]));
   };
 
   beforeAll(async () => {

@@ -12,7 +12,7 @@ import { PermanentError, RetryableError, errorMessage, isAuthError } from '../ne
 import { DEFAULT_RETRY_POLICY, backoffDelayMs } from '../net/retry-policy.ts';
 import type { CacheEntry, ScanCache } from '../state/scan-cache.ts';
 import { emptyStats, newProgress, type CycleProgress, type CycleReport, type CycleTrigger } from './backup-progress.ts';
-import { chunked, deletedPaths, isUnchanged, sameAsServerVersion, uploadBatches } from './change-detector.ts';
+import { chunked, deletedPaths, isUnchanged, sameAsServerVersion, uploadBatches, upsertOf } from './change-detector.ts';
 import { commandFailed, runCommand } from './command-runner.ts';
 import { FileChangedError, READ_BYTES, hashFile, mapConcurrent, type HashedFile } from './file-hasher.ts';
 import { decideRemoteCommand } from './remote-command-policy.ts';
@@ -133,7 +133,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       stats.filesFailed += 1;
       problem('warn', `${error.path}: ${error.message}`, { path: error.path });
     }
-    stats.filesScanned = scan.entries.length;
+    stats.filesScanned = scan.entries.filter((entry) => entry.kind !== 'directory').length;
     for (const entry of scan.entries) if (entry.kind === 'file') stats.bytesScanned += entry.size;
 
     const loaded = await deps.cache.load();
@@ -147,21 +147,22 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
 
     const seen = new Set<string>();
     const todo: ScannedEntry[] = [];
+    const directories: ScannedEntry[] = [];
     for (const entry of scan.entries) {
       seen.add(entry.path);
       if (Buffer.byteLength(entry.path) > LIMITS.pathBytes) fileFailed(entry.path, 'path too long to store');
-      else if (!isUnchanged(entry, cache.get(entry.path))) todo.push(entry);
+      else if (!isUnchanged(entry, cache.get(entry.path))) (entry.kind === 'directory' ? directories : todo).push(entry);
     }
     // Path order (readdir order is the filesystem's whim): batches and their commits become predictable.
     todo.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
     progress.filesToCheck = todo.length;
     progress.bytesToHash = todo.reduce((sum, e) => sum + (e.kind === 'file' ? e.size : 0), 0);
 
-    const commit = async (upserts: FileUpsert[], cacheEntries: Map<string, CacheEntry>) => {
+    const commit = async (upserts: FileUpsert[], cacheEntries: Map<string, CacheEntry>, countsAsFiles = true) => {
       progress.phase = 'committing';
       for (const slice of chunked(upserts, LIMITS.changesBatch)) {
         const answer = await commitChanges(api, runId as string, slice, cacheEntries);
-        stats.filesChanged += answer.opened;
+        if (countsAsFiles) stats.filesChanged += answer.opened;
         progress.filesCommitted += slice.length;
         for (const upsert of slice) {
           const entry = cacheEntries.get(upsert.path);
@@ -171,43 +172,28 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       }
     };
 
+    /** Adds the change to this commit, unless (after a lost cache) the server's current version already says it. */
+    const stage = (change: { upsert: FileUpsert; cached: CacheEntry }, upserts: FileUpsert[], cacheEntries: Map<string, CacheEntry>) => {
+      if (sameAsServerVersion(change.upsert, serverFiles?.get(change.upsert.path))) {
+        cache.set(change.upsert.path, change.cached);
+        cacheDirty = true;
+      } else {
+        upserts.push(change.upsert);
+        cacheEntries.set(change.upsert.path, change.cached);
+      }
+    };
+
     const commitWork = async (work: WorkBatch, hashed: HashedEntry[], hashMs: number) => {
       const upserts: FileUpsert[] = [];
       const cacheEntries = new Map<string, CacheEntry>();
       for (const link of work.symlinks) {
-        const upsert: FileUpsert = {
-          path: link.path,
-          kind: 'symlink',
-          sha256: null,
-          size: link.size,
-          mtimeMs: link.mtimeMs,
-          mode: link.mode,
-          linkTarget: link.linkTarget ?? '',
-        };
-        const entry: CacheEntry = { ...pickStats(link), kind: 'symlink', sha256: null, linkTarget: link.linkTarget ?? '' };
         progress.filesChecked += 1;
-        if (sameAsServerVersion(upsert, serverFiles?.get(link.path))) {
-          cache.set(link.path, entry);
-          cacheDirty = true;
-        } else {
-          upserts.push(upsert);
-          cacheEntries.set(link.path, entry);
-        }
+        stage(upsertOf(link), upserts, cacheEntries);
       }
       const t1 = performance.now();
       const held = await ensureHeld(api, runId as string, hashed, progress, stats, fileFailed, log, settings.hashConcurrency);
       const t2 = performance.now();
-      for (const { entry, hashed: h } of held) {
-        const upsert: FileUpsert = { path: entry.path, kind: 'file', sha256: h.sha256, size: h.size, mtimeMs: h.mtimeMs, mode: h.mode };
-        const cached: CacheEntry = { kind: 'file', size: h.size, mtimeMs: h.mtimeMs, ctimeMs: h.ctimeMs, ino: h.ino, mode: h.mode, sha256: h.sha256 };
-        if (sameAsServerVersion(upsert, serverFiles?.get(entry.path))) {
-          cache.set(entry.path, cached);
-          cacheDirty = true;
-        } else {
-          upserts.push(upsert);
-          cacheEntries.set(entry.path, cached);
-        }
-      }
+      for (const { entry, hashed: h } of held) stage(upsertOf(entry, h), upserts, cacheEntries);
       await commit(upserts, cacheEntries);
       log.debug(
         { files: work.files.length, symlinks: work.symlinks.length, hashMs: Math.round(hashMs), uploadMs: Math.round(t2 - t1), commitMs: Math.round(performance.now() - t2) },
@@ -236,6 +222,14 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       // A run that fails mid-way still lets the batch being hashed finish before the cycle reports.
       await hashing?.catch(() => undefined);
     }
+
+    // Directories after their contents, and not counted as changed files: one changes whenever a name in it does.
+    const directoryUpserts: FileUpsert[] = [];
+    const directoryEntries = new Map<string, CacheEntry>();
+    for (const directory of directories.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
+      stage(upsertOf(directory), directoryUpserts, directoryEntries);
+    }
+    await commit(directoryUpserts, directoryEntries, false);
 
     progress.phase = 'committing';
     const known = serverFiles === null ? cache.keys() : new Set([...cache.keys(), ...serverFiles.keys()]);
@@ -340,10 +334,6 @@ function workBatches(todo: readonly ScannedEntry[]): WorkBatch[] {
   }
   if (current.files.length + current.symlinks.length > 0) batches.push(current);
   return batches;
-}
-
-function pickStats(entry: ScannedEntry): Pick<CacheEntry, 'size' | 'mtimeMs' | 'ctimeMs' | 'ino' | 'mode'> {
-  return { size: entry.size, mtimeMs: entry.mtimeMs, ctimeMs: entry.ctimeMs, ino: entry.ino, mode: entry.mode };
 }
 
 /** Hashes with bounded concurrency, one reused 1 MiB buffer per worker; a file changing while read is retried. */

@@ -44,8 +44,39 @@ export function sameAsServerVersion(upsert: FileUpsert, version: FileVersion | u
     version.size === upsert.size &&
     version.mtimeMs === Math.trunc(upsert.mtimeMs) &&
     version.mode === upsert.mode &&
-    (version.linkTarget ?? undefined) === upsert.linkTarget
+    (version.linkTarget ?? undefined) === upsert.linkTarget &&
+    (version.uid ?? undefined) === upsert.uid &&
+    (version.gid ?? undefined) === upsert.gid &&
+    (version.hardlinkGroup ?? undefined) === upsert.hardlinkGroup
   );
+}
+
+/**
+ * The upsert and the cache entry for a path whose content (if any) the
+ * server holds. `content` is what hashing measured, for a file; symlinks
+ * and directories have none (a directory is sent with size 0: its size is
+ * the filesystem's bookkeeping, and the server keeps 0 anyway).
+ */
+export function upsertOf(entry: ScannedEntry, content?: { sha256: string; size: number; mtimeMs: number; ctimeMs: number; ino: number; mode: number }): { upsert: FileUpsert; cached: CacheEntry } {
+  const stat = content ?? entry;
+  const sha256 = content?.sha256 ?? null;
+  const owner = { uid: entry.uid, gid: entry.gid };
+  const link = entry.kind === 'symlink' ? { linkTarget: entry.linkTarget ?? '' } : {};
+  const group = entry.kind === 'file' && entry.hardlinkGroup !== undefined ? { hardlinkGroup: entry.hardlinkGroup } : {};
+  return {
+    upsert: {
+      path: entry.path,
+      kind: entry.kind,
+      sha256,
+      size: entry.kind === 'directory' ? 0 : stat.size,
+      mtimeMs: stat.mtimeMs,
+      mode: stat.mode,
+      ...link,
+      ...owner,
+      ...group,
+    },
+    cached: { kind: entry.kind, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, ino: stat.ino, mode: stat.mode, sha256, ...owner, ...link, ...group },
+  };
 }
 
 /** Splits `items` into consecutive slices of at most `size`. */

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Stats } from 'node:fs';
 import fs from 'node:fs';
 import { lstat, readlink } from 'node:fs/promises';
@@ -40,7 +41,7 @@ type ReaddirCallback = (error: NodeJS.ErrnoException | null, entries: unknown[])
  * never matches a newline, so a file (or a whole directory) with a newline in
  * its name would silently not be backed up. lstat only
  * (`followSymbolicLinks: false`); symlinks and special files reach us to be
- * recorded or skipped by name. Directories are walked, not recorded; an
+ * recorded or skipped by name. Directories are walked and recorded; an
  * excluded directory is not entered. A directory that cannot be read is
  * reported and the walk goes on.
  */
@@ -73,11 +74,9 @@ export async function scanRoots(roots: readonly string[], excludes: readonly str
       result.unseenPrefixes.push(root);
       continue;
     }
-    if (!rootStats.isDirectory()) {
-      await record(root, rootStats, result);
-      onEntry?.();
-      continue;
-    }
+    await record(root, rootStats, result);
+    onEntry?.();
+    if (!rootStats.isDirectory()) continue;
     const excluded = excludeMatcher(root, excludes);
     const relative = (entryPath: string) => entryPath.slice(root === '/' ? 1 : root.length + 1);
     const settings = new fsWalk.Settings({
@@ -127,14 +126,41 @@ async function record(filePath: string, stats: Stats, result: ScanResult): Promi
   }
 }
 
-/** Files and special files (symlinks go through `record`); directories are walked, not recorded. */
+/**
+ * Files, directories and special files (symlinks go through `record`).
+ * Directories are recorded as entries of their own (mode, mtime, owner) so
+ * restore can bring back empty ones and their metadata; `/` itself is not a
+ * storable path, so a root of `/` is walked but not recorded.
+ */
 function recordEntry(filePath: string, stats: Stats, result: ScanResult): void {
   if (stats.isFile()) result.entries.push({ ...statFields(filePath, stats), kind: 'file' });
-  else if (!stats.isDirectory() && !stats.isSymbolicLink()) result.skipped.push({ path: filePath, message: `skipped ${specialKind(stats)}` });
+  else if (stats.isDirectory()) {
+    if (filePath !== '/') result.entries.push({ ...statFields(filePath, stats), kind: 'directory' });
+  } else if (!stats.isSymbolicLink()) result.skipped.push({ path: filePath, message: `skipped ${specialKind(stats)}` });
 }
 
 function statFields(filePath: string, stats: Stats): Omit<ScannedEntry, 'kind'> {
-  return { path: filePath, size: stats.size, mtimeMs: stats.mtimeMs, ctimeMs: stats.ctimeMs, ino: stats.ino, mode: stats.mode };
+  const fields: Omit<ScannedEntry, 'kind'> = {
+    path: filePath,
+    size: stats.size,
+    mtimeMs: stats.mtimeMs,
+    ctimeMs: stats.ctimeMs,
+    ino: stats.ino,
+    mode: stats.mode,
+    uid: stats.uid,
+    gid: stats.gid,
+  };
+  if (stats.isFile() && stats.nlink > 1) fields.hardlinkGroup = hardlinkGroupOf(stats.dev, stats.ino);
+  return fields;
+}
+
+/**
+ * The hard-link key of an inode: a hash of (device, inode), so every name of
+ * one inode gets the same key in every scan while the inode lives, and the
+ * server gets an opaque token instead of this machine's inode numbers.
+ */
+function hardlinkGroupOf(dev: number, ino: number): string {
+  return createHash('sha256').update(`${dev}:${ino}`).digest('hex').slice(0, 32);
 }
 
 function specialKind(stats: Stats): string {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lutimes, mkdir, open, rename, symlink, unlink } from 'node:fs/promises';
+import { lchown, link, lstat, lutimes, mkdir, open, rename, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { LIMITS, isUnderPrefix, sha256Hex, type Env, type FileVersion } from '@cairn/shared';
 import { mapConcurrent } from '../backup/file-hasher.ts';
@@ -10,7 +10,9 @@ import { errorMessage } from '../net/http-errors.ts';
 import { readAgentState } from '../state/agent-state.ts';
 import { RESTORE_USAGE, parseRestoreArgs } from './restore-args.ts';
 import { RestoreProgress } from './restore-progress.ts';
-import { lstatOrNull, prepareDestination } from './restore-target.ts';
+import { planRestore, type RestorePlan } from './restore-plan.ts';
+import { UnsafePathError, lstatOrNull, prepareDestination } from './restore-target.ts';
+import { SparseWriter } from './sparse-writer.ts';
 
 const EMPTY_SHA256 = sha256Hex('');
 
@@ -50,35 +52,22 @@ export async function runRestoreCommand(argv: readonly string[], env: Env, io: R
   await mkdir(target, { recursive: true });
   const api = new ApiClient({ serverUrl, token });
   try {
-    const files: FileVersion[] = [];
+    const versions: FileVersion[] = [];
     const query = { limit: LIMITS.maxPageSize, ...(args.asOf ? { asOf: args.asOf } : {}), ...(args.prefix !== '/' ? { prefix: args.prefix } : {}) };
-    for await (const page of api.allFiles(query)) for (const file of page) if (isUnderPrefix(file.path, args.prefix)) files.push(file);
-    // Regular files first, symlinks last: nothing is ever written below a link this restore created.
-    files.sort((a, b) => (a.kind === b.kind ? (a.path < b.path ? -1 : 1) : a.kind === 'symlink' ? 1 : -1));
-    const totalBytes = files.reduce((sum, f) => sum + (f.kind === 'file' ? f.size : 0), 0);
-    const progress = new RestoreProgress(io.stderr, files.length, totalBytes);
-    io.stderr.write(`restoring ${files.length} files from ${serverUrl}${args.asOf ? ` as of ${args.asOf}` : ''} into ${target}\n`);
-    const regular = files.filter((f) => f.kind === 'file');
-    const links = files.filter((f) => f.kind === 'symlink');
-    const restoreOne = async (file: FileVersion) => {
-      try {
-        await restoreFile(api, target, file, args.force, (bytes) => {
-          progress.doneBytes += bytes;
-          progress.update();
-        });
-      } catch (error) {
-        progress.failed += 1;
-        progress.print(`FAILED ${file.path}: ${errorMessage(error)}`);
-      } finally {
-        progress.doneFiles += 1;
-        progress.update();
-      }
-    };
-    await mapConcurrent(regular, args.concurrency, restoreOne);
-    await mapConcurrent(links, 1, restoreOne);
+    for await (const page of api.allFiles(query)) for (const file of page) if (isUnderPrefix(file.path, args.prefix)) versions.push(file);
+    const plan = planRestore(versions);
+    const fileCount = plan.files.length + plan.followers.length + plan.symlinks.length;
+    const totalBytes = [...plan.files, ...plan.followers.map((f) => f.file)].reduce((sum, f) => sum + f.size, 0);
+    const progress = new RestoreProgress(io.stderr, fileCount, totalBytes);
+    io.stderr.write(
+      `restoring ${fileCount} files and ${plan.directories.length} directories from ${serverUrl}${args.asOf ? ` as of ${args.asOf}` : ''} into ${target}\n`,
+    );
+    const options: RestoreOptions = { force: args.force, owners: process.getuid?.() === 0 };
+    const directoriesFailed = await carryOut(plan, { api, target, options, progress, concurrency: args.concurrency });
     progress.finish();
     if (progress.failed > 0) io.stderr.write(`${progress.failed} file(s) were NOT restored (see FAILED lines above)\n`);
-    return progress.failed > 0 ? 1 : 0;
+    if (directoriesFailed > 0) io.stderr.write(`${directoriesFailed} directory(ies) were NOT restored as they were (see FAILED lines above)\n`);
+    return progress.failed > 0 || directoriesFailed > 0 ? 1 : 0;
   } catch (error) {
     io.stderr.write(`error: ${errorMessage(error)}\n`);
     return 1;
@@ -87,60 +76,243 @@ export async function runRestoreCommand(argv: readonly string[], env: Env, io: R
   }
 }
 
+interface RestoreRun {
+  api: ApiClient;
+  target: string;
+  options: RestoreOptions;
+  progress: RestoreProgress;
+  concurrency: number;
+}
 
 /**
- * Restores one version: content streamed into a temp file next to the
- * destination (created exclusively, never through a symlink), hashed while
- * written, mode and mtime set, then renamed into place. A hash mismatch
- * leaves nothing behind and fails this file only.
+ * Carries out a plan in its order (see RestorePlan). Each failure is printed
+ * and counted (files in `progress.failed`) and the rest goes on; returns how
+ * many directories could not be made or given their metadata.
  */
-export async function restoreFile(api: ApiClient, target: string, file: FileVersion, force: boolean, onBytes: (bytes: number) => void): Promise<void> {
+async function carryOut(plan: RestorePlan, { api, target, options, progress, concurrency }: RestoreRun): Promise<number> {
+  const onBytes = (bytes: number) => {
+    progress.doneBytes += bytes;
+    progress.update();
+  };
+  let directoriesFailed = 0;
+  const directoryStep = async (directory: FileVersion, step: () => Promise<unknown>) => {
+    try {
+      await step();
+    } catch (error) {
+      directoriesFailed += 1;
+      progress.print(`FAILED ${directory.path}: ${errorMessage(error)}`);
+    }
+  };
+  const fileStep = async (file: FileVersion, step: () => Promise<unknown>) => {
+    try {
+      await step();
+    } catch (error) {
+      progress.failed += 1;
+      progress.print(`FAILED ${file.path}: ${errorMessage(error)}`);
+    } finally {
+      progress.doneFiles += 1;
+      progress.update();
+    }
+  };
+
+  // Directories this restore made (or, with --force, found) get their metadata at the end.
+  const made = new Set<FileVersion>();
+  for (const directory of plan.directories) {
+    await directoryStep(directory, async () => {
+      if (await createDirectory(target, directory, options)) made.add(directory);
+    });
+  }
+  const written = new Map<FileVersion, WrittenFile>();
+  await mapConcurrent(plan.files, concurrency, (file) =>
+    fileStep(file, async () => written.set(file, await restoreFile(api, target, file, options, onBytes))),
+  );
+  // A follower whose first name failed, or cannot be linked to here, is written with its own content.
+  await mapConcurrent(plan.followers, concurrency, ({ file, leader }) =>
+    fileStep(file, async () => {
+      const first = written.get(leader);
+      if (first && (await linkToWritten(target, file, first, options))) onBytes(file.size);
+      else await restoreFile(api, target, file, options, onBytes);
+    }),
+  );
+  await mapConcurrent(plan.symlinks, 1, (file) => fileStep(file, () => restoreFile(api, target, file, options, onBytes)));
+  for (const directory of plan.directoriesDeepestFirst) {
+    if (made.has(directory)) await directoryStep(directory, () => finishDirectory(target, directory, options));
+  }
+  return directoriesFailed;
+}
+
+export interface RestoreOptions {
+  /** Replace what is already in the target. */
+  force: boolean;
+  /** Set owners (lchown/fchown): only root may give files away, so only when running as root. */
+  owners: boolean;
+}
+
+/** A regular file this restore wrote: where, and which inode, so a hard link to it can be checked. */
+export interface WrittenFile {
+  destination: string;
+  dev: number;
+  ino: number;
+}
+
+/** Seconds for utimes; half a microsecond up: seconds as a double would otherwise land just below the whole millisecond. */
+const utimeOf = (mtimeMs: number) => (mtimeMs + 0.0005) / 1000;
+
+const ownerOf = (file: FileVersion, options: RestoreOptions): { uid: number; gid: number } | null =>
+  options.owners && file.uid != null && file.gid != null ? { uid: file.uid, gid: file.gid } : null;
+
+function tempNear(destination: string): string {
+  return path.join(path.dirname(destination), `.cairn-restore-${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/** Where a file or symlink goes; refuses to replace anything without --force, and never a directory. */
+async function fileDestination(target: string, file: FileVersion, options: RestoreOptions): Promise<string> {
   const destination = await prepareDestination(target, file.path);
   const existing = await lstatOrNull(destination);
   if (existing !== null) {
-    if (!force) throw new Error('already exists in the target (use --force to overwrite)');
+    if (!options.force) throw new Error('already exists in the target (use --force to overwrite)');
     if (existing.isDirectory()) throw new Error('a directory is in the way');
   }
-  const temp = path.join(path.dirname(destination), `.cairn-restore-${randomBytes(6).toString('hex')}.tmp`);
-  // Half a microsecond up: seconds as a double would otherwise land just below the whole millisecond.
-  const mtime = (file.mtimeMs + 0.0005) / 1000;
+  return destination;
+}
+
+/**
+ * Restores one file or symlink: content streamed into a temp file next to
+ * the destination (created exclusively, never through a symlink), hashed
+ * while written, with all-zero blocks left as holes; owner (as root), mode
+ * and mtime set, then renamed into place. A hash mismatch leaves nothing
+ * behind and fails this file only.
+ */
+export async function restoreFile(
+  api: ApiClient,
+  target: string,
+  file: FileVersion,
+  options: RestoreOptions,
+  onBytes: (bytes: number) => void,
+): Promise<WrittenFile> {
+  const destination = await fileDestination(target, file, options);
+  const temp = tempNear(destination);
   try {
+    let inode: { dev: number; ino: number };
     if (file.kind === 'symlink') {
       await symlink(file.linkTarget ?? '', temp);
-      await lutimes(temp, mtime, mtime);
+      const owner = ownerOf(file, options);
+      if (owner) await lchown(temp, owner.uid, owner.gid);
+      await lutimes(temp, utimeOf(file.mtimeMs), utimeOf(file.mtimeMs));
+      inode = await lstat(temp);
     } else {
-      await writeVerified(api, temp, file, onBytes);
+      inode = await writeVerified(api, temp, file, options, onBytes);
     }
     await rename(temp, destination);
+    return { destination, dev: inode.dev, ino: inode.ino };
   } catch (error) {
     await unlink(temp).catch(() => undefined);
     throw error;
   }
 }
 
-async function writeVerified(api: ApiClient, temp: string, file: FileVersion, onBytes: (bytes: number) => void): Promise<void> {
+async function writeVerified(
+  api: ApiClient,
+  temp: string,
+  file: FileVersion,
+  options: RestoreOptions,
+  onBytes: (bytes: number) => void,
+): Promise<{ dev: number; ino: number }> {
   const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     if (!(file.size === 0 && file.sha256 === EMPTY_SHA256)) {
       if (file.sha256 === null) throw new Error('the server lists no content for this file');
       const hash = createHash('sha256');
+      const writer = new SparseWriter(handle);
       let written = 0;
       const body = await api.download(file.sha256);
       for await (const chunk of body as AsyncIterable<Buffer>) {
         hash.update(chunk);
-        let offset = 0;
-        while (offset < chunk.length) offset += (await handle.write(chunk, offset)).bytesWritten;
+        await writer.write(chunk);
         written += chunk.length;
         onBytes(chunk.length);
       }
+      await writer.finish();
       const actual = hash.digest('hex');
       if (actual !== file.sha256 || written !== file.size) {
         throw new Error(`content does not match its hash (expected ${file.sha256}, ${file.size} bytes; got ${actual}, ${written} bytes)`);
       }
     }
+    // Owner before mode: chown clears the set-user-id and set-group-id bits.
+    const owner = ownerOf(file, options);
+    if (owner) await handle.chown(owner.uid, owner.gid);
     await handle.chmod(file.mode & 0o7777);
-    const mtime = (file.mtimeMs + 0.0005) / 1000;
-    await handle.utimes(mtime, mtime);
+    await handle.utimes(utimeOf(file.mtimeMs), utimeOf(file.mtimeMs));
+    return await handle.stat();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Restores `file` as another name of the inode this restore wrote for the
+ * first member of its hard-link group: link() to a temp name next to the
+ * destination (inside the target, checked like any file's), the temp name
+ * checked to be that very inode, then renamed into place. False when a link
+ * cannot be made here (another filesystem, no hard links): the caller then
+ * writes the file with its content instead.
+ */
+export async function linkToWritten(target: string, file: FileVersion, first: WrittenFile, options: RestoreOptions): Promise<boolean> {
+  const destination = await fileDestination(target, file, options);
+  const temp = tempNear(destination);
+  try {
+    await link(first.destination, temp);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK' || code === 'ENOTSUP' || code === 'ENOENT') return false;
+    throw error;
+  }
+  try {
+    const linked = await lstat(temp);
+    if (!linked.isFile() || linked.dev !== first.dev || linked.ino !== first.ino) {
+      throw new Error(`${first.destination} was replaced in the target while restoring; not linked`);
+    }
+    await rename(temp, destination);
+    return true;
+  } catch (error) {
+    await unlink(temp).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Makes a backed-up directory in the target (owner-only while the restore
+ * writes into it; `finishDirectory` gives it its own mode later). True when
+ * this restore should set its metadata: it made it, or found it and --force
+ * is set. A symlink or a non-directory in its place is refused.
+ */
+export async function createDirectory(target: string, directory: FileVersion, options: RestoreOptions): Promise<boolean> {
+  const destination = await prepareDestination(target, directory.path);
+  try {
+    await mkdir(destination, { mode: 0o700 });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  const existing = await lstat(destination);
+  if (existing.isSymbolicLink()) throw new UnsafePathError(directory.path, `${destination} is a symlink inside the target`);
+  if (!existing.isDirectory()) throw new Error('a non-directory is in the way');
+  return options.force;
+}
+
+/**
+ * Gives a restored directory its owner (as root), mode and mtime, through a
+ * descriptor opened with O_NOFOLLOW|O_DIRECTORY on a path checked again for
+ * symlinks, so a directory swapped for a link meanwhile is never followed.
+ */
+export async function finishDirectory(target: string, directory: FileVersion, options: RestoreOptions): Promise<void> {
+  const destination = await prepareDestination(target, directory.path);
+  const handle = await open(destination, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  try {
+    const owner = ownerOf(directory, options);
+    if (owner) await handle.chown(owner.uid, owner.gid);
+    await handle.chmod(directory.mode & 0o7777);
+    await handle.utimes(utimeOf(directory.mtimeMs), utimeOf(directory.mtimeMs));
   } finally {
     await handle.close();
   }

@@ -11,23 +11,28 @@ export interface FileStat {
   ctimeMs: number;
   ino: number;
   mode: number;
+  uid: number;
+  gid: number;
   linkTarget?: string;
+  /** A regular file with more than one link: the same key for every name of its inode. */
+  hardlinkGroup?: string;
 }
 
 /** What the agent remembers of a path the server accepted: enough to skip it when nothing changed. */
 export interface CacheEntry extends FileStat {
-  /** Content hash; null for symlinks. */
+  /** Content hash; null for symlinks and directories. */
   sha256: string | null;
 }
 
 export type ScanCache = Map<string, CacheEntry>;
 
 const FORMAT = 'cairn-scan-cache';
-const VERSION = 1;
+/** 2: owners and hard-link groups (a version-1 cache is a lost cache: one resync, decision 50). */
+const VERSION = 2;
 
 /**
  * The cache file: one header line, then one JSON array per path
- * `[path, kind, size, mtimeMs, ctimeMs, ino, mode, sha256|null, linkTarget?]`.
+ * `[path, kind, size, mtimeMs, ctimeMs, ino, mode, sha256|null, uid, gid, linkTarget|null, hardlinkGroup?]`.
  * Line-based so it is written and read as a stream; tied to the client id so a
  * re-pointed agent never trusts another client's cache.
  */
@@ -45,9 +50,21 @@ export async function readScanCache(file: string, clientId: string): Promise<Sca
         header = false;
         continue;
       }
-      const row = JSON.parse(line) as [string, FileKind, number, number, number, number, number, string | null, string?];
-      const [path, kind, size, mtimeMs, ctimeMs, ino, mode, sha256, linkTarget] = row;
-      cache.set(path, { kind, size, mtimeMs, ctimeMs, ino, mode, sha256, ...(linkTarget === undefined ? {} : { linkTarget }) });
+      const row = JSON.parse(line) as [string, FileKind, number, number, number, number, number, string | null, number, number, string | null, string?];
+      const [path, kind, size, mtimeMs, ctimeMs, ino, mode, sha256, uid, gid, linkTarget, hardlinkGroup] = row;
+      cache.set(path, {
+        kind,
+        size,
+        mtimeMs,
+        ctimeMs,
+        ino,
+        mode,
+        sha256,
+        uid,
+        gid,
+        ...(linkTarget === null ? {} : { linkTarget }),
+        ...(hardlinkGroup === undefined ? {} : { hardlinkGroup }),
+      });
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -64,8 +81,8 @@ export async function writeScanCache(file: string, clientId: string, cache: Scan
   await writeFileAtomic(file, async (write) => {
     await write(`${JSON.stringify({ format: FORMAT, version: VERSION, clientId, entries: cache.size })}\n`);
     for (const [path, e] of cache) {
-      const row: unknown[] = [path, e.kind, e.size, e.mtimeMs, e.ctimeMs, e.ino, e.mode, e.sha256];
-      if (e.linkTarget !== undefined) row.push(e.linkTarget);
+      const row: unknown[] = [path, e.kind, e.size, e.mtimeMs, e.ctimeMs, e.ino, e.mode, e.sha256, e.uid, e.gid, e.linkTarget ?? null];
+      if (e.hardlinkGroup !== undefined) row.push(e.hardlinkGroup);
       await write(`${JSON.stringify(row)}\n`);
     }
   });

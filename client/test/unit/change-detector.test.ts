@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import type { FileUpsert, FileVersion } from '@cairn/shared';
-import { chunked, deletedPaths, isUnchanged, sameAsServerVersion, uploadBatches } from '../../src/backup/change-detector.ts';
+import { chunked, deletedPaths, isUnchanged, sameAsServerVersion, uploadBatches, upsertOf } from '../../src/backup/change-detector.ts';
 import type { ScannedEntry } from '../../src/backup/scanner.ts';
 import type { CacheEntry } from '../../src/state/scan-cache.ts';
 
-const scanned: ScannedEntry = { path: '/data/a.txt', kind: 'file', size: 10, mtimeMs: 1000.5, ctimeMs: 2000.25, ino: 42, mode: 0o100644 };
-const cached: CacheEntry = { kind: 'file', size: 10, mtimeMs: 1000.5, ctimeMs: 2000.25, ino: 42, mode: 0o100644, sha256: 'a'.repeat(64) };
+const scanned: ScannedEntry = { path: '/data/a.txt', kind: 'file', size: 10, mtimeMs: 1000.5, ctimeMs: 2000.25, ino: 42, mode: 0o100644, uid: 1000, gid: 100 };
+const cached: CacheEntry = { kind: 'file', size: 10, mtimeMs: 1000.5, ctimeMs: 2000.25, ino: 42, mode: 0o100644, uid: 1000, gid: 100, sha256: 'a'.repeat(64) };
 
 describe('isUnchanged', () => {
   it.each<[string, Partial<ScannedEntry> | null, Partial<CacheEntry> | null, boolean]>([
@@ -19,6 +19,10 @@ describe('isUnchanged', () => {
     ['mode alone does not count (chmod moves ctime)', { mode: 0o100600 }, {}, true],
     ['symlink with the same target', { kind: 'symlink', linkTarget: '../b' }, { kind: 'symlink', sha256: null, linkTarget: '../b' }, true],
     ['symlink re-pointed', { kind: 'symlink', linkTarget: '../c' }, { kind: 'symlink', sha256: null, linkTarget: '../b' }, false],
+    ['directory untouched', { kind: 'directory', size: 4096 }, { kind: 'directory', size: 4096, sha256: null }, true],
+    ['directory with a name added or removed (mtime moves)', { kind: 'directory', size: 4096, mtimeMs: 1200 }, { kind: 'directory', size: 4096, sha256: null }, false],
+    ['directory chmod or chown (ctime moves)', { kind: 'directory', size: 4096, ctimeMs: 2100 }, { kind: 'directory', size: 4096, sha256: null }, false],
+    ['a directory replaced a file', { kind: 'directory' }, {}, false],
   ])('%s', (_name, entryPatch, cachePatch, expected) => {
     const entry = { ...scanned, ...entryPatch };
     const cache = cachePatch === null ? undefined : { ...cached, ...cachePatch };
@@ -59,8 +63,40 @@ describe('sameAsServerVersion', () => {
     ['other content', { sha256: 'c'.repeat(64) }, false],
     ['other mtime', { mtimeMs: 1235 }, false],
     ['other mode', { mode: 0o100600 }, false],
+    ['neither names an owner (null on the server, absent in the upsert)', { uid: null, gid: null }, true],
   ])('%s', (_name, patch, expected) => {
     expect(sameAsServerVersion(upsert, patch === null ? undefined : { ...version, ...patch })).toBe(expected);
+  });
+
+  const owned: FileUpsert = { ...upsert, uid: 1000, gid: 100, hardlinkGroup: 'g1' };
+  it.each<[string, Partial<FileVersion>, boolean]>([
+    ['same owner and hard-link group', { uid: 1000, gid: 100, hardlinkGroup: 'g1' }, true],
+    ['owner unknown on the server', { uid: null, gid: null, hardlinkGroup: 'g1' }, false],
+    ['other owner', { uid: 0, gid: 100, hardlinkGroup: 'g1' }, false],
+    ['other group', { uid: 1000, gid: 0, hardlinkGroup: 'g1' }, false],
+    ['not a hard link on the server', { uid: 1000, gid: 100, hardlinkGroup: null }, false],
+  ])('with owners: %s', (_name, patch, expected) => {
+    expect(sameAsServerVersion(owned, { ...version, ...patch })).toBe(expected);
+  });
+});
+
+describe('upsertOf', () => {
+  const hashed = { sha256: 'd'.repeat(64), size: 12, mtimeMs: 1500.5, ctimeMs: 2500.5, ino: 42, mode: 0o100640 };
+  it('a file takes its stats from what was hashed, owner and hard-link group from the scan', () => {
+    const { upsert, cached: entry } = upsertOf({ ...scanned, hardlinkGroup: 'g1' }, hashed);
+    expect(upsert).toEqual({ path: '/data/a.txt', kind: 'file', sha256: hashed.sha256, size: 12, mtimeMs: 1500.5, mode: 0o100640, uid: 1000, gid: 100, hardlinkGroup: 'g1' });
+    expect(entry).toEqual({ kind: 'file', size: 12, mtimeMs: 1500.5, ctimeMs: 2500.5, ino: 42, mode: 0o100640, uid: 1000, gid: 100, sha256: hashed.sha256, hardlinkGroup: 'g1' });
+  });
+
+  it('a directory has no content and size 0 on the wire, its real size in the cache', () => {
+    const { upsert, cached: entry } = upsertOf({ ...scanned, path: '/data', kind: 'directory', size: 4096, mode: 0o40750 });
+    expect(upsert).toEqual({ path: '/data', kind: 'directory', sha256: null, size: 0, mtimeMs: 1000.5, mode: 0o40750, uid: 1000, gid: 100 });
+    expect(entry).toMatchObject({ kind: 'directory', size: 4096, sha256: null });
+  });
+
+  it('a symlink keeps its target', () => {
+    const { upsert } = upsertOf({ ...scanned, kind: 'symlink', size: 4, mode: 0o120777, linkTarget: '../b' });
+    expect(upsert).toEqual({ path: '/data/a.txt', kind: 'symlink', sha256: null, size: 4, mtimeMs: 1000.5, mode: 0o120777, linkTarget: '../b', uid: 1000, gid: 100 });
   });
 });
 

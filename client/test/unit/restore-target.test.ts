@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { restoreDestination } from '@cairn/shared';
 import { ApiClient } from '../../src/net/api-client.ts';
-import { restoreFile } from '../../src/restore/restore-command.ts';
+import { createDirectory, finishDirectory, linkToWritten, restoreFile } from '../../src/restore/restore-command.ts';
 import { prepareDestination, UnsafePathError } from '../../src/restore/restore-target.ts';
 import { parseRestoreArgs } from '../../src/restore/restore-args.ts';
 
@@ -81,20 +81,75 @@ describe('restoreFile', () => {
 
   it('never writes through a symlink planted where a parent should be', async () => {
     await symlink(outside, path.join(target, 'evil'));
-    await expect(restoreFile(api, target, link('/evil/planted', '/etc/passwd'), true, () => {})).rejects.toThrow(/symlink/);
+    await expect(restoreFile(api, target, link('/evil/planted', '/etc/passwd'), { force: true, owners: false }, () => {})).rejects.toThrow(/symlink/);
     expect(await readdir(outside)).toEqual([]);
   });
 
   it('replaces a planted symlink at the destination itself (with --force) instead of following it', async () => {
     await symlink(path.join(outside, 'victim'), path.join(target, 'name'));
-    await restoreFile(api, target, link('/name', 'restored-target'), true, () => {});
+    await restoreFile(api, target, link('/name', 'restored-target'), { force: true, owners: false }, () => {});
     expect(await readlink(path.join(target, 'name'))).toBe('restored-target');
     expect(await readdir(outside)).toEqual([]);
   });
 
   it('refuses to overwrite an existing file without --force', async () => {
     await writeFile(path.join(target, 'keep'), 'mine');
-    await expect(restoreFile(api, target, link('/keep', 'x'), false, () => {})).rejects.toThrow(/--force/);
+    await expect(restoreFile(api, target, link('/keep', 'x'), { force: false, owners: false }, () => {})).rejects.toThrow(/--force/);
+  });
+});
+
+describe('directories and hard links in the target', () => {
+  const options = { force: false, owners: false };
+  const directory = (p: string, mode = 0o40750) => ({
+    versionId: '1',
+    path: p,
+    kind: 'directory' as const,
+    sha256: null,
+    size: 0,
+    mtimeMs: 1_000_000_000_000,
+    mode,
+    linkTarget: null,
+    validFrom: new Date().toISOString(),
+    validTo: null,
+  });
+
+  it('creates a directory owner-only, then gives it its mode and mtime', async () => {
+    expect(await createDirectory(target, directory('/d', 0o40555), options)).toBe(true);
+    expect((await lstat(path.join(target, 'd'))).mode & 0o7777).toBe(0o700);
+    await finishDirectory(target, directory('/d', 0o40555), options);
+    const stats = await lstat(path.join(target, 'd'));
+    expect(stats.mode & 0o7777).toBe(0o555);
+    expect(Math.trunc(stats.mtimeMs)).toBe(1_000_000_000_000);
+  });
+
+  it('uses an existing directory but leaves its metadata alone unless --force', async () => {
+    await mkdir(path.join(target, 'there'));
+    expect(await createDirectory(target, directory('/there'), options)).toBe(false);
+    expect(await createDirectory(target, directory('/there'), { ...options, force: true })).toBe(true);
+  });
+
+  it('refuses a symlink or a file where a directory goes, and never follows one when finishing', async () => {
+    await symlink(outside, path.join(target, 'link'));
+    await expect(createDirectory(target, directory('/link'), options)).rejects.toThrow(/symlink inside the target/);
+    await writeFile(path.join(target, 'file'), 'x');
+    await expect(createDirectory(target, directory('/file'), options)).rejects.toThrow(/non-directory/);
+    const before = (await lstat(outside)).mode;
+    await expect(finishDirectory(target, directory('/link', 0o40700), options)).rejects.toThrow();
+    expect((await lstat(outside)).mode).toBe(before);
+  });
+
+  it('links a later name to the inode it wrote, and refuses when that name was swapped meanwhile', async () => {
+    const first = path.join(target, 'first');
+    await writeFile(first, 'content');
+    const written = { destination: first, dev: (await lstat(first)).dev, ino: (await lstat(first)).ino };
+    const file = { ...directory('/sub/second'), kind: 'file' as const, sha256: 'a'.repeat(64), size: 7, mode: 0o100644 };
+    expect(await linkToWritten(target, file, written, options)).toBe(true);
+    expect((await lstat(path.join(target, 'sub/second'))).ino).toBe(written.ino);
+
+    await rm(first);
+    await writeFile(first, 'another file with the same name');
+    await expect(linkToWritten(target, { ...file, path: '/third' }, written, options)).rejects.toThrow(/replaced/);
+    expect((await readdir(target)).sort()).toEqual(['first', 'sub']);
   });
 });
 

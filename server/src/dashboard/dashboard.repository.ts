@@ -8,6 +8,7 @@
  * users only their own. A client the viewer may not see is reported exactly
  * like a missing one (NotFoundError), so its existence is not revealed.
  */
+import type { FileKind } from '@cairn/shared';
 import { and, count, desc, eq, sql, type SQL } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/database.ts';
 import { auditLog, backupRuns, clientLogs, clients, fileVersions, users } from '../db/schema.ts';
@@ -204,34 +205,48 @@ export function createDashboardRepository(db: Db) {
   /**
    * The direct children of `dir` in the tree as of `asOf`: folders (with
    * totals, on the first page only) and a page of files ordered by path,
-   * after `after` when given; `nextAfter` continues the listing.
+   * after `after` when given; `nextAfter` continues the listing. A folder is
+   * a directory entry or the first segment of deeper paths (versions from
+   * agents that did not record directories), shown once either way, with
+   * its own mtime when it has an entry, else the newest below it.
    */
   async function listDirectory(clientId: string, dir: string, asOf: Date, page: { limit: number; after?: string | undefined }) {
     const prefix = dir === '/' ? '/' : dir + '/';
     const start = Array.from(prefix).length + 1;
+    const rest = sql`substr(fv.path, ${start}::int)`;
     const folders = page.after !== undefined ? [] : rowsOf<Record<string, unknown>>(
       await db.execute(sql`
-        select split_part(substr(fv.path, ${start}::int), '/', 1) as name, count(*) as files,
-               coalesce(sum(fv.size), 0) as bytes, max(fv.mtime_ms) as mtime_ms
+        select split_part(${rest}, '/', 1) as name,
+               count(*) filter (where fv.kind <> 'directory') as files,
+               coalesce(sum(fv.size), 0) as bytes,
+               coalesce(max(fv.mtime_ms) filter (where fv.kind = 'directory' and strpos(${rest}, '/') = 0), max(fv.mtime_ms)) as mtime_ms,
+               bool_or(fv.kind = 'directory' and strpos(${rest}, '/') = 0) as has_entry
         from file_versions fv
         where fv.client_id = ${clientId} and starts_with(fv.path, ${prefix}) and ${validAt(asOf)}
-          and strpos(substr(fv.path, ${start}::int), '/') > 0
+          and (strpos(${rest}, '/') > 0 or fv.kind = 'directory')
         group by 1 order by 1`),
-    ).map((row) => ({ name: String(row.name), files: num(row.files), bytes: num(row.bytes), mtimeMs: num(row.mtime_ms) }));
+    ).map((row) => ({
+      name: String(row.name),
+      files: num(row.files),
+      bytes: num(row.bytes),
+      mtimeMs: num(row.mtime_ms),
+      /** It has a directory entry of its own, so versions (mode, mtime, owner) to show. */
+      hasEntry: row.has_entry === true,
+    }));
     const files = rowsOf<Record<string, unknown>>(
       await db.execute(sql`
         select fv.id, fv.path, fv.kind, fv.size, fv.mtime_ms, fv.mode, fv.link_target, fv.valid_from,
                substr(fv.path, ${start}::int) as name
         from file_versions fv
         where fv.client_id = ${clientId} and starts_with(fv.path, ${prefix}) and ${validAt(asOf)}
-          and strpos(substr(fv.path, ${start}::int), '/') = 0
+          and strpos(substr(fv.path, ${start}::int), '/') = 0 and fv.kind <> 'directory'
           and ${page.after === undefined ? sql`true` : sql`fv.path > ${page.after}`}
         order by fv.path limit ${page.limit + 1}`),
     ).map((row) => ({
       versionId: num(row.id),
       path: String(row.path),
       name: String(row.name),
-      kind: String(row.kind) as 'file' | 'symlink',
+      kind: String(row.kind) as Exclude<FileKind, 'directory'>,
       size: num(row.size),
       mtimeMs: num(row.mtime_ms),
       mode: num(row.mode),

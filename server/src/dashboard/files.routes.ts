@@ -63,7 +63,7 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     for (;;) {
       const page = await listTreeAsOf(ctx.database.db, clientId, { asOf, prefix: dir, after, limit: 500 });
       for (const file of page.files) {
-        yield { path: file.path, kind: file.kind, size: file.size, mtimeMs: file.mtimeMs, mode: file.mode, linkTarget: file.linkTarget, contentSha256: file.sha256 };
+        yield { ...file, contentSha256: file.sha256 };
       }
       if (page.nextAfter === null) return;
       after = page.nextAfter;

@@ -1,16 +1,20 @@
 import { createGzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import tar from 'tar-stream';
+import type { FileKind } from '@cairn/shared';
 import { NotFoundError } from '../errors.ts';
 
 export interface TreeEntry {
   path: string;
-  kind: 'file' | 'symlink';
+  kind: FileKind;
   size: number;
   mtimeMs: number;
   mode: number;
   linkTarget: string | null;
   contentSha256: string | null;
+  uid?: number | null;
+  gid?: number | null;
+  hardlinkGroup?: string | null;
 }
 
 export interface TarExportSource {
@@ -25,8 +29,13 @@ export interface TarExportSource {
 /**
  * A folder of the backed-up tree as a gzip-compressed tar stream. Files are
  * streamed from the blob store one after another (never buffered whole);
- * symlinks become symlink entries. Errors destroy the returned stream, which
- * cuts the download off rather than delivering a silently incomplete archive.
+ * symlinks become symlink entries, directories directory entries (before
+ * their contents: entries come in path order, and tar sets a directory's
+ * mode and mtime after extracting what is in it). A file of a hard-link group
+ * whose first member (in path order) is already in the archive with the same
+ * content becomes a tar hard link to it. Owners are numeric ids. Errors
+ * destroy the returned stream, which cuts the download off rather than
+ * delivering a silently incomplete archive.
  */
 export function createTarGzStream(source: TarExportSource): Readable {
   const pack = tar.pack();
@@ -34,17 +43,41 @@ export function createTarGzStream(source: TarExportSource): Readable {
   // Set when the download ends early (client gone, error): stops reading the tree and the blob store.
   const stop = new AbortController();
   const strip = source.base === '/' ? 1 : source.base.length + 1;
+  // Hard-link group and content -> the name its first member got in this archive.
+  const linked = new Map<string, string>();
   (async () => {
     for await (const entry of source.entries) {
       if (stop.signal.aborted) return;
-      const header = { name: entry.path.slice(strip), mode: entry.mode & 0o7777, mtime: new Date(entry.mtimeMs) };
-      if (entry.kind === 'symlink') {
-        await untilDone(stop.signal, (done) => {
-          pack.entry({ ...header, type: 'symlink', linkname: entry.linkTarget ?? '' }, done);
+      const name = entry.path.slice(strip);
+      const header = {
+        name,
+        mode: entry.mode & 0o7777,
+        mtime: new Date(entry.mtimeMs),
+        ...(entry.uid != null ? { uid: entry.uid } : {}),
+        ...(entry.gid != null ? { gid: entry.gid } : {}),
+      };
+      const linkOnly = (extra: { type: 'symlink' | 'directory' | 'link'; linkname?: string; name?: string }) =>
+        untilDone(stop.signal, (done) => {
+          pack.entry({ ...header, ...extra }, done);
         });
+      if (entry.kind === 'symlink') {
+        await linkOnly({ type: 'symlink', linkname: entry.linkTarget ?? '' });
+        continue;
+      }
+      if (entry.kind === 'directory') {
+        await linkOnly({ type: 'directory', name: `${name}/` });
         continue;
       }
       if (!entry.contentSha256) continue;
+      if (entry.hardlinkGroup) {
+        const key = `${entry.hardlinkGroup}:${entry.contentSha256}`;
+        const first = linked.get(key);
+        if (first !== undefined) {
+          await linkOnly({ type: 'link', linkname: first });
+          continue;
+        }
+        linked.set(key, name);
+      }
       const content = await source.openContent(entry.contentSha256);
       if (!content) throw new NotFoundError(`the stored content of ${entry.path} is missing`);
       await copyInto(content.stream, pack.entry({ ...header, type: 'file', size: entry.size }) as unknown as EntrySink, stop.signal);

@@ -21,7 +21,7 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
-import type { PreCommand, PreCommandResult } from '@cairn/shared';
+import type { FileKind, PreCommand, PreCommandResult } from '@cairn/shared';
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 
@@ -156,12 +156,17 @@ export const fileVersions = pgTable(
       .notNull()
       .references(() => clients.id, { onDelete: 'cascade' }),
     path: text('path').notNull(),
-    kind: text('kind').$type<'file' | 'symlink'>().notNull().default('file'),
+    kind: text('kind').$type<FileKind>().notNull().default('file'),
     contentSha256: text('content_sha256').references(() => contents.sha256),
     size: bigint('size', { mode: 'number' }).notNull(),
     mtimeMs: bigint('mtime_ms', { mode: 'number' }).notNull(),
     mode: integer('mode').notNull(),
     linkTarget: text('link_target'),
+    /** Numeric owner as the agent saw it; null when the agent did not say (older agents). */
+    uid: bigint('uid', { mode: 'number' }),
+    gid: bigint('gid', { mode: 'number' }),
+    /** Equal for files of one client that were hard links of one inode (an opaque agent-made key). */
+    hardlinkGroup: text('hardlink_group'),
     runId: uuid('run_id').references(() => backupRuns.id, { onDelete: 'set null' }),
     validFrom: timestamp('valid_from', { withTimezone: true }).notNull(),
     validTo: timestamp('valid_to', { withTimezone: true }),

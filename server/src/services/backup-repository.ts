@@ -5,6 +5,7 @@ import {
   storableText,
   type ChangesRequest,
   type ChangesResponse,
+  type FileKind,
   type FileVersion,
   type FilesPage,
   type FinishRunRequest,
@@ -105,18 +106,22 @@ export async function listRuns(db: Db, clientId: string, options: { limit?: numb
 
 interface NormalisedUpsert {
   path: string;
-  kind: 'file' | 'symlink';
+  kind: FileKind;
   sha256: string | null;
   size: number;
   mtime_ms: number;
   mode: number;
   link_target: string | null;
+  uid: number | null;
+  gid: number | null;
+  hardlink_group: string | null;
 }
 
 /**
  * Applies one batch of a run's changes, all or nothing, in one transaction of
  * a few set-based statements (never a query per file):
- * - an upsert equal to the path's current version is a no-op;
+ * - an upsert equal to the path's current version is a no-op (one that only
+ *   adds the owner to a version sent without one fills it in);
  * - a changed upsert closes the current version and opens a new one;
  * - a delete closes the current version.
  * valid_from / valid_to are the transaction's server time. Content the user
@@ -161,23 +166,36 @@ export async function applyChanges(
     let closed = 0;
     if (upserts.length > 0) {
       const input = sql`jsonb_to_recordset(${JSON.stringify(upserts)}::jsonb)
-        as x(path text, kind text, sha256 text, size bigint, mtime_ms bigint, mode integer, link_target text)`;
+        as x(path text, kind text, sha256 text, size bigint, mtime_ms bigint, mode integer, link_target text,
+             uid bigint, gid bigint, hardlink_group text)`;
+      // A version from an agent that sent no owners, matched by an upsert that names them and is otherwise
+      // equal, gets them filled in place: a new version differing only in what was unknown would push a
+      // real older version out of retention on the first run after an agent upgrade.
+      await tx.execute(sql`
+        update file_versions fv set uid = x.uid, gid = x.gid, hardlink_group = x.hardlink_group
+        from ${input}
+        where fv.client_id = ${agent.clientId} and fv.valid_to is null and fv.path = x.path
+          and fv.uid is null and fv.gid is null and x.uid is not null and x.gid is not null
+          and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target)
+            is not distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target)`);
       closed += countOf(
         await tx.execute(sql`
           with changed as (
             update file_versions fv set valid_to = greatest(${COMMIT_TIME}, fv.valid_from)
             from ${input}
             where fv.client_id = ${agent.clientId} and fv.valid_to is null and fv.path = x.path
-              and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target)
-                is distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target)
+              and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target, fv.uid, fv.gid, fv.hardlink_group)
+                is distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, x.uid, x.gid, x.hardlink_group)
             returning 1)
           select count(*)::int as n from changed`),
       );
       opened += countOf(
         await tx.execute(sql`
           with inserted as (
-            insert into file_versions (client_id, path, kind, content_sha256, size, mtime_ms, mode, link_target, run_id, valid_from)
-            select ${agent.clientId}, x.path, x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, ${runId}, ${COMMIT_TIME}
+            insert into file_versions (client_id, path, kind, content_sha256, size, mtime_ms, mode, link_target,
+                                       uid, gid, hardlink_group, run_id, valid_from)
+            select ${agent.clientId}, x.path, x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target,
+                   x.uid, x.gid, x.hardlink_group, ${runId}, ${COMMIT_TIME}
             from ${input}
             where not exists (
               select 1 from file_versions fv where fv.client_id = ${agent.clientId} and fv.path = x.path and fv.valid_to is null)
@@ -244,16 +262,21 @@ function normaliseChanges(changes: ChangesRequest): { upserts: NormalisedUpsert[
     const field = `upserts[${i}]`;
     const path = claim(upsert.path, `${field}.path`);
     if (upsert.kind === 'file' && upsert.sha256 === null) throw new BadRequestError(`${field}.sha256: required for a file`);
-    if (upsert.kind === 'symlink' && upsert.sha256 !== null) throw new BadRequestError(`${field}.sha256: must be null for a symlink`);
+    if (upsert.kind !== 'file' && upsert.sha256 !== null) throw new BadRequestError(`${field}.sha256: must be null for a ${upsert.kind}`);
+    if (upsert.kind !== 'file' && upsert.hardlinkGroup !== undefined) throw new BadRequestError(`${field}.hardlinkGroup: only a file can have one`);
     if (!(Math.abs(upsert.mtimeMs) <= MAX_TIME_MS)) throw new BadRequestError(`${field}.mtimeMs: not a valid time`);
     return {
       path,
       kind: upsert.kind,
       sha256: upsert.sha256,
-      size: upsert.size,
+      // A directory's size is its filesystem's bookkeeping, not content; kept it would only make new versions.
+      size: upsert.kind === 'directory' ? 0 : upsert.size,
       mtime_ms: Math.trunc(upsert.mtimeMs),
       mode: upsert.mode,
       link_target: upsert.kind === 'symlink' ? (upsert.linkTarget ?? '') : null,
+      uid: upsert.uid ?? null,
+      gid: upsert.gid ?? null,
+      hardlink_group: upsert.hardlinkGroup ?? null,
     };
   });
   const deletes = changes.deletes.map((raw, i) => claim(raw, `deletes[${i}]`));
@@ -314,6 +337,9 @@ export function toFileVersion(row: VersionRow): FileVersion {
     mtimeMs: row.mtimeMs,
     mode: row.mode,
     linkTarget: row.linkTarget,
+    uid: row.uid,
+    gid: row.gid,
+    hardlinkGroup: row.hardlinkGroup,
     validFrom: row.validFrom.toISOString(),
     validTo: row.validTo?.toISOString() ?? null,
   };

@@ -10,8 +10,13 @@ export interface AgentFile {
   content?: string | Buffer;
   /** Makes a symlink entry instead of a file. */
   linkTarget?: string;
+  /** Makes a directory entry instead of a file. */
+  directory?: true;
   mode?: number;
   mtimeMs?: number;
+  uid?: number;
+  gid?: number;
+  hardlinkGroup?: string;
 }
 
 export class TestAgent {
@@ -59,7 +64,7 @@ export class TestAgent {
     const { runId } = await this.call<{ runId: string }>('POST', '/runs', { trigger: 'schedule' });
     const contents = new Map<string, Buffer>();
     for (const file of files) {
-      if (file.linkTarget === undefined) {
+      if (file.linkTarget === undefined && !file.directory) {
         const bytes = Buffer.from(file.content ?? '');
         contents.set(sha256Hex(bytes), bytes);
       }
@@ -75,18 +80,24 @@ export class TestAgent {
       });
       if (response.status !== 200) throw new Error(`upload: ${response.status} ${await response.text()}`);
     }
-    const upserts: FileUpsert[] = files.map((file) =>
-      file.linkTarget !== undefined
-        ? { path: file.path, kind: 'symlink', sha256: null, size: 0, mtimeMs: file.mtimeMs ?? Date.now(), mode: file.mode ?? 0o120777, linkTarget: file.linkTarget }
-        : {
-            path: file.path,
-            kind: 'file',
-            sha256: sha256Hex(Buffer.from(file.content ?? '')),
-            size: Buffer.byteLength(file.content ?? ''),
-            mtimeMs: file.mtimeMs ?? Date.now(),
-            mode: file.mode ?? 0o100644,
-          },
-    );
+    const upserts: FileUpsert[] = files.map((file): FileUpsert => {
+      const owner = { ...(file.uid !== undefined ? { uid: file.uid } : {}), ...(file.gid !== undefined ? { gid: file.gid } : {}) };
+      const mtimeMs = file.mtimeMs ?? Date.now();
+      if (file.directory) return { path: file.path, kind: 'directory', sha256: null, size: 0, mtimeMs, mode: file.mode ?? 0o40755, ...owner };
+      if (file.linkTarget !== undefined) {
+        return { path: file.path, kind: 'symlink', sha256: null, size: 0, mtimeMs, mode: file.mode ?? 0o120777, linkTarget: file.linkTarget, ...owner };
+      }
+      return {
+        path: file.path,
+        kind: 'file',
+        sha256: sha256Hex(Buffer.from(file.content ?? '')),
+        size: Buffer.byteLength(file.content ?? ''),
+        mtimeMs,
+        mode: file.mode ?? 0o100644,
+        ...owner,
+        ...(file.hardlinkGroup !== undefined ? { hardlinkGroup: file.hardlinkGroup } : {}),
+      };
+    });
     await this.call('POST', `/runs/${runId}/changes`, { upserts, deletes: options.deletes ?? [] });
     const bytesUploaded = missing.reduce((sum, sha) => sum + contents.get(sha)!.length, 0);
     await this.call('POST', `/runs/${runId}/finish`, {

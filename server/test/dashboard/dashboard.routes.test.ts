@@ -432,6 +432,48 @@ describe.each(testDatabaseKinds())('dashboard routes (%s)', (kind) => {
     expect(login.body).toContain('username');
   });
 
+  it('shows directory entries as folders, once, and an empty one too; the archive keeps them with modes, times, owners and hard links', async () => {
+    const agent = await TestAgent.register(h.url, ALICE.username, ALICE.password, 'with-directories');
+    const old = Date.parse('2001-02-03T04:05:06Z');
+    await agent.backup([
+      { path: '/data', directory: true, mode: 0o40750, mtimeMs: old, uid: 1000, gid: 1000 },
+      { path: '/data/docs', directory: true, mode: 0o40700, mtimeMs: old },
+      { path: '/data/docs/a.txt', content: 'linked', hardlinkGroup: 'g1', uid: 1000, gid: 100 },
+      { path: '/data/docs/b.txt', content: 'linked', hardlinkGroup: 'g1' },
+      { path: '/data/empty', directory: true, mode: 0o40751, mtimeMs: old },
+    ]);
+    const listing = await alice.get(`/clients/${agent.clientId}/files?path=/data`);
+    expect(listing.status).toBe(200);
+    expect(listing.body.match(/docs\/<\/a>/g)).toHaveLength(1);
+    expect(listing.body.match(/empty\/<\/a>/g)).toHaveLength(1);
+    // No file row for either directory entry; each folder with an entry links to its versions instead.
+    expect(listing.body).not.toMatch(/icon-(file|link)" aria-hidden="true"><\/span><a [^>]*>(docs|empty)</);
+    expect(listing.body.match(/versions\?path=%2Fdata%2Fdocs"/g)).toHaveLength(1);
+    const versions = await alice.get(`/clients/${agent.clientId}/versions?path=/data/empty`);
+    expect(versions.status).toBe(200);
+    expect(versions.body).toContain('>directory<');
+    const root = await alice.get(`/clients/${agent.clientId}/files`);
+    expect(root.body.match(/data\/<\/a>/g)).toHaveLength(1);
+
+    const response = await fetch(`${h.url}/clients/${agent.clientId}/archive?path=/data`, { headers: { cookie: alice.cookieHeader() } });
+    expect(response.status).toBe(200);
+    const headers: tar.Header[] = [];
+    const extract = tar.extract();
+    extract.end(gunzipSync(Buffer.from(await response.arrayBuffer())));
+    for await (const entry of extract) {
+      headers.push(entry.header);
+      entry.resume();
+    }
+    const summary = headers.map((e) => ({ name: e.name, type: e.type, mode: e.mode, mtime: e.mtime?.getTime(), uid: e.uid, linkname: e.linkname ?? null }));
+    expect(summary).toEqual([
+      { name: 'data/', type: 'directory', mode: 0o750, mtime: old, uid: 1000, linkname: null },
+      { name: 'data/docs/', type: 'directory', mode: 0o700, mtime: old, uid: 0, linkname: null },
+      { name: 'data/docs/a.txt', type: 'file', mode: 0o644, mtime: expect.any(Number), uid: 1000, linkname: null },
+      { name: 'data/docs/b.txt', type: 'link', mode: 0o644, mtime: expect.any(Number), uid: 0, linkname: 'data/docs/a.txt' },
+      { name: 'data/empty/', type: 'directory', mode: 0o751, mtime: old, uid: 0, linkname: null },
+    ]);
+  });
+
   it('creates users with a policy, validating the form', async () => {
     await admin.get('/users');
     const bad = await admin.post('/users', { username: 'has space', password: 'short', retentionVersions: '0', retentionDays: 'x' });

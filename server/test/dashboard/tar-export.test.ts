@@ -53,6 +53,30 @@ describe('createTarGzStream', () => {
     ]);
   });
 
+  it('writes directories as directory entries, and a hard-link group as one file and links to it, unless the content differs', async () => {
+    const contents: Record<string, string> = { same: 'same bytes', other: 'changed since' };
+    const stream = createTarGzStream({
+      base: '/srv',
+      entries: fromArray([
+        { ...file('/srv/data', 0), kind: 'directory', mode: 0o40700, contentSha256: null },
+        { ...file('/srv/data/a', 10, 'same'), hardlinkGroup: 'g' },
+        { ...file('/srv/data/b', 10, 'same'), hardlinkGroup: 'g' },
+        { ...file('/srv/data/c', 13, 'other'), hardlinkGroup: 'g' },
+        { ...file('/srv/data/d', 10, 'same'), hardlinkGroup: 'h' },
+      ]),
+      openContent: async (sha) => ({ stream: Readable.from([Buffer.from(contents[sha]!)]) }),
+    });
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk as Buffer);
+    expect(await entriesOf(Buffer.concat(chunks))).toEqual([
+      { name: 'data/', type: 'directory', mode: 0o700, linkname: null, body: '' },
+      { name: 'data/a', type: 'file', mode: 0o640, linkname: null, body: 'same bytes' },
+      { name: 'data/b', type: 'link', mode: 0o640, linkname: 'data/a', body: '' },
+      { name: 'data/c', type: 'file', mode: 0o640, linkname: null, body: 'changed since' },
+      { name: 'data/d', type: 'file', mode: 0o640, linkname: null, body: 'same bytes' },
+    ]);
+  });
+
   it('keeps long and non-ASCII names intact', async () => {
     const name = `/data/${'ü dir with spaces/'.repeat(8)}Grüße – ${'x'.repeat(150)}.txt`;
     const stream = createTarGzStream({

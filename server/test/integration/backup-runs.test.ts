@@ -114,6 +114,47 @@ describe.each(testDatabaseKinds())('backup runs and the temporal tree (%s)', (ki
     expect(twice.body.message).toContain('deletes[0]');
   });
 
+  it('records directories (no content, size 0), owners and hard-link groups; a change of owner is a new version', async () => {
+    const bytes = Buffer.from('hard-linked content');
+    await upload(h, token, [bytes]);
+    const run = await startRun();
+    const directory = { path: '/tree', kind: 'directory', sha256: null, size: 4096, mtimeMs: 1000, mode: 0o40750, uid: 1000, gid: 100 };
+    const first = { ...fileUpsert('/tree/one', bytes), uid: 4_294_967_294, gid: 0, hardlinkGroup: 'abc123' };
+    const second = { ...fileUpsert('/tree/two', bytes), hardlinkGroup: 'abc123' };
+    expect((await post(`/runs/${run}/changes`, { upserts: [directory, first, second], deletes: [] })).body).toEqual({ opened: 3, closed: 0 });
+    // Only the directory's reported size differs: the server keeps 0 for directories, so this is no change.
+    expect((await post(`/runs/${run}/changes`, { upserts: [{ ...directory, size: 8192 }], deletes: [] })).body).toEqual({ opened: 0, closed: 0 });
+    expect((await post(`/runs/${run}/changes`, { upserts: [{ ...directory, uid: 0 }], deletes: [] })).body).toEqual({ opened: 1, closed: 1 });
+    const files = (await get<FilesPage>(`/files?prefix=${encodeURIComponent('/tree')}`)).body.files;
+    expect(files).toMatchObject([
+      { path: '/tree', kind: 'directory', sha256: null, size: 0, mode: 0o40750, uid: 0, gid: 100, hardlinkGroup: null },
+      { path: '/tree/one', kind: 'file', uid: 4_294_967_294, gid: 0, hardlinkGroup: 'abc123' },
+      { path: '/tree/two', kind: 'file', uid: null, gid: null, hardlinkGroup: 'abc123' },
+    ]);
+    const versions = (await get<{ versions: FileVersion[] }>(`/versions?path=${encodeURIComponent('/tree')}`)).body.versions;
+    expect(versions.map((v) => v.uid)).toEqual([0, 1000]);
+
+    // An older agent's version (no owner) gets the owner filled in by an otherwise equal upsert: no new version.
+    const legacy = fileUpsert('/tree/legacy', bytes);
+    expect((await post(`/runs/${run}/changes`, { upserts: [legacy], deletes: [] })).body).toEqual({ opened: 1, closed: 0 });
+    expect((await post(`/runs/${run}/changes`, { upserts: [{ ...legacy, uid: 7, gid: 8, hardlinkGroup: 'abc123' }], deletes: [] })).body).toEqual({ opened: 0, closed: 0 });
+    const filled = (await get<{ versions: FileVersion[] }>(`/versions?path=${encodeURIComponent('/tree/legacy')}`)).body.versions;
+    expect(filled).toMatchObject([{ uid: 7, gid: 8, hardlinkGroup: 'abc123', validTo: null }]);
+    // Once known, an owner change is a change.
+    expect((await post(`/runs/${run}/changes`, { upserts: [{ ...legacy, uid: 9, gid: 8 }], deletes: [] })).body).toEqual({ opened: 1, closed: 1 });
+
+    for (const [bad, field] of [
+      [{ ...directory, path: '/tree/x', sha256: sha256Hex(bytes) }, 'upserts[0].sha256'],
+      [{ ...directory, path: '/tree/y', hardlinkGroup: 'abc' }, 'upserts[0].hardlinkGroup'],
+      [{ ...first, path: '/tree/z', uid: -1 }, 'uid'],
+      [{ ...first, path: '/tree/z', hardlinkGroup: 'not/a key' }, 'hardlinkGroup'],
+    ] as const) {
+      const refused = await post<{ message: string }>(`/runs/${run}/changes`, { upserts: [bad], deletes: [] });
+      expect(refused.status, JSON.stringify(bad)).toBe(400);
+      expect(refused.body.message).toContain(field);
+    }
+  });
+
   it('pages the tree by path and filters by prefix', async () => {
     const bytes = Buffer.from('paged');
     await upload(h, token, [bytes]);

@@ -120,6 +120,22 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       expect(await agent.versions('/h')).toEqual([]);
     });
 
+    it('prunes a directory’s versions like any path’s, and GC keeps the content of the files inside', async () => {
+      const agent = await agentFor('dir-keeper', { retentionVersions: 2 });
+      const inside = Buffer.from('a file inside a busy directory');
+      await agent.backup({ '/busy/file': inside });
+      for (let i = 1; i <= 4; i++) {
+        const run = (await agent.post<{ runId: string }>('/runs', {})).body.runId;
+        const directory = { path: '/busy', kind: 'directory', sha256: null, size: 0, mtimeMs: i * 1000, mode: 0o40755 };
+        expect((await agent.post(`/runs/${run}/changes`, { upserts: [directory], deletes: [] })).status).toBe(200);
+        await agent.post(`/runs/${run}/finish`, { status: 'succeeded', stats, preCommands: [] });
+      }
+      expect((await agent.versions('/busy')).map((v) => v.mtimeMs)).toEqual([4000, 3000]);
+      await collectGarbage(h.ctx, { graceSeconds: 0 });
+      await expectEveryVersionReadable();
+      expect((await agent.versions('/busy/file')).map((v) => v.sha256)).toEqual([sha256Hex(inside)]);
+    });
+
     it('sweeps every client, one sweep at a time', async () => {
       const agent = await agentFor('swept', { retentionVersions: 1 });
       await agent.backup({ '/s': Buffer.from('s1') });

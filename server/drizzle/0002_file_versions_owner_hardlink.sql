@@ -1,0 +1,3 @@
+ALTER TABLE "file_versions" ADD COLUMN "uid" bigint;--> statement-breakpoint
+ALTER TABLE "file_versions" ADD COLUMN "gid" bigint;--> statement-breakpoint
+ALTER TABLE "file_versions" ADD COLUMN "hardlink_group" text;
