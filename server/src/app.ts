@@ -3,7 +3,7 @@ import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { API_PREFIX, PROTOCOL_VERSION } from '@cairn/shared';
 import type { AppContext } from './app-context.ts';
-import { AppError } from './errors.ts';
+import { AppError, dropStreamHeaders } from './errors.ts';
 import { agentApiRoutes } from './api/agent-api.routes.ts';
 import { dashboardPlugin } from './dashboard/dashboard.plugin.ts';
 import { healthRoutes } from './api/health.routes.ts';
@@ -36,6 +36,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   });
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
+    dropStreamHeaders(reply);
     if (error instanceof AppError) {
       if (error.statusCode >= 500) request.log.error({ err: error }, 'request failed');
       return reply

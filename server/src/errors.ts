@@ -1,3 +1,6 @@
+import type { FastifyReply } from 'fastify';
+import { STORED_CONTENT_DAMAGED } from '@cairn/shared';
+
 /**
  * Typed errors thrown inside the server. The error handler at the edge maps
  * `statusCode` to the HTTP response; 5xx details are logged, never shown.
@@ -67,8 +70,38 @@ export class StorageFullError extends AppError {
   }
 }
 
+/**
+ * Stored bytes that fail their hash, or an object the database lists but the
+ * store lacks. A server-side fault (500-class), never the client's: not a 404,
+ * since the caller does hold the content. `detail` (what exactly is wrong) is
+ * for the log; the message is the same for every case.
+ */
+export class StoredContentDamagedError extends AppError {
+  constructor(
+    readonly sha256: string,
+    readonly detail: string,
+  ) {
+    super(500, 'stored content is damaged or missing', { sha256 });
+    this.name = STORED_CONTENT_DAMAGED;
+  }
+}
+
 export class ServiceUnavailableError extends AppError {
   constructor(message: string) {
     super(503, message);
+  }
+}
+
+/**
+ * For error handlers: a streamed reply that failed before its first byte
+ * (damaged stored content found at once) left the stream's headers on the raw
+ * response, where fastify copies them; they describe bytes never sent, and
+ * an attachment name would save the error page as the file.
+ */
+export function dropStreamHeaders(reply: FastifyReply): void {
+  if (reply.raw.headersSent) return;
+  for (const name of ['content-type', 'content-length', 'content-disposition']) {
+    reply.removeHeader(name);
+    reply.raw.removeHeader(name);
   }
 }

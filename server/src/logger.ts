@@ -1,4 +1,4 @@
-import { pino, type Logger, type LoggerOptions } from 'pino';
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino';
 
 /**
  * Structured JSON logs. Anything that could carry a secret is redacted here,
@@ -19,6 +19,8 @@ export const REDACT_PATHS = [
   '*.secretAccessKey',
 ];
 
-export function createLogger(level: LoggerOptions['level'] = 'info', name = 'cairn-server'): Logger {
-  return pino({ name, level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } });
+/** `destination` defaults to stdout; tests pass a sink to read what was logged. */
+export function createLogger(level: LoggerOptions['level'] = 'info', name = 'cairn-server', destination?: DestinationStream): Logger {
+  const options: LoggerOptions = { name, level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }

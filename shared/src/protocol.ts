@@ -73,6 +73,13 @@ export const ErrorBody = Type.Object({
 });
 export type ErrorBody = Static<typeof ErrorBody>;
 
+/**
+ * `ErrorBody.error` of the 500 that means the server's stored copy of a
+ * content is damaged or missing: a fault of the store, not of the request,
+ * and not cured by asking again (agents do not retry it).
+ */
+export const STORED_CONTENT_DAMAGED = 'StoredContentDamagedError';
+
 // ---- register -------------------------------------------------------------
 
 export const RegisterRequest = Type.Object({
@@ -332,7 +339,14 @@ export type VersionsQuery = Static<typeof VersionsQuery>;
 export const VersionsResponse = Type.Object({ versions: Type.Array(FileVersion) });
 export type VersionsResponse = Static<typeof VersionsResponse>;
 
-/** `GET /contents/:sha256`: the bytes, streamed; 404 unless this user holds the content. */
+/**
+ * `GET /contents/:sha256`: the bytes, streamed; 404 unless this user holds the
+ * content. They are checked against the hash on the way out: stored bytes
+ * found damaged (or missing) before the headers give a 500 with `error`
+ * STORED_CONTENT_DAMAGED; found damaged later, the transfer is cut off before
+ * its end. `GET /contents/:sha256/verify` then tells which it was: it reads
+ * the stored bytes whole and answers OkResponse, or that same 500.
+ */
 export const ContentParams = Type.Object({ sha256: Sha256 });
 export type ContentParams = Static<typeof ContentParams>;
 

@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { chmod, lstat, mkdir, mkdtemp, open, readdir, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, AGENT_MAIN, envModeAgentEnv, runAgentOnce } from '../helpers/agent-e2e.ts';
+import { ADMIN_PASSWORD, AGENT_MAIN, envModeAgentEnv, readAgentState, runAgentOnce } from '../helpers/agent-e2e.ts';
 import { startProcess, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
 
 interface Snapshot {
@@ -78,6 +78,8 @@ describe('restore round trip through the real server', () => {
       await big.write(block);
     }
     await big.close();
+    // Several MiB: the server has sent its first bytes before it can know they are damaged.
+    await writeFile(path.join(tree, 'a/medium.bin'), randomBytes(3 * 1024 * 1024 + 17));
     await utimes(path.join(tree, 'a/empty'), new Date('2001-02-03T04:05:06.789Z'), new Date('2001-02-03T04:05:06.789Z'));
     original = await snapshot(tree);
 
@@ -131,17 +133,41 @@ describe('restore round trip through the real server', () => {
     expect(output).toContain('restoring 0 files');
   });
 
-  it('a corrupted stored object fails that file loudly and the rest still restore', async () => {
+  it('damaged or missing stored objects fail those files loudly and the rest still restore', async () => {
+    const objectPath = (sha256: string) => path.join(dataDir, 'blobs', sha256.slice(0, 2), sha256.slice(2, 4), sha256);
     const deep = original['a/b/c/d/deep.txt']?.sha256 as string;
-    const objectPath = path.join(dataDir, 'blobs', deep.slice(0, 2), deep.slice(2, 4), deep);
-    await writeFile(objectPath, 'DEEP\n');
+    const medium = original['a/medium.bin']?.sha256 as string;
+    const unicode = original['Ünïcødé ✓/日本語/ファイル.txt']?.sha256 as string;
+    // Same length, other bytes; one byte flipped in the middle of a large object; an object gone.
+    await writeFile(objectPath(deep), 'DEEP\n');
+    const bytes = await readFile(objectPath(medium));
+    bytes[1_500_000] = bytes[1_500_000]! ^ 0x01;
+    await writeFile(objectPath(medium), bytes);
+    await rm(objectPath(unicode));
+
     const target = path.join(base, 'corrupt');
     const { code, output } = await restore(['--target', target, '--state', stateDir]);
-    expect(code).toBe(1);
-    expect(output).toMatch(/FAILED .*deep\.txt: content does not match its hash/);
+    expect(code, output).toBe(1);
+    for (const name of ['a/b/c/d/deep.txt', 'a/medium.bin', 'Ünïcødé ✓/日本語/ファイル.txt']) {
+      expect(output).toContain(`FAILED ${path.join(tree, name)}: stored content is damaged or missing`);
+    }
+    expect(output).toContain('3 file(s) were NOT restored');
     const restored = await snapshot(path.join(target, tree));
     expect(restored['a/b/c/d/deep.txt']).toBeUndefined();
+    expect(restored['a/medium.bin']).toBeUndefined();
     expect(restored['big.bin']).toEqual(original['big.bin']);
-    expect(Object.keys(restored)).toHaveLength(Object.keys(original).length - 1);
+    expect(Object.keys(restored)).toHaveLength(Object.keys(original).length - 3);
+
+    // The server named each one at error level: the client, the file's path, the hash.
+    const { clientId } = await readAgentState(stateDir);
+    const errors = server
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { level: number; clientId?: string; paths?: string[]; sha256?: string })
+      .filter((line) => line.level === 50 && line.sha256 !== undefined);
+    for (const [name, sha256] of [['a/b/c/d/deep.txt', deep], ['a/medium.bin', medium], ['Ünïcødé ✓/日本語/ファイル.txt', unicode]] as const) {
+      expect(errors.some((line) => line.sha256 === sha256 && line.clientId === clientId && line.paths?.includes(path.join(tree, name))), name).toBe(true);
+    }
   });
 });

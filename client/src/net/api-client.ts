@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import {
   API_PREFIX,
+  STORED_CONTENT_DAMAGED,
   type ChangesRequest,
   type ChangesResponse,
   type ClientConfig,
@@ -23,7 +24,7 @@ import {
   type UploadResponse,
   type VersionsResponse,
 } from '@cairn/shared';
-import { PermanentError, RetryableError, errorMessage } from './http-errors.ts';
+import { PermanentError, RetryableError, StoredContentDamagedError, errorMessage } from './http-errors.ts';
 import { DEFAULT_RETRY_POLICY, withRetry, type RetryPolicy } from './retry-policy.ts';
 
 type Method = 'GET' | 'POST';
@@ -39,6 +40,8 @@ export interface ApiClientOptions {
  * The agent's side of protocol v1 (shared/src/protocol.ts), over undici with
  * keep-alive. Every call sorts failures into RetryableError (network, 5xx,
  * 429) and PermanentError (other 4xx); JSON calls are retried with backoff.
+ * The one 5xx that is not retried: StoredContentDamagedError, the server's
+ * report that its stored copy of a content is bad.
  */
 export class ApiClient {
   readonly serverUrl: string;
@@ -124,12 +127,36 @@ export class ApiClient {
     return (await response.body.json()) as UploadResponse;
   }
 
-  /** The bytes of one content, as a stream (retried until the response starts). */
+  /**
+   * The bytes of one content, as a stream (retried until the response
+   * starts). The server cuts a download off when the stored bytes fail their
+   * hash; a download that breaks off is therefore followed by `verify`, and
+   * the stream fails with StoredContentDamagedError when that finds damage,
+   * with a RetryableError (network trouble) otherwise.
+   */
   async download(sha256: string): Promise<Readable> {
     const response = await withRetry(() => this.#send('GET', `/contents/${sha256}`), this.#retry, (error, attempt, delay) =>
       this.#onRetry?.(`download ${sha256}`, error, attempt, delay),
     );
-    return response.body;
+    return Readable.from(this.#bodyOrDamage(sha256, response.body), { objectMode: false });
+  }
+
+  /** Reads the stored bytes whole on the server and checks their hash: throws StoredContentDamagedError when they are bad. */
+  async verify(sha256: string): Promise<OkResponse> {
+    return this.#json('GET', `/contents/${sha256}/verify`);
+  }
+
+  async *#bodyOrDamage(sha256: string, body: Readable): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of body) yield chunk as Buffer;
+    } catch (error) {
+      try {
+        await this.verify(sha256);
+      } catch (verifyError) {
+        if (verifyError instanceof StoredContentDamagedError) throw verifyError;
+      }
+      throw new RetryableError(`download ${sha256} broke off: ${networkMessage(error)}`, undefined, { cause: error });
+    }
   }
 
   async #json<T>(method: Method, route: string, body?: unknown, policy: RetryPolicy = this.#retry): Promise<T> {
@@ -169,6 +196,7 @@ export class ApiClient {
     }
     if (response.statusCode < 400) return response;
     const detail = await readErrorBody(response);
+    if (detail?.error === STORED_CONTENT_DAMAGED) throw new StoredContentDamagedError();
     const message = `${method} ${route}: ${response.statusCode} ${detail?.message ?? ''}`.trim();
     if (response.statusCode >= 500 || response.statusCode === 429 || response.statusCode === 408) {
       throw new RetryableError(message, response.statusCode);

@@ -26,6 +26,18 @@ export class PermanentError extends Error {
   }
 }
 
+/**
+ * The server's stored copy of a content is damaged or missing (it said so, or
+ * a download broke off and the server's check then found the bytes bad).
+ * Asking again does not help, so it is neither retried nor the agent's fault.
+ */
+export class StoredContentDamagedError extends Error {
+  constructor() {
+    super('stored content is damaged or missing on the server');
+    this.name = 'StoredContentDamagedError';
+  }
+}
+
 /** 401/403: the token was revoked or the credentials are wrong. */
 export function isAuthError(error: unknown): boolean {
   return error instanceof PermanentError && (error.statusCode === 401 || error.statusCode === 403);

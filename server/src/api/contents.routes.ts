@@ -1,7 +1,20 @@
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { ContentParams, ErrorBody, isSha256, MissingRequest, MissingResponse, UploadQuery, UploadResponse, type UploadResult } from '@cairn/shared';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  ContentParams,
+  ErrorBody,
+  isSha256,
+  MissingRequest,
+  MissingResponse,
+  OkResponse,
+  STORED_CONTENT_DAMAGED,
+  UploadQuery,
+  UploadResponse,
+  type UploadResult,
+} from '@cairn/shared';
 import type { AppContext } from '../app-context.ts';
 import { BadRequestError, NotFoundError } from '../errors.ts';
 import { getRunOfClient } from '../services/backup-repository.ts';
@@ -13,7 +26,7 @@ import {
 } from '../services/content-store.service.ts';
 import { agentOf, BEARER } from './agent-auth.ts';
 
-/** Content: which are missing for this user, upload (multipart), download. */
+/** Content: which are missing for this user, upload (multipart), download, verify. */
 export const contentRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext }> = async (app, { ctx }) => {
   const { maxParts, maxPartBytes } = ctx.config.limits;
   await app.register(multipart, {
@@ -93,17 +106,42 @@ export const contentRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext }> = asy
       schema: {
         tags: ['agent'],
         summary: "Download a content's bytes (404 unless this user holds it)",
+        description:
+          'The bytes are checked against the hash on the way out. Damage found before the headers is a 500 ' +
+          `(error ${STORED_CONTENT_DAMAGED}); found later, the transfer is cut off before its end.`,
         security: BEARER,
         params: ContentParams,
         produces: ['application/octet-stream'],
-        response: { 200: Type.String({ format: 'binary' }), ...errors, 404: ErrorBody },
+        response: { 200: Type.String({ format: 'binary' }), ...errors, 404: ErrorBody, 500: ErrorBody },
       },
     },
     async (request, reply) => {
-      const content = await openContentForUser(ctx, agentOf(request).userId, request.params.sha256);
+      const agent = agentOf(request);
+      const content = await openContentForUser(ctx, agent.userId, request.params.sha256, { clientId: agent.clientId, log: request.log });
       if (!content) throw new NotFoundError('no such content');
       // A stream bypasses the serializer; the 200 schema above only documents the binary body for OpenAPI.
       return reply.type('application/octet-stream').header('content-length', content.size).send(content.stream as unknown as string);
+    },
+  );
+
+  app.get(
+    '/contents/:sha256/verify',
+    {
+      schema: {
+        tags: ['agent'],
+        summary: "Read a content's stored bytes whole and check them against its hash",
+        description: `After a download that broke off, this tells damage (500, error ${STORED_CONTENT_DAMAGED}) from network trouble (200).`,
+        security: BEARER,
+        params: ContentParams,
+        response: { 200: OkResponse, ...errors, 404: ErrorBody, 500: ErrorBody },
+      },
+    },
+    async (request) => {
+      const agent = agentOf(request);
+      const content = await openContentForUser(ctx, agent.userId, request.params.sha256, { clientId: agent.clientId, log: request.log });
+      if (!content) throw new NotFoundError('no such content');
+      await pipeline(content.stream, new Writable({ write: (_chunk, _encoding, done) => done() }));
+      return { ok: true };
     },
   );
 };

@@ -10,7 +10,7 @@ import fastifyStatic from '@fastify/static';
 import view from '@fastify/view';
 import { Eta } from 'eta';
 import type { AppContext } from '../app-context.ts';
-import { AppError } from '../errors.ts';
+import { AppError, dropStreamHeaders, StoredContentDamagedError } from '../errors.ts';
 import { auditRoutes } from './audit.routes.ts';
 import { authRoutes, sessionHook, TOO_MANY_LOGINS } from './auth.routes.ts';
 import { clientsRoutes } from './clients.routes.ts';
@@ -84,8 +84,11 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
     if (status === 429 && request.url.startsWith('/login')) {
       return renderPage(request, reply, deps, 'login', { error: error.message, username: '', next: '' }, 429);
     }
+    dropStreamHeaders(reply);
     const message =
-      status >= 500
+      error instanceof StoredContentDamagedError
+        ? 'The file was not sent: its stored content is damaged or missing. The details are in the server log.'
+        : status >= 500
         ? 'Something went wrong on the server. The details are in the server log.'
         : error.code === 'FST_CSRF_INVALID_TOKEN' || error.code === 'FST_CSRF_MISSING_SECRET'
           ? 'This form expired or did not come from this dashboard. Go back, reload the page and try again.'

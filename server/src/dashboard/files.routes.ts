@@ -117,11 +117,12 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const versionId = /^\d{1,15}$/.test(request.params.versionId) ? Number(request.params.versionId) : null;
     const version = versionId === null ? null : await repo.findVersion(client.id, versionId);
     if (!version || version.kind !== 'file' || !version.contentSha256) throw new NotFoundError('no such file version');
-    const content = await openContentForUser(ctx, client.ownerId, version.contentSha256);
+    const content = await openContentForUser(ctx, client.ownerId, version.contentSha256, { clientId: client.id, log: request.log });
     if (!content) throw new NotFoundError('the stored content of that version is missing');
+    // The content's own size, measured when it was stored: a version row claiming another size cannot make this hang.
     return reply
       .header('content-type', 'application/octet-stream')
-      .header('content-length', String(version.size))
+      .header('content-length', String(content.size))
       .header('content-disposition', attachment(path.posix.basename(version.path)))
       .header('cache-control', 'no-store')
       .send(content.stream);
@@ -136,7 +137,7 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const label = dir === '/' ? 'all' : path.posix.basename(dir);
     const stream = createTarGzStream({
       entries: treeEntries(client.id, dir, asOf),
-      openContent: (sha) => openContentForUser(ctx, client.ownerId, sha),
+      openContent: (sha) => openContentForUser(ctx, client.ownerId, sha, { clientId: client.id, log: request.log }),
       base,
     });
     return reply

@@ -20,8 +20,12 @@ export interface TreeEntry {
 export interface TarExportSource {
   /** Entries ordered by path, read lazily (a page at a time). */
   entries: AsyncIterable<TreeEntry>;
-  /** The bytes of a content, or null when they are not available. */
-  openContent(contentSha256: string): Promise<{ stream: Readable } | null>;
+  /**
+   * The bytes of a content and their true size (the header's size: never the
+   * entry's claimed one), or null when they are not available. A stream that
+   * fails (damaged bytes) fails the archive.
+   */
+  openContent(contentSha256: string): Promise<{ size: number; stream: Readable } | null>;
   /** Backed-up path of the exported folder's parent; entry names are relative to it. */
   base: string;
 }
@@ -80,7 +84,7 @@ export function createTarGzStream(source: TarExportSource): Readable {
       }
       const content = await source.openContent(entry.contentSha256);
       if (!content) throw new NotFoundError(`the stored content of ${entry.path} is missing`);
-      await copyInto(content.stream, pack.entry({ ...header, type: 'file', size: entry.size }) as unknown as EntrySink, stop.signal);
+      await copyInto(content.stream, pack.entry({ ...header, type: 'file', size: content.size }) as unknown as EntrySink, stop.signal);
     }
     pack.finalize();
   })().catch((error: unknown) => {

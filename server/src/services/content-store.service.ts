@@ -1,13 +1,15 @@
 import { createHash } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { and, asc, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import type { BaseLogger } from 'pino';
 import type { UploadResult } from '@cairn/shared';
 import type { AppContext } from '../app-context.ts';
 import { lockManagerFor } from '../db/advisory-locks.ts';
+import { VerifyingStream } from '../blob/verifying-stream.ts';
 import { rowsOf } from '../db/database.ts';
-import { backupRuns, chunks, contentChunks, contents, ownerContents } from '../db/schema.ts';
-import { ConflictError, HashMismatchError, PayloadTooLargeError } from '../errors.ts';
+import { backupRuns, chunks, contentChunks, contents, fileVersions, ownerContents } from '../db/schema.ts';
+import { ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDamagedError } from '../errors.ts';
 
 /**
  * Content bytes and who holds them. A content is proven held by a user once
@@ -275,12 +277,31 @@ export async function userHoldsContent(ctx: AppContext, userId: string, sha256: 
   return row !== undefined;
 }
 
+/** Who the bytes of a content are read for: named, with the affected paths, when they turn out damaged. */
+export interface ContentReader {
+  clientId: string;
+  log: Pick<BaseLogger, 'error' | 'warn'>;
+}
+
 /**
  * The bytes of a content `userId` holds, as one stream of its chunks in
- * order, with its size; null when the user does not hold it (whether or not
- * anyone else does). A chunk whose object is missing fails the stream loudly.
+ * order, with its size (the content's own, as measured when it was stored);
+ * null when the user does not hold it (whether or not anyone else does).
+ *
+ * The stream is checked against the content's hash as it is read, and its
+ * last chunk is held back until the check passes (see VerifyingStream).
+ * Bytes that fail it, more bytes than the size, or an object the database
+ * lists but the store lacks fail with StoredContentDamagedError (thrown here
+ * when the object is already missing at open), and each such finding is
+ * logged at error level, once, naming `reader.clientId`, the client's paths
+ * with this content, and the hash.
  */
-export async function openContentForUser(ctx: AppContext, userId: string, sha256: string): Promise<{ size: number; stream: Readable } | null> {
+export async function openContentForUser(
+  ctx: AppContext,
+  userId: string,
+  sha256: string,
+  reader: ContentReader,
+): Promise<{ size: number; stream: Readable } | null> {
   const [content] = await ctx.database.db
     .select({ size: contents.size })
     .from(contents)
@@ -294,16 +315,53 @@ export async function openContentForUser(ctx: AppContext, userId: string, sha256
     .innerJoin(chunks, eq(chunks.sha256, contentChunks.chunkSha256))
     .where(eq(contentChunks.contentSha256, sha256))
     .orderBy(asc(contentChunks.seq));
+  const damaged = (detail: string): StoredContentDamagedError => {
+    const error = new StoredContentDamagedError(sha256, detail);
+    void logDamage(ctx, reader, error);
+    return error;
+  };
   const first = parts.length === 1 ? await ctx.blobs.get(parts[0]!.key) : undefined;
-  if (first === null) throw new Error(`stored object ${parts[0]!.key} of content ${sha256} is missing`);
-  if (first) return { size: content.size, stream: first };
+  if (first === null) throw damaged(`stored object ${parts[0]!.key} is missing`);
   const blobs = ctx.blobs;
   async function* concatenated(): AsyncGenerator<Buffer> {
     for (const part of parts) {
       const stream = await blobs.get(part.key);
-      if (!stream) throw new Error(`stored object ${part.key} of content ${sha256} is missing`);
+      if (!stream) throw damaged(`stored object ${part.key} is missing`);
       yield* stream as AsyncIterable<Buffer>;
     }
   }
-  return { size: content.size, stream: Readable.from(concatenated()) };
+  const verifier = new VerifyingStream(sha256, {
+    maxBytes: content.size,
+    failure: (problem) =>
+      damaged(
+        problem.kind === 'too-large'
+          ? `the stored bytes are longer than the ${content.size} recorded`
+          : `the stored bytes (${problem.bytes} of ${content.size}) hash to ${problem.actual}`,
+      ),
+  });
+  // Errors reach the consumer through `verifier`; a consumer that stops reading destroys it, which closes the source.
+  pipeline(first ?? Readable.from(concatenated()), verifier, noop);
+  return { size: content.size, stream: verifier };
+}
+
+/** Files of the client that hold a content, for the damage report; a few are enough to name. */
+const DAMAGE_REPORT_PATHS = 20;
+
+async function logDamage(ctx: AppContext, reader: ContentReader, error: StoredContentDamagedError): Promise<void> {
+  let paths: string[] = [];
+  try {
+    const rows = await ctx.database.db
+      .selectDistinct({ path: fileVersions.path })
+      .from(fileVersions)
+      .where(and(eq(fileVersions.clientId, reader.clientId), eq(fileVersions.contentSha256, error.sha256)))
+      .orderBy(asc(fileVersions.path))
+      .limit(DAMAGE_REPORT_PATHS);
+    paths = rows.map((row) => row.path);
+  } catch (lookupError) {
+    reader.log.warn({ err: lookupError }, 'could not look up the files that hold a damaged content');
+  }
+  reader.log.error(
+    { clientId: reader.clientId, paths, sha256: error.sha256, detail: error.detail },
+    `stored content is damaged or missing, not served: ${error.sha256} (${error.detail})`,
+  );
 }

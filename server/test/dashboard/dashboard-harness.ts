@@ -20,13 +20,20 @@ export interface DashboardHarness {
   ctx: AppContext;
   app: App;
   url: string;
+  /** Every line the server logged, parsed; empty unless started with `captureLog`. */
+  logLines(): Record<string, unknown>[];
   close(): Promise<void>;
 }
 
-export async function startDashboardHarness(kind: DatabaseKind, env: Record<string, string> = {}): Promise<DashboardHarness> {
+export async function startDashboardHarness(
+  kind: DatabaseKind,
+  env: Record<string, string> = {},
+  options: { captureLog?: boolean } = {},
+): Promise<DashboardHarness> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'cairn-dashboard-'));
   const config = loadServerConfig({ DATA_DIR: dataDir, PORT: '0', HOST: '127.0.0.1', SECRET_KEY: TEST_SECRET_KEY, ...env });
-  const log = createLogger('silent');
+  const logged: string[] = [];
+  const log = options.captureLog ? createLogger('info', 'cairn-server', { write: (line: string) => void logged.push(line) }) : createLogger('silent');
   const database = await openTestDatabase(kind);
   const blobs = await createBlobStore(config, log);
   const ctx: AppContext = { config, database, blobs, log };
@@ -36,6 +43,7 @@ export async function startDashboardHarness(kind: DatabaseKind, env: Record<stri
     ctx,
     app,
     url,
+    logLines: () => logged.map((line) => JSON.parse(line) as Record<string, unknown>),
     async close() {
       await app.close();
       await blobs.close();

@@ -42,7 +42,7 @@ describe('createTarGzStream', () => {
         { ...file('/srv/data/link', 0), kind: 'symlink', linkTarget: 'a.txt', contentSha256: null },
         file('/srv/data/sub/b.txt', 6, 'b'),
       ]),
-      openContent: async (sha) => ({ stream: Readable.from([Buffer.from(contents[sha]!)]) }),
+      openContent: async (sha) => ({ size: contents[sha]!.length, stream: Readable.from([Buffer.from(contents[sha]!)]) }),
     });
     const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(chunk as Buffer);
@@ -64,7 +64,7 @@ describe('createTarGzStream', () => {
         { ...file('/srv/data/c', 13, 'other'), hardlinkGroup: 'g' },
         { ...file('/srv/data/d', 10, 'same'), hardlinkGroup: 'h' },
       ]),
-      openContent: async (sha) => ({ stream: Readable.from([Buffer.from(contents[sha]!)]) }),
+      openContent: async (sha) => ({ size: Buffer.byteLength(contents[sha]!), stream: Readable.from([Buffer.from(contents[sha]!)]) }),
     });
     const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(chunk as Buffer);
@@ -82,7 +82,7 @@ describe('createTarGzStream', () => {
     const stream = createTarGzStream({
       base: '/',
       entries: fromArray([file(name, 2)]),
-      openContent: async () => ({ stream: Readable.from([Buffer.from('ok')]) }),
+      openContent: async () => ({ size: 2, stream: Readable.from([Buffer.from('ok')]) }),
     });
     const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(chunk as Buffer);
@@ -116,7 +116,7 @@ describe('createTarGzStream', () => {
           for (let i = 0; i < 16; i++) yield randomBytes(64 * 1024);
         })());
         closed.push(new Promise((resolve) => content.once('close', () => resolve())));
-        return { stream: content };
+        return { size: 16 * 64 * 1024, stream: content };
       },
     });
     await new Promise<void>((resolve) => stream.once('data', () => resolve()));
