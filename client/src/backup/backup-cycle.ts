@@ -1,5 +1,7 @@
 import {
   LIMITS,
+  formatBytes,
+  formatDuration,
   type ClientConfig,
   type FileUpsert,
   type FileVersion,
@@ -58,7 +60,8 @@ const CHANGED_FILE_ATTEMPTS = 3;
 const UPLOAD_CONCURRENCY = 4;
 const UPLOAD_MIN_PARTS = 64;
 const PROBLEMS_KEPT = 50;
-const LOGS_SENT = LIMITS.logBatch - 1;
+/** Problems sent to the server per run: the rest of a batch is one "more not sent" line and the run's summary. */
+const LOGS_SENT = LIMITS.logBatch - 2;
 
 interface HashedEntry {
   entry: ScannedEntry;
@@ -267,6 +270,8 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
   let error = fatal ?? degraded;
   if (runId !== null) {
     if (droppedLogs > 0) serverLogs.push({ at: new Date().toISOString(), level: 'warn', message: `${droppedLogs} more problems not sent`, runId });
+    // Every run's outcome reaches the client's log on the server, not only its problems.
+    serverLogs.push({ at: new Date().toISOString(), level: 'info', message: runSummary(status, stats, Date.now() - started, error).slice(0, 8000), runId });
     try {
       if (serverLogs.length > 0) await api.logs({ entries: serverLogs });
     } catch (logError) {
@@ -296,6 +301,13 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
   };
   log.info({ runId, status, durationMs: report.durationMs, ...stats, error }, `backup run ${status}`);
   return report;
+}
+
+/** One line for people: the run's status, counts, bytes and duration (and why it was not a success). */
+export function runSummary(status: CycleReport['status'], stats: CycleReport['stats'], durationMs: number, error: string | null): string {
+  const counts = `${stats.filesScanned} files scanned, ${stats.filesChanged} changed, ${stats.filesDeleted} deleted, ${stats.filesFailed} failed`;
+  const bytes = `${formatBytes(stats.bytesScanned)} scanned, ${formatBytes(stats.bytesUploaded)} uploaded`;
+  return `backup run ${status}: ${counts}; ${bytes}; took ${formatDuration(durationMs)}${error ? `; ${error}` : ''}`;
 }
 
 async function runPreCommands(config: ClientConfig, settings: LocalBackupSettings, log: Logger): Promise<PreCommandResult[]> {

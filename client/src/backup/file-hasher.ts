@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { fsPath } from '@cairn/shared';
 
 /** Reads of 1 MiB: hashing speed halves with 64 KiB stream chunks. */
 export const READ_BYTES = 1 << 20;
@@ -22,9 +23,9 @@ export interface HashedFile {
   mode: number;
 }
 
-/** Opens a regular file without following a symlink that replaced it since the scan. */
+/** Opens a regular file, by its text spelling (decision 41), without following a symlink that replaced it since the scan. */
 export function openNoFollow(filePath: string): Promise<FileHandle> {
-  return open(filePath, constants.O_RDONLY | constants.O_NOFOLLOW);
+  return open(fsPath(filePath), constants.O_RDONLY | constants.O_NOFOLLOW);
 }
 
 /**

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lutimes, mkdir, open, rename, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { LIMITS, isUnderPrefix, sha256Hex, type Env, type FileVersion } from '@cairn/shared';
+import { LIMITS, fsPath, isUnderPrefix, sha256Hex, type Env, type FileVersion } from '@cairn/shared';
 import { mapConcurrent } from '../backup/file-hasher.ts';
 import { defaultStateDir, resolveUserPath } from '../config/agent-config.ts';
 import { ApiClient } from '../net/api-client.ts';
@@ -106,20 +106,20 @@ export async function restoreFile(api: ApiClient, target: string, file: FileVers
   const mtime = (file.mtimeMs + 0.0005) / 1000;
   try {
     if (file.kind === 'symlink') {
-      await symlink(file.linkTarget ?? '', temp);
-      await lutimes(temp, mtime, mtime);
+      await symlink(fsPath(file.linkTarget ?? ''), fsPath(temp));
+      await lutimes(fsPath(temp), mtime, mtime);
     } else {
       await writeVerified(api, temp, file, onBytes);
     }
-    await rename(temp, destination);
+    await rename(fsPath(temp), fsPath(destination));
   } catch (error) {
-    await unlink(temp).catch(() => undefined);
+    await unlink(fsPath(temp)).catch(() => undefined);
     throw error;
   }
 }
 
 async function writeVerified(api: ApiClient, temp: string, file: FileVersion, onBytes: (bytes: number) => void): Promise<void> {
-  const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  const handle = await open(fsPath(temp), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     if (!(file.size === 0 && file.sha256 === EMPTY_SHA256)) {
       if (file.sha256 === null) throw new Error('the server lists no content for this file');
