@@ -450,6 +450,11 @@ async function ensureHeld(
       });
       let failure: Error | null = null;
       for (const outcome of outcomes) {
+        if (isCollectedWhileUploading(outcome)) {
+          // The documented GC race (docs/server.md): the named contents are missing again, asked for below and re-sent.
+          log.info({ contents: outcome.missing.length, err: outcome.message }, 'contents collected while uploading; uploading them again');
+          continue;
+        }
         if (outcome instanceof Error) {
           failure ??= outcome;
           continue;
@@ -489,6 +494,11 @@ async function ensureHeld(
     );
   }
   return held;
+}
+
+/** The server's 409 for an upload whose object GC deleted before its rows were committed: upload those contents again. */
+function isCollectedWhileUploading(outcome: unknown): outcome is PermanentError {
+  return outcome instanceof PermanentError && outcome.statusCode === 409 && outcome.missing.length > 0;
 }
 
 async function askMissing(api: ApiClient, hashes: string[]): Promise<Set<string>> {
