@@ -164,6 +164,8 @@ export const FileUpsert = Type.Object({
   /** POSIX mode bits (permission and type bits). */
   mode: Type.Integer({ minimum: 0 }),
   linkTarget: Type.Optional(Type.String({ maxLength: LIMITS.pathBytes })),
+  /** The file kept changing while read; the content is the bytes as read, which may never have existed at one moment. */
+  changedWhileRead: Type.Optional(Type.Boolean()),
 });
 export type FileUpsert = Static<typeof FileUpsert>;
 
@@ -251,6 +253,8 @@ export const FileVersion = Type.Object({
   linkTarget: Type.Union([Type.String(), Type.Null()]),
   validFrom: IsoTime,
   validTo: Type.Union([IsoTime, Type.Null()]),
+  /** Present (true) only when the agent stored the bytes as read while the file kept changing (FileUpsert.changedWhileRead). */
+  changedWhileRead: Type.Optional(Type.Boolean()),
 });
 export type FileVersion = Static<typeof FileVersion>;
 

@@ -4,12 +4,14 @@
  * that are not valid UTF-8, paths longer than PATH_MAX, and files appended to
  * while they are read.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdir, mkdtemp, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodePosixPath, type FilesPage, type FileVersion } from '@cairn/shared';
+import { API_PREFIX, encodePosixPath, sha256Hex, type FilesPage, type FileVersion, type VersionsResponse } from '@cairn/shared';
 import { AGENT_MAIN, ADMIN_PASSWORD, DashboardSession, agentApiGet, envModeAgentEnv, readAgentState, runAgentOnce } from '../helpers/agent-e2e.ts';
 import { startProcess, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
 
@@ -86,6 +88,46 @@ describe('odd entries through the real server and agent', () => {
     await session.login();
     const logs = await session.clientLogs(clientId);
     expect(logs).toMatch(/level-info">info<\/span><\/td><td class="mono small msg">backup run succeeded: 5 files scanned, 3 changed, 0 deleted, 0 failed/);
+  });
+
+  it('a file appended to all the time is stored as read, flagged on its version, and reported as a warning', async () => {
+    const tree = path.join(base, 'growing');
+    const stateDir = path.join(base, 'growing-state');
+    await mkdir(tree);
+    const log = path.join(tree, 'app.log');
+    await writeFile(log, randomBytes(32 << 20));
+    await writeFile(path.join(tree, 'calm.txt'), 'calm');
+    // Appends all the time, from another process: every read of the 32 MiB file sees it grow.
+    const writer = spawn('bash', ['-c', 'while :; do printf "another line\\n" >> "$1"; done', 'bash', log], { stdio: 'ignore' });
+    let result: Awaited<ReturnType<typeof runAgentOnce>>;
+    try {
+      result = await runAgentOnce(envModeAgentEnv(server.url, stateDir, [tree]));
+    } finally {
+      writer.kill('SIGKILL');
+      await once(writer, 'exit');
+    }
+    expect(result.report).toMatchObject({ status: 'succeeded', filesChanged: 2, filesFailed: 0 });
+    expect(result.output).toContain('app.log: changed while being read 3 times; stored the bytes as read');
+
+    const { token, clientId } = await readAgentState(stateDir);
+    const [version] = (await agentApiGet<VersionsResponse>(server.url, token, `/versions?path=${encodeURIComponent(log)}`)).versions;
+    expect(version?.changedWhileRead).toBe(true);
+    const [calm] = (await agentApiGet<VersionsResponse>(server.url, token, `/versions?path=${encodeURIComponent(path.join(tree, 'calm.txt'))}`)).versions;
+    expect(calm?.changedWhileRead).toBeUndefined();
+    // Stored exactly as read: a prefix of what the file became (it is only appended to), hashing to the recorded hash.
+    const response = await fetch(`${server.url}${API_PREFIX}/contents/${version?.sha256}`, { headers: { authorization: `Bearer ${token}` } });
+    const stored = Buffer.from(await response.arrayBuffer());
+    expect(stored.length).toBe(version?.size);
+    expect(stored.length).toBeGreaterThanOrEqual(32 << 20);
+    expect(sha256Hex(stored)).toBe(version?.sha256);
+    expect((await readFile(log)).subarray(0, stored.length).equals(stored)).toBe(true);
+    // The spooled copy is gone once the run is over.
+    expect(await readdir(path.join(stateDir, 'spool'))).toEqual([]);
+
+    const session = new DashboardSession(server.url);
+    await session.login();
+    expect(await session.versionsPage(clientId, log)).toContain('changed while being read</span>');
+    expect(await session.clientLogs(clientId)).toContain('app.log: changed while being read 3 times');
   });
 
   it('a path longer than PATH_MAX fails on its own: its siblings stay backed up, nothing is deleted, later runs still work', async () => {

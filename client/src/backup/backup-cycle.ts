@@ -21,6 +21,9 @@ import { decideRemoteCommand } from './remote-command-policy.ts';
 import { effectiveRoots } from './scan-roots.ts';
 import { scanRoots, type ScannedEntry } from './scanner.ts';
 import { UPLOAD_LIMITS, uploadBatch, type UploadItem } from './uploader.ts';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** What the owner of this agent decided locally; the server's config adds to it within these bounds. */
@@ -34,6 +37,8 @@ export interface LocalBackupSettings {
   hashConcurrency: number;
   /** Always excluded (the agent's own state directory). */
   alwaysExclude: string[];
+  /** Where copies of files that keep changing while read wait for their upload (decision 43); emptied by every cycle. */
+  spoolDir: string;
 }
 
 /** The scan cache, kept in memory between cycles and saved after each. */
@@ -68,6 +73,16 @@ interface HashedEntry {
   hashed: HashedFile;
 }
 
+/** What hashing needs from the cycle: its limits, its progress, and where per-file outcomes go. */
+interface Hashing {
+  concurrency: number;
+  progress: CycleProgress;
+  spoolDir: string;
+  fileFailed: (path: string, reason: string) => void;
+  /** Warned, not failed: the file is backed up with the bytes as read. */
+  storedAsRead: (path: string) => void;
+}
+
 /**
  * One backup cycle: config -> run -> pre-commands -> scan -> change
  * detection -> hash -> missing -> upload -> changes -> deletes -> finish.
@@ -98,6 +113,14 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     stats.filesFailed += 1;
     problem('warn', `${path}: ${reason}`, { path });
   };
+  const hashing: Hashing = {
+    concurrency: settings.hashConcurrency,
+    progress,
+    spoolDir: settings.spoolDir,
+    fileFailed,
+    storedAsRead: (path) =>
+      problem('warn', `${path}: changed while being read ${CHANGED_FILE_ATTEMPTS} times; stored the bytes as read, which may mix old and new content`, { path }),
+  };
 
   let cache: ScanCache = new Map();
   let cacheDirty = false;
@@ -124,6 +147,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       }
     }
 
+    await emptyDirectory(settings.spoolDir);
     progress.phase = 'scanning';
     const { roots, invalid } = effectiveRoots([...settings.monitoredPaths, ...config.monitoredPaths]);
     for (const bad of invalid) problem('warn', `ignored monitored path ${JSON.stringify(bad)}: not an absolute path`);
@@ -198,10 +222,12 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
         }
       }
       const t1 = performance.now();
-      const held = await ensureHeld(api, runId as string, hashed, progress, stats, fileFailed, log, settings.hashConcurrency);
+      const held = await ensureHeld(api, runId as string, hashed, stats, hashing, log);
+      await removeSpools(held);
       const t2 = performance.now();
       for (const { entry, hashed: h } of held) {
         const upsert: FileUpsert = { path: entry.path, kind: 'file', sha256: h.sha256, size: h.size, mtimeMs: h.mtimeMs, mode: h.mode };
+        if (h.spool) upsert.changedWhileRead = true;
         const cached: CacheEntry = { kind: 'file', size: h.size, mtimeMs: h.mtimeMs, ctimeMs: h.ctimeMs, ino: h.ino, mode: h.mode, sha256: h.sha256 };
         if (sameAsServerVersion(upsert, serverFiles?.get(entry.path))) {
           cache.set(entry.path, cached);
@@ -224,20 +250,24 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     const hashBatch = (work: WorkBatch | undefined) => {
       if (work === undefined) return null;
       const started = performance.now();
-      return hashAll(work.files, settings.hashConcurrency, progress, fileFailed).then((hashed) => ({ hashed, ms: performance.now() - started }));
+      return hashAll(work.files, hashing).then((hashed) => ({ hashed, ms: performance.now() - started }));
     };
-    let hashing = hashBatch(batches[0]);
+    let nextHashed = hashBatch(batches[0]);
     try {
       for (let i = 0; i < batches.length; i += 1) {
-        const { hashed, ms } = await (hashing as NonNullable<typeof hashing>);
-        hashing = hashBatch(batches[i + 1]);
+        const { hashed, ms } = await (nextHashed as NonNullable<typeof nextHashed>);
+        nextHashed = hashBatch(batches[i + 1]);
         // A failure of the next batch's hashing surfaces when it is awaited, not as an unhandled rejection.
-        hashing?.catch(() => undefined);
-        await commitWork(batches[i] as WorkBatch, hashed, ms);
+        nextHashed?.catch(() => undefined);
+        try {
+          await commitWork(batches[i] as WorkBatch, hashed, ms);
+        } finally {
+          await removeSpools(hashed);
+        }
       }
     } finally {
       // A run that fails mid-way still lets the batch being hashed finish before the cycle reports.
-      await hashing?.catch(() => undefined);
+      await nextHashed?.catch(() => undefined);
     }
 
     progress.phase = 'committing';
@@ -258,6 +288,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
   }
 
   progress.phase = 'finishing';
+  await emptyDirectory(settings.spoolDir).catch((spoolError: unknown) => log.warn({ err: errorMessage(spoolError) }, 'could not empty the spool directory'));
   // Only when the server accepted something: a run with nothing to do leaves the file alone.
   if (cacheDirty) {
     try {
@@ -358,23 +389,24 @@ function pickStats(entry: ScannedEntry): Pick<CacheEntry, 'size' | 'mtimeMs' | '
   return { size: entry.size, mtimeMs: entry.mtimeMs, ctimeMs: entry.ctimeMs, ino: entry.ino, mode: entry.mode };
 }
 
-/** Hashes with bounded concurrency, one reused 1 MiB buffer per worker; a file changing while read is retried. */
-async function hashAll(
-  files: readonly ScannedEntry[],
-  concurrency: number,
-  progress: CycleProgress,
-  fileFailed: (path: string, reason: string) => void,
-): Promise<HashedEntry[]> {
+/**
+ * Hashes with bounded concurrency, one reused 1 MiB buffer per worker. A file
+ * that changes while read is read again; on the last try its bytes are also
+ * copied to the spool directory and, if it changed again, stored as read.
+ */
+async function hashAll(files: readonly ScannedEntry[], hashing: Hashing): Promise<HashedEntry[]> {
+  const { progress } = hashing;
   progress.phase = 'hashing';
   const buffers: Buffer[] = [];
-  const results = await mapConcurrent(files, concurrency, async (entry, worker) => {
+  const results = await mapConcurrent(files, hashing.concurrency, async (entry, worker) => {
     const buffer = (buffers[worker] ??= Buffer.allocUnsafe(READ_BYTES));
     try {
-      const hashed = await hashWithRetry(entry.path, buffer);
+      const hashed = await hashWithRetry(entry.path, buffer, hashing.spoolDir);
+      if (hashed.spool) hashing.storedAsRead(entry.path);
       progress.bytesHashed += hashed.size;
       return { entry, hashed };
     } catch (error) {
-      fileFailed(entry.path, error instanceof FileChangedError ? `${error.message}; gave up after ${CHANGED_FILE_ATTEMPTS} tries` : readError(error));
+      hashing.fileFailed(entry.path, error instanceof FileChangedError ? `${error.message}; gave up after ${CHANGED_FILE_ATTEMPTS} tries` : readError(error));
       return null;
     } finally {
       progress.filesChecked += 1;
@@ -383,14 +415,30 @@ async function hashAll(
   return results.filter((r): r is HashedEntry => r !== null);
 }
 
-async function hashWithRetry(path: string, buffer: Buffer): Promise<HashedFile> {
+async function hashWithRetry(path: string, buffer: Buffer, spoolDir: string): Promise<HashedFile> {
   for (let attempt = 1; ; attempt += 1) {
+    const last = attempt >= CHANGED_FILE_ATTEMPTS;
     try {
-      return await hashFile(path, buffer);
+      return await hashFile(path, buffer, last ? join(spoolDir, `${randomBytes(12).toString('hex')}.spool`) : undefined);
     } catch (error) {
-      if (!(error instanceof FileChangedError) || attempt >= CHANGED_FILE_ATTEMPTS) throw error;
+      if (!(error instanceof FileChangedError) || last) throw error;
     }
   }
+}
+
+/** Where an upload reads a hashed file's bytes: its spooled copy when it has one. */
+function uploadSource(item: HashedEntry): { path: string; mtimeMs: number } {
+  return item.hashed.spool ?? { path: item.entry.path, mtimeMs: item.hashed.mtimeMs };
+}
+
+async function removeSpools(items: readonly HashedEntry[]): Promise<void> {
+  for (const item of items) if (item.hashed.spool) await unlink(item.hashed.spool.path).catch(() => undefined);
+}
+
+/** Removes what a directory holds (or creates it): spooled copies left by a crashed cycle are garbage. */
+async function emptyDirectory(directory: string): Promise<void> {
+  await rm(directory, { recursive: true, force: true });
+  await mkdir(directory, { recursive: true, mode: 0o700 });
 }
 
 function readError(error: unknown): string {
@@ -411,12 +459,11 @@ async function ensureHeld(
   api: ApiClient,
   runId: string,
   hashed: HashedEntry[],
-  progress: CycleProgress,
   stats: { bytesUploaded: number },
-  fileFailed: (path: string, reason: string) => void,
+  hashing: Hashing,
   log: Logger,
-  concurrency: number,
 ): Promise<HashedEntry[]> {
+  const { progress, fileFailed } = hashing;
   let pending = hashed;
   const held: HashedEntry[] = [];
   for (let round = 1; pending.length > 0; round += 1) {
@@ -434,7 +481,7 @@ async function ensureHeld(
       const items: UploadItem[] = [];
       for (const sha of missing) {
         const source = byHash.get(sha)?.find((candidate) => !changed.has(candidate));
-        if (source) items.push({ sha256: sha, size: source.hashed.size, path: source.entry.path, mtimeMs: source.hashed.mtimeMs });
+        if (source) items.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source) });
       }
       if (items.length === 0) break;
       // Several requests at once: the server's per-object fsync and commit overlap instead of queueing.
@@ -461,7 +508,7 @@ async function ensureHeld(
         }
         for (const result of outcome.uploaded) stats.bytesUploaded += result.size;
         for (const item of outcome.changed) {
-          for (const candidate of byHash.get(item.sha256) ?? []) if (candidate.entry.path === item.path) changed.add(candidate);
+          for (const candidate of byHash.get(item.sha256) ?? []) if (uploadSource(candidate).path === item.path) changed.add(candidate);
           log.info({ path: item.path }, 'file changed while uploading; it will be read again');
         }
       }
@@ -486,11 +533,10 @@ async function ensureHeld(
       for (const item of again) fileFailed(item.entry.path, `kept changing while being uploaded; gave up after ${round} tries`);
       break;
     }
+    await removeSpools(again);
     pending = await hashAll(
       again.map((item) => item.entry),
-      concurrency,
-      progress,
-      fileFailed,
+      hashing,
     );
   }
   return held;

@@ -35,7 +35,7 @@ export function deletedPaths(known: Iterable<string>, seen: ReadonlySet<string>,
   return deleted.sort();
 }
 
-/** After a lost cache: true when the server's current version already says exactly this (it keeps whole milliseconds), so no upsert is needed. */
+/** After a lost cache: true when the server's current version already says exactly this (it keeps whole milliseconds; a version stored as read while changing is not the same as a clean read), so no upsert is needed. */
 export function sameAsServerVersion(upsert: FileUpsert, version: FileVersion | undefined): boolean {
   return (
     version !== undefined &&
@@ -44,7 +44,8 @@ export function sameAsServerVersion(upsert: FileUpsert, version: FileVersion | u
     version.size === upsert.size &&
     version.mtimeMs === Math.trunc(upsert.mtimeMs) &&
     version.mode === upsert.mode &&
-    (version.linkTarget ?? undefined) === upsert.linkTarget
+    (version.linkTarget ?? undefined) === upsert.linkTarget &&
+    (version.changedWhileRead ?? false) === (upsert.changedWhileRead ?? false)
   );
 }
 

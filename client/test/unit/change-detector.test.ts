@@ -59,8 +59,14 @@ describe('sameAsServerVersion', () => {
     ['other content', { sha256: 'c'.repeat(64) }, false],
     ['other mtime', { mtimeMs: 1235 }, false],
     ['other mode', { mode: 0o100600 }, false],
+    ['the server version was stored as read while changing, this read was clean', { changedWhileRead: true }, false],
   ])('%s', (_name, patch, expected) => {
     expect(sameAsServerVersion(upsert, patch === null ? undefined : { ...version, ...patch })).toBe(expected);
+  });
+
+  it('a version stored as read while changing matches an upsert that says so', () => {
+    expect(sameAsServerVersion({ ...upsert, changedWhileRead: true }, { ...version, changedWhileRead: true })).toBe(true);
+    expect(sameAsServerVersion({ ...upsert, changedWhileRead: true }, version)).toBe(false);
   });
 });
 

@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, symlink, writeFile, chmod } from 'node:fs/promises';
+import { appendFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashFile, mapConcurrent, READ_BYTES } from '../../src/backup/file-hasher.ts';
+import { FileChangedError, hashFile, mapConcurrent, READ_BYTES } from '../../src/backup/file-hasher.ts';
 import { encodePosixPath } from '@cairn/shared';
 import { nodeScanFs, scanRoots, type ScanFs } from '../../src/backup/scanner.ts';
 import { readScanCache, writeScanCache, type ScanCache } from '../../src/state/scan-cache.ts';
@@ -88,6 +89,42 @@ describe('hashFile', () => {
 
   it('does not follow a symlink that replaced a file', async () => {
     await expect(hashFile(path.join(root, 'tree/link'), Buffer.alloc(16))).rejects.toThrow();
+  });
+
+  it('a file appended to while read ends at its size at open: fails without a spool; with one, the bytes as read are kept and hash to the result', async () => {
+    const file = path.join(root, 'growing.log');
+    await writeFile(file, Buffer.alloc(READ_BYTES * 4, 1));
+    // Appends between every two reads: each read awaits the thread pool, so setImmediate callbacks run in between.
+    let appending = true;
+    const append = () => {
+      appendFileSync(file, 'more\n');
+      if (appending) setImmediate(append);
+    };
+    setImmediate(append);
+    try {
+      await expect(hashFile(file, Buffer.allocUnsafe(READ_BYTES))).rejects.toBeInstanceOf(FileChangedError);
+      const spoolPath = path.join(root, 'growing.spool');
+      const hashed = await hashFile(file, Buffer.allocUnsafe(READ_BYTES), spoolPath);
+      appending = false;
+      expect(hashed.spool?.path).toBe(spoolPath);
+      const spooled = await readFile(spoolPath);
+      expect(hashed.size).toBe(spooled.length);
+      expect(hashed.sha256).toBe(createHash('sha256').update(spooled).digest('hex'));
+      expect(spooled.length).toBeGreaterThanOrEqual(READ_BYTES * 4);
+      // The size seen at open: a prefix of what the file became, its growth not chased.
+      const final = await readFile(file);
+      expect(final.length).toBeGreaterThan(spooled.length);
+      expect(final.subarray(0, spooled.length).equals(spooled)).toBe(true);
+    } finally {
+      appending = false;
+    }
+  });
+
+  it('a spool for a file that did not change is removed and not returned', async () => {
+    const spoolPath = path.join(root, 'calm.spool');
+    const hashed = await hashFile(path.join(root, 'tree/a.txt'), Buffer.allocUnsafe(READ_BYTES), spoolPath);
+    expect(hashed.spool).toBeUndefined();
+    await expect(readFile(spoolPath)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('mapConcurrent keeps order', async () => {

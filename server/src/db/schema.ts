@@ -162,6 +162,8 @@ export const fileVersions = pgTable(
     mtimeMs: bigint('mtime_ms', { mode: 'number' }).notNull(),
     mode: integer('mode').notNull(),
     linkTarget: text('link_target'),
+    /** The agent stored the bytes as read while the file kept changing (they may be torn). */
+    changedWhileRead: boolean('changed_while_read').notNull().default(false),
     runId: uuid('run_id').references(() => backupRuns.id, { onDelete: 'set null' }),
     validFrom: timestamp('valid_from', { withTimezone: true }).notNull(),
     validTo: timestamp('valid_to', { withTimezone: true }),

@@ -110,6 +110,7 @@ interface NormalisedUpsert {
   mtime_ms: number;
   mode: number;
   link_target: string | null;
+  changed_while_read: boolean;
 }
 
 /**
@@ -155,23 +156,23 @@ export async function applyChanges(
     let closed = 0;
     if (upserts.length > 0) {
       const input = sql`jsonb_to_recordset(${JSON.stringify(upserts)}::jsonb)
-        as x(path text, kind text, sha256 text, size bigint, mtime_ms bigint, mode integer, link_target text)`;
+        as x(path text, kind text, sha256 text, size bigint, mtime_ms bigint, mode integer, link_target text, changed_while_read boolean)`;
       closed += countOf(
         await tx.execute(sql`
           with changed as (
             update file_versions fv set valid_to = greatest(${COMMIT_TIME}, fv.valid_from)
             from ${input}
             where fv.client_id = ${agent.clientId} and fv.valid_to is null and fv.path = x.path
-              and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target)
-                is distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target)
+              and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target, fv.changed_while_read)
+                is distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, x.changed_while_read)
             returning 1)
           select count(*)::int as n from changed`),
       );
       opened += countOf(
         await tx.execute(sql`
           with inserted as (
-            insert into file_versions (client_id, path, kind, content_sha256, size, mtime_ms, mode, link_target, run_id, valid_from)
-            select ${agent.clientId}, x.path, x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, ${runId}, ${COMMIT_TIME}
+            insert into file_versions (client_id, path, kind, content_sha256, size, mtime_ms, mode, link_target, changed_while_read, run_id, valid_from)
+            select ${agent.clientId}, x.path, x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, x.changed_while_read, ${runId}, ${COMMIT_TIME}
             from ${input}
             where not exists (
               select 1 from file_versions fv where fv.client_id = ${agent.clientId} and fv.path = x.path and fv.valid_to is null)
@@ -234,6 +235,7 @@ function normaliseChanges(changes: ChangesRequest): { upserts: NormalisedUpsert[
       mtime_ms: Math.trunc(upsert.mtimeMs),
       mode: upsert.mode,
       link_target: upsert.kind === 'symlink' ? (upsert.linkTarget ?? '') : null,
+      changed_while_read: upsert.changedWhileRead === true,
     };
   });
   const deletes = changes.deletes.map((raw, i) => claim(raw, `deletes[${i}]`));
@@ -295,6 +297,7 @@ export function toFileVersion(row: VersionRow): FileVersion {
     linkTarget: row.linkTarget,
     validFrom: row.validFrom.toISOString(),
     validTo: row.validTo?.toISOString() ?? null,
+    ...(row.changedWhileRead ? { changedWhileRead: true } : {}),
   };
 }
 
