@@ -34,6 +34,9 @@ describe('deletedPaths', () => {
     ['a prefix does not cover a sibling with a longer name', ['/d/x', '/dd/x'], [], ['/d'], ['/dd/x']],
     ['a missing root keeps everything below it', ['/mnt/usb/a'], [], ['/mnt/usb'], []],
     ['result is sorted', ['/z', '/a', '/m'], [], [], ['/a', '/m', '/z']],
+    ['a failed entry keeps only itself, its siblings go', ['/d/bad', '/d/gone'], [], ['/d/bad'], ['/d/gone']],
+    ['a failed directory entry keeps what is below it', ['/d/bad/x/y', '/d/badly'], [], ['/d/bad'], ['/d/badly']],
+    ['an unseen root of / keeps everything', ['/a', '/b/c'], [], ['/'], []],
   ])('%s', (_name, known, seen, unseen, expected) => {
     expect(deletedPaths(known, new Set(seen), unseen)).toEqual(expected);
   });
