@@ -1,5 +1,6 @@
 import {
   LIMITS,
+  displayPath,
   formatBytes,
   formatDuration,
   type ClientConfig,
@@ -102,6 +103,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
   let droppedLogs = 0;
   let authFailed = false;
 
+  // Messages are for people: names that are not valid UTF-8 read as \xNN there; the `path` field keeps the exact spelling.
   const problem = (level: 'warn' | 'error', message: string, fields: Record<string, unknown> = {}) => {
     log[level]({ runId, ...fields }, message);
     if (problems.length < PROBLEMS_KEPT) problems.push(message);
@@ -111,7 +113,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
   };
   const fileFailed = (path: string, reason: string) => {
     stats.filesFailed += 1;
-    problem('warn', `${path}: ${reason}`, { path });
+    problem('warn', `${displayPath(path)}: ${reason}`, { path });
   };
   const hashing: Hashing = {
     concurrency: settings.hashConcurrency,
@@ -119,7 +121,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     spoolDir: settings.spoolDir,
     fileFailed,
     storedAsRead: (path) =>
-      problem('warn', `${path}: changed while being read ${CHANGED_FILE_ATTEMPTS} times; stored the bytes as read, which may mix old and new content`, { path }),
+      problem('warn', `${displayPath(path)}: changed while being read ${CHANGED_FILE_ATTEMPTS} times; stored the bytes as read, which may mix old and new content`, { path }),
   };
 
   let cache: ScanCache = new Map();
@@ -158,7 +160,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     for (const skipped of scan.skipped) log.info({ path: skipped.path }, skipped.message);
     for (const error of scan.errors) {
       stats.filesFailed += 1;
-      problem('warn', `${error.path}: ${error.message}`, { path: error.path });
+      problem('warn', `${displayPath(error.path)}: ${error.message}`, { path: error.path });
     }
     stats.filesScanned = scan.entries.length;
     for (const entry of scan.entries) if (entry.kind === 'file') stats.bytesScanned += entry.size;
