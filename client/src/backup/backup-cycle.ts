@@ -20,7 +20,7 @@ import { commandFailed, runCommand } from './command-runner.ts';
 import { FileChangedError, READ_BYTES, hashFile, mapConcurrent, type HashedFile } from './file-hasher.ts';
 import { decideRemoteCommand } from './remote-command-policy.ts';
 import { effectiveRoots } from './scan-roots.ts';
-import { scanRoots, type ScannedEntry } from './scanner.ts';
+import { scanRoots, type ScanResult, type ScannedEntry } from './scanner.ts';
 import { UPLOAD_LIMITS, uploadBatch, type UploadItem } from './uploader.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdir, rm, unlink } from 'node:fs/promises';
@@ -136,53 +136,20 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     log.info({ runId, trigger: deps.trigger }, 'backup run started');
 
     progress.phase = 'pre-commands';
-    for (const result of await runPreCommands(config, settings, log)) {
-      preCommands.push(result);
-      if (commandFailed(result)) {
-        const why = result.refused ? result.output : result.timedOut ? 'timed out' : `exit code ${result.exitCode}`;
-        degraded ??= `pre-command failed: ${result.command} (${why})`;
-        problem('error', `pre-command (${result.source}) failed: ${result.command}: ${why}\n${result.output.slice(-2000)}`, {
-          command: result.command,
-          exitCode: result.exitCode,
-          timedOut: result.timedOut,
-        });
-      }
-    }
+    preCommands.push(...(await runPreCommands(config, settings, log)));
+    degraded = reportPreCommands(preCommands, problem);
 
     await emptyDirectory(settings.spoolDir);
     progress.phase = 'scanning';
-    const { roots, invalid } = effectiveRoots([...settings.monitoredPaths, ...config.monitoredPaths]);
-    for (const bad of invalid) problem('warn', `ignored monitored path ${JSON.stringify(bad)}: not an absolute path`);
-    if (roots.length === 0) throw new Error('no monitored paths configured');
-    const scan = await scanRoots(roots, [...settings.excludes, ...config.excludes, ...settings.alwaysExclude], () => {
-      progress.filesScanned += 1;
-    });
-    for (const skipped of scan.skipped) log.info({ path: skipped.path }, skipped.message);
-    for (const error of scan.errors) {
-      stats.filesFailed += 1;
-      problem('warn', `${displayPath(error.path)}: ${error.message}`, { path: error.path });
-    }
+    const scan = await scanStage(config, settings, progress, log, problem);
+    for (const error of scan.errors) fileFailed(error.path, error.message);
     stats.filesScanned = scan.entries.length;
     for (const entry of scan.entries) if (entry.kind === 'file') stats.bytesScanned += entry.size;
 
-    const loaded = await deps.cache.load();
-    let serverFiles: Map<string, FileVersion> | null = null;
-    if (loaded === null) {
-      // Lost (or first) cache: learn what the server holds so deletes are found and identical versions are not re-sent.
-      serverFiles = new Map();
-      for await (const page of api.allFiles({ limit: LIMITS.maxPageSize })) for (const file of page) serverFiles.set(file.path, file);
-      log.info({ serverFiles: serverFiles.size }, 'no scan cache: resynchronising from the server file list');
-    } else cache = loaded;
-
-    const seen = new Set<string>();
-    const todo: ScannedEntry[] = [];
-    for (const entry of scan.entries) {
-      seen.add(entry.path);
-      if (Buffer.byteLength(entry.path) > LIMITS.pathBytes) fileFailed(entry.path, 'path too long to store');
-      else if (!isUnchanged(entry, cache.get(entry.path))) todo.push(entry);
-    }
-    // Path order (readdir order is the filesystem's whim): batches and their commits become predictable.
-    todo.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const known = await knownFiles(api, deps.cache, log);
+    const serverFiles = known.serverFiles;
+    if (known.cache !== null) cache = known.cache;
+    const { seen, todo } = changedEntries(scan.entries, cache, fileFailed);
     progress.filesToCheck = todo.length;
     progress.bytesToHash = todo.reduce((sum, e) => sum + (e.kind === 'file' ? e.size : 0), 0);
 
@@ -273,8 +240,8 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     }
 
     progress.phase = 'committing';
-    const known = serverFiles === null ? cache.keys() : new Set([...cache.keys(), ...serverFiles.keys()]);
-    const deletes = deletedPaths(known, seen, scan.unseenPrefixes);
+    const knownPaths = serverFiles === null ? cache.keys() : new Set([...cache.keys(), ...serverFiles.keys()]);
+    const deletes = deletedPaths(knownPaths, seen, scan.unseenPrefixes);
     for (const slice of chunked(deletes, LIMITS.changesBatch)) {
       await commitChanges(api, runId, [], new Map(), slice);
       stats.filesDeleted += slice.length;
@@ -299,26 +266,14 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       problem('warn', `could not save the scan cache: ${errorMessage(error)}`);
     }
   }
-  let status: CycleReport['status'] = fatal !== null ? 'failed' : degraded !== null ? 'partial' : 'succeeded';
-  let error = fatal ?? degraded;
+  let outcome: RunOutcome = { status: fatal !== null ? 'failed' : degraded !== null ? 'partial' : 'succeeded', error: fatal ?? degraded };
   if (runId !== null) {
     if (droppedLogs > 0) serverLogs.push({ at: new Date().toISOString(), level: 'warn', message: `${droppedLogs} more problems not sent`, runId });
     // Every run's outcome reaches the client's log on the server, not only its problems.
-    serverLogs.push({ at: new Date().toISOString(), level: 'info', message: runSummary(status, stats, Date.now() - started, error).slice(0, 8000), runId });
-    try {
-      if (serverLogs.length > 0) await api.logs({ entries: serverLogs });
-    } catch (logError) {
-      log.warn({ err: errorMessage(logError) }, 'could not send logs to the server');
-    }
-    try {
-      await api.finishRun(runId, { status, stats, preCommands, ...(error ? { error: error.slice(0, 8000) } : {}) });
-    } catch (finishError) {
-      // What was committed stays committed; but the server never heard how the run ended, so it is not a success.
-      log.warn({ runId, err: errorMessage(finishError) }, 'could not finish the run on the server');
-      status = 'failed';
-      error = `the server did not record the end of this run: ${errorMessage(finishError)}`;
-    }
+    serverLogs.push({ at: new Date().toISOString(), level: 'info', message: runSummary(outcome.status, stats, Date.now() - started, outcome.error).slice(0, 8000), runId });
+    outcome = await reportRun(api, log, runId, serverLogs, { ...outcome, stats, preCommands });
   }
+  const { status, error } = outcome;
   const report: CycleReport = {
     runId,
     trigger: deps.trigger,
@@ -336,11 +291,108 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
   return report;
 }
 
+interface RunOutcome {
+  status: CycleReport['status'];
+  error: string | null;
+}
+
+/**
+ * Sends the run's logs and its end to the server. A run the server did not
+ * hear finish is failed, whatever it was: what was committed stays committed,
+ * but the server's record of it says "running".
+ */
+async function reportRun(
+  api: ApiClient,
+  log: Logger,
+  runId: string,
+  serverLogs: LogEntry[],
+  run: RunOutcome & { stats: CycleReport['stats']; preCommands: PreCommandResult[] },
+): Promise<RunOutcome> {
+  try {
+    await api.logs({ entries: serverLogs });
+  } catch (logError) {
+    log.warn({ err: errorMessage(logError) }, 'could not send logs to the server');
+  }
+  try {
+    await api.finishRun(runId, { status: run.status, stats: run.stats, preCommands: run.preCommands, ...(run.error ? { error: run.error.slice(0, 8000) } : {}) });
+    return { status: run.status, error: run.error };
+  } catch (finishError) {
+    log.warn({ runId, err: errorMessage(finishError) }, 'could not finish the run on the server');
+    return { status: 'failed', error: `the server did not record the end of this run: ${errorMessage(finishError)}` };
+  }
+}
+
 /** One line for people: the run's status, counts, bytes and duration (and why it was not a success). */
 export function runSummary(status: CycleReport['status'], stats: CycleReport['stats'], durationMs: number, error: string | null): string {
   const counts = `${stats.filesScanned} files scanned, ${stats.filesChanged} changed, ${stats.filesDeleted} deleted, ${stats.filesFailed} failed`;
   const bytes = `${formatBytes(stats.bytesScanned)} scanned, ${formatBytes(stats.bytesUploaded)} uploaded`;
   return `backup run ${status}: ${counts}; ${bytes}; took ${formatDuration(durationMs)}${error ? `; ${error}` : ''}`;
+}
+
+/** Each failed, timed-out or refused pre-command as an error; returns why the run is partial because of them, or null. */
+function reportPreCommands(results: readonly PreCommandResult[], problem: (level: 'error', message: string, fields: Record<string, unknown>) => void): string | null {
+  let degraded: string | null = null;
+  for (const result of results) {
+    if (!commandFailed(result)) continue;
+    const why = result.refused ? result.output : result.timedOut ? 'timed out' : `exit code ${result.exitCode}`;
+    degraded ??= `pre-command failed: ${result.command} (${why})`;
+    problem('error', `pre-command (${result.source}) failed: ${result.command}: ${why}\n${result.output.slice(-2000)}`, {
+      command: result.command,
+      exitCode: result.exitCode,
+      timedOut: result.timedOut,
+    });
+  }
+  return degraded;
+}
+
+/** Walks the union of local and central monitored paths with every exclude; throws when there is nothing to walk. */
+async function scanStage(
+  config: ClientConfig,
+  settings: LocalBackupSettings,
+  progress: CycleProgress,
+  log: Logger,
+  problem: (level: 'warn', message: string) => void,
+): Promise<ScanResult> {
+  const { roots, invalid } = effectiveRoots([...settings.monitoredPaths, ...config.monitoredPaths]);
+  for (const bad of invalid) problem('warn', `ignored monitored path ${JSON.stringify(bad)}: not an absolute path`);
+  if (roots.length === 0) throw new Error('no monitored paths configured');
+  const scan = await scanRoots(roots, [...settings.excludes, ...config.excludes, ...settings.alwaysExclude], () => {
+    progress.filesScanned += 1;
+  });
+  for (const skipped of scan.skipped) log.info({ path: skipped.path }, skipped.message);
+  return scan;
+}
+
+/**
+ * What the server already has: the scan cache, or, when it is lost (or this
+ * is the first run), the server's current file list, so deletes are found and
+ * identical versions are not sent again.
+ */
+async function knownFiles(api: ApiClient, store: CacheStore, log: Logger): Promise<{ cache: ScanCache | null; serverFiles: Map<string, FileVersion> | null }> {
+  const cache = await store.load();
+  if (cache !== null) return { cache, serverFiles: null };
+  const serverFiles = new Map<string, FileVersion>();
+  for await (const page of api.allFiles({ limit: LIMITS.maxPageSize })) for (const file of page) serverFiles.set(file.path, file);
+  log.info({ serverFiles: serverFiles.size }, 'no scan cache: resynchronising from the server file list');
+  return { cache: null, serverFiles };
+}
+
+/** Every path seen, and the entries to read (changed against the cache), in path order. */
+function changedEntries(
+  entries: readonly ScannedEntry[],
+  cache: ScanCache,
+  fileFailed: (path: string, reason: string) => void,
+): { seen: Set<string>; todo: ScannedEntry[] } {
+  const seen = new Set<string>();
+  const todo: ScannedEntry[] = [];
+  for (const entry of entries) {
+    seen.add(entry.path);
+    if (Buffer.byteLength(entry.path) > LIMITS.pathBytes) fileFailed(entry.path, 'path too long to store');
+    else if (!isUnchanged(entry, cache.get(entry.path))) todo.push(entry);
+  }
+  // Path order (readdir order is the filesystem's whim): batches and their commits become predictable.
+  todo.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return { seen, todo };
 }
 
 async function runPreCommands(config: ClientConfig, settings: LocalBackupSettings, log: Logger): Promise<PreCommandResult[]> {
