@@ -7,6 +7,9 @@
  * deletes, as server/test/integration/retention-gc.test.ts does.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +28,53 @@ async function waitUntil(condition: () => Promise<boolean>, what: string): Promi
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
   throw new Error(`gave up waiting for: ${what}`);
+}
+
+/**
+ * A loopback proxy in front of the server that holds the first request whose
+ * path matches `held` until `release()`: the agent's requests are forwarded
+ * unchanged otherwise. Lets a test run GC at an exact point of the agent's run.
+ */
+async function holdingProxy(target: string, held: RegExp): Promise<{ url: string; arrived: Promise<void>; release: () => void; close: () => Promise<void> }> {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let arrivedResolve!: () => void;
+  const arrived = new Promise<void>((resolve) => (arrivedResolve = resolve));
+  let holding = true;
+  const server = createServer((request, reply) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      void (async () => {
+        if (holding && held.test(request.url ?? '')) {
+          holding = false;
+          arrivedResolve();
+          await gate;
+        }
+        const headers = new Headers();
+        for (const [name, value] of Object.entries(request.headers)) {
+          if (typeof value === 'string' && !['host', 'connection', 'content-length', 'transfer-encoding'].includes(name)) headers.set(name, value);
+        }
+        const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined;
+        const answer = await fetch(`${target}${request.url}`, { method: request.method, headers, ...(body ? { body } : {}) });
+        const bytes = Buffer.from(await answer.arrayBuffer());
+        reply.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/octet-stream' });
+        reply.end(bytes);
+      })().catch((error: unknown) => {
+        reply.writeHead(502);
+        reply.end(String(error));
+      });
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${address.port}`,
+    arrived,
+    release,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 describe.each(testDatabaseKinds())('agent and the GC race (%s)', (kind) => {
@@ -94,5 +144,46 @@ describe.each(testDatabaseKinds())('agent and the GC race (%s)', (kind) => {
     const fetched = await download(h, token, hash);
     expect(fetched.status).toBe(200);
     expect(sha256Hex(fetched.bytes)).toBe(hash);
+  });
+
+  it('a changes commit refused with 409 because GC collected its contents after upload is uploaded again and committed in the same run', async () => {
+    const user = await addUser(h, `gc-commit-${kind}`);
+    const known = randomBytes(32 * 1024);
+    // Held already, so the agent uploads only the other file, and GC can take both before the commit.
+    const other = await registerAgent(h, user, 'uploaded-earlier');
+    expect((await upload(h, other.token, [known])).status).toBe(200);
+
+    const tree = path.join(base, 'tree-commit');
+    await mkdir(tree);
+    await writeFile(path.join(tree, 'known.bin'), known);
+    await writeFile(path.join(tree, 'fresh.txt'), 'uploaded by this run');
+
+    const proxy = await holdingProxy(h.url, /\/runs\/[^/]+\/changes$/);
+    const stateDir = path.join(base, 'agent-state-commit');
+    const agent = startAgent(
+      envModeAgentEnv(proxy.url, stateDir, [tree], { USERNAME: user.username, PASSWORD: user.password, CLIENT_NAME: 'commit-raced-box' }),
+    );
+    try {
+      // The agent's first commit waits at the proxy; meanwhile GC collects both contents (referenced by no version yet).
+      await proxy.arrived;
+      const gc = await collectGarbage(h.ctx, { graceSeconds: 0 });
+      expect(gc.contentsDeleted).toBeGreaterThanOrEqual(2);
+      proxy.release();
+      const report = await waitForRuns(agent, 1);
+      expect(report).toMatchObject({ status: 'succeeded', filesChanged: 2, filesFailed: 0 });
+    } finally {
+      proxy.release();
+      await agent.stop();
+      await proxy.close();
+    }
+
+    const { token } = await readAgentState(stateDir);
+    const files = (await agentApiGet<FilesPage>(h.url, token, `/files?prefix=${encodeURIComponent(tree)}`)).files;
+    expect(files.map((f) => path.basename(f.path))).toEqual(['fresh.txt', 'known.bin']);
+    for (const file of files) {
+      const fetched = await download(h, token, file.sha256 as string);
+      expect(fetched.status).toBe(200);
+      expect(sha256Hex(fetched.bytes)).toBe(file.sha256);
+    }
   });
 });

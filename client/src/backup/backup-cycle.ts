@@ -153,10 +153,13 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     progress.filesToCheck = todo.length;
     progress.bytesToHash = todo.reduce((sum, e) => sum + (e.kind === 'file' ? e.size : 0), 0);
 
-    const commit = async (upserts: FileUpsert[], cacheEntries: Map<string, CacheEntry>) => {
+    /** Commits upserts; returns the paths the server refused because their content was collected meanwhile. */
+    const commit = async (upserts: FileUpsert[], cacheEntries: Map<string, CacheEntry>): Promise<Set<string>> => {
       progress.phase = 'committing';
+      const refused = new Set<string>();
       for (const slice of chunked(upserts, LIMITS.changesBatch)) {
         const answer = await commitChanges(api, runId as string, slice, cacheEntries);
+        for (const path of answer.refused) refused.add(path);
         stats.filesChanged += answer.opened;
         progress.filesCommitted += slice.length;
         for (const upsert of slice) {
@@ -165,6 +168,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
         }
         cacheDirty = true;
       }
+      return refused;
     };
 
     const commitWork = async (work: WorkBatch, hashed: HashedEntry[], hashMs: number) => {
@@ -190,23 +194,41 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
           cacheEntries.set(link.path, entry);
         }
       }
-      const t1 = performance.now();
-      const held = await ensureHeld(api, runId as string, hashed, stats, hashing, log);
-      await removeSpools(held);
-      const t2 = performance.now();
-      for (const { entry, hashed: h } of held) {
-        const upsert: FileUpsert = { path: entry.path, kind: 'file', sha256: h.sha256, size: h.size, mtimeMs: h.mtimeMs, mode: h.mode };
-        if (h.spool) upsert.changedWhileRead = true;
-        const cached: CacheEntry = { kind: 'file', size: h.size, mtimeMs: h.mtimeMs, ctimeMs: h.ctimeMs, ino: h.ino, mode: h.mode, sha256: h.sha256 };
-        if (sameAsServerVersion(upsert, serverFiles?.get(entry.path))) {
-          cache.set(entry.path, cached);
-          cacheDirty = true;
-        } else {
-          upserts.push(upsert);
-          cacheEntries.set(entry.path, cached);
+      const addFiles = (held: readonly HashedEntry[]) => {
+        for (const { entry, hashed: h } of held) {
+          const upsert: FileUpsert = { path: entry.path, kind: 'file', sha256: h.sha256, size: h.size, mtimeMs: h.mtimeMs, mode: h.mode };
+          if (h.spool) upsert.changedWhileRead = true;
+          const cached: CacheEntry = { kind: 'file', size: h.size, mtimeMs: h.mtimeMs, ctimeMs: h.ctimeMs, ino: h.ino, mode: h.mode, sha256: h.sha256 };
+          if (sameAsServerVersion(upsert, serverFiles?.get(entry.path))) {
+            cache.set(entry.path, cached);
+            cacheDirty = true;
+          } else {
+            upserts.push(upsert);
+            cacheEntries.set(entry.path, cached);
+          }
         }
+      };
+      const t1 = performance.now();
+      let held = await ensureHeld(api, runId as string, hashed, stats, hashing, log);
+      const t2 = performance.now();
+      addFiles(held);
+      let refused = await commit(upserts, cacheEntries);
+      // GC collected contents between their upload and this commit (docs/server.md): upload them again and commit again.
+      for (let round = 1; refused.size > 0; round += 1) {
+        const again = held.filter((item) => refused.has(item.entry.path));
+        if (round > CHANGED_FILE_ATTEMPTS) {
+          for (const item of again) fileFailed(item.entry.path, `its content was collected by the server before it could be committed, ${round - 1} times`);
+          break;
+        }
+        log.info({ files: again.length }, 'contents collected before their commit; uploading them again');
+        await removeSpools(held.filter((item) => !refused.has(item.entry.path)));
+        held = await ensureHeld(api, runId as string, again, stats, hashing, log);
+        upserts.length = 0;
+        cacheEntries.clear();
+        addFiles(held);
+        refused = await commit(upserts, cacheEntries);
       }
-      await commit(upserts, cacheEntries);
+      await removeSpools(held);
       log.debug(
         { files: work.files.length, symlinks: work.symlinks.length, hashMs: Math.round(hashMs), uploadMs: Math.round(t2 - t1), commitMs: Math.round(performance.now() - t2) },
         'batch done',
@@ -612,8 +634,9 @@ async function askMissing(api: ApiClient, hashes: string[]): Promise<Set<string>
 
 /**
  * Sends one changes request. The server refuses a change naming content the
- * user does not hold (collected by GC in between): those files are dropped
- * from this request and will be hashed and uploaded again next run.
+ * user does not hold (collected by GC in between): those files are taken out
+ * of this request (and out of `cacheEntries`), the rest is sent again, and
+ * their paths are returned as `refused` for the caller to upload again.
  */
 async function commitChanges(
   api: ApiClient,
@@ -621,14 +644,15 @@ async function commitChanges(
   upserts: FileUpsert[],
   cacheEntries: Map<string, CacheEntry>,
   deletes: string[] = [],
-): Promise<{ opened: number; closed: number }> {
+): Promise<{ opened: number; closed: number; refused: string[] }> {
   try {
-    return await api.changes(runId, { upserts, deletes });
+    return { ...(await api.changes(runId, { upserts, deletes })), refused: [] };
   } catch (error) {
     if (!(error instanceof PermanentError) || error.missing.length === 0) throw error;
     const gone = new Set(error.missing);
+    const refused = upserts.filter((u) => u.sha256 !== null && gone.has(u.sha256));
     const kept = upserts.filter((u) => u.sha256 === null || !gone.has(u.sha256));
-    for (const upsert of upserts) if (upsert.sha256 !== null && gone.has(upsert.sha256)) cacheEntries.delete(upsert.path);
-    return api.changes(runId, { upserts: kept, deletes });
+    for (const upsert of refused) cacheEntries.delete(upsert.path);
+    return { ...(await api.changes(runId, { upserts: kept, deletes })), refused: refused.map((u) => u.path) };
   }
 }
