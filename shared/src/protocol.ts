@@ -214,6 +214,8 @@ export const FileUpsert = Type.Object({
   gid: Type.Optional(OwnerId),
   /** Files only, and only when the file has more than one link. */
   hardlinkGroup: Type.Optional(HardlinkGroup),
+  /** The file kept changing while read; the content is the bytes as read, which may never have existed at one moment. */
+  changedWhileRead: Type.Optional(Type.Boolean()),
 });
 export type FileUpsert = Static<typeof FileUpsert>;
 
@@ -311,6 +313,8 @@ export const FileVersion = Type.Object({
   hardlinkGroup: Type.Optional(Type.Union([HardlinkGroup, Type.Null()])),
   validFrom: IsoTime,
   validTo: Type.Union([IsoTime, Type.Null()]),
+  /** Present (true) only when the agent stored the bytes as read while the file kept changing (FileUpsert.changedWhileRead). */
+  changedWhileRead: Type.Optional(Type.Boolean()),
 });
 export type FileVersion = Static<typeof FileVersion>;
 

@@ -178,6 +178,11 @@ export class DashboardSession {
   async clientLogs(clientId: string): Promise<string> {
     return (await this.#request('GET', `/clients/${clientId}/logs`)).body;
   }
+
+  /** The dashboard's versions page of one backed-up path. */
+  async versionsPage(clientId: string, filePath: string): Promise<string> {
+    return (await this.#request('GET', `/clients/${clientId}/versions?path=${encodeURIComponent(filePath)}`)).body;
+  }
 }
 
 /** Direct and indirect children of `pid`, read from /proc. */

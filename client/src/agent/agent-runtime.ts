@@ -283,6 +283,7 @@ export class AgentRuntime {
       remoteCommandAllowlist: this.config.remoteCommandAllowlist,
       hashConcurrency: this.config.hashConcurrency,
       alwaysExclude: [path.resolve(this.config.stateDir)],
+      spoolDir: path.join(path.resolve(this.config.stateDir), 'spool'),
     };
   }
 

@@ -1,5 +1,8 @@
 import {
   LIMITS,
+  displayPath,
+  formatBytes,
+  formatDuration,
   type ClientConfig,
   type FileUpsert,
   type FileVersion,
@@ -17,8 +20,11 @@ import { commandFailed, runCommand } from './command-runner.ts';
 import { FileChangedError, READ_BYTES, hashFile, mapConcurrent, type HashedFile } from './file-hasher.ts';
 import { decideRemoteCommand } from './remote-command-policy.ts';
 import { effectiveRoots } from './scan-roots.ts';
-import { scanRoots, type ScannedEntry } from './scanner.ts';
+import { scanRoots, type ScanResult, type ScannedEntry } from './scanner.ts';
 import { UPLOAD_LIMITS, uploadBatch, type UploadItem } from './uploader.ts';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** What the owner of this agent decided locally; the server's config adds to it within these bounds. */
@@ -32,6 +38,8 @@ export interface LocalBackupSettings {
   hashConcurrency: number;
   /** Always excluded (the agent's own state directory). */
   alwaysExclude: string[];
+  /** Where copies of files that keep changing while read wait for their upload (decision 43); emptied by every cycle. */
+  spoolDir: string;
 }
 
 /** The scan cache, kept in memory between cycles and saved after each. */
@@ -58,11 +66,22 @@ const CHANGED_FILE_ATTEMPTS = 3;
 const UPLOAD_CONCURRENCY = 4;
 const UPLOAD_MIN_PARTS = 64;
 const PROBLEMS_KEPT = 50;
-const LOGS_SENT = LIMITS.logBatch - 1;
+/** Problems sent to the server per run: the rest of a batch is one "more not sent" line and the run's summary. */
+const LOGS_SENT = LIMITS.logBatch - 2;
 
 interface HashedEntry {
   entry: ScannedEntry;
   hashed: HashedFile;
+}
+
+/** What hashing needs from the cycle: its limits, its progress, and where per-file outcomes go. */
+interface Hashing {
+  concurrency: number;
+  progress: CycleProgress;
+  spoolDir: string;
+  fileFailed: (path: string, reason: string) => void;
+  /** Warned, not failed: the file is backed up with the bytes as read. */
+  storedAsRead: (path: string) => void;
 }
 
 /**
@@ -84,6 +103,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
   let droppedLogs = 0;
   let authFailed = false;
 
+  // Messages are for people: names that are not valid UTF-8 read as \xNN there; the `path` field keeps the exact spelling.
   const problem = (level: 'warn' | 'error', message: string, fields: Record<string, unknown> = {}) => {
     log[level]({ runId, ...fields }, message);
     if (problems.length < PROBLEMS_KEPT) problems.push(message);
@@ -93,7 +113,15 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
   };
   const fileFailed = (path: string, reason: string) => {
     stats.filesFailed += 1;
-    problem('warn', `${path}: ${reason}`, { path });
+    problem('warn', `${displayPath(path)}: ${reason}`, { path });
+  };
+  const hashing: Hashing = {
+    concurrency: settings.hashConcurrency,
+    progress,
+    spoolDir: settings.spoolDir,
+    fileFailed,
+    storedAsRead: (path) =>
+      problem('warn', `${displayPath(path)}: changed while being read ${CHANGED_FILE_ATTEMPTS} times; stored the bytes as read, which may mix old and new content`, { path }),
   };
 
   let cache: ScanCache = new Map();
@@ -108,60 +136,30 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     log.info({ runId, trigger: deps.trigger }, 'backup run started');
 
     progress.phase = 'pre-commands';
-    for (const result of await runPreCommands(config, settings, log)) {
-      preCommands.push(result);
-      if (commandFailed(result)) {
-        const why = result.refused ? result.output : result.timedOut ? 'timed out' : `exit code ${result.exitCode}`;
-        degraded ??= `pre-command failed: ${result.command} (${why})`;
-        problem('error', `pre-command (${result.source}) failed: ${result.command}: ${why}\n${result.output.slice(-2000)}`, {
-          command: result.command,
-          exitCode: result.exitCode,
-          timedOut: result.timedOut,
-        });
-      }
-    }
+    preCommands.push(...(await runPreCommands(config, settings, log)));
+    degraded = reportPreCommands(preCommands, problem);
 
+    await emptyDirectory(settings.spoolDir);
     progress.phase = 'scanning';
-    const { roots, invalid } = effectiveRoots([...settings.monitoredPaths, ...config.monitoredPaths]);
-    for (const bad of invalid) problem('warn', `ignored monitored path ${JSON.stringify(bad)}: not an absolute path`);
-    if (roots.length === 0) throw new Error('no monitored paths configured');
-    const scan = await scanRoots(roots, [...settings.excludes, ...config.excludes, ...settings.alwaysExclude], () => {
-      progress.filesScanned += 1;
-    });
-    for (const skipped of scan.skipped) log.info({ path: skipped.path }, skipped.message);
-    for (const error of scan.errors) {
-      stats.filesFailed += 1;
-      problem('warn', `${error.path}: ${error.message}`, { path: error.path });
-    }
+    const scan = await scanStage(config, settings, progress, log, problem);
+    for (const error of scan.errors) fileFailed(error.path, error.message);
     stats.filesScanned = scan.entries.filter((entry) => entry.kind !== 'directory').length;
     for (const entry of scan.entries) if (entry.kind === 'file') stats.bytesScanned += entry.size;
 
-    const loaded = await deps.cache.load();
-    let serverFiles: Map<string, FileVersion> | null = null;
-    if (loaded === null) {
-      // Lost (or first) cache: learn what the server holds so deletes are found and identical versions are not re-sent.
-      serverFiles = new Map();
-      for await (const page of api.allFiles({ limit: LIMITS.maxPageSize })) for (const file of page) serverFiles.set(file.path, file);
-      log.info({ serverFiles: serverFiles.size }, 'no scan cache: resynchronising from the server file list');
-    } else cache = loaded;
-
-    const seen = new Set<string>();
-    const todo: ScannedEntry[] = [];
-    const directories: ScannedEntry[] = [];
-    for (const entry of scan.entries) {
-      seen.add(entry.path);
-      if (Buffer.byteLength(entry.path) > LIMITS.pathBytes) fileFailed(entry.path, 'path too long to store');
-      else if (!isUnchanged(entry, cache.get(entry.path))) (entry.kind === 'directory' ? directories : todo).push(entry);
-    }
-    // Path order (readdir order is the filesystem's whim): batches and their commits become predictable.
-    todo.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    const known = await knownFiles(api, deps.cache, log);
+    const serverFiles = known.serverFiles;
+    if (known.cache !== null) cache = known.cache;
+    const { seen, todo, directories } = changedEntries(scan.entries, cache, fileFailed);
     progress.filesToCheck = todo.length;
     progress.bytesToHash = todo.reduce((sum, e) => sum + (e.kind === 'file' ? e.size : 0), 0);
 
-    const commit = async (upserts: FileUpsert[], cacheEntries: Map<string, CacheEntry>, countsAsFiles = true) => {
+    /** Commits upserts; returns the paths the server refused because their content was collected meanwhile. */
+    const commit = async (upserts: FileUpsert[], cacheEntries: Map<string, CacheEntry>, countsAsFiles = true): Promise<Set<string>> => {
       progress.phase = 'committing';
+      const refused = new Set<string>();
       for (const slice of chunked(upserts, LIMITS.changesBatch)) {
         const answer = await commitChanges(api, runId as string, slice, cacheEntries);
+        for (const path of answer.refused) refused.add(path);
         if (countsAsFiles) stats.filesChanged += answer.opened;
         progress.filesCommitted += slice.length;
         for (const upsert of slice) {
@@ -170,6 +168,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
         }
         cacheDirty = true;
       }
+      return refused;
     };
 
     /** Adds the change to this commit, unless (after a lost cache) the server's current version already says it. */
@@ -190,11 +189,34 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
         progress.filesChecked += 1;
         stage(upsertOf(link), upserts, cacheEntries);
       }
+      const addFiles = (held: readonly HashedEntry[]) => {
+        for (const { entry, hashed: h } of held) {
+          const change = upsertOf(entry, h);
+          if (h.spool) change.upsert.changedWhileRead = true;
+          stage(change, upserts, cacheEntries);
+        }
+      };
       const t1 = performance.now();
-      const held = await ensureHeld(api, runId as string, hashed, progress, stats, fileFailed, log, settings.hashConcurrency);
+      let held = await ensureHeld(api, runId as string, hashed, stats, hashing, log);
       const t2 = performance.now();
-      for (const { entry, hashed: h } of held) stage(upsertOf(entry, h), upserts, cacheEntries);
-      await commit(upserts, cacheEntries);
+      addFiles(held);
+      let refused = await commit(upserts, cacheEntries);
+      // GC collected contents between their upload and this commit (docs/server.md): upload them again and commit again.
+      for (let round = 1; refused.size > 0; round += 1) {
+        const again = held.filter((item) => refused.has(item.entry.path));
+        if (round > CHANGED_FILE_ATTEMPTS) {
+          for (const item of again) fileFailed(item.entry.path, `its content was collected by the server before it could be committed, ${round - 1} times`);
+          break;
+        }
+        log.info({ files: again.length }, 'contents collected before their commit; uploading them again');
+        await removeSpools(held.filter((item) => !refused.has(item.entry.path)));
+        held = await ensureHeld(api, runId as string, again, stats, hashing, log);
+        upserts.length = 0;
+        cacheEntries.clear();
+        addFiles(held);
+        refused = await commit(upserts, cacheEntries);
+      }
+      await removeSpools(held);
       log.debug(
         { files: work.files.length, symlinks: work.symlinks.length, hashMs: Math.round(hashMs), uploadMs: Math.round(t2 - t1), commitMs: Math.round(performance.now() - t2) },
         'batch done',
@@ -207,33 +229,35 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     const hashBatch = (work: WorkBatch | undefined) => {
       if (work === undefined) return null;
       const started = performance.now();
-      return hashAll(work.files, settings.hashConcurrency, progress, fileFailed).then((hashed) => ({ hashed, ms: performance.now() - started }));
+      return hashAll(work.files, hashing).then((hashed) => ({ hashed, ms: performance.now() - started }));
     };
-    let hashing = hashBatch(batches[0]);
+    let nextHashed = hashBatch(batches[0]);
     try {
       for (let i = 0; i < batches.length; i += 1) {
-        const { hashed, ms } = await (hashing as NonNullable<typeof hashing>);
-        hashing = hashBatch(batches[i + 1]);
+        const { hashed, ms } = await (nextHashed as NonNullable<typeof nextHashed>);
+        nextHashed = hashBatch(batches[i + 1]);
         // A failure of the next batch's hashing surfaces when it is awaited, not as an unhandled rejection.
-        hashing?.catch(() => undefined);
-        await commitWork(batches[i] as WorkBatch, hashed, ms);
+        nextHashed?.catch(() => undefined);
+        try {
+          await commitWork(batches[i] as WorkBatch, hashed, ms);
+        } finally {
+          await removeSpools(hashed);
+        }
       }
     } finally {
       // A run that fails mid-way still lets the batch being hashed finish before the cycle reports.
-      await hashing?.catch(() => undefined);
+      await nextHashed?.catch(() => undefined);
     }
 
     // Directories after their contents, and not counted as changed files: one changes whenever a name in it does.
     const directoryUpserts: FileUpsert[] = [];
     const directoryEntries = new Map<string, CacheEntry>();
-    for (const directory of directories.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
-      stage(upsertOf(directory), directoryUpserts, directoryEntries);
-    }
+    for (const directory of directories) stage(upsertOf(directory), directoryUpserts, directoryEntries);
     await commit(directoryUpserts, directoryEntries, false);
 
     progress.phase = 'committing';
-    const known = serverFiles === null ? cache.keys() : new Set([...cache.keys(), ...serverFiles.keys()]);
-    const deletes = deletedPaths(known, seen, scan.unseenPrefixes);
+    const knownPaths = serverFiles === null ? cache.keys() : new Set([...cache.keys(), ...serverFiles.keys()]);
+    const deletes = deletedPaths(knownPaths, seen, scan.unseenPrefixes);
     for (const slice of chunked(deletes, LIMITS.changesBatch)) {
       await commitChanges(api, runId, [], new Map(), slice);
       stats.filesDeleted += slice.length;
@@ -249,6 +273,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
   }
 
   progress.phase = 'finishing';
+  await emptyDirectory(settings.spoolDir).catch((spoolError: unknown) => log.warn({ err: errorMessage(spoolError) }, 'could not empty the spool directory'));
   // Only when the server accepted something: a run with nothing to do leaves the file alone.
   if (cacheDirty) {
     try {
@@ -257,24 +282,14 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       problem('warn', `could not save the scan cache: ${errorMessage(error)}`);
     }
   }
-  let status: CycleReport['status'] = fatal !== null ? 'failed' : degraded !== null ? 'partial' : 'succeeded';
-  let error = fatal ?? degraded;
+  let outcome: RunOutcome = { status: fatal !== null ? 'failed' : degraded !== null ? 'partial' : 'succeeded', error: fatal ?? degraded };
   if (runId !== null) {
     if (droppedLogs > 0) serverLogs.push({ at: new Date().toISOString(), level: 'warn', message: `${droppedLogs} more problems not sent`, runId });
-    try {
-      if (serverLogs.length > 0) await api.logs({ entries: serverLogs });
-    } catch (logError) {
-      log.warn({ err: errorMessage(logError) }, 'could not send logs to the server');
-    }
-    try {
-      await api.finishRun(runId, { status, stats, preCommands, ...(error ? { error: error.slice(0, 8000) } : {}) });
-    } catch (finishError) {
-      // What was committed stays committed; but the server never heard how the run ended, so it is not a success.
-      log.warn({ runId, err: errorMessage(finishError) }, 'could not finish the run on the server');
-      status = 'failed';
-      error = `the server did not record the end of this run: ${errorMessage(finishError)}`;
-    }
+    // Every run's outcome reaches the client's log on the server, not only its problems.
+    serverLogs.push({ at: new Date().toISOString(), level: 'info', message: runSummary(outcome.status, stats, Date.now() - started, outcome.error).slice(0, 8000), runId });
+    outcome = await reportRun(api, log, runId, serverLogs, { ...outcome, stats, preCommands });
   }
+  const { status, error } = outcome;
   const report: CycleReport = {
     runId,
     trigger: deps.trigger,
@@ -290,6 +305,113 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
   };
   log.info({ runId, status, durationMs: report.durationMs, ...stats, error }, `backup run ${status}`);
   return report;
+}
+
+interface RunOutcome {
+  status: CycleReport['status'];
+  error: string | null;
+}
+
+/**
+ * Sends the run's logs and its end to the server. A run the server did not
+ * hear finish is failed, whatever it was: what was committed stays committed,
+ * but the server's record of it says "running".
+ */
+async function reportRun(
+  api: ApiClient,
+  log: Logger,
+  runId: string,
+  serverLogs: LogEntry[],
+  run: RunOutcome & { stats: CycleReport['stats']; preCommands: PreCommandResult[] },
+): Promise<RunOutcome> {
+  try {
+    await api.logs({ entries: serverLogs });
+  } catch (logError) {
+    log.warn({ err: errorMessage(logError) }, 'could not send logs to the server');
+  }
+  try {
+    await api.finishRun(runId, { status: run.status, stats: run.stats, preCommands: run.preCommands, ...(run.error ? { error: run.error.slice(0, 8000) } : {}) });
+    return { status: run.status, error: run.error };
+  } catch (finishError) {
+    log.warn({ runId, err: errorMessage(finishError) }, 'could not finish the run on the server');
+    return { status: 'failed', error: `the server did not record the end of this run: ${errorMessage(finishError)}` };
+  }
+}
+
+/** One line for people: the run's status, counts, bytes and duration (and why it was not a success). */
+export function runSummary(status: CycleReport['status'], stats: CycleReport['stats'], durationMs: number, error: string | null): string {
+  const counts = `${stats.filesScanned} files scanned, ${stats.filesChanged} changed, ${stats.filesDeleted} deleted, ${stats.filesFailed} failed`;
+  const bytes = `${formatBytes(stats.bytesScanned)} scanned, ${formatBytes(stats.bytesUploaded)} uploaded`;
+  return `backup run ${status}: ${counts}; ${bytes}; took ${formatDuration(durationMs)}${error ? `; ${error}` : ''}`;
+}
+
+/** Each failed, timed-out or refused pre-command as an error; returns why the run is partial because of them, or null. */
+function reportPreCommands(results: readonly PreCommandResult[], problem: (level: 'error', message: string, fields: Record<string, unknown>) => void): string | null {
+  let degraded: string | null = null;
+  for (const result of results) {
+    if (!commandFailed(result)) continue;
+    const why = result.refused ? result.output : result.timedOut ? 'timed out' : `exit code ${result.exitCode}`;
+    degraded ??= `pre-command failed: ${result.command} (${why})`;
+    problem('error', `pre-command (${result.source}) failed: ${result.command}: ${why}\n${result.output.slice(-2000)}`, {
+      command: result.command,
+      exitCode: result.exitCode,
+      timedOut: result.timedOut,
+    });
+  }
+  return degraded;
+}
+
+/** Walks the union of local and central monitored paths with every exclude; throws when there is nothing to walk. */
+async function scanStage(
+  config: ClientConfig,
+  settings: LocalBackupSettings,
+  progress: CycleProgress,
+  log: Logger,
+  problem: (level: 'warn', message: string) => void,
+): Promise<ScanResult> {
+  const { roots, invalid } = effectiveRoots([...settings.monitoredPaths, ...config.monitoredPaths]);
+  for (const bad of invalid) problem('warn', `ignored monitored path ${JSON.stringify(bad)}: not an absolute path`);
+  if (roots.length === 0) throw new Error('no monitored paths configured');
+  const scan = await scanRoots(roots, [...settings.excludes, ...config.excludes, ...settings.alwaysExclude], () => {
+    progress.filesScanned += 1;
+  });
+  for (const skipped of scan.skipped) log.info({ path: skipped.path }, skipped.message);
+  return scan;
+}
+
+/**
+ * What the server already has: the scan cache, or, when it is lost (or this
+ * is the first run), the server's current file list, so deletes are found and
+ * identical versions are not sent again.
+ */
+async function knownFiles(api: ApiClient, store: CacheStore, log: Logger): Promise<{ cache: ScanCache | null; serverFiles: Map<string, FileVersion> | null }> {
+  const cache = await store.load();
+  if (cache !== null) return { cache, serverFiles: null };
+  const serverFiles = new Map<string, FileVersion>();
+  for await (const page of api.allFiles({ limit: LIMITS.maxPageSize })) for (const file of page) serverFiles.set(file.path, file);
+  log.info({ serverFiles: serverFiles.size }, 'no scan cache: resynchronising from the server file list');
+  return { cache: null, serverFiles };
+}
+
+/** Every path seen, and the entries to read (changed against the cache), in path order. */
+function changedEntries(
+  entries: readonly ScannedEntry[],
+  cache: ScanCache,
+  fileFailed: (path: string, reason: string) => void,
+): { seen: Set<string>; todo: ScannedEntry[]; directories: ScannedEntry[] } {
+  const seen = new Set<string>();
+  const todo: ScannedEntry[] = [];
+  const directories: ScannedEntry[] = [];
+  for (const entry of entries) {
+    seen.add(entry.path);
+    if (Buffer.byteLength(entry.path) > LIMITS.pathBytes) fileFailed(entry.path, 'path too long to store');
+    else if (!isUnchanged(entry, cache.get(entry.path))) (entry.kind === 'directory' ? directories : todo).push(entry);
+  }
+  // Path order (readdir order is the filesystem's whim): batches and their commits become predictable.
+  const byPath = (a: ScannedEntry, b: ScannedEntry) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+  todo.sort(byPath);
+  directories.sort(byPath);
+  return { seen, todo, directories };
 }
 
 async function runPreCommands(config: ClientConfig, settings: LocalBackupSettings, log: Logger): Promise<PreCommandResult[]> {
@@ -336,23 +458,24 @@ function workBatches(todo: readonly ScannedEntry[]): WorkBatch[] {
   return batches;
 }
 
-/** Hashes with bounded concurrency, one reused 1 MiB buffer per worker; a file changing while read is retried. */
-async function hashAll(
-  files: readonly ScannedEntry[],
-  concurrency: number,
-  progress: CycleProgress,
-  fileFailed: (path: string, reason: string) => void,
-): Promise<HashedEntry[]> {
+/**
+ * Hashes with bounded concurrency, one reused 1 MiB buffer per worker. A file
+ * that changes while read is read again; on the last try its bytes are also
+ * copied to the spool directory and, if it changed again, stored as read.
+ */
+async function hashAll(files: readonly ScannedEntry[], hashing: Hashing): Promise<HashedEntry[]> {
+  const { progress } = hashing;
   progress.phase = 'hashing';
   const buffers: Buffer[] = [];
-  const results = await mapConcurrent(files, concurrency, async (entry, worker) => {
+  const results = await mapConcurrent(files, hashing.concurrency, async (entry, worker) => {
     const buffer = (buffers[worker] ??= Buffer.allocUnsafe(READ_BYTES));
     try {
-      const hashed = await hashWithRetry(entry.path, buffer);
+      const hashed = await hashWithRetry(entry.path, buffer, hashing.spoolDir);
+      if (hashed.spool) hashing.storedAsRead(entry.path);
       progress.bytesHashed += hashed.size;
       return { entry, hashed };
     } catch (error) {
-      fileFailed(entry.path, error instanceof FileChangedError ? `${error.message}; gave up after ${CHANGED_FILE_ATTEMPTS} tries` : readError(error));
+      hashing.fileFailed(entry.path, error instanceof FileChangedError ? `${error.message}; gave up after ${CHANGED_FILE_ATTEMPTS} tries` : readError(error));
       return null;
     } finally {
       progress.filesChecked += 1;
@@ -361,14 +484,30 @@ async function hashAll(
   return results.filter((r): r is HashedEntry => r !== null);
 }
 
-async function hashWithRetry(path: string, buffer: Buffer): Promise<HashedFile> {
+async function hashWithRetry(path: string, buffer: Buffer, spoolDir: string): Promise<HashedFile> {
   for (let attempt = 1; ; attempt += 1) {
+    const last = attempt >= CHANGED_FILE_ATTEMPTS;
     try {
-      return await hashFile(path, buffer);
+      return await hashFile(path, buffer, last ? join(spoolDir, `${randomBytes(12).toString('hex')}.spool`) : undefined);
     } catch (error) {
-      if (!(error instanceof FileChangedError) || attempt >= CHANGED_FILE_ATTEMPTS) throw error;
+      if (!(error instanceof FileChangedError) || last) throw error;
     }
   }
+}
+
+/** Where an upload reads a hashed file's bytes: its spooled copy when it has one. */
+function uploadSource(item: HashedEntry): { path: string; mtimeMs: number } {
+  return item.hashed.spool ?? { path: item.entry.path, mtimeMs: item.hashed.mtimeMs };
+}
+
+async function removeSpools(items: readonly HashedEntry[]): Promise<void> {
+  for (const item of items) if (item.hashed.spool) await unlink(item.hashed.spool.path).catch(() => undefined);
+}
+
+/** Removes what a directory holds (or creates it): spooled copies left by a crashed cycle are garbage. */
+async function emptyDirectory(directory: string): Promise<void> {
+  await rm(directory, { recursive: true, force: true });
+  await mkdir(directory, { recursive: true, mode: 0o700 });
 }
 
 function readError(error: unknown): string {
@@ -389,12 +528,11 @@ async function ensureHeld(
   api: ApiClient,
   runId: string,
   hashed: HashedEntry[],
-  progress: CycleProgress,
   stats: { bytesUploaded: number },
-  fileFailed: (path: string, reason: string) => void,
+  hashing: Hashing,
   log: Logger,
-  concurrency: number,
 ): Promise<HashedEntry[]> {
+  const { progress, fileFailed } = hashing;
   let pending = hashed;
   const held: HashedEntry[] = [];
   for (let round = 1; pending.length > 0; round += 1) {
@@ -412,7 +550,7 @@ async function ensureHeld(
       const items: UploadItem[] = [];
       for (const sha of missing) {
         const source = byHash.get(sha)?.find((candidate) => !changed.has(candidate));
-        if (source) items.push({ sha256: sha, size: source.hashed.size, path: source.entry.path, mtimeMs: source.hashed.mtimeMs });
+        if (source) items.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source) });
       }
       if (items.length === 0) break;
       // Several requests at once: the server's per-object fsync and commit overlap instead of queueing.
@@ -428,13 +566,18 @@ async function ensureHeld(
       });
       let failure: Error | null = null;
       for (const outcome of outcomes) {
+        if (isCollectedWhileUploading(outcome)) {
+          // The documented GC race (docs/server.md): the named contents are missing again, asked for below and re-sent.
+          log.info({ contents: outcome.missing.length, err: outcome.message }, 'contents collected while uploading; uploading them again');
+          continue;
+        }
         if (outcome instanceof Error) {
           failure ??= outcome;
           continue;
         }
         for (const result of outcome.uploaded) stats.bytesUploaded += result.size;
         for (const item of outcome.changed) {
-          for (const candidate of byHash.get(item.sha256) ?? []) if (candidate.entry.path === item.path) changed.add(candidate);
+          for (const candidate of byHash.get(item.sha256) ?? []) if (uploadSource(candidate).path === item.path) changed.add(candidate);
           log.info({ path: item.path }, 'file changed while uploading; it will be read again');
         }
       }
@@ -459,14 +602,18 @@ async function ensureHeld(
       for (const item of again) fileFailed(item.entry.path, `kept changing while being uploaded; gave up after ${round} tries`);
       break;
     }
+    await removeSpools(again);
     pending = await hashAll(
       again.map((item) => item.entry),
-      concurrency,
-      progress,
-      fileFailed,
+      hashing,
     );
   }
   return held;
+}
+
+/** The server's 409 for an upload whose object GC deleted before its rows were committed: upload those contents again. */
+function isCollectedWhileUploading(outcome: unknown): outcome is PermanentError {
+  return outcome instanceof PermanentError && outcome.statusCode === 409 && outcome.missing.length > 0;
 }
 
 async function askMissing(api: ApiClient, hashes: string[]): Promise<Set<string>> {
@@ -480,8 +627,9 @@ async function askMissing(api: ApiClient, hashes: string[]): Promise<Set<string>
 
 /**
  * Sends one changes request. The server refuses a change naming content the
- * user does not hold (collected by GC in between): those files are dropped
- * from this request and will be hashed and uploaded again next run.
+ * user does not hold (collected by GC in between): those files are taken out
+ * of this request (and out of `cacheEntries`), the rest is sent again, and
+ * their paths are returned as `refused` for the caller to upload again.
  */
 async function commitChanges(
   api: ApiClient,
@@ -489,14 +637,15 @@ async function commitChanges(
   upserts: FileUpsert[],
   cacheEntries: Map<string, CacheEntry>,
   deletes: string[] = [],
-): Promise<{ opened: number; closed: number }> {
+): Promise<{ opened: number; closed: number; refused: string[] }> {
   try {
-    return await api.changes(runId, { upserts, deletes });
+    return { ...(await api.changes(runId, { upserts, deletes })), refused: [] };
   } catch (error) {
     if (!(error instanceof PermanentError) || error.missing.length === 0) throw error;
     const gone = new Set(error.missing);
+    const refused = upserts.filter((u) => u.sha256 !== null && gone.has(u.sha256));
     const kept = upserts.filter((u) => u.sha256 === null || !gone.has(u.sha256));
-    for (const upsert of upserts) if (upsert.sha256 !== null && gone.has(upsert.sha256)) cacheEntries.delete(upsert.path);
-    return api.changes(runId, { upserts: kept, deletes });
+    for (const upsert of refused) cacheEntries.delete(upsert.path);
+    return { ...(await api.changes(runId, { upserts: kept, deletes })), refused: refused.map((u) => u.path) };
   }
 }

@@ -1,4 +1,4 @@
-import { isUnderPrefix, type FileUpsert, type FileVersion } from '@cairn/shared';
+import { type FileUpsert, type FileVersion } from '@cairn/shared';
 import type { CacheEntry } from '../state/scan-cache.ts';
 import type { ScannedEntry } from './scanner.ts';
 
@@ -26,16 +26,26 @@ export function isUnchanged(entry: ScannedEntry, cached: CacheEntry | undefined)
  * those are kept, not deleted.
  */
 export function deletedPaths(known: Iterable<string>, seen: ReadonlySet<string>, unseenPrefixes: readonly string[]): string[] {
+  // Every entry that failed is a prefix of its own, so there may be many: look up each candidate's ancestors in a set.
+  const unseen = new Set(unseenPrefixes);
   const deleted: string[] = [];
   for (const candidate of known) {
     if (seen.has(candidate)) continue;
-    if (unseenPrefixes.some((prefix) => isUnderPrefix(candidate, prefix))) continue;
+    if (unseen.has('/') || isBelowAny(candidate, unseen)) continue;
     deleted.push(candidate);
   }
   return deleted.sort();
 }
 
-/** After a lost cache: true when the server's current version already says exactly this (it keeps whole milliseconds), so no upsert is needed. */
+/** True when `candidate` or one of its ancestor directories is in `prefixes`. */
+function isBelowAny(candidate: string, prefixes: ReadonlySet<string>): boolean {
+  for (let end = candidate.length; end > 0; end = candidate.lastIndexOf('/', end - 1)) {
+    if (prefixes.has(candidate.slice(0, end))) return true;
+  }
+  return false;
+}
+
+/** After a lost cache: true when the server's current version already says exactly this (it keeps whole milliseconds; a version stored as read while changing is not the same as a clean read), so no upsert is needed. */
 export function sameAsServerVersion(upsert: FileUpsert, version: FileVersion | undefined): boolean {
   return (
     version !== undefined &&
@@ -47,7 +57,8 @@ export function sameAsServerVersion(upsert: FileUpsert, version: FileVersion | u
     (version.linkTarget ?? undefined) === upsert.linkTarget &&
     (version.uid ?? undefined) === upsert.uid &&
     (version.gid ?? undefined) === upsert.gid &&
-    (version.hardlinkGroup ?? undefined) === upsert.hardlinkGroup
+    (version.hardlinkGroup ?? undefined) === upsert.hardlinkGroup &&
+    (version.changedWhileRead ?? false) === (upsert.changedWhileRead ?? false)
   );
 }
 

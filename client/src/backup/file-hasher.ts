@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import { open, unlink, type FileHandle } from 'node:fs/promises';
+import { fsPath } from '@cairn/shared';
 
 /** Reads of 1 MiB: hashing speed halves with 64 KiB stream chunks. */
 export const READ_BYTES = 1 << 20;
@@ -20,11 +21,17 @@ export interface HashedFile {
   ctimeMs: number;
   ino: number;
   mode: number;
+  /**
+   * Set when the file changed while it was read and its bytes as read were
+   * copied here (decision 43): `sha256` is the hash of this copy, and the
+   * upload must read it, not the file.
+   */
+  spool?: { path: string; mtimeMs: number };
 }
 
-/** Opens a regular file without following a symlink that replaced it since the scan. */
+/** Opens a regular file, by its text spelling (decision 41), without following a symlink that replaced it since the scan. */
 export function openNoFollow(filePath: string): Promise<FileHandle> {
-  return open(filePath, constants.O_RDONLY | constants.O_NOFOLLOW);
+  return open(fsPath(filePath), constants.O_RDONLY | constants.O_NOFOLLOW);
 }
 
 /**
@@ -33,27 +40,47 @@ export function openNoFollow(filePath: string): Promise<FileHandle> {
  * descriptor before reading, and checked again after, so a file written to
  * while being read is caught (FileChangedError) rather than recorded with a
  * hash that matches neither version.
+ *
+ * At most the size seen at open is read, so a file appended to faster than
+ * it can be read still ends. With `spoolPath` (the last try for a file that
+ * keeps changing), every byte read is also written to a new file there; if the file changed meanwhile,
+ * the result keeps that copy (`spool`) instead of throwing, so what is
+ * uploaded is exactly what was hashed. If it did not change, the copy is
+ * removed and the result is an ordinary one.
  */
-export async function hashFile(filePath: string, buffer: Buffer): Promise<HashedFile> {
+export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: string): Promise<HashedFile> {
   const handle = await openNoFollow(filePath);
+  let spool: FileHandle | undefined;
+  let keepSpool = false;
   try {
     const before = await handle.stat();
     if (!before.isFile()) throw new FileChangedError(filePath, 'no longer a regular file');
+    if (spoolPath !== undefined) spool = await open(spoolPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     const hash = createHash('sha256');
     let total = 0;
-    for (;;) {
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
+    // Never past the size seen at open: a file appended to faster than it is read would otherwise never end.
+    while (total < before.size) {
+      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, before.size - total), null);
       if (bytesRead === 0) break;
       hash.update(buffer.subarray(0, bytesRead));
+      if (spool !== undefined) {
+        let written = 0;
+        while (written < bytesRead) written += (await spool.write(buffer, written, bytesRead - written)).bytesWritten;
+      }
       total += bytesRead;
     }
     const after = await handle.stat();
-    if (total !== before.size || after.size !== before.size || after.mtimeMs !== before.mtimeMs) {
-      throw new FileChangedError(filePath, `size ${before.size} -> ${after.size}, read ${total}`);
-    }
-    return { sha256: hash.digest('hex'), size: total, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs, ino: before.ino, mode: before.mode };
+    const hashed: HashedFile = { sha256: hash.digest('hex'), size: total, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs, ino: before.ino, mode: before.mode };
+    if (total === before.size && after.size === before.size && after.mtimeMs === before.mtimeMs) return hashed;
+    if (spool === undefined || spoolPath === undefined) throw new FileChangedError(filePath, `size ${before.size} -> ${after.size}, read ${total}`);
+    keepSpool = true;
+    return { ...hashed, spool: { path: spoolPath, mtimeMs: (await spool.stat()).mtimeMs } };
   } finally {
     await handle.close();
+    if (spool !== undefined) {
+      await spool.close();
+      if (!keepSpool && spoolPath !== undefined) await unlink(spoolPath).catch(() => undefined);
+    }
   }
 }
 

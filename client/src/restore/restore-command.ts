@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { lchown, link, lstat, lutimes, mkdir, open, rename, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { LIMITS, isUnderPrefix, sha256Hex, type Env, type FileVersion } from '@cairn/shared';
+import { LIMITS, fsPath, isUnderPrefix, sha256Hex, type Env, type FileVersion } from '@cairn/shared';
 import { mapConcurrent } from '../backup/file-hasher.ts';
 import { defaultStateDir, resolveUserPath } from '../config/agent-config.ts';
 import { ApiClient } from '../net/api-client.ts';
@@ -195,18 +195,18 @@ export async function restoreFile(
   try {
     let inode: { dev: number; ino: number };
     if (file.kind === 'symlink') {
-      await symlink(file.linkTarget ?? '', temp);
+      await symlink(fsPath(file.linkTarget ?? ''), fsPath(temp));
       const owner = ownerOf(file, options);
-      if (owner) await lchown(temp, owner.uid, owner.gid);
-      await lutimes(temp, utimeOf(file.mtimeMs), utimeOf(file.mtimeMs));
-      inode = await lstat(temp);
+      if (owner) await lchown(fsPath(temp), owner.uid, owner.gid);
+      await lutimes(fsPath(temp), utimeOf(file.mtimeMs), utimeOf(file.mtimeMs));
+      inode = await lstat(fsPath(temp));
     } else {
       inode = await writeVerified(api, temp, file, options, onBytes);
     }
-    await rename(temp, destination);
+    await rename(fsPath(temp), fsPath(destination));
     return { destination, dev: inode.dev, ino: inode.ino };
   } catch (error) {
-    await unlink(temp).catch(() => undefined);
+    await unlink(fsPath(temp)).catch(() => undefined);
     throw error;
   }
 }
@@ -218,7 +218,7 @@ async function writeVerified(
   options: RestoreOptions,
   onBytes: (bytes: number) => void,
 ): Promise<{ dev: number; ino: number }> {
-  const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  const handle = await open(fsPath(temp), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
   try {
     if (!(file.size === 0 && file.sha256 === EMPTY_SHA256)) {
       if (file.sha256 === null) throw new Error('the server lists no content for this file');
@@ -261,21 +261,21 @@ export async function linkToWritten(target: string, file: FileVersion, first: Wr
   const destination = await fileDestination(target, file, options);
   const temp = tempNear(destination);
   try {
-    await link(first.destination, temp);
+    await link(fsPath(first.destination), fsPath(temp));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EXDEV' || code === 'EPERM' || code === 'EMLINK' || code === 'ENOTSUP' || code === 'ENOENT') return false;
     throw error;
   }
   try {
-    const linked = await lstat(temp);
+    const linked = await lstat(fsPath(temp));
     if (!linked.isFile() || linked.dev !== first.dev || linked.ino !== first.ino) {
       throw new Error(`${first.destination} was replaced in the target while restoring; not linked`);
     }
-    await rename(temp, destination);
+    await rename(fsPath(temp), fsPath(destination));
     return true;
   } catch (error) {
-    await unlink(temp).catch(() => undefined);
+    await unlink(fsPath(temp)).catch(() => undefined);
     throw error;
   }
 }
@@ -289,12 +289,12 @@ export async function linkToWritten(target: string, file: FileVersion, first: Wr
 export async function createDirectory(target: string, directory: FileVersion, options: RestoreOptions): Promise<boolean> {
   const destination = await prepareDestination(target, directory.path);
   try {
-    await mkdir(destination, { mode: 0o700 });
+    await mkdir(fsPath(destination), { mode: 0o700 });
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
-  const existing = await lstat(destination);
+  const existing = await lstat(fsPath(destination));
   if (existing.isSymbolicLink()) throw new UnsafePathError(directory.path, `${destination} is a symlink inside the target`);
   if (!existing.isDirectory()) throw new Error('a non-directory is in the way');
   return options.force;
@@ -307,7 +307,7 @@ export async function createDirectory(target: string, directory: FileVersion, op
  */
 export async function finishDirectory(target: string, directory: FileVersion, options: RestoreOptions): Promise<void> {
   const destination = await prepareDestination(target, directory.path);
-  const handle = await open(destination, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
+  const handle = await open(fsPath(destination), constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
   try {
     const owner = ownerOf(directory, options);
     if (owner) await handle.chown(owner.uid, owner.gid);

@@ -1,7 +1,7 @@
 import type { Stats } from 'node:fs';
 import { lstat, mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { restoreDestination } from '@cairn/shared';
+import { fsPath, restoreDestination } from '@cairn/shared';
 
 /** Restoring this path would write outside the target or through a symlink; refused. */
 export class UnsafePathError extends Error {
@@ -11,10 +11,10 @@ export class UnsafePathError extends Error {
   }
 }
 
-/** lstat, or null when nothing is there. */
+/** lstat of a path's text spelling (decision 41), or null when nothing is there. */
 export async function lstatOrNull(p: string): Promise<Stats | null> {
   try {
-    return await lstat(p);
+    return await lstat(fsPath(p));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw error;
@@ -39,9 +39,9 @@ export async function prepareDestination(targetRoot: string, backupPath: string)
     current = path.join(current, part);
     const stats = await lstatOrNull(current);
     if (stats === null) {
-      await mkdir(current, { mode: 0o755 }).catch(async (error: NodeJS.ErrnoException) => {
+      await mkdir(fsPath(current), { mode: 0o755 }).catch(async (error: NodeJS.ErrnoException) => {
         if (error.code !== 'EEXIST') throw error;
-        const again = await lstat(current);
+        const again = await lstat(fsPath(current));
         if (!again.isDirectory() || again.isSymbolicLink()) throw new UnsafePathError(backupPath, `${current} appeared as a non-directory`);
       });
     } else if (stats.isSymbolicLink()) {

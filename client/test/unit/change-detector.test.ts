@@ -38,6 +38,9 @@ describe('deletedPaths', () => {
     ['a prefix does not cover a sibling with a longer name', ['/d/x', '/dd/x'], [], ['/d'], ['/dd/x']],
     ['a missing root keeps everything below it', ['/mnt/usb/a'], [], ['/mnt/usb'], []],
     ['result is sorted', ['/z', '/a', '/m'], [], [], ['/a', '/m', '/z']],
+    ['a failed entry keeps only itself, its siblings go', ['/d/bad', '/d/gone'], [], ['/d/bad'], ['/d/gone']],
+    ['a failed directory entry keeps what is below it', ['/d/bad/x/y', '/d/badly'], [], ['/d/bad'], ['/d/badly']],
+    ['an unseen root of / keeps everything', ['/a', '/b/c'], [], ['/'], []],
   ])('%s', (_name, known, seen, unseen, expected) => {
     expect(deletedPaths(known, new Set(seen), unseen)).toEqual(expected);
   });
@@ -64,6 +67,7 @@ describe('sameAsServerVersion', () => {
     ['other mtime', { mtimeMs: 1235 }, false],
     ['other mode', { mode: 0o100600 }, false],
     ['neither names an owner (null on the server, absent in the upsert)', { uid: null, gid: null }, true],
+    ['the server version was stored as read while changing, this read was clean', { changedWhileRead: true }, false],
   ])('%s', (_name, patch, expected) => {
     expect(sameAsServerVersion(upsert, patch === null ? undefined : { ...version, ...patch })).toBe(expected);
   });
@@ -97,6 +101,18 @@ describe('upsertOf', () => {
   it('a symlink keeps its target', () => {
     const { upsert } = upsertOf({ ...scanned, kind: 'symlink', size: 4, mode: 0o120777, linkTarget: '../b' });
     expect(upsert).toEqual({ path: '/data/a.txt', kind: 'symlink', sha256: null, size: 4, mtimeMs: 1000.5, mode: 0o120777, linkTarget: '../b', uid: 1000, gid: 100 });
+  });
+});
+
+describe('sameAsServerVersion and changedWhileRead', () => {
+  const upsert: FileUpsert = { path: '/data/a.txt', kind: 'file', sha256: 'a'.repeat(64), size: 10, mtimeMs: 1234.9, mode: 0o100644 };
+  const version: FileVersion = {
+    versionId: '1', path: '/data/a.txt', kind: 'file', sha256: 'a'.repeat(64), size: 10, mtimeMs: 1234, mode: 0o100644, linkTarget: null,
+    validFrom: '2026-01-01T00:00:00.000Z', validTo: null,
+  };
+  it('a version stored as read while changing matches an upsert that says so', () => {
+    expect(sameAsServerVersion({ ...upsert, changedWhileRead: true }, { ...version, changedWhileRead: true })).toBe(true);
+    expect(sameAsServerVersion({ ...upsert, changedWhileRead: true }, version)).toBe(false);
   });
 });
 

@@ -1,11 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { link, mkdir, mkdtemp, rm, symlink, writeFile, chmod } from 'node:fs/promises';
+import { appendFileSync } from 'node:fs';
+import { link, mkdir, mkdtemp, readFile, rm, symlink, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashFile, mapConcurrent, READ_BYTES } from '../../src/backup/file-hasher.ts';
-import { scanRoots } from '../../src/backup/scanner.ts';
+import { FileChangedError, hashFile, mapConcurrent, READ_BYTES } from '../../src/backup/file-hasher.ts';
+import { encodePosixPath } from '@cairn/shared';
+import { nodeScanFs, scanRoots, type ScanFs } from '../../src/backup/scanner.ts';
 import { readScanCache, writeScanCache, type ScanCache } from '../../src/state/scan-cache.ts';
 
 let root: string;
@@ -108,6 +110,42 @@ describe('hashFile', () => {
     await expect(hashFile(path.join(root, 'tree/link'), Buffer.alloc(16))).rejects.toThrow();
   });
 
+  it('a file appended to while read ends at its size at open: fails without a spool; with one, the bytes as read are kept and hash to the result', async () => {
+    const file = path.join(root, 'growing.log');
+    await writeFile(file, Buffer.alloc(READ_BYTES * 4, 1));
+    // Appends between every two reads: each read awaits the thread pool, so setImmediate callbacks run in between.
+    let appending = true;
+    const append = () => {
+      appendFileSync(file, 'more\n');
+      if (appending) setImmediate(append);
+    };
+    setImmediate(append);
+    try {
+      await expect(hashFile(file, Buffer.allocUnsafe(READ_BYTES))).rejects.toBeInstanceOf(FileChangedError);
+      const spoolPath = path.join(root, 'growing.spool');
+      const hashed = await hashFile(file, Buffer.allocUnsafe(READ_BYTES), spoolPath);
+      appending = false;
+      expect(hashed.spool?.path).toBe(spoolPath);
+      const spooled = await readFile(spoolPath);
+      expect(hashed.size).toBe(spooled.length);
+      expect(hashed.sha256).toBe(createHash('sha256').update(spooled).digest('hex'));
+      expect(spooled.length).toBeGreaterThanOrEqual(READ_BYTES * 4);
+      // The size seen at open: a prefix of what the file became, its growth not chased.
+      const final = await readFile(file);
+      expect(final.length).toBeGreaterThan(spooled.length);
+      expect(final.subarray(0, spooled.length).equals(spooled)).toBe(true);
+    } finally {
+      appending = false;
+    }
+  });
+
+  it('a spool for a file that did not change is removed and not returned', async () => {
+    const spoolPath = path.join(root, 'calm.spool');
+    const hashed = await hashFile(path.join(root, 'tree/a.txt'), Buffer.allocUnsafe(READ_BYTES), spoolPath);
+    expect(hashed.spool).toBeUndefined();
+    await expect(readFile(spoolPath)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('mapConcurrent keeps order', async () => {
     expect(await mapConcurrent([3, 1, 2], 2, async (n) => n * 2)).toEqual([6, 2, 4]);
   });
@@ -131,5 +169,83 @@ describe('scan cache file', () => {
     // A version-1 cache (no owners, no hard-link groups) is a lost cache: the agent resyncs once.
     await writeFile(file, '{"format":"cairn-scan-cache","version":1,"clientId":"client-1"}\n["/a","file",1,1,2,3,420,"' + 'f'.repeat(64) + '"]\n');
     expect(await readScanCache(file, 'client-1')).toBeNull();
+  });
+});
+
+describe('entries that fail on their own (issue 9)', () => {
+  it('backs up a name that is not valid UTF-8 under its byte-escape spelling, next to its siblings', async () => {
+    const dir = path.join(root, 'latin1');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'plain.txt'), 'p');
+    // r\xe9sum\xe9.txt in Latin-1: not UTF-8; node's utf8 readdir would turn it into U+FFFD and lose it.
+    const raw = Buffer.concat([Buffer.from(`${dir}/r`), Buffer.of(0xe9), Buffer.from('sum'), Buffer.of(0xe9), Buffer.from('.txt')]);
+    await writeFile(raw, 'latin-1 name');
+    const result = await scanRoots([dir], []);
+    const spelled = encodePosixPath(raw);
+    expect(result.entries.map((e) => e.path).sort()).toEqual([path.join(dir, 'plain.txt'), spelled].sort());
+    expect(result.entries.find((e) => e.path === spelled)).toMatchObject({ kind: 'file', size: 12 });
+    expect(result.errors).toEqual([]);
+    expect((await hashFile(spelled, Buffer.alloc(64))).size).toBe(12);
+  });
+
+  it('keeps a symlink target that is not valid UTF-8 byte-exact', async () => {
+    const dir = path.join(root, 'latin1-link');
+    await mkdir(dir);
+    const target = Buffer.concat([Buffer.from('caf'), Buffer.of(0xe9)]);
+    await symlink(target, path.join(dir, 'link'));
+    const result = await scanRoots([dir], []);
+    expect(result.entries).toMatchObject([{ kind: 'symlink', linkTarget: encodePosixPath(target) }]);
+  });
+
+  it('a file that vanishes between readdir and lstat is gone; its siblings are still recorded', async () => {
+    const dir = path.join(root, 'vanishing');
+    await mkdir(path.join(dir, 'sub'), { recursive: true });
+    for (const name of ['a', 'b', 'ghost', 'sub/c']) await writeFile(path.join(dir, name), name);
+    // The race, made deterministic: the listing names `ghost`, which is deleted before its lstat.
+    const racing: ScanFs = {
+      ...nodeScanFs,
+      lstat: async (p) => {
+        if (p.toString().endsWith('/ghost')) await rm(path.join(dir, 'ghost'), { force: true });
+        return nodeScanFs.lstat(p);
+      },
+    };
+    const result = await scanRoots([dir], [], undefined, racing);
+    expect(result.entries.map((e) => path.relative(dir, e.path)).sort()).toEqual(['a', 'b', 'sub/c']);
+    expect(result.errors).toEqual([]);
+    expect(result.unseenPrefixes).toEqual([]);
+  });
+
+  it('an entry whose lstat fails for another reason is a per-file error that protects only that path', async () => {
+    const dir = path.join(root, 'eio');
+    await mkdir(path.join(dir, 'broken'), { recursive: true });
+    await writeFile(path.join(dir, 'broken/inside'), 'x');
+    await writeFile(path.join(dir, 'fine'), 'f');
+    const failing: ScanFs = {
+      ...nodeScanFs,
+      lstat: async (p) => {
+        if (p.toString().endsWith('/broken')) throw Object.assign(new Error('EIO: i/o error'), { code: 'EIO' });
+        return nodeScanFs.lstat(p);
+      },
+    };
+    const result = await scanRoots([dir], [], undefined, failing);
+    expect(result.entries.map((e) => path.relative(dir, e.path))).toEqual(['fine']);
+    expect(result.errors).toEqual([{ path: path.join(dir, 'broken'), message: expect.stringContaining('EIO') }]);
+    expect(result.unseenPrefixes).toEqual([path.join(dir, 'broken')]);
+  });
+
+  it('a path longer than PATH_MAX is a per-file error; the rest of the tree is recorded', async () => {
+    const dir = path.join(root, 'deep');
+    await mkdir(dir);
+    await writeFile(path.join(dir, 'shallow.txt'), 's');
+    // 20 levels of 250-byte names: 5,000+ bytes, more than PATH_MAX, built with relative steps.
+    const segment = 'd'.repeat(250);
+    execFileSync('bash', ['-c', `cd "$1" && for i in $(seq 1 20); do mkdir ${segment} && cd ${segment}; done && echo deep > leaf.txt`, 'bash', dir]);
+    const result = await scanRoots([dir], []);
+    expect(result.entries.map((e) => path.relative(dir, e.path))).toEqual(['shallow.txt']);
+    expect(result.errors).toHaveLength(1);
+    expect(result.errors[0]?.message).toMatch(/ENAMETOOLONG/);
+    expect(Buffer.byteLength(result.errors[0]?.path ?? '')).toBeGreaterThan(4095);
+    expect(result.unseenPrefixes).toEqual([result.errors[0]?.path]);
+    execFileSync('bash', ['-c', `cd "$1" && for i in $(seq 1 20); do cd ${segment}; done; rm leaf.txt; for i in $(seq 1 20); do cd .. && rmdir ${segment}; done`, 'bash', dir]);
   });
 });

@@ -167,6 +167,8 @@ export const fileVersions = pgTable(
     gid: bigint('gid', { mode: 'number' }),
     /** Equal for files of one client that were hard links of one inode (an opaque agent-made key). */
     hardlinkGroup: text('hardlink_group'),
+    /** The agent stored the bytes as read while the file kept changing (they may be torn). */
+    changedWhileRead: boolean('changed_while_read').notNull().default(false),
     runId: uuid('run_id').references(() => backupRuns.id, { onDelete: 'set null' }),
     validFrom: timestamp('valid_from', { withTimezone: true }).notNull(),
     validTo: timestamp('valid_to', { withTimezone: true }),

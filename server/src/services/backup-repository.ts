@@ -115,6 +115,7 @@ interface NormalisedUpsert {
   uid: number | null;
   gid: number | null;
   hardlink_group: string | null;
+  changed_while_read: boolean;
 }
 
 /**
@@ -167,7 +168,7 @@ export async function applyChanges(
     if (upserts.length > 0) {
       const input = sql`jsonb_to_recordset(${JSON.stringify(upserts)}::jsonb)
         as x(path text, kind text, sha256 text, size bigint, mtime_ms bigint, mode integer, link_target text,
-             uid bigint, gid bigint, hardlink_group text)`;
+             uid bigint, gid bigint, hardlink_group text, changed_while_read boolean)`;
       // A version from an agent that sent no owners, matched by an upsert that names them and is otherwise
       // equal, gets them filled in place: a new version differing only in what was unknown would push a
       // real older version out of retention on the first run after an agent upgrade.
@@ -184,8 +185,8 @@ export async function applyChanges(
             update file_versions fv set valid_to = greatest(${COMMIT_TIME}, fv.valid_from)
             from ${input}
             where fv.client_id = ${agent.clientId} and fv.valid_to is null and fv.path = x.path
-              and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target, fv.uid, fv.gid, fv.hardlink_group)
-                is distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, x.uid, x.gid, x.hardlink_group)
+              and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target, fv.uid, fv.gid, fv.hardlink_group, fv.changed_while_read)
+                is distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, x.uid, x.gid, x.hardlink_group, x.changed_while_read)
             returning 1)
           select count(*)::int as n from changed`),
       );
@@ -193,9 +194,9 @@ export async function applyChanges(
         await tx.execute(sql`
           with inserted as (
             insert into file_versions (client_id, path, kind, content_sha256, size, mtime_ms, mode, link_target,
-                                       uid, gid, hardlink_group, run_id, valid_from)
+                                       uid, gid, hardlink_group, changed_while_read, run_id, valid_from)
             select ${agent.clientId}, x.path, x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target,
-                   x.uid, x.gid, x.hardlink_group, ${runId}, ${COMMIT_TIME}
+                   x.uid, x.gid, x.hardlink_group, x.changed_while_read, ${runId}, ${COMMIT_TIME}
             from ${input}
             where not exists (
               select 1 from file_versions fv where fv.client_id = ${agent.clientId} and fv.path = x.path and fv.valid_to is null)
@@ -277,6 +278,7 @@ function normaliseChanges(changes: ChangesRequest): { upserts: NormalisedUpsert[
       uid: upsert.uid ?? null,
       gid: upsert.gid ?? null,
       hardlink_group: upsert.hardlinkGroup ?? null,
+      changed_while_read: upsert.changedWhileRead === true,
     };
   });
   const deletes = changes.deletes.map((raw, i) => claim(raw, `deletes[${i}]`));
@@ -342,6 +344,7 @@ export function toFileVersion(row: VersionRow): FileVersion {
     hardlinkGroup: row.hardlinkGroup,
     validFrom: row.validFrom.toISOString(),
     validTo: row.validTo?.toISOString() ?? null,
+    ...(row.changedWhileRead ? { changedWhileRead: true } : {}),
   };
 }
 

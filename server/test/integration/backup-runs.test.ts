@@ -155,6 +155,19 @@ describe.each(testDatabaseKinds())('backup runs and the temporal tree (%s)', (ki
     }
   });
 
+  it('stores "changed while being read" on the version; a clean read of the same bytes opens a new version without it', async () => {
+    const bytes = Buffer.from('a log as it was read');
+    await upload(h, token, [bytes]);
+    const run = await startRun();
+    const torn = { ...fileUpsert('/logs/app.log', bytes), changedWhileRead: true };
+    expect((await post(`/runs/${run}/changes`, { upserts: [torn], deletes: [] })).body).toEqual({ opened: 1, closed: 0 });
+    expect((await post(`/runs/${run}/changes`, { upserts: [torn], deletes: [] })).body).toEqual({ opened: 0, closed: 0 });
+    expect((await post(`/runs/${run}/changes`, { upserts: [fileUpsert('/logs/app.log', bytes)], deletes: [] })).body).toEqual({ opened: 1, closed: 1 });
+    const versions = (await get<{ versions: FileVersion[] }>('/versions?path=/logs/app.log')).body.versions;
+    expect(versions.map((v) => v.changedWhileRead)).toEqual([undefined, true]);
+    await post(`/runs/${run}/finish`, { status: 'succeeded', stats, preCommands: [] });
+  });
+
   it('pages the tree by path and filters by prefix', async () => {
     const bytes = Buffer.from('paged');
     await upload(h, token, [bytes]);

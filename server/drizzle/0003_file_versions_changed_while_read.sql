@@ -1,0 +1,1 @@
+ALTER TABLE "file_versions" ADD COLUMN "changed_while_read" boolean DEFAULT false NOT NULL;
