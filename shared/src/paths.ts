@@ -1,7 +1,7 @@
 import path from 'node:path';
 
 /**
- * A canonical backup path, as the protocol carries it (decision 56): `/`
+ * A canonical backup path, as the protocol carries it (decision 44): `/`
  * followed by one or more segments joined by `/`, none of them empty, `.` or
  * `..`, no trailing slash, and only text PostgreSQL can hold (no NUL, no
  * unpaired surrogate; see text.ts). The root itself is not a file's path. A

@@ -185,7 +185,7 @@ export type UploadQuery = Static<typeof UploadQuery>;
 export const FileKind = Type.Union([Type.Literal('file'), Type.Literal('symlink'), Type.Literal('directory')]);
 export type FileKind = Static<typeof FileKind>;
 
-/** A numeric POSIX user or group id (names are not kept: decision 49). */
+/** A numeric POSIX user or group id (names are not kept: decision 54). */
 export const OwnerId = Type.Integer({ minimum: 0, maximum: 0xffff_ffff });
 
 /**

@@ -3,7 +3,7 @@
  * `jsonb` refuses both `\u0000` and an unpaired UTF-16 surrogate; an unpaired
  * surrogate in `text` is silently replaced by U+FFFD on the way in. JavaScript
  * strings and JSON carry all of them, so the protocol draws the line here
- * (decision 54):
+ * (decision 42):
  *
  * - identifiers (names, hostnames, paths, symlink targets, commands, patterns)
  *   must not contain them: the schemas refuse them with a 400 naming the field;

@@ -38,7 +38,7 @@ export interface LocalBackupSettings {
   hashConcurrency: number;
   /** Always excluded (the agent's own state directory). */
   alwaysExclude: string[];
-  /** Where copies of files that keep changing while read wait for their upload (decision 43); emptied by every cycle. */
+  /** Where copies of files that keep changing while read wait for their upload (decision 64); emptied by every cycle. */
   spoolDir: string;
 }
 

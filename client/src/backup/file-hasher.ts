@@ -23,7 +23,7 @@ export interface HashedFile {
   mode: number;
   /**
    * Set when the file changed while it was read and its bytes as read were
-   * copied here (decision 43): `sha256` is the hash of this copy, and the
+   * copied here (decision 64): `sha256` is the hash of this copy, and the
    * upload must read it, not the file.
    */
   spool?: { path: string; mtimeMs: number };

@@ -58,7 +58,7 @@ const WALK_CONCURRENCY = 64;
  * files are recorded or skipped by name. Directories are walked and recorded
  * (the root too); an excluded entry is neither read nor entered.
  *
- * Every entry stands on its own (decision 42): a directory is listed once
+ * Every entry stands on its own (decision 63): a directory is listed once
  * (names as bytes), then each name is lstat'ed by itself, so an entry that
  * fails (an I/O error, a path over PATH_MAX) is one error and its siblings
  * are still recorded. A name that vanished between the listing and its

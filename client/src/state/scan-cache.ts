@@ -27,7 +27,7 @@ export interface CacheEntry extends FileStat {
 export type ScanCache = Map<string, CacheEntry>;
 
 const FORMAT = 'cairn-scan-cache';
-/** 2: owners and hard-link groups (a version-1 cache is a lost cache: one resync, decision 50). */
+/** 2: owners and hard-link groups (a version-1 cache is a lost cache: one resync, decision 55). */
 const VERSION = 2;
 
 /**

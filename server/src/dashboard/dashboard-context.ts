@@ -33,7 +33,7 @@ function firstValue(body: unknown, name: string): string {
 /**
  * One text field of a urlencoded form or query (the first value when
  * repeated). Text PostgreSQL cannot hold (a NUL) is refused here, for every
- * field at once, with a 400 naming it (decision 54).
+ * field at once, with a 400 naming it (decision 42).
  */
 export function field(body: unknown, name: string): string {
   const value = firstValue(body, name);

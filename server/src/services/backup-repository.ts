@@ -307,7 +307,7 @@ export async function finishRun(ctx: AppContext, clientId: string, runId: string
         filesFailed: request.stats.filesFailed,
         bytesScanned: request.stats.bytesScanned,
         bytesUploaded: request.stats.bytesUploaded,
-        // Captured text is stored whatever it holds, so a finish always lands (decision 54).
+        // Captured text is stored whatever it holds, so a finish always lands (decision 42).
         preCommands: request.preCommands.map((result) => ({ ...result, command: storableText(result.command), output: storableText(result.output) })),
         error: request.error === undefined ? null : storableText(request.error),
       })
