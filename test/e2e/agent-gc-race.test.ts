@@ -135,7 +135,7 @@ describe.each(testDatabaseKinds())('agent and the GC race (%s)', (kind) => {
     }
 
     const { token } = await readAgentState(stateDir);
-    const files = (await agentApiGet<FilesPage>(h.url, token, `/files?prefix=${encodeURIComponent(tree)}`)).files;
+    const files = (await agentApiGet<FilesPage>(h.url, token, `/files?prefix=${encodeURIComponent(tree)}`)).files.filter((f) => f.kind !== 'directory');
     expect(files.map((f) => [path.basename(f.path), f.sha256])).toEqual([
       ['calm.txt', sha256Hex(Buffer.from('not involved'))],
       ['raced.bin', hash],
@@ -178,7 +178,7 @@ describe.each(testDatabaseKinds())('agent and the GC race (%s)', (kind) => {
     }
 
     const { token } = await readAgentState(stateDir);
-    const files = (await agentApiGet<FilesPage>(h.url, token, `/files?prefix=${encodeURIComponent(tree)}`)).files;
+    const files = (await agentApiGet<FilesPage>(h.url, token, `/files?prefix=${encodeURIComponent(tree)}`)).files.filter((f) => f.kind !== 'directory');
     expect(files.map((f) => path.basename(f.path))).toEqual(['fresh.txt', 'known.bin']);
     for (const file of files) {
       const fetched = await download(h, token, file.sha256 as string);

@@ -20,9 +20,10 @@ function bytesOf(...parts: (string | number | Buffer)[]): Buffer {
   return Buffer.concat(parts.map((part) => (typeof part === 'number' ? Buffer.of(part) : Buffer.from(part))));
 }
 
+/** The current files and symlinks below `prefix` (directory entries left out: agent-restore-tree covers those). */
 async function currentFiles(serverUrl: string, token: string, prefix: string): Promise<FileVersion[]> {
   const page = await agentApiGet<FilesPage>(serverUrl, token, `/files?limit=1000&prefix=${encodeURIComponent(prefix)}`);
-  return page.files;
+  return page.files.filter((file) => file.kind !== 'directory');
 }
 
 async function restore(args: string[]): Promise<{ code: number | null; output: string }> {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from 'typebox';
-import { FilePath, PathPrefix } from '@cairn/shared';
+import { FilePath, PathPrefix, displayPath } from '@cairn/shared';
 import { BadRequestError, NotFoundError } from '../errors.ts';
 import { listPathVersions, listRuns, listTreeAsOf } from '../services/backup-repository.ts';
 import { openContentForUser } from '../services/content-store.service.ts';
@@ -101,7 +101,7 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const versions = await listPathVersions(ctx.database.db, client.id, filePath);
     if (versions.length === 0) throw new NotFoundError('no versions of that path');
     return renderPage(request, reply, deps, 'client-versions', {
-      title: `${client.name}: ${path.posix.basename(filePath)}`,
+      title: `${client.name}: ${displayPath(path.posix.basename(filePath))}`,
       nav: 'clients',
       tab: 'files',
       client,

@@ -1,4 +1,4 @@
-import { describeRunTrigger, formatBytes, formatDuration } from '@cairn/shared';
+import { describeRunTrigger, displayPath, formatBytes, formatDuration } from '@cairn/shared';
 import { HEALTH_LABELS, type ClientHealth } from './client-health.ts';
 
 type TimeValue = Date | string | number | null | undefined;
@@ -24,6 +24,8 @@ function relative(now: Date, d: Date): string {
 export function viewHelpers(now: Date) {
   return {
     bytes: formatBytes,
+    /** A path or name for people: bytes that are not valid UTF-8 shown as `\xNN` (decision 41); links keep the exact spelling. */
+    name: (text: string | null | undefined): string => (text ? displayPath(text) : ''),
     duration: formatDuration,
     trigger: describeRunTrigger,
     /** `2026-11-21 21:04:05 UTC` (text, e.g. for an attribute); `-` for no time. */

@@ -3,7 +3,7 @@ import { sign } from '@fastify/cookie';
 import { eq } from 'drizzle-orm';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { API_PREFIX } from '@cairn/shared';
+import { API_PREFIX, encodePosixPath } from '@cairn/shared';
 import { buildApp } from '../../src/app.ts';
 import { encodeSession, SESSION_COOKIE } from '../../src/dashboard/session.ts';
 import { listRuns } from '../../src/services/backup-repository.ts';
@@ -430,6 +430,25 @@ describe.each(testDatabaseKinds())('dashboard routes (%s)', (kind) => {
     const login = await anonymous.post('/login', { username: 'root\u0000', password: ADMIN.password, next: '/' });
     expect(login.status).toBe(400);
     expect(login.body).toContain('username');
+  });
+
+  it('shows names that are not valid UTF-8 with their bytes as \\xNN, and links to them by their exact spelling', async () => {
+    const agent = await TestAgent.register(h.url, ALICE.username, ALICE.password, 'latin-1-names');
+    // The agent's spelling of the Latin-1 name r\xe9sum\xe9.txt (byte escapes, decision 41).
+    const spelled = encodePosixPath(Buffer.from([...Buffer.from('/docs/r'), 0xe9, ...Buffer.from('sum'), 0xe9, ...Buffer.from('.txt')]));
+    await agent.backup([
+      { path: spelled, content: 'cv' },
+      { path: '/docs/link', linkTarget: encodePosixPath(Buffer.from([0x63, 0x61, 0x66, 0xe9])) },
+    ]);
+    const listing = await alice.get(`/clients/${agent.clientId}/files?path=/docs`);
+    expect(listing.status).toBe(200);
+    expect(listing.body).toContain('>r\\xE9sum\\xE9.txt</a>');
+    expect(listing.body).toContain('→ caf\\xE9');
+    expect(listing.body).not.toContain('\u{10FFE9}');
+    expect(listing.body).toContain(`versions?path=${encodeURIComponent(spelled)}`);
+    const versions = await alice.get(`/clients/${agent.clientId}/versions?path=${encodeURIComponent(spelled)}`);
+    expect(versions.status).toBe(200);
+    expect(versions.body).toContain('<strong>r\\xE9sum\\xE9.txt</strong>');
   });
 
   it('shows directory entries as folders, once, and an empty one too; the archive keeps them with modes, times, owners and hard links', async () => {
