@@ -7,6 +7,7 @@ import { AppError, dropStreamHeaders } from './errors.ts';
 import { agentApiRoutes } from './api/agent-api.routes.ts';
 import { dashboardPlugin } from './dashboard/dashboard.plugin.ts';
 import { healthRoutes } from './api/health.routes.ts';
+import { addRequestMetricsHook, metricsRoutes } from './metrics/metrics.routes.ts';
 import { formatSchemaErrors } from './schema-errors.ts';
 
 export type App = FastifyInstance;
@@ -58,7 +59,9 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     reply.status(404).send({ statusCode: 404, error: 'Not Found', message: `no route for ${request.method} ${request.url.split('?')[0]}` });
   });
 
+  addRequestMetricsHook(app);
   await app.register(healthRoutes, { ctx });
+  if (ctx.config.metricsToken !== undefined) await app.register(metricsRoutes, { ctx, token: ctx.config.metricsToken });
   await app.register(agentApiRoutes, { ctx, prefix: API_PREFIX });
   await app.register(dashboardPlugin, { ctx });
 

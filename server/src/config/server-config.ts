@@ -25,6 +25,8 @@ export interface ServerConfig {
   secretKey: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   trustProxy: boolean;
+  /** Bearer token a Prometheus scraper sends to GET /metrics; unset: no /metrics route (404). */
+  metricsToken: string | undefined;
   retention: {
     defaultVersions: number;
     defaultDays: number | undefined;
@@ -85,6 +87,10 @@ export function loadServerConfig(env: Env): ServerConfig {
   if (adminPassword !== undefined && adminPassword.length < 8) {
     r.problems.push('ADMIN_PASSWORD must be at least 8 characters');
   }
+  const metricsToken = r.optionalString('METRICS_TOKEN');
+  if (metricsToken !== undefined && !/^[\x21-\x7e]{32,}$/.test(metricsToken)) {
+    r.problems.push('METRICS_TOKEN must be at least 32 visible ASCII characters, no spaces (try: openssl rand -hex 32)');
+  }
   const config: ServerConfig = {
     port,
     host,
@@ -100,6 +106,7 @@ export function loadServerConfig(env: Env): ServerConfig {
     secretKey,
     logLevel: r.oneOf('LOG_LEVEL', 'info', LOG_LEVELS),
     trustProxy: r.boolean('TRUST_PROXY', false),
+    metricsToken,
     retention: {
       defaultVersions: r.integer('DEFAULT_RETENTION_VERSIONS', 30, 1, 100_000),
       defaultDays: r.optionalInteger('DEFAULT_RETENTION_DAYS', 1, 36_500),

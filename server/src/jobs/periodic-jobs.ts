@@ -1,4 +1,5 @@
 import type { AppContext } from '../app-context.ts';
+import { timedJobRun } from '../metrics/process-metrics.ts';
 import { collectGarbage } from '../services/garbage-collector.ts';
 import { sweepRetention } from '../services/retention.service.ts';
 
@@ -32,8 +33,7 @@ export function startPeriodicJobs(ctx: AppContext): PeriodicJobs {
     if (stopped) return;
     const timer = setTimeout(() => {
       timers.delete(timer);
-      const execution = spec
-        .run()
+      const execution = timedJobRun(spec.name, spec.run)
         .then(
           (result) => ctx.log.debug({ job: spec.name, result }, 'periodic job finished'),
           (error: unknown) => ctx.log.error({ err: error, job: spec.name }, 'periodic job failed; it runs again at its next interval'),

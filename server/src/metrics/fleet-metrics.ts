@@ -1,0 +1,128 @@
+/**
+ * Figures about the backups themselves, read from the database at scrape time
+ * (decision 89): every replica answers the same numbers, and a restart resets
+ * nothing. Hence gauges, not counters: a deleted client takes its runs with
+ * it, so a run count may go down.
+ *
+ * Cost per scrape: one grouped scan of backup_runs, one row per client (its
+ * newest finished run found through backup_runs_client_started_idx), and one
+ * sum over chunks: the same work as the admin's overview page.
+ */
+import { sql } from 'drizzle-orm';
+import { Gauge, Registry } from 'prom-client';
+import { rowsOf, type Db } from '../db/database.ts';
+import { classifyClientHealth, HEALTH_STATES, type ClientHealth } from '../dashboard/client-health.ts';
+
+export const RUN_STATUSES = ['running', 'succeeded', 'partial', 'failed'] as const;
+type RunStatus = (typeof RUN_STATUSES)[number];
+
+export interface FleetSnapshot {
+  runsByStatus: Record<RunStatus, number>;
+  bytesUploaded: number;
+  bytesNew: number;
+  /** Clients with at least one successful (or partial) backup. */
+  lastSuccess: { clientId: string; clientName: string; at: Date }[];
+  clientsByHealth: Record<ClientHealth, number>;
+  storedBytes: number;
+  /** Open alerts per alert type: filled in from the alerts table by the alert engine (issue 12). */
+  openAlertsByType: Map<string, number>;
+}
+
+const num = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value));
+const date = (value: unknown): Date | null => (value === null || value === undefined ? null : new Date(value as string));
+
+export async function readFleetSnapshot(db: Db, now: Date): Promise<FleetSnapshot> {
+  const runs = rowsOf<Record<string, unknown>>(
+    await db.execute(sql`
+      select status, count(*) as runs, coalesce(sum(bytes_uploaded), 0) as uploaded, coalesce(sum(bytes_new), 0) as new_bytes
+      from backup_runs group by status`),
+  );
+  const clientRows = rowsOf<Record<string, unknown>>(
+    await db.execute(sql`
+      select c.id, c.name, c.created_at, c.last_ping_at, c.last_backup_at, c.backup_interval_seconds, c.ping_interval_seconds,
+             (select r.status from backup_runs r where r.client_id = c.id and r.finished_at is not null
+                order by r.started_at desc limit 1) as last_run_status
+      from clients c order by c.id`),
+  );
+  const stored = rowsOf<Record<string, unknown>>(await db.execute(sql`select coalesce(sum(size), 0) as stored from chunks`))[0];
+
+  const runsByStatus = Object.fromEntries(RUN_STATUSES.map((status) => [status, 0])) as Record<RunStatus, number>;
+  let bytesUploaded = 0;
+  let bytesNew = 0;
+  for (const row of runs) {
+    const status = String(row.status) as RunStatus;
+    if (status in runsByStatus) runsByStatus[status] = num(row.runs);
+    bytesUploaded += num(row.uploaded);
+    bytesNew += num(row.new_bytes);
+  }
+
+  const clientsByHealth = Object.fromEntries(HEALTH_STATES.map((state) => [state, 0])) as Record<ClientHealth, number>;
+  const lastSuccess: FleetSnapshot['lastSuccess'] = [];
+  for (const row of clientRows) {
+    // last_backup_at is set when a run finishes succeeded or partial, in the same transaction.
+    const lastSuccessAt = date(row.last_backup_at);
+    const health = classifyClientHealth(
+      {
+        createdAt: date(row.created_at)!,
+        lastPingAt: date(row.last_ping_at),
+        lastSuccessAt,
+        lastRunStatus: (row.last_run_status ?? null) as 'succeeded' | 'partial' | 'failed' | null,
+        backupIntervalSeconds: num(row.backup_interval_seconds),
+        pingIntervalSeconds: num(row.ping_interval_seconds),
+      },
+      now,
+    );
+    clientsByHealth[health] += 1;
+    if (lastSuccessAt !== null) lastSuccess.push({ clientId: String(row.id), clientName: String(row.name), at: lastSuccessAt });
+  }
+
+  return {
+    runsByStatus,
+    bytesUploaded,
+    bytesNew,
+    lastSuccess,
+    clientsByHealth,
+    storedBytes: num(stored?.stored),
+    openAlertsByType: await readOpenAlertsByType(db),
+  };
+}
+
+/**
+ * The place for open alerts by type. The alerts table arrives with the alert
+ * engine (issue 12); until then there are none, and the metric is exposed
+ * without samples so dashboards and rules can already refer to it.
+ */
+async function readOpenAlertsByType(_db: Db): Promise<Map<string, number>> {
+  return new Map();
+}
+
+/**
+ * The snapshot in Prometheus text format. A fresh registry per scrape: the
+ * numbers are a snapshot of the database, not state this process keeps, and
+ * concurrent scrapes cannot see each other's half-set gauges. prom-client
+ * escapes label values (backslash, double quote, newline).
+ */
+export async function renderFleetMetrics(snapshot: FleetSnapshot): Promise<string> {
+  const registry = new Registry();
+  const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[] = []) =>
+    new Gauge<L>({ name, help, labelNames, registers: [registry] });
+
+  const runs = gauge('cairn_backup_runs', 'Backup runs recorded in the database, by status.', ['status']);
+  for (const status of RUN_STATUSES) runs.set({ status }, snapshot.runsByStatus[status]);
+  gauge('cairn_backup_uploaded_bytes', 'Bytes agents uploaded over all recorded runs.').set(snapshot.bytesUploaded);
+  gauge('cairn_backup_new_bytes', 'Bytes newly stored by uploads over all recorded runs (after deduplication).').set(snapshot.bytesNew);
+  const lastSuccess = gauge(
+    'cairn_client_last_success_timestamp_seconds',
+    'When the client last finished a successful or partial backup, in Unix seconds; no series before its first.',
+    ['client_id', 'client_name'],
+  );
+  for (const client of snapshot.lastSuccess) {
+    lastSuccess.set({ client_id: client.clientId, client_name: client.clientName }, client.at.getTime() / 1000);
+  }
+  const clients = gauge('cairn_clients', 'Clients by health state, as the dashboard shows them.', ['health']);
+  for (const health of HEALTH_STATES) clients.set({ health }, snapshot.clientsByHealth[health]);
+  gauge('cairn_stored_bytes', 'Bytes of all objects in the blob store.').set(snapshot.storedBytes);
+  const alerts = gauge('cairn_alerts_open', 'Open alerts, by alert type.', ['type']);
+  for (const [type, open] of snapshot.openAlertsByType) alerts.set({ type }, open);
+  return registry.metrics();
+}
