@@ -274,6 +274,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const ownerFile = path.join(dataDir, 'pg-server.pid');
   const bin = await binaries();
   const runAs = runAsUser();
+  if (runAs.uid !== undefined && spawnSync(bin.postgres, ['--version'], { uid: runAs.uid, gid: runAs.gid ?? runAs.uid, stdio: 'ignore' }).status !== 0) {
+    throw new EmbeddedPostgresError(
+      `The embedded PostgreSQL runs as user ${runAs.name}, who cannot run ${bin.postgres}: every directory above the Cairn checkout must be enterable by that user (chmod o+x), or run Cairn as an ordinary user, or set DATABASE_URL`,
+    );
+  }
   await mkdir(dataDir, { recursive: true });
   if (runAs.uid !== undefined) {
     // The cluster's user must pass through DATA_DIR (often made 0700 by mkdtemp
