@@ -146,6 +146,14 @@ function serverSettings(pgdata: string, tcpPort: number | undefined, durable: bo
     max_parallel_workers: '0',
     max_parallel_workers_per_gather: '0',
     autovacuum_max_workers: '1',
+    // Fewer resident processes: synchronous I/O instead of PostgreSQL 18's
+    // three I/O workers, no logical replication launcher, no WAL senders.
+    io_method: 'sync',
+    max_logical_replication_workers: '0',
+    max_wal_senders: '0',
+    // Nothing replicates from this cluster; bulk loads in one transaction
+    // (the PGlite import, a restored dump) skip most of the WAL.
+    wal_level: 'minimal',
     max_wal_size: '256MB',
     min_wal_size: '32MB',
     huge_pages: 'off',
