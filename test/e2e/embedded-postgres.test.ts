@@ -7,7 +7,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -87,10 +87,13 @@ async function readyz(server: ServerProcess): Promise<number> {
 describe('the embedded PostgreSQL (DATABASE_URL unset)', () => {
   it('initialises on first start with a private password, restarts, and stops with the server', async () => {
     const dataDir = await tempDataDir();
+    // What an initdb interrupted by a crash leaves: its staging directory, half full.
+    await mkdir(path.join(dataDir, 'pg.initdb/base'), { recursive: true });
     const first = await start(dataDir);
     expect(await readyz(first)).toBe(200);
     expect(first.output()).toContain('created the embedded PostgreSQL cluster');
     expect(first.output()).toContain(`embedded PostgreSQL in ${path.join(dataDir, 'pg')}`);
+    expect(existsSync(path.join(dataDir, 'pg.initdb'))).toBe(false);
     expect((await stat(path.join(dataDir, 'pg-password'))).mode & 0o777).toBe(0o600);
     const password = readFileSync(path.join(dataDir, 'pg-password'), 'utf8').trim();
     expect(password.length).toBeGreaterThanOrEqual(32);

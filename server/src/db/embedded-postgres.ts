@@ -21,7 +21,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { userInfo } from 'node:os';
@@ -211,8 +211,12 @@ async function recoverStaleCluster(pgdata: string, ownerFile: string, log: Logge
     return;
   }
   const pid = Number(text.split('\n')[0]);
-  const isOurPostmaster = Number.isInteger(pid) && pid > 0 && alive(pid) && (commandLine(pid)?.includes(pgdata) ?? true);
-  if (!isOurPostmaster) {
+  const running = Number.isInteger(pid) && pid > 0 && alive(pid);
+  const command = running ? commandLine(pid) : undefined;
+  // Without /proc (macOS) a live pid cannot be told apart from a reused one:
+  // leave the file to PostgreSQL's own check rather than signal a stranger.
+  if (running && command === undefined) return;
+  if (!running || !command?.includes(pgdata)) {
     log.warn({ postmasterPid: pid }, 'removing a stale postmaster.pid left by a crash');
     await rm(pidFile, { force: true });
     return;
@@ -236,7 +240,7 @@ async function recoverStaleCluster(pgdata: string, ownerFile: string, log: Logge
 // get /dev/null as stdin unless redirected, hence fd 3.
 const WRAPPER = 'exec 3<&0; "$0" "$@" </dev/null & pid=$!; { read -r _ <&3; kill -INT "$pid" 2>/dev/null; } & wait "$pid"';
 
-async function initdb(bin: Binaries, pgdata: string, passwordFile: string, runAs: RunAs, durable: boolean, log: Logger): Promise<void> {
+async function initdb(bin: Binaries, pgdata: string, passwordFile: string, runAs: RunAs, durable: boolean): Promise<void> {
   const password = randomBytes(24).toString('base64url');
   // initdb runs as the cluster's user, which cannot read pg-password (0600, the server's user).
   const pwfile = path.join(path.dirname(pgdata), `.pg-initdb-${randomBytes(6).toString('hex')}`);
@@ -254,7 +258,6 @@ async function initdb(bin: Binaries, pgdata: string, passwordFile: string, runAs
   }
   await writeFile(passwordFile, password, { mode: 0o600 });
   await chmod(passwordFile, 0o600);
-  log.info({ pgdata }, 'created the embedded PostgreSQL cluster');
 }
 
 function run(command: string, args: string[], runAs: RunAs): Promise<{ code: number | null; output: string }> {
@@ -294,15 +297,22 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     const mode = (await stat(dataDir)).mode & 0o777;
     if ((mode & 0o001) === 0) await chmod(dataDir, mode | 0o001);
   }
-  await prepareDirectory(pgdata, runAs);
-
   const initialised = existsSync(path.join(pgdata, 'PG_VERSION'));
   if (!initialised) {
-    // A half-made cluster (initdb interrupted) is started again from scratch.
-    const entries = spawnSync('ls', ['-A', pgdata], { encoding: 'utf8' }).stdout.trim();
-    if (entries !== '') await rm(pgdata, { recursive: true, force: true }).then(() => prepareDirectory(pgdata, runAs));
-    await initdb(bin, pgdata, passwordFile, runAs, durable, log);
+    // initdb works in a staging directory renamed into place when complete,
+    // so an interrupted initdb leaves nothing that looks like a cluster.
+    if (existsSync(pgdata) && (await readdir(pgdata)).length > 0) {
+      throw new EmbeddedPostgresError(`${pgdata} is not empty but holds no PostgreSQL cluster; move it away, then start again`);
+    }
+    const staging = `${pgdata}.initdb`;
+    await rm(staging, { recursive: true, force: true });
+    await prepareDirectory(staging, runAs);
+    await initdb(bin, staging, passwordFile, runAs, durable);
+    await rm(pgdata, { recursive: true, force: true });
+    await rename(staging, pgdata);
+    log.info({ pgdata }, 'created the embedded PostgreSQL cluster');
   } else {
+    await prepareDirectory(pgdata, runAs);
     await recoverStaleCluster(pgdata, ownerFile, log);
   }
   const password = (await readFile(passwordFile, 'utf8').catch(() => {
@@ -362,13 +372,13 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       await attempt.end({ timeout: 1 });
     }
   }
-  if (!initialised) {
-    const admin = postgres({ ...connection('postgres'), max: 1 });
-    try {
-      await admin.unsafe(`create database ${EMBEDDED_DATABASE}`);
-    } finally {
-      await admin.end({ timeout: 1 });
-    }
+  // Also after a first start that stopped between initdb and this.
+  const admin = postgres({ ...connection('postgres'), max: 1 });
+  try {
+    const [exists] = await admin`select 1 from pg_database where datname = ${EMBEDDED_DATABASE}`;
+    if (!exists) await admin.unsafe(`create database ${EMBEDDED_DATABASE}`);
+  } finally {
+    await admin.end({ timeout: 1 });
   }
   log.debug({ pgdata, ms: Date.now() - started }, 'embedded PostgreSQL accepts connections');
 
