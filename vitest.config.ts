@@ -8,6 +8,8 @@ export default defineConfig({
     include: ['shared/test/**/*.test.ts', 'server/test/**/*.test.ts', 'client/test/**/*.test.ts', 'test/**/*.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
+    // One embedded PostgreSQL for the run; each test file takes a scratch database in it.
+    globalSetup: ['server/test/helpers/embedded-postgres-setup.ts'],
     pool: 'forks',
     maxWorkers: 2,
     reporters: ['default'],

@@ -5,13 +5,15 @@
  * state directory, stopped once it logs the end of its first run.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
 import { REPO_ROOT, freePort, startProcess, startServerProcess, type ServerProcess } from '../test/helpers/processes.ts';
 import { startS3rver, type RunningS3rver } from '../server/test/helpers/s3rver.ts';
 import { diskUsage } from './disk-usage.ts';
-import { resetTreePeakRss, treePeakRss } from './process-memory.ts';
+import postgres from 'postgres';
+import { parseDatabaseUrl } from '../server/src/db/database-url.ts';
+import { pollPeakPss, processTree, resetTreePeakRss, treePeakRss } from './process-memory.ts';
 import type { Measurement, ScenarioId, SystemId } from './scenarios.ts';
 
 const USERNAME = 'bench';
@@ -26,7 +28,7 @@ export function agentUnavailable(): string | null {
 
 export interface CairnOptions {
   store: 'disk' | 's3';
-  /** A PostgreSQL database for the metadata (emptied by the caller); the embedded PGlite when absent. */
+  /** A PostgreSQL database for the metadata (emptied by the caller); the server's embedded PostgreSQL when absent. */
   databaseUrl?: string;
   workDir: string;
   /** Directory for V8 CPU profiles of the agent and server (see cpu-profile-preload.mjs), or undefined. */
@@ -91,6 +93,7 @@ export class CairnSystem {
     const server = this.#server;
     if (server === null) throw new Error('start() the system first');
     await resetTreePeakRss(server.pid);
+    const serverMemory = pollPeakPss(() => this.#serverProcesses());
     const started = performance.now();
     const agent = startProcess(AGENT_MAIN, [], {
       CLIENT_UI_ENABLED: 'false',
@@ -122,18 +125,19 @@ export class CairnSystem {
     let line: RunEndLine;
     let processSeconds: number;
     let agentPeakRss: number | null;
-    let serverPeakRss: number | null;
+    let serverPeakPss: number | null;
     try {
       await agent.waitForOutput(RUN_END, this.options.runTimeoutMs);
       processSeconds = (performance.now() - started) / 1000;
       agentPeakRss = await treePeakRss(agent.pid);
-      serverPeakRss = await treePeakRss(server.pid);
+      serverPeakPss = await serverMemory.stop();
       const raw = agent
         .output()
         .split('\n')
         .find((l) => RUN_END.test(l));
       line = JSON.parse(raw ?? '{}') as RunEndLine;
     } catch (error) {
+      await serverMemory.stop();
       await agent.stop();
       return failed(error instanceof Error ? error.message.slice(0, 4000) : String(error));
     }
@@ -144,7 +148,7 @@ export class CairnSystem {
       await writeFile(path.join(this.options.logDir, `${this.id}-${scenario}-server.log`), server.output());
     }
     const stored = await this.#storedBytes();
-    const metadata = this.options.databaseUrl ? null : await diskUsage(path.join(this.#dataDir, 'db'));
+    const databaseBytes = await this.#databaseBytes();
     const measurement: Measurement = {
       scenario,
       system: this.id,
@@ -155,15 +159,56 @@ export class CairnSystem {
       bytesScanned: line.bytesScanned,
       filesChanged: line.filesChanged,
       bytesUploaded: line.bytesUploaded,
-      storedBytes: stored.apparentBytes,
-      storedAllocatedBytes: stored.allocatedBytes,
-      ...(metadata ? { metadataBytes: metadata.apparentBytes } : {}),
+      storedBytes: stored.apparentBytes + databaseBytes,
+      ...(stored.allocatedBytes !== undefined && { storedAllocatedBytes: stored.allocatedBytes + databaseBytes }),
+      metadataBytes: databaseBytes,
       agentPeakRss,
-      serverPeakRss,
+      serverPeakPss,
       status: line.status,
     };
     if (line.status !== 'succeeded') measurement.error = `agent run ${line.status}: ${line.error ?? ''} (exit ${code})`;
     return measurement;
+  }
+
+  /** How the bench enters the metadata database: DATABASE_URL's, or the embedded one as the server does (socket and password in DATA_DIR). */
+  async #database(): Promise<postgres.Sql> {
+    if (this.options.databaseUrl) return postgres({ ...parseDatabaseUrl(this.options.databaseUrl).options, max: 1, onnotice: () => {} });
+    const password = (await readFile(path.join(this.#dataDir, 'pg-password'), 'utf8')).trim();
+    const pgdata = path.join(this.#dataDir, 'pg');
+    return postgres({ host: 'localhost', port: 5432, path: path.join(pgdata, '.s.PGSQL.5432'), database: 'cairn', username: 'cairn', password, max: 1, onnotice: () => {} });
+  }
+
+  /** pg_database_size of the metadata database: tables, indexes, TOAST and free space in them. */
+  async #databaseBytes(): Promise<number> {
+    const sql = await this.#database();
+    try {
+      const [row] = await sql<{ bytes: string }[]>`select pg_database_size(current_database())::text as bytes`;
+      return Number(row?.bytes ?? 0);
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
+  }
+
+  /**
+   * The server's processes with its database's: the server's process tree
+   * (the embedded PostgreSQL runs under it), plus, with --postgres, that
+   * server's processes working for the bench database and its background
+   * processes (checkpointer, WAL writer, ...), which serve it too.
+   */
+  async #serverProcesses(): Promise<number[]> {
+    const server = this.#server;
+    if (server === null) return [];
+    const pids = await processTree(server.pid);
+    if (!this.options.databaseUrl) return pids;
+    const sql = await this.#database();
+    try {
+      const rows = await sql<{ pid: number }[]>`
+        select pid from pg_stat_activity
+        where pid <> pg_backend_pid() and (datname = current_database() or backend_type <> 'client backend')`;
+      return [...pids, ...rows.map((row) => row.pid)];
+    } finally {
+      await sql.end({ timeout: 1 });
+    }
   }
 
   async #storedBytes(): Promise<{ apparentBytes: number; allocatedBytes?: number }> {

@@ -82,3 +82,50 @@ export function pollPeakRss(pid: number, intervalMs = 50): { stop(): number | nu
     },
   };
 }
+
+/** Proportional set size of one process in bytes (shared pages split among their users), or 0 when unreadable. */
+async function pss(pid: number): Promise<number> {
+  try {
+    const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const match = rollup.match(/^Pss:\s+(\d+) kB/m);
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** The summed PSS of the given processes, in bytes: a server and its database processes counted once each, shared memory once. */
+export async function totalPss(pids: readonly number[]): Promise<number> {
+  let total = 0;
+  for (const pid of new Set(pids)) total += await pss(pid);
+  return total;
+}
+
+/**
+ * Samples the summed PSS of `members()` (re-evaluated at each sample, since
+ * PostgreSQL backends come and go) until stopped, and keeps the peak. There
+ * is no kernel high-water mark for PSS, so a short spike between samples can
+ * be missed.
+ */
+export function pollPeakPss(members: () => Promise<number[]>, intervalMs = 200): { stop(): Promise<number | null> } {
+  let peak: number | null = null;
+  let running = true;
+  const sample = async () => {
+    const value = await totalPss(await members());
+    if (value > 0 && (peak === null || value > peak)) peak = value;
+  };
+  const loop = (async () => {
+    while (running) {
+      await sample().catch(() => {});
+      await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      await sample().catch(() => {});
+      return peak;
+    },
+  };
+}

@@ -53,7 +53,7 @@ function judge(scenario: Scenario, ours: Measurement, restic: Measurement | unde
   add('time', ratio(ours.seconds, restic?.seconds), scenario.target.timeRatio);
   add('bytes', ratio(ours.bytesUploaded, restic?.bytesUploaded), scenario.target.bytesRatio);
   add('agent memory', ratio(ours.agentPeakRss, restic?.resticPeakRss), scenario.target.memoryRatio);
-  add('server memory', ratio(ours.serverPeakRss, restic?.resticPeakRss), scenario.target.memoryRatio);
+  add('server memory', ratio(ours.serverPeakPss, restic?.resticPeakRss), scenario.target.memoryRatio);
   return verdicts;
 }
 
@@ -68,7 +68,7 @@ export function verdictsFor(measurements: readonly Measurement[]): Verdict[] {
   return verdicts;
 }
 
-const HEADER = ['system', 'time s', 'files/s', 'MB/s', 'uploaded', 'stored', 'agent RSS', 'server RSS', 'restic RSS', 'status'];
+const HEADER = ['system', 'time s', 'files/s', 'MB/s', 'uploaded', 'stored', 'agent RSS', 'server+db PSS', 'restic RSS', 'status'];
 
 function row(m: Measurement): string[] {
   const perSecond = (n: number) => (m.seconds > 0 ? n / m.seconds : 0);
@@ -79,9 +79,9 @@ function row(m: Measurement): string[] {
     m.ok ? Math.round(perSecond(m.filesScanned)).toLocaleString('en-US') : '-',
     m.ok ? (perSecond(m.bytesScanned) / MB).toFixed(1) : '-',
     mb(m.bytesUploaded),
-    stored + (m.metadataBytes !== undefined ? ` + db ${mb(m.metadataBytes)}` : ''),
+    stored + (m.metadataBytes !== undefined ? ` (db ${mb(m.metadataBytes)})` : ''),
     m.system === 'restic' ? '' : mb(m.agentPeakRss),
-    m.system === 'restic' ? '' : mb(m.serverPeakRss),
+    m.system === 'restic' ? '' : mb(m.serverPeakPss),
     m.system === 'restic' ? mb(m.resticPeakRss) : '',
     m.ok ? 'ok' : `FAILED${m.status ? ` (${m.status})` : ''}`,
   ];

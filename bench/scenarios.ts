@@ -54,14 +54,15 @@ export interface Measurement {
   filesChanged?: number;
   /** File bytes sent (Cairn: content bytes uploaded; restic: data_added). */
   bytesUploaded: number;
-  /** Size of the store after the run (Cairn: blobs; restic: the whole repository). */
+  /** Size of the store after the run (Cairn: blobs plus the metadata database; restic: the whole repository). */
   storedBytes: number;
   storedAllocatedBytes?: number;
-  /** Cairn only: the metadata database under DATA_DIR/db (apparent size). */
+  /** Cairn only: the metadata database's pg_database_size (included in storedBytes). */
   metadataBytes?: number;
-  /** Peak RSS in bytes: agent, server (Cairn) or restic. */
+  /** Peak RSS in bytes: agent (Cairn) or restic. */
   agentPeakRss?: number | null;
-  serverPeakRss?: number | null;
+  /** Cairn: peak of the summed PSS of the server process and its PostgreSQL's processes, sampled every 200 ms. */
+  serverPeakPss?: number | null;
   resticPeakRss?: number | null;
   /** Cairn: the run's status as the agent reported it. */
   status?: string;

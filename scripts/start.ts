@@ -1,6 +1,6 @@
 /**
  * `npm start`: the server and one local agent together, on embedded
- * defaults (PGlite and blobs under ./data, agent state under ./data/agent).
+ * defaults (the server's own PostgreSQL and blobs under ./data, agent state under ./data/agent).
  * Output is prefixed per process; SIGINT/SIGTERM are forwarded; when either
  * process ends, the other is stopped and npm start exits with its code.
  *

@@ -1,4 +1,3 @@
-import path from 'node:path';
 import type { Logger } from 'pino';
 import { buildApp, type App } from './app.ts';
 import type { AppContext } from './app-context.ts';
@@ -17,7 +16,7 @@ export interface RunningServer {
 
 /** Opens storage, applies migrations, and listens. Used by main.ts and by tests that need a real server. */
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: path.join(config.dataDir, 'db') });
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
   const blobs = await createBlobStore(config, log);
   const ctx: AppContext = { config, database, blobs, log };
   await ensureInitialAdmin(ctx);

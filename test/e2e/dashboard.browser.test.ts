@@ -1,6 +1,6 @@
 /**
  * The dashboard in a real browser (Debian's Chromium) against a real server
- * (in-process `startServer` on a free port, embedded PGlite, disk blobs). The
+ * (in-process `startServer` on a free port, embedded PostgreSQL, disk blobs). The
  * backup data comes in through the agent API exactly as an agent sends it.
  * Screenshots of the main pages land in test-artifacts/dashboard/.
  */

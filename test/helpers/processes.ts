@@ -128,6 +128,7 @@ export interface ServerProcess extends ManagedProcess {
  * required; DATABASE_URL/S3_* optional) and waits until /healthz answers.
  */
 export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+  if (env.DATA_DIR && !env.DATABASE_URL) await letPostgresThrough(env.DATA_DIR);
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const proc = startProcess(path.join(REPO_ROOT, 'server/src/main.ts'), [], {
     HOST: '127.0.0.1',
@@ -138,6 +139,23 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
   const url = `http://127.0.0.1:${port}`;
   await waitForHttp(`${url}/healthz`, proc);
   return Object.assign(proc, { url, port });
+}
+
+/**
+ * As root the server's embedded PostgreSQL runs as user postgres, which must
+ * pass through every parent of DATA_DIR; tests put DATA_DIR inside mkdtemp
+ * directories (mode 0700), so those (below the temp dir only) get the
+ * others' execute bit, as an operator would do for a real DATA_DIR.
+ */
+async function letPostgresThrough(dataDir: string): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  const { chmod, stat } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const top = path.resolve(tmpdir());
+  for (let dir = path.dirname(path.resolve(dataDir)); dir.startsWith(`${top}${path.sep}`); dir = path.dirname(dir)) {
+    const mode = (await stat(dir)).mode & 0o777;
+    if ((mode & 0o001) === 0) await chmod(dir, mode | 0o001);
+  }
 }
 
 /** Polls `url` until it answers 200, failing fast if the process dies. */

@@ -63,7 +63,7 @@ describe('ApiClient.download', () => {
   const gone = Buffer.from('gone from the store');
 
   beforeAll(async () => {
-    h = await startHarness('pglite');
+    h = await startHarness('embedded');
     const user = await addUser(h, 'dora');
     token = (await registerAgent(h, user, 'dora-box')).token;
     expect((await upload(h, token, [intact, damaged, small, gone])).status).toBe(200);

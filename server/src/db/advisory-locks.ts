@@ -23,10 +23,7 @@ export type TryLockResult<T> = { ran: true; value: T } | { ran: false };
  * Serialises "make content referenced" against "delete unreferenced content"
  * (docs/decisions.md #5), and keeps periodic jobs to one replica.
  *
- * On PostgreSQL these are advisory locks, so they hold across replicas. PGlite
- * is one connection in one process whose transactions are already serial, so
- * there an in-process read/write lock gives the same guarantees (the window
- * that matters is GC deleting objects after its row transaction committed).
+ * These are PostgreSQL advisory locks, so they hold across replicas.
  */
 export interface LockManager {
   /**
@@ -50,11 +47,11 @@ export interface LockManager {
 
 const managers = new WeakMap<Db, LockManager>();
 
-/** The lock manager of a database; one per database handle, so in-process locks are shared by every caller. */
+/** The lock manager of a database; one per database handle. */
 export function lockManagerFor(database: Database): LockManager {
   let manager = managers.get(database.db);
   if (!manager) {
-    manager = database.kind === 'postgres' ? postgresLocks(database.db) : inProcessLocks(database.db);
+    manager = postgresLocks(database.db);
     managers.set(database.db, manager);
   }
   return manager;
@@ -102,93 +99,4 @@ function postgresLocks(db: Db): LockManager {
       return row?.waiting ?? 0;
     },
   };
-}
-
-function inProcessLocks(db: Db): LockManager {
-  const contentLock = new ReadWriteLock();
-  const runningJobs = new Set<JobLockKey>();
-  return {
-    async inReferencingTransaction(fn) {
-      const release = await contentLock.read();
-      try {
-        return await db.transaction(fn);
-      } finally {
-        release();
-      }
-    },
-    async withExclusiveContentLock(deleteRows, afterCommit) {
-      const release = await contentLock.write();
-      try {
-        const result = await db.transaction(deleteRows);
-        await afterCommit(result);
-        return result;
-      } finally {
-        release();
-      }
-    },
-    async tryExclusive(jobKey, fn) {
-      if (runningJobs.has(jobKey)) return { ran: false };
-      runningJobs.add(jobKey);
-      try {
-        return { ran: true, value: await fn() };
-      } finally {
-        runningJobs.delete(jobKey);
-      }
-    },
-    async contentLockWaiters() {
-      return contentLock.waiting;
-    },
-  };
-}
-
-/** FIFO read/write lock: readers share, a writer is alone, and nobody overtakes a waiting writer. */
-export class ReadWriteLock {
-  #readers = 0;
-  #writer = false;
-  readonly #queue: { write: boolean; grant: () => void }[] = [];
-
-  get waiting(): number {
-    return this.#queue.length;
-  }
-
-  read(): Promise<() => void> {
-    return this.#enqueue(false);
-  }
-
-  write(): Promise<() => void> {
-    return this.#enqueue(true);
-  }
-
-  #enqueue(write: boolean): Promise<() => void> {
-    return new Promise((resolve) => {
-      this.#queue.push({
-        write,
-        grant: () => {
-          let released = false;
-          resolve(() => {
-            if (released) return;
-            released = true;
-            if (write) this.#writer = false;
-            else this.#readers--;
-            this.#pump();
-          });
-        },
-      });
-      this.#pump();
-    });
-  }
-
-  #pump(): void {
-    for (let next = this.#queue[0]; next; next = this.#queue[0]) {
-      if (this.#writer) return;
-      if (next.write) {
-        if (this.#readers > 0) return;
-        this.#writer = true;
-      } else {
-        this.#readers++;
-      }
-      this.#queue.shift();
-      next.grant();
-    }
-  }
 }

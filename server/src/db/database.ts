@@ -1,24 +1,24 @@
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PGlite } from '@electric-sql/pglite';
-import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
-import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
-import postgres from 'postgres';
-import { parseDatabaseUrl, type DatabaseConnection } from './database-url.ts';
+import { pino, type Logger } from 'pino';
+import postgres, { type Options } from 'postgres';
+import { parseDatabaseUrl } from './database-url.ts';
+import { EmbeddedPostgresError, startEmbeddedPostgres } from './embedded-postgres.ts';
+import { importPgliteIfPresent } from './pglite-import.ts';
 import * as schema from './schema.ts';
 
 export type Schema = typeof schema;
-/** Either driver: code is written once against the pg-core query builder. */
+/** Code is written against the pg-core query builder; the driver is postgres.js. */
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 
 export interface Database {
   db: Db;
-  kind: 'postgres' | 'pglite';
+  /** Always a real PostgreSQL server: DATABASE_URL's, or the embedded one under DATA_DIR/pg. */
+  kind: 'postgres';
   /** Human-readable location for the start-up log (never contains a password). */
   location: string;
   close(): Promise<void>;
@@ -27,42 +27,68 @@ export interface Database {
 const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../drizzle');
 
 export interface OpenDatabaseOptions {
-  /** postgres:// URL; when absent an embedded PGlite database lives under `pgliteDir`. */
+  /** postgres:// URL; when absent the server runs its own PostgreSQL under `dataDir`. */
   databaseUrl?: string | undefined;
-  pgliteDir?: string | undefined;
+  /** DATA_DIR: the embedded cluster (`pg/`) and an earlier release's PGlite (`db/`) to import. */
+  dataDir?: string | undefined;
+  log?: Logger | undefined;
   /** Pool size for the postgres driver. */
   maxConnections?: number;
 }
 
-/** Opens the metadata database and applies pending migrations. */
+/**
+ * Opens the metadata database and applies pending migrations; with no
+ * DATABASE_URL, first starts the embedded PostgreSQL. A PGlite database left
+ * in DATA_DIR/db by an earlier release is imported, then renamed aside.
+ */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
+  const log = options.log ?? pino({ level: 'silent' });
+  let embedded: Awaited<ReturnType<typeof startEmbeddedPostgres>> | undefined;
+  let connection: { options: Options<Record<string, never>>; description: string };
   if (options.databaseUrl) {
-    const connection = parseDatabaseUrl(options.databaseUrl);
+    connection = parseDatabaseUrl(options.databaseUrl);
+  } else {
+    if (!options.dataDir) throw new Error('openDatabase needs a DATABASE_URL or a DATA_DIR');
     try {
-      await migratePostgresExclusively(connection);
+      embedded = await startEmbeddedPostgres({ dataDir: options.dataDir, log });
+    } catch (error) {
+      if (error instanceof EmbeddedPostgresError) throw new DatabaseUnavailableError(error.message, { cause: error });
+      throw error;
+    }
+    connection = { options: embedded.connectionOptions(), description: embedded.location };
+  }
+  const stopEmbedded = async () => embedded?.stop();
+  try {
+    try {
+      await migratePostgresExclusively(connection.options);
     } catch (error) {
       const reason = connectionFailure(error);
       if (reason === null) throw error;
       throw new DatabaseUnavailableError(`Cannot use the PostgreSQL database at ${connection.description}: ${reason}`, { cause: error });
     }
     const sql = postgres({ ...connection.options, max: options.maxConnections ?? 10, onnotice: () => {} });
+    if (options.dataDir) {
+      try {
+        await importPgliteIfPresent(path.join(path.resolve(options.dataDir), 'db'), sql, MIGRATIONS_DIR, log);
+      } catch (error) {
+        await sql.end({ timeout: 5 });
+        throw error;
+      }
+    }
     const db = drizzlePostgres(sql, { schema }) as unknown as Db;
-    return { db, kind: 'postgres', location: connection.description, close: () => sql.end({ timeout: 5 }) };
+    return {
+      db,
+      kind: 'postgres',
+      location: connection.description,
+      async close() {
+        await sql.end({ timeout: 5 });
+        await stopEmbedded();
+      },
+    };
+  } catch (error) {
+    await stopEmbedded();
+    throw error;
   }
-  let dataDir: string | undefined;
-  if (options.pgliteDir) {
-    dataDir = path.resolve(options.pgliteDir);
-    await mkdir(dataDir, { recursive: true });
-  }
-  const client = new PGlite(dataDir);
-  const db = drizzlePglite(client, { schema }) as unknown as Db;
-  await migratePglite(drizzlePglite(client), { migrationsFolder: MIGRATIONS_DIR });
-  return {
-    db,
-    kind: 'pglite',
-    location: dataDir ? `embedded PGlite at ${dataDir}` : 'embedded PGlite in memory',
-    close: () => client.close(),
-  };
 }
 
 /** The database could not be reached or opened at start-up; the message is one line for the operator. */
@@ -98,8 +124,8 @@ const MIGRATIONS_LOCK_KEY = 7_146_000;
  * migration twice; under the lock the second replica waits, then finds
  * everything applied. The lock ends with the connection, even on a crash.
  */
-async function migratePostgresExclusively(connection: DatabaseConnection): Promise<void> {
-  const sql = postgres({ ...connection.options, max: 1, onnotice: () => {} });
+async function migratePostgresExclusively(options: Options<Record<string, never>>): Promise<void> {
+  const sql = postgres({ ...options, max: 1, onnotice: () => {} });
   try {
     await sql`select pg_advisory_lock(${MIGRATIONS_LOCK_KEY}::bigint)`;
     await migratePostgres(drizzlePostgres(sql), { migrationsFolder: MIGRATIONS_DIR });
@@ -126,9 +152,7 @@ export function pgErrorCode(error: unknown): string | undefined {
 export const PG_UNIQUE_VIOLATION = '23505';
 export const PG_FOREIGN_KEY_VIOLATION = '23503';
 
-/** Rows of a raw `db.execute()` result: postgres.js returns an array, PGlite an object with `rows`. */
+/** Rows of a raw `db.execute()` result (postgres.js returns the rows as an array). */
 export function rowsOf<T>(result: unknown): T[] {
-  if (Array.isArray(result)) return result as T[];
-  const rows = (result as { rows?: unknown }).rows;
-  return Array.isArray(rows) ? (rows as T[]) : [];
+  return Array.isArray(result) ? (result as T[]) : [];
 }

@@ -1,6 +1,6 @@
 /**
- * The metadata schema. One pg-core schema serves both PostgreSQL and the
- * embedded PGlite; migrations under `server/drizzle/` are generated from it
+ * The metadata schema (PostgreSQL: DATABASE_URL's server or the embedded
+ * one); migrations under `server/drizzle/` are generated from it
  * with `npm run db:generate` and applied at start-up.
  *
  * Byte counts and millisecond times use bigint in number mode: exact up to

@@ -1,29 +1,34 @@
 import { randomBytes } from 'node:crypto';
 import postgres from 'postgres';
+import { inject } from 'vitest';
 import { openDatabase, type Database } from '../../src/db/database.ts';
+import { parseDatabaseUrl } from '../../src/db/database-url.ts';
 
-export type DatabaseKind = 'pglite' | 'postgres';
+/**
+ * `embedded`: the run's embedded PostgreSQL (started once by
+ * embedded-postgres-setup.ts, the server's own code). `postgres`:
+ * TEST_DATABASE_URL's server (or DATABASE_URL's), when set.
+ */
+export type DatabaseKind = 'embedded' | 'postgres';
 
-/** PGlite always; a real PostgreSQL server too when TEST_DATABASE_URL (or DATABASE_URL) is set. */
+/** The embedded PostgreSQL always; a separate PostgreSQL server too when TEST_DATABASE_URL (or DATABASE_URL) is set. */
 export function testDatabaseKinds(): DatabaseKind[] {
-  return adminUrl() ? ['pglite', 'postgres'] : ['pglite'];
+  return externalUrl() ? ['embedded', 'postgres'] : ['embedded'];
 }
 
-function adminUrl(): string | undefined {
+function externalUrl(): string | undefined {
   return process.env.TEST_DATABASE_URL || process.env.DATABASE_URL || undefined;
 }
 
+/** The cluster's own template, already migrated (see embedded-postgres-setup.ts). */
+const TEMPLATE_DATABASE = 'cairn_template';
+
 /**
- * A fresh, migrated database. On PostgreSQL a scratch database is created
- * next to TEST_DATABASE_URL's and dropped by `close()`, so test files can run
- * in parallel without seeing each other's rows.
+ * A fresh, migrated database in a scratch database of its own, dropped by
+ * `close()`, so test files can run in parallel without seeing each other's rows.
  */
-export async function openTestDatabase(kind: DatabaseKind): Promise<Database & { url: string | undefined }> {
-  if (kind === 'pglite') {
-    const database = await openDatabase({});
-    return { ...database, url: undefined };
-  }
-  const scratch = await createScratchPostgres();
+export async function openTestDatabase(kind: DatabaseKind): Promise<Database & { url: string }> {
+  const scratch = await createScratchPostgres(kind);
   if (!scratch) throw new Error('postgres tests need TEST_DATABASE_URL');
   const database = await openDatabase({ databaseUrl: scratch.url });
   return {
@@ -36,20 +41,25 @@ export async function openTestDatabase(kind: DatabaseKind): Promise<Database & {
   };
 }
 
-/** A scratch database URL for tests that start a server process themselves; `drop()` removes it. */
-export async function createScratchPostgres(): Promise<{ url: string; drop(): Promise<void> } | undefined> {
-  const base = adminUrl();
+/**
+ * A scratch database URL, for tests that start a server process themselves;
+ * `drop()` removes it. On TEST_DATABASE_URL's server by default (undefined
+ * when that is not set); on the run's embedded PostgreSQL with `embedded`,
+ * cloned from the migrated template.
+ */
+export async function createScratchPostgres(kind: DatabaseKind = 'postgres'): Promise<{ url: string; drop(): Promise<void> } | undefined> {
+  const base = kind === 'embedded' ? inject('embeddedPostgresUrl') : externalUrl();
   if (!base) return undefined;
   const name = `cairn_test_${randomBytes(6).toString('hex')}`;
-  const admin = postgres(base, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`create database ${name}`);
+  const admin = postgres({ ...parseDatabaseUrl(base).options, max: 1, onnotice: () => {} });
+  await admin.unsafe(kind === 'embedded' ? `create database ${name} template ${TEMPLATE_DATABASE}` : `create database ${name}`);
   await admin.end();
   const url = new URL(base);
   url.pathname = `/${name}`;
   return {
     url: url.toString(),
     async drop() {
-      const cleanup = postgres(base, { max: 1, onnotice: () => {} });
+      const cleanup = postgres({ ...parseDatabaseUrl(base).options, max: 1, onnotice: () => {} });
       await cleanup.unsafe(`drop database if exists ${name} with (force)`);
       await cleanup.end();
     },

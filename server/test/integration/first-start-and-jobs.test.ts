@@ -13,7 +13,7 @@ import { REDACT_PATHS } from '../../src/logger.ts';
 import { startServer } from '../../src/server.ts';
 import { storeUploadedContent } from '../../src/services/content-store.service.ts';
 import { createUser, ensureInitialAdmin, listUsers, SYSTEM_ACTOR, verifyUserCredentials } from '../../src/services/users.service.ts';
-import { createScratchPostgres, openTestDatabase, testDatabaseKinds } from '../helpers/test-database.ts';
+import { createScratchPostgres, openTestDatabase, testDatabaseKinds, type DatabaseKind } from '../helpers/test-database.ts';
 
 /** A logger like the server's (same redaction) whose lines the test can read. */
 function capturingLogger(): { log: Logger; text: () => string } {
@@ -33,7 +33,7 @@ afterEach(async () => {
   while (cleanups.length > 0) await cleanups.pop()!();
 });
 
-async function context(kind: 'pglite' | 'postgres', env: Record<string, string> = {}) {
+async function context(kind: DatabaseKind, env: Record<string, string> = {}) {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'cairn-first-'));
   const database = await openTestDatabase(kind);
   const blobs = new DiskBlobStore(path.join(dataDir, 'blobs'));

@@ -1,0 +1,116 @@
+/**
+ * The one-time move from an earlier release's embedded PGlite (DATA_DIR/db)
+ * into PostgreSQL. A native PostgreSQL cannot open that directory: PGlite is
+ * a 32-bit WebAssembly build ("initialized without USE_FLOAT8_BYVAL"), and
+ * the platform package ships no pg_dump. So PGlite itself reads it, loaded
+ * only here and only when such a directory exists (docs/decisions.md #72).
+ *
+ * The old database is first brought to the current schema by the same
+ * migrations, then every table is copied (COPY text format, parents before
+ * children) in one transaction of the new database, with its sequences. The
+ * old directory is renamed aside afterwards, never deleted.
+ */
+import { existsSync } from 'node:fs';
+import { rename } from 'node:fs/promises';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import type { Sql, TransactionSql } from 'postgres';
+
+/** Held while importing, so replicas started together do not import twice. */
+const IMPORT_LOCK_KEY = 7_146_010;
+
+export interface PgliteImportResult {
+  tables: number;
+  rows: number;
+  movedTo: string;
+}
+
+/**
+ * Imports `pgliteDir` into the database behind `sql` (already migrated) if
+ * the directory holds a PGlite cluster and the database has no users yet.
+ * A database that already holds data is left alone, and so is the directory,
+ * with a warning. Returns undefined when there was nothing to import.
+ */
+export async function importPgliteIfPresent(pgliteDir: string, sql: Sql, migrationsFolder: string, log: Logger): Promise<PgliteImportResult | undefined> {
+  if (!existsSync(path.join(pgliteDir, 'PG_VERSION'))) return undefined;
+  const started = Date.now();
+  log.info({ pgliteDir }, 'found a PGlite database from an earlier Cairn; importing it');
+
+  // Loaded here only: PGlite's WebAssembly heap is hundreds of MiB.
+  const { PGlite } = await import('@electric-sql/pglite');
+  const { drizzle } = await import('drizzle-orm/pglite');
+  const { migrate } = await import('drizzle-orm/pglite/migrator');
+  const old = new PGlite(pgliteDir);
+  let result: Omit<PgliteImportResult, 'movedTo'> | 'not-empty';
+  try {
+    await migrate(drizzle(old), { migrationsFolder });
+    result = await sql.begin(async (tx) => {
+      await tx`select pg_advisory_xact_lock(${IMPORT_LOCK_KEY}::bigint)`;
+      const [{ n }] = (await tx`select count(*)::int as n from users`) as unknown as [{ n: number }];
+      if (n > 0) return 'not-empty' as const;
+      const tables = await tablesParentsFirst(tx);
+      let rows = 0;
+      for (const table of tables) {
+        const columns = (
+          await old.query<{ column_name: string }>(
+            `select column_name from information_schema.columns where table_schema = 'public' and table_name = $1 and is_generated = 'NEVER' order by ordinal_position`,
+            [table],
+          )
+        ).rows.map((row) => `"${row.column_name}"`);
+        if (columns.length === 0) continue;
+        const list = columns.join(', ');
+        const dumped = await old.query(`copy (select ${list} from "${table}") to '/dev/blob'`);
+        const bytes = dumped.blob ? Buffer.from(await dumped.blob.arrayBuffer()) : Buffer.alloc(0);
+        if (bytes.length === 0) continue;
+        const writable = await tx.unsafe(`copy "${table}" (${list}) from stdin`).writable();
+        await new Promise<void>((resolve, reject) => {
+          writable.on('error', reject);
+          writable.on('finish', resolve);
+          writable.end(bytes);
+        });
+        rows += (await old.query<{ n: number }>(`select count(*)::int as n from "${table}"`)).rows[0]?.n ?? 0;
+      }
+      const sequences = await old.query<{ name: string; last_value: string | null }>(
+        `select quote_ident(schemaname) || '.' || quote_ident(sequencename) as name, last_value::text from pg_sequences where schemaname = 'public'`,
+      );
+      for (const sequence of sequences.rows) {
+        if (sequence.last_value !== null) await tx`select setval(${sequence.name}::regclass, ${sequence.last_value}::bigint)`;
+      }
+      return { tables: tables.length, rows };
+    });
+  } finally {
+    await old.close();
+  }
+  if (result === 'not-empty') {
+    log.warn({ pgliteDir }, `not importing ${pgliteDir}: the database already holds users; move the directory away to silence this`);
+    return undefined;
+  }
+  const movedTo = `${pgliteDir}.imported-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+  await rename(pgliteDir, movedTo);
+  log.info(
+    { pgliteDir, movedTo, tables: result.tables, rows: result.rows, ms: Date.now() - started },
+    `imported the PGlite database (${result.rows} rows); the old directory is kept at ${movedTo} and can be deleted`,
+  );
+  return { ...result, movedTo };
+}
+
+/** The public tables of the new database, each after every table its foreign keys point to. */
+async function tablesParentsFirst(tx: TransactionSql): Promise<string[]> {
+  const tables = (await tx`select tablename from pg_tables where schemaname = 'public' order by tablename`).map((row) => row.tablename as string);
+  const edges = await tx`
+    select c.relname as child, p.relname as parent
+    from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_class p on p.oid = k.confrelid
+    join pg_namespace n on n.oid = c.relnamespace
+    where k.contype = 'f' and n.nspname = 'public' and c.oid <> p.oid`;
+  const parents = new Map<string, Set<string>>(tables.map((t) => [t, new Set<string>()]));
+  for (const edge of edges) parents.get(edge.child as string)?.add(edge.parent as string);
+  const ordered: string[] = [];
+  const placed = new Set<string>();
+  while (ordered.length < tables.length) {
+    const next = tables.find((t) => !placed.has(t) && [...(parents.get(t) ?? [])].every((p) => placed.has(p)));
+    if (next === undefined) throw new Error('foreign keys form a cycle; cannot order the import');
+    ordered.push(next);
+    placed.add(next);
+  }
+  return ordered;
+}

@@ -1,0 +1,190 @@
+/**
+ * The zero-setup database: real server processes with DATABASE_URL unset,
+ * each running its own PostgreSQL under DATA_DIR/pg. Covers the first start
+ * (initdb, the password file), a restart, recovery after the server and then
+ * also its postmaster were SIGKILLed, and the import of a DATA_DIR written by
+ * the release that kept its metadata in PGlite.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import postgres from 'postgres';
+import { parseDatabaseUrl } from '../../server/src/db/database-url.ts';
+import { REPO_ROOT, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
+
+const SECRET_KEY = 'e'.repeat(40);
+const cleanups: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()!();
+});
+
+async function tempDataDir(): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'cairn-embedded-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function start(dataDir: string): Promise<ServerProcess> {
+  const server = await startServerProcess({ DATA_DIR: dataDir, SECRET_KEY, ADMIN_PASSWORD: 'admin-password-1' });
+  cleanups.push(() => server.stop());
+  return server;
+}
+
+function postmasterPid(dataDir: string): number | undefined {
+  const file = path.join(dataDir, 'pg/postmaster.pid');
+  return existsSync(file) ? Number(readFileSync(file, 'utf8').split('\n')[0]) : undefined;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function gone(pid: number): Promise<void> {
+  for (let i = 0; i < 200 && alive(pid); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  expect(alive(pid), `process ${pid} still running`).toBe(false);
+}
+
+/** The server's own database, entered as the server does (socket in DATA_DIR/pg, password from DATA_DIR). */
+function embeddedSql(dataDir: string) {
+  const password = readFileSync(path.join(dataDir, 'pg-password'), 'utf8').trim();
+  const url = `postgres://cairn:${encodeURIComponent(password)}@localhost:5432/cairn?host=${encodeURIComponent(path.join(dataDir, 'pg'))}`;
+  return postgres({ ...parseDatabaseUrl(url).options, max: 1, onnotice: () => {} });
+}
+
+/** The `sh` processes in the postmaster's process group: the wrapper and its stdin watcher. */
+function wrapperShells(postmaster: number): number[] {
+  const fields = (pid: string) => {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    return { comm, group: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]) };
+  };
+  const group = fields(String(postmaster)).group;
+  const shells: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const { comm, group: g } = fields(entry);
+      if (g === group && comm === 'sh') shells.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return shells;
+}
+
+async function readyz(server: ServerProcess): Promise<number> {
+  return (await fetch(`${server.url}/readyz`)).status;
+}
+
+describe('the embedded PostgreSQL (DATABASE_URL unset)', () => {
+  it('initialises on first start with a private password, restarts, and stops with the server', async () => {
+    const dataDir = await tempDataDir();
+    // What an initdb interrupted by a crash leaves: its staging directory, half full.
+    await mkdir(path.join(dataDir, 'pg.initdb/base'), { recursive: true });
+    const first = await start(dataDir);
+    expect(await readyz(first)).toBe(200);
+    expect(first.output()).toContain('created the embedded PostgreSQL cluster');
+    expect(first.output()).toContain(`embedded PostgreSQL in ${path.join(dataDir, 'pg')}`);
+    expect(existsSync(path.join(dataDir, 'pg.initdb'))).toBe(false);
+    expect((await stat(path.join(dataDir, 'pg-password'))).mode & 0o777).toBe(0o600);
+    const password = readFileSync(path.join(dataDir, 'pg-password'), 'utf8').trim();
+    expect(password.length).toBeGreaterThanOrEqual(32);
+    expect(first.output()).not.toContain(password);
+    const pid = postmasterPid(dataDir)!;
+    expect(alive(pid)).toBe(true);
+    expect(await first.stop()).toBe(0);
+    expect(alive(pid)).toBe(false);
+
+    const second = await start(dataDir);
+    expect(await readyz(second)).toBe(200);
+    expect(second.output()).not.toContain('created the embedded PostgreSQL cluster');
+    expect(second.output()).not.toContain('INITIAL ADMIN PASSWORD');
+  });
+
+  it('recovers after the server is SIGKILLed, and after its postmaster is killed with it', async () => {
+    const dataDir = await tempDataDir();
+    const first = await start(dataDir);
+    const sql = embeddedSql(dataDir);
+    await sql`create table survivor (n int)`;
+    await sql`insert into survivor values (42)`;
+    await sql.end();
+    const pid = postmasterPid(dataDir)!;
+    await first.kill();
+    // The postmaster does not outlive its server: the wrapper sees its stdin close.
+    await gone(pid);
+
+    const second = await start(dataDir);
+    expect(await readyz(second)).toBe(200);
+    const secondPid = postmasterPid(dataDir)!;
+    await second.kill();
+    process.kill(secondPid, 'SIGKILL');
+    await gone(secondPid);
+    // A postmaster.pid naming a dead process and a cluster that needs crash recovery.
+    expect(postmasterPid(dataDir)).toBe(secondPid);
+
+    const third = await start(dataDir);
+    expect(await readyz(third)).toBe(200);
+    const check = embeddedSql(dataDir);
+    expect(await check`select n from survivor`).toEqual([{ n: 42 }]);
+    await check.end();
+  });
+
+  it('stops a postmaster orphaned by a killed server and its wrapper, then starts', async () => {
+    const dataDir = await tempDataDir();
+    const first = await start(dataDir);
+    const pid = postmasterPid(dataDir)!;
+    // The wrapper's shells (its process group, less the postmaster) watch the
+    // server's pipe; killing them and the server leaves the postmaster alone.
+    // The watcher first (the newer pid): the server closes the pipe when it sees the wrapper die.
+    for (const shell of wrapperShells(pid).sort((a, b) => b - a)) process.kill(shell, 'SIGKILL');
+    await first.kill();
+    expect(alive(pid)).toBe(true);
+
+    const second = await start(dataDir);
+    expect(await readyz(second)).toBe(200);
+    expect(second.output()).toContain('stopping the embedded PostgreSQL left running by a server that was killed');
+    expect(alive(pid)).toBe(false);
+  });
+
+  it('imports a DATA_DIR written by the PGlite release, renames the old database aside, and serves its data', async () => {
+    const dataDir = await tempDataDir();
+    execFileSync('tar', ['-xzf', path.join(REPO_ROOT, 'server/test/fixtures/pglite-data-dir.tar.gz'), '-C', dataDir]);
+    const server = await start(dataDir);
+    expect(server.output()).toMatch(/imported the PGlite database \(\d+ rows\); the old directory is kept at/);
+    expect(existsSync(path.join(dataDir, 'db'))).toBe(false);
+    expect((await readdir(dataDir)).filter((name) => name.startsWith('db.imported-'))).toHaveLength(1);
+    // The fixture's admin (ADMIN_PASSWORD of that release), so no new one is made.
+    expect(server.output()).not.toContain('INITIAL ADMIN PASSWORD');
+
+    const sql = embeddedSql(dataDir);
+    expect((await sql`select username from users order by username`).map((row) => row.username)).toEqual(['admin', 'fixture-user']);
+    expect((await sql`select path from file_versions order by path`).map((row) => row.path)).toEqual(['/data/a.txt', '/data/b.txt', '/data/sub/ü.txt']);
+    expect((await sql`select count(*)::int as n from clients`)[0]!.n).toBe(1);
+    // Sequences continue after the imported rows.
+    const [inserted] = await sql<{ id: string }[]>`insert into audit_log (actor_name, action, target_type) values ('test', 'test', 'test') returning id`;
+    const [imported] = await sql<{ max: string | null }[]>`select max(id) as max from audit_log where action <> 'test'`;
+    expect(Number(imported?.max)).toBeGreaterThan(0);
+    expect(Number(inserted?.id)).toBeGreaterThan(Number(imported?.max));
+    await sql.end();
+
+    // The imported user can sign in to the agent API with that release's password.
+    const register = await fetch(`${server.url}/api/v1/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'fixture-user', password: 'pw-fixture-user-secret', clientName: 'after-import', hostname: 'after-import' }),
+    });
+    expect(register.status).toBe(200);
+
+    await server.stop();
+    const again = await start(dataDir);
+    expect(again.output()).not.toContain('PGlite');
+  });
+});
