@@ -66,7 +66,8 @@ export interface ServerConfig {
 
 const EMAIL_ADDRESS = /^[^\s@<>,;"]+@[^\s@<>,;"]+$/;
 /** A bare address or `Display Name <address>`. */
-const EMAIL_FROM = /^(?:[^<>@,;"]*<[^\s@<>,;"]+@[^\s@<>,;"]+>|[^\s@<>,;"]+@[^\s@<>,;"]+)$/;
+// eslint-disable-next-line no-control-regex -- control characters (a line break) are what the display name must not hold
+const EMAIL_FROM = /^(?:[^<>@,;"\x00-\x1f\x7f]*<[^\s@<>,;"]+@[^\s@<>,;"]+>|[^\s@<>,;"]+@[^\s@<>,;"]+)$/;
 const MIN_WEBHOOK_SECRET_LENGTH = 16;
 
 /** Parses SMTP_URL; problems never quote the value, which holds a password. */

@@ -50,6 +50,9 @@ describe('notification settings', () => {
     expect(found.join('\n')).not.toContain('hunter2-secret');
     expect(found.join('\n')).not.toContain('abc123');
     expect(problems({ SMTP_URL: 'not a url :: hunter2' }).join('\n')).not.toContain('hunter2');
+    const injected = problems({ SMTP_URL: 'smtp://smtp.example.com', ALERT_EMAIL_FROM: 'Cairn\r\nBcc: x@example.com <cairn@example.com>', ALERT_EMAIL_TO: 'ops@example.com' });
+    expect(injected).toHaveLength(1);
+    expect(injected[0]).toMatch(/^ALERT_EMAIL_FROM must be an address/);
   });
 
   it('need their companions', () => {
