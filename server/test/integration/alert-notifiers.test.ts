@@ -6,7 +6,7 @@
  * that no secret reaches the log.
  */
 import { createHmac } from 'node:crypto';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { AlertEvent, AlertSnapshot } from '../../src/alerts/alert-event.ts';
 import { createNotifier } from '../../src/alerts/notifiers/create-notifier.ts';
 import { EMAIL_MAX_LISTED } from '../../src/alerts/notifiers/email-notifier.ts';
@@ -112,7 +112,7 @@ describe('alert notifiers against real receivers', () => {
     const { log, lines } = captureLog();
     const notifier = createNotifier(config(emailEnv()), log, { retry: FAST_RETRY });
     const outcomes = await notifier.deliver(EVENTS);
-    notifier.close();
+    await notifier.close();
 
     expect(outcomes).toEqual([{ channel: 'email', target: `ops@example.com, lead@example.com via 127.0.0.1:${smtp.port}`, ok: true, attempts: 1 }]);
     expect(smtp.mails).toHaveLength(1);
@@ -137,23 +137,24 @@ describe('alert notifiers against real receivers', () => {
 
   it('names a single alert in the subject', async () => {
     const notifier = createNotifier(config(emailEnv()), captureLog().log, { retry: FAST_RETRY });
-    await notifier.notify([EVENTS[1]!]);
-    await notifier.notify([EVENTS[2]!]);
-    notifier.close();
+    await notifier.deliver([EVENTS[1]!]);
+    await notifier.deliver([EVENTS[2]!]);
+    await notifier.close();
     expect(smtp.mails.map((mail) => mail.headers.get('subject'))).toEqual([
       '[Cairn] critical alert: file shrank on web-2',
       '[Cairn] resolved: storage filling on the server',
     ]);
   });
 
-  it('caps a broken fleet at one email that lists the first alerts and counts the rest', async () => {
+  it('caps a broken fleet, reported client by client in one pass, at one email that lists the first alerts and counts the rest', async () => {
     const many: AlertEvent[] = Array.from({ length: EMAIL_MAX_LISTED + 13 }, (_, i) => ({
       kind: 'opened',
       alert: alert({ id: `m-${i}`, clientName: `host-${String(i).padStart(3, '0')}`, message: `host-${String(i).padStart(3, '0')} stopped reporting` }),
     }));
     const notifier = createNotifier(config(emailEnv()), captureLog().log, { retry: FAST_RETRY });
-    await notifier.notify(many);
-    notifier.close();
+    // The engine hands over each client's events as it evaluates that client.
+    for (const event of many) await notifier.notify([event]);
+    await notifier.close();
 
     expect(smtp.mails).toHaveLength(1);
     const text = smtp.mails[0]!.text;
@@ -162,10 +163,27 @@ describe('alert notifiers against real receivers', () => {
     expect(smtp.mails[0]!.headers.get('subject')).toBe(`[Cairn] ${EMAIL_MAX_LISTED + 13} alerts: ${EMAIL_MAX_LISTED + 13} opened`);
   });
 
+  it('queues: notify resolves before anything is sent, and the queued events go out together once the calls pause', async () => {
+    const held = createNotifier(config(emailEnv()), captureLog().log, { retry: FAST_RETRY, coalesce: { quietMs: 60_000, maxWaitMs: 120_000 } });
+    await held.notify([EVENTS[0]!]);
+    await held.notify([EVENTS[1]!]);
+    expect(smtp.mails).toHaveLength(0);
+    await held.flush();
+    expect(smtp.mails).toHaveLength(1);
+    expect(smtp.mails[0]!.headers.get('subject')).toBe('[Cairn] 2 alerts: 2 opened (1 critical)');
+    await held.close();
+
+    const quick = createNotifier(config(emailEnv()), captureLog().log, { retry: FAST_RETRY, coalesce: { quietMs: 10, maxWaitMs: 1000 } });
+    await quick.notify([EVENTS[2]!]);
+    await vi.waitFor(() => expect(smtp.mails).toHaveLength(2), { timeout: 10_000 });
+    expect(smtp.mails[1]!.headers.get('subject')).toBe('[Cairn] resolved: storage filling on the server');
+    await quick.close();
+  });
+
   it('sends nothing for an empty batch', async () => {
     const notifier = createNotifier(config({ ...emailEnv(), ...webhookEnv() }), captureLog().log, { retry: FAST_RETRY });
     expect(await notifier.deliver([])).toEqual([]);
-    notifier.close();
+    await notifier.close();
     expect(smtp.mails).toHaveLength(0);
     expect(http.requests).toHaveLength(0);
   });
@@ -175,7 +193,7 @@ describe('alert notifiers against real receivers', () => {
     const wrong = { ...emailEnv(), SMTP_URL: `smtp://${SMTP_USER}:not-the-password-77@127.0.0.1:${smtp.port}` };
     const notifier = createNotifier(config(wrong), log, { retry: FAST_RETRY });
     const [outcome] = await notifier.deliver(EVENTS);
-    notifier.close();
+    await notifier.close();
     expect(outcome).toMatchObject({ channel: 'email', ok: false, attempts: 1 });
     expect(outcome!.error).toMatch(/EAUTH/);
     expect(smtp.mails).toHaveLength(0);
@@ -226,6 +244,7 @@ describe('alert notifiers against real receivers', () => {
     http.statuses.push(503, 503, 503, 503, 503);
     const notifier = createNotifier(config(webhookEnv()), log, { retry: FAST_RETRY });
     await expect(notifier.notify(EVENTS)).resolves.toBeUndefined();
+    await notifier.flush();
 
     expect(http.requests).toHaveLength(FAST_RETRY.attempts);
     const failure = parsed().find((line) => line.msg === 'alert notification not delivered');
@@ -256,7 +275,7 @@ describe('alert notifiers against real receivers', () => {
   it('fans one batch out to every configured channel, one message each', async () => {
     const notifier = createNotifier(config({ ...emailEnv(), ...webhookEnv() }), captureLog().log, { retry: FAST_RETRY });
     const outcomes = await notifier.deliver(EVENTS);
-    notifier.close();
+    await notifier.close();
     expect(outcomes.map((o) => [o.channel, o.ok])).toEqual([
       ['email', true],
       ['webhook', true],

@@ -45,6 +45,6 @@ export async function sendTestNotification(ctx: AppContext, actor: Actor, now: D
     });
     return outcomes;
   } finally {
-    notifier.close();
+    await notifier.close();
   }
 }
