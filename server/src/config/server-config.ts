@@ -11,6 +11,23 @@ export interface S3Config {
   secretAccessKey: string | undefined;
 }
 
+/** SMTP server alert emails go through (from SMTP_URL; the password is never logged). */
+export interface SmtpConfig {
+  host: string;
+  port: number;
+  /** TLS from the first byte (smtps://); smtp:// upgrades with STARTTLS when the server offers it. */
+  secure: boolean;
+  user: string | undefined;
+  password: string | undefined;
+}
+
+export interface NotificationsConfig {
+  /** Unset: no alert emails. Recipients are the admins listed in ALERT_EMAIL_TO. */
+  email: { smtp: SmtpConfig; from: string; to: string[] } | undefined;
+  /** Unset: no webhook. The secret signs each body (decision 86). */
+  webhook: { url: string; secret: string } | undefined;
+}
+
 export interface ServerConfig {
   port: number;
   host: string;
@@ -46,6 +63,84 @@ export interface ServerConfig {
   session: {
     idleMinutes: number;
   };
+  notifications: NotificationsConfig;
+}
+
+const EMAIL_ADDRESS = /^[^\s@<>,;"]+@[^\s@<>,;"]+$/;
+/** A bare address or `Display Name <address>`. */
+// eslint-disable-next-line no-control-regex -- control characters (a line break) are what the display name must not hold
+const EMAIL_FROM = /^(?:[^<>@,;"\x00-\x1f\x7f]*<[^\s@<>,;"]+@[^\s@<>,;"]+>|[^\s@<>,;"]+@[^\s@<>,;"]+)$/;
+const MIN_WEBHOOK_SECRET_LENGTH = 16;
+
+/** Parses SMTP_URL; problems never quote the value, which holds a password. */
+function parseSmtpUrl(raw: string, problems: string[]): SmtpConfig | undefined {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    problems.push('SMTP_URL must be a URL such as smtps://user:password@smtp.example.com:465 (the value is not shown: it may hold a password)');
+    return undefined;
+  }
+  if (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') {
+    problems.push(`SMTP_URL must start with smtp:// or smtps://, got "${url.protocol}//"`);
+    return undefined;
+  }
+  if (url.hostname === '') {
+    problems.push('SMTP_URL must name the SMTP host (smtp://user:password@host:port)');
+    return undefined;
+  }
+  const secure = url.protocol === 'smtps:';
+  return {
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+    port: url.port === '' ? (secure ? 465 : 587) : Number(url.port),
+    secure,
+    user: url.username === '' ? undefined : decodeURIComponent(url.username),
+    password: url.password === '' ? undefined : decodeURIComponent(url.password),
+  };
+}
+
+function readNotifications(r: EnvReader): NotificationsConfig {
+  // Every variable is read whatever the others hold, so variablesRead() sees them all.
+  const smtpUrl = r.optionalString('SMTP_URL');
+  const from = r.optionalString('ALERT_EMAIL_FROM');
+  const toText = r.optionalString('ALERT_EMAIL_TO');
+  const webhookUrl = r.optionalString('ALERT_WEBHOOK_URL');
+  const webhookSecret = r.optionalString('ALERT_WEBHOOK_SECRET');
+
+  let email: NotificationsConfig['email'];
+  if (smtpUrl === undefined) {
+    if (from !== undefined || toText !== undefined) r.problems.push('ALERT_EMAIL_FROM and ALERT_EMAIL_TO need SMTP_URL (the server that sends the emails)');
+  } else {
+    const smtp = parseSmtpUrl(smtpUrl, r.problems);
+    if (from === undefined) r.problems.push('ALERT_EMAIL_FROM is required with SMTP_URL (e.g. "Cairn <cairn@example.com>")');
+    else if (!EMAIL_FROM.test(from)) r.problems.push(`ALERT_EMAIL_FROM must be an address or "Name <address>", got "${from}"`);
+    const to = (toText ?? '').split(',').map((address) => address.trim()).filter((address) => address !== '');
+    if (to.length === 0) r.problems.push('ALERT_EMAIL_TO is required with SMTP_URL (comma-separated addresses)');
+    const bad = to.filter((address) => !EMAIL_ADDRESS.test(address));
+    if (bad.length > 0) r.problems.push(`ALERT_EMAIL_TO must be comma-separated addresses, not "${bad.join('", "')}"`);
+    if (smtp && from !== undefined && to.length > 0) email = { smtp, from, to };
+  }
+
+  let webhook: NotificationsConfig['webhook'];
+  if (webhookUrl === undefined) {
+    if (webhookSecret !== undefined) r.problems.push('ALERT_WEBHOOK_SECRET needs ALERT_WEBHOOK_URL');
+  } else {
+    let valid = false;
+    try {
+      const url = new URL(webhookUrl);
+      valid = url.protocol === 'http:' || url.protocol === 'https:';
+    } catch {
+      // reported below
+    }
+    // Not quoted: a webhook URL often carries a token in its path or query.
+    if (!valid) r.problems.push('ALERT_WEBHOOK_URL must be an http(s) URL');
+    if (webhookSecret === undefined || webhookSecret.length < MIN_WEBHOOK_SECRET_LENGTH) {
+      r.problems.push(`ALERT_WEBHOOK_SECRET is required with ALERT_WEBHOOK_URL, at least ${MIN_WEBHOOK_SECRET_LENGTH} characters (try: openssl rand -hex 32)`);
+    } else if (valid) {
+      webhook = { url: webhookUrl, secret: webhookSecret };
+    }
+  }
+  return { email, webhook };
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -124,6 +219,7 @@ export function loadServerConfig(env: Env): ServerConfig {
     session: {
       idleMinutes: r.integer('SESSION_IDLE_MINUTES', 60, 1, 60 * 24 * 30),
     },
+    notifications: readNotifications(r),
   };
   r.done();
   return config;

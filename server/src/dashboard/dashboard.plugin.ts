@@ -17,6 +17,7 @@ import { clientsRoutes } from './clients.routes.ts';
 import { type DashboardDeps, renderPage } from './dashboard-context.ts';
 import { createDashboardRepository } from './dashboard.repository.ts';
 import { filesRoutes } from './files.routes.ts';
+import { notificationsRoutes } from './notifications.routes.ts';
 import { overviewRoutes } from './overview.routes.ts';
 import { resolveSecretKey } from './secret-key.ts';
 import { usersRoutes } from './users.routes.ts';
@@ -108,5 +109,6 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
     await authed.register(filesRoutes, { deps });
     await authed.register(usersRoutes, { deps });
     await authed.register(auditRoutes, { deps });
+    await authed.register(notificationsRoutes, { deps });
   });
 };

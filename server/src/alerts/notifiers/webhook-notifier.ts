@@ -1,0 +1,116 @@
+import { createHmac, randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { AlertEvent } from '../alert-event.ts';
+import type { NotificationsConfig } from '../../config/server-config.ts';
+import { buildDigest } from './alert-digest.ts';
+import { describeError, type RetryPolicy, withRetries } from './delivery-retry.ts';
+import type { NotificationChannel } from './notification-channel.ts';
+
+/** Alerts carried in one webhook body; the rest are counted in `omitted` (decision 87). */
+export const WEBHOOK_MAX_LISTED = 100;
+export const SIGNATURE_HEADER = 'x-cairn-signature';
+export const TIMESTAMP_HEADER = 'x-cairn-timestamp';
+export const DELIVERY_HEADER = 'x-cairn-delivery';
+const TIMEOUT_MS = 10_000;
+
+type WebhookConfig = NonNullable<NotificationsConfig['webhook']>;
+
+/**
+ * The signature of one delivery (decision 86): HMAC-SHA256 with the shared
+ * secret over `<timestamp>.<raw body>`, hex, as `sha256=<hex>`. The timestamp
+ * (Unix seconds, also sent in its own header) is signed with the body, so a
+ * receiver that refuses old timestamps cannot be fed a recorded delivery.
+ */
+export function webhookSignature(secret: string, timestamp: string, rawBody: string): string {
+  return `sha256=${createHmac('sha256', secret).update(`${timestamp}.${rawBody}`).digest('hex')}`;
+}
+
+/** The body a receiver gets; `omitted` counts the events beyond WEBHOOK_MAX_LISTED. */
+export interface WebhookBody {
+  type: 'cairn.alerts';
+  deliveryId: string;
+  test: boolean;
+  server: string;
+  opened: number;
+  resolved: number;
+  events: AlertEvent[];
+  omitted: number;
+}
+
+class WebhookStatusError extends Error {
+  constructor(readonly status: number) {
+    super(`receiver answered HTTP ${status}`);
+  }
+}
+
+/** Network errors, timeouts, 5xx and 429 are worth another try; any other answer is final. */
+function isTransientHttpError(error: unknown): boolean {
+  if (error instanceof WebhookStatusError) return error.status >= 500 || error.status === 429;
+  return true;
+}
+
+/** The URL for logs and the dashboard: no credentials, no query (either may hold a token). */
+export function displayUrl(raw: string): string {
+  const url = new URL(raw);
+  return `${url.protocol}//${url.host}${url.pathname}`;
+}
+
+/** One signed POST per engine pass. */
+export class WebhookNotifier implements NotificationChannel {
+  readonly name = 'webhook';
+  readonly target: string;
+
+  constructor(
+    private readonly config: WebhookConfig,
+    private readonly publicUrl: string,
+    private readonly retry: RetryPolicy,
+    private readonly log: Logger,
+  ) {
+    this.target = displayUrl(config.url);
+  }
+
+  async send(events: readonly AlertEvent[], options: { test: boolean }): Promise<{ attempts: number }> {
+    const digest = buildDigest(events, { maxListed: WEBHOOK_MAX_LISTED, publicUrl: this.publicUrl, test: options.test });
+    const body: WebhookBody = {
+      type: 'cairn.alerts',
+      deliveryId: randomUUID(),
+      test: digest.test,
+      server: this.publicUrl,
+      opened: digest.opened,
+      resolved: digest.resolved,
+      events: digest.listed,
+      omitted: digest.omitted,
+    };
+    const rawBody = JSON.stringify(body);
+    const { attempts } = await withRetries(
+      this.retry,
+      () => this.#post(body.deliveryId, rawBody),
+      isTransientHttpError,
+      (error, n, delayMs) =>
+        this.log.warn({ channel: this.name, target: this.target, attempt: n, delayMs: Math.round(delayMs), error: describeError(error) }, 'alert webhook failed, retrying'),
+    );
+    return { attempts };
+  }
+
+  async #post(deliveryId: string, rawBody: string): Promise<void> {
+    // Signed afresh for each try, so a retry carries a current timestamp.
+    const timestamp = String(Math.floor(Date.now() / 1000));
+    const response = await fetch(this.config.url, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'cairn-alerts',
+        [TIMESTAMP_HEADER]: timestamp,
+        [SIGNATURE_HEADER]: webhookSignature(this.config.secret, timestamp, rawBody),
+        [DELIVERY_HEADER]: deliveryId,
+      },
+      body: rawBody,
+      redirect: 'manual',
+      signal: AbortSignal.timeout(TIMEOUT_MS),
+    });
+    await response.body?.cancel();
+    if (response.status < 200 || response.status > 299) throw new WebhookStatusError(response.status);
+  }
+
+  close(): void {}
+}

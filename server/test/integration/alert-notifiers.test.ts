@@ -1,0 +1,292 @@
+/**
+ * The email and webhook notifiers against real receivers on loopback: an
+ * SMTP server (smtp-server) and a node:http server. What arrives is checked:
+ * one message per batch, recipients, subject, each alert's message and
+ * values, the HMAC signature, retries after a 500, bounded attempts, and
+ * that no secret reaches the log.
+ */
+import { createHmac } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { AlertEvent, AlertSnapshot } from '../../src/alerts/alert-event.ts';
+import { createNotifier } from '../../src/alerts/notifiers/create-notifier.ts';
+import { EMAIL_MAX_LISTED } from '../../src/alerts/notifiers/email-notifier.ts';
+import type { WebhookBody } from '../../src/alerts/notifiers/webhook-notifier.ts';
+import { loadServerConfig } from '../../src/config/server-config.ts';
+import { createLogger } from '../../src/logger.ts';
+import { startHttpReceiver, startSmtpReceiver, type HttpReceiver, type SmtpReceiver } from '../helpers/notification-receivers.ts';
+
+const SMTP_USER = 'cairn-mailer';
+const SMTP_PASSWORD = 'smtp-pass-Zq81xKv0';
+const WEBHOOK_SECRET = 'webhook-secret-9f3a1c77e0b24d55';
+const FAST_RETRY = { attempts: 3, baseDelayMs: 5, maxDelayMs: 20 };
+
+function alert(overrides: Partial<AlertSnapshot> & Pick<AlertSnapshot, 'id'>): AlertSnapshot {
+  return {
+    type: 'missed_backup',
+    severity: 'warning',
+    clientId: 'c-1',
+    clientName: 'db-1',
+    ownerId: 'u-1',
+    path: null,
+    message: 'no successful backup for 26 h (expected every 1 h, tolerance 2x)',
+    observed: '26 h',
+    reference: '2 h',
+    openedAt: '2026-12-01T10:00:00.000Z',
+    resolvedAt: null,
+    ...overrides,
+  };
+}
+
+const EVENTS: AlertEvent[] = [
+  { kind: 'opened', alert: alert({ id: 'a-1' }) },
+  {
+    kind: 'opened',
+    alert: alert({
+      id: 'a-2',
+      type: 'file_shrank',
+      severity: 'critical',
+      clientName: 'web-2',
+      path: '/dumps/app.sql',
+      message: 'the new version of /dumps/app.sql is 3% of the one before',
+      observed: '12.0 MiB',
+      reference: '402.5 MiB',
+    }),
+  },
+  {
+    kind: 'resolved',
+    alert: alert({
+      id: 'a-3',
+      type: 'storage_filling',
+      clientId: null,
+      clientName: null,
+      ownerId: null,
+      message: 'disk store 91% full, full in about 6 days',
+      observed: '91%',
+      reference: 'high-water mark 85%',
+      resolvedAt: '2026-12-01T12:00:00.000Z',
+    }),
+  },
+];
+
+function captureLog() {
+  const lines: string[] = [];
+  const log = createLogger('info', 'cairn-server', { write: (line: string) => void lines.push(line) });
+  return { log, lines, parsed: () => lines.map((line) => JSON.parse(line) as Record<string, unknown>) };
+}
+
+function verifySignature(request: { headers: Record<string, string | string[] | undefined>; rawBody: string }): boolean {
+  const timestamp = String(request.headers['x-cairn-timestamp']);
+  const expected = `sha256=${createHmac('sha256', WEBHOOK_SECRET).update(`${timestamp}.${request.rawBody}`).digest('hex')}`;
+  return request.headers['x-cairn-signature'] === expected;
+}
+
+describe('alert notifiers against real receivers', () => {
+  let smtp: SmtpReceiver;
+  let http: HttpReceiver;
+
+  beforeAll(async () => {
+    smtp = await startSmtpReceiver(SMTP_USER, SMTP_PASSWORD);
+    http = await startHttpReceiver();
+  });
+  afterAll(async () => {
+    await smtp.close();
+    await http.close();
+  });
+  afterEach(() => {
+    smtp.mails.length = 0;
+    http.requests.length = 0;
+    http.statuses.length = 0;
+  });
+
+  function config(env: Record<string, string>) {
+    return loadServerConfig({ PUBLIC_URL: 'https://backup.example.com', ...env });
+  }
+  const emailEnv = () => ({
+    SMTP_URL: `smtp://${SMTP_USER}:${encodeURIComponent(SMTP_PASSWORD)}@127.0.0.1:${smtp.port}`,
+    ALERT_EMAIL_FROM: 'Cairn <cairn@example.com>',
+    ALERT_EMAIL_TO: 'ops@example.com, lead@example.com',
+  });
+  const webhookEnv = () => ({ ALERT_WEBHOOK_URL: http.url, ALERT_WEBHOOK_SECRET: WEBHOOK_SECRET });
+
+  it('sends one email per batch to every admin recipient, with each alert, its observed and reference value', async () => {
+    const { log, lines } = captureLog();
+    const notifier = createNotifier(config(emailEnv()), log, { retry: FAST_RETRY });
+    const outcomes = await notifier.deliver(EVENTS);
+    await notifier.close();
+
+    expect(outcomes).toEqual([{ channel: 'email', target: `ops@example.com, lead@example.com via 127.0.0.1:${smtp.port}`, ok: true, attempts: 1 }]);
+    expect(smtp.mails).toHaveLength(1);
+    const mail = smtp.mails[0]!;
+    expect(mail.user).toBe(SMTP_USER);
+    expect(mail.from).toBe('cairn@example.com');
+    expect(mail.to).toEqual(['ops@example.com', 'lead@example.com']);
+    expect(mail.headers.get('to')).toBe('ops@example.com, lead@example.com');
+    expect(mail.headers.get('subject')).toBe('[Cairn] 3 alerts: 2 opened, 1 resolved (1 critical)');
+    for (const { alert: a } of EVENTS) {
+      expect(mail.text).toContain(a.message);
+      expect(mail.text).toContain(`observed: ${a.observed}; reference: ${a.reference}`);
+    }
+    // Opened before resolved, critical first.
+    expect(mail.text.indexOf('file shrank')).toBeLessThan(mail.text.indexOf('missed backup'));
+    expect(mail.text.indexOf('missed backup')).toBeLessThan(mail.text.indexOf('RESOLVED'));
+    expect(mail.text).toContain('OPENED  critical  file shrank  on web-2  path /dumps/app.sql');
+    expect(mail.text).toContain('RESOLVED  warning  storage filling  on the server');
+    expect(mail.text).toContain('All alerts: https://backup.example.com/alerts');
+    expect(lines.join('\n')).not.toContain(SMTP_PASSWORD);
+  });
+
+  it('names a single alert in the subject', async () => {
+    const notifier = createNotifier(config(emailEnv()), captureLog().log, { retry: FAST_RETRY });
+    await notifier.deliver([EVENTS[1]!]);
+    await notifier.deliver([EVENTS[2]!]);
+    await notifier.close();
+    expect(smtp.mails.map((mail) => mail.headers.get('subject'))).toEqual([
+      '[Cairn] critical alert: file shrank on web-2',
+      '[Cairn] resolved: storage filling on the server',
+    ]);
+  });
+
+  it('caps a broken fleet, reported client by client in one pass, at one email that lists the first alerts and counts the rest', async () => {
+    const many: AlertEvent[] = Array.from({ length: EMAIL_MAX_LISTED + 13 }, (_, i) => ({
+      kind: 'opened',
+      alert: alert({ id: `m-${i}`, clientName: `host-${String(i).padStart(3, '0')}`, message: `host-${String(i).padStart(3, '0')} stopped reporting` }),
+    }));
+    const notifier = createNotifier(config(emailEnv()), captureLog().log, { retry: FAST_RETRY });
+    // The engine hands over each client's events as it evaluates that client.
+    for (const event of many) await notifier.notify([event]);
+    await notifier.close();
+
+    expect(smtp.mails).toHaveLength(1);
+    const text = smtp.mails[0]!.text;
+    expect(text.match(/stopped reporting/g)).toHaveLength(EMAIL_MAX_LISTED);
+    expect(text).toContain('... and 13 more alerts, not listed here.');
+    expect(smtp.mails[0]!.headers.get('subject')).toBe(`[Cairn] ${EMAIL_MAX_LISTED + 13} alerts: ${EMAIL_MAX_LISTED + 13} opened`);
+  });
+
+  it('queues: notify resolves before anything is sent, and the queued events go out together once the calls pause', async () => {
+    const held = createNotifier(config(emailEnv()), captureLog().log, { retry: FAST_RETRY, coalesce: { quietMs: 60_000, maxWaitMs: 120_000 } });
+    await held.notify([EVENTS[0]!]);
+    await held.notify([EVENTS[1]!]);
+    expect(smtp.mails).toHaveLength(0);
+    await held.flush();
+    expect(smtp.mails).toHaveLength(1);
+    expect(smtp.mails[0]!.headers.get('subject')).toBe('[Cairn] 2 alerts: 2 opened (1 critical)');
+    await held.close();
+
+    const quick = createNotifier(config(emailEnv()), captureLog().log, { retry: FAST_RETRY, coalesce: { quietMs: 10, maxWaitMs: 1000 } });
+    await quick.notify([EVENTS[2]!]);
+    await vi.waitFor(() => expect(smtp.mails).toHaveLength(2), { timeout: 10_000 });
+    expect(smtp.mails[1]!.headers.get('subject')).toBe('[Cairn] resolved: storage filling on the server');
+    await quick.close();
+  });
+
+  it('sends nothing for an empty batch', async () => {
+    const notifier = createNotifier(config({ ...emailEnv(), ...webhookEnv() }), captureLog().log, { retry: FAST_RETRY });
+    expect(await notifier.deliver([])).toEqual([]);
+    await notifier.close();
+    expect(smtp.mails).toHaveLength(0);
+    expect(http.requests).toHaveLength(0);
+  });
+
+  it('reports an SMTP server that refuses the credentials, without retrying and without the password in the log', async () => {
+    const { log, lines, parsed } = captureLog();
+    const wrong = { ...emailEnv(), SMTP_URL: `smtp://${SMTP_USER}:not-the-password-77@127.0.0.1:${smtp.port}` };
+    const notifier = createNotifier(config(wrong), log, { retry: FAST_RETRY });
+    const [outcome] = await notifier.deliver(EVENTS);
+    await notifier.close();
+    expect(outcome).toMatchObject({ channel: 'email', ok: false, attempts: 1 });
+    expect(outcome!.error).toMatch(/EAUTH/);
+    expect(smtp.mails).toHaveLength(0);
+    expect(parsed().some((line) => line.level === 50 && line.msg === 'alert notification not delivered')).toBe(true);
+    expect(lines.join('\n')).not.toContain('not-the-password-77');
+  });
+
+  it('posts one signed JSON body per batch that the receiver can verify', async () => {
+    const { log, lines } = captureLog();
+    const notifier = createNotifier(config(webhookEnv()), log, { retry: FAST_RETRY });
+    const outcomes = await notifier.deliver(EVENTS);
+
+    expect(outcomes).toEqual([{ channel: 'webhook', target: http.url, ok: true, attempts: 1 }]);
+    expect(http.requests).toHaveLength(1);
+    const request = http.requests[0]!;
+    expect(request.method).toBe('POST');
+    expect(request.headers['content-type']).toBe('application/json');
+    expect(verifySignature(request)).toBe(true);
+    // A body changed on the way, or replayed under a new timestamp, no longer verifies.
+    expect(verifySignature({ ...request, rawBody: request.rawBody.replace('26 h', '2 h') })).toBe(false);
+    expect(verifySignature({ ...request, headers: { ...request.headers, 'x-cairn-timestamp': String(Number(request.headers['x-cairn-timestamp']) + 600) } })).toBe(false);
+    const body = JSON.parse(request.rawBody) as WebhookBody;
+    expect(body).toMatchObject({ type: 'cairn.alerts', test: false, server: 'https://backup.example.com', opened: 2, resolved: 1, omitted: 0 });
+    expect(body.deliveryId).toBe(request.headers['x-cairn-delivery']);
+    expect(body.events.map((event) => event.alert.id)).toEqual(['a-2', 'a-1', 'a-3']);
+    expect(body.events[0]).toEqual(EVENTS[1]);
+    expect(request.rawBody).not.toContain(WEBHOOK_SECRET);
+    expect(lines.join('\n')).not.toContain(WEBHOOK_SECRET);
+  });
+
+  it('retries after a 500 with the same delivery id and a fresh signature, and logs no secret', async () => {
+    const { log, lines, parsed } = captureLog();
+    http.statuses.push(500);
+    const notifier = createNotifier(config(webhookEnv()), log, { retry: FAST_RETRY });
+    const outcomes = await notifier.deliver(EVENTS);
+
+    expect(outcomes).toEqual([{ channel: 'webhook', target: http.url, ok: true, attempts: 2 }]);
+    expect(http.requests).toHaveLength(2);
+    expect(http.requests.every(verifySignature)).toBe(true);
+    expect(http.requests[1]!.headers['x-cairn-delivery']).toBe(http.requests[0]!.headers['x-cairn-delivery']);
+    expect(http.requests[1]!.rawBody).toBe(http.requests[0]!.rawBody);
+    expect(parsed().filter((line) => line.msg === 'alert webhook failed, retrying')).toHaveLength(1);
+    expect(lines.join('\n')).not.toContain(WEBHOOK_SECRET);
+  });
+
+  it('gives up after the bounded attempts, logs at error and still resolves', async () => {
+    const { log, lines, parsed } = captureLog();
+    http.statuses.push(503, 503, 503, 503, 503);
+    const notifier = createNotifier(config(webhookEnv()), log, { retry: FAST_RETRY });
+    await expect(notifier.notify(EVENTS)).resolves.toBeUndefined();
+    await notifier.flush();
+
+    expect(http.requests).toHaveLength(FAST_RETRY.attempts);
+    const failure = parsed().find((line) => line.msg === 'alert notification not delivered');
+    expect(failure).toMatchObject({ level: 50, channel: 'webhook', attempts: FAST_RETRY.attempts, error: 'receiver answered HTTP 503' });
+    expect(lines.join('\n')).not.toContain(WEBHOOK_SECRET);
+  });
+
+  it('does not retry an answer another try cannot change (400)', async () => {
+    http.statuses.push(400);
+    const notifier = createNotifier(config(webhookEnv()), captureLog().log, { retry: FAST_RETRY });
+    const [outcome] = await notifier.deliver(EVENTS);
+    expect(outcome).toMatchObject({ ok: false, attempts: 1, error: 'receiver answered HTTP 400' });
+    expect(http.requests).toHaveLength(1);
+  });
+
+  it('retries a receiver that is not listening, then gives up without rejecting; the URL query never reaches the log', async () => {
+    const closed = await startHttpReceiver();
+    await closed.close();
+    const { log, lines } = captureLog();
+    const url = `${closed.url}?token=query-token-5c1d`;
+    const notifier = createNotifier(config({ ALERT_WEBHOOK_URL: url, ALERT_WEBHOOK_SECRET: WEBHOOK_SECRET }), log, { retry: FAST_RETRY });
+    const [outcome] = await notifier.deliver(EVENTS);
+    expect(outcome).toMatchObject({ channel: 'webhook', target: closed.url, ok: false, attempts: FAST_RETRY.attempts });
+    expect(outcome!.error).toMatch(/ECONNREFUSED/);
+    expect(lines.join('\n')).not.toContain('query-token-5c1d');
+  });
+
+  it('fans one batch out to every configured channel, one message each', async () => {
+    const notifier = createNotifier(config({ ...emailEnv(), ...webhookEnv() }), captureLog().log, { retry: FAST_RETRY });
+    const outcomes = await notifier.deliver(EVENTS);
+    await notifier.close();
+    expect(outcomes.map((o) => [o.channel, o.ok])).toEqual([
+      ['email', true],
+      ['webhook', true],
+    ]);
+    expect(smtp.mails).toHaveLength(1);
+    expect(http.requests).toHaveLength(1);
+  });
+
+  it('has no channels (and sends nothing) when nothing is configured', async () => {
+    const notifier = createNotifier(config({}), captureLog().log);
+    expect(notifier.channels).toEqual([]);
+    expect(await notifier.deliver(EVENTS)).toEqual([]);
+  });
+});
