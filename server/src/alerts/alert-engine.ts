@@ -15,6 +15,8 @@ import type { AppContext } from '../app-context.ts';
 import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
 import type { Db } from '../db/database.ts';
 import { alerts, backupRuns, clients } from '../db/schema.ts';
+import { recordAudit } from '../services/audit-log.service.ts';
+import type { Actor } from '../services/users.service.ts';
 import type { AlertEvent, AlertNotifier, AlertSnapshot } from './alert-event.ts';
 import { DEFAULT_ALERT_SETTINGS, detectAlertConditions, type AlertCondition, type AlertSettings } from './detectors.ts';
 
@@ -159,12 +161,27 @@ export async function isPruningHeld(db: Db, clientId: string): Promise<boolean> 
   return row !== undefined;
 }
 
-/** Marks an unresolved alert acknowledged by `userId`; false when there is no such unresolved alert. */
-export async function acknowledgeAlert(db: Db, alertId: string, userId: string, now: Date = new Date()): Promise<boolean> {
-  const rows = await db
-    .update(alerts)
-    .set({ state: 'acknowledged', acknowledgedAt: now, acknowledgedBy: userId })
-    .where(and(eq(alerts.id, alertId), eq(alerts.state, 'open')))
-    .returning({ id: alerts.id });
-  return rows.length > 0;
+/**
+ * Marks an open alert acknowledged by `actor`, with an audit entry; false
+ * when it is not open (already acknowledged or resolved, or no such alert).
+ * The caller checks that the actor may see the alert's client.
+ */
+export async function acknowledgeAlert(db: Db, alertId: string, actor: Actor, now: Date = new Date()): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(alerts)
+      .set({ state: 'acknowledged', acknowledgedAt: now, acknowledgedBy: actor.userId })
+      .where(and(eq(alerts.id, alertId), eq(alerts.state, 'open')))
+      .returning();
+    if (!row) return false;
+    await recordAudit(tx, {
+      actorUserId: actor.userId,
+      actorName: actor.name,
+      action: 'alert.acknowledge',
+      targetType: row.clientId ? 'client' : 'server',
+      targetId: row.clientId,
+      details: { alertId: row.id, type: row.type, message: row.message },
+    });
+    return true;
+  });
 }

@@ -82,6 +82,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
         health: summary ? classifyClientHealth(summary, deps.now()) : 'ok',
         owner: await findUser(db, client.ownerId),
         runs: await listRuns(db, client.id, { limit: 20 }),
+        alerts: await repo.listAlerts(user, { state: 'unresolved', clientId: client.id, limit: 50 }),
         changes: await repo.listAudit({ limit: 10, targetId: client.id }),
         form: form ?? { values: configFormValues(client), errors: {} },
         defaultTimeout: DEFAULT_PRE_COMMAND_TIMEOUT_SECONDS,

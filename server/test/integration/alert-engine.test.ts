@@ -121,7 +121,7 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
     expect((await agent.alertsOfClient()).map((a) => a.state)).toEqual(['open']);
 
     const [admin] = await h.ctx.database.db.select().from(users).limit(1);
-    expect(await acknowledgeAlert(h.ctx.database.db, alert!.id, admin!.id)).toBe(true);
+    expect(await acknowledgeAlert(h.ctx.database.db, alert!.id, { userId: admin!.id, name: admin!.username })).toBe(true);
     await sweepRetention(h.ctx);
     expect(await agent.versions('/data/doc.txt')).toHaveLength(2);
     await evaluateClientAlerts(h.ctx, agent.clientId);
