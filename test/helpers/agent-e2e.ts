@@ -179,6 +179,11 @@ export class DashboardSession {
     return (await this.#request('GET', `/clients/${clientId}/logs`)).body;
   }
 
+  /** The alerts page, e.g. `?state=resolved&client=<id>`. */
+  async alertsPage(query = ''): Promise<string> {
+    return (await this.#request('GET', `/alerts${query}`)).body;
+  }
+
   /** The dashboard's versions page of one backed-up path. */
   async versionsPage(clientId: string, filePath: string): Promise<string> {
     return (await this.#request('GET', `/clients/${clientId}/versions?path=${encodeURIComponent(filePath)}`)).body;
