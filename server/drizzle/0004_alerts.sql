@@ -15,6 +15,7 @@ CREATE TABLE "alerts" (
 	"resolved_at" timestamp with time zone
 );
 --> statement-breakpoint
+ALTER TABLE "clients" ADD COLUMN "alert_settings" jsonb;--> statement-breakpoint
 ALTER TABLE "alerts" ADD CONSTRAINT "alerts_client_id_clients_id_fk" FOREIGN KEY ("client_id") REFERENCES "public"."clients"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 ALTER TABLE "alerts" ADD CONSTRAINT "alerts_acknowledged_by_users_id_fk" FOREIGN KEY ("acknowledged_by") REFERENCES "public"."users"("id") ON DELETE set null ON UPDATE no action;--> statement-breakpoint
 CREATE UNIQUE INDEX "alerts_unresolved_uq" ON "alerts" USING btree (coalesce("client_id", '00000000-0000-0000-0000-000000000000'::uuid),"dedupe_key") WHERE "alerts"."state" <> 'resolved';--> statement-breakpoint

@@ -303,7 +303,16 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await shot('16-alerts-acknowledged');
     await page.setViewportSize({ width: 390, height: 844 });
     await shot('17-alerts-mobile');
+    await page.goto(`${server.url}/clients/${laptop.clientId}`);
+    await page.locator('#alert-settings').screenshot({ path: path.join(shots, '19-alert-settings-mobile.png') });
     await page.setViewportSize({ width: 1360, height: 900 });
+    await page.goto(`${server.url}/clients/${laptop.clientId}`);
+    await page.fill('input[name="missedBackup.tolerance"]', '3');
+    await page.click('#alert-settings button:text("Save alert settings")');
+    await page.waitForURL(/notice=saved/);
+    expect(await page.locator('#alert-settings').textContent()).toContain('This client overrides some defaults');
+    expect(await page.inputValue('input[name="missedBackup.tolerance"]')).toBe('3');
+    await page.locator('#alert-settings').screenshot({ path: path.join(shots, '18-alert-settings.png') });
   });
 
   it('stays usable on a phone-sized screen', async () => {

@@ -18,6 +18,7 @@ import { alerts, backupRuns, clients } from '../db/schema.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
 import type { Actor } from '../services/users.service.ts';
 import type { AlertEvent, AlertNotifier, AlertSnapshot } from './alert-event.ts';
+import { mergeAlertSettings } from './alert-settings.ts';
 import { DEFAULT_ALERT_SETTINGS, detectAlertConditions, type AlertCondition, type AlertSettings } from './detectors.ts';
 
 /** Runs read per client: enough for every detector's history and window (see AlertSettings). */
@@ -30,6 +31,7 @@ type AlertRow = typeof alerts.$inferSelect;
 export interface EngineOptions {
   /** Default: the server's clock now. */
   now?: Date;
+  /** Default: DEFAULT_ALERT_SETTINGS with the client's own overrides. */
   settings?: AlertSettings;
 }
 
@@ -57,7 +59,7 @@ export async function evaluateClientAlerts(ctx: AppContext, clientId: string, op
       runs,
       now,
     },
-    options.settings ?? DEFAULT_ALERT_SETTINGS,
+    options.settings ?? mergeAlertSettings(DEFAULT_ALERT_SETTINGS, client.alertSettings),
   );
   const events = await reconcile(db, clientId, conditions, now);
   const snapshots = events.map((event) => ({ kind: event.kind, alert: toSnapshot(event.row, client.name, client.ownerId) }));

@@ -23,6 +23,7 @@ import {
 } from 'drizzle-orm/pg-core';
 import type { FileKind, PreCommand, PreCommandResult } from '@cairn/shared';
 import type { AlertSeverity, AlertType } from '../alerts/alert-event.ts';
+import type { AlertSettingsOverride } from '../alerts/alert-settings.ts';
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 
@@ -60,6 +61,8 @@ export const clients = pgTable(
     /** Per-client retention override; null = the owner's policy. */
     retentionVersions: integer('retention_versions'),
     retentionDays: integer('retention_days'),
+    /** Alert settings this client overrides (only those); null = the defaults (server/src/alerts/alert-settings.ts). */
+    alertSettings: jsonb('alert_settings').$type<AlertSettingsOverride>(),
     runRequestedAt: timestamp('run_requested_at', { withTimezone: true }),
     lastPingAt: timestamp('last_ping_at', { withTimezone: true }),
     lastBackupAt: timestamp('last_backup_at', { withTimezone: true }),

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { auditLog } from '../../src/db/schema.ts';
+import { auditLog, clients } from '../../src/db/schema.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 import { TestAgent } from './agent-fixture.ts';
 import { addUser, Browser, startDashboardHarness, type DashboardHarness } from './dashboard-harness.ts';
@@ -41,7 +41,7 @@ describe.each(testDatabaseKinds())('dashboard alerts (%s)', (kind) => {
     const page = await alice.get('/alerts');
     expect(page.status).toBe(200);
     expect(page.body).toContain('pre-command `pg_dump -f /dumps/db.sql` exited with 1');
-    expect(page.body).toMatch(/<td class="observed">exited with 1<\/td>\s*<td class="reference muted">exit code 0<\/td>/);
+    expect(page.body).toMatch(/<td class="observed" data-label="Observed">exited with 1<\/td>\s*<td class="reference muted" data-label="Reference">exit code 0<\/td>/);
     expect(page.body).not.toContain('bob-server');
     const all = await admin.get('/alerts');
     expect(all.body).toContain('alice-laptop');
@@ -96,5 +96,34 @@ describe.each(testDatabaseKinds())('dashboard alerts (%s)', (kind) => {
     const resolved = await alice.get('/alerts?state=resolved');
     expect(resolved.body).toContain('exited with 1');
     expect(resolved.body).toContain('badge ok">resolved');
+  });
+
+  it('per-client alert settings: stores only overrides, names a bad field, and a disabled detector opens nothing', async () => {
+    const page = await alice.get(`/clients/${aliceAgent.clientId}`);
+    expect(page.body).toContain('This client uses the defaults.');
+    const fields = Object.fromEntries([...page.body.matchAll(/<input (?:type="checkbox" )?name="([a-zA-Z]+\.[a-zA-Z]+)" (?:value|inputmode)="[^"]*"(?: value="([^"]*)")?( checked)?/g)].map((m) => [m[1]!, m[2] ?? (m[3] ? 'on' : '')]));
+    expect(fields['missedBackup.tolerance']).toBe('2');
+    expect(fields['failing.enabled']).toBe('on');
+
+    const bad = await alice.post(`/clients/${aliceAgent.clientId}/alerts`, { ...fields, 'missedBackup.tolerance': 'soon' });
+    expect(bad.status).toBe(400);
+    expect(bad.body).toContain('a number from 1 to 1000');
+    await bob.get('/alerts');
+    expect((await bob.post(`/clients/${aliceAgent.clientId}/alerts`, fields)).status).toBe(404);
+
+    await alice.get(`/clients/${aliceAgent.clientId}`);
+    const saved = await alice.post(`/clients/${aliceAgent.clientId}/alerts`, { ...fields, 'failing.enabled': '', 'missedBackup.tolerance': '4' });
+    expect(saved.status).toBe(303);
+    const [row] = await h.ctx.database.db.select({ alertSettings: clients.alertSettings }).from(clients).where(eq(clients.id, aliceAgent.clientId));
+    expect(row!.alertSettings).toEqual({ failing: { enabled: false }, missedBackup: { tolerance: 4 } });
+    expect((await alice.get(`/clients/${aliceAgent.clientId}`)).body).toContain('This client overrides some defaults');
+
+    await aliceAgent.backup([{ path: '/dumps/db.sql', content: 'dump 3' }], { status: 'failed' });
+    expect((await alice.get('/alerts')).body).toContain('No unresolved alerts.');
+
+    await alice.get(`/clients/${aliceAgent.clientId}`);
+    expect((await alice.post(`/clients/${aliceAgent.clientId}/alerts`, { reset: 'on' })).status).toBe(303);
+    const [reset] = await h.ctx.database.db.select({ alertSettings: clients.alertSettings }).from(clients).where(eq(clients.id, aliceAgent.clientId));
+    expect(reset!.alertSettings).toBeNull();
   });
 });
