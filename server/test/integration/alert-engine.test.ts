@@ -135,4 +135,16 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
     await Promise.all([evaluateClientAlerts(h.ctx, agent.clientId), evaluateClientAlerts(h.ctx, agent.clientId), evaluateClientAlerts(h.ctx, agent.clientId)]);
     expect((await agent.alertsOfClient()).map((a) => a.dedupeKey)).toEqual(['failing:run']);
   });
+
+  it('a notifier that breaks its contract and throws does not fail the finish; the alert still opens', async () => {
+    const agent = await agentFor('broken-notifier');
+    h.ctx.alertNotifier = { notify: async () => Promise.reject(new Error('smtp down')) };
+    try {
+      await agent.run({ status: 'failed' });
+    } finally {
+      h.ctx.alertNotifier = notifier;
+    }
+    expect((await agent.alertsOfClient()).map((a) => [a.dedupeKey, a.state])).toEqual([['failing:run', 'open']]);
+  });
 });
+
