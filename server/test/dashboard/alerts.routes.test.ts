@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { auditLog, clients } from '../../src/db/schema.ts';
+import { alerts, auditLog, clients } from '../../src/db/schema.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 import { TestAgent } from './agent-fixture.ts';
 import { addUser, Browser, startDashboardHarness, type DashboardHarness } from './dashboard-harness.ts';
@@ -18,12 +18,13 @@ describe.each(testDatabaseKinds())('dashboard alerts (%s)', (kind) => {
   let bob: Browser;
   let aliceAgent: TestAgent;
   let bobAgent: TestAgent;
+  let bobId: string;
 
   beforeAll(async () => {
     h = await startDashboardHarness(kind);
     await addUser(h.ctx, ADMIN.username, ADMIN.password, true);
     await addUser(h.ctx, ALICE.username, ALICE.password);
-    await addUser(h.ctx, BOB.username, BOB.password);
+    bobId = (await addUser(h.ctx, BOB.username, BOB.password)).id;
     aliceAgent = await TestAgent.register(h.url, ALICE.username, ALICE.password, 'alice-laptop');
     bobAgent = await TestAgent.register(h.url, BOB.username, BOB.password, 'bob-server');
     await aliceAgent.backup([{ path: '/dumps/db.sql', content: 'dump' }], { status: 'partial', preCommands: [failedDump] });
@@ -126,4 +127,21 @@ describe.each(testDatabaseKinds())('dashboard alerts (%s)', (kind) => {
     const [reset] = await h.ctx.database.db.select({ alertSettings: clients.alertSettings }).from(clients).where(eq(clients.id, aliceAgent.clientId));
     expect(reset!.alertSettings).toBeNull();
   });
+
+  it("the retention preview says when a client's pruning is held by a mass-change alert", async () => {
+    await h.ctx.database.db.insert(alerts).values({
+      type: 'mass_change',
+      severity: 'critical',
+      clientId: bobAgent.clientId,
+      dedupeKey: 'mass_change',
+      observed: '9500 of 10000 files changed',
+      reference: 'median 20 ± 0 over 20 runs',
+      message: 'mass change',
+    });
+    await admin.get(`/users/${bobId}`);
+    const preview = await admin.post(`/users/${bobId}/policy`, { retentionVersions: '1', retentionDays: '', action: 'preview' });
+    expect(preview.status).toBe(200);
+    expect(preview.body).toContain('Pruning is held for bob-server by an open mass-change alert');
+  });
 });
+
