@@ -175,7 +175,10 @@ export function detectMissedBackup(input: DetectorInput, settings: AlertSettings
 export function detectFailing(input: DetectorInput, settings: AlertSettings['failing']): AlertCondition[] {
   const { client, now, runs } = input;
   const conditions: AlertCondition[] = [];
-  const heardFrom = client.lastPingAt ?? client.createdAt;
+  // A run the agent started or finished is a sign of life as good as a heartbeat (an agent run once by cron never pings).
+  const newestRun = runs[0];
+  const signs = [client.lastPingAt, newestRun?.startedAt ?? null, newestRun?.finishedAt ?? null].filter((d): d is Date => d !== null);
+  const heardFrom = signs.length > 0 ? new Date(Math.max(...signs.map((d) => d.getTime()))) : client.createdAt;
   const silentSeconds = (now.getTime() - heardFrom.getTime()) / 1000;
   if (silentSeconds > settings.offlinePings * client.pingIntervalSeconds) {
     conditions.push({
@@ -183,9 +186,9 @@ export function detectFailing(input: DetectorInput, settings: AlertSettings['fai
       key: 'failing:agent-silent',
       severity: 'critical',
       path: null,
-      observed: client.lastPingAt ? `no heartbeat for ${formatHours(silentSeconds)}` : `never reported, created ${formatHours(silentSeconds)} ago`,
+      observed: signs.length > 0 ? `no heartbeat or run for ${formatHours(silentSeconds)}` : `never reported, created ${formatHours(silentSeconds)} ago`,
       reference: `a heartbeat every ${formatDuration(client.pingIntervalSeconds * 1000)}`,
-      message: `the agent stopped reporting: ${client.lastPingAt ? `no heartbeat for ${formatHours(silentSeconds)}` : 'it never reported'}`,
+      message: `the agent stopped reporting: ${signs.length > 0 ? `no heartbeat or run for ${formatHours(silentSeconds)}` : 'it never reported'}`,
     });
   }
   const last = runs.find(isFinished);

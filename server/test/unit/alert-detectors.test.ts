@@ -147,6 +147,18 @@ const cases: Case[] = [
     runs: steady(10),
     keys: ['failing:agent-silent'],
   },
+  {
+    name: 'an agent that never pings but ran a backup 5 minutes ago is not silent (run once by cron)',
+    client: { lastPingAt: null },
+    runs: [...steady(9), { startedHoursAgo: 0.1 }],
+    keys: [],
+  },
+  {
+    name: 'an agent that never pinged and never ran, created long ago, is silent',
+    client: { lastPingAt: null, lastSuccessAt: new Date(NOW.getTime() - 60_000) },
+    runs: [],
+    keys: ['failing:agent-silent'],
+  },
   { name: 'a ping 14 minutes ago is still on time', client: { lastPingAt: new Date(NOW.getTime() - 14 * 60_000) }, runs: steady(10), keys: [] },
   {
     name: 'missed backup: no success for 3 intervals (tolerance 2x)',
