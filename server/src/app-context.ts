@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { AlertNotifier } from './alerts/alert-event.ts';
 import type { BlobStore } from './blob/blob-store.ts';
 import type { ServerConfig } from './config/server-config.ts';
 import type { Database } from './db/database.ts';
@@ -9,4 +10,6 @@ export interface AppContext {
   database: Database;
   blobs: BlobStore;
   log: Logger;
+  /** Receives the alerts the engine opens and resolves; absent: nobody is notified (the dashboard still shows them). */
+  alertNotifier?: AlertNotifier;
 }

@@ -3,6 +3,7 @@ import { buildApp, type App } from './app.ts';
 import type { AppContext } from './app-context.ts';
 import { createBlobStore } from './blob/create-blob-store.ts';
 import type { ServerConfig } from './config/server-config.ts';
+import { createNotifier } from './alerts/notifiers/create-notifier.ts';
 import { openDatabase } from './db/database.ts';
 import { startPeriodicJobs } from './jobs/periodic-jobs.ts';
 import { ensureInitialAdmin } from './services/users.service.ts';
@@ -18,7 +19,8 @@ export interface RunningServer {
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
   const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
   const blobs = await createBlobStore(config, log);
-  const ctx: AppContext = { config, database, blobs, log };
+  const alertNotifier = createNotifier(config, log);
+  const ctx: AppContext = { config, database, blobs, log, alertNotifier };
   await ensureInitialAdmin(ctx);
   const app = await buildApp(ctx);
   const address = await app.listen({ port: config.port, host: config.host });
@@ -34,6 +36,8 @@ export async function startServer(config: ServerConfig, log: Logger): Promise<Ru
     async close() {
       await jobs.stop();
       await app.close();
+      // After the jobs and requests that raise alerts: what is still queued goes out now.
+      await alertNotifier.close();
       await blobs.close();
       await database.close();
     },

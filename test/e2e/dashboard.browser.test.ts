@@ -281,6 +281,40 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await shot('12-audit');
   });
 
+  it('lists open alerts with their reference values, filters them and acknowledges one', async () => {
+    await page.goto(`${server.url}/`);
+    expect(await page.locator('#alerts').textContent()).toContain('db-01');
+    await page.click('nav.mainnav >> text=Alerts');
+    await page.waitForURL(`${server.url}/alerts`);
+    const dumpRow = page.locator('tr.alert-row', { hasText: 'pg_dump -U app app' });
+    expect(await dumpRow.locator('td.observed').textContent()).toBe('exited with 1');
+    expect(await dumpRow.locator('td.reference').textContent()).toBe('exit code 0');
+    await shot('15-alerts');
+    await page.selectOption('select[name=type]', 'missed_backup');
+    await page.click('form.filters-form button[type=submit]');
+    await page.waitForURL(/type=missed_backup/);
+    expect(await page.locator('main').textContent()).toContain('No unresolved alerts for this filter.');
+    await page.goto(`${server.url}/alerts`);
+    await dumpRow.locator('button', { hasText: 'Acknowledge' }).click();
+    await page.waitForURL(/notice=alert-acknowledged/);
+    expect(await page.locator('.notice').textContent()).toBe('Alert acknowledged.');
+    expect(await dumpRow.textContent()).toContain('acknowledged');
+    expect(await dumpRow.textContent()).toContain('by admin');
+    await shot('16-alerts-acknowledged');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot('17-alerts-mobile');
+    await page.goto(`${server.url}/clients/${laptop.clientId}`);
+    await page.locator('#alert-settings').screenshot({ path: path.join(shots, '19-alert-settings-mobile.png') });
+    await page.setViewportSize({ width: 1360, height: 900 });
+    await page.goto(`${server.url}/clients/${laptop.clientId}`);
+    await page.fill('input[name="missedBackup.tolerance"]', '3');
+    await page.click('#alert-settings button:text("Save alert settings")');
+    await page.waitForURL(/notice=saved/);
+    expect(await page.locator('#alert-settings').textContent()).toContain('This client overrides some defaults');
+    expect(await page.inputValue('input[name="missedBackup.tolerance"]')).toBe('3');
+    await page.locator('#alert-settings').screenshot({ path: path.join(shots, '18-alert-settings.png') });
+  });
+
   it('stays usable on a phone-sized screen', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${server.url}/`);

@@ -179,6 +179,18 @@ export class DashboardSession {
     return (await this.#request('GET', `/clients/${clientId}/logs`)).body;
   }
 
+  /** The alerts page, e.g. `?state=resolved&client=<id>`. */
+  async alertsPage(query = ''): Promise<string> {
+    return (await this.#request('GET', `/alerts${query}`)).body;
+  }
+
+  /** Acknowledges an open alert from the alerts page, as a person would. */
+  async acknowledgeAlert(alertId: string): Promise<void> {
+    await this.#request('GET', '/alerts');
+    const answer = await this.#request('POST', `/alerts/${alertId}/acknowledge`, { back: '/alerts' });
+    if (answer.status !== 303) throw new Error(`acknowledging the alert failed: ${answer.status}`);
+  }
+
   /** The dashboard's versions page of one backed-up path. */
   async versionsPage(clientId: string, filePath: string): Promise<string> {
     return (await this.#request('GET', `/clients/${clientId}/versions?path=${encodeURIComponent(filePath)}`)).body;

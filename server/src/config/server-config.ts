@@ -54,6 +54,10 @@ export interface ServerConfig {
     graceSeconds: number;
     intervalSeconds: number;
   };
+  alerts: {
+    /** Period of the alert engine's pass over every client (it also runs after each finished run). */
+    intervalSeconds: number;
+  };
   limits: {
     /** Largest single uploaded part (one file's content). */
     maxPartBytes: number;
@@ -210,6 +214,9 @@ export function loadServerConfig(env: Env): ServerConfig {
     gc: {
       graceSeconds: r.integer('GC_GRACE_SECONDS', 86_400, 0),
       intervalSeconds: r.integer('GC_INTERVAL_SECONDS', 3600, 10),
+    },
+    alerts: {
+      intervalSeconds: r.integer('ALERTS_INTERVAL_SECONDS', 300, 10),
     },
     limits: {
       maxPartBytes: r.integer('MAX_UPLOAD_PART_BYTES', 64 * 1024 ** 3, 1),

@@ -1,4 +1,14 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import {
+  alertSettingsFormValues,
+  type AlertSettingsInput,
+  DETECTOR_LABELS,
+  mergeAlertSettings,
+  parseAlertSettingsForm,
+  saveClientAlertSettings,
+  THRESHOLD_FIELDS,
+} from '../alerts/alert-settings.ts';
+import { DEFAULT_ALERT_SETTINGS } from '../alerts/detectors.ts';
 import { BadRequestError, ConflictError } from '../errors.ts';
 import { listRuns } from '../services/backup-repository.ts';
 import {
@@ -65,6 +75,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     clientId: string,
     form: { values: ClientConfigInput; errors: FieldErrors } | null,
     status = 200,
+    alertForm: { values: AlertSettingsInput; errors: Record<string, string> } | null = null,
   ) {
     const client = await repo.getClient(user, clientId);
     const [summary] = await repo.listClientSummaries(user, { clientId: client.id });
@@ -82,9 +93,15 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
         health: summary ? classifyClientHealth(summary, deps.now()) : 'ok',
         owner: await findUser(db, client.ownerId),
         runs: await listRuns(db, client.id, { limit: 20 }),
+        alerts: await repo.listAlerts(user, { state: 'unresolved', clientId: client.id, limit: 50 }),
         changes: await repo.listAudit({ limit: 10, targetId: client.id }),
         form: form ?? { values: configFormValues(client), errors: {} },
         defaultTimeout: DEFAULT_PRE_COMMAND_TIMEOUT_SECONDS,
+        alertForm: alertForm ?? { values: alertSettingsFormValues(mergeAlertSettings(DEFAULT_ALERT_SETTINGS, client.alertSettings)), errors: {} },
+        alertDefaults: alertSettingsFormValues(DEFAULT_ALERT_SETTINGS),
+        alertOverridden: client.alertSettings !== null,
+        detectorLabels: DETECTOR_LABELS,
+        thresholdFields: THRESHOLD_FIELDS,
       },
       status,
     );
@@ -137,6 +154,17 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     const { retentionVersions, retentionDays, ...settings } = result.values;
     await updateClientSettings(ctx, client.id, { ...settings, retention: { versions: retentionVersions, days: retentionDays } }, actorOf(user));
     return redirectAfterPost(reply, `/clients/${client.id}?notice=saved`);
+  });
+
+  app.post<{ Params: { id: string } }>('/clients/:id/alerts', async (request, reply) => {
+    const user = viewer(request);
+    const client = await repo.getClient(user, request.params.id);
+    const fieldNames = [...Object.keys(DETECTOR_LABELS).map((d) => `${d}.enabled`), ...THRESHOLD_FIELDS.map((f) => f.name)];
+    const input: AlertSettingsInput = Object.fromEntries(fieldNames.map((name) => [name, field(request.body, name)]));
+    const result = field(request.body, 'reset') === 'on' ? { ok: true as const, override: null } : parseAlertSettingsForm(input, DEFAULT_ALERT_SETTINGS);
+    if (!result.ok) return renderClientPage(request, reply, user, client.id, null, 400, { values: input, errors: result.errors });
+    await saveClientAlertSettings(ctx, client.id, result.override, actorOf(user));
+    return redirectAfterPost(reply, `/clients/${client.id}?notice=saved#alert-settings`);
   });
 
   app.post<{ Params: { id: string } }>('/clients/:id/run', async (request, reply) => {

@@ -11,6 +11,7 @@ import view from '@fastify/view';
 import { Eta } from 'eta';
 import type { AppContext } from '../app-context.ts';
 import { AppError, dropStreamHeaders, StoredContentDamagedError } from '../errors.ts';
+import { alertsRoutes } from './alerts.routes.ts';
 import { auditRoutes } from './audit.routes.ts';
 import { authRoutes, sessionHook, TOO_MANY_LOGINS } from './auth.routes.ts';
 import { clientsRoutes } from './clients.routes.ts';
@@ -110,5 +111,6 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
     await authed.register(usersRoutes, { deps });
     await authed.register(auditRoutes, { deps });
     await authed.register(notificationsRoutes, { deps });
+    await authed.register(alertsRoutes, { deps });
   });
 };

@@ -9,9 +9,10 @@
  * like a missing one (NotFoundError), so its existence is not revealed.
  */
 import type { FileKind } from '@cairn/shared';
-import { and, count, desc, eq, sql, type SQL } from 'drizzle-orm';
+import { and, count, desc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
 import { rowsOf, type Db } from '../db/database.ts';
-import { auditLog, backupRuns, clientLogs, clients, fileVersions, users } from '../db/schema.ts';
+import type { AlertType } from '../alerts/alert-event.ts';
+import { alerts, auditLog, backupRuns, clientLogs, clients, fileVersions, users } from '../db/schema.ts';
 import { NotFoundError } from '../errors.ts';
 
 export interface Viewer {
@@ -23,6 +24,8 @@ export interface Viewer {
 export type ClientRow = typeof clients.$inferSelect;
 export type LogRow = typeof clientLogs.$inferSelect;
 export type LogLevelFilter = 'debug' | 'info' | 'warn' | 'error';
+export type AlertRow = typeof alerts.$inferSelect;
+export type AlertState = AlertRow['state'];
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const isUuid = (value: string): boolean => UUID.test(value);
@@ -299,7 +302,51 @@ export function createDashboardRepository(db: Db) {
     return num(rows[0]?.failures);
   }
 
+  // ---- alerts ------------------------------------------------------------------
+
+  /**
+   * Alerts the viewer may see, newest first: those of their clients (admins:
+   * all, and the server-wide ones). `state: 'unresolved'` means open or acknowledged.
+   */
+  async function listAlerts(
+    viewer: Viewer,
+    filter: { state?: AlertState | 'unresolved'; type?: AlertType; clientId?: string; limit: number },
+  ) {
+    const state =
+      filter.state === undefined ? undefined : filter.state === 'unresolved' ? inArray(alerts.state, ['open', 'acknowledged']) : eq(alerts.state, filter.state);
+    const rows = await db
+      .select({ alert: alerts, clientName: clients.name, acknowledgedByName: users.username })
+      .from(alerts)
+      .leftJoin(clients, eq(clients.id, alerts.clientId))
+      .leftJoin(users, eq(users.id, alerts.acknowledgedBy))
+      .where(
+        and(
+          viewer.isAdmin ? undefined : eq(clients.ownerId, viewer.id),
+          state,
+          filter.type ? eq(alerts.type, filter.type) : undefined,
+          filter.clientId === undefined ? undefined : filter.clientId === '' ? isNull(alerts.clientId) : eq(alerts.clientId, filter.clientId),
+        ),
+      )
+      .orderBy(desc(alerts.openedAt), desc(alerts.id))
+      .limit(filter.limit);
+    return rows.map((row) => ({ ...row.alert, clientName: row.clientName, acknowledgedByName: row.acknowledgedByName }));
+  }
+
+  /** The alert if the viewer may see it; NotFoundError otherwise (like a client the viewer may not see). */
+  async function getAlert(viewer: Viewer, id: string) {
+    if (!isUuid(id)) throw new NotFoundError('no such alert');
+    const [row] = await db
+      .select({ alert: alerts })
+      .from(alerts)
+      .leftJoin(clients, eq(clients.id, alerts.clientId))
+      .where(and(eq(alerts.id, id), viewer.isAdmin ? undefined : eq(clients.ownerId, viewer.id)));
+    if (!row) throw new NotFoundError('no such alert');
+    return row.alert;
+  }
+
   return {
+    listAlerts,
+    getAlert,
     userExists,
     listUsersWithClientCounts,
     listClientSummaries,

@@ -5,6 +5,7 @@ import { type DashboardDeps, renderPage, viewer } from './dashboard-context.ts';
 import type { DashboardRepository, Viewer } from './dashboard.repository.ts';
 
 const CHART_DAYS = 30;
+const OVERVIEW_ALERTS = 8;
 
 /** Client summaries with their health, shared by the overview and the clients list. */
 export async function clientsWithHealth(repo: DashboardRepository, user: Viewer, now: Date) {
@@ -26,6 +27,7 @@ export const overviewRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
     const perDay = await repo.bytesPerDay(user, new Date(`${days[0]}T00:00:00Z`));
     const chart = buildBytesChart(days.map((day) => ({ day, uploaded: perDay.get(day)?.uploaded ?? 0, stored: perDay.get(day)?.stored ?? 0 })));
     const runs = await repo.recentRuns(user, 10);
+    const alerts = await repo.listAlerts(user, { state: 'unresolved', limit: OVERVIEW_ALERTS + 1 });
     const attention = clients.filter((client) => client.health !== 'ok');
     return renderPage(request, reply, deps, 'overview', {
       title: 'Overview',
@@ -38,6 +40,8 @@ export const overviewRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
       dedupRatio: totals.storedBytes > 0 ? totals.logicalBytes / totals.storedBytes : null,
       chart,
       runs,
+      alerts: alerts.slice(0, OVERVIEW_ALERTS),
+      moreAlerts: alerts.length > OVERVIEW_ALERTS,
     });
   });
 };

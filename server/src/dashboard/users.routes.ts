@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { isPruningHeld } from '../alerts/alert-engine.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
 import { listClients } from '../services/clients.service.ts';
 import { effectiveRetentionPolicy, type RetentionPolicy } from '../services/retention-policy.ts';
@@ -91,10 +92,12 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const owner = { retentionVersions: policy.versions, retentionDays: policy.days };
     const shown: { clientName: string; path: string; validFrom: string; validTo: string | null; size: number }[] = [];
     const overridden: string[] = [];
+    const held: string[] = [];
     let count = 0;
     let bytes = 0;
     for (const client of await listClients(db, { ownerId: target.id })) {
       if (client.retentionVersions !== null) overridden.push(client.name);
+      if (await isPruningHeld(db, client.id)) held.push(client.name);
       const preview = await previewClientPrune(ctx, client.id, { now, policy: effectiveRetentionPolicy(owner, client), limit: PREVIEW_SHOWN });
       count += preview.total;
       for (const version of preview.versions) {
@@ -102,7 +105,7 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
         if (shown.length < PREVIEW_SHOWN) shown.push({ clientName: client.name, ...version });
       }
     }
-    return { policy, count, bytes, bytesComplete: count <= PREVIEW_SHOWN, shown, overridden };
+    return { policy, count, bytes, bytesComplete: count <= PREVIEW_SHOWN, shown, overridden, held };
   }
 
   app.get('/users', async (request, reply) => {

@@ -1,5 +1,19 @@
 import { describeRunTrigger, displayPath, formatBytes, formatDuration } from '@cairn/shared';
+import type { AlertType } from '../alerts/alert-event.ts';
 import { HEALTH_LABELS, type ClientHealth } from './client-health.ts';
+
+/** Alert types in words, in the order the alerts page offers them as filters. */
+export const ALERT_TYPE_LABELS: Record<AlertType, string> = {
+  failing: 'Failing',
+  missed_backup: 'Missed backup',
+  mass_change: 'Mass change',
+  unusual_size: 'Unusual size',
+  unusual_timing: 'Unusual timing',
+  extra_backup: 'Extra backups',
+  storage_filling: 'Storage filling',
+  expected_file_missing: 'Expected file missing',
+  file_shrank: 'File shrank',
+};
 
 type TimeValue = Date | string | number | null | undefined;
 
@@ -59,6 +73,8 @@ export function viewHelpers(now: Date) {
       return `every ${seconds} s`;
     },
     healthLabel: (health: ClientHealth) => HEALTH_LABELS[health],
+    alertType: (type: AlertType) => ALERT_TYPE_LABELS[type] ?? type,
+    severityClass: (severity: string) => (severity === 'critical' ? 'bad' : severity === 'warning' ? 'warn' : 'info'),
     statusClass(status: string | null): string {
       switch (status) {
         case 'succeeded':

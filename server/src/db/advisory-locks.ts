@@ -13,9 +13,11 @@ export const LOCK_KEYS = {
   gcRun: 7_146_002,
   /** One retention sweep at a time across replicas. */
   retentionSweep: 7_146_003,
+  /** One periodic alert-engine pass at a time across replicas. */
+  alertEngine: 7_146_004,
 } as const;
 
-export type JobLockKey = typeof LOCK_KEYS.gcRun | typeof LOCK_KEYS.retentionSweep;
+export type JobLockKey = typeof LOCK_KEYS.gcRun | typeof LOCK_KEYS.retentionSweep | typeof LOCK_KEYS.alertEngine;
 
 export type TryLockResult<T> = { ran: true; value: T } | { ran: false };
 

@@ -22,6 +22,8 @@ import {
   uuid,
 } from 'drizzle-orm/pg-core';
 import type { FileKind, PreCommand, PreCommandResult } from '@cairn/shared';
+import type { AlertSeverity, AlertType } from '../alerts/alert-event.ts';
+import type { AlertSettingsOverride } from '../alerts/alert-settings.ts';
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 
@@ -59,6 +61,8 @@ export const clients = pgTable(
     /** Per-client retention override; null = the owner's policy. */
     retentionVersions: integer('retention_versions'),
     retentionDays: integer('retention_days'),
+    /** Alert settings this client overrides (only those); null = the defaults (server/src/alerts/alert-settings.ts). */
+    alertSettings: jsonb('alert_settings').$type<AlertSettingsOverride>(),
     runRequestedAt: timestamp('run_requested_at', { withTimezone: true }),
     lastPingAt: timestamp('last_ping_at', { withTimezone: true }),
     lastBackupAt: timestamp('last_backup_at', { withTimezone: true }),
@@ -211,4 +215,38 @@ export const auditLog = pgTable(
     details: jsonb('details').$type<Record<string, unknown>>().notNull().default(sql`'{}'::jsonb`),
   },
   (t) => [index('audit_log_at_idx').on(t.at)],
+);
+
+/**
+ * Alerts opened by the alert engine (server/src/alerts/alert-engine.ts). While
+ * an alert is not resolved, its (client, dedupe key) is unique: the same
+ * condition never opens a second alert, whichever replica detects it.
+ */
+export const alerts = pgTable(
+  'alerts',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    type: text('type').$type<AlertType>().notNull(),
+    severity: text('severity').$type<AlertSeverity>().notNull(),
+    clientId: uuid('client_id').references(() => clients.id, { onDelete: 'cascade' }),
+    /** The condition within its client, e.g. `failing:pre-command:pg_dump ...` (AlertCondition.key). */
+    dedupeKey: text('dedupe_key').notNull(),
+    path: text('path'),
+    observed: text('observed').notNull(),
+    reference: text('reference').notNull(),
+    message: text('message').notNull(),
+    state: text('state').$type<'open' | 'acknowledged' | 'resolved'>().notNull().default('open'),
+    openedAt: timestamp('opened_at', { withTimezone: true }).notNull().defaultNow(),
+    acknowledgedAt: timestamp('acknowledged_at', { withTimezone: true }),
+    acknowledgedBy: uuid('acknowledged_by').references(() => users.id, { onDelete: 'set null' }),
+    resolvedAt: timestamp('resolved_at', { withTimezone: true }),
+  },
+  (t) => [
+    // coalesce: server-wide alerts (no client) dedupe among themselves too.
+    uniqueIndex('alerts_unresolved_uq')
+      .on(sql`coalesce(${t.clientId}, '00000000-0000-0000-0000-000000000000'::uuid)`, t.dedupeKey)
+      .where(sql`${t.state} <> 'resolved'`),
+    index('alerts_state_opened_idx').on(t.state, t.openedAt),
+    index('alerts_client_opened_idx').on(t.clientId, t.openedAt),
+  ],
 );

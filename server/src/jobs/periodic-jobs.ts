@@ -1,3 +1,4 @@
+import { runAlertEngine } from '../alerts/alert-engine.ts';
 import type { AppContext } from '../app-context.ts';
 import { timedJobRun } from '../metrics/process-metrics.ts';
 import { collectGarbage } from '../services/garbage-collector.ts';
@@ -15,7 +16,7 @@ interface JobSpec {
 }
 
 /**
- * Starts the periodic jobs: the retention sweep and GC. Each run takes its
+ * Starts the periodic jobs: the retention sweep, GC and the alert engine. Each run takes its
  * advisory try-lock inside the service, so with N replicas one of them works
  * and the others skip. A job is scheduled again only after it finished, so a
  * slow run never overlaps the next one in this process.
@@ -24,6 +25,7 @@ export function startPeriodicJobs(ctx: AppContext): PeriodicJobs {
   const specs: JobSpec[] = [
     { name: 'retention-sweep', intervalSeconds: ctx.config.retention.sweepIntervalSeconds, run: () => sweepRetention(ctx) },
     { name: 'gc', intervalSeconds: ctx.config.gc.intervalSeconds, run: () => collectGarbage(ctx) },
+    { name: 'alerts', intervalSeconds: ctx.config.alerts.intervalSeconds, run: () => runAlertEngine(ctx) },
   ];
   let stopped = false;
   const timers = new Set<NodeJS.Timeout>();

@@ -8,9 +8,10 @@
  * newest finished run found through backup_runs_client_started_idx), and one
  * sum over chunks: the same work as the admin's overview page.
  */
-import { sql } from 'drizzle-orm';
+import { ne, sql } from 'drizzle-orm';
 import { Gauge, Registry } from 'prom-client';
 import { rowsOf, type Db } from '../db/database.ts';
+import { alerts } from '../db/schema.ts';
 import { classifyClientHealth, HEALTH_STATES, type ClientHealth } from '../dashboard/client-health.ts';
 
 export const RUN_STATUSES = ['running', 'succeeded', 'partial', 'failed'] as const;
@@ -87,13 +88,14 @@ export async function readFleetSnapshot(db: Db, now: Date): Promise<FleetSnapsho
   };
 }
 
-/**
- * The place for open alerts by type. The alerts table arrives with the alert
- * engine (issue 12); until then there are none, and the metric is exposed
- * without samples so dashboards and rules can already refer to it.
- */
-async function readOpenAlertsByType(_db: Db): Promise<Map<string, number>> {
-  return new Map();
+/** Alerts not yet resolved (open or acknowledged), by type. */
+async function readOpenAlertsByType(db: Db): Promise<Map<string, number>> {
+  const rows = await db
+    .select({ type: alerts.type, n: sql<number>`count(*)::int` })
+    .from(alerts)
+    .where(ne(alerts.state, 'resolved'))
+    .groupBy(alerts.type);
+  return new Map(rows.map((row) => [row.type, row.n]));
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   type RunSummary,
   type StartRunRequest,
 } from '@cairn/shared';
+import { evaluateClientAlerts } from '../alerts/alert-engine.ts';
 import type { AppContext } from '../app-context.ts';
 import { lockManagerFor } from '../db/advisory-locks.ts';
 import { rowsOf, type Db, type Tx } from '../db/database.ts';
@@ -319,6 +320,13 @@ export async function finishRun(ctx: AppContext, clientId: string, runId: string
     }
     return toRunDetail(row);
   });
+  // Alerts before pruning, so a mass change found in this very run holds the prune that follows it.
+  // Neither may fail the finish: the run is committed, and the periodic jobs retry both.
+  try {
+    await evaluateClientAlerts(ctx, clientId);
+  } catch (error) {
+    ctx.log.error({ err: error, clientId, runId }, 'alert engine after a finished run failed; the periodic pass will retry');
+  }
   try {
     await pruneClientVersions(ctx, clientId);
   } catch (error) {

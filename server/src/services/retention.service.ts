@@ -1,5 +1,6 @@
 import { and, asc, eq, gt, inArray, isNotNull } from 'drizzle-orm';
 import type { FileVersion } from '@cairn/shared';
+import { isPruningHeld } from '../alerts/alert-engine.ts';
 import type { AppContext } from '../app-context.ts';
 import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
 import type { Db } from '../db/database.ts';
@@ -81,10 +82,16 @@ async function forEachPrunedBatch(
  * Deletes the client's file versions its retention policy prunes at `now`
  * (default: the server's clock now) and returns how many. The contents they
  * referenced become garbage for GC once unreferenced and past the grace period.
+ * Prunes nothing (`held: true`) while the client has an unacknowledged
+ * mass-change alert: the older versions may be the only good copies (decision 82).
  */
-export async function pruneClientVersions(ctx: AppContext, clientId: string, options: { now?: Date } = {}): Promise<{ pruned: number }> {
+export async function pruneClientVersions(ctx: AppContext, clientId: string, options: { now?: Date } = {}): Promise<{ pruned: number; held: boolean }> {
   const db = ctx.database.db;
   const policy = await clientRetentionPolicy(db, clientId);
+  if (await isPruningHeld(db, clientId)) {
+    ctx.log.warn({ clientId }, 'pruning held: the client has an open mass-change alert');
+    return { pruned: 0, held: true };
+  }
   let pruned = 0;
   await forEachPrunedBatch(db, clientId, policy, options.now ?? new Date(), async (versions) => {
     for (let i = 0; i < versions.length; i += DELETE_BATCH) {
@@ -99,7 +106,7 @@ export async function pruneClientVersions(ctx: AppContext, clientId: string, opt
     }
   });
   if (pruned > 0) ctx.log.info({ clientId, pruned, policy }, 'pruned file versions by retention policy');
-  return { pruned };
+  return { pruned, held: false };
 }
 
 export interface PrunePreview {

@@ -8,9 +8,11 @@ import { sha256Hex } from '@cairn/shared';
 import type { AppContext } from '../../src/app-context.ts';
 import { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
 import { loadServerConfig } from '../../src/config/server-config.ts';
+import { alerts, backupRuns } from '../../src/db/schema.ts';
 import { startPeriodicJobs } from '../../src/jobs/periodic-jobs.ts';
 import { REDACT_PATHS } from '../../src/logger.ts';
 import { startServer } from '../../src/server.ts';
+import { createClient } from '../../src/services/clients.service.ts';
 import { storeUploadedContent } from '../../src/services/content-store.service.ts';
 import { createUser, ensureInitialAdmin, listUsers, SYSTEM_ACTOR, verifyUserCredentials } from '../../src/services/users.service.ts';
 import { createScratchPostgres, openTestDatabase, testDatabaseKinds, type DatabaseKind } from '../helpers/test-database.ts';
@@ -95,6 +97,22 @@ describe.each(testDatabaseKinds())('first start and periodic jobs (%s)', (kind) 
     vi.useRealTimers();
     await jobs.stop();
     expect(await ctx.blobs.stat(sha256Hex(bytes))).toBeNull();
+  });
+
+  it('runs the alert engine on its interval: a run that failed without passing the finish hook still gets its alert', async () => {
+    const { ctx } = await context(kind, { ALERTS_INTERVAL_SECONDS: '10', GC_INTERVAL_SECONDS: '3600', RETENTION_SWEEP_INTERVAL_SECONDS: '3600' });
+    const user = await createUser(ctx, { username: 'alerts-job', password: 'alerts-password' }, SYSTEM_ACTOR);
+    const { clientId } = await createClient(ctx, user.id, { name: 'quiet-box', hostname: 'quiet' }, SYSTEM_ACTOR);
+    await ctx.database.db.insert(backupRuns).values({ clientId, status: 'failed', finishedAt: new Date(), error: 'disk full' });
+    expect(await ctx.database.db.select().from(alerts)).toEqual([]);
+
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const jobs = startPeriodicJobs(ctx);
+    vi.advanceTimersByTime(10_000);
+    vi.useRealTimers();
+    await jobs.stop();
+    const opened = await ctx.database.db.select().from(alerts);
+    expect(opened.map((a) => [a.clientId, a.dedupeKey, a.state])).toEqual([[clientId, 'failing:run', 'open']]);
   });
 
   it('startServer creates the admin, serves, and closes with its jobs', async () => {

@@ -3,7 +3,8 @@ import { request } from 'undici';
 import { ConfigError } from '@cairn/shared';
 import { buildApp } from '../../src/app.ts';
 import { loadServerConfig } from '../../src/config/server-config.ts';
-import { clients } from '../../src/db/schema.ts';
+import { ne } from 'drizzle-orm';
+import { alerts, clients } from '../../src/db/schema.ts';
 import { startPeriodicJobs } from '../../src/jobs/periodic-jobs.ts';
 import { addUser, callApi, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
@@ -172,9 +173,13 @@ describe.each(testDatabaseKinds())('GET /metrics (%s)', (kind) => {
     for (const sample of successes) expect(sample.value).toBe(lastBackup.get(sample.labels.client_id!)!.getTime() / 1000);
     expect(response.text).toContain(`client_name="quote \\" backslash \\\\ newline \\n end"`);
 
-    // The place kept for the alert engine: declared, no samples until alerts exist.
+    // Open alerts by type, as the alerts table has them (the failed and partial runs above opened some).
     expect(response.text).toContain('# TYPE cairn_alerts_open gauge');
-    expect(find(samples, 'cairn_alerts_open')).toEqual([]);
+    const unresolved = await h.ctx.database.db.select({ type: alerts.type }).from(alerts).where(ne(alerts.state, 'resolved'));
+    const expected: Record<string, number> = {};
+    for (const row of unresolved) expected[row.type] = (expected[row.type] ?? 0) + 1;
+    expect(unresolved.length).toBeGreaterThan(0);
+    expect(Object.fromEntries(find(samples, 'cairn_alerts_open').map((s) => [s.labels.type, s.value]))).toEqual(expected);
     // prom-client's process metrics.
     expect(find(samples, 'process_cpu_user_seconds_total')).toHaveLength(1);
   });

@@ -114,8 +114,8 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       const tighter = await previewClientPrune(h.ctx, agent.clientId, { policy: { versions: 2, days: null } });
       expect(tighter.versions.map((v) => v.path)).toEqual(['/g']);
 
-      expect(await pruneClientVersions(h.ctx, agent.clientId, { now: inSixDays })).toEqual({ pruned: 0 });
-      expect(await pruneClientVersions(h.ctx, agent.clientId, { now: inEightDays })).toEqual({ pruned: 3 });
+      expect(await pruneClientVersions(h.ctx, agent.clientId, { now: inSixDays })).toEqual({ pruned: 0, held: false });
+      expect(await pruneClientVersions(h.ctx, agent.clientId, { now: inEightDays })).toEqual({ pruned: 3, held: false });
       expect((await agent.versions('/g')).map((v) => v.validTo)).toEqual([null]);
       expect(await agent.versions('/h')).toEqual([]);
     });

@@ -1,0 +1,189 @@
+/**
+ * The alert engine: loads a client's facts, asks the detectors which
+ * conditions hold, and reconciles the `alerts` table with them. A condition
+ * without an unresolved alert opens one (the partial unique index on
+ * (client, dedupe key) makes a concurrent second insert a no-op, decision 81);
+ * an unresolved alert whose condition no longer holds is resolved. The events
+ * of a pass go to the context's AlertNotifier.
+ *
+ * Mass change is the exception (decision 82): it resolves only once someone
+ * acknowledged it, and while it is open (not yet acknowledged) retention does
+ * not prune the client (`isPruningHeld`).
+ */
+import { and, asc, desc, eq, inArray, ne, sql } from 'drizzle-orm';
+import type { AppContext } from '../app-context.ts';
+import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
+import type { Db } from '../db/database.ts';
+import { alerts, backupRuns, clients } from '../db/schema.ts';
+import { recordAudit } from '../services/audit-log.service.ts';
+import type { Actor } from '../services/users.service.ts';
+import type { AlertEvent, AlertNotifier, AlertSnapshot } from './alert-event.ts';
+import { mergeAlertSettings } from './alert-settings.ts';
+import { DEFAULT_ALERT_SETTINGS, detectAlertConditions, type AlertCondition, type AlertSettings } from './detectors.ts';
+
+/** Runs read per client: enough for every detector's history and window (see AlertSettings). */
+const RUN_HISTORY = 200;
+
+export const SILENT_NOTIFIER: AlertNotifier = { notify: async () => {} };
+
+type AlertRow = typeof alerts.$inferSelect;
+
+export interface EngineOptions {
+  /** Default: the server's clock now. */
+  now?: Date;
+  /** Default: DEFAULT_ALERT_SETTINGS with the client's own overrides. */
+  settings?: AlertSettings;
+}
+
+/** Opens and resolves the client's alerts from its current facts; returns the events it handed to the notifier. */
+export async function evaluateClientAlerts(ctx: AppContext, clientId: string, options: EngineOptions = {}): Promise<AlertEvent[]> {
+  const db = ctx.database.db;
+  const now = options.now ?? new Date();
+  const [client] = await db.select().from(clients).where(eq(clients.id, clientId)).limit(1);
+  if (!client) return [];
+  const runs = await db
+    .select()
+    .from(backupRuns)
+    .where(eq(backupRuns.clientId, clientId))
+    .orderBy(desc(backupRuns.startedAt))
+    .limit(RUN_HISTORY);
+  const conditions = detectAlertConditions(
+    {
+      client: {
+        createdAt: client.createdAt,
+        lastPingAt: client.lastPingAt,
+        lastSuccessAt: client.lastBackupAt,
+        backupIntervalSeconds: client.backupIntervalSeconds,
+        pingIntervalSeconds: client.pingIntervalSeconds,
+      },
+      runs,
+      now,
+    },
+    options.settings ?? mergeAlertSettings(DEFAULT_ALERT_SETTINGS, client.alertSettings),
+  );
+  const events = await reconcile(db, clientId, conditions, now);
+  const snapshots = events.map((event) => ({ kind: event.kind, alert: toSnapshot(event.row, client.name, client.ownerId) }));
+  if (snapshots.length > 0) {
+    ctx.log.info({ clientId, opened: events.filter((e) => e.kind === 'opened').length, resolved: events.filter((e) => e.kind === 'resolved').length }, 'alerts changed');
+    try {
+      await (ctx.alertNotifier ?? SILENT_NOTIFIER).notify(snapshots);
+    } catch (error) {
+      // The notifier's contract is never to reject; if one does, the alerts stand and the dashboard shows them.
+      ctx.log.error({ err: error, clientId }, 'alert notifier failed');
+    }
+  }
+  return snapshots;
+}
+
+async function reconcile(db: Db, clientId: string, conditions: AlertCondition[], now: Date): Promise<{ kind: AlertEvent['kind']; row: AlertRow }[]> {
+  const events: { kind: AlertEvent['kind']; row: AlertRow }[] = [];
+  const unresolved = await db
+    .select()
+    .from(alerts)
+    .where(and(eq(alerts.clientId, clientId), ne(alerts.state, 'resolved')));
+  const holding = new Set(conditions.map((c) => c.key));
+  const known = new Set(unresolved.map((a) => a.dedupeKey));
+  for (const condition of conditions) {
+    if (known.has(condition.key)) continue;
+    const [row] = await db
+      .insert(alerts)
+      .values({
+        type: condition.type,
+        severity: condition.severity,
+        clientId,
+        dedupeKey: condition.key,
+        path: condition.path,
+        observed: condition.observed,
+        reference: condition.reference,
+        message: condition.message,
+        openedAt: now,
+      })
+      .onConflictDoNothing()
+      .returning();
+    if (row) events.push({ kind: 'opened', row });
+  }
+  const cleared = unresolved.filter((a) => !holding.has(a.dedupeKey) && !(a.type === 'mass_change' && a.state === 'open'));
+  if (cleared.length > 0) {
+    // `state <> 'resolved'` again at write time: of two passes racing, one resolves and reports it.
+    const rows = await db
+      .update(alerts)
+      .set({ state: 'resolved', resolvedAt: now })
+      .where(and(inArray(alerts.id, cleared.map((a) => a.id)), ne(alerts.state, 'resolved')))
+      .returning();
+    for (const row of rows) events.push({ kind: 'resolved', row });
+  }
+  return events;
+}
+
+function toSnapshot(row: AlertRow, clientName: string | null, ownerId: string | null): AlertSnapshot {
+  return {
+    id: row.id,
+    type: row.type,
+    severity: row.severity,
+    clientId: row.clientId,
+    clientName,
+    ownerId,
+    path: row.path,
+    message: row.message,
+    observed: row.observed,
+    reference: row.reference,
+    openedAt: row.openedAt.toISOString(),
+    resolvedAt: row.resolvedAt?.toISOString() ?? null,
+  };
+}
+
+/**
+ * The periodic pass over every client, in one replica at a time: returns
+ * `{ ran: false }` when another holds the lock. One client's failure is
+ * logged and does not stop the others.
+ */
+export async function runAlertEngine(ctx: AppContext, options: EngineOptions = {}): Promise<{ ran: boolean; clients: number; events: number }> {
+  const result = await lockManagerFor(ctx.database).tryExclusive(LOCK_KEYS.alertEngine, async () => {
+    const all = await ctx.database.db.select({ id: clients.id }).from(clients).orderBy(asc(clients.id));
+    let events = 0;
+    for (const client of all) {
+      try {
+        events += (await evaluateClientAlerts(ctx, client.id, options)).length;
+      } catch (error) {
+        ctx.log.error({ err: error, clientId: client.id }, 'alert engine failed for a client');
+      }
+    }
+    return { clients: all.length, events };
+  });
+  return result.ran ? { ran: true, ...result.value } : { ran: false, clients: 0, events: 0 };
+}
+
+/** True while the client has a mass-change alert nobody acknowledged yet: retention must not prune it (decision 82). */
+export async function isPruningHeld(db: Db, clientId: string): Promise<boolean> {
+  const [row] = await db
+    .select({ one: sql<number>`1` })
+    .from(alerts)
+    .where(and(eq(alerts.clientId, clientId), eq(alerts.type, 'mass_change'), eq(alerts.state, 'open')))
+    .limit(1);
+  return row !== undefined;
+}
+
+/**
+ * Marks an open alert acknowledged by `actor`, with an audit entry; false
+ * when it is not open (already acknowledged or resolved, or no such alert).
+ * The caller checks that the actor may see the alert's client.
+ */
+export async function acknowledgeAlert(db: Db, alertId: string, actor: Actor, now: Date = new Date()): Promise<boolean> {
+  return db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(alerts)
+      .set({ state: 'acknowledged', acknowledgedAt: now, acknowledgedBy: actor.userId })
+      .where(and(eq(alerts.id, alertId), eq(alerts.state, 'open')))
+      .returning();
+    if (!row) return false;
+    await recordAudit(tx, {
+      actorUserId: actor.userId,
+      actorName: actor.name,
+      action: 'alert.acknowledge',
+      targetType: row.clientId ? 'client' : 'server',
+      targetId: row.clientId,
+      details: { alertId: row.id, type: row.type, message: row.message },
+    });
+    return true;
+  });
+}

@@ -1,0 +1,368 @@
+/**
+ * The alert detectors: pure functions over one client's facts and run
+ * history that return the conditions holding at `now`. No database, no clock:
+ * the engine (alert-engine.ts) loads the facts, and the tests pass golden
+ * tables (test/unit/alert-detectors.test.ts).
+ *
+ * Anomaly detectors compare the newest finished, non-failed run with the
+ * runs before it using the median and the median absolute deviation (MAD) of
+ * the last `historyRuns` of them (decision 80): a few outliers in the history
+ * do not move the baseline, and a slow drift moves it along with the client.
+ * They say nothing until `minHistory` earlier runs exist.
+ */
+import { formatBytes, formatDuration, type PreCommandResult } from '@cairn/shared';
+import type { AlertSeverity, AlertType } from './alert-event.ts';
+
+export interface RunFacts {
+  id: string;
+  trigger: string;
+  status: 'running' | 'succeeded' | 'partial' | 'failed';
+  startedAt: Date;
+  finishedAt: Date | null;
+  filesScanned: number;
+  filesChanged: number;
+  bytesScanned: number;
+  bytesUploaded: number;
+  preCommands: PreCommandResult[];
+  error: string | null;
+}
+
+export interface ClientFacts {
+  createdAt: Date;
+  lastPingAt: Date | null;
+  /** Finish time of the newest succeeded or partial run (clients.last_backup_at). */
+  lastSuccessAt: Date | null;
+  backupIntervalSeconds: number;
+  pingIntervalSeconds: number;
+}
+
+export interface DetectorInput {
+  client: ClientFacts;
+  /** The client's newest runs, newest first (running ones included); a few hundred are plenty. */
+  runs: readonly RunFacts[];
+  now: Date;
+}
+
+/** One condition that holds. `key` identifies it within its client: an open alert with the same key is the same alert. */
+export interface AlertCondition {
+  type: AlertType;
+  key: string;
+  severity: AlertSeverity;
+  path: string | null;
+  observed: string;
+  reference: string;
+  message: string;
+}
+
+/** Every threshold, with its default. Scores are in robust standard deviations: |x - median| / (1.4826 * MAD). */
+export interface AlertSettings {
+  missedBackup: { enabled: boolean; /** Alert when no successful run for this many backup intervals. */ tolerance: number };
+  failing: { enabled: boolean; /** The agent counts as stopped after this many ping intervals without a heartbeat. */ offlinePings: number };
+  unusualSize: {
+    enabled: boolean;
+    historyRuns: number;
+    minHistory: number;
+    score: number;
+    /** Deviations smaller than this, or than `minRelative` of the median, never alert. */
+    minBytes: number;
+    minRelative: number;
+  };
+  unusualTiming: {
+    enabled: boolean;
+    historyRuns: number;
+    minHistory: number;
+    /** A run taking more than this many times its usual duration... */
+    durationFactor: number;
+    /** ...and at least this much longer. */
+    minDurationMs: number;
+    /** For daily or rarer schedules: a scheduled run starting this far from its usual time of day. */
+    startToleranceSeconds: number;
+  };
+  extraBackup: {
+    enabled: boolean;
+    /** Runs are counted over this many backup intervals... */
+    windowIntervals: number;
+    /** ...and alert above this many times the expected count. */
+    factor: number;
+  };
+  massChange: {
+    enabled: boolean;
+    historyRuns: number;
+    minHistory: number;
+    score: number;
+    /** At least this many files changed, and at least this share of the files scanned. */
+    minFiles: number;
+    minShare: number;
+    /** And more than the usual count by at least this share of it (1 = twice the usual). */
+    minRelative: number;
+  };
+}
+
+export const DEFAULT_ALERT_SETTINGS: AlertSettings = {
+  missedBackup: { enabled: true, tolerance: 2 },
+  failing: { enabled: true, offlinePings: 3 },
+  unusualSize: { enabled: true, historyRuns: 20, minHistory: 5, score: 6, minBytes: 64 * 1024 * 1024, minRelative: 0.5 },
+  unusualTiming: { enabled: true, historyRuns: 20, minHistory: 5, durationFactor: 5, minDurationMs: 10 * 60_000, startToleranceSeconds: 3 * 3600 },
+  extraBackup: { enabled: true, windowIntervals: 6, factor: 3 },
+  massChange: { enabled: true, historyRuns: 20, minHistory: 5, score: 10, minFiles: 200, minShare: 0.3, minRelative: 1 },
+};
+
+export interface Baseline {
+  median: number;
+  /** 1.4826 * MAD: equals the standard deviation for normally distributed values. */
+  spread: number;
+}
+
+export function median(values: readonly number[]): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+export function robustBaseline(values: readonly number[]): Baseline {
+  const m = median(values);
+  return { median: m, spread: 1.4826 * median(values.map((v) => Math.abs(v - m))) };
+}
+
+/** Every condition that holds for the client, in detector order. */
+export function detectAlertConditions(input: DetectorInput, settings: AlertSettings = DEFAULT_ALERT_SETTINGS): AlertCondition[] {
+  return [
+    ...(settings.missedBackup.enabled ? detectMissedBackup(input, settings.missedBackup) : []),
+    ...(settings.failing.enabled ? detectFailing(input, settings.failing) : []),
+    ...(settings.unusualSize.enabled ? detectUnusualSize(input, settings.unusualSize) : []),
+    ...(settings.unusualTiming.enabled ? detectUnusualTiming(input, settings.unusualTiming) : []),
+    ...(settings.extraBackup.enabled ? detectExtraBackups(input, settings.extraBackup) : []),
+    ...(settings.massChange.enabled ? detectMassChange(input, settings.massChange) : []),
+  ];
+}
+
+const isFinished = (run: RunFacts) => run.status !== 'running' && run.finishedAt !== null;
+const isUsable = (run: RunFacts) => isFinished(run) && run.status !== 'failed';
+
+/** The newest finished non-failed run and the usable runs before it (newest first, at most `historyRuns`). */
+function latestWithHistory(runs: readonly RunFacts[], historyRuns: number): { latest: RunFacts; history: RunFacts[] } | null {
+  const usable = runs.filter(isUsable);
+  const [latest, ...rest] = usable;
+  return latest ? { latest, history: rest.slice(0, historyRuns) } : null;
+}
+
+function formatHours(seconds: number): string {
+  const hours = seconds / 3600;
+  return hours >= 10 ? `${Math.round(hours)} h` : `${Number(hours.toFixed(1))} h`;
+}
+
+export function detectMissedBackup(input: DetectorInput, settings: AlertSettings['missedBackup']): AlertCondition[] {
+  const { client, now } = input;
+  const since = client.lastSuccessAt ?? client.createdAt;
+  const ageSeconds = (now.getTime() - since.getTime()) / 1000;
+  const limitSeconds = client.backupIntervalSeconds * settings.tolerance;
+  if (ageSeconds <= limitSeconds) return [];
+  const what = client.lastSuccessAt ? 'no successful backup' : 'never backed up';
+  return [
+    {
+      type: 'missed_backup',
+      key: 'missed_backup',
+      severity: 'warning',
+      path: null,
+      observed: `${what} for ${formatHours(ageSeconds)}`,
+      reference: `every ${formatHours(client.backupIntervalSeconds)}, tolerance ${settings.tolerance}x`,
+      message: `${what} for ${formatHours(ageSeconds)} (expected every ${formatHours(client.backupIntervalSeconds)}, tolerance ${settings.tolerance}x)`,
+    },
+  ];
+}
+
+export function detectFailing(input: DetectorInput, settings: AlertSettings['failing']): AlertCondition[] {
+  const { client, now, runs } = input;
+  const conditions: AlertCondition[] = [];
+  // A run the agent started or finished is a sign of life as good as a heartbeat (an agent run once by cron never pings).
+  const newestRun = runs[0];
+  const signs = [client.lastPingAt, newestRun?.startedAt ?? null, newestRun?.finishedAt ?? null].filter((d): d is Date => d !== null);
+  const heardFrom = signs.length > 0 ? new Date(Math.max(...signs.map((d) => d.getTime()))) : client.createdAt;
+  const silentSeconds = (now.getTime() - heardFrom.getTime()) / 1000;
+  if (silentSeconds > settings.offlinePings * client.pingIntervalSeconds) {
+    conditions.push({
+      type: 'failing',
+      key: 'failing:agent-silent',
+      severity: 'critical',
+      path: null,
+      observed: signs.length > 0 ? `no heartbeat or run for ${formatHours(silentSeconds)}` : `never reported, created ${formatHours(silentSeconds)} ago`,
+      reference: `a heartbeat every ${formatDuration(client.pingIntervalSeconds * 1000)}`,
+      message: `the agent stopped reporting: ${signs.length > 0 ? `no heartbeat or run for ${formatHours(silentSeconds)}` : 'it never reported'}`,
+    });
+  }
+  const last = runs.find(isFinished);
+  if (!last) return conditions;
+  if (last.status === 'failed' || last.status === 'partial') {
+    const detail = last.error ? `: ${last.error.slice(0, 200)}` : '';
+    conditions.push({
+      type: 'failing',
+      key: 'failing:run',
+      severity: last.status === 'failed' ? 'critical' : 'warning',
+      path: null,
+      observed: `last run ${last.status}${detail}`,
+      reference: 'succeeded',
+      message: `the last backup run ${last.status === 'failed' ? 'failed' : 'ended partial'}${detail}`,
+    });
+  }
+  for (const result of last.preCommands) {
+    if (result.refused) continue;
+    if (!result.timedOut && result.exitCode === 0) continue;
+    const outcome = result.timedOut ? 'timed out' : result.exitCode === null ? 'was killed' : `exited with ${result.exitCode}`;
+    conditions.push({
+      type: 'failing',
+      key: `failing:pre-command:${result.command}`,
+      severity: 'critical',
+      path: null,
+      observed: outcome,
+      reference: 'exit code 0',
+      message: `pre-command \`${result.command.slice(0, 200)}\` ${outcome}`,
+    });
+  }
+  return conditions;
+}
+
+/** True when `value` lies far above (or, with `bothSides`, far below) the baseline of `history`. */
+function isOutlier(value: number, baseline: Baseline, score: number, minAbsolute: number, minRelative: number, bothSides: boolean): boolean {
+  const deviation = bothSides ? Math.abs(value - baseline.median) : value - baseline.median;
+  if (deviation < Math.max(minAbsolute, minRelative * baseline.median)) return false;
+  // A history of identical values has no spread: any deviation past the floors above is then unusual.
+  return baseline.spread === 0 || deviation / baseline.spread > score;
+}
+
+export function detectUnusualSize(input: DetectorInput, settings: AlertSettings['unusualSize']): AlertCondition[] {
+  const found = latestWithHistory(input.runs, settings.historyRuns);
+  if (!found || found.history.length < settings.minHistory) return [];
+  const { latest, history } = found;
+  const conditions: AlertCondition[] = [];
+  const metrics = [
+    { key: 'changed', label: 'bytes changed', pick: (r: RunFacts) => r.bytesUploaded, bothSides: false },
+    { key: 'total', label: 'total size', pick: (r: RunFacts) => r.bytesScanned, bothSides: true },
+  ];
+  for (const metric of metrics) {
+    const value = metric.pick(latest);
+    const baseline = robustBaseline(history.map(metric.pick));
+    if (!isOutlier(value, baseline, settings.score, settings.minBytes, settings.minRelative, metric.bothSides)) continue;
+    const reference = `median ${formatBytes(baseline.median)} ± ${formatBytes(baseline.spread)} over ${history.length} runs`;
+    conditions.push({
+      type: 'unusual_size',
+      key: `unusual_size:${metric.key}`,
+      severity: 'warning',
+      path: null,
+      observed: formatBytes(value),
+      reference,
+      message: `${metric.label} of the last run is ${formatBytes(value)}, usually ${formatBytes(baseline.median)}`,
+    });
+  }
+  return conditions;
+}
+
+const DAY_SECONDS = 86_400;
+
+function secondOfDay(time: Date): number {
+  return Math.floor((time.getTime() / 1000) % DAY_SECONDS);
+}
+
+/** Distance between two times of day, across midnight. */
+function circularSeconds(a: number, b: number): number {
+  const d = Math.abs(a - b) % DAY_SECONDS;
+  return Math.min(d, DAY_SECONDS - d);
+}
+
+function formatTimeOfDay(second: number): string {
+  const h = Math.floor(second / 3600);
+  const m = Math.floor((second % 3600) / 60);
+  return `${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')} UTC`;
+}
+
+export function detectUnusualTiming(input: DetectorInput, settings: AlertSettings['unusualTiming']): AlertCondition[] {
+  const found = latestWithHistory(input.runs, settings.historyRuns);
+  if (!found || found.history.length < settings.minHistory) return [];
+  const { latest, history } = found;
+  const conditions: AlertCondition[] = [];
+  const durationOf = (r: RunFacts) => r.finishedAt!.getTime() - r.startedAt.getTime();
+  const duration = durationOf(latest);
+  const usual = median(history.map(durationOf));
+  if (duration > usual * settings.durationFactor && duration - usual >= settings.minDurationMs) {
+    conditions.push({
+      type: 'unusual_timing',
+      key: 'unusual_timing:duration',
+      severity: 'warning',
+      path: null,
+      observed: `took ${formatDuration(duration)}`,
+      reference: `median ${formatDuration(usual)} over ${history.length} runs`,
+      message: `the last run took ${formatDuration(duration)}, usually ${formatDuration(usual)}`,
+    });
+  }
+  // Start times only mean something for schedules of a day or more; an hourly client starts at every hour.
+  const scheduled = history.filter((r) => r.trigger === 'schedule');
+  if (input.client.backupIntervalSeconds >= DAY_SECONDS && latest.trigger === 'schedule' && scheduled.length >= settings.minHistory) {
+    const starts = scheduled.map((r) => secondOfDay(r.startedAt));
+    // The usual start is the medoid: the historical start closest, across midnight, to all the others.
+    let usualStart = starts[0]!;
+    let best = Infinity;
+    for (const candidate of starts) {
+      const total = starts.reduce((sum, s) => sum + circularSeconds(candidate, s), 0);
+      if (total < best) {
+        best = total;
+        usualStart = candidate;
+      }
+    }
+    const start = secondOfDay(latest.startedAt);
+    const off = circularSeconds(start, usualStart);
+    if (off > settings.startToleranceSeconds) {
+      conditions.push({
+        type: 'unusual_timing',
+        key: 'unusual_timing:start',
+        severity: 'warning',
+        path: null,
+        observed: `started at ${formatTimeOfDay(start)}`,
+        reference: `usually ${formatTimeOfDay(usualStart)}, tolerance ${formatHours(settings.startToleranceSeconds)}`,
+        message: `the last scheduled run started at ${formatTimeOfDay(start)}, ${formatHours(off)} from its usual ${formatTimeOfDay(usualStart)}`,
+      });
+    }
+  }
+  return conditions;
+}
+
+export function detectExtraBackups(input: DetectorInput, settings: AlertSettings['extraBackup']): AlertCondition[] {
+  const { client, now, runs } = input;
+  const windowSeconds = client.backupIntervalSeconds * settings.windowIntervals;
+  const from = now.getTime() - windowSeconds * 1000;
+  // Runs asked for by a person (on the agent's page or from the dashboard) are expected extras.
+  const count = runs.filter((r) => r.trigger === 'schedule' && r.startedAt.getTime() > from).length;
+  const limit = settings.windowIntervals * settings.factor;
+  if (count <= limit) return [];
+  return [
+    {
+      type: 'extra_backup',
+      key: 'extra_backup',
+      severity: 'warning',
+      path: null,
+      observed: `${count} scheduled runs in ${formatHours(windowSeconds)}`,
+      reference: `${settings.windowIntervals} expected (every ${formatHours(client.backupIntervalSeconds)}), alert above ${limit}`,
+      message: `${count} scheduled runs in the last ${formatHours(windowSeconds)}, expected ${settings.windowIntervals}`,
+    },
+  ];
+}
+
+export function detectMassChange(input: DetectorInput, settings: AlertSettings['massChange']): AlertCondition[] {
+  const found = latestWithHistory(input.runs, settings.historyRuns);
+  if (!found || found.history.length < settings.minHistory) return [];
+  const { latest, history } = found;
+  const baseline = robustBaseline(history.map((r) => r.filesChanged));
+  const changed = latest.filesChanged;
+  if (changed < settings.minFiles || changed < settings.minShare * latest.filesScanned) return [];
+  if (!isOutlier(changed, baseline, settings.score, settings.minFiles, settings.minRelative, false)) return [];
+  return [
+    {
+      type: 'mass_change',
+      key: 'mass_change',
+      severity: 'critical',
+      path: null,
+      observed: `${changed} of ${latest.filesScanned} files changed`,
+      reference: `median ${baseline.median} ± ${Math.round(baseline.spread)} over ${history.length} runs`,
+      message: `${changed} of ${latest.filesScanned} files changed in one run, usually ${baseline.median}: pruning of this client is held until the alert is acknowledged`,
+    },
+  ];
+}

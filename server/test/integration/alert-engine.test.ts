@@ -1,0 +1,150 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eq } from 'drizzle-orm';
+import type { FileVersion, PreCommandResult, RunStats } from '@cairn/shared';
+import { acknowledgeAlert, evaluateClientAlerts, runAlertEngine } from '../../src/alerts/alert-engine.ts';
+import type { AlertEvent, AlertNotifier } from '../../src/alerts/alert-event.ts';
+import { alerts, users } from '../../src/db/schema.ts';
+import { sweepRetention } from '../../src/services/retention.service.ts';
+import { addUser, callApi, fileUpsert, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
+import { testDatabaseKinds } from '../helpers/test-database.ts';
+
+const usual: RunStats = { filesScanned: 10_000, filesChanged: 20, filesDeleted: 0, filesFailed: 0, bytesScanned: 1000, bytesUploaded: 100 };
+const HOUR = 3600_000;
+
+/** Keeps every event the engine hands over, as a real notifier would queue them. */
+class RecordingNotifier implements AlertNotifier {
+  readonly events: AlertEvent[] = [];
+  async notify(events: readonly AlertEvent[]): Promise<void> {
+    this.events.push(...events);
+  }
+}
+
+describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
+  let h: Harness;
+  let notifier: RecordingNotifier;
+
+  beforeAll(async () => {
+    h = await startHarness(kind);
+    notifier = new RecordingNotifier();
+    h.ctx.alertNotifier = notifier;
+  });
+  afterAll(() => h?.close());
+
+  async function agentFor(username: string, retention: { retentionVersions?: number } = {}) {
+    const user = await addUser(h, username, retention);
+    const reg = await registerAgent(h, user, `${username}-box`);
+    const post = <T = Record<string, unknown>>(route: string, json: unknown) => callApi<T>(h, 'POST', route, { token: reg.token, json });
+    return {
+      ...reg,
+      /** One run; with `files`, it uploads and commits them first. */
+      async run(finish: { status: 'succeeded' | 'partial' | 'failed'; stats?: RunStats; preCommands?: PreCommandResult[] }, files: Record<string, Buffer> = {}) {
+        if (Object.keys(files).length > 0) await upload(h, reg.token, Object.values(files));
+        const runId = (await post<{ runId: string }>('/runs', {})).body.runId;
+        if (Object.keys(files).length > 0) {
+          const changes = await post(`/runs/${runId}/changes`, { upserts: Object.entries(files).map(([p, data]) => fileUpsert(p, data)), deletes: [] });
+          expect(changes.status).toBe(200);
+        }
+        const finished = await post(`/runs/${runId}/finish`, { stats: usual, preCommands: [], ...finish });
+        expect(finished.status).toBe(200);
+      },
+      async alertsOfClient() {
+        return h.ctx.database.db.select().from(alerts).where(eq(alerts.clientId, reg.clientId));
+      },
+      async versions(path: string) {
+        return (await callApi<{ versions: FileVersion[] }>(h, 'GET', `/versions?path=${encodeURIComponent(path)}`, { token: reg.token })).body.versions;
+      },
+    };
+  }
+
+  it('a client whose runs start failing gets exactly one open alert, resolved by the next successful run', async () => {
+    const agent = await agentFor('failing-alerts');
+    await agent.run({ status: 'succeeded' });
+    expect(await agent.alertsOfClient()).toEqual([]);
+
+    for (let i = 0; i < 3; i++) await agent.run({ status: 'failed' });
+    await runAlertEngine(h.ctx);
+    const open = await agent.alertsOfClient();
+    expect(open.map((a) => [a.type, a.dedupeKey, a.state, a.severity])).toEqual([['failing', 'failing:run', 'open', 'critical']]);
+    const opened = notifier.events.filter((e) => e.kind === 'opened' && e.alert.clientId === agent.clientId);
+    expect(opened).toHaveLength(1);
+    expect(opened[0]!.alert).toMatchObject({ clientName: 'failing-alerts-box', observed: 'last run failed', reference: 'succeeded' });
+
+    await agent.run({ status: 'succeeded' });
+    const after = await agent.alertsOfClient();
+    expect(after.map((a) => [a.dedupeKey, a.state])).toEqual([['failing:run', 'resolved']]);
+    expect(after[0]!.resolvedAt).not.toBeNull();
+    expect(notifier.events.filter((e) => e.kind === 'resolved' && e.alert.clientId === agent.clientId).map((e) => e.alert.id)).toEqual([open[0]!.id]);
+  });
+
+  it('a pre-command that fails opens its own alert, naming the command', async () => {
+    const agent = await agentFor('precommand-alerts');
+    const failed: PreCommandResult = { command: 'pg_dump -f /dumps/db.sql', source: 'server', exitCode: 2, durationMs: 5, timedOut: false, output: 'no such database' };
+    await agent.run({ status: 'partial', preCommands: [failed] });
+    await agent.run({ status: 'partial', preCommands: [failed] });
+    const open = await agent.alertsOfClient();
+    expect(open.map((a) => a.dedupeKey).sort()).toEqual(['failing:pre-command:pg_dump -f /dumps/db.sql', 'failing:run']);
+    expect(open.find((a) => a.dedupeKey.startsWith('failing:pre-command'))!.observed).toBe('exited with 2');
+  });
+
+  it('the periodic pass opens a missed-backup alert once the interval times the tolerance has passed', async () => {
+    const agent = await agentFor('missed-alerts');
+    await agent.run({ status: 'succeeded' });
+    await runAlertEngine(h.ctx);
+    expect((await agent.alertsOfClient()).map((a) => a.type)).not.toContain('missed_backup');
+    // The client's interval is one hour, the tolerance 2x: three hours on, the backup is missed (and the agent silent).
+    const later = new Date(Date.now() + 3 * HOUR);
+    await runAlertEngine(h.ctx, { now: later });
+    await runAlertEngine(h.ctx, { now: later });
+    const keys = (await agent.alertsOfClient()).filter((a) => a.state === 'open').map((a) => a.dedupeKey).sort();
+    expect(keys).toEqual(['failing:agent-silent', 'missed_backup']);
+  });
+
+  it('a client with an open mass-change alert keeps its old versions through a sweep until it is acknowledged', async () => {
+    const agent = await agentFor('mass-change', { retentionVersions: 2 });
+    for (let i = 0; i < 6; i++) await agent.run({ status: 'succeeded' }, { '/data/doc.txt': Buffer.from(`good version ${i}`) });
+    expect(await agent.versions('/data/doc.txt')).toHaveLength(2);
+    expect(await agent.alertsOfClient()).toEqual([]);
+
+    // Ransomware: nearly every file rewritten in one run, then again in the next.
+    const encrypted = { ...usual, filesChanged: 9500 };
+    await agent.run({ status: 'succeeded', stats: encrypted }, { '/data/doc.txt': Buffer.from('encrypted 1') });
+    const [alert] = await agent.alertsOfClient();
+    expect(alert).toMatchObject({ type: 'mass_change', state: 'open', observed: '9500 of 10000 files changed' });
+    await agent.run({ status: 'succeeded', stats: encrypted }, { '/data/doc.txt': Buffer.from('encrypted 2') });
+    await agent.run({ status: 'succeeded' }, { '/data/doc.txt': Buffer.from('encrypted 3') });
+    const sweep = await sweepRetention(h.ctx);
+    expect(sweep.ran).toBe(true);
+    const kept = await agent.versions('/data/doc.txt');
+    expect(kept).toHaveLength(5);
+    // The condition cleared with the normal last run, but the alert stays open until someone looked.
+    await evaluateClientAlerts(h.ctx, agent.clientId);
+    expect((await agent.alertsOfClient()).map((a) => a.state)).toEqual(['open']);
+
+    const [admin] = await h.ctx.database.db.select().from(users).limit(1);
+    expect(await acknowledgeAlert(h.ctx.database.db, alert!.id, { userId: admin!.id, name: admin!.username })).toBe(true);
+    await sweepRetention(h.ctx);
+    expect(await agent.versions('/data/doc.txt')).toHaveLength(2);
+    await evaluateClientAlerts(h.ctx, agent.clientId);
+    expect((await agent.alertsOfClient()).map((a) => a.state)).toEqual(['resolved']);
+  });
+
+  it('two passes at once open one alert, not two (the partial unique index)', async () => {
+    const agent = await agentFor('racing-alerts');
+    await agent.run({ status: 'failed' });
+    await h.ctx.database.db.delete(alerts).where(eq(alerts.clientId, agent.clientId));
+    await Promise.all([evaluateClientAlerts(h.ctx, agent.clientId), evaluateClientAlerts(h.ctx, agent.clientId), evaluateClientAlerts(h.ctx, agent.clientId)]);
+    expect((await agent.alertsOfClient()).map((a) => a.dedupeKey)).toEqual(['failing:run']);
+  });
+
+  it('a notifier that breaks its contract and throws does not fail the finish; the alert still opens', async () => {
+    const agent = await agentFor('broken-notifier');
+    h.ctx.alertNotifier = { notify: async () => Promise.reject(new Error('smtp down')) };
+    try {
+      await agent.run({ status: 'failed' });
+    } finally {
+      h.ctx.alertNotifier = notifier;
+    }
+    expect((await agent.alertsOfClient()).map((a) => [a.dedupeKey, a.state])).toEqual([['failing:run', 'open']]);
+  });
+});
+

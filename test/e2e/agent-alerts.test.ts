@@ -1,0 +1,89 @@
+/**
+ * Alerts from a real agent: the server and the agent run as separate
+ * processes, the agent's pre-command is set in the dashboard, and the alert
+ * is read where a person reads it, on the dashboard's alerts page.
+ */
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { VersionsResponse } from '@cairn/shared';
+import { ADMIN_PASSWORD, agentApiGet, DashboardSession, envModeAgentEnv, readAgentState, runAgentOnce } from '../helpers/agent-e2e.ts';
+import { startServerProcess, type ServerProcess } from '../helpers/processes.ts';
+
+describe('alerts from a real agent', () => {
+  let base: string;
+  let server: ServerProcess;
+  let dashboard: DashboardSession;
+  let env: Record<string, string>;
+  let clientId: string;
+
+  beforeAll(async () => {
+    base = await mkdtemp(path.join(os.tmpdir(), 'cairn-e2e-alerts-'));
+    const tree = path.join(base, 'tree');
+    await mkdir(tree);
+    await writeFile(path.join(tree, 'data.txt'), 'data');
+    // One version per path: without the mass-change hold, every run prunes all older versions.
+    server = await startServerProcess({ DATA_DIR: path.join(base, 'server'), ADMIN_PASSWORD, DEFAULT_RETENTION_VERSIONS: '1' });
+    env = envModeAgentEnv(server.url, path.join(base, 'agent-state'), [tree]);
+    expect((await runAgentOnce(env)).report.status).toBe('succeeded');
+    clientId = (await readAgentState(path.join(base, 'agent-state'))).clientId;
+    dashboard = new DashboardSession(server.url);
+    await dashboard.login();
+  });
+
+  afterAll(async () => {
+    await server?.stop();
+    await rm(base, { recursive: true, force: true });
+  });
+
+  it('a pre-command that starts failing opens an alert on the dashboard, and a working one resolves it', async () => {
+    expect(await dashboard.alertsPage()).toContain('No unresolved alerts.');
+    await dashboard.configureClient(clientId, { preCommands: "echo 'pg_dump: connection refused' >&2; exit 7" });
+    expect((await runAgentOnce(env)).report.status).toBe('partial');
+
+    const open = await dashboard.alertsPage(`?client=${clientId}`);
+    expect(open).toContain('pre-command `echo &#39;pg_dump: connection refused&#39; &gt;&amp;2; exit 7` exited with 7');
+    expect(open).toMatch(/<td class="observed" data-label="Observed">exited with 7<\/td>\s*<td class="reference muted" data-label="Reference">exit code 0<\/td>/);
+    expect(await dashboard.clientPage(clientId)).toContain('Open alerts');
+
+    await dashboard.configureClient(clientId, { preCommands: 'true' });
+    expect((await runAgentOnce(env)).report.status).toBe('succeeded');
+    expect(await dashboard.alertsPage()).toContain('No unresolved alerts.');
+    expect(await dashboard.alertsPage('?state=resolved')).toContain('exited with 7');
+  });
+
+  it('a run that rewrites nearly every file opens a mass-change alert, and the old versions survive until it is acknowledged', async () => {
+    const tree = path.join(base, 'victim');
+    const stateDir = path.join(base, 'victim-state');
+    await mkdir(tree);
+    const names = Array.from({ length: 300 }, (_, i) => path.join(tree, `doc-${String(i).padStart(3, '0')}.txt`));
+    for (const name of names) await writeFile(name, `the good text of ${path.basename(name)}\n`);
+    const victim = envModeAgentEnv(server.url, stateDir, [tree]);
+    // History: a first full run, then five runs that each change one file.
+    for (let run = 0; run < 6; run++) {
+      if (run > 0) await writeFile(path.join(tree, 'diary.txt'), `entry ${run}\n`);
+      expect((await runAgentOnce(victim)).report.status).toBe('succeeded');
+    }
+    const { token, clientId: victimId } = await readAgentState(stateDir);
+    const versionsOf = async (file: string) =>
+      (await agentApiGet<VersionsResponse>(server.url, token, `/versions?path=${encodeURIComponent(file)}`)).versions.length;
+    expect(await versionsOf(names[0]!)).toBe(1);
+
+    for (const name of names) await writeFile(name, `encrypted ${Math.random()}\n`);
+    expect((await runAgentOnce(victim)).report.status).toBe('succeeded');
+    const page = await dashboard.alertsPage(`?client=${victimId}&type=mass_change`);
+    expect(page).toContain('Mass change');
+    expect(page).toMatch(/30\d of \d+ files changed/);
+    // Encrypted again, and the client's runs go on: still nothing is pruned.
+    for (const name of names) await writeFile(name, `encrypted twice ${Math.random()}\n`);
+    expect((await runAgentOnce(victim)).report.status).toBe('succeeded');
+    expect(await versionsOf(names[0]!)).toBe(3);
+
+    const alertId = /action="\/alerts\/([0-9a-f-]{36})\/acknowledge"/.exec(page)![1]!;
+    await dashboard.acknowledgeAlert(alertId);
+    expect((await runAgentOnce(victim)).report.status).toBe('succeeded');
+    expect(await versionsOf(names[0]!)).toBe(1);
+  });
+});
+
