@@ -9,7 +9,19 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VersionsResponse } from '@cairn/shared';
 import { ADMIN_PASSWORD, agentApiGet, DashboardSession, envModeAgentEnv, readAgentState, runAgentOnce } from '../helpers/agent-e2e.ts';
+import { startSmtpReceiver, type SmtpReceiver } from '../../server/test/helpers/notification-receivers.ts';
 import { startServerProcess, type ServerProcess } from '../helpers/processes.ts';
+
+/** Polls until `find` returns something (the email goes out after the notifier's quiet period). */
+async function waitFor<T>(find: () => T | undefined, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = find();
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error('nothing arrived in time');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
 
 describe('alerts from a real agent', () => {
   let base: string;
@@ -17,14 +29,24 @@ describe('alerts from a real agent', () => {
   let dashboard: DashboardSession;
   let env: Record<string, string>;
   let clientId: string;
+  let smtp: SmtpReceiver;
 
   beforeAll(async () => {
+    // A real SMTP server on loopback receives the alert emails the server process sends.
+    smtp = await startSmtpReceiver('cairn-alerts', 'smtp-secret');
     base = await mkdtemp(path.join(os.tmpdir(), 'cairn-e2e-alerts-'));
     const tree = path.join(base, 'tree');
     await mkdir(tree);
     await writeFile(path.join(tree, 'data.txt'), 'data');
     // One version per path: without the mass-change hold, every run prunes all older versions.
-    server = await startServerProcess({ DATA_DIR: path.join(base, 'server'), ADMIN_PASSWORD, DEFAULT_RETENTION_VERSIONS: '1' });
+    server = await startServerProcess({
+      DATA_DIR: path.join(base, 'server'),
+      ADMIN_PASSWORD,
+      DEFAULT_RETENTION_VERSIONS: '1',
+      SMTP_URL: `smtp://cairn-alerts:smtp-secret@127.0.0.1:${smtp.port}`,
+      ALERT_EMAIL_FROM: 'cairn@example.test',
+      ALERT_EMAIL_TO: 'ops@example.test',
+    });
     env = envModeAgentEnv(server.url, path.join(base, 'agent-state'), [tree]);
     expect((await runAgentOnce(env)).report.status).toBe('succeeded');
     clientId = (await readAgentState(path.join(base, 'agent-state'))).clientId;
@@ -34,6 +56,7 @@ describe('alerts from a real agent', () => {
 
   afterAll(async () => {
     await server?.stop();
+    await smtp?.close();
     await rm(base, { recursive: true, force: true });
   });
 
@@ -46,6 +69,12 @@ describe('alerts from a real agent', () => {
     expect(open).toContain('pre-command `echo &#39;pg_dump: connection refused&#39; &gt;&amp;2; exit 7` exited with 7');
     expect(open).toMatch(/<td class="observed" data-label="Observed">exited with 7<\/td>\s*<td class="reference muted" data-label="Reference">exit code 0<\/td>/);
     expect(await dashboard.clientPage(clientId)).toContain('Open alerts');
+    // The same alert arrives by email (the notifier sends a pass's events as one digest a few seconds later).
+    const mail = await waitFor(() => smtp.mails.find((m) => m.text.includes('exited with 7')));
+    expect(mail.to).toEqual(['ops@example.test']);
+    expect(mail.user).toBe('cairn-alerts');
+    expect(mail.text).toContain('exit code 0');
+    expect(server.output()).not.toContain('smtp-secret');
 
     await dashboard.configureClient(clientId, { preCommands: 'true' });
     expect((await runAgentOnce(env)).report.status).toBe('succeeded');
