@@ -2,11 +2,11 @@
  * The alert engine: loads a client's facts, asks the detectors which
  * conditions hold, and reconciles the `alerts` table with them. A condition
  * without an unresolved alert opens one (the partial unique index on
- * (client, dedupe key) makes a concurrent second insert a no-op, decision 81);
+ * (client, dedupe key) makes a concurrent second insert a no-op, decision 78);
  * an unresolved alert whose condition no longer holds is resolved. The events
  * of a pass go to the context's AlertNotifier.
  *
- * Mass change is the exception (decision 82): it resolves only once someone
+ * Mass change is the exception (decision 79): it resolves only once someone
  * acknowledged it, and while it is open (not yet acknowledged) retention does
  * not prune the client (`isPruningHeld`).
  */
@@ -153,7 +153,7 @@ export async function runAlertEngine(ctx: AppContext, options: EngineOptions = {
   return result.ran ? { ran: true, ...result.value } : { ran: false, clients: 0, events: 0 };
 }
 
-/** True while the client has a mass-change alert nobody acknowledged yet: retention must not prune it (decision 82). */
+/** True while the client has a mass-change alert nobody acknowledged yet: retention must not prune it (decision 79). */
 export async function isPruningHeld(db: Db, clientId: string): Promise<boolean> {
   const [row] = await db
     .select({ one: sql<number>`1` })

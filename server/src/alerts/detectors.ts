@@ -6,7 +6,7 @@
  *
  * Anomaly detectors compare the newest finished, non-failed run with the
  * runs before it using the median and the median absolute deviation (MAD) of
- * the last `historyRuns` of them (decision 80): a few outliers in the history
+ * the last `historyRuns` of them (decision 77): a few outliers in the history
  * do not move the baseline, and a slow drift moves it along with the client.
  * They say nothing until `minHistory` earlier runs exist.
  */

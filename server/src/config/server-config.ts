@@ -24,7 +24,7 @@ export interface SmtpConfig {
 export interface NotificationsConfig {
   /** Unset: no alert emails. Recipients are the admins listed in ALERT_EMAIL_TO. */
   email: { smtp: SmtpConfig; from: string; to: string[] } | undefined;
-  /** Unset: no webhook. The secret signs each body (decision 86). */
+  /** Unset: no webhook. The secret signs each body (decision 74). */
   webhook: { url: string; secret: string } | undefined;
 }
 

@@ -1,6 +1,6 @@
 /**
  * Figures about the backups themselves, read from the database at scrape time
- * (decision 89): every replica answers the same numbers, and a restart resets
+ * (decision 65): every replica answers the same numbers, and a restart resets
  * nothing. Hence gauges, not counters: a deleted client takes its runs with
  * it, so a run count may go down.
  *

@@ -19,7 +19,7 @@ const digest = (text: string) => createHash('sha256').update(text).digest();
 
 /**
  * `GET /metrics` in Prometheus text format, for a scraper holding
- * METRICS_TOKEN (decision 90). The answer names every client of every user,
+ * METRICS_TOKEN (decision 66). The answer names every client of every user,
  * so it is the operator's, like an admin session. Registered only when the
  * token is configured: without one the path is unknown (404).
  */

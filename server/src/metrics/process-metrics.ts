@@ -3,7 +3,7 @@
  * process figures, HTTP request durations and periodic job durations. Each
  * replica reports its own; Prometheus sums them across instances. Figures
  * about backups come from the database at scrape time instead
- * (fleet-metrics.ts, decision 89).
+ * (fleet-metrics.ts, decision 65).
  *
  * One registry per process, like the process it describes: several apps built
  * in one process (tests) share it.

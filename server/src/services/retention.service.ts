@@ -83,7 +83,7 @@ async function forEachPrunedBatch(
  * (default: the server's clock now) and returns how many. The contents they
  * referenced become garbage for GC once unreferenced and past the grace period.
  * Prunes nothing (`held: true`) while the client has an unacknowledged
- * mass-change alert: the older versions may be the only good copies (decision 82).
+ * mass-change alert: the older versions may be the only good copies (decision 79).
  */
 export async function pruneClientVersions(ctx: AppContext, clientId: string, options: { now?: Date } = {}): Promise<{ pruned: number; held: boolean }> {
   const db = ctx.database.db;

@@ -3,7 +3,7 @@ import type { AlertEvent, AlertSeverity, AlertType } from '../alert-event.ts';
 /**
  * One message's worth of alert events: the events of one engine pass,
  * most important first, with at most `maxListed` of them spelled out and the
- * rest counted (decision 87). Pure, so the formatting is tested without a
+ * rest counted (decision 75). Pure, so the formatting is tested without a
  * mail server.
  */
 export interface AlertDigest {

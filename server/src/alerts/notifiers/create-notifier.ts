@@ -29,7 +29,7 @@ export const DEFAULT_COALESCE: CoalescePolicy = { quietMs: 3000, maxWaitMs: 30_0
 
 /**
  * Fans alerts out to every configured channel, one message per channel for
- * each batch (decision 87).
+ * each batch (decision 75).
  *
  * `notify` is the AlertNotifier the engine calls. It only queues and
  * resolves at once, never rejecting: the engine hands over events client by

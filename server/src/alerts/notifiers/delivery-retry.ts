@@ -1,5 +1,5 @@
 /**
- * Bounded retries with exponential backoff for one delivery (decision 88).
+ * Bounded retries with exponential backoff for one delivery (decision 76).
  * Only failures that another try can fix are retried (the caller says which);
  * the last error is rethrown with the number of attempts made.
  */

@@ -6,7 +6,7 @@ import { buildDigest, digestSubject, digestText } from './alert-digest.ts';
 import { describeError, type RetryPolicy, withRetries } from './delivery-retry.ts';
 import type { NotificationChannel } from './notification-channel.ts';
 
-/** Alerts spelled out in one email; the rest are counted (decision 87). */
+/** Alerts spelled out in one email; the rest are counted (decision 75). */
 export const EMAIL_MAX_LISTED = 20;
 
 type EmailConfig = NonNullable<NotificationsConfig['email']>;

@@ -6,7 +6,7 @@ import { buildDigest } from './alert-digest.ts';
 import { describeError, type RetryPolicy, withRetries } from './delivery-retry.ts';
 import type { NotificationChannel } from './notification-channel.ts';
 
-/** Alerts carried in one webhook body; the rest are counted in `omitted` (decision 87). */
+/** Alerts carried in one webhook body; the rest are counted in `omitted` (decision 75). */
 export const WEBHOOK_MAX_LISTED = 100;
 export const SIGNATURE_HEADER = 'x-cairn-signature';
 export const TIMESTAMP_HEADER = 'x-cairn-timestamp';
@@ -16,7 +16,7 @@ const TIMEOUT_MS = 10_000;
 type WebhookConfig = NonNullable<NotificationsConfig['webhook']>;
 
 /**
- * The signature of one delivery (decision 86): HMAC-SHA256 with the shared
+ * The signature of one delivery (decision 74): HMAC-SHA256 with the shared
  * secret over `<timestamp>.<raw body>`, hex, as `sha256=<hex>`. The timestamp
  * (Unix seconds, also sent in its own header) is signed with the body, so a
  * receiver that refuses old timestamps cannot be fed a recorded delivery.
