@@ -41,10 +41,10 @@ export function lastDays(today: Date, days: number): string[] {
  */
 export function buildBytesChart(series: DayBytes[]): BytesChart {
   const width = 720;
-  const height = 180;
-  const top = 10;
+  const height = 190;
+  const top = 20;
   const bottom = 24;
-  const left = 96;
+  const left = 104;
   const plotHeight = height - top - bottom;
   const max = Math.max(1, ...series.map((d) => Math.max(d.uploaded, d.stored)));
   const scaleMax = niceCeiling(max);

@@ -235,6 +235,30 @@ export function createDashboardRepository(db: Db) {
     );
   }
 
+  /** Run figures per client since `since` (the fleet page's table), summed in SQL; clients without runs are left out. */
+  async function runsPerClient(viewer: Viewer, since: Date) {
+    const scope = viewer.isAdmin ? sql`true` : sql`c.owner_id = ${viewer.id}`;
+    const rows = rowsOf<Record<string, unknown>>(
+      await db.execute(sql`
+        select c.id, c.name,
+               count(*) filter (where r.finished_at is not null) as finished,
+               count(*) filter (where r.status = 'succeeded') as succeeded,
+               coalesce(sum(r.bytes_uploaded), 0) as uploaded, coalesce(sum(r.bytes_new), 0) as stored
+        from backup_runs r join clients c on c.id = r.client_id
+        where r.started_at >= ${since.toISOString()}::timestamptz and ${scope}
+        group by c.id, c.name
+        order by sum(r.bytes_new) desc, c.name`),
+    );
+    return rows.map((row) => ({
+      id: String(row.id),
+      name: String(row.name),
+      finished: num(row.finished),
+      succeeded: num(row.succeeded),
+      uploaded: num(row.uploaded),
+      stored: num(row.stored),
+    }));
+  }
+
   /** The client's last `limit` runs started since `since`, oldest first, for the per-run charts. */
   async function recentRunFigures(clientId: string, since: Date, limit: number) {
     const rows = rowsOf<Record<string, unknown>>(
@@ -413,6 +437,7 @@ export function createDashboardRepository(db: Db) {
     storageTotals,
     bytesPerDay,
     runsPerDay,
+    runsPerClient,
     recentRunFigures,
     listDirectory,
     findVersion,

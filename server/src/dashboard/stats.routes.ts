@@ -15,6 +15,10 @@ const DEFAULT_RANGE = 30;
 /** The client page's per-run charts show at most this many runs: more bars than that would be thinner than a pixel on a phone. */
 export const MAX_RUNS = 60;
 const DAY_MS = 86_400_000;
+/** Rows of the client page's table of its latest runs. */
+const RECENT_RUNS = 8;
+/** Beyond this a "full in" figure is noise: the trend of a month says nothing about decades. */
+const FULL_IN_MAX_DAYS = 3650;
 
 const BYTES_SERIES: BarSeries[] = [
   { name: 'uploaded', className: 'bar-uploaded' },
@@ -32,7 +36,8 @@ function rangeDays(request: FastifyRequest): number {
 const shortDay = (day: string) => day.slice(5);
 const percent = (value: number) => `${Math.round(value)}%`;
 const count = (value: number) => Math.round(value).toLocaleString('en');
-const seconds = (value: number) => formatDuration(value * 1000);
+// formatDuration says "0 ms" for zero; the axis counts seconds.
+const seconds = (value: number) => (value === 0 ? '0s' : formatDuration(value * 1000));
 const dayOf = (atMs: number) => new Date(atMs).toISOString().slice(5, 10);
 
 /**
@@ -114,14 +119,20 @@ async function buildStats(repo: DashboardRepository, deps: DashboardDeps, user: 
   const successRate = buildBarChart({
     title: 'Success rate per day',
     desc: `Share of finished runs that succeeded, per day over the last ${range} days; days without runs have no bar.`,
-    series: [{ name: 'succeeded', className: 'bar-success' }],
+    series: [
+      { name: 'succeeded', className: 'bar-success' },
+      { name: 'partial or failed', className: 'bar-failed' },
+    ],
     groups: days.map((day) => {
       const d = get(day);
-      return { label: shortDay(day), values: [d && d.finished > 0 ? (100 * d.succeeded) / d.finished : null] };
+      if (!d || d.finished === 0) return { label: shortDay(day), values: [null, null] };
+      const rate = (100 * d.succeeded) / d.finished;
+      return { label: shortDay(day), values: [rate, 100 - rate] };
     }),
     format: percent,
     scale: 'decimal',
     max: 100,
+    stacked: true,
   });
 
   return { now, days, totals, storedNow, trend, free, fullInDays, growth, successRate, perDay, get };
@@ -157,16 +168,18 @@ export const statsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       series: [{ name: 'average duration', className: 'bar-duration' }],
       groups: days.map((day) => ({ label: shortDay(day), values: [get(day)?.avgSeconds ?? null] })),
       format: seconds,
-      scale: 'decimal',
+      scale: 'seconds',
     });
     return renderPage(request, reply, deps, 'stats', {
       title: 'Statistics',
       nav: 'stats',
       range,
       ranges: STATS_RANGES,
+      fullInMaxDays: FULL_IN_MAX_DAYS,
       basePath: '/stats',
       stats,
       charts: { bytes, files, duration },
+      perClient: await repo.runsPerClient(user, new Date(`${days[0]}T00:00:00Z`)),
     });
   });
 
@@ -200,7 +213,7 @@ export const statsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       series: [{ name: 'duration', className: 'bar-duration' }],
       groups: runs.map((run) => ({ label: runLabel(run.startedAt), values: [run.seconds] })),
       format: seconds,
-      scale: 'decimal',
+      scale: 'seconds',
     });
     // Labels of per-run bars carry the time too; the axis shows only the day.
     for (const chart of [bytes, files, duration]) for (const label of chart.labels) label.text = label.text.slice(0, 5);
@@ -212,11 +225,13 @@ export const statsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       client,
       range,
       ranges: STATS_RANGES,
+      fullInMaxDays: FULL_IN_MAX_DAYS,
       basePath: `/clients/${client.id}/stats`,
       stats,
       runCount: runs.length,
       maxRuns: MAX_RUNS,
       medianSeconds: median(finishedRuns.map((run) => run.seconds!)),
+      latestRuns: runs.slice(-RECENT_RUNS).reverse(),
       charts: { bytes, files, duration },
     });
   });

@@ -85,7 +85,7 @@ describe('buildBarChart', () => {
 describe('buildLineChart', () => {
   const points = [0, 1, 2, 3].map((i) => ({ atMs: T0 + i * DAY_MS, value: (10 + 2 * i) * 1024 * 1024 }));
 
-  it('draws the measured line and a dashed forecast to the end of the axis where the trend says', () => {
+  it('draws the measured line and the dashed trend through it to the end of the axis, where the trend says', () => {
     const trend = growthTrend(points)!;
     const endMs = T0 + 6 * DAY_MS;
     const chart = buildLineChart({ title: 't', desc: 'd', points, startMs: T0, endMs, trend, format: formatBytes, formatTime: dayLabel });
@@ -94,8 +94,10 @@ describe('buildLineChart', () => {
     // The trend reaches 22 MiB at day 6; the axis tops at 24 MiB (1.5 x 16).
     expect(chart.gridLines.at(-1)!.label).toBe(formatBytes(24 * 1024 * 1024));
     const f = chart.forecast!;
-    expect(f.x1).toBeCloseTo(chart.dots.at(-1)!.x);
-    expect(f.y1).toBeCloseTo(chart.dots.at(-1)!.y);
+    // The points lie on a straight line, so the trend runs through the first one.
+    expect(f.x1).toBeCloseTo(chart.dots[0]!.x);
+    expect(f.y1).toBeCloseTo(chart.dots[0]!.y);
+    expect(chart.nowX).toBeCloseTo(chart.dots.at(-1)!.x);
     expect(f.x2).toBeCloseTo(chart.plotRight);
     expect(f.y2).toBeCloseTo(BASELINE - (22 / 24) * PLOT_HEIGHT);
     expect(f.title).toBe(`forecast for 03-07: ${formatBytes(22 * 1024 * 1024)}`);
@@ -122,5 +124,29 @@ describe('storedSeries', () => {
     ]);
     // More added than is stored now (pruned since): never below zero.
     expect(storedSeries(days, 60, (day) => added[day] ?? 0, now).map((s) => s.value)).toEqual([0, 35, 60]);
+  });
+});
+
+describe('buildBarChart, stacked', () => {
+  it('puts the parts of a whole on top of each other in one bar', () => {
+    const chart = buildBarChart({
+      title: 'Success',
+      desc: 'd',
+      format: (v) => `${v}%`,
+      scale: 'decimal',
+      max: 100,
+      stacked: true,
+      series: [
+        { name: 'succeeded', className: 'ok' },
+        { name: 'failed', className: 'bad' },
+      ],
+      groups: [{ label: '03-01', values: [75, 25] }],
+    });
+    const [ok, bad] = chart.bars;
+    expect(ok!.x).toBe(bad!.x);
+    expect(ok!.y + ok!.height).toBeCloseTo(BASELINE);
+    expect(bad!.y + bad!.height).toBeCloseTo(ok!.y);
+    expect(bad!.y).toBeCloseTo(PLOT.top);
+    expect(ok!.height).toBeCloseTo(PLOT_HEIGHT * 0.75);
   });
 });

@@ -21,6 +21,8 @@ export interface BarChartInput {
   scale: ScaleKind;
   /** A fixed axis maximum (100 for percentages); otherwise a round value above the largest bar. */
   max?: number;
+  /** One bar per slot with the series on top of each other (parts of a whole), instead of side by side. */
+  stacked?: boolean;
 }
 
 export interface Bar {
@@ -54,22 +56,24 @@ export function buildBarChart(input: BarChartInput): BarChart {
   const scaleMax = input.max ?? niceCeiling(Math.max(0, ...values), input.scale);
   const slot = PLOT_WIDTH / Math.max(1, input.groups.length);
   const gap = Math.min(4, slot * 0.2);
-  const barWidth = Math.max(1, (slot - gap) / Math.max(1, input.series.length));
+  const barWidth = Math.max(1, (slot - gap) / (input.stacked ? 1 : Math.max(1, input.series.length)));
   const bars: Bar[] = [];
   input.groups.forEach((group, i) => {
     const x = PLOT.left + i * slot + gap / 2;
+    let below = 0;
     input.series.forEach((series, j) => {
       const value = group.values[j] ?? null;
       if (value === null) return;
       const height = (Math.min(value, scaleMax) / scaleMax) * PLOT_HEIGHT;
       bars.push({
-        x: x + j * barWidth,
-        y: PLOT.top + PLOT_HEIGHT - height,
+        x: input.stacked ? x : x + j * barWidth,
+        y: PLOT.top + PLOT_HEIGHT - below - height,
         width: barWidth,
         height,
         className: series.className,
         title: `${group.label}: ${input.format(value)} ${series.name}`,
       });
+      if (input.stacked) below += height;
     });
   });
   const labels = labelIndexes(input.groups.length).map((i) => ({ x: PLOT.left + (i + 0.5) * slot, text: input.groups[i]!.label }));

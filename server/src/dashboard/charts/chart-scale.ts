@@ -5,13 +5,16 @@
  */
 export const CHART_WIDTH = 600;
 export const CHART_HEIGHT = 220;
-export const PLOT = { top: 12, bottom: 28, left: 88, right: 16 } as const;
+export const PLOT = { top: 12, bottom: 28, left: 100, right: 16 } as const;
 export const PLOT_HEIGHT = CHART_HEIGHT - PLOT.top - PLOT.bottom;
 export const PLOT_WIDTH = CHART_WIDTH - PLOT.left - PLOT.right;
 /** At most this many x-axis labels, so they never overlap. */
 export const MAX_X_LABELS = 6;
 
-export type ScaleKind = 'bytes' | 'decimal';
+export type ScaleKind = 'bytes' | 'decimal' | 'seconds';
+
+/** Durations' axis maxima in seconds: each half is a round duration too. */
+const SECOND_STEPS = [10, 20, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14_400, 21_600, 43_200, 86_400];
 
 /**
  * A round axis maximum at or above `value`, whose half (the middle grid
@@ -25,6 +28,10 @@ export function niceCeiling(value: number, kind: ScaleKind): number {
     const power = 2 ** Math.floor(Math.log2(value));
     for (const step of [1, 1.5, 2]) if (power * step >= value) return power * step;
     return power * 2;
+  }
+  if (kind === 'seconds') {
+    const step = SECOND_STEPS.find((candidate) => candidate >= value);
+    if (step !== undefined) return step;
   }
   if (!(value > 2)) return 2;
   const power = 10 ** Math.floor(Math.log10(value));

@@ -9,7 +9,7 @@ export interface LineChartInput {
   /** The x axis: from the range's start to `endMs`, which may lie in the future for the forecast. */
   startMs: number;
   endMs: number;
-  /** Drawn dashed from the last point to `endMs`; null: no forecast. */
+  /** Drawn dashed from the first point to `endMs`, through the data and on into the future; null: no forecast. */
   trend: GrowthTrend | null;
   format: (value: number) => string;
   formatTime: (atMs: number) => string;
@@ -37,9 +37,10 @@ export interface LineChart {
 /** Geometry of a line chart over time with an optional dashed forecast line. */
 export function buildLineChart(input: LineChartInput): LineChart {
   const span = Math.max(1, input.endMs - input.startMs);
+  const firstMs = input.points[0]?.atMs ?? null;
   const lastMs = input.points.at(-1)?.atMs ?? null;
   const forecastEnd = input.trend && lastMs !== null && input.endMs > lastMs ? input.trend.valueAt(input.endMs) : null;
-  const forecastStart = input.trend && lastMs !== null ? input.trend.valueAt(lastMs) : null;
+  const forecastStart = input.trend && firstMs !== null ? input.trend.valueAt(firstMs) : null;
   const values = input.points.map((p) => p.value);
   const top = Math.max(0, ...values, forecastEnd ?? 0, forecastStart ?? 0);
   const scaleMax = niceCeiling(top, 'bytes');
@@ -49,9 +50,9 @@ export function buildLineChart(input: LineChartInput): LineChart {
   const path = input.points.map((p, i) => `${i === 0 ? 'M' : 'L'}${x(p.atMs).toFixed(1)},${y(p.value).toFixed(1)}`).join(' ');
   const dots = input.points.map((p) => ({ x: x(p.atMs), y: y(p.value), title: `${input.formatTime(p.atMs)}: ${input.format(p.value)}` }));
   const forecast =
-    forecastStart !== null && forecastEnd !== null && lastMs !== null
+    forecastStart !== null && forecastEnd !== null && firstMs !== null
       ? {
-          x1: x(lastMs),
+          x1: x(firstMs),
           y1: y(forecastStart),
           x2: x(input.endMs),
           y2: y(forecastEnd),
@@ -74,7 +75,7 @@ export function buildLineChart(input: LineChartInput): LineChart {
     path,
     dots,
     forecast,
-    nowX: forecast ? forecast.x1 : null,
+    nowX: forecast && lastMs !== null ? x(lastMs) : null,
     gridLines: gridLines(scaleMax, input.format),
     labels,
     empty: input.points.length === 0,
