@@ -71,7 +71,9 @@ describe.each(testDatabaseKinds())('dashboard statistics (%s)', (kind) => {
     expect(figure(month.body, 'Bytes per day', 'Newly stored')).toBe('7.00 MiB');
     expect(figure(month.body, 'Files changed', 'Files changed')).toBe('115');
     expect((await alice.get('/stats')).body).toContain('aria-current="page">30 days');
+    expect(week.body).not.toContain('bob-server');
     const all = await admin.get('/stats?days=7');
+    expect(all.body).toContain('bob-server');
     expect(figure(all.body, 'Bytes per day', 'Newly stored')).toBe('67.2 MiB');
     expect(figure(all.body, 'Success rate', 'Finished runs')).toBe('5');
   });
@@ -106,6 +108,15 @@ describe.each(testDatabaseKinds())('dashboard statistics (%s)', (kind) => {
     expect(page.body).not.toContain('bob-server');
     expect((await alice.get(`/clients/${bobAgent.clientId}/stats`)).status).toBe(404);
     expect((await admin.get(`/clients/${bobAgent.clientId}/stats`)).status).toBe(200);
+  });
+
+  it('says "no data" for a client without runs instead of drawing empty frames', async () => {
+    const idle = await TestAgent.register(h.url, ALICE.username, ALICE.password, 'alice-idle');
+    const page = await alice.get(`/clients/${idle.clientId}/stats`);
+    expect(page.status).toBe(200);
+    // Bytes, files, duration and success rate; the storage line still has its (flat) points.
+    expect(page.body.match(/No data in this range\./g)).toHaveLength(4);
+    expect(page.body).toContain('No runs in this range.');
   });
 
   it('answers a range it does not offer with a 400 naming days', async () => {
