@@ -366,6 +366,7 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
       ['/stats', '22-stats-mobile'],
       [`/clients/${laptop.clientId}/stats`, '23-client-stats-mobile'],
       ['/', '24-overview-chart-mobile'],
+      ['/stats?days=90', '25-stats-90-mobile'],
     ] as const) {
       await page.goto(`${server.url}${url}`);
       expect(await pageFits(), url).toBe(true);

@@ -106,7 +106,7 @@ async function buildStats(repo: DashboardRepository, deps: DashboardDeps, user: 
   const growth = buildLineChart({
     title: 'Stored bytes',
     desc: trend
-      ? `Stored bytes over the last ${range} days, now ${formatBytes(storedNow)}; the dashed line is the trend, ${formatBytes(Math.abs(trend.perDay))} a day ${trend.perDay < 0 ? 'less' : 'more'}.`
+      ? `Stored bytes over the last ${range} days, now ${formatBytes(storedNow)}; the dashed line is the trend, ${formatBytes(Math.round(Math.abs(trend.perDay)))} a day ${trend.perDay < 0 ? 'less' : 'more'}.`
       : `Stored bytes over the last ${range} days, now ${formatBytes(storedNow)}.`,
     points: samples,
     startMs: since.getTime(),

@@ -127,6 +127,15 @@ describe('storedSeries', () => {
   });
 });
 
+describe('buildBarChart, labels', () => {
+  it('ends the newest label at the right edge when its bar is too thin to centre it under', () => {
+    const groups = Array.from({ length: 90 }, (_, i) => ({ label: `d${i}`, values: [i] }));
+    const chart = buildBarChart({ title: 't', desc: 'd', format: String, scale: 'decimal', series: [{ name: 'n', className: 'x' }], groups });
+    expect(chart.labels.at(-1)).toEqual({ x: chart.plotRight, text: 'd89', anchor: 'end' });
+    expect(chart.labels[0]!.anchor).toBe('middle');
+  });
+});
+
 describe('buildBarChart, stacked', () => {
   it('puts the parts of a whole on top of each other in one bar', () => {
     const chart = buildBarChart({

@@ -84,7 +84,7 @@ describe.each(testDatabaseKinds())('dashboard statistics (%s)', (kind) => {
       expect(page.body).toContain(`aria-labelledby="${id}-title ${id}-desc"`);
     }
     expect(page.body).toMatch(/<line class="forecast"/);
-    expect(figure(page.body, 'Storage growth', 'Trend')).toMatch(/^\+.* a day$/);
+    expect(figure(page.body, 'Storage growth', 'Trend')).toMatch(/^\+\d+(\.\d+)? (B|KiB|MiB) a day$/);
   });
 
   it('tells only admins the free disk space and when it runs full at the trend', async () => {

@@ -45,7 +45,7 @@ export interface BarChart {
   series: BarSeries[];
   bars: Bar[];
   gridLines: GridLine[];
-  labels: { x: number; text: string }[];
+  labels: { x: number; text: string; anchor: 'middle' | 'end' }[];
   /** No value anywhere: the template says "no data" instead of an empty frame. */
   empty: boolean;
 }
@@ -76,7 +76,12 @@ export function buildBarChart(input: BarChartInput): BarChart {
       if (input.stacked) below += height;
     });
   });
-  const labels = labelIndexes(input.groups.length).map((i) => ({ x: PLOT.left + (i + 0.5) * slot, text: input.groups[i]!.label }));
+  const plotRight = CHART_WIDTH - PLOT.right;
+  const labels = labelIndexes(input.groups.length).map((i) => {
+    const x = PLOT.left + (i + 0.5) * slot;
+    // Centred under a thin bar at the right edge, the newest label would be cut off: it ends at the edge instead.
+    return x > plotRight - 24 ? { x: plotRight, text: input.groups[i]!.label, anchor: 'end' as const } : { x, text: input.groups[i]!.label, anchor: 'middle' as const };
+  });
   return {
     kind: 'bar',
     title: input.title,
@@ -84,7 +89,7 @@ export function buildBarChart(input: BarChartInput): BarChart {
     width: CHART_WIDTH,
     height: CHART_HEIGHT,
     plotLeft: PLOT.left,
-    plotRight: CHART_WIDTH - PLOT.right,
+    plotRight,
     series: input.series,
     bars,
     gridLines: gridLines(scaleMax, input.format),

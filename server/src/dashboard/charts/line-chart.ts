@@ -56,7 +56,7 @@ export function buildLineChart(input: LineChartInput): LineChart {
           y1: y(forecastStart),
           x2: x(input.endMs),
           y2: y(forecastEnd),
-          title: `forecast for ${input.formatTime(input.endMs)}: ${input.format(Math.max(0, forecastEnd))}`,
+          title: `forecast for ${input.formatTime(input.endMs)}: ${input.format(Math.max(0, Math.round(forecastEnd)))}`,
         }
       : null;
   const labels: { x: number; text: string }[] = [];
