@@ -17,6 +17,7 @@ import { createLogger } from '../../server/src/logger.ts';
 import { startServer, type RunningServer } from '../../server/src/server.ts';
 import { TestAgent } from '../../server/test/dashboard/agent-fixture.ts';
 import { createUser, SYSTEM_ACTOR } from '../../server/src/services/users.service.ts';
+import { backupRuns } from '../../server/src/db/schema.ts';
 import { artifactDir, chromiumAvailable, launchBrowser } from '../helpers/browser.ts';
 
 const run = promisify(execFile);
@@ -313,6 +314,70 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     expect(await page.locator('#alert-settings').textContent()).toContain('This client overrides some defaults');
     expect(await page.inputValue('input[name="missedBackup.tolerance"]')).toBe('3');
     await page.locator('#alert-settings').screenshot({ path: path.join(shots, '18-alert-settings.png') });
+  });
+
+  it('shows statistics for the fleet and a client, fitting a phone without scrolling sideways', async () => {
+    // A month of history for the laptop, as the runs table holds it: growing daily changes, a slow run, two failures.
+    const now = Date.now();
+    await server.ctx.database.db.insert(backupRuns).values(
+      Array.from({ length: 28 }, (_, i) => {
+        // 28 days back at most: within the 30-day range whatever the time of day.
+        const daysAgo = 28 - i;
+        const startedAt = new Date(now - daysAgo * 86_400_000 - 3_600_000);
+        const seconds = 40 + (i % 7) * 15 + (i === 20 ? 600 : 0);
+        return {
+          clientId: laptop.clientId,
+          status: i === 9 || i === 21 ? ('failed' as const) : ('succeeded' as const),
+          startedAt,
+          finishedAt: new Date(startedAt.getTime() + seconds * 1000),
+          filesChanged: 20 + ((i * 37) % 90),
+          // Kilobytes, so that the month's new bytes fit within what the fixture's backups really stored.
+          bytesUploaded: (3 + ((i * 5) % 11)) * 1024,
+          bytesNew: (1 + ((i * 3) % 5)) * 1024,
+        };
+      }),
+    );
+    await page.goto(`${server.url}/stats`);
+    await expect(page.locator('h1').first().textContent()).resolves.toBe('Statistics');
+    expect(await page.locator('.mainnav a.active').textContent()).toBe('Statistics');
+    for (const id of ['chart-bytes', 'chart-files', 'chart-duration', 'chart-success', 'chart-growth']) {
+      expect(await page.locator(`svg[aria-labelledby="${id}-title ${id}-desc"]`).count(), id).toBe(1);
+    }
+    expect(await page.locator('#chart-growth-title').textContent()).toBe('Stored bytes');
+    expect(await page.locator('svg line.forecast').count()).toBe(1);
+    // The admin on a disk store is told when it runs full (or that it does not at this trend).
+    expect(await page.locator('.figures').last().textContent()).toContain('Full in');
+    await shot('20-stats');
+    await page.click('.range a:text("7 days")');
+    await page.waitForURL(/\/stats\?days=7$/);
+    expect(await page.locator('.range a[aria-current=page]').textContent()).toBe('7 days');
+    await page.goto(`${server.url}/clients/${laptop.clientId}`);
+    await page.click('.tabs a:text("Statistics")');
+    await page.waitForURL(`${server.url}/clients/${laptop.clientId}/stats`);
+    expect(await page.locator('.tabs a.active').textContent()).toBe('Statistics');
+    // 28 inserted runs and the fixture's two within 30 days: one bar per run and series.
+    expect(await page.locator('#chart-bytes-title').textContent()).toBe('Bytes per run');
+    expect(await page.locator('svg[aria-labelledby^="chart-bytes"] rect.bar-uploaded').count()).toBe(30);
+    await shot('21-client-stats');
+
+    await page.setViewportSize({ width: 390, height: 844 });
+    const pageFits = () => page.evaluate<boolean>('document.documentElement.scrollWidth <= window.innerWidth');
+    for (const [url, name] of [
+      ['/stats', '22-stats-mobile'],
+      [`/clients/${laptop.clientId}/stats`, '23-client-stats-mobile'],
+      ['/', '24-overview-chart-mobile'],
+      ['/stats?days=90', '25-stats-90-mobile'],
+    ] as const) {
+      await page.goto(`${server.url}${url}`);
+      expect(await pageFits(), url).toBe(true);
+      // Every chart fits its card: the newest day is on screen, not behind a scroll.
+      for (const box of await page.locator('svg.chart').evaluateAll((svgs) => svgs.map((svg) => svg.getBoundingClientRect().right))) {
+        expect(box, url).toBeLessThanOrEqual(390);
+      }
+      await shot(name);
+      await page.locator('svg.chart').last().screenshot({ path: path.join(shots, `${name}-chart.png`) });
+    }
+    await page.setViewportSize({ width: 1360, height: 900 });
   });
 
   it('stays usable on a phone-sized screen', async () => {

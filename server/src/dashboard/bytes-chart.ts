@@ -18,6 +18,8 @@ export interface ChartBar {
 export interface BytesChart {
   width: number;
   height: number;
+  /** Where the plot starts: room for the byte labels of the y axis, large on phones. */
+  left: number;
   bars: ChartBar[];
   gridLines: { y: number; label: string }[];
   labels: { x: number; text: string }[];
@@ -39,10 +41,10 @@ export function lastDays(today: Date, days: number): string[] {
  */
 export function buildBytesChart(series: DayBytes[]): BytesChart {
   const width = 720;
-  const height = 180;
-  const top = 10;
+  const height = 190;
+  const top = 20;
   const bottom = 24;
-  const left = 64;
+  const left = 104;
   const plotHeight = height - top - bottom;
   const max = Math.max(1, ...series.map((d) => Math.max(d.uploaded, d.stored)));
   const scaleMax = niceCeiling(max);
@@ -68,7 +70,7 @@ export function buildBytesChart(series: DayBytes[]): BytesChart {
     if (i % 5 === 0 || i === series.length - 1) labels.push({ x: x + barWidth, text: d.day.slice(5) });
   });
   const gridLines = [0, 0.5, 1].map((f) => ({ y: top + plotHeight - f * plotHeight, label: formatBytes(scaleMax * f) }));
-  return { width, height, bars, gridLines, labels, empty: series.every((d) => d.uploaded === 0 && d.stored === 0) };
+  return { width, height, left, bars, gridLines, labels, empty: series.every((d) => d.uploaded === 0 && d.stored === 0) };
 }
 
 function niceCeiling(value: number): number {

@@ -20,6 +20,7 @@ import { createDashboardRepository } from './dashboard.repository.ts';
 import { filesRoutes } from './files.routes.ts';
 import { notificationsRoutes } from './notifications.routes.ts';
 import { overviewRoutes } from './overview.routes.ts';
+import { statsRoutes } from './stats.routes.ts';
 import { resolveSecretKey } from './secret-key.ts';
 import { usersRoutes } from './users.routes.ts';
 
@@ -112,5 +113,6 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
     await authed.register(auditRoutes, { deps });
     await authed.register(notificationsRoutes, { deps });
     await authed.register(alertsRoutes, { deps });
+    await authed.register(statsRoutes, { deps });
   });
 };

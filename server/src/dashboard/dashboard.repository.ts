@@ -200,6 +200,87 @@ export function createDashboardRepository(db: Db) {
     return new Map(rows.map((row) => [String(row.day), { uploaded: num(row.uploaded), stored: num(row.stored) }]));
   }
 
+  /**
+   * Run figures per UTC day since `since` for the statistics pages, summed in
+   * SQL (one row a day, however many runs): all clients the viewer sees, or
+   * one client (already checked with getClient).
+   */
+  async function runsPerDay(viewer: Viewer, since: Date, clientId?: string) {
+    const scope = viewer.isAdmin ? sql`true` : sql`c.owner_id = ${viewer.id}`;
+    const client = clientId === undefined ? sql`true` : sql`r.client_id = ${clientId}`;
+    const rows = rowsOf<Record<string, unknown>>(
+      await db.execute(sql`
+        select to_char(r.started_at at time zone 'UTC', 'YYYY-MM-DD') as day,
+               count(*) filter (where r.finished_at is not null) as finished,
+               count(*) filter (where r.status = 'succeeded') as succeeded,
+               coalesce(sum(r.bytes_uploaded), 0) as uploaded, coalesce(sum(r.bytes_new), 0) as stored,
+               coalesce(sum(r.files_changed), 0) as files_changed,
+               avg(extract(epoch from r.finished_at - r.started_at)) filter (where r.finished_at is not null) as avg_seconds
+        from backup_runs r join clients c on c.id = r.client_id
+        where r.started_at >= ${since.toISOString()}::timestamptz and ${scope} and ${client}
+        group by 1`),
+    );
+    return new Map(
+      rows.map((row) => [
+        String(row.day),
+        {
+          finished: num(row.finished),
+          succeeded: num(row.succeeded),
+          uploaded: num(row.uploaded),
+          stored: num(row.stored),
+          filesChanged: num(row.files_changed),
+          avgSeconds: row.avg_seconds === null ? null : num(row.avg_seconds),
+        },
+      ]),
+    );
+  }
+
+  /** Run figures per client since `since` (the fleet page's table), summed in SQL; clients without runs are left out. */
+  async function runsPerClient(viewer: Viewer, since: Date) {
+    const scope = viewer.isAdmin ? sql`true` : sql`c.owner_id = ${viewer.id}`;
+    const rows = rowsOf<Record<string, unknown>>(
+      await db.execute(sql`
+        select c.id, c.name,
+               count(*) filter (where r.finished_at is not null) as finished,
+               count(*) filter (where r.status = 'succeeded') as succeeded,
+               coalesce(sum(r.bytes_uploaded), 0) as uploaded, coalesce(sum(r.bytes_new), 0) as stored
+        from backup_runs r join clients c on c.id = r.client_id
+        where r.started_at >= ${since.toISOString()}::timestamptz and ${scope}
+        group by c.id, c.name
+        order by sum(r.bytes_new) desc, c.name`),
+    );
+    return rows.map((row) => ({
+      id: String(row.id),
+      name: String(row.name),
+      finished: num(row.finished),
+      succeeded: num(row.succeeded),
+      uploaded: num(row.uploaded),
+      stored: num(row.stored),
+    }));
+  }
+
+  /** The client's last `limit` runs started since `since`, oldest first, for the per-run charts. */
+  async function recentRunFigures(clientId: string, since: Date, limit: number) {
+    const rows = rowsOf<Record<string, unknown>>(
+      await db.execute(sql`
+        select * from (
+          select r.started_at, r.status, r.bytes_uploaded, r.bytes_new, r.files_changed,
+                 extract(epoch from r.finished_at - r.started_at) as seconds
+          from backup_runs r
+          where r.client_id = ${clientId} and r.started_at >= ${since.toISOString()}::timestamptz
+          order by r.started_at desc limit ${limit}) recent
+        order by started_at`),
+    );
+    return rows.map((row) => ({
+      startedAt: date(row.started_at)!,
+      status: String(row.status) as (typeof backupRuns.$inferSelect)['status'],
+      uploaded: num(row.bytes_uploaded),
+      stored: num(row.bytes_new),
+      filesChanged: num(row.files_changed),
+      seconds: row.seconds === null ? null : num(row.seconds),
+    }));
+  }
+
   // ---- files -------------------------------------------------------------------
 
   const validAt = (asOf: Date) =>
@@ -355,6 +436,9 @@ export function createDashboardRepository(db: Db) {
     listLogs,
     storageTotals,
     bytesPerDay,
+    runsPerDay,
+    runsPerClient,
+    recentRunFigures,
     listDirectory,
     findVersion,
     listAudit,

@@ -89,6 +89,7 @@ describe.each(testDatabaseKinds())('dashboard routes (%s)', (kind) => {
     `/clients/${id}/versions/1/download`,
     `/clients/${id}/archive?path=/home`,
     `/clients/${id}/logs`,
+    `/clients/${id}/stats`,
   ];
   const clientForms = (id: string) => [`/clients/${id}/config`, `/clients/${id}/run`, `/clients/${id}/token/rotate`, `/clients/${id}/token/revoke`];
   const adminPages = (userId: string) => ['/users', `/users/${userId}`, '/audit'];
@@ -96,7 +97,7 @@ describe.each(testDatabaseKinds())('dashboard routes (%s)', (kind) => {
 
   it('sends every page and form to the login page without a session', async () => {
     const anonymous = new Browser(h.url);
-    for (const url of ['/', '/clients', ...clientPages(aliceAgent.clientId), ...adminPages(aliceId)]) {
+    for (const url of ['/', '/clients', '/stats', ...clientPages(aliceAgent.clientId), ...adminPages(aliceId)]) {
       const page = await anonymous.get(url);
       expect(page.status, url).toBe(303);
       expect(page.location, url).toBe(`/login?${new URLSearchParams({ next: url })}`);
