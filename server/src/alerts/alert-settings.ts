@@ -30,8 +30,8 @@ export const DETECTOR_LABELS: Record<keyof AlertSettings, string> = {
   unusualTiming: 'Unusual timing',
   extraBackup: 'Unexpected extra backups',
   massChange: 'Mass change (holds pruning)',
-  expectedFile: 'Expected file missing (watched folders)',
-  fileShrank: 'File shrank (under watched folders)',
+  expectedFile: 'Expected file missing',
+  fileShrank: 'File shrank',
 };
 
 /** One numeric threshold of the form: where it lives in AlertSettings and what it may be. */
