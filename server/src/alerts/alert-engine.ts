@@ -10,7 +10,7 @@
  * acknowledged it, and while it is open (not yet acknowledged) retention does
  * not prune the client (`isPruningHeld`).
  */
-import { and, asc, desc, eq, inArray, isNull, max, ne, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNull, lte, max, ne, sql } from 'drizzle-orm';
 import type { AppContext } from '../app-context.ts';
 import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
 import type { Db } from '../db/database.ts';
@@ -111,8 +111,26 @@ export async function evaluateClientAlerts(ctx: AppContext, clientId: string, op
     },
     settings,
   );
-  const events = await reconcile(db, clientId, conditions, now);
+  const kept = settings.fileShrank.enabled ? await shrankAlertsStillStanding(db, clientId) : [];
+  const events = await reconcile(db, clientId, conditions, now, kept);
   return notifyEvents(ctx, clientId, events.map((event) => ({ kind: event.kind, alert: toSnapshot(event.row, client.name, client.ownerId) })));
+}
+
+/**
+ * Keys of unresolved file_shrank alerts whose file has had no new version
+ * since the alert opened (decision 92). Retention may have pruned the
+ * reference version since (a client keeping one version per path loses it
+ * at the very run that shrank), and the detector then sees nothing to
+ * compare; the file is still the truncated one, so its alert stands until a
+ * new version arrives or the file is deleted.
+ */
+async function shrankAlertsStillStanding(db: Db, clientId: string): Promise<string[]> {
+  const rows = await db
+    .select({ key: alerts.dedupeKey })
+    .from(alerts)
+    .innerJoin(fileVersions, and(eq(fileVersions.clientId, alerts.clientId), eq(fileVersions.path, alerts.path), isNull(fileVersions.validTo)))
+    .where(and(eq(alerts.clientId, clientId), eq(alerts.type, 'file_shrank'), ne(alerts.state, 'resolved'), lte(fileVersions.validFrom, alerts.openedAt)));
+  return rows.map((r) => r.key);
 }
 
 async function notifyEvents(ctx: AppContext, clientId: string | null, snapshots: AlertEvent[]): Promise<AlertEvent[]> {
@@ -144,13 +162,13 @@ export async function evaluateStorageAlert(ctx: AppContext, options: EngineOptio
 }
 
 /** `clientId` null: the server-wide alerts. */
-async function reconcile(db: Db, clientId: string | null, conditions: AlertCondition[], now: Date): Promise<{ kind: AlertEvent['kind']; row: AlertRow }[]> {
+async function reconcile(db: Db, clientId: string | null, conditions: AlertCondition[], now: Date, kept: readonly string[] = []): Promise<{ kind: AlertEvent['kind']; row: AlertRow }[]> {
   const events: { kind: AlertEvent['kind']; row: AlertRow }[] = [];
   const unresolved = await db
     .select()
     .from(alerts)
     .where(and(clientId === null ? isNull(alerts.clientId) : eq(alerts.clientId, clientId), ne(alerts.state, 'resolved')));
-  const holding = new Set(conditions.map((c) => c.key));
+  const holding = new Set([...conditions.map((c) => c.key), ...kept]);
   const known = new Set(unresolved.map((a) => a.dedupeKey));
   for (const condition of conditions) {
     if (known.has(condition.key)) continue;

@@ -211,6 +211,21 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
     expect((await watchedAlerts(agent.clientId)).map((a) => [a.dedupeKey, a.state])).toEqual([['file_shrank:/dumps/app.sql', 'resolved']]);
   });
 
+  it("a client keeping one version per path: the shrunk dump's alert outlives the prune of its reference, until a new version comes", async () => {
+    const agent = await agentFor('watched-shrank-one-version', { retentionVersions: 1 });
+    await watch(agent.clientId, [{ path: '/dumps', maxAgeHours: 26 }]);
+    await agent.run({ status: 'succeeded' }, { '/dumps/app.sql': dump(3 * MiB) });
+    await agent.run({ status: 'succeeded' }, { '/dumps/app.sql': dump(0.3 * MiB) });
+    expect((await agent.versions('/dumps/app.sql')).map((v) => v.size)).toEqual([Math.floor(0.3 * MiB)]);
+    expect((await watchedAlerts(agent.clientId)).map((a) => [a.dedupeKey, a.state])).toEqual([['file_shrank:/dumps/app.sql', 'open']]);
+
+    // The periodic pass sees one version and nothing to compare; the file is still the truncated one.
+    await runAlertEngine(h.ctx);
+    expect((await watchedAlerts(agent.clientId)).map((a) => a.state)).toEqual(['open']);
+    await agent.run({ status: 'succeeded' }, { '/dumps/app.sql': dump(3 * MiB) });
+    expect((await watchedAlerts(agent.clientId)).map((a) => a.state)).toEqual(['resolved']);
+  });
+
   it('the periodic pass measures the blob store disk with statfs and opens one server-wide storage_filling alert past the mark', async () => {
     const serverWide = () => h.ctx.database.db.select().from(alerts).where(and(isNull(alerts.clientId), ne(alerts.state, 'resolved')));
     // Marks no real disk reaches first, then marks every disk is past: the same real statfs figure on both sides.
