@@ -2,8 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FileVersion, PreCommandResult, RunStats } from '@cairn/shared';
 import { acknowledgeAlert, evaluateClientAlerts, evaluateStorageAlert, runAlertEngine } from '../../src/alerts/alert-engine.ts';
 import type { AlertEvent, AlertNotifier } from '../../src/alerts/alert-event.ts';
-import { and, eq, isNull, ne } from 'drizzle-orm';
-import { alerts, clients, fileVersions, users } from '../../src/db/schema.ts';
+import { and, eq, isNull, ne, sql } from 'drizzle-orm';
+import { alerts, backupRuns, chunks, clients, fileVersions, users } from '../../src/db/schema.ts';
+import { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
+import { gatherStorageFacts } from '../../src/alerts/storage-filling.ts';
 import { sweepRetention } from '../../src/services/retention.service.ts';
 import { addUser, callApi, fileUpsert, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
@@ -243,5 +245,51 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
 
     await evaluateStorageAlert(h.ctx, { storageSettings: never });
     expect(await serverWide()).toEqual([]);
+  });
+
+  it('forecasts from what runs stored over the last days: growth that fills the disk within 14 days warns below the high-water mark', async () => {
+    const agent = await agentFor('storage-growth');
+    const facts = await gatherStorageFacts(h.ctx);
+    expect(facts).not.toBeNull();
+    const { capacityBytes, usedBytes } = facts!;
+    // Runs that each stored a tenth of what is left free, one a day for two weeks: full in about ten days.
+    const perDay = Math.ceil((capacityBytes - usedBytes) / 10);
+    const now = Date.now();
+    await h.ctx.database.db.insert(backupRuns).values(
+      Array.from({ length: 14 }, (_, i) => ({
+        clientId: agent.clientId,
+        status: 'succeeded' as const,
+        startedAt: new Date(now - (i + 1) * 24 * HOUR),
+        finishedAt: new Date(now - (i + 1) * 24 * HOUR + 60_000),
+        bytesNew: perDay,
+      })),
+    );
+    const growing = await gatherStorageFacts(h.ctx);
+    expect(growing!.samples.at(-1)!.value).toBe(growing!.usedBytes);
+    expect(growing!.samples[0]!.value).toBeLessThan(growing!.usedBytes - 12 * perDay);
+
+    const marksOutOfReach = { warnPercent: 100.1, criticalPercent: 100.1, forecastDays: 14 };
+    await evaluateStorageAlert(h.ctx, { storageSettings: marksOutOfReach });
+    const [open] = await h.ctx.database.db.select().from(alerts).where(and(isNull(alerts.clientId), ne(alerts.state, 'resolved')));
+    expect(open).toMatchObject({ type: 'storage_filling', severity: 'warning' });
+    expect(open!.observed).toMatch(/; full in \d+ days? at the recent growth$/);
+
+    // The same growth with a 5-day horizon is no alarm.
+    await evaluateStorageAlert(h.ctx, { storageSettings: { ...marksOutOfReach, forecastDays: 5 } });
+    expect(await h.ctx.database.db.select().from(alerts).where(and(isNull(alerts.clientId), ne(alerts.state, 'resolved')))).toEqual([]);
+    await h.ctx.database.db.delete(backupRuns).where(eq(backupRuns.clientId, agent.clientId));
+  });
+
+  it('an S3 store is measured as the stored chunks against S3_CAPACITY_BYTES, and has no figure without it', async () => {
+    const s3 = { bucket: 'unused', endpoint: 'http://127.0.0.1:9', region: 'us-east-1', forcePathStyle: true, accessKeyId: undefined, secretAccessKey: undefined };
+    // Only the kind of the store and the database are read: no request reaches the (absent) S3 endpoint.
+    const blobs = new S3BlobStore(s3);
+    const ctxWith = (capacity: number | undefined) => ({ ...h.ctx, blobs, config: { ...h.ctx.config, s3, alerts: { ...h.ctx.config.alerts, s3CapacityBytes: capacity } } });
+    expect(await gatherStorageFacts(ctxWith(undefined))).toBeNull();
+    const [stored] = await h.ctx.database.db.select({ total: sql<string>`coalesce(sum(${chunks.size}), 0)` }).from(chunks);
+    const facts = await gatherStorageFacts(ctxWith(10 * 1024 ** 3));
+    expect(facts).toMatchObject({ store: 's3', capacityBytes: 10 * 1024 ** 3, usedBytes: Number(stored!.total) });
+    expect(facts!.usedBytes).toBeGreaterThan(0);
+    await blobs.close();
   });
 });
