@@ -8,6 +8,7 @@
  * only (decision 90).
  */
 import { statfs } from 'node:fs/promises';
+import path from 'node:path';
 import { formatBytes } from '@cairn/shared';
 import { gt, sql } from 'drizzle-orm';
 import type { AppContext } from '../app-context.ts';
@@ -67,6 +68,17 @@ export function detectStorageFilling(facts: StorageFacts, settings: StorageAlert
   ];
 }
 
+/** statfs of `dir`, or of its nearest existing parent: the blob directory appears with the first stored object. */
+async function statfsOfNearest(dir: string) {
+  for (let current = dir; ; current = path.dirname(current)) {
+    try {
+      return await statfs(current);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || path.dirname(current) === current) throw error;
+    }
+  }
+}
+
 /**
  * The figures for the detector; null when there is nothing to compare (an
  * S3 store without S3_CAPACITY_BYTES). Samples: the used bytes now, minus the
@@ -78,10 +90,11 @@ export async function gatherStorageFacts(ctx: AppContext, now: Date = new Date()
   let usedBytes: number;
   let capacityBytes: number;
   if (ctx.blobs.kind === 'disk') {
-    const fs = await statfs(ctx.blobs.location);
-    capacityBytes = fs.blocks * fs.bsize;
-    // bavail, not bfree: the blocks reserved for root are not ours to fill.
-    usedBytes = capacityBytes - fs.bavail * fs.bsize;
+    const fs = await statfsOfNearest(ctx.blobs.location);
+    // As df counts: used is what is taken, capacity is used plus what the server may still write (bavail).
+    // Blocks reserved for root, or held back by the host, are neither ours to fill nor "used".
+    usedBytes = (fs.blocks - fs.bfree) * fs.bsize;
+    capacityBytes = usedBytes + fs.bavail * fs.bsize;
   } else {
     const capacity = ctx.config.alerts.s3CapacityBytes;
     if (capacity === undefined) return null;

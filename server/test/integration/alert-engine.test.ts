@@ -1,3 +1,6 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FileVersion, PreCommandResult, RunStats } from '@cairn/shared';
 import { acknowledgeAlert, evaluateClientAlerts, evaluateStorageAlert, runAlertEngine } from '../../src/alerts/alert-engine.ts';
@@ -12,6 +15,7 @@ import { testDatabaseKinds } from '../helpers/test-database.ts';
 
 const usual: RunStats = { filesScanned: 10_000, filesChanged: 20, filesDeleted: 0, filesFailed: 0, bytesScanned: 1000, bytesUploaded: 100 };
 const HOUR = 3600_000;
+const run = promisify(execFile);
 
 /** Keeps every event the engine hands over, as a real notifier would queue them. */
 class RecordingNotifier implements AlertNotifier {
@@ -252,6 +256,10 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
     const facts = await gatherStorageFacts(h.ctx);
     expect(facts).not.toBeNull();
     const { capacityBytes, usedBytes } = facts!;
+    // The used share is the one df reports for the blob directory (df rounds up to a whole percent).
+    const df = (await run('df', ['-P', path.dirname(h.ctx.blobs.location)])).stdout.trim().split('\n').at(-1)!.split(/\s+/);
+    expect(Math.ceil((usedBytes / capacityBytes) * 100)).toBeGreaterThanOrEqual(Number.parseInt(df[4]!, 10) - 1);
+    expect(Math.ceil((usedBytes / capacityBytes) * 100)).toBeLessThanOrEqual(Number.parseInt(df[4]!, 10) + 1);
     // Runs that each stored a tenth of what is left free, one a day for two weeks: full in about ten days.
     const perDay = Math.ceil((capacityBytes - usedBytes) / 10);
     const now = Date.now();
