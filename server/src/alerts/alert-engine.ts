@@ -111,7 +111,7 @@ export async function evaluateClientAlerts(ctx: AppContext, clientId: string, op
     },
     settings,
   );
-  const kept = settings.fileShrank.enabled ? await shrankAlertsStillStanding(db, clientId) : [];
+  const kept = settings.fileShrank.enabled ? await shrankAlertsStillStanding(db, clientId, settings.expectedFile.folders) : [];
   const events = await reconcile(db, clientId, conditions, now, kept);
   return notifyEvents(ctx, clientId, events.map((event) => ({ kind: event.kind, alert: toSnapshot(event.row, client.name, client.ownerId) })));
 }
@@ -124,13 +124,16 @@ export async function evaluateClientAlerts(ctx: AppContext, clientId: string, op
  * compare; the file is still the truncated one, so its alert stands until a
  * new version arrives or the file is deleted.
  */
-async function shrankAlertsStillStanding(db: Db, clientId: string): Promise<string[]> {
+async function shrankAlertsStillStanding(db: Db, clientId: string, folders: readonly WatchedFolder[]): Promise<string[]> {
+  if (folders.length === 0) return [];
   const rows = await db
-    .select({ key: alerts.dedupeKey })
+    .select({ key: alerts.dedupeKey, path: alerts.path })
     .from(alerts)
     .innerJoin(fileVersions, and(eq(fileVersions.clientId, alerts.clientId), eq(fileVersions.path, alerts.path), isNull(fileVersions.validTo)))
     .where(and(eq(alerts.clientId, clientId), eq(alerts.type, 'file_shrank'), ne(alerts.state, 'resolved'), lte(fileVersions.validFrom, alerts.openedAt)));
-  return rows.map((r) => r.key);
+  // A folder no longer watched releases its files' alerts.
+  const watched = (p: string | null) => p !== null && folders.some((f) => f.path === '/' || p.startsWith(`${f.path}/`));
+  return rows.filter((r) => watched(r.path)).map((r) => r.key);
 }
 
 async function notifyEvents(ctx: AppContext, clientId: string | null, snapshots: AlertEvent[]): Promise<AlertEvent[]> {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FileVersion, PreCommandResult, RunStats } from '@cairn/shared';
 import { acknowledgeAlert, evaluateClientAlerts, evaluateStorageAlert, runAlertEngine } from '../../src/alerts/alert-engine.ts';
 import type { AlertEvent, AlertNotifier } from '../../src/alerts/alert-event.ts';
-import { and, eq, isNull, ne, sql } from 'drizzle-orm';
+import { and, asc, eq, isNull, ne, sql } from 'drizzle-orm';
 import { alerts, backupRuns, chunks, clients, fileVersions, users } from '../../src/db/schema.ts';
 import { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
 import { gatherStorageFacts } from '../../src/alerts/storage-filling.ts';
@@ -159,7 +159,7 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
 
   /** The client's watched-folder alerts (a pass at a later `now` opens missed-backup ones too, beside the point here). */
   async function watchedAlerts(clientId: string) {
-    const rows = await h.ctx.database.db.select().from(alerts).where(eq(alerts.clientId, clientId));
+    const rows = await h.ctx.database.db.select().from(alerts).where(eq(alerts.clientId, clientId)).orderBy(asc(alerts.openedAt));
     return rows.filter((a) => a.type === 'expected_file_missing' || a.type === 'file_shrank');
   }
 
@@ -230,6 +230,13 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
     expect((await watchedAlerts(agent.clientId)).map((a) => a.state)).toEqual(['open']);
     await agent.run({ status: 'succeeded' }, { '/dumps/app.sql': dump(3 * MiB) });
     expect((await watchedAlerts(agent.clientId)).map((a) => a.state)).toEqual(['resolved']);
+
+    // Shrunk again, then the folder is no longer watched: that releases the alert.
+    await agent.run({ status: 'succeeded' }, { '/dumps/app.sql': dump(0.3 * MiB) });
+    expect((await watchedAlerts(agent.clientId)).map((a) => a.state)).toEqual(['resolved', 'open']);
+    await watch(agent.clientId, [{ path: '/srv', maxAgeHours: 26 }]);
+    await evaluateClientAlerts(h.ctx, agent.clientId);
+    expect((await watchedAlerts(agent.clientId)).map((a) => a.state)).toEqual(['resolved', 'resolved']);
   });
 
   it('the periodic pass measures the blob store disk with statfs and opens one server-wide storage_filling alert past the mark', async () => {
