@@ -3,6 +3,7 @@
  * processes, the agent's pre-command is set in the dashboard, and the alert
  * is read where a person reads it, on the dashboard's alerts page.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -114,5 +115,30 @@ describe('alerts from a real agent', () => {
     expect((await runAgentOnce(victim)).report.status).toBe('succeeded');
     expect(await versionsOf(names[0]!)).toBe(1);
   });
-});
 
+  it('a watched /dumps folder whose dump shrinks to a tenth opens a file_shrank alert naming the path and both sizes', async () => {
+    const tree = path.join(base, 'db-host');
+    const dumps = path.join(tree, 'dumps');
+    const stateDir = path.join(base, 'db-host-state');
+    await mkdir(dumps, { recursive: true });
+    const dumpFile = path.join(dumps, 'app.sql');
+    // Random bytes: compression cannot hide the size, and each night's dump is a new version.
+    await writeFile(dumpFile, randomBytes(4 * 1024 * 1024));
+    const agent = envModeAgentEnv(server.url, stateDir, [tree]);
+    expect((await runAgentOnce(agent)).report.status).toBe('succeeded');
+    const { clientId: hostId } = await readAgentState(stateDir);
+    await dashboard.saveAlertSettings(hostId, { 'expectedFile.folders': `${dumps} 26` });
+    expect(await dashboard.clientPage(hostId)).toContain(`>${dumps} 26</textarea>`);
+
+    await writeFile(dumpFile, randomBytes(4 * 1024 * 1024));
+    expect((await runAgentOnce(agent)).report.status).toBe('succeeded');
+    expect(await dashboard.alertsPage(`?client=${hostId}&type=file_shrank&state=all`)).toContain('No alerts');
+
+    await writeFile(dumpFile, randomBytes(410 * 1024));
+    expect((await runAgentOnce(agent)).report.status).toBe('succeeded');
+    // Open, though this server keeps one version per path and the run's prune removed the 4 MiB reference.
+    const page = await dashboard.alertsPage(`?client=${hostId}&type=file_shrank`);
+    expect(page).toContain(`${dumpFile} shrank to 410.0 KiB from 4.00 MiB (10%)`);
+    expect(page).toContain('previous version 4.00 MiB');
+  });
+});

@@ -309,10 +309,12 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await page.setViewportSize({ width: 1360, height: 900 });
     await page.goto(`${server.url}/clients/${laptop.clientId}`);
     await page.fill('input[name="missedBackup.tolerance"]', '3');
+    await page.fill('textarea[name="expectedFile.folders"]', '/srv/dumps 26\n/var/backups/my db 50');
     await page.click('#alert-settings button:text("Save alert settings")');
     await page.waitForURL(/notice=saved/);
     expect(await page.locator('#alert-settings').textContent()).toContain('This client overrides some defaults');
     expect(await page.inputValue('input[name="missedBackup.tolerance"]')).toBe('3');
+    expect(await page.inputValue('textarea[name="expectedFile.folders"]')).toBe('/srv/dumps 26\n/var/backups/my db 50');
     await page.locator('#alert-settings').screenshot({ path: path.join(shots, '18-alert-settings.png') });
   });
 

@@ -158,6 +158,17 @@ export class DashboardSession {
     if (answer.status !== 302 && answer.status !== 303) throw new Error(`saving the client config failed: ${answer.status}\n${answer.body.slice(0, 2000)}`);
   }
 
+  /** The client page's alert settings form as shown, with `changes` (e.g. `'expectedFile.folders': '/dumps 26'`). */
+  async saveAlertSettings(clientId: string, changes: Record<string, string>): Promise<void> {
+    const page = (await this.#request('GET', `/clients/${clientId}`)).body;
+    const form = page.slice(page.indexOf('id="alert-settings"'));
+    const shown = Object.fromEntries(
+      [...form.matchAll(/<input (?:type="checkbox" )?name="([a-zA-Z]+\.[a-zA-Z]+)" (?:value|inputmode)="[^"]*"(?: value="([^"]*)")?( checked)?/g)].map((m) => [m[1]!, m[2] ?? (m[3] ? 'on' : '')]),
+    );
+    const answer = await this.#request('POST', `/clients/${clientId}/alerts`, { ...shown, ...changes });
+    if (answer.status !== 302 && answer.status !== 303) throw new Error(`saving the alert settings failed: ${answer.status}\n${answer.body.slice(0, 2000)}`);
+  }
+
   async requestRun(clientId: string): Promise<void> {
     await this.#request('GET', `/clients/${clientId}`);
     const answer = await this.#request('POST', `/clients/${clientId}/run`, {});

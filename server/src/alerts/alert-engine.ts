@@ -10,19 +10,24 @@
  * acknowledged it, and while it is open (not yet acknowledged) retention does
  * not prune the client (`isPruningHeld`).
  */
-import { and, asc, desc, eq, inArray, ne, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNull, lte, max, ne, sql } from 'drizzle-orm';
 import type { AppContext } from '../app-context.ts';
 import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
 import type { Db } from '../db/database.ts';
-import { alerts, backupRuns, clients } from '../db/schema.ts';
+import { alerts, backupRuns, clients, fileVersions } from '../db/schema.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
 import type { Actor } from '../services/users.service.ts';
 import type { AlertEvent, AlertNotifier, AlertSnapshot } from './alert-event.ts';
 import { mergeAlertSettings } from './alert-settings.ts';
-import { DEFAULT_ALERT_SETTINGS, detectAlertConditions, type AlertCondition, type AlertSettings } from './detectors.ts';
+import { DEFAULT_ALERT_SETTINGS, detectAlertConditions, type AlertCondition, type AlertSettings, type WatchedFolder, type WatchedFolderFacts } from './detectors.ts';
+import { DEFAULT_STORAGE_ALERT_SETTINGS, detectStorageFilling, gatherStorageFacts, type StorageAlertSettings } from './storage-filling.ts';
 
 /** Runs read per client: enough for every detector's history and window (see AlertSettings). */
 const RUN_HISTORY = 200;
+/** Versions per file file_shrank looks back over: a drop further back than this no longer holds its alert. */
+const SHRINK_HISTORY = 20;
+/** Files per watched folder file_shrank looks at (a folder of dumps holds a few; one holding a whole tree is capped). */
+const WATCHED_FILES = 1000;
 
 export const SILENT_NOTIFIER: AlertNotifier = { notify: async () => {} };
 
@@ -33,6 +38,47 @@ export interface EngineOptions {
   now?: Date;
   /** Default: DEFAULT_ALERT_SETTINGS with the client's own overrides. */
   settings?: AlertSettings;
+  /** Default: DEFAULT_STORAGE_ALERT_SETTINGS (the periodic pass only). */
+  storageSettings?: StorageAlertSettings;
+}
+
+/** Files under `folder`: the folder itself is a directory, so `starts_with` on `<folder>/` (or everything for `/`). */
+function underFolder(folder: string) {
+  const prefix = folder === '/' ? '/' : `${folder}/`;
+  return sql`starts_with(${fileVersions.path}, ${prefix})`;
+}
+
+async function loadWatchedFolder(db: Db, clientId: string, folder: WatchedFolder): Promise<WatchedFolderFacts> {
+  const [newest] = await db
+    .select({ at: max(fileVersions.validFrom) })
+    .from(fileVersions)
+    .where(and(eq(fileVersions.clientId, clientId), eq(fileVersions.kind, 'file'), underFolder(folder.path)));
+  // The files that exist now, then their versions, newest first (retention keeps their number small).
+  const current = await db
+    .select({ path: fileVersions.path })
+    .from(fileVersions)
+    .where(and(eq(fileVersions.clientId, clientId), isNull(fileVersions.validTo), eq(fileVersions.kind, 'file'), underFolder(folder.path)))
+    .orderBy(asc(fileVersions.path))
+    .limit(WATCHED_FILES);
+  const rows =
+    current.length === 0
+      ? []
+      : await db
+          .select({ path: fileVersions.path, size: fileVersions.size, validFrom: fileVersions.validFrom })
+          .from(fileVersions)
+          .where(and(eq(fileVersions.clientId, clientId), eq(fileVersions.kind, 'file'), inArray(fileVersions.path, current.map((c) => c.path))))
+          .orderBy(asc(fileVersions.path), desc(fileVersions.validFrom));
+  const files = new Map<string, { size: number; validFrom: Date }[]>();
+  for (const row of rows) {
+    const list = files.get(row.path) ?? [];
+    if (list.length < SHRINK_HISTORY) list.push({ size: row.size, validFrom: row.validFrom });
+    files.set(row.path, list);
+  }
+  return {
+    folder,
+    newestVersionAt: newest?.at ?? null,
+    files: [...files].map(([path, versions]) => ({ path, versions })),
+  };
 }
 
 /** Opens and resolves the client's alerts from its current facts; returns the events it handed to the notifier. */
@@ -47,6 +93,9 @@ export async function evaluateClientAlerts(ctx: AppContext, clientId: string, op
     .where(eq(backupRuns.clientId, clientId))
     .orderBy(desc(backupRuns.startedAt))
     .limit(RUN_HISTORY);
+  const settings = options.settings ?? mergeAlertSettings(DEFAULT_ALERT_SETTINGS, client.alertSettings);
+  const watchedNeeded = settings.expectedFile.enabled || settings.fileShrank.enabled;
+  const watched = watchedNeeded ? await Promise.all(settings.expectedFile.folders.map((folder) => loadWatchedFolder(db, clientId, folder))) : [];
   const conditions = detectAlertConditions(
     {
       client: {
@@ -58,13 +107,38 @@ export async function evaluateClientAlerts(ctx: AppContext, clientId: string, op
       },
       runs,
       now,
+      watched,
     },
-    options.settings ?? mergeAlertSettings(DEFAULT_ALERT_SETTINGS, client.alertSettings),
+    settings,
   );
-  const events = await reconcile(db, clientId, conditions, now);
-  const snapshots = events.map((event) => ({ kind: event.kind, alert: toSnapshot(event.row, client.name, client.ownerId) }));
+  const kept = settings.fileShrank.enabled ? await shrankAlertsStillStanding(db, clientId, settings.expectedFile.folders) : [];
+  const events = await reconcile(db, clientId, conditions, now, kept);
+  return notifyEvents(ctx, clientId, events.map((event) => ({ kind: event.kind, alert: toSnapshot(event.row, client.name, client.ownerId) })));
+}
+
+/**
+ * Keys of unresolved file_shrank alerts whose file has had no new version
+ * since the alert opened (decision 87). Retention may have pruned the
+ * reference version since (a client keeping one version per path loses it
+ * at the very run that shrank), and the detector then sees nothing to
+ * compare; the file is still the truncated one, so its alert stands until a
+ * new version arrives or the file is deleted.
+ */
+async function shrankAlertsStillStanding(db: Db, clientId: string, folders: readonly WatchedFolder[]): Promise<string[]> {
+  if (folders.length === 0) return [];
+  const rows = await db
+    .select({ key: alerts.dedupeKey, path: alerts.path })
+    .from(alerts)
+    .innerJoin(fileVersions, and(eq(fileVersions.clientId, alerts.clientId), eq(fileVersions.path, alerts.path), isNull(fileVersions.validTo)))
+    .where(and(eq(alerts.clientId, clientId), eq(alerts.type, 'file_shrank'), ne(alerts.state, 'resolved'), lte(fileVersions.validFrom, alerts.openedAt)));
+  // A folder no longer watched releases its files' alerts.
+  const watched = (p: string | null) => p !== null && folders.some((f) => f.path === '/' || p.startsWith(`${f.path}/`));
+  return rows.filter((r) => watched(r.path)).map((r) => r.key);
+}
+
+async function notifyEvents(ctx: AppContext, clientId: string | null, snapshots: AlertEvent[]): Promise<AlertEvent[]> {
   if (snapshots.length > 0) {
-    ctx.log.info({ clientId, opened: events.filter((e) => e.kind === 'opened').length, resolved: events.filter((e) => e.kind === 'resolved').length }, 'alerts changed');
+    ctx.log.info({ clientId, opened: snapshots.filter((e) => e.kind === 'opened').length, resolved: snapshots.filter((e) => e.kind === 'resolved').length }, 'alerts changed');
     try {
       await (ctx.alertNotifier ?? SILENT_NOTIFIER).notify(snapshots);
     } catch (error) {
@@ -75,13 +149,29 @@ export async function evaluateClientAlerts(ctx: AppContext, clientId: string, op
   return snapshots;
 }
 
-async function reconcile(db: Db, clientId: string, conditions: AlertCondition[], now: Date): Promise<{ kind: AlertEvent['kind']; row: AlertRow }[]> {
+/**
+ * The server-wide storage-filling alert (decision 85): gathered and
+ * reconciled in the periodic pass only, as the figure changes slowly and
+ * statfs or a sum over every chunk is not worth paying after each run.
+ * A store without a known capacity (S3 without S3_CAPACITY_BYTES) holds no
+ * condition, so an alert opened before the setting was removed resolves.
+ */
+export async function evaluateStorageAlert(ctx: AppContext, options: EngineOptions = {}): Promise<AlertEvent[]> {
+  const now = options.now ?? new Date();
+  const facts = await gatherStorageFacts(ctx, now);
+  const conditions = facts ? detectStorageFilling(facts, options.storageSettings ?? DEFAULT_STORAGE_ALERT_SETTINGS) : [];
+  const events = await reconcile(ctx.database.db, null, conditions, now);
+  return notifyEvents(ctx, null, events.map((event) => ({ kind: event.kind, alert: toSnapshot(event.row, null, null) })));
+}
+
+/** `clientId` null: the server-wide alerts. */
+async function reconcile(db: Db, clientId: string | null, conditions: AlertCondition[], now: Date, kept: readonly string[] = []): Promise<{ kind: AlertEvent['kind']; row: AlertRow }[]> {
   const events: { kind: AlertEvent['kind']; row: AlertRow }[] = [];
   const unresolved = await db
     .select()
     .from(alerts)
-    .where(and(eq(alerts.clientId, clientId), ne(alerts.state, 'resolved')));
-  const holding = new Set(conditions.map((c) => c.key));
+    .where(and(clientId === null ? isNull(alerts.clientId) : eq(alerts.clientId, clientId), ne(alerts.state, 'resolved')));
+  const holding = new Set([...conditions.map((c) => c.key), ...kept]);
   const known = new Set(unresolved.map((a) => a.dedupeKey));
   for (const condition of conditions) {
     if (known.has(condition.key)) continue;
@@ -147,6 +237,11 @@ export async function runAlertEngine(ctx: AppContext, options: EngineOptions = {
       } catch (error) {
         ctx.log.error({ err: error, clientId: client.id }, 'alert engine failed for a client');
       }
+    }
+    try {
+      events += (await evaluateStorageAlert(ctx, options)).length;
+    } catch (error) {
+      ctx.log.error({ err: error }, 'storage alert failed');
     }
     return { clients: all.length, events };
   });

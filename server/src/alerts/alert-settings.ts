@@ -10,7 +10,7 @@ import type { AppContext } from '../app-context.ts';
 import { clients } from '../db/schema.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
 import type { Actor } from '../services/users.service.ts';
-import type { AlertSettings } from './detectors.ts';
+import type { AlertSettings, WatchedFolder } from './detectors.ts';
 
 export type AlertSettingsOverride = { [K in keyof AlertSettings]?: Partial<AlertSettings[K]> };
 
@@ -30,6 +30,8 @@ export const DETECTOR_LABELS: Record<keyof AlertSettings, string> = {
   unusualTiming: 'Unusual timing',
   extraBackup: 'Unexpected extra backups',
   massChange: 'Mass change (holds pruning)',
+  expectedFile: 'Expected file missing',
+  fileShrank: 'File shrank',
 };
 
 /** One numeric threshold of the form: where it lives in AlertSettings and what it may be. */
@@ -52,7 +54,43 @@ export const THRESHOLD_FIELDS: readonly ThresholdField[] = [
   { name: 'extraBackup.factor', detector: 'extraBackup', setting: 'factor', label: 'Extra backups beyond (x expected)', min: 1.5, max: 1000, integer: false },
   { name: 'massChange.minFiles', detector: 'massChange', setting: 'minFiles', label: 'Mass change: at least (files)', min: 1, max: 100_000_000, integer: true },
   { name: 'massChange.score', detector: 'massChange', setting: 'score', label: 'Mass change beyond (robust deviations)', min: 1, max: 1000, integer: false },
+  { name: 'fileShrank.maxRatio', detector: 'fileShrank', setting: 'maxRatio', label: 'File shrank below (share of the previous size)', min: 0.01, max: 0.99, integer: false },
+  { name: 'fileShrank.minBytes', detector: 'fileShrank', setting: 'minBytes', label: 'File shrank by at least (bytes)', min: 0, max: Number.MAX_SAFE_INTEGER, integer: true },
 ];
+
+/** The form field of the watched folders: one folder a line, its path then its max age in hours. */
+export const WATCHED_FOLDERS_FIELD = 'expectedFile.folders';
+const MAX_WATCHED_FOLDERS = 50;
+const MAX_AGE_HOURS = 24 * 366;
+
+export function formatWatchedFolders(folders: readonly WatchedFolder[]): string {
+  return folders.map((f) => `${f.path} ${f.maxAgeHours}`).join('\n');
+}
+
+/** Parses the watched-folders text; the error says which line is wrong and why. */
+export function parseWatchedFolders(text: string): { ok: true; folders: WatchedFolder[] } | { ok: false; error: string } {
+  const folders: WatchedFolder[] = [];
+  const lines = text.split(/\r?\n/);
+  for (const [index, raw] of lines.entries()) {
+    const line = raw.trim();
+    if (line === '') continue;
+    const where = `line ${index + 1}`;
+    // The hours come last, so a path may hold spaces.
+    const match = /^(.*\S)\s+(\S+)$/.exec(line);
+    if (!match) return { ok: false, error: `${where}: a folder path and its max age in hours, e.g. "/dumps 26"` };
+    let path = match[1]!;
+    const hours = Number(match[2]);
+    if (!path.startsWith('/')) return { ok: false, error: `${where}: the path must be absolute (start with /)` };
+    // eslint-disable-next-line no-control-regex
+    if (/[\u0000-\u001f\u007f]/.test(path) || path.length > 4096) return { ok: false, error: `${where}: the path has control characters or is too long` };
+    if (!Number.isFinite(hours) || hours < 1 || hours > MAX_AGE_HOURS) return { ok: false, error: `${where}: the max age must be a number of hours from 1 to ${MAX_AGE_HOURS}` };
+    if (path.length > 1) path = path.replace(/\/+$/, '') || '/';
+    if (folders.some((f) => f.path === path)) return { ok: false, error: `${where}: ${path} is listed twice` };
+    folders.push({ path, maxAgeHours: hours });
+  }
+  if (folders.length > MAX_WATCHED_FOLDERS) return { ok: false, error: `at most ${MAX_WATCHED_FOLDERS} folders` };
+  return { ok: true, folders };
+}
 
 /** The form's values as text: `<detector>.enabled` is 'on' or '', thresholds are numbers as typed. */
 export type AlertSettingsInput = Record<string, string>;
@@ -61,6 +99,7 @@ export function alertSettingsFormValues(settings: AlertSettings): AlertSettingsI
   const values: AlertSettingsInput = {};
   for (const detector of Object.keys(DETECTOR_LABELS) as (keyof AlertSettings)[]) values[`${detector}.enabled`] = settings[detector].enabled ? 'on' : '';
   for (const f of THRESHOLD_FIELDS) values[f.name] = String((settings[f.detector] as unknown as Record<string, number>)[f.setting]);
+  values[WATCHED_FOLDERS_FIELD] = formatWatchedFolders(settings.expectedFile.folders);
   return values;
 }
 
@@ -73,8 +112,8 @@ export type AlertSettingsParse = { ok: true; override: AlertSettingsOverride | n
  */
 export function parseAlertSettingsForm(input: AlertSettingsInput, defaults: AlertSettings): AlertSettingsParse {
   const errors: Record<string, string> = {};
-  const override: Record<string, Record<string, number | boolean>> = {};
-  const set = (detector: string, setting: string, value: number | boolean) => {
+  const override: Record<string, Record<string, number | boolean | WatchedFolder[]>> = {};
+  const set = (detector: string, setting: string, value: number | boolean | WatchedFolder[]) => {
     (override[detector] ??= {})[setting] = value;
   };
   for (const detector of Object.keys(DETECTOR_LABELS) as (keyof AlertSettings)[]) {
@@ -90,6 +129,9 @@ export function parseAlertSettingsForm(input: AlertSettingsInput, defaults: Aler
     }
     if (value !== (defaults[f.detector] as unknown as Record<string, number>)[f.setting]) set(f.detector, f.setting, value);
   }
+  const watched = parseWatchedFolders(input[WATCHED_FOLDERS_FIELD] ?? '');
+  if (!watched.ok) errors[WATCHED_FOLDERS_FIELD] = watched.error;
+  else if (formatWatchedFolders(watched.folders) !== formatWatchedFolders(defaults.expectedFile.folders)) set('expectedFile', 'folders', watched.folders);
   if (Object.keys(errors).length > 0) return { ok: false, errors };
   return { ok: true, override: Object.keys(override).length > 0 ? (override as AlertSettingsOverride) : null };
 }

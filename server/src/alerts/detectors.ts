@@ -36,11 +36,30 @@ export interface ClientFacts {
   pingIntervalSeconds: number;
 }
 
+/** A folder the client's owner expects files in (AlertSettings.expectedFile.folders). */
+export interface WatchedFolder {
+  /** Absolute, without a trailing slash (except `/` itself). */
+  path: string;
+  /** Alert when no file under the folder got a new or changed version for this many hours. */
+  maxAgeHours: number;
+}
+
+/** What the engine loaded for one watched folder. */
+export interface WatchedFolderFacts {
+  folder: WatchedFolder;
+  /** valid_from (server clock) of the newest file version under the folder; null when none was ever stored. */
+  newestVersionAt: Date | null;
+  /** Files under the folder that exist now, each with its newest versions (newest first, the current one first). */
+  files: readonly { path: string; versions: readonly { size: number; validFrom: Date }[] }[];
+}
+
 export interface DetectorInput {
   client: ClientFacts;
   /** The client's newest runs, newest first (running ones included); a few hundred are plenty. */
   runs: readonly RunFacts[];
   now: Date;
+  /** One entry per watched folder; absent or empty when the client watches none. */
+  watched?: readonly WatchedFolderFacts[];
 }
 
 /** One condition that holds. `key` identifies it within its client: an open alert with the same key is the same alert. */
@@ -96,6 +115,18 @@ export interface AlertSettings {
     /** And more than the usual count by at least this share of it (1 = twice the usual). */
     minRelative: number;
   };
+  expectedFile: {
+    enabled: boolean;
+    /** The watched folders; file_shrank looks at files under these too. */
+    folders: WatchedFolder[];
+  };
+  fileShrank: {
+    enabled: boolean;
+    /** A new version smaller than this share of the reference version... */
+    maxRatio: number;
+    /** ...and smaller by at least this many bytes (tiny files shrink by half all the time). */
+    minBytes: number;
+  };
 }
 
 export const DEFAULT_ALERT_SETTINGS: AlertSettings = {
@@ -105,6 +136,8 @@ export const DEFAULT_ALERT_SETTINGS: AlertSettings = {
   unusualTiming: { enabled: true, historyRuns: 20, minHistory: 5, durationFactor: 5, minDurationMs: 10 * 60_000, startToleranceSeconds: 3 * 3600 },
   extraBackup: { enabled: true, windowIntervals: 6, factor: 3 },
   massChange: { enabled: true, historyRuns: 20, minHistory: 5, score: 10, minFiles: 200, minShare: 0.3, minRelative: 1 },
+  expectedFile: { enabled: true, folders: [] },
+  fileShrank: { enabled: true, maxRatio: 0.5, minBytes: 1024 * 1024 },
 };
 
 export interface Baseline {
@@ -134,6 +167,8 @@ export function detectAlertConditions(input: DetectorInput, settings: AlertSetti
     ...(settings.unusualTiming.enabled ? detectUnusualTiming(input, settings.unusualTiming) : []),
     ...(settings.extraBackup.enabled ? detectExtraBackups(input, settings.extraBackup) : []),
     ...(settings.massChange.enabled ? detectMassChange(input, settings.massChange) : []),
+    ...(settings.expectedFile.enabled ? detectExpectedFileMissing(input) : []),
+    ...(settings.fileShrank.enabled ? detectFileShrank(input, settings.fileShrank) : []),
   ];
 }
 
@@ -365,4 +400,71 @@ export function detectMassChange(input: DetectorInput, settings: AlertSettings['
       message: `${changed} of ${latest.filesScanned} files changed in one run, usually ${baseline.median}: pruning of this client is held until the alert is acknowledged`,
     },
   ];
+}
+
+/**
+ * expected_file_missing: a watched folder where no file got a new or changed
+ * version within its max age (server clock). A folder that never held a file
+ * counts from the client's creation. Resolves when a new version arrives.
+ */
+export function detectExpectedFileMissing(input: DetectorInput): AlertCondition[] {
+  const conditions: AlertCondition[] = [];
+  for (const { folder, newestVersionAt } of input.watched ?? []) {
+    const since = newestVersionAt ?? input.client.createdAt;
+    const ageSeconds = (input.now.getTime() - since.getTime()) / 1000;
+    if (ageSeconds <= folder.maxAgeHours * 3600) continue;
+    const observed = newestVersionAt ? `newest file version ${formatHours(ageSeconds)} old` : `no file stored under it yet (client created ${formatHours(ageSeconds)} ago)`;
+    conditions.push({
+      type: 'expected_file_missing',
+      key: `expected_file_missing:${folder.path}`,
+      severity: 'warning',
+      path: folder.path,
+      observed,
+      reference: `a new or changed file every ${formatHours(folder.maxAgeHours * 3600)}`,
+      message: `no new or changed file under ${folder.path} for ${formatHours(ageSeconds)} (expected within ${formatHours(folder.maxAgeHours * 3600)})`,
+    });
+  }
+  return conditions;
+}
+
+const isShrunk = (size: number, reference: number, settings: AlertSettings['fileShrank']) =>
+  size < settings.maxRatio * reference && reference - size >= settings.minBytes;
+
+/**
+ * file_shrank (decision 87): a file under a watched folder whose newest
+ * version shrank against the version before the drop, and has not come back
+ * since. Walking back from the current version, the first drop found is the
+ * reference; the condition holds while every version since it is still
+ * shrunk against the version before the drop. So it resolves when a later
+ * version is back to normal size (or the file is gone), not merely because
+ * another, equally truncated, version came.
+ */
+export function detectFileShrank(input: DetectorInput, settings: AlertSettings['fileShrank']): AlertCondition[] {
+  const conditions: AlertCondition[] = [];
+  const seen = new Set<string>();
+  for (const { files } of input.watched ?? []) {
+    for (const file of files) {
+      // Nested watched folders list the same file twice: one alert.
+      if (seen.has(file.path)) continue;
+      seen.add(file.path);
+      const v = file.versions;
+      for (let i = 1; i < v.length; i++) {
+        if (!isShrunk(v[i - 1]!.size, v[i]!.size, settings)) continue;
+        const reference = v[i]!;
+        if (!v.slice(0, i).every((later) => isShrunk(later.size, reference.size, settings))) break;
+        const current = v[0]!;
+        conditions.push({
+          type: 'file_shrank',
+          key: `file_shrank:${file.path}`,
+          severity: 'warning',
+          path: file.path,
+          observed: formatBytes(current.size),
+          reference: `previous version ${formatBytes(reference.size)}`,
+          message: `${file.path} shrank to ${formatBytes(current.size)} from ${formatBytes(reference.size)} (${Math.round((current.size / reference.size) * 100)}%): a truncated file?`,
+        });
+        break;
+      }
+    }
+  }
+  return conditions;
 }

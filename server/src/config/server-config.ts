@@ -57,6 +57,8 @@ export interface ServerConfig {
   alerts: {
     /** Period of the alert engine's pass over every client (it also runs after each finished run). */
     intervalSeconds: number;
+    /** The S3 store's capacity for the storage-filling alert; absent: S3 has no limit to warn about. */
+    s3CapacityBytes: number | undefined;
   };
   limits: {
     /** Largest single uploaded part (one file's content). */
@@ -217,6 +219,7 @@ export function loadServerConfig(env: Env): ServerConfig {
     },
     alerts: {
       intervalSeconds: r.integer('ALERTS_INTERVAL_SECONDS', 300, 10),
+      s3CapacityBytes: r.optionalInteger('S3_CAPACITY_BYTES', 1, Number.MAX_SAFE_INTEGER),
     },
     limits: {
       maxPartBytes: r.integer('MAX_UPLOAD_PART_BYTES', 64 * 1024 ** 3, 1),

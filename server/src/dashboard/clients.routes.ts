@@ -7,6 +7,7 @@ import {
   parseAlertSettingsForm,
   saveClientAlertSettings,
   THRESHOLD_FIELDS,
+  WATCHED_FOLDERS_FIELD,
 } from '../alerts/alert-settings.ts';
 import { DEFAULT_ALERT_SETTINGS } from '../alerts/detectors.ts';
 import { BadRequestError, ConflictError } from '../errors.ts';
@@ -159,7 +160,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
   app.post<{ Params: { id: string } }>('/clients/:id/alerts', async (request, reply) => {
     const user = viewer(request);
     const client = await repo.getClient(user, request.params.id);
-    const fieldNames = [...Object.keys(DETECTOR_LABELS).map((d) => `${d}.enabled`), ...THRESHOLD_FIELDS.map((f) => f.name)];
+    const fieldNames = [...Object.keys(DETECTOR_LABELS).map((d) => `${d}.enabled`), ...THRESHOLD_FIELDS.map((f) => f.name), WATCHED_FOLDERS_FIELD];
     const input: AlertSettingsInput = Object.fromEntries(fieldNames.map((name) => [name, field(request.body, name)]));
     const result = field(request.body, 'reset') === 'on' ? { ok: true as const, override: null } : parseAlertSettingsForm(input, DEFAULT_ALERT_SETTINGS);
     if (!result.ok) return renderClientPage(request, reply, user, client.id, null, 400, { values: input, errors: result.errors });

@@ -143,5 +143,36 @@ describe.each(testDatabaseKinds())('dashboard alerts (%s)', (kind) => {
     expect(preview.status).toBe(200);
     expect(preview.body).toContain('Pruning is held for bob-server by an open mass-change alert');
   });
-});
 
+  it('watched folders in the alert settings form: a bad line is a 400 naming the field, a forged form is refused, and a shrunk dump shows on the alerts page', async () => {
+    const page = await alice.get(`/clients/${aliceAgent.clientId}`);
+    expect(page.body).toContain('<textarea name="expectedFile.folders"');
+    const fields = Object.fromEntries([...page.body.matchAll(/<input (?:type="checkbox" )?name="([a-zA-Z]+\.[a-zA-Z]+)" (?:value|inputmode)="[^"]*"(?: value="([^"]*)")?( checked)?/g)].map((m) => [m[1]!, m[2] ?? (m[3] ? 'on' : '')]));
+
+    const bad = await alice.post(`/clients/${aliceAgent.clientId}/alerts`, { ...fields, 'expectedFile.folders': '/dumps 26\ndumps <b>x</b> 3' });
+    expect(bad.status).toBe(400);
+    expect(bad.body).toContain('line 2: the path must be absolute (start with /)');
+    // What was typed comes back, escaped.
+    expect(bad.body).toContain('/dumps 26\ndumps &lt;b&gt;x&lt;/b&gt; 3</textarea>');
+
+    await alice.get(`/clients/${aliceAgent.clientId}`);
+    const forged = await alice.post(`/clients/${aliceAgent.clientId}/alerts`, { ...fields, 'expectedFile.folders': '/dumps 26', _csrf: 'forged' }, { withCsrf: false });
+    expect(forged.status).toBe(403);
+    const [untouched] = await h.ctx.database.db.select({ alertSettings: clients.alertSettings }).from(clients).where(eq(clients.id, aliceAgent.clientId));
+    expect(untouched!.alertSettings).toBeNull();
+
+    await alice.get(`/clients/${aliceAgent.clientId}`);
+    const saved = await alice.post(`/clients/${aliceAgent.clientId}/alerts`, { ...fields, 'expectedFile.folders': '/dumps/ 26' });
+    expect(saved.status).toBe(303);
+    const [row] = await h.ctx.database.db.select({ alertSettings: clients.alertSettings }).from(clients).where(eq(clients.id, aliceAgent.clientId));
+    expect(row!.alertSettings).toEqual({ expectedFile: { folders: [{ path: '/dumps', maxAgeHours: 26 }] } });
+    expect((await alice.get(`/clients/${aliceAgent.clientId}`)).body).toContain('placeholder="/dumps 26">/dumps 26</textarea>');
+
+    await aliceAgent.backup([{ path: '/dumps/db.sql', content: 'x'.repeat(4 * 1024 * 1024) }]);
+    await aliceAgent.backup([{ path: '/dumps/db.sql', content: 'y'.repeat(400 * 1024) }]);
+    const list = await alice.get('/alerts?type=file_shrank');
+    expect(list.status).toBe(200);
+    expect(list.body).toContain('/dumps/db.sql');
+    expect(list.body).toContain('previous version 4.00 MiB');
+  });
+});
