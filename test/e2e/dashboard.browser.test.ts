@@ -316,6 +316,26 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     expect(await page.inputValue('input[name="missedBackup.tolerance"]')).toBe('3');
     expect(await page.inputValue('textarea[name="expectedFile.folders"]')).toBe('/srv/dumps 26\n/var/backups/my db 50');
     await page.locator('#alert-settings').screenshot({ path: path.join(shots, '18-alert-settings.png') });
+
+    // The server-wide defaults: reached from Notifications, saved, shown beside a client's values, then reset.
+    await page.goto(`${server.url}/settings/notifications`);
+    await page.click('a:text("Alert defaults")');
+    await page.waitForURL(/\/settings\/alerts$/);
+    await page.fill('input[name="failing.offlinePings"]', '6');
+    await page.click('#alert-settings button:text("Save alert settings")');
+    await page.waitForURL(/notice=saved/);
+    expect(await page.inputValue('input[name="failing.offlinePings"]')).toBe('6');
+    await shot('18b-alert-defaults');
+    await page.setViewportSize({ width: 390, height: 844 });
+    await shot('18c-alert-defaults-mobile');
+    await page.setViewportSize({ width: 1360, height: 900 });
+    await page.goto(`${server.url}/clients/${laptop.clientId}`);
+    expect(await page.inputValue('input[name="failing.offlinePings"]')).toBe('6');
+    expect(await page.inputValue('input[name="missedBackup.tolerance"]')).toBe('3');
+    await page.goto(`${server.url}/settings/alerts`);
+    await page.click('button:text("Use the built-in defaults")');
+    await page.waitForURL(/notice=saved/);
+    expect(await page.locator('#alert-settings').textContent()).toContain('These are the built-in defaults.');
   });
 
   it('shows statistics for the fleet and a client, fitting a phone without scrolling sideways', async () => {

@@ -18,8 +18,8 @@ import { alerts, backupRuns, clients, fileVersions } from '../db/schema.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
 import type { Actor } from '../services/users.service.ts';
 import type { AlertEvent, AlertNotifier, AlertSnapshot } from './alert-event.ts';
-import { mergeAlertSettings } from './alert-settings.ts';
-import { DEFAULT_ALERT_SETTINGS, detectAlertConditions, type AlertCondition, type AlertSettings, type WatchedFolder, type WatchedFolderFacts } from './detectors.ts';
+import { loadAlertDefaults, mergeAlertSettings } from './alert-settings.ts';
+import { detectAlertConditions, type AlertCondition, type AlertSettings, type WatchedFolder, type WatchedFolderFacts } from './detectors.ts';
 import { DEFAULT_STORAGE_ALERT_SETTINGS, detectStorageFilling, gatherStorageFacts, type StorageAlertSettings } from './storage-filling.ts';
 
 /** Runs read per client: enough for every detector's history and window (see AlertSettings). */
@@ -36,7 +36,7 @@ type AlertRow = typeof alerts.$inferSelect;
 export interface EngineOptions {
   /** Default: the server's clock now. */
   now?: Date;
-  /** Default: DEFAULT_ALERT_SETTINGS with the client's own overrides. */
+  /** Default: DEFAULT_ALERT_SETTINGS <- the stored server-wide overrides <- the client's own overrides. */
   settings?: AlertSettings;
   /** Default: DEFAULT_STORAGE_ALERT_SETTINGS (the periodic pass only). */
   storageSettings?: StorageAlertSettings;
@@ -93,7 +93,7 @@ export async function evaluateClientAlerts(ctx: AppContext, clientId: string, op
     .where(eq(backupRuns.clientId, clientId))
     .orderBy(desc(backupRuns.startedAt))
     .limit(RUN_HISTORY);
-  const settings = options.settings ?? mergeAlertSettings(DEFAULT_ALERT_SETTINGS, client.alertSettings);
+  const settings = options.settings ?? mergeAlertSettings(await loadAlertDefaults(db), client.alertSettings);
   const watchedNeeded = settings.expectedFile.enabled || settings.fileShrank.enabled;
   const watched = watchedNeeded ? await Promise.all(settings.expectedFile.folders.map((folder) => loadWatchedFolder(db, clientId, folder))) : [];
   const conditions = detectAlertConditions(

@@ -1,16 +1,19 @@
 /**
- * Per-client alert settings: a client stores only what it overrides
- * (`clients.alert_settings`), merged over the global defaults when the
- * engine runs, so a change of a default reaches every client that did not
- * set that value itself. The dashboard form and its validation live here
- * too, pure and table-tested (test/unit/alert-settings.test.ts).
+ * Alert settings in three layers: the built-in DEFAULT_ALERT_SETTINGS, the
+ * server-wide overrides an admin stores (`alert_defaults`, /settings/alerts)
+ * and a client's own overrides (`clients.alert_settings`). Each layer stores
+ * only what differs from the one below, merged when the engine runs, so a
+ * change of a default reaches every client that did not set that value
+ * itself. The dashboard form and its validation, shared by both pages, live
+ * here too, pure and table-tested (test/unit/alert-settings.test.ts).
  */
 import { eq } from 'drizzle-orm';
 import type { AppContext } from '../app-context.ts';
-import { clients } from '../db/schema.ts';
+import type { Db } from '../db/database.ts';
+import { alertDefaults, clients } from '../db/schema.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
 import type { Actor } from '../services/users.service.ts';
-import type { AlertSettings, WatchedFolder } from './detectors.ts';
+import { DEFAULT_ALERT_SETTINGS, type AlertSettings, type WatchedFolder } from './detectors.ts';
 
 export type AlertSettingsOverride = { [K in keyof AlertSettings]?: Partial<AlertSettings[K]> };
 
@@ -103,6 +106,18 @@ export function alertSettingsFormValues(settings: AlertSettings): AlertSettingsI
   return values;
 }
 
+/** Every field name of the form, for reading a submitted body. */
+export const ALERT_SETTINGS_FIELD_NAMES: readonly string[] = [
+  ...Object.keys(DETECTOR_LABELS).map((d) => `${d}.enabled`),
+  ...THRESHOLD_FIELDS.map((f) => f.name),
+  WATCHED_FOLDERS_FIELD,
+];
+
+/** The form's input from a submitted body, read with the dashboard's `field` (missing fields are ''). */
+export function alertSettingsInputFrom(read: (name: string) => string): AlertSettingsInput {
+  return Object.fromEntries(ALERT_SETTINGS_FIELD_NAMES.map((name) => [name, read(name)]));
+}
+
 export type AlertSettingsParse = { ok: true; override: AlertSettingsOverride | null } | { ok: false; errors: Record<string, string> };
 
 /**
@@ -148,6 +163,41 @@ export async function saveClientAlertSettings(ctx: AppContext, clientId: string,
       targetType: 'client',
       targetId: clientId,
       details: { before: before?.alertSettings ?? null, after: override },
+    });
+  });
+}
+
+const ALERT_DEFAULTS_ROW = 1;
+
+/** The stored server-wide override (null: none, the built-in defaults apply). */
+export async function loadAlertDefaultsOverride(db: Db): Promise<AlertSettingsOverride | null> {
+  const [row] = await db.select({ settings: alertDefaults.settings }).from(alertDefaults).where(eq(alertDefaults.id, ALERT_DEFAULTS_ROW));
+  return row?.settings ?? null;
+}
+
+/** The defaults every client starts from: the built-in ones with the stored server-wide overrides. */
+export async function loadAlertDefaults(db: Db): Promise<AlertSettings> {
+  return mergeAlertSettings(DEFAULT_ALERT_SETTINGS, await loadAlertDefaultsOverride(db));
+}
+
+/** Stores the server-wide override (null: back to the built-in defaults), audited as `alerts.defaults.update`. */
+export async function saveAlertDefaults(ctx: AppContext, override: AlertSettingsOverride | null, actor: Actor): Promise<void> {
+  await ctx.database.db.transaction(async (tx) => {
+    const [before] = await tx.select({ settings: alertDefaults.settings }).from(alertDefaults).where(eq(alertDefaults.id, ALERT_DEFAULTS_ROW)).for('update');
+    if (override === null) await tx.delete(alertDefaults).where(eq(alertDefaults.id, ALERT_DEFAULTS_ROW));
+    else {
+      await tx
+        .insert(alertDefaults)
+        .values({ id: ALERT_DEFAULTS_ROW, settings: override })
+        .onConflictDoUpdate({ target: alertDefaults.id, set: { settings: override, updatedAt: new Date() } });
+    }
+    await recordAudit(tx, {
+      actorUserId: actor.userId,
+      actorName: actor.name,
+      action: 'alerts.defaults.update',
+      targetType: 'server',
+      targetId: null,
+      details: { before: before?.settings ?? null, after: override },
     });
   });
 }

@@ -2,14 +2,14 @@ import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import {
   alertSettingsFormValues,
   type AlertSettingsInput,
+  alertSettingsInputFrom,
   DETECTOR_LABELS,
+  loadAlertDefaults,
   mergeAlertSettings,
   parseAlertSettingsForm,
   saveClientAlertSettings,
   THRESHOLD_FIELDS,
-  WATCHED_FOLDERS_FIELD,
 } from '../alerts/alert-settings.ts';
-import { DEFAULT_ALERT_SETTINGS } from '../alerts/detectors.ts';
 import { BadRequestError, ConflictError } from '../errors.ts';
 import { listRuns } from '../services/backup-repository.ts';
 import {
@@ -80,6 +80,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
   ) {
     const client = await repo.getClient(user, clientId);
     const [summary] = await repo.listClientSummaries(user, { clientId: client.id });
+    const defaults = await loadAlertDefaults(db);
     return renderPage(
       request,
       reply,
@@ -98,8 +99,8 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
         changes: await repo.listAudit({ limit: 10, targetId: client.id }),
         form: form ?? { values: configFormValues(client), errors: {} },
         defaultTimeout: DEFAULT_PRE_COMMAND_TIMEOUT_SECONDS,
-        alertForm: alertForm ?? { values: alertSettingsFormValues(mergeAlertSettings(DEFAULT_ALERT_SETTINGS, client.alertSettings)), errors: {} },
-        alertDefaults: alertSettingsFormValues(DEFAULT_ALERT_SETTINGS),
+        alertForm: alertForm ?? { values: alertSettingsFormValues(mergeAlertSettings(defaults, client.alertSettings)), errors: {} },
+        alertDefaults: alertSettingsFormValues(defaults),
         alertOverridden: client.alertSettings !== null,
         detectorLabels: DETECTOR_LABELS,
         thresholdFields: THRESHOLD_FIELDS,
@@ -160,9 +161,9 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
   app.post<{ Params: { id: string } }>('/clients/:id/alerts', async (request, reply) => {
     const user = viewer(request);
     const client = await repo.getClient(user, request.params.id);
-    const fieldNames = [...Object.keys(DETECTOR_LABELS).map((d) => `${d}.enabled`), ...THRESHOLD_FIELDS.map((f) => f.name), WATCHED_FOLDERS_FIELD];
-    const input: AlertSettingsInput = Object.fromEntries(fieldNames.map((name) => [name, field(request.body, name)]));
-    const result = field(request.body, 'reset') === 'on' ? { ok: true as const, override: null } : parseAlertSettingsForm(input, DEFAULT_ALERT_SETTINGS);
+    const input = alertSettingsInputFrom((name) => field(request.body, name));
+    // The client stores what differs from the server-wide defaults as they are now.
+    const result = field(request.body, 'reset') === 'on' ? { ok: true as const, override: null } : parseAlertSettingsForm(input, await loadAlertDefaults(db));
     if (!result.ok) return renderClientPage(request, reply, user, client.id, null, 400, { values: input, errors: result.errors });
     await saveClientAlertSettings(ctx, client.id, result.override, actorOf(user));
     return redirectAfterPost(reply, `/clients/${client.id}?notice=saved#alert-settings`);

@@ -19,6 +19,7 @@ import { type DashboardDeps, renderPage } from './dashboard-context.ts';
 import { createDashboardRepository } from './dashboard.repository.ts';
 import { filesRoutes } from './files.routes.ts';
 import { notificationsRoutes } from './notifications.routes.ts';
+import { alertDefaultsRoutes } from './alert-defaults.routes.ts';
 import { overviewRoutes } from './overview.routes.ts';
 import { statsRoutes } from './stats.routes.ts';
 import { resolveSecretKey } from './secret-key.ts';
@@ -112,6 +113,7 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
     await authed.register(usersRoutes, { deps });
     await authed.register(auditRoutes, { deps });
     await authed.register(notificationsRoutes, { deps });
+    await authed.register(alertDefaultsRoutes, { deps });
     await authed.register(alertsRoutes, { deps });
     await authed.register(statsRoutes, { deps });
   });

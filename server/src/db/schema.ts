@@ -250,3 +250,15 @@ export const alerts = pgTable(
     index('alerts_client_opened_idx').on(t.clientId, t.openedAt),
   ],
 );
+
+/**
+ * The server-wide alert defaults set in the dashboard (/settings/alerts): one
+ * row (id 1) holding only what differs from DEFAULT_ALERT_SETTINGS in code,
+ * so a later release's better default still reaches a value nobody changed.
+ * No row: the built-in defaults.
+ */
+export const alertDefaults = pgTable('alert_defaults', {
+  id: integer('id').primaryKey(),
+  settings: jsonb('settings').$type<AlertSettingsOverride>().notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});

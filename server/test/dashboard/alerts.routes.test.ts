@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { alerts, auditLog, clients } from '../../src/db/schema.ts';
+import { alertDefaults, alerts, auditLog, clients } from '../../src/db/schema.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 import { TestAgent } from './agent-fixture.ts';
 import { addUser, Browser, startDashboardHarness, type DashboardHarness } from './dashboard-harness.ts';
@@ -126,6 +126,46 @@ describe.each(testDatabaseKinds())('dashboard alerts (%s)', (kind) => {
     expect((await alice.post(`/clients/${aliceAgent.clientId}/alerts`, { reset: 'on' })).status).toBe(303);
     const [reset] = await h.ctx.database.db.select({ alertSettings: clients.alertSettings }).from(clients).where(eq(clients.id, aliceAgent.clientId));
     expect(reset!.alertSettings).toBeNull();
+  });
+
+  it('server-wide alert defaults: admins only, CSRF, a bad field named, stored as what differs, reaching client pages, reset', async () => {
+    expect((await alice.get('/settings/alerts')).status).toBe(403);
+    await alice.get('/alerts');
+    expect((await alice.post('/settings/alerts', { 'missedBackup.tolerance': '5' })).status).toBe(403);
+
+    const page = await admin.get('/settings/alerts');
+    expect(page.status).toBe(200);
+    expect(page.body).toContain('These are the built-in defaults.');
+    const fields = Object.fromEntries([...page.body.matchAll(/<input (?:type="checkbox" )?name="([a-zA-Z]+\.[a-zA-Z]+)" (?:value|inputmode)="[^"]*"(?: value="([^"]*)")?( checked)?/g)].map((m) => [m[1]!, m[2] ?? (m[3] ? 'on' : '')]));
+    expect(fields['missedBackup.tolerance']).toBe('2');
+    const stored = async () => (await h.ctx.database.db.select().from(alertDefaults))[0]?.settings ?? null;
+
+    expect((await admin.post('/settings/alerts', { ...fields, 'missedBackup.tolerance': '5' }, { withCsrf: false })).status).toBe(403);
+    expect(await stored()).toBeNull();
+
+    await admin.get('/settings/alerts');
+    const bad = await admin.post('/settings/alerts', { ...fields, 'unusualSize.minHistory': '2.5' });
+    expect(bad.status).toBe(400);
+    expect(bad.body).toMatch(/Size: earlier runs needed[\s\S]*value="2.5"[\s\S]*a whole number from 2 to 200/);
+    expect(await stored()).toBeNull();
+
+    await admin.get('/settings/alerts');
+    const saved = await admin.post('/settings/alerts', { ...fields, 'missedBackup.tolerance': '5', 'extraBackup.enabled': '' });
+    expect(saved.status).toBe(303);
+    expect(await stored()).toEqual({ missedBackup: { tolerance: 5 }, extraBackup: { enabled: false } });
+    const [audit] = await h.ctx.database.db.select().from(auditLog).where(eq(auditLog.action, 'alerts.defaults.update'));
+    expect(audit).toMatchObject({ actorName: ADMIN.username, details: { before: null, after: { missedBackup: { tolerance: 5 }, extraBackup: { enabled: false } } } });
+    expect((await admin.get('/settings/alerts')).body).toContain('Use the built-in defaults');
+
+    // A client without its own values now starts from 5, and the page says so.
+    const client = await bob.get(`/clients/${bobAgent.clientId}`);
+    expect(client.body).toContain('<em>default 5</em>');
+    expect(client.body).toContain('name="missedBackup.tolerance" inputmode="decimal" value="5"');
+
+    await admin.get('/settings/alerts');
+    expect((await admin.post('/settings/alerts', { reset: 'on' })).status).toBe(303);
+    expect(await stored()).toBeNull();
+    expect((await admin.get('/settings/alerts')).body).toContain('These are the built-in defaults.');
   });
 
   it("the retention preview says when a client's pruning is held by a mass-change alert", async () => {

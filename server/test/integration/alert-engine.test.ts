@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FileVersion, PreCommandResult, RunStats } from '@cairn/shared';
 import { acknowledgeAlert, evaluateClientAlerts, evaluateStorageAlert, runAlertEngine } from '../../src/alerts/alert-engine.ts';
 import type { AlertEvent, AlertNotifier } from '../../src/alerts/alert-event.ts';
+import { loadAlertDefaultsOverride, saveAlertDefaults } from '../../src/alerts/alert-settings.ts';
 import { and, asc, eq, isNull, ne, sql } from 'drizzle-orm';
 import { alerts, backupRuns, chunks, clients, fileVersions, users } from '../../src/db/schema.ts';
 import { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
@@ -103,6 +104,30 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
     await runAlertEngine(h.ctx, { now: later });
     const keys = (await agent.alertsOfClient()).filter((a) => a.state === 'open').map((a) => a.dedupeKey).sort();
     expect(keys).toEqual(['failing:agent-silent', 'missed_backup']);
+  });
+
+  it('a server-wide default threshold reaches a client without its own value, while a client override still wins', async () => {
+    const plain = await agentFor('defaults-plain');
+    const strict = await agentFor('defaults-strict');
+    await plain.run({ status: 'succeeded' });
+    await strict.run({ status: 'succeeded' });
+    const actor = { userId: null, name: 'test' };
+    // Built in: missed after 2 intervals. Server-wide now 4; "strict" keeps 2 as its own value.
+    await saveAlertDefaults(h.ctx, { missedBackup: { tolerance: 4 } }, actor);
+    await h.ctx.database.db.update(clients).set({ alertSettings: { missedBackup: { tolerance: 2 } } }).where(eq(clients.id, strict.clientId));
+    try {
+      const missed = async (agent: typeof plain) => (await agent.alertsOfClient()).filter((a) => a.type === 'missed_backup' && a.state === 'open').length;
+      const threeHoursOn = new Date(Date.now() + 3 * HOUR);
+      await evaluateClientAlerts(h.ctx, plain.clientId, { now: threeHoursOn });
+      await evaluateClientAlerts(h.ctx, strict.clientId, { now: threeHoursOn });
+      expect(await missed(plain)).toBe(0);
+      expect(await missed(strict)).toBe(1);
+      await evaluateClientAlerts(h.ctx, plain.clientId, { now: new Date(Date.now() + 5 * HOUR) });
+      expect(await missed(plain)).toBe(1);
+    } finally {
+      await saveAlertDefaults(h.ctx, null, actor);
+    }
+    expect(await loadAlertDefaultsOverride(h.ctx.database.db)).toBeNull();
   });
 
   it('a client with an open mass-change alert keeps its old versions through a sweep until it is acknowledged', async () => {
