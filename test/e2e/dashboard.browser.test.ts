@@ -411,6 +411,29 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await page.setViewportSize({ width: 1360, height: 900 });
   });
 
+  it("lets a user choose their own alert email from their name in the top bar", async () => {
+    const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+    const own = await context.newPage();
+    await own.goto(`${server.url}/login`);
+    await own.fill('input[name=username]', 'alice');
+    await own.fill('input[name=password]', 'alice-password-1');
+    await own.click('button[type=submit]');
+    await own.waitForURL(`${server.url}/`);
+    await own.click('.whoami a');
+    await own.fill('input[name=alertEmail]', 'alice@example.com');
+    await own.check('input[name=alertEmailTypes][value=failing]');
+    await own.check('input[name=alertEmailTypes][value=file_shrank]');
+    await own.click('text=Save alert email');
+    await own.waitForURL(/notice=alert-email-saved/);
+    expect(await own.inputValue('input[name=alertEmail]')).toBe('alice@example.com');
+    expect(await own.isChecked('input[name=alertEmailTypes][value=failing]')).toBe(true);
+    expect(await own.isChecked('input[name=alertEmailTypes][value=missed_backup]')).toBe(false);
+    await own.screenshot({ path: path.join(shots, '20-user-alert-email.png'), fullPage: true });
+    await own.setViewportSize({ width: 390, height: 844 });
+    await own.screenshot({ path: path.join(shots, '21-user-alert-email-mobile.png'), fullPage: true });
+    await context.close();
+  });
+
   it('signs out', async () => {
     await page.click('text=Sign out');
     await page.waitForURL(/\/login\?notice=logged-out/);

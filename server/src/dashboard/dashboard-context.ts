@@ -74,6 +74,7 @@ const NOTICES: Record<string, string> = {
   'user-enabled': 'User enabled.',
   'password-reset': 'Password changed.',
   'policy-saved': 'Retention policy saved.',
+  'alert-email-saved': 'Alert email saved.',
   'logged-out': 'You are signed out.',
   'alert-acknowledged': 'Alert acknowledged.',
   expired: 'Your session expired. Please sign in again.',

@@ -1,7 +1,9 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { isPruningHeld } from '../alerts/alert-engine.ts';
-import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
+import { TYPE_LABELS } from '../alerts/notifiers/alert-digest.ts';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../errors.ts';
 import { listClients } from '../services/clients.service.ts';
+import { parseAlertEmailSetting, setUserAlertEmail, USER_ALERT_TYPES } from '../services/alert-recipients.service.ts';
 import { effectiveRetentionPolicy, type RetentionPolicy } from '../services/retention-policy.ts';
 import { previewClientPrune } from '../services/retention.service.ts';
 import {
@@ -15,6 +17,7 @@ import {
 } from '../services/users.service.ts';
 import type { FieldErrors } from './client-config-form.ts';
 import { actorOf, type DashboardDeps, field, redirectAfterPost, renderPage, requireAdmin, viewer } from './dashboard-context.ts';
+import type { Viewer } from './dashboard.repository.ts';
 
 const PREVIEW_SHOWN = 200;
 const USERNAME = /^[A-Za-z0-9._@-]{1,64}$/;
@@ -62,7 +65,15 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     request: FastifyRequest,
     reply: FastifyReply,
     target: UserSummary,
-    extra: { policyForm?: PolicyInput; policyErrors?: FieldErrors; passwordError?: string; preview?: unknown; error?: string },
+    extra: {
+      policyForm?: PolicyInput;
+      policyErrors?: FieldErrors;
+      passwordError?: string;
+      preview?: unknown;
+      error?: string;
+      alertEmailForm?: { alertEmail: string; alertEmailTypes: string[] };
+      alertEmailErrors?: FieldErrors;
+    },
     status = 200,
   ) {
     const clients = await repo.listClientSummaries(viewer(request), { ownerId: target.id });
@@ -81,6 +92,11 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
         passwordError: extra.passwordError ?? null,
         preview: extra.preview ?? null,
         error: extra.error ?? null,
+        // A user sees their own page for their alert email only; the account and retention forms are the admins'.
+        canAdminister: viewer(request).isAdmin,
+        alertTypes: USER_ALERT_TYPES.map((type) => ({ type, label: TYPE_LABELS[type] })),
+        alertEmailForm: extra.alertEmailForm ?? { alertEmail: target.alertEmail ?? '', alertEmailTypes: target.alertEmailTypes },
+        alertEmailErrors: extra.alertEmailErrors ?? {},
       },
       status,
     );
@@ -140,9 +156,29 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     }
   });
 
+  /** An admin opens anyone's page, a user only their own (for their alert email). */
+  function requireSelfOrAdmin(request: FastifyRequest<{ Params: { id: string } }>): Viewer {
+    const user = viewer(request);
+    if (!user.isAdmin && user.id !== request.params.id) throw new ForbiddenError('you can only open your own user page');
+    return user;
+  }
+
   app.get<{ Params: { id: string } }>('/users/:id', async (request, reply) => {
-    requireAdmin(request);
+    requireSelfOrAdmin(request);
     return renderUser(request, reply, await loadUser(request.params.id), {});
+  });
+
+  app.post<{ Params: { id: string } }>('/users/:id/alert-email', async (request, reply) => {
+    const actor = requireSelfOrAdmin(request);
+    const target = await loadUser(request.params.id);
+    const raw = (request.body as Record<string, unknown> | undefined)?.alertEmailTypes;
+    // One checkbox arrives as a string, several as an array, none as nothing.
+    const types = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(String);
+    const form = { alertEmail: field(request.body, 'alertEmail'), alertEmailTypes: types };
+    const { setting, errors } = parseAlertEmailSetting(form.alertEmail, form.alertEmailTypes);
+    if (!setting) return renderUser(request, reply, target, { alertEmailForm: form, alertEmailErrors: errors }, 400);
+    await setUserAlertEmail(ctx, target.id, setting, actorOf(actor));
+    return redirectAfterPost(reply, `/users/${target.id}?notice=alert-email-saved`);
   });
 
   app.post<{ Params: { id: string } }>('/users/:id/status', async (request, reply) => {

@@ -37,6 +37,10 @@ export const users = pgTable('users', {
   retentionVersions: integer('retention_versions').notNull().default(30),
   /** Keep non-current versions at most this many days after they stopped being current; null = no age limit. */
   retentionDays: integer('retention_days'),
+  /** Where this user's own alert emails go; null = none (admins still get everything via ALERT_EMAIL_TO). */
+  alertEmail: text('alert_email'),
+  /** The alert types emailed to alertEmail, for this user's clients only; empty = none. */
+  alertEmailTypes: jsonb('alert_email_types').$type<AlertType[]>().notNull().default(sql`'[]'::jsonb`),
   createdAt: createdAt(),
 });
 

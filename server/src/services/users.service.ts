@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { asc, count, eq } from 'drizzle-orm';
+import type { AlertType } from '../alerts/alert-event.ts';
 import type { AppContext } from '../app-context.ts';
 import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/password.ts';
 import { PG_UNIQUE_VIOLATION, pgErrorCode, type Db } from '../db/database.ts';
@@ -24,6 +25,9 @@ export interface UserSummary {
   disabled: boolean;
   retentionVersions: number;
   retentionDays: number | null;
+  /** Where this user's own alert emails go, and for which types (decision 89). */
+  alertEmail: string | null;
+  alertEmailTypes: AlertType[];
   createdAt: Date;
 }
 
@@ -34,6 +38,8 @@ const userSummaryColumns = {
   disabled: users.disabled,
   retentionVersions: users.retentionVersions,
   retentionDays: users.retentionDays,
+  alertEmail: users.alertEmail,
+  alertEmailTypes: users.alertEmailTypes,
   createdAt: users.createdAt,
 };
 

@@ -96,8 +96,14 @@ export class Browser {
   }
 
   /** Posts a form; `_csrf` is the last page's token unless `fields` sets it (or `withCsrf` is false). */
-  async post(url: string, fields: Record<string, string>, options: { withCsrf?: boolean; headers?: Record<string, string> } = {}): Promise<PageResponse> {
-    const form = new URLSearchParams(options.withCsrf === false ? fields : { _csrf: this.csrf, ...fields });
+  async post(
+    url: string,
+    fields: Record<string, string> | [string, string][],
+    options: { withCsrf?: boolean; headers?: Record<string, string> } = {},
+  ): Promise<PageResponse> {
+    // Pairs, for a field sent more than once (checkboxes).
+    const pairs = Array.isArray(fields) ? fields : Object.entries(fields);
+    const form = new URLSearchParams(options.withCsrf === false || pairs.some(([name]) => name === '_csrf') ? pairs : [['_csrf', this.csrf], ...pairs]);
     const response = await fetch(this.baseUrl + url, {
       method: 'POST',
       redirect: 'manual',

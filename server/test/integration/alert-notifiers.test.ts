@@ -6,7 +6,11 @@
  * that no secret reaches the log.
  */
 import { createHmac } from 'node:crypto';
+import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { Database } from '../../src/db/database.ts';
+import { users } from '../../src/db/schema.ts';
+import { alertRecipientLookup } from '../../src/services/alert-recipients.service.ts';
 import type { AlertEvent, AlertSnapshot } from '../../src/alerts/alert-event.ts';
 import { createNotifier } from '../../src/alerts/notifiers/create-notifier.ts';
 import { EMAIL_MAX_LISTED } from '../../src/alerts/notifiers/email-notifier.ts';
@@ -14,6 +18,7 @@ import type { WebhookBody } from '../../src/alerts/notifiers/webhook-notifier.ts
 import { loadServerConfig } from '../../src/config/server-config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { startHttpReceiver, startSmtpReceiver, type HttpReceiver, type SmtpReceiver } from '../helpers/notification-receivers.ts';
+import { openTestDatabase, testDatabaseKinds } from '../helpers/test-database.ts';
 
 const SMTP_USER = 'cairn-mailer';
 const SMTP_PASSWORD = 'smtp-pass-Zq81xKv0';
@@ -288,5 +293,91 @@ describe('alert notifiers against real receivers', () => {
     const notifier = createNotifier(config({}), captureLog().log);
     expect(notifier.channels).toEqual([]);
     expect(await notifier.deliver(EVENTS)).toEqual([]);
+  });
+});
+
+describe.each(testDatabaseKinds())('alert emails per owner, addresses read from the database (%s)', (kind) => {
+  let smtp: SmtpReceiver;
+  let database: Database;
+  const ids: Record<string, string> = {};
+
+  beforeAll(async () => {
+    smtp = await startSmtpReceiver(SMTP_USER, SMTP_PASSWORD);
+    database = await openTestDatabase(kind);
+    const rows = await database.db
+      .insert(users)
+      .values([
+        { username: 'alice', passwordHash: 'x', alertEmail: 'alice@example.com', alertEmailTypes: ['failing', 'file_shrank'] },
+        { username: 'bob', passwordHash: 'x', alertEmail: 'bob@example.com', alertEmailTypes: ['failing', 'missed_backup', 'file_shrank'] },
+        { username: 'carol', passwordHash: 'x', alertEmail: 'carol@example.com', alertEmailTypes: ['failing'], disabled: true },
+        { username: 'dave', passwordHash: 'x', alertEmail: null, alertEmailTypes: ['failing'] },
+      ])
+      .returning({ id: users.id, username: users.username });
+    for (const row of rows) ids[row.username] = row.id;
+  });
+  afterAll(async () => {
+    await smtp.close();
+    await database.close();
+  });
+
+  function owned(id: string, owner: string, type: AlertSnapshot['type'], clientName: string): AlertEvent {
+    return { kind: 'opened', alert: alert({ id, ownerId: ids[owner]!, type, clientName, message: `${type} on ${clientName}` }) };
+  }
+
+  it('sends each owner only their own clients\' alerts of their chosen types, and the admins everything', async () => {
+    const events: AlertEvent[] = [
+      owned('a-fail', 'alice', 'failing', 'alice-laptop'),
+      owned('a-miss', 'alice', 'missed_backup', 'alice-laptop'),
+      owned('a-shrank', 'alice', 'file_shrank', 'alice-nas'),
+      owned('b-miss', 'bob', 'missed_backup', 'bob-server'),
+      owned('c-fail', 'carol', 'failing', 'carol-pc'),
+      owned('d-fail', 'dave', 'failing', 'dave-pc'),
+      EVENTS[2]!,
+    ];
+    const config = loadServerConfig({
+      PUBLIC_URL: 'https://backup.example.com',
+      SMTP_URL: `smtp://${SMTP_USER}:${encodeURIComponent(SMTP_PASSWORD)}@127.0.0.1:${smtp.port}`,
+      ALERT_EMAIL_FROM: 'cairn@example.com',
+      ALERT_EMAIL_TO: 'ops@example.com',
+    });
+    const notifier = createNotifier(config, captureLog().log, { retry: FAST_RETRY, recipients: alertRecipientLookup(database.db) });
+    const outcomes = await notifier.deliver(events);
+    await notifier.close();
+
+    expect(outcomes.map((outcome) => outcome.ok)).toEqual([true]);
+    const byRecipient = new Map(smtp.mails.map((mail) => [mail.to.join(','), mail]));
+    // One message per recipient: the admins, alice, bob; carol is disabled, dave has no address.
+    expect(smtp.mails.map((mail) => mail.to.join(',')).sort()).toEqual(['alice@example.com', 'bob@example.com', 'ops@example.com']);
+
+    const admins = byRecipient.get('ops@example.com')!;
+    for (const { alert: a } of events) expect(admins.text).toContain(a.message);
+
+    const aliceMail = byRecipient.get('alice@example.com')!;
+    expect(aliceMail.headers.get('subject')).toBe('[Cairn] 2 alerts: 2 opened');
+    expect(aliceMail.text).toContain('failing on alice-laptop');
+    expect(aliceMail.text).toContain('file_shrank on alice-nas');
+    expect(aliceMail.text).not.toContain('missed_backup on alice-laptop');
+    expect(aliceMail.text).not.toContain('bob-server');
+    expect(aliceMail.text).not.toContain(EVENTS[2]!.alert.message);
+
+    const bobMail = byRecipient.get('bob@example.com')!;
+    expect(bobMail.text).toContain('missed_backup on bob-server');
+    expect(bobMail.text).not.toContain('alice');
+    expect(bobMail.text).not.toContain(EVENTS[2]!.alert.message);
+  });
+
+  it('reads the addresses at send time: a changed choice applies to the next pass', async () => {
+    smtp.mails.length = 0;
+    await database.db.update(users).set({ alertEmailTypes: [] }).where(eq(users.id, ids.alice!));
+    const config = loadServerConfig({
+      PUBLIC_URL: 'https://backup.example.com',
+      SMTP_URL: `smtp://${SMTP_USER}:${encodeURIComponent(SMTP_PASSWORD)}@127.0.0.1:${smtp.port}`,
+      ALERT_EMAIL_FROM: 'cairn@example.com',
+      ALERT_EMAIL_TO: 'ops@example.com',
+    });
+    const notifier = createNotifier(config, captureLog().log, { retry: FAST_RETRY, recipients: alertRecipientLookup(database.db) });
+    await notifier.deliver([owned('a-fail-2', 'alice', 'failing', 'alice-laptop')]);
+    await notifier.close();
+    expect(smtp.mails.map((mail) => mail.to.join(','))).toEqual(['ops@example.com']);
   });
 });

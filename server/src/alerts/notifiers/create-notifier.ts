@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { AlertEvent, AlertNotifier } from '../alert-event.ts';
 import type { ServerConfig } from '../../config/server-config.ts';
+import type { AlertRecipientLookup } from '../../services/alert-recipients.service.ts';
 import { DEFAULT_RETRY, DeliveryError, describeError, type RetryPolicy } from './delivery-retry.ts';
 import { EmailNotifier } from './email-notifier.ts';
 import type { NotificationChannel } from './notification-channel.ts';
@@ -108,17 +109,19 @@ export class CompositeNotifier implements AlertNotifier {
  * The notifier for the configured channels (SMTP_URL, ALERT_WEBHOOK_URL);
  * with none configured it has no channels and does nothing. `retry` is for
  * tests and for the dashboard's test button (one attempt, an answer at once),
- * `coalesce` for tests.
+ * `coalesce` for tests. `recipients` finds the owners' own addresses
+ * (alertRecipientLookup on the database); without it email goes to the
+ * ALERT_EMAIL_TO admins only.
  */
 export function createNotifier(
   config: ServerConfig,
   log: Logger,
-  options: { retry?: Partial<RetryPolicy>; coalesce?: CoalescePolicy } = {},
+  options: { retry?: Partial<RetryPolicy>; coalesce?: CoalescePolicy; recipients?: AlertRecipientLookup } = {},
 ): CompositeNotifier {
   const retry = { ...DEFAULT_RETRY, ...options.retry };
   const { email, webhook } = config.notifications;
   const channels: NotificationChannel[] = [];
-  if (email) channels.push(new EmailNotifier(email, config.publicUrl, retry, log));
+  if (email) channels.push(new EmailNotifier(email, config.publicUrl, retry, log, options.recipients));
   if (webhook) channels.push(new WebhookNotifier(webhook, config.publicUrl, retry, log));
   return new CompositeNotifier(channels, log, options.coalesce);
 }

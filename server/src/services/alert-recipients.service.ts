@@ -1,0 +1,75 @@
+import { and, eq, inArray } from 'drizzle-orm';
+import type { AlertType } from '../alerts/alert-event.ts';
+import { TYPE_LABELS } from '../alerts/notifiers/alert-digest.ts';
+import type { AppContext } from '../app-context.ts';
+import type { Db } from '../db/database.ts';
+import { users } from '../db/schema.ts';
+import { BadRequestError, NotFoundError } from '../errors.ts';
+import { recordAudit } from './audit-log.service.ts';
+import type { Actor } from './users.service.ts';
+
+/** Server-wide alerts have no owner: they go to the ALERT_EMAIL_TO admins only, so a user cannot choose them. */
+export const USER_ALERT_TYPES = (Object.keys(TYPE_LABELS) as AlertType[]).filter((type) => type !== 'storage_filling');
+
+/**
+ * One mailbox, no display name: it goes into an SMTP envelope as it is, so
+ * no spaces, commas, angle brackets or control characters that could add a
+ * second recipient or a header.
+ */
+const EMAIL_ADDRESS = /^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$/;
+
+export interface AlertEmailSetting {
+  /** null = no email to this user. */
+  email: string | null;
+  types: AlertType[];
+}
+
+/** Checks the form's values; errors name the field (`alertEmail`, `alertEmailTypes`). */
+export function parseAlertEmailSetting(emailText: string, typeValues: readonly string[]): { setting: AlertEmailSetting | null; errors: Record<string, string> } {
+  const errors: Record<string, string> = {};
+  const email = emailText.trim();
+  if (email !== '' && (email.length > 254 || !EMAIL_ADDRESS.test(email))) errors.alertEmail = 'empty (no email) or one address such as name@example.com';
+  const unknown = typeValues.filter((value) => !(USER_ALERT_TYPES as string[]).includes(value));
+  if (unknown.length > 0) errors.alertEmailTypes = `unknown alert type: ${unknown.join(', ').slice(0, 100)}`;
+  if (Object.keys(errors).length > 0) return { setting: null, errors };
+  const types = USER_ALERT_TYPES.filter((type) => typeValues.includes(type));
+  return { setting: { email: email === '' ? null : email, types }, errors };
+}
+
+export async function setUserAlertEmail(ctx: AppContext, userId: string, setting: AlertEmailSetting, actor: Actor): Promise<void> {
+  const parsed = parseAlertEmailSetting(setting.email ?? '', setting.types);
+  if (!parsed.setting) throw new BadRequestError(Object.entries(parsed.errors).map(([name, why]) => `${name}: ${why}`).join('; '));
+  const { email, types } = parsed.setting;
+  await ctx.database.db.transaction(async (tx) => {
+    const updated = await tx.update(users).set({ alertEmail: email, alertEmailTypes: types }).where(eq(users.id, userId)).returning({ id: users.id });
+    if (updated.length === 0) throw new NotFoundError('no such user');
+    await recordAudit(tx, {
+      actorUserId: actor.userId,
+      actorName: actor.name,
+      action: 'user.alert_email.update',
+      targetType: 'user',
+      targetId: userId,
+      details: { email, types },
+    });
+  });
+}
+
+export interface UserAlertRecipient {
+  userId: string;
+  email: string;
+  types: AlertType[];
+}
+
+/** Finds, at send time, the users among `ownerIds` with an address and at least one type chosen (disabled users get nothing). */
+export type AlertRecipientLookup = (ownerIds: readonly string[]) => Promise<UserAlertRecipient[]>;
+
+export function alertRecipientLookup(db: Db): AlertRecipientLookup {
+  return async (ownerIds) => {
+    if (ownerIds.length === 0) return [];
+    const rows = await db
+      .select({ userId: users.id, email: users.alertEmail, types: users.alertEmailTypes })
+      .from(users)
+      .where(and(inArray(users.id, [...ownerIds]), eq(users.disabled, false)));
+    return rows.flatMap((row) => (row.email !== null && row.types.length > 0 ? [{ userId: row.userId, email: row.email, types: row.types }] : []));
+  };
+}
