@@ -31,7 +31,7 @@ export const SCENARIOS: readonly Scenario[] = [
   { id: 'S6', title: 'database dump, 7 days of 1% edits', dataset: 'dump', target: { bytesRatio: 0.25 }, targetText: 'stored bytes <= 0.25x restic' },
 ];
 
-/** cairn-disk-pg: the disk store with PostgreSQL instead of the embedded PGlite (only with --postgres). */
+/** cairn-disk-pg: the disk store with the PostgreSQL server of --postgres instead of the embedded one (only with --postgres). */
 export type SystemId = 'cairn-disk' | 'cairn-s3' | 'cairn-disk-pg' | 'restic';
 
 /** One system running one scenario. */
