@@ -10,7 +10,7 @@
  */
 import type { FileKind } from '@cairn/shared';
 import { and, count, desc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
-import { rowsOf, type Db } from '../db/database.ts';
+import { dateOf, numberOf, rowsOf, type Db } from '../db/database.ts';
 import type { AlertType } from '../alerts/alert-event.ts';
 import { alerts, auditLog, backupRuns, clientLogs, clients, fileVersions, users } from '../db/schema.ts';
 import { NotFoundError } from '../errors.ts';
@@ -30,8 +30,6 @@ export type AlertState = AlertRow['state'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const isUuid = (value: string): boolean => UUID.test(value);
 
-const num = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value));
-const date = (value: unknown): Date | null => (value === null || value === undefined ? null : new Date(value as string));
 
 function ownerFilter(viewer: Viewer): SQL | undefined {
   return viewer.isAdmin ? undefined : eq(clients.ownerId, viewer.id);
@@ -79,8 +77,8 @@ export function createDashboardRepository(db: Db) {
       where ${where}
       order by c.name, u.username`);
     return rowsOf<Record<string, unknown>>(result).map((row) => {
-      const lastBackupAt = date(row.last_backup_at);
-      const lastSuccessRun = date(row.last_success_at);
+      const lastBackupAt = dateOf(row.last_backup_at);
+      const lastSuccessRun = dateOf(row.last_success_at);
       const lastSuccessAt =
         lastBackupAt && lastSuccessRun ? (lastBackupAt > lastSuccessRun ? lastBackupAt : lastSuccessRun) : (lastBackupAt ?? lastSuccessRun);
       return {
@@ -89,17 +87,17 @@ export function createDashboardRepository(db: Db) {
         hostname: String(row.hostname ?? ''),
         ownerId: String(row.owner_id),
         ownerName: String(row.owner_name),
-        createdAt: date(row.created_at)!,
-        lastPingAt: date(row.last_ping_at),
+        createdAt: dateOf(row.created_at)!,
+        lastPingAt: dateOf(row.last_ping_at),
         lastSuccessAt,
         lastRunStatus: (row.last_run_status ?? null) as 'succeeded' | 'partial' | 'failed' | null,
-        backupIntervalSeconds: num(row.backup_interval_seconds),
-        pingIntervalSeconds: num(row.ping_interval_seconds),
+        backupIntervalSeconds: numberOf(row.backup_interval_seconds),
+        pingIntervalSeconds: numberOf(row.ping_interval_seconds),
         tokenPrefix: (row.token_prefix ?? null) as string | null,
         agentVersion: (row.agent_version ?? null) as string | null,
         agentState: (row.agent_state ?? null) as string | null,
-        runRequestedAt: date(row.run_requested_at),
-        storedBytes: num(row.stored_bytes),
+        runRequestedAt: dateOf(row.run_requested_at),
+        storedBytes: numberOf(row.stored_bytes),
       };
     });
   }
@@ -179,10 +177,10 @@ export function createDashboardRepository(db: Db) {
               (select fv.content_sha256 from file_versions fv join clients c on c.id = fv.client_id where ${scope})`),
         )[0];
     return {
-      logicalBytes: num(logical?.logical),
-      currentBytes: num(logical?.current_bytes),
-      currentFiles: num(logical?.current_files),
-      storedBytes: num(stored?.stored),
+      logicalBytes: numberOf(logical?.logical),
+      currentBytes: numberOf(logical?.current_bytes),
+      currentFiles: numberOf(logical?.current_files),
+      storedBytes: numberOf(stored?.stored),
     };
   }
 
@@ -197,7 +195,7 @@ export function createDashboardRepository(db: Db) {
         where r.started_at >= ${since.toISOString()}::timestamptz and ${scope}
         group by 1`),
     );
-    return new Map(rows.map((row) => [String(row.day), { uploaded: num(row.uploaded), stored: num(row.stored) }]));
+    return new Map(rows.map((row) => [String(row.day), { uploaded: numberOf(row.uploaded), stored: numberOf(row.stored) }]));
   }
 
   /**
@@ -224,12 +222,12 @@ export function createDashboardRepository(db: Db) {
       rows.map((row) => [
         String(row.day),
         {
-          finished: num(row.finished),
-          succeeded: num(row.succeeded),
-          uploaded: num(row.uploaded),
-          stored: num(row.stored),
-          filesChanged: num(row.files_changed),
-          avgSeconds: row.avg_seconds === null ? null : num(row.avg_seconds),
+          finished: numberOf(row.finished),
+          succeeded: numberOf(row.succeeded),
+          uploaded: numberOf(row.uploaded),
+          stored: numberOf(row.stored),
+          filesChanged: numberOf(row.files_changed),
+          avgSeconds: row.avg_seconds === null ? null : numberOf(row.avg_seconds),
         },
       ]),
     );
@@ -252,10 +250,10 @@ export function createDashboardRepository(db: Db) {
     return rows.map((row) => ({
       id: String(row.id),
       name: String(row.name),
-      finished: num(row.finished),
-      succeeded: num(row.succeeded),
-      uploaded: num(row.uploaded),
-      stored: num(row.stored),
+      finished: numberOf(row.finished),
+      succeeded: numberOf(row.succeeded),
+      uploaded: numberOf(row.uploaded),
+      stored: numberOf(row.stored),
     }));
   }
 
@@ -272,12 +270,12 @@ export function createDashboardRepository(db: Db) {
         order by started_at`),
     );
     return rows.map((row) => ({
-      startedAt: date(row.started_at)!,
+      startedAt: dateOf(row.started_at)!,
       status: String(row.status) as (typeof backupRuns.$inferSelect)['status'],
-      uploaded: num(row.bytes_uploaded),
-      stored: num(row.bytes_new),
-      filesChanged: num(row.files_changed),
-      seconds: row.seconds === null ? null : num(row.seconds),
+      uploaded: numberOf(row.bytes_uploaded),
+      stored: numberOf(row.bytes_new),
+      filesChanged: numberOf(row.files_changed),
+      seconds: row.seconds === null ? null : numberOf(row.seconds),
     }));
   }
 
@@ -311,9 +309,9 @@ export function createDashboardRepository(db: Db) {
         group by 1 order by 1`),
     ).map((row) => ({
       name: String(row.name),
-      files: num(row.files),
-      bytes: num(row.bytes),
-      mtimeMs: num(row.mtime_ms),
+      files: numberOf(row.files),
+      bytes: numberOf(row.bytes),
+      mtimeMs: numberOf(row.mtime_ms),
       /** It has a directory entry of its own, so versions (mode, mtime, owner) to show. */
       hasEntry: row.has_entry === true,
     }));
@@ -327,15 +325,15 @@ export function createDashboardRepository(db: Db) {
           and ${page.after === undefined ? sql`true` : sql`fv.path > ${page.after}`}
         order by fv.path limit ${page.limit + 1}`),
     ).map((row) => ({
-      versionId: num(row.id),
+      versionId: numberOf(row.id),
       path: String(row.path),
       name: String(row.name),
       kind: String(row.kind) as Exclude<FileKind, 'directory'>,
-      size: num(row.size),
-      mtimeMs: num(row.mtime_ms),
-      mode: num(row.mode),
+      size: numberOf(row.size),
+      mtimeMs: numberOf(row.mtime_ms),
+      mode: numberOf(row.mode),
       linkTarget: (row.link_target ?? null) as string | null,
-      validFrom: date(row.valid_from)!,
+      validFrom: dateOf(row.valid_from)!,
     }));
     const more = files.length > page.limit;
     if (more) files.pop();
@@ -380,7 +378,7 @@ export function createDashboardRepository(db: Db) {
           and a.at > coalesce((select max(s.at) from audit_log s where s.action = 'login.succeeded'
                                and s.target_type = 'user' and s.target_id = ${username}), '-infinity'::timestamptz)`),
     );
-    return num(rows[0]?.failures);
+    return numberOf(rows[0]?.failures);
   }
 
   // ---- alerts ------------------------------------------------------------------

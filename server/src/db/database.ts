@@ -152,6 +152,11 @@ export function pgErrorCode(error: unknown): string | undefined {
 export const PG_UNIQUE_VIOLATION = '23505';
 export const PG_FOREIGN_KEY_VIOLATION = '23503';
 
+/** A number from a raw row's column (bigint and numeric arrive as strings); 0 for null. */
+export const numberOf = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value));
+/** A time from a raw row's column; null for null. */
+export const dateOf = (value: unknown): Date | null => (value === null || value === undefined ? null : new Date(value as string));
+
 /** Rows of a raw `db.execute()` result (postgres.js returns the rows as an array). */
 export function rowsOf<T>(result: unknown): T[] {
   return Array.isArray(result) ? (result as T[]) : [];

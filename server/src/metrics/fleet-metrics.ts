@@ -10,7 +10,7 @@
  */
 import { ne, sql } from 'drizzle-orm';
 import { Gauge, Registry } from 'prom-client';
-import { rowsOf, type Db } from '../db/database.ts';
+import { dateOf, numberOf, rowsOf, type Db } from '../db/database.ts';
 import { alerts } from '../db/schema.ts';
 import { classifyClientHealth, HEALTH_STATES, type ClientHealth } from '../dashboard/client-health.ts';
 
@@ -29,8 +29,6 @@ export interface FleetSnapshot {
   openAlertsByType: Map<string, number>;
 }
 
-const num = (value: unknown): number => (value === null || value === undefined ? 0 : Number(value));
-const date = (value: unknown): Date | null => (value === null || value === undefined ? null : new Date(value as string));
 
 export async function readFleetSnapshot(db: Db, now: Date): Promise<FleetSnapshot> {
   const runs = rowsOf<Record<string, unknown>>(
@@ -52,24 +50,24 @@ export async function readFleetSnapshot(db: Db, now: Date): Promise<FleetSnapsho
   let bytesNew = 0;
   for (const row of runs) {
     const status = String(row.status) as RunStatus;
-    if (status in runsByStatus) runsByStatus[status] = num(row.runs);
-    bytesUploaded += num(row.uploaded);
-    bytesNew += num(row.new_bytes);
+    if (status in runsByStatus) runsByStatus[status] = numberOf(row.runs);
+    bytesUploaded += numberOf(row.uploaded);
+    bytesNew += numberOf(row.new_bytes);
   }
 
   const clientsByHealth = Object.fromEntries(HEALTH_STATES.map((state) => [state, 0])) as Record<ClientHealth, number>;
   const lastSuccess: FleetSnapshot['lastSuccess'] = [];
   for (const row of clientRows) {
     // last_backup_at is set when a run finishes succeeded or partial, in the same transaction.
-    const lastSuccessAt = date(row.last_backup_at);
+    const lastSuccessAt = dateOf(row.last_backup_at);
     const health = classifyClientHealth(
       {
-        createdAt: date(row.created_at)!,
-        lastPingAt: date(row.last_ping_at),
+        createdAt: dateOf(row.created_at)!,
+        lastPingAt: dateOf(row.last_ping_at),
         lastSuccessAt,
         lastRunStatus: (row.last_run_status ?? null) as 'succeeded' | 'partial' | 'failed' | null,
-        backupIntervalSeconds: num(row.backup_interval_seconds),
-        pingIntervalSeconds: num(row.ping_interval_seconds),
+        backupIntervalSeconds: numberOf(row.backup_interval_seconds),
+        pingIntervalSeconds: numberOf(row.ping_interval_seconds),
       },
       now,
     );
@@ -83,7 +81,7 @@ export async function readFleetSnapshot(db: Db, now: Date): Promise<FleetSnapsho
     bytesNew,
     lastSuccess,
     clientsByHealth,
-    storedBytes: num(stored?.stored),
+    storedBytes: numberOf(stored?.stored),
     openAlertsByType: await readOpenAlertsByType(db),
   };
 }
