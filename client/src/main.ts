@@ -1,5 +1,5 @@
 import dotenv from 'dotenv';
-import { ConfigError } from '@cairn/shared';
+import { ConfigError, onStopSignal } from '@cairn/shared';
 import { AgentRuntime } from './agent/agent-runtime.ts';
 import { envFilePath, loadAgentConfig, type AgentConfig } from './config/agent-config.ts';
 import { createLogger, type Logger } from './logger.ts';
@@ -68,15 +68,7 @@ async function runAgent(): Promise<void> {
       () => process.exit(1),
     );
   };
-  // Every signal is handled (a repeated one must not kill the process mid-shutdown); the first stops.
-  let stopping = false;
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => {
-      if (stopping) return;
-      stopping = true;
-      shutdown(signal);
-    });
-  }
+  onStopSignal(shutdown);
 }
 
 /**

@@ -1,5 +1,5 @@
 import dotenv from 'dotenv';
-import { ConfigError } from '@cairn/shared';
+import { ConfigError, onStopSignal } from '@cairn/shared';
 import { loadServerConfig } from './config/server-config.ts';
 import { DatabaseUnavailableError } from './db/database.ts';
 import { createLogger } from './logger.ts';
@@ -21,15 +21,7 @@ try {
       },
     );
   };
-  // Every signal is handled (a repeated one must not kill the process mid-shutdown); the first stops.
-  let stopping = false;
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.on(signal, () => {
-      if (stopping) return;
-      stopping = true;
-      shutdown(signal);
-    });
-  }
+  onStopSignal(shutdown);
 } catch (error) {
   if (error instanceof ConfigError || error instanceof DatabaseUnavailableError) {
     console.error(error.message);

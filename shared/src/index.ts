@@ -5,3 +5,4 @@ export * from './posix-names.ts';
 export * from './text.ts';
 export * from './format.ts';
 export * from './env.ts';
+export * from './process.ts';
