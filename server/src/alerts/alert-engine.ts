@@ -14,7 +14,8 @@ import { and, asc, desc, eq, inArray, isNull, lte, max, ne, sql } from 'drizzle-
 import type { AppContext } from '../app-context.ts';
 import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
 import type { Db } from '../db/database.ts';
-import { alerts, backupRuns, clients, fileVersions } from '../db/schema.ts';
+import { alerts, backupRuns, clientPaths, clients, fileVersions } from '../db/schema.ts';
+import { versionPathJoin } from '../db/version-columns.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
 import type { Actor } from '../services/users.service.ts';
 import type { AlertEvent, AlertNotifier, AlertSnapshot } from './alert-event.ts';
@@ -45,29 +46,32 @@ export interface EngineOptions {
 /** Files under `folder`: the folder itself is a directory, so `starts_with` on `<folder>/` (or everything for `/`). */
 function underFolder(folder: string) {
   const prefix = folder === '/' ? '/' : `${folder}/`;
-  return sql`starts_with(${fileVersions.path}, ${prefix})`;
+  return sql`starts_with(${clientPaths.path}, ${prefix})`;
 }
 
 async function loadWatchedFolder(db: Db, clientId: string, folder: WatchedFolder): Promise<WatchedFolderFacts> {
   const [newest] = await db
     .select({ at: max(fileVersions.validFrom) })
     .from(fileVersions)
-    .where(and(eq(fileVersions.clientId, clientId), eq(fileVersions.kind, 'file'), underFolder(folder.path)));
+    .innerJoin(clientPaths, versionPathJoin)
+    .where(and(eq(clientPaths.clientId, clientId), eq(fileVersions.kind, 'file'), underFolder(folder.path)));
   // The files that exist now, then their versions, newest first (retention keeps their number small).
   const current = await db
-    .select({ path: fileVersions.path })
+    .select({ path: clientPaths.path })
     .from(fileVersions)
-    .where(and(eq(fileVersions.clientId, clientId), isNull(fileVersions.validTo), eq(fileVersions.kind, 'file'), underFolder(folder.path)))
-    .orderBy(asc(fileVersions.path))
+    .innerJoin(clientPaths, versionPathJoin)
+    .where(and(eq(clientPaths.clientId, clientId), isNull(fileVersions.validTo), eq(fileVersions.kind, 'file'), underFolder(folder.path)))
+    .orderBy(asc(clientPaths.path))
     .limit(WATCHED_FILES);
   const rows =
     current.length === 0
       ? []
       : await db
-          .select({ path: fileVersions.path, size: fileVersions.size, validFrom: fileVersions.validFrom })
+          .select({ path: clientPaths.path, size: fileVersions.size, validFrom: fileVersions.validFrom })
           .from(fileVersions)
-          .where(and(eq(fileVersions.clientId, clientId), eq(fileVersions.kind, 'file'), inArray(fileVersions.path, current.map((c) => c.path))))
-          .orderBy(asc(fileVersions.path), desc(fileVersions.validFrom));
+          .innerJoin(clientPaths, versionPathJoin)
+          .where(and(eq(clientPaths.clientId, clientId), eq(fileVersions.kind, 'file'), inArray(clientPaths.path, current.map((c) => c.path))))
+          .orderBy(asc(clientPaths.path), desc(fileVersions.validFrom));
   const files = new Map<string, { size: number; validFrom: Date }[]>();
   for (const row of rows) {
     const list = files.get(row.path) ?? [];
@@ -129,7 +133,8 @@ async function shrankAlertsStillStanding(db: Db, clientId: string, folders: read
   const rows = await db
     .select({ key: alerts.dedupeKey, path: alerts.path })
     .from(alerts)
-    .innerJoin(fileVersions, and(eq(fileVersions.clientId, alerts.clientId), eq(fileVersions.path, alerts.path), isNull(fileVersions.validTo)))
+    .innerJoin(clientPaths, and(eq(clientPaths.clientId, alerts.clientId), eq(clientPaths.path, alerts.path)))
+    .innerJoin(fileVersions, and(versionPathJoin, isNull(fileVersions.validTo)))
     .where(and(eq(alerts.clientId, clientId), eq(alerts.type, 'file_shrank'), ne(alerts.state, 'resolved'), lte(fileVersions.validFrom, alerts.openedAt)));
   // A folder no longer watched releases its files' alerts.
   const watched = (p: string | null) => p !== null && folders.some((f) => f.path === '/' || p.startsWith(`${f.path}/`));

@@ -12,7 +12,8 @@ import type { FileKind } from '@cairn/shared';
 import { and, count, desc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
 import { dateOf, numberOf, rowsOf, type Db } from '../db/database.ts';
 import type { AlertType } from '../alerts/alert-event.ts';
-import { alerts, auditLog, backupRuns, clientLogs, clients, fileVersions, users } from '../db/schema.ts';
+import { alerts, auditLog, backupRuns, clientLogs, clientPaths, clients, fileVersions, users } from '../db/schema.ts';
+import { versionColumns, versionPathJoin } from '../db/version-columns.ts';
 import { NotFoundError } from '../errors.ts';
 
 export interface Viewer {
@@ -72,7 +73,7 @@ export function createDashboardRepository(db: Db) {
              (select max(r.finished_at) from backup_runs r where r.client_id = c.id
                 and r.status in ('succeeded', 'partial')) as last_success_at,
              (select coalesce(sum(ct.size), 0) from contents ct where ct.sha256 in
-                (select fv.content_sha256 from file_versions fv where fv.client_id = c.id)) as stored_bytes
+                (select fv.content_sha256 from file_versions fv join client_paths p on p.id = fv.path_id where p.client_id = c.id)) as stored_bytes
       from clients c join users u on u.id = c.owner_id
       where ${where}
       order by c.name, u.username`);
@@ -166,7 +167,7 @@ export function createDashboardRepository(db: Db) {
         select coalesce(sum(fv.size), 0) as logical,
                coalesce(sum(fv.size) filter (where fv.valid_to is null), 0) as current_bytes,
                count(*) filter (where fv.valid_to is null) as current_files
-        from file_versions fv join clients c on c.id = fv.client_id
+        from file_versions fv join client_paths p on p.id = fv.path_id join clients c on c.id = p.client_id
         where fv.kind = 'file' and ${scope}`),
     )[0];
     const stored = viewer.isAdmin
@@ -174,7 +175,7 @@ export function createDashboardRepository(db: Db) {
       : rowsOf<Record<string, unknown>>(
           await db.execute(sql`
             select coalesce(sum(ct.size), 0) as stored from contents ct where ct.sha256 in
-              (select fv.content_sha256 from file_versions fv join clients c on c.id = fv.client_id where ${scope})`),
+              (select fv.content_sha256 from file_versions fv join client_paths p on p.id = fv.path_id join clients c on c.id = p.client_id where ${scope})`),
         )[0];
     return {
       logicalBytes: numberOf(logical?.logical),
@@ -295,7 +296,7 @@ export function createDashboardRepository(db: Db) {
   async function listDirectory(clientId: string, dir: string, asOf: Date, page: { limit: number; after?: string | undefined }) {
     const prefix = dir === '/' ? '/' : dir + '/';
     const start = Array.from(prefix).length + 1;
-    const rest = sql`substr(fv.path, ${start}::int)`;
+    const rest = sql`substr(p.path, ${start}::int)`;
     const folders = page.after !== undefined ? [] : rowsOf<Record<string, unknown>>(
       await db.execute(sql`
         select split_part(${rest}, '/', 1) as name,
@@ -303,8 +304,8 @@ export function createDashboardRepository(db: Db) {
                coalesce(sum(fv.size), 0) as bytes,
                coalesce(max(fv.mtime_ms) filter (where fv.kind = 'directory' and strpos(${rest}, '/') = 0), max(fv.mtime_ms)) as mtime_ms,
                bool_or(fv.kind = 'directory' and strpos(${rest}, '/') = 0) as has_entry
-        from file_versions fv
-        where fv.client_id = ${clientId} and starts_with(fv.path, ${prefix}) and ${validAt(asOf)}
+        from file_versions fv join client_paths p on p.id = fv.path_id
+        where p.client_id = ${clientId} and starts_with(p.path, ${prefix}) and ${validAt(asOf)}
           and (strpos(${rest}, '/') > 0 or fv.kind = 'directory')
         group by 1 order by 1`),
     ).map((row) => ({
@@ -317,13 +318,13 @@ export function createDashboardRepository(db: Db) {
     }));
     const files = rowsOf<Record<string, unknown>>(
       await db.execute(sql`
-        select fv.id, fv.path, fv.kind, fv.size, fv.mtime_ms, fv.mode, fv.link_target, fv.valid_from,
-               substr(fv.path, ${start}::int) as name
-        from file_versions fv
-        where fv.client_id = ${clientId} and starts_with(fv.path, ${prefix}) and ${validAt(asOf)}
-          and strpos(substr(fv.path, ${start}::int), '/') = 0 and fv.kind <> 'directory'
-          and ${page.after === undefined ? sql`true` : sql`fv.path > ${page.after}`}
-        order by fv.path limit ${page.limit + 1}`),
+        select fv.id, p.path, fv.kind, fv.size, fv.mtime_ms, fv.mode, fv.link_target, fv.valid_from,
+               substr(p.path, ${start}::int) as name
+        from file_versions fv join client_paths p on p.id = fv.path_id
+        where p.client_id = ${clientId} and starts_with(p.path, ${prefix}) and ${validAt(asOf)}
+          and strpos(substr(p.path, ${start}::int), '/') = 0 and fv.kind <> 'directory'
+          and ${page.after === undefined ? sql`true` : sql`p.path > ${page.after}`}
+        order by p.path limit ${page.limit + 1}`),
     ).map((row) => ({
       versionId: numberOf(row.id),
       path: String(row.path),
@@ -342,9 +343,10 @@ export function createDashboardRepository(db: Db) {
 
   async function findVersion(clientId: string, versionId: number) {
     const [row] = await db
-      .select()
+      .select(versionColumns)
       .from(fileVersions)
-      .where(and(eq(fileVersions.clientId, clientId), eq(fileVersions.id, versionId)));
+      .innerJoin(clientPaths, versionPathJoin)
+      .where(and(eq(clientPaths.clientId, clientId), eq(fileVersions.id, versionId)));
     return row ?? null;
   }
 

@@ -9,6 +9,7 @@
 import { sql } from 'drizzle-orm';
 import {
   bigint,
+  customType,
   bigserial,
   boolean,
   index,
@@ -24,6 +25,18 @@ import {
 import type { FileKind, PreCommand, PreCommandResult } from '@cairn/shared';
 import type { AlertSeverity, AlertType } from '../alerts/alert-event.ts';
 import type { AlertSettingsOverride } from '../alerts/alert-settings.ts';
+
+/**
+ * A SHA-256 stored as its 32 bytes (bytea), read and written as 64 lower-case
+ * hex digits: half the size of hex text in every row and index that holds
+ * one (decision 90). Raw SQL compares with `decode(<hex>, 'hex')` and reads
+ * with `encode(<column>, 'hex')`.
+ */
+export const sha256Column = customType<{ data: string; driverData: Buffer }>({
+  dataType: () => 'bytea',
+  toDriver: (hex) => Buffer.from(hex, 'hex'),
+  fromDriver: (bytes) => Buffer.from(bytes).toString('hex'),
+});
 
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
 
@@ -77,33 +90,38 @@ export const clients = pgTable(
   (t) => [uniqueIndex('clients_owner_name_uq').on(t.ownerId, t.name), uniqueIndex('clients_token_hash_uq').on(t.tokenHash)],
 );
 
-/** Physical objects in the blob store, stored once for the whole server. */
+/**
+ * Physical objects in the blob store, stored once for the whole server. A v1
+ * object's store key is its hash in hex.
+ */
 export const chunks = pgTable('chunks', {
-  sha256: text('sha256').primaryKey(),
+  sha256: sha256Column('sha256').primaryKey(),
   size: bigint('size', { mode: 'number' }).notNull(),
-  storageKey: text('storage_key').notNull(),
-  createdAt: createdAt(),
   /** Bumped whenever something asserts it still needs this chunk; GC spares recently touched rows. */
   touchedAt: timestamp('touched_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
-/** A whole file's content. In v1 exactly one chunk with the same hash; content-defined chunking adds rows here. */
+/**
+ * A whole file's content. A content of one chunk (every v1 content) is that
+ * chunk, with the same hash, and has no content_chunks row: one row per
+ * content where the content is one chunk (decision 91).
+ */
 export const contents = pgTable('contents', {
-  sha256: text('sha256').primaryKey(),
+  sha256: sha256Column('sha256').primaryKey(),
   size: bigint('size', { mode: 'number' }).notNull(),
   chunkCount: integer('chunk_count').notNull(),
-  createdAt: createdAt(),
   touchedAt: timestamp('touched_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
+/** The ordered chunks of a content of more than one chunk. */
 export const contentChunks = pgTable(
   'content_chunks',
   {
-    contentSha256: text('content_sha256')
+    contentSha256: sha256Column('content_sha256')
       .notNull()
       .references(() => contents.sha256, { onDelete: 'cascade' }),
     seq: integer('seq').notNull(),
-    chunkSha256: text('chunk_sha256')
+    chunkSha256: sha256Column('chunk_sha256')
       .notNull()
       .references(() => chunks.sha256),
     offset: bigint('offset', { mode: 'number' }).notNull(),
@@ -111,19 +129,22 @@ export const contentChunks = pgTable(
   (t) => [primaryKey({ columns: [t.contentSha256, t.seq] }), index('content_chunks_chunk_idx').on(t.chunkSha256)],
 );
 
-/** Contents a user has proven to hold by uploading the bytes once. Dedup answers are scoped to this. */
+/**
+ * Contents a user has proven to hold by uploading the bytes once. Dedup
+ * answers are scoped to this. Keyed content first: the per-user lookups name
+ * both, and a content's delete cascades by its hash without another index.
+ */
 export const ownerContents = pgTable(
   'owner_contents',
   {
+    contentSha256: sha256Column('content_sha256')
+      .notNull()
+      .references(() => contents.sha256, { onDelete: 'cascade' }),
     userId: uuid('user_id')
       .notNull()
       .references(() => users.id, { onDelete: 'cascade' }),
-    contentSha256: text('content_sha256')
-      .notNull()
-      .references(() => contents.sha256, { onDelete: 'cascade' }),
-    createdAt: createdAt(),
   },
-  (t) => [primaryKey({ columns: [t.userId, t.contentSha256] }), index('owner_contents_content_idx').on(t.contentSha256)],
+  (t) => [primaryKey({ columns: [t.contentSha256, t.userId] })],
 );
 
 export const backupRuns = pgTable(
@@ -152,20 +173,37 @@ export const backupRuns = pgTable(
 );
 
 /**
- * Temporal file versions: a version is current while valid_to is null. The
- * tree as of T is every version with valid_from <= T < coalesce(valid_to, infinity).
- * Times are the server's clock.
+ * Every path a client ever backed up, stored once (decision 92): versions
+ * refer to it by id, so a path's text is not repeated in each of its
+ * versions and their indexes. Rows go with their client; a path whose
+ * versions were all pruned stays (a few bytes, and a later version reuses it).
  */
-export const fileVersions = pgTable(
-  'file_versions',
+export const clientPaths = pgTable(
+  'client_paths',
   {
     id: bigserial('id', { mode: 'number' }).primaryKey(),
     clientId: uuid('client_id')
       .notNull()
       .references(() => clients.id, { onDelete: 'cascade' }),
     path: text('path').notNull(),
+  },
+  (t) => [uniqueIndex('client_paths_client_path_uq').on(t.clientId, t.path)],
+);
+
+/**
+ * Temporal file versions: a version is current while valid_to is null. The
+ * tree as of T is every version with valid_from <= T < coalesce(valid_to, infinity).
+ * Times are the server's clock. The client is the path's (client_paths).
+ */
+export const fileVersions = pgTable(
+  'file_versions',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    pathId: bigint('path_id', { mode: 'number' })
+      .notNull()
+      .references(() => clientPaths.id, { onDelete: 'cascade' }),
     kind: text('kind').$type<FileKind>().notNull().default('file'),
-    contentSha256: text('content_sha256').references(() => contents.sha256),
+    contentSha256: sha256Column('content_sha256').references(() => contents.sha256),
     size: bigint('size', { mode: 'number' }).notNull(),
     mtimeMs: bigint('mtime_ms', { mode: 'number' }).notNull(),
     mode: integer('mode').notNull(),
@@ -177,14 +215,14 @@ export const fileVersions = pgTable(
     hardlinkGroup: text('hardlink_group'),
     /** The agent stored the bytes as read while the file kept changing (they may be torn). */
     changedWhileRead: boolean('changed_while_read').notNull().default(false),
-    runId: uuid('run_id').references(() => backupRuns.id, { onDelete: 'set null' }),
     validFrom: timestamp('valid_from', { withTimezone: true }).notNull(),
     validTo: timestamp('valid_to', { withTimezone: true }),
   },
   (t) => [
-    uniqueIndex('file_versions_current_uq').on(t.clientId, t.path).where(sql`${t.validTo} is null`),
-    index('file_versions_client_path_from_idx').on(t.clientId, t.path, t.validFrom),
-    index('file_versions_content_idx').on(t.contentSha256),
+    uniqueIndex('file_versions_current_uq').on(t.pathId).where(sql`${t.validTo} is null`),
+    index('file_versions_path_from_idx').on(t.pathId, t.validFrom),
+    // GC's "is this content still referenced?"; directories and symlinks have none.
+    index('file_versions_content_idx').on(t.contentSha256).where(sql`${t.contentSha256} is not null`),
   ],
 );
 

@@ -18,7 +18,8 @@ import { evaluateClientAlerts } from '../alerts/alert-engine.ts';
 import type { AppContext } from '../app-context.ts';
 import { lockManagerFor } from '../db/advisory-locks.ts';
 import { rowsOf, type Db, type Tx } from '../db/database.ts';
-import { backupRuns, clientLogs, clients, fileVersions } from '../db/schema.ts';
+import { backupRuns, clientLogs, clientPaths, clients, fileVersions } from '../db/schema.ts';
+import { versionColumns, versionPathJoin, type VersionRow } from '../db/version-columns.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
 import { pruneClientVersions } from './retention.service.ts';
 
@@ -156,7 +157,7 @@ export async function applyChanges(
         await tx.execute(sql`
           select h.value as sha256, c.size from jsonb_array_elements_text(${JSON.stringify(hashes)}::jsonb) h
           left join (owner_contents oc join contents c on c.sha256 = oc.content_sha256)
-            on oc.user_id = ${agent.userId} and oc.content_sha256 = h.value`),
+            on oc.user_id = ${agent.userId} and oc.content_sha256 = decode(h.value, 'hex')`),
       );
       const missing = held.filter((row) => row.size === null).map((row) => row.sha256);
       if (missing.length > 0) {
@@ -167,16 +168,25 @@ export async function applyChanges(
     let opened = 0;
     let closed = 0;
     if (upserts.length > 0) {
-      const input = sql`jsonb_to_recordset(${JSON.stringify(upserts)}::jsonb)
-        as x(path text, kind text, sha256 text, size bigint, mtime_ms bigint, mode integer, link_target text,
-             uid bigint, gid bigint, hardlink_group text, changed_while_read boolean)`;
+      // Each path is stored once per client (decision 92): new ones get their row first.
+      await tx.execute(sql`
+        insert into client_paths (client_id, path)
+        select ${agent.clientId}::uuid, value from jsonb_array_elements_text(${JSON.stringify(upserts.map((u) => u.path))}::jsonb)
+        on conflict (client_id, path) do nothing`);
+      const input = sql`(
+        select cp.id as path_id, x.kind, decode(x.sha256, 'hex') as sha256, x.size, x.mtime_ms, x.mode, x.link_target,
+               x.uid, x.gid, x.hardlink_group, x.changed_while_read
+        from jsonb_to_recordset(${JSON.stringify(upserts)}::jsonb)
+          as x(path text, kind text, sha256 text, size bigint, mtime_ms bigint, mode integer, link_target text,
+               uid bigint, gid bigint, hardlink_group text, changed_while_read boolean)
+        join client_paths cp on cp.client_id = ${agent.clientId} and cp.path = x.path) as x`;
       // A version from an agent that sent no owners, matched by an upsert that names them and is otherwise
       // equal, gets them filled in place: a new version differing only in what was unknown would push a
       // real older version out of retention on the first run after an agent upgrade.
       await tx.execute(sql`
         update file_versions fv set uid = x.uid, gid = x.gid, hardlink_group = x.hardlink_group
         from ${input}
-        where fv.client_id = ${agent.clientId} and fv.valid_to is null and fv.path = x.path
+        where fv.path_id = x.path_id and fv.valid_to is null
           and fv.uid is null and fv.gid is null and x.uid is not null and x.gid is not null
           and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target)
             is not distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target)`);
@@ -185,7 +195,7 @@ export async function applyChanges(
           with changed as (
             update file_versions fv set valid_to = greatest(${COMMIT_TIME}, fv.valid_from)
             from ${input}
-            where fv.client_id = ${agent.clientId} and fv.valid_to is null and fv.path = x.path
+            where fv.path_id = x.path_id and fv.valid_to is null
               and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target, fv.uid, fv.gid, fv.hardlink_group, fv.changed_while_read)
                 is distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, x.uid, x.gid, x.hardlink_group, x.changed_while_read)
             returning 1)
@@ -194,13 +204,12 @@ export async function applyChanges(
       opened += countOf(
         await tx.execute(sql`
           with inserted as (
-            insert into file_versions (client_id, path, kind, content_sha256, size, mtime_ms, mode, link_target,
-                                       uid, gid, hardlink_group, changed_while_read, run_id, valid_from)
-            select ${agent.clientId}, x.path, x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target,
-                   x.uid, x.gid, x.hardlink_group, x.changed_while_read, ${runId}, ${COMMIT_TIME}
+            insert into file_versions (path_id, kind, content_sha256, size, mtime_ms, mode, link_target,
+                                       uid, gid, hardlink_group, changed_while_read, valid_from)
+            select x.path_id, x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target,
+                   x.uid, x.gid, x.hardlink_group, x.changed_while_read, ${COMMIT_TIME}
             from ${input}
-            where not exists (
-              select 1 from file_versions fv where fv.client_id = ${agent.clientId} and fv.path = x.path and fv.valid_to is null)
+            where not exists (select 1 from file_versions fv where fv.path_id = x.path_id and fv.valid_to is null)
             returning 1)
           select count(*)::int as n from inserted`),
       );
@@ -210,8 +219,10 @@ export async function applyChanges(
         await tx.execute(sql`
           with gone as (
             update file_versions set valid_to = greatest(${COMMIT_TIME}, valid_from)
-            where client_id = ${agent.clientId} and valid_to is null
-              and path in (select value from jsonb_array_elements_text(${JSON.stringify(deletes)}::jsonb))
+            where valid_to is null and path_id in (
+              select cp.id from client_paths cp
+              where cp.client_id = ${agent.clientId}
+                and cp.path in (select value from jsonb_array_elements_text(${JSON.stringify(deletes)}::jsonb)))
             returning 1)
           select count(*)::int as n from gone`),
       );
@@ -335,8 +346,6 @@ export async function finishRun(ctx: AppContext, clientId: string, runId: string
   return finished;
 }
 
-type VersionRow = typeof fileVersions.$inferSelect;
-
 export function toFileVersion(row: VersionRow): FileVersion {
   return {
     versionId: String(row.id),
@@ -374,7 +383,7 @@ export interface TreeQuery {
  */
 export async function listTreeAsOf(db: Db, clientId: string, query: TreeQuery = {}): Promise<FilesPage> {
   const limit = Math.min(query.limit ?? LIMITS.pageSize, LIMITS.maxPageSize);
-  const conditions: (SQL | undefined)[] = [eq(fileVersions.clientId, clientId)];
+  const conditions: (SQL | undefined)[] = [eq(clientPaths.clientId, clientId)];
   if (query.asOf) {
     conditions.push(lte(fileVersions.validFrom, query.asOf), or(isNull(fileVersions.validTo), gt(fileVersions.validTo, query.asOf)));
   } else {
@@ -383,17 +392,18 @@ export async function listTreeAsOf(db: Db, clientId: string, query: TreeQuery = 
   const { prefix, after } = query;
   if (prefix !== undefined && prefix !== '/') {
     if (!isCanonicalBackupPath(prefix, LIMITS.pathBytes)) throw new BadRequestError(`prefix: not a canonical absolute path: ${JSON.stringify(prefix)}`);
-    conditions.push(or(eq(fileVersions.path, prefix), sql`starts_with(${fileVersions.path}, ${prefix + '/'})`));
+    conditions.push(or(eq(clientPaths.path, prefix), sql`starts_with(${clientPaths.path}, ${prefix + '/'})`));
   }
   if (after !== undefined) {
     if (!isCanonicalBackupPath(after, LIMITS.pathBytes)) throw new BadRequestError(`after: not a canonical absolute path: ${JSON.stringify(after)}`);
-    conditions.push(gt(fileVersions.path, after));
+    conditions.push(gt(clientPaths.path, after));
   }
   const rows = await db
-    .select()
+    .select(versionColumns)
     .from(fileVersions)
+    .innerJoin(clientPaths, versionPathJoin)
     .where(and(...conditions))
-    .orderBy(asc(fileVersions.path))
+    .orderBy(asc(clientPaths.path))
     .limit(limit + 1);
   const page = rows.slice(0, limit);
   return {
@@ -406,9 +416,10 @@ export async function listTreeAsOf(db: Db, clientId: string, query: TreeQuery = 
 export async function listPathVersions(db: Db, clientId: string, path: string): Promise<FileVersion[]> {
   if (!isCanonicalBackupPath(path, LIMITS.pathBytes)) throw new BadRequestError(`path: not a canonical absolute path: ${JSON.stringify(path)}`);
   const rows = await db
-    .select()
+    .select(versionColumns)
     .from(fileVersions)
-    .where(and(eq(fileVersions.clientId, clientId), eq(fileVersions.path, path)))
+    .innerJoin(clientPaths, versionPathJoin)
+    .where(and(eq(clientPaths.clientId, clientId), eq(clientPaths.path, path)))
     .orderBy(desc(fileVersions.validFrom), desc(fileVersions.id));
   return rows.map(toFileVersion);
 }

@@ -8,14 +8,16 @@ import type { AppContext } from '../app-context.ts';
 import { lockManagerFor } from '../db/advisory-locks.ts';
 import { VerifyingStream } from '../blob/verifying-stream.ts';
 import { rowsOf } from '../db/database.ts';
-import { backupRuns, chunks, contentChunks, contents, fileVersions, ownerContents } from '../db/schema.ts';
+import { backupRuns, chunks, clientPaths, contentChunks, contents, fileVersions, ownerContents } from '../db/schema.ts';
+import { hashSet, hashValue } from '../db/sha256-sql.ts';
 import { ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDamagedError } from '../errors.ts';
 
 /**
  * Content bytes and who holds them. A content is proven held by a user once
  * that user uploaded its bytes; dedup answers never look beyond that user.
  * In v1 a content is exactly one chunk with the same hash, stored under that
- * hash; `content_chunks` keeps the seam for content-defined chunking.
+ * hash, with no `content_chunks` row (decision 91); that table keeps the
+ * seam for content-defined chunking.
  */
 
 /**
@@ -30,10 +32,9 @@ export async function findMissingContents(ctx: AppContext, userId: string, hashe
       update ${contents} set touched_at = now()
       where sha256 in (
         select oc.content_sha256 from ${ownerContents} oc
-        where oc.user_id = ${userId}
-          and oc.content_sha256 in (select value from jsonb_array_elements_text(${JSON.stringify(hashes)}::jsonb))
+        where oc.user_id = ${userId} and oc.content_sha256 in ${hashSet(hashes)}
       )
-      returning sha256`),
+      returning encode(sha256, 'hex') as sha256`),
   );
   const heldSet = new Set(held.map((row) => row.sha256));
   return [...new Set(hashes)].filter((hash) => !heldSet.has(hash));
@@ -157,7 +158,7 @@ async function receiveContent(ctx: AppContext, part: IncomingContent, maxBytes: 
   const maybeKnown = ctx.blobs.kind !== 'disk' || (await ctx.blobs.stat(sha256)) !== null;
   // Touching first keeps a GC that starts now from choosing this chunk while its bytes stream in.
   const known = maybeKnown
-    ? rowsOf(await ctx.database.db.execute(sql`update ${chunks} set touched_at = now() where sha256 = ${sha256} returning sha256`))
+    ? rowsOf(await ctx.database.db.execute(sql`update ${chunks} set touched_at = now() where sha256 = ${hashValue(sha256)} returning 1`))
     : [];
   if (known.length > 0) {
     const received = await hashAndDiscard(part.source, maxBytes);
@@ -184,8 +185,8 @@ async function commitReceived(ctx: AppContext, options: UploadOptions, batch: Re
         rowsOf<{ sha256: string }>(
           await tx.execute(sql`
             update ${chunks} set touched_at = now()
-            where sha256 in (select value from jsonb_array_elements_text(${JSON.stringify(knownHashes)}::jsonb))
-            returning sha256`),
+            where sha256 in ${hashSet(knownHashes)}
+            returning encode(sha256, 'hex') as sha256`),
         ).map((row) => row.sha256),
       );
       for (const hash of knownHashes) if (!still.has(hash)) gone.add(hash);
@@ -196,10 +197,10 @@ async function commitReceived(ctx: AppContext, options: UploadOptions, batch: Re
     if (newChunks.length > 0) {
       const rows = rowsOf<{ sha256: string }>(
         await tx.execute(sql`
-          insert into ${chunks} (sha256, size, storage_key)
-          select x.sha256, x.size, x.sha256 from ${recordsOf(newChunks)}
+          insert into ${chunks} (sha256, size)
+          select decode(x.sha256, 'hex'), x.size from ${recordsOf(newChunks)}
           on conflict (sha256) do nothing
-          returning sha256`),
+          returning encode(sha256, 'hex') as sha256`),
       );
       for (const row of rows) inserted.add(row.sha256);
       const raced = newChunks.filter((c) => !inserted.has(c.sha256)).map((c) => c.sha256);
@@ -209,15 +210,12 @@ async function commitReceived(ctx: AppContext, options: UploadOptions, batch: Re
       // One JSON parameter per statement: cheaper to parse and plan than a 500-row VALUES list (decision 38).
       await tx.execute(sql`
         insert into ${contents} (sha256, size, chunk_count)
-        select x.sha256, x.size, 1 from ${recordsOf(valid)}
+        select decode(x.sha256, 'hex'), x.size, 1 from ${recordsOf(valid)}
         on conflict (sha256) do update set touched_at = now()`);
+      // A one-chunk content is its chunk: no content_chunks row (decision 91).
       await tx.execute(sql`
-        insert into ${contentChunks} (content_sha256, seq, chunk_sha256, "offset")
-        select x.sha256, 0, x.sha256, 0 from ${recordsOf(valid)}
-        on conflict do nothing`);
-      await tx.execute(sql`
-        insert into ${ownerContents} (user_id, content_sha256)
-        select ${options.userId}, x.sha256 from ${recordsOf(valid)}
+        insert into ${ownerContents} (content_sha256, user_id)
+        select decode(x.sha256, 'hex'), ${options.userId}::uuid from ${recordsOf(valid)}
         on conflict do nothing`);
     }
     const bytesNew = newChunks.reduce((sum, c) => sum + (inserted.has(c.sha256) ? c.size : 0), 0);
@@ -303,18 +301,21 @@ export async function openContentForUser(
   reader: ContentReader,
 ): Promise<{ size: number; stream: Readable } | null> {
   const [content] = await ctx.database.db
-    .select({ size: contents.size })
+    .select({ size: contents.size, chunkCount: contents.chunkCount })
     .from(contents)
     .innerJoin(ownerContents, and(eq(ownerContents.contentSha256, contents.sha256), eq(ownerContents.userId, userId)))
     .where(eq(contents.sha256, sha256))
     .limit(1);
   if (!content) return null;
-  const parts = await ctx.database.db
-    .select({ key: chunks.storageKey })
-    .from(contentChunks)
-    .innerJoin(chunks, eq(chunks.sha256, contentChunks.chunkSha256))
-    .where(eq(contentChunks.contentSha256, sha256))
-    .orderBy(asc(contentChunks.seq));
+  // A one-chunk content is its chunk (decision 91); a v1 object's key is its hash.
+  const parts =
+    content.chunkCount === 1
+      ? [{ key: sha256 }]
+      : await ctx.database.db
+          .select({ key: contentChunks.chunkSha256 })
+          .from(contentChunks)
+          .where(eq(contentChunks.contentSha256, sha256))
+          .orderBy(asc(contentChunks.seq));
   const damaged = (detail: string): StoredContentDamagedError => {
     const error = new StoredContentDamagedError(sha256, detail);
     void logDamage(ctx, reader, error);
@@ -351,10 +352,11 @@ async function logDamage(ctx: AppContext, reader: ContentReader, error: StoredCo
   let paths: string[] = [];
   try {
     const rows = await ctx.database.db
-      .selectDistinct({ path: fileVersions.path })
+      .selectDistinct({ path: clientPaths.path })
       .from(fileVersions)
-      .where(and(eq(fileVersions.clientId, reader.clientId), eq(fileVersions.contentSha256, error.sha256)))
-      .orderBy(asc(fileVersions.path))
+      .innerJoin(clientPaths, eq(clientPaths.id, fileVersions.pathId))
+      .where(and(eq(clientPaths.clientId, reader.clientId), eq(fileVersions.contentSha256, error.sha256)))
+      .orderBy(asc(clientPaths.path))
       .limit(DAMAGE_REPORT_PATHS);
     paths = rows.map((row) => row.path);
   } catch (lookupError) {

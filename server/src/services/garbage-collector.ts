@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { AppContext } from '../app-context.ts';
 import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
 import { rowsOf } from '../db/database.ts';
+import { hashSet } from '../db/sha256-sql.ts';
 
 /**
  * Garbage collection of contents no file version references and of chunks no
@@ -18,6 +19,10 @@ import { rowsOf } from '../db/database.ts';
  * period ago are candidates, so uploads not yet committed into a version, and
  * contents an agent was just told it holds, survive.
  */
+
+/** `ch` (a chunk row) is no content's: neither one of its chunks nor, with the same hash, a one-chunk content (decision 91). */
+const CHUNK_UNUSED = sql`not exists (select 1 from content_chunks cc where cc.chunk_sha256 = ch.sha256)
+  and not exists (select 1 from contents c where c.sha256 = ch.sha256)`;
 
 export interface GcDeletedBatch {
   contents: string[];
@@ -70,7 +75,7 @@ export async function collectGarbage(ctx: AppContext, options: GcOptions = {}): 
     for (;;) {
       const contentCandidates = rowsOf<{ sha256: string }>(
         await db.execute(sql`
-          select c.sha256 from contents c
+          select encode(c.sha256, 'hex') as sha256 from contents c
           where c.touched_at < ${cutoff}
             and not exists (select 1 from file_versions fv where fv.content_sha256 = c.sha256)
           limit ${batchSize}`),
@@ -78,19 +83,21 @@ export async function collectGarbage(ctx: AppContext, options: GcOptions = {}): 
       const chunkCandidates = new Set(
         rowsOf<{ sha256: string }>(
           await db.execute(sql`
-            select ch.sha256 from chunks ch
+            select encode(ch.sha256, 'hex') as sha256 from chunks ch
             where ch.touched_at < ${cutoff}
-              and not exists (select 1 from content_chunks cc where cc.chunk_sha256 = ch.sha256)
+              and ${CHUNK_UNUSED}
             limit ${batchSize}`),
         ).map((row) => row.sha256),
       );
       if (contentCandidates.length > 0) {
         const used = rowsOf<{ sha256: string }>(
           await db.execute(sql`
-            select distinct chunk_sha256 as sha256 from content_chunks
-            where content_sha256 in (select value from jsonb_array_elements_text(${JSON.stringify(contentCandidates)}::jsonb))`),
+            select distinct encode(chunk_sha256, 'hex') as sha256 from content_chunks
+            where content_sha256 in ${hashSet(contentCandidates)}`),
         );
         for (const row of used) chunkCandidates.add(row.sha256);
+        // A one-chunk content is its chunk (decision 91).
+        for (const hash of contentCandidates) chunkCandidates.add(hash);
       }
       if (contentCandidates.length === 0 && chunkCandidates.size === 0) break;
       await options.afterCandidatesChosen?.({ contents: contentCandidates, chunks: [...chunkCandidates] });
@@ -100,19 +107,20 @@ export async function collectGarbage(ctx: AppContext, options: GcOptions = {}): 
           const contents = rowsOf<{ sha256: string }>(
             await tx.execute(sql`
               delete from contents c
-              where c.sha256 in (select value from jsonb_array_elements_text(${JSON.stringify(contentCandidates)}::jsonb))
+              where c.sha256 in ${hashSet(contentCandidates)}
                 and c.touched_at < ${cutoff}
                 and not exists (select 1 from file_versions fv where fv.content_sha256 = c.sha256)
-              returning c.sha256`),
+              returning encode(c.sha256, 'hex') as sha256`),
           ).map((row) => row.sha256);
-          const chunks = rowsOf<{ sha256: string; storage_key: string; size: number | string }>(
+          const chunks = rowsOf<{ sha256: string; size: number | string }>(
             await tx.execute(sql`
               delete from chunks ch
-              where ch.sha256 in (select value from jsonb_array_elements_text(${JSON.stringify([...chunkCandidates])}::jsonb))
+              where ch.sha256 in ${hashSet([...chunkCandidates])}
                 and ch.touched_at < ${cutoff}
-                and not exists (select 1 from content_chunks cc where cc.chunk_sha256 = ch.sha256)
-              returning ch.sha256, ch.storage_key, ch.size`),
-          ).map((row) => ({ sha256: row.sha256, storageKey: row.storage_key, size: Number(row.size) }));
+                and ${CHUNK_UNUSED}
+              returning encode(ch.sha256, 'hex') as sha256, ch.size`),
+            // A v1 object's store key is its hash.
+          ).map((row) => ({ sha256: row.sha256, storageKey: row.sha256, size: Number(row.size) }));
           return { contents, chunks };
         },
         async (deleted) => {

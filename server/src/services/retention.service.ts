@@ -4,8 +4,9 @@ import { isPruningHeld } from '../alerts/alert-engine.ts';
 import type { AppContext } from '../app-context.ts';
 import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
 import type { Db } from '../db/database.ts';
-import { clients, fileVersions, users } from '../db/schema.ts';
+import { clientPaths, clients, fileVersions, users } from '../db/schema.ts';
 import { NotFoundError } from '../errors.ts';
+import { versionColumns, versionPathJoin, type VersionRow } from '../db/version-columns.ts';
 import { toFileVersion } from './backup-repository.ts';
 import { effectiveRetentionPolicy, versionsToPrune, type RetentionPolicy } from './retention-policy.ts';
 
@@ -43,24 +44,26 @@ async function forEachPrunedBatch(
   clientId: string,
   policy: RetentionPolicy,
   now: Date,
-  visit: (pruned: (typeof fileVersions.$inferSelect)[]) => Promise<boolean | void>,
+  visit: (pruned: VersionRow[]) => Promise<boolean | void>,
 ): Promise<void> {
   let after: string | null = null;
   for (;;) {
     const paths: string[] = (
       await db
-        .selectDistinct({ path: fileVersions.path })
+        .selectDistinct({ path: clientPaths.path })
         .from(fileVersions)
-        .where(and(eq(fileVersions.clientId, clientId), isNotNull(fileVersions.validTo), after === null ? undefined : gt(fileVersions.path, after)))
-        .orderBy(asc(fileVersions.path))
+        .innerJoin(clientPaths, versionPathJoin)
+        .where(and(eq(clientPaths.clientId, clientId), isNotNull(fileVersions.validTo), after === null ? undefined : gt(clientPaths.path, after)))
+        .orderBy(asc(clientPaths.path))
         .limit(PATH_BATCH)
     ).map((row) => row.path);
     if (paths.length === 0) return;
     after = paths[paths.length - 1]!;
     const versions = await db
-      .select()
+      .select(versionColumns)
       .from(fileVersions)
-      .where(and(eq(fileVersions.clientId, clientId), inArray(fileVersions.path, paths)));
+      .innerJoin(clientPaths, versionPathJoin)
+      .where(and(eq(clientPaths.clientId, clientId), inArray(clientPaths.path, paths)));
     const byPath = new Map<string, (typeof versions)[number][]>();
     for (const version of versions) {
       const list = byPath.get(version.path);

@@ -200,7 +200,7 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
 
     // The dump stored 25 h ago is still fresh enough; 27 h ago, it is missing. /dumpsters is not under /dumps.
     const storedHoursAgo = (hours: number) =>
-      h.ctx.database.db.update(fileVersions).set({ validFrom: new Date(Date.now() - hours * HOUR) }).where(eq(fileVersions.clientId, agent.clientId));
+      h.ctx.database.db.update(fileVersions).set({ validFrom: new Date(Date.now() - hours * HOUR) }).where(sql`${fileVersions.pathId} in (select id from client_paths where client_id = ${agent.clientId})`);
     await storedHoursAgo(25);
     await evaluateClientAlerts(h.ctx, agent.clientId);
     expect(await watchedAlerts(agent.clientId)).toEqual([]);

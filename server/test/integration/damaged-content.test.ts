@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_PREFIX, sha256Hex } from '@cairn/shared';
 import { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
 import { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
-import { fileVersions } from '../../src/db/schema.ts';
+import { clientPaths, fileVersions } from '../../src/db/schema.ts';
 import { TestAgent } from '../dashboard/agent-fixture.ts';
 import { addUser, Browser, startDashboardHarness, type DashboardHarness } from '../dashboard/dashboard-harness.ts';
 import { startS3rver, type RunningS3rver } from '../helpers/s3rver.ts';
@@ -182,7 +182,8 @@ describe.each(combinations)('damaged stored content (%s)', (_label, store, db) =
     const [row] = await h.ctx.database.db
       .select({ id: fileVersions.id })
       .from(fileVersions)
-      .where(and(eq(fileVersions.clientId, agent.clientId), eq(fileVersions.path, filePath)));
+      .innerJoin(clientPaths, eq(clientPaths.id, fileVersions.pathId))
+      .where(and(eq(clientPaths.clientId, agent.clientId), eq(clientPaths.path, filePath)));
     return row!.id;
   }
 
@@ -264,7 +265,7 @@ describe.each(combinations)('damaged stored content (%s)', (_label, store, db) =
     await h.ctx.database.db
       .update(fileVersions)
       .set({ size: sql`${fileVersions.size} + 1000` })
-      .where(and(eq(fileVersions.clientId, agent.clientId), eq(fileVersions.path, '/data/good/intact.txt')));
+      .where(sql`${fileVersions.pathId} in (select id from client_paths where client_id = ${agent.clientId} and path = '/data/good/intact.txt')`);
     const id = await versionIdOf('/data/good/intact.txt');
     const download = await get(`${h.url}/clients/${agent.clientId}/versions/${id}/download`, dashboardHeaders());
     expect(download.status).toBe(200);

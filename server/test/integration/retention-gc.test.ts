@@ -3,7 +3,7 @@ import { eq, sql } from 'drizzle-orm';
 import { sha256Hex, type FileVersion } from '@cairn/shared';
 import { LOCK_KEYS, lockManagerFor } from '../../src/db/advisory-locks.ts';
 import { rowsOf } from '../../src/db/database.ts';
-import { chunks, contents, fileVersions } from '../../src/db/schema.ts';
+import { chunks, clientPaths, contents, fileVersions } from '../../src/db/schema.ts';
 import { collectGarbage, type GcDeletedBatch, type GcResult } from '../../src/services/garbage-collector.ts';
 import { previewClientPrune, pruneClientVersions, sweepRetention } from '../../src/services/retention.service.ts';
 import { addUser, callApi, fileUpsert, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
@@ -58,14 +58,21 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
   async function expectEveryVersionReadable(): Promise<void> {
     const referenced = rowsOf<{ key: string }>(
       await h.ctx.database.db.execute(sql`
-        select distinct ch.storage_key as key from file_versions fv
-        join content_chunks cc on cc.content_sha256 = fv.content_sha256
-        join chunks ch on ch.sha256 = cc.chunk_sha256`),
+        select distinct encode(ch.sha256, 'hex') as key from file_versions fv
+        join contents ct on ct.sha256 = fv.content_sha256
+        left join content_chunks cc on cc.content_sha256 = ct.sha256
+        join chunks ch on ch.sha256 = coalesce(cc.chunk_sha256, ct.sha256)`),
     );
+    // A version whose content has no chunk row (itself for one chunk, else its content_chunks) could not be read.
     const orphanVersions = rowsOf(
       await h.ctx.database.db.execute(sql`
-        select fv.id from file_versions fv where fv.content_sha256 is not null
-          and not exists (select 1 from content_chunks cc where cc.content_sha256 = fv.content_sha256)`),
+        select fv.id from file_versions fv
+        left join contents ct on ct.sha256 = fv.content_sha256
+        where fv.content_sha256 is not null
+          and (ct.sha256 is null or (ct.chunk_count = 1 and not exists (select 1 from chunks ch where ch.sha256 = ct.sha256))
+               or (ct.chunk_count > 1 and exists (
+                 select 1 from content_chunks cc where cc.content_sha256 = ct.sha256
+                   and not exists (select 1 from chunks ch where ch.sha256 = cc.chunk_sha256))))`),
     );
     expect(orphanVersions).toEqual([]);
     for (const { key } of referenced) expect(await h.blobs.stat(key), `object ${key}`).not.toBeNull();
@@ -142,9 +149,9 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       await agent.backup({ '/s': Buffer.from('s2') });
       // Slip in an older version behind the per-run pruning: only the sweep can remove it.
       await h.ctx.database.db.execute(sql`
-        insert into file_versions (client_id, path, kind, content_sha256, size, mtime_ms, mode, valid_from, valid_to)
-        select client_id, path, kind, content_sha256, size, mtime_ms, mode, valid_from - interval '2 days', valid_from - interval '1 day'
-        from file_versions where client_id = ${agent.clientId} and valid_to is null`);
+        insert into file_versions (path_id, kind, content_sha256, size, mtime_ms, mode, valid_from, valid_to)
+        select path_id, kind, content_sha256, size, mtime_ms, mode, valid_from - interval '2 days', valid_from - interval '1 day'
+        from file_versions where path_id in (select id from client_paths where client_id = ${agent.clientId}) and valid_to is null`);
       expect(await agent.versions('/s')).toHaveLength(2);
 
       let release!: () => void;
@@ -279,7 +286,6 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       const bytes = Buffer.from('referenced by a commit GC had to wait for');
       const hash = sha256Hex(bytes);
       await upload(h, agent.token, [bytes]);
-      const run = (await agent.post<{ runId: string }>('/runs', {})).body.runId;
 
       let release!: () => void;
       const gate = new Promise<void>((resolve) => (release = resolve));
@@ -292,14 +298,13 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
           let inserted!: () => void;
           const insertedYet = new Promise<void>((resolve) => (inserted = resolve));
           commit = lockManagerFor(h.ctx.database).inReferencingTransaction(async (tx) => {
+            const [p] = await tx.insert(clientPaths).values({ clientId: agent.clientId, path: '/late-gc' }).returning({ id: clientPaths.id });
             await tx.insert(fileVersions).values({
-              clientId: agent.clientId,
-              path: '/late-gc',
+              pathId: p!.id,
               contentSha256: hash,
               size: bytes.length,
               mtimeMs: 0,
               mode: 0o100644,
-              runId: run,
               validFrom: sql`now()`,
             });
             inserted();
