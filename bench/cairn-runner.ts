@@ -183,6 +183,16 @@ export class CairnSystem {
     const sql = await this.#database();
     try {
       const [row] = await sql<{ bytes: string }[]>`select pg_database_size(current_database())::text as bytes`;
+      if (process.env.CAIRN_BENCH_DB_DETAIL === '1') {
+        // Where the bytes are and which indexes the run used (decision 93's audit).
+        const relations = await sql<{ name: string; bytes: string; scans: string | null }[]>`
+          select c.relname as name, pg_total_relation_size(c.oid)::text as bytes, s.idx_scan::text as scans
+          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+          left join pg_stat_user_indexes s on s.indexrelid = c.oid
+          where n.nspname = 'public' and c.relkind in ('r', 'i')
+          order by pg_total_relation_size(c.oid) desc`;
+        for (const r of relations) console.log(`[db] ${r.name.padEnd(40)} ${(Number(r.bytes) / 1e6).toFixed(2).padStart(8)} MB${r.scans === null ? '' : `  ${r.scans} scans`}`);
+      }
       return Number(row?.bytes ?? 0);
     } finally {
       await sql.end({ timeout: 1 });

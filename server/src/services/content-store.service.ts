@@ -20,6 +20,9 @@ import { ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDa
  * seam for content-defined chunking.
  */
 
+/** How recent a touch makes another one unnecessary (at most half the GC grace period). */
+const TOUCH_SLACK_SECONDS = 60;
+
 /**
  * Of `hashes`, the ones `userId` has not proven to hold, in the order asked.
  * Contents the user holds are touched, so GC spares them for its grace period
@@ -27,14 +30,20 @@ import { ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDa
  */
 export async function findMissingContents(ctx: AppContext, userId: string, hashes: readonly string[]): Promise<string[]> {
   if (hashes.length === 0) return [];
+  // A row touched within the slack is not touched again: the agent asks again right after uploading, and each
+  // update of a row leaves a dead copy of it behind (half of the contents table, measured). GC still spares it
+  // for the grace period less the slack, and a commit that loses a race with GC anyway is refused and re-sent.
+  const slackSeconds = Math.min(TOUCH_SLACK_SECONDS, Math.floor(ctx.config.gc.graceSeconds / 2));
   const held = rowsOf<{ sha256: string }>(
     await ctx.database.db.execute(sql`
-      update ${contents} set touched_at = now()
-      where sha256 in (
-        select oc.content_sha256 from ${ownerContents} oc
+      with held as (
+        select oc.content_sha256 as sha256 from ${ownerContents} oc
         where oc.user_id = ${userId} and oc.content_sha256 in ${hashSet(hashes)}
+      ), touched as (
+        update ${contents} set touched_at = now()
+        where sha256 in (select sha256 from held) and touched_at < now() - make_interval(secs => ${slackSeconds})
       )
-      returning encode(sha256, 'hex') as sha256`),
+      select encode(sha256, 'hex') as sha256 from held`),
   );
   const heldSet = new Set(held.map((row) => row.sha256));
   return [...new Set(hashes)].filter((hash) => !heldSet.has(hash));

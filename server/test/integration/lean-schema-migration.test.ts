@@ -2,13 +2,13 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { asc } from 'drizzle-orm';
+import { asc, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { sha256Hex } from '@cairn/shared';
-import { openDatabase, type Database } from '../../src/db/database.ts';
+import { openDatabase, rowsOf, type Database } from '../../src/db/database.ts';
 import { parseDatabaseUrl } from '../../src/db/database-url.ts';
 import { chunks, clientPaths, contentChunks, contents, ownerContents } from '../../src/db/schema.ts';
 import { listPathVersions, listTreeAsOf } from '../../src/services/backup-repository.ts';
@@ -115,8 +115,8 @@ describe.each(testDatabaseKinds())('migration 0007 converts v1 data in place (%s
       { clientId: ids.box, path: '/data/link' },
       { clientId: ids.other, path: '/data/a.txt' },
     ]);
-    const rows = await database.db.execute<{ bytes: number }>(`select octet_length(sha256) as bytes from chunks`);
-    expect([...rows].map((r) => Number(r.bytes))).toEqual([32, 32, 32]);
+    const rows = rowsOf<{ bytes: number }>(await database.db.execute(sql`select octet_length(sha256) as bytes from chunks`));
+    expect(rows.map((r) => Number(r.bytes))).toEqual([32, 32, 32]);
   });
 
   it('drops the content_chunks rows of one-chunk contents and keeps who holds what', async () => {
