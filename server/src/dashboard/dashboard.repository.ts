@@ -72,8 +72,11 @@ export function createDashboardRepository(db: Db) {
                 order by r.started_at desc limit 1) as last_run_status,
              (select max(r.finished_at) from backup_runs r where r.client_id = c.id
                 and r.status in ('succeeded', 'partial')) as last_success_at,
-             (select coalesce(sum(ct.size), 0) from contents ct where ct.sha256 in
-                (select fv.content_sha256 from file_versions fv join client_paths p on p.id = fv.path_id where p.client_id = c.id)) as stored_bytes
+             (select coalesce(sum(coalesce(ct.size, ch.size)), 0)
+                from (select distinct fv.content_sha256 as sha256 from file_versions fv join client_paths p on p.id = fv.path_id
+                      where p.client_id = c.id and fv.content_sha256 is not null) held
+                left join contents ct on ct.sha256 = held.sha256
+                left join chunks ch on ch.sha256 = held.sha256) as stored_bytes
       from clients c join users u on u.id = c.owner_id
       where ${where}
       order by c.name, u.username`);
@@ -174,8 +177,11 @@ export function createDashboardRepository(db: Db) {
       ? rowsOf<Record<string, unknown>>(await db.execute(sql`select coalesce(sum(size), 0) as stored from chunks`))[0]
       : rowsOf<Record<string, unknown>>(
           await db.execute(sql`
-            select coalesce(sum(ct.size), 0) as stored from contents ct where ct.sha256 in
-              (select fv.content_sha256 from file_versions fv join client_paths p on p.id = fv.path_id join clients c on c.id = p.client_id where ${scope})`),
+            select coalesce(sum(coalesce(ct.size, ch.size)), 0) as stored
+            from (select distinct fv.content_sha256 as sha256 from file_versions fv join client_paths p on p.id = fv.path_id
+                  join clients c on c.id = p.client_id where ${scope} and fv.content_sha256 is not null) held
+            left join contents ct on ct.sha256 = held.sha256
+            left join chunks ch on ch.sha256 = held.sha256`),
         )[0];
     return {
       logicalBytes: numberOf(logical?.logical),

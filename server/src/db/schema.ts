@@ -102,9 +102,12 @@ export const chunks = pgTable('chunks', {
 });
 
 /**
- * A whole file's content. A content of one chunk (every v1 content) is that
- * chunk, with the same hash, and has no content_chunks row: one row per
- * content where the content is one chunk (decision 91).
+ * A content of more than one chunk: its whole-file hash, size and (in
+ * content_chunks) its ordered chunks. A content of one chunk (every v1
+ * content) is that chunk, same hash, and has no row here nor in
+ * content_chunks: one row per content where the content is one chunk
+ * (decision 91). So a hash that versions and owners name is a row here or
+ * else a row of `chunks`, and no foreign key can say which.
  */
 export const contents = pgTable('contents', {
   sha256: sha256Column('sha256').primaryKey(),
@@ -132,14 +135,13 @@ export const contentChunks = pgTable(
 /**
  * Contents a user has proven to hold by uploading the bytes once. Dedup
  * answers are scoped to this. Keyed content first: the per-user lookups name
- * both, and a content's delete cascades by its hash without another index.
+ * both, and GC deletes a content's rows by its hash without another index.
  */
 export const ownerContents = pgTable(
   'owner_contents',
   {
-    contentSha256: sha256Column('content_sha256')
-      .notNull()
-      .references(() => contents.sha256, { onDelete: 'cascade' }),
+    /** A contents row's hash, else a chunk's (decision 91); GC deletes these rows with what they name. */
+    contentSha256: sha256Column('content_sha256').notNull(),
     userId: uuid('user_id')
       .notNull()
       .references(() => users.id, { onDelete: 'cascade' }),
@@ -203,7 +205,8 @@ export const fileVersions = pgTable(
       .notNull()
       .references(() => clientPaths.id, { onDelete: 'cascade' }),
     kind: text('kind').$type<FileKind>().notNull().default('file'),
-    contentSha256: sha256Column('content_sha256').references(() => contents.sha256),
+    /** A contents row's hash, else a chunk's (decision 91). */
+    contentSha256: sha256Column('content_sha256'),
     size: bigint('size', { mode: 'number' }).notNull(),
     mtimeMs: bigint('mtime_ms', { mode: 'number' }).notNull(),
     mode: integer('mode').notNull(),

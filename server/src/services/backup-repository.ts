@@ -155,9 +155,12 @@ export async function applyChanges(
     if (hashes.length > 0) {
       const held = rowsOf<{ sha256: string; size: number | string | null }>(
         await tx.execute(sql`
-          select h.value as sha256, c.size from jsonb_array_elements_text(${JSON.stringify(hashes)}::jsonb) h
-          left join (owner_contents oc join contents c on c.sha256 = oc.content_sha256)
-            on oc.user_id = ${agent.userId} and oc.content_sha256 = decode(h.value, 'hex')`),
+          select h.value as sha256, coalesce(ct.size, ch.size) as size
+          from jsonb_array_elements_text(${JSON.stringify(hashes)}::jsonb) h
+          left join owner_contents oc on oc.user_id = ${agent.userId} and oc.content_sha256 = decode(h.value, 'hex')
+          -- A contents row for a content of several chunks, else the one chunk of that hash (decision 91).
+          left join contents ct on ct.sha256 = oc.content_sha256
+          left join chunks ch on ch.sha256 = oc.content_sha256`),
       );
       const missing = held.filter((row) => row.size === null).map((row) => row.sha256);
       if (missing.length > 0) {

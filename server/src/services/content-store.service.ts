@@ -20,6 +20,12 @@ import { ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDa
  * seam for content-defined chunking.
  */
 
+/** The content named by `hash` (a column of bytea hashes) is stored: a contents row, else a chunk (decision 91). */
+function STORED(hash: string): SQL {
+  const column = sql.raw(hash);
+  return sql`(exists (select 1 from ${chunks} ch where ch.sha256 = ${column}) or exists (select 1 from ${contents} ct where ct.sha256 = ${column}))`;
+}
+
 /** How recent a touch makes another one unnecessary (at most half the GC grace period). */
 const TOUCH_SLACK_SECONDS = 60;
 
@@ -38,8 +44,11 @@ export async function findMissingContents(ctx: AppContext, userId: string, hashe
     await ctx.database.db.execute(sql`
       with held as (
         select oc.content_sha256 as sha256 from ${ownerContents} oc
-        where oc.user_id = ${userId} and oc.content_sha256 in ${hashSet(hashes)}
-      ), touched as (
+        where oc.user_id = ${userId} and oc.content_sha256 in ${hashSet(hashes)} and ${STORED('oc.content_sha256')}
+      ), touched_chunks as (
+        update ${chunks} set touched_at = now()
+        where sha256 in (select sha256 from held) and touched_at < now() - make_interval(secs => ${slackSeconds})
+      ), touched_contents as (
         update ${contents} set touched_at = now()
         where sha256 in (select sha256 from held) and touched_at < now() - make_interval(secs => ${slackSeconds})
       )
@@ -216,12 +225,8 @@ async function commitReceived(ctx: AppContext, options: UploadOptions, batch: Re
       if (raced.length > 0) await tx.update(chunks).set({ touchedAt: sql`now()` }).where(inArray(chunks.sha256, raced));
     }
     if (valid.length > 0) {
+      // A one-chunk content is its chunk alone: no contents and no content_chunks row (decision 91).
       // One JSON parameter per statement: cheaper to parse and plan than a 500-row VALUES list (decision 38).
-      await tx.execute(sql`
-        insert into ${contents} (sha256, size, chunk_count)
-        select decode(x.sha256, 'hex'), x.size, 1 from ${recordsOf(valid)}
-        on conflict (sha256) do update set touched_at = now()`);
-      // A one-chunk content is its chunk: no content_chunks row (decision 91).
       await tx.execute(sql`
         insert into ${ownerContents} (content_sha256, user_id)
         select decode(x.sha256, 'hex'), ${options.userId}::uuid from ${recordsOf(valid)}
@@ -309,13 +314,18 @@ export async function openContentForUser(
   sha256: string,
   reader: ContentReader,
 ): Promise<{ size: number; stream: Readable } | null> {
-  const [content] = await ctx.database.db
-    .select({ size: contents.size, chunkCount: contents.chunkCount })
-    .from(contents)
-    .innerJoin(ownerContents, and(eq(ownerContents.contentSha256, contents.sha256), eq(ownerContents.userId, userId)))
-    .where(eq(contents.sha256, sha256))
-    .limit(1);
-  if (!content) return null;
+  // A contents row for a content of several chunks, else the one chunk of that hash (decision 91).
+  const [row] = rowsOf<{ size: number | string; chunk_count: number | string }>(
+    await ctx.database.db.execute(sql`
+      select coalesce(ct.size, ch.size) as size, coalesce(ct.chunk_count, 1) as chunk_count
+      from ${ownerContents} oc
+      left join ${contents} ct on ct.sha256 = oc.content_sha256
+      left join ${chunks} ch on ch.sha256 = oc.content_sha256
+      where oc.user_id = ${userId} and oc.content_sha256 = ${hashValue(sha256)} and (ct.sha256 is not null or ch.sha256 is not null)
+      limit 1`),
+  );
+  if (!row) return null;
+  const content = { size: Number(row.size), chunkCount: Number(row.chunk_count) };
   // A one-chunk content is its chunk (decision 91); a v1 object's key is its hash.
   const parts =
     content.chunkCount === 1

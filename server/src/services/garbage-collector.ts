@@ -5,8 +5,10 @@ import { rowsOf } from '../db/database.ts';
 import { hashSet } from '../db/sha256-sql.ts';
 
 /**
- * Garbage collection of contents no file version references and of chunks no
- * content uses, with their objects.
+ * Garbage collection of contents no file version references and of chunks
+ * nothing uses, with their objects. A content of one chunk is that chunk
+ * (decision 91): a chunk is in use while a version names it or a content of
+ * several chunks lists it.
  *
  * Safety (docs/decisions.md #5): GC chooses candidates without any lock,
  * then takes the content lock exclusively, deletes those of them that are
@@ -20,9 +22,12 @@ import { hashSet } from '../db/sha256-sql.ts';
  * contents an agent was just told it holds, survive.
  */
 
-/** `ch` (a chunk row) is no content's: neither one of its chunks nor, with the same hash, a one-chunk content (decision 91). */
+/**
+ * `ch` (a chunk row) is in use by nothing: no content of several chunks lists
+ * it, and no version names it as its one-chunk content (decision 91).
+ */
 const CHUNK_UNUSED = sql`not exists (select 1 from content_chunks cc where cc.chunk_sha256 = ch.sha256)
-  and not exists (select 1 from contents c where c.sha256 = ch.sha256)`;
+  and not exists (select 1 from file_versions fv where fv.content_sha256 = ch.sha256)`;
 
 export interface GcDeletedBatch {
   contents: string[];
@@ -96,8 +101,6 @@ export async function collectGarbage(ctx: AppContext, options: GcOptions = {}): 
             where content_sha256 in ${hashSet(contentCandidates)}`),
         );
         for (const row of used) chunkCandidates.add(row.sha256);
-        // A one-chunk content is its chunk (decision 91).
-        for (const hash of contentCandidates) chunkCandidates.add(hash);
       }
       if (contentCandidates.length === 0 && chunkCandidates.size === 0) break;
       await options.afterCandidatesChosen?.({ contents: contentCandidates, chunks: [...chunkCandidates] });
@@ -121,6 +124,15 @@ export async function collectGarbage(ctx: AppContext, options: GcOptions = {}): 
               returning encode(ch.sha256, 'hex') as sha256, ch.size`),
             // A v1 object's store key is its hash.
           ).map((row) => ({ sha256: row.sha256, storageKey: row.sha256, size: Number(row.size) }));
+          // Who held what is gone with it: a hash names a contents row, else a chunk (decision 91).
+          const gone = [...contents, ...chunks.map((c) => c.sha256)];
+          if (gone.length > 0) {
+            await tx.execute(sql`
+              delete from owner_contents oc
+              where oc.content_sha256 in ${hashSet(gone)}
+                and not exists (select 1 from contents ct where ct.sha256 = oc.content_sha256)
+                and not exists (select 1 from chunks ch where ch.sha256 = oc.content_sha256)`);
+          }
           return { contents, chunks };
         },
         async (deleted) => {

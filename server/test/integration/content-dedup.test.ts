@@ -47,7 +47,7 @@ describe.each(testDatabaseKinds())('content upload and dedup (%s)', (kind) => {
     const again = await upload<UploadBody>(h, desktop.token, [bytes]);
     expect(again.body.results[0]?.status).toBe('existing');
 
-    expect(await rowCounts(hash)).toEqual({ chunks: 1, contents: 1, owners: 1 });
+    expect(await rowCounts(hash)).toEqual({ chunks: 1, contents: 0, owners: 1 });
     const objects = (await filesUnder(path.join(h.dataDir, 'blobs'))).filter((f) => f.endsWith(hash));
     expect(objects).toHaveLength(1);
   });
@@ -74,7 +74,7 @@ describe.each(testDatabaseKinds())('content upload and dedup (%s)', (kind) => {
     // The object was not rewritten: same inode and modification time (a put writes a temp file and renames it).
     expect(after.ino).toBe(before.ino);
     expect(after.mtimeMs).toBe(before.mtimeMs);
-    expect(await rowCounts(hash)).toEqual({ chunks: 1, contents: 1, owners: 2 });
+    expect(await rowCounts(hash)).toEqual({ chunks: 1, contents: 0, owners: 2 });
 
     const now = await callApi<{ missing: string[] }>(h, 'POST', '/contents/missing', { token: b.token, json: { hashes: [hash] } });
     expect(now.body.missing).toEqual([]);
@@ -106,7 +106,7 @@ describe.each(testDatabaseKinds())('content upload and dedup (%s)', (kind) => {
     await upload(h, ownerAgent.token, [bytes]);
     const result = await upload(h, thiefAgent.token, [{ name: hash, data: Buffer.from('guess') }]);
     expect(result.status).toBe(400);
-    expect(await rowCounts(hash)).toEqual({ chunks: 1, contents: 1, owners: 1 });
+    expect(await rowCounts(hash)).toEqual({ chunks: 1, contents: 0, owners: 1 });
     expect((await download(h, thiefAgent.token, hash)).status).toBe(404);
   });
 
@@ -127,7 +127,7 @@ describe.each(testDatabaseKinds())('content upload and dedup (%s)', (kind) => {
     const bad = { name: sha256Hex(Buffer.from('declared')), data: Buffer.from('different') };
     const mixed = await upload(h, agent.token, [good, bad]);
     expect(mixed.status).toBe(400);
-    expect(await rowCounts(sha256Hex(good))).toEqual({ chunks: 1, contents: 1, owners: 1 });
+    expect(await rowCounts(sha256Hex(good))).toEqual({ chunks: 1, contents: 0, owners: 1 });
     expect(await rowCounts(bad.name)).toEqual({ chunks: 0, contents: 0, owners: 0 });
   });
 

@@ -119,10 +119,11 @@ describe.each(testDatabaseKinds())('migration 0007 converts v1 data in place (%s
     expect(rows.map((r) => Number(r.bytes))).toEqual([32, 32, 32]);
   });
 
-  it('drops the content_chunks rows of one-chunk contents and keeps who holds what', async () => {
+  it('keeps a one-chunk content as its chunk row alone, and who holds what', async () => {
     expect(await database.db.select().from(contentChunks)).toEqual([]);
-    expect((await database.db.select({ sha256: contents.sha256, size: contents.size }).from(contents)).map((c) => c.sha256).sort()).toEqual(Object.values(hash).sort());
-    expect((await database.db.select({ sha256: chunks.sha256 }).from(chunks)).map((c) => c.sha256).sort()).toEqual(Object.values(hash).sort());
+    expect(await database.db.select().from(contents)).toEqual([]);
+    const chunkRows = await database.db.select({ sha256: chunks.sha256, size: chunks.size }).from(chunks);
+    expect(chunkRows.map((c) => [c.sha256, c.size]).sort()).toEqual(Object.entries(hash).map(([k, v]) => [v, bytes[k as keyof typeof bytes].length]).sort());
     const held = await database.db.select().from(ownerContents);
     expect(held.map((o) => `${o.userId}:${o.contentSha256}`).sort()).toEqual(
       [`${ids.alice}:${hash.a1}`, `${ids.alice}:${hash.a2}`, `${ids.bob}:${hash.b}`].sort(),

@@ -181,7 +181,7 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       expect(await h.blobs.stat(sha256Hex(orphan))).not.toBeNull();
 
       const late = await collectGarbage(h.ctx, { graceSeconds: 0 });
-      expect(late.contentsDeleted).toBeGreaterThanOrEqual(1);
+      expect(late.chunksDeleted).toBeGreaterThanOrEqual(1);
       expect(await h.blobs.stat(sha256Hex(orphan))).toBeNull();
       expect(await h.ctx.database.db.select().from(chunks).where(eq(chunks.sha256, sha256Hex(orphan)))).toEqual([]);
       expect(await h.blobs.stat(sha256Hex(kept))).not.toBeNull();
@@ -294,7 +294,7 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
         graceSeconds: 0,
         // GC has chosen the content; now a commit takes the shared lock, inserts its version and holds on.
         afterCandidatesChosen: async (candidates) => {
-          if (!candidates.contents.includes(hash) || commit) return;
+          if (!candidates.chunks.includes(hash) || commit) return;
           let inserted!: () => void;
           const insertedYet = new Promise<void>((resolve) => (inserted = resolve));
           commit = lockManagerFor(h.ctx.database).inReferencingTransaction(async (tx) => {
@@ -331,7 +331,7 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       const result = await collectGarbage(h.ctx, {
         graceSeconds: 0,
         afterCandidatesChosen: async (candidates) => {
-          if (!candidates.contents.includes(hash)) return;
+          if (!candidates.chunks.includes(hash)) return;
           chosen = true;
           const committed = await agent.post(`/runs/${run}/changes`, { upserts: [fileUpsert('/chosen', bytes)], deletes: [] });
           expect(committed.body).toEqual({ opened: 1, closed: 0 });
