@@ -166,7 +166,7 @@ describe('the embedded PostgreSQL (DATABASE_URL unset)', () => {
 
     const sql = embeddedSql(dataDir);
     expect((await sql`select username from users order by username`).map((row) => row.username)).toEqual(['admin', 'fixture-user']);
-    expect((await sql`select path from file_versions order by path`).map((row) => row.path)).toEqual(['/data/a.txt', '/data/b.txt', '/data/sub/ü.txt']);
+    expect((await sql`select p.path from file_versions fv join client_paths p on p.id = fv.path_id order by p.path`).map((row) => row.path)).toEqual(['/data/a.txt', '/data/b.txt', '/data/sub/ü.txt']);
     expect((await sql`select count(*)::int as n from clients`)[0]!.n).toBe(1);
     // Sequences continue after the imported rows.
     const [inserted] = await sql<{ id: string }[]>`insert into audit_log (actor_name, action, target_type) values ('test', 'test', 'test') returning id`;
