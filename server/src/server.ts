@@ -18,7 +18,7 @@ export interface RunningServer {
 
 /** Opens storage, applies migrations, and listens. Used by main.ts and by tests that need a real server. */
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteImport: config.pgliteImport, log });
   const blobs = await createBlobStore(config, log);
   const alertNotifier = createNotifier(config, log, { recipients: alertRecipientLookup(database.db) });
   const ctx: AppContext = { config, database, blobs, log, alertNotifier };
