@@ -87,7 +87,8 @@ export class CompositeNotifier implements AlertNotifier {
         const base = { channel: channel.name, target: channel.target };
         try {
           const { attempts } = await channel.send(events, { test });
-          this.log.info({ ...base, attempts, events: events.length, test }, 'alert notification delivered');
+          // 0 attempts: nothing in the batch was for this channel (no owner's webhook wanted any of it).
+          if (attempts > 0) this.log.info({ ...base, attempts, events: events.length, test }, 'alert notification delivered');
           return { ...base, ok: true, attempts };
         } catch (error) {
           const attempts = error instanceof DeliveryError ? error.attempts : 1;
