@@ -226,9 +226,16 @@ describe('the embedded PostgreSQL (DATABASE_URL unset)', () => {
     expect(await readdir(cache)).toEqual([]);
     expect(postmasterPid(dataDir)).toBeUndefined();
 
-    // Once the registry is reachable, the same DATA_DIR imports as usual (so no user was created meanwhile).
-    const server = await start(dataDir);
+    // Once PGlite can be had, the same DATA_DIR imports as usual (so no user was created meanwhile). Here
+    // through the default cache, DATA_DIR/pglite-import, seeded from the shared one so nothing is downloaded
+    // again; it has done its job after the import and is removed.
+    const defaultCache = path.join(dataDir, 'pglite-import');
+    await mkdir(defaultCache);
+    execFileSync('cp', ['-a', path.join(PGLITE_CACHE, 'pglite-0.5.16'), defaultCache]);
+    const server = await start(dataDir, { PGLITE_IMPORT_CACHE_DIR: '' });
     expect(server.output()).toMatch(/imported the PGlite database \(\d+ rows\)/);
+    expect(server.output()).not.toContain('fetching @electric-sql/pglite');
     expect(server.output()).not.toContain('INITIAL ADMIN PASSWORD');
+    expect(existsSync(defaultCache)).toBe(false);
   });
 });
