@@ -461,6 +461,10 @@ describe.each(testDatabaseKinds())('alert webhooks per owner, read from the data
 
     const logged = lines.join('\n');
     for (const secret of [ALICE_SECRET, BOB_SECRET, 'alice-query-token']) expect(logged).not.toContain(secret);
+    // Even a careless log line of an owner's whole webhook row keeps the secret out (the logger's redaction).
+    log.info({ hook: (await alertWebhookLookup(database.db)([ids.alice!]))[0] }, 'an owner webhook, logged whole');
+    expect(lines.at(-1)).toContain('"secret":"[redacted]"');
+    expect(lines.at(-1)).not.toContain(ALICE_SECRET);
   });
 
   it("retries an owner's receiver as the server's webhook is retried, and one owner's dead receiver does not hold back another's", async () => {
