@@ -18,7 +18,7 @@ import path from 'node:path';
 import { readMigrationFiles } from 'drizzle-orm/migrator';
 import type { Logger } from 'pino';
 import type { Sql, TransactionSql } from 'postgres';
-import { loadPglite, PGLITE_PACKAGE, PGLITE_VERSION, PgliteUnavailableError, type PgliteClient, type PgliteSource } from './pglite-loader.ts';
+import { loadPglite, PGLITE_PACKAGE, PGLITE_VERSION, PgliteUnavailableError, type PgliteClient, type PgliteConstructor, type PgliteSource } from './pglite-loader.ts';
 
 /** Held while importing, so replicas started together do not import twice. */
 const IMPORT_LOCK_KEY = 7_146_010;
@@ -57,7 +57,7 @@ export async function importPgliteIfPresent(
   log.info({ pgliteDir }, 'found a PGlite database from an earlier Cairn; importing it');
 
   // Loaded here only: PGlite's WebAssembly heap is hundreds of MiB.
-  let PGlite;
+  let PGlite: PgliteConstructor;
   try {
     ({ PGlite } = await loadPglite(source, log));
   } catch (error) {
