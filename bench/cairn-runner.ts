@@ -202,8 +202,9 @@ export class CairnSystem {
   /**
    * The server's processes with its database's: the server's process tree
    * (the embedded PostgreSQL runs under it), plus, with --postgres, that
-   * server's processes working for the bench database and its background
-   * processes (checkpointer, WAL writer, ...), which serve it too.
+   * server's processes working for the bench database, its background
+   * processes (checkpointer, WAL writer, ...), which serve it too, and its
+   * postmaster. The server must be local (its pids are read from /proc).
    */
   async #serverProcesses(): Promise<number[]> {
     const server = this.#server;
@@ -215,7 +216,10 @@ export class CairnSystem {
       const rows = await sql<{ pid: number }[]>`
         select pid from pg_stat_activity
         where pid <> pg_backend_pid() and (datname = current_database() or backend_type <> 'client backend')`;
-      return [...pids, ...rows.map((row) => row.pid)];
+      const backends = rows.map((row) => row.pid);
+      // The postmaster is in no pg_stat_activity row: it is every backend's parent.
+      const postmaster = await parentPid(backends[0]);
+      return [...pids, ...backends, ...(postmaster === undefined ? [] : [postmaster])];
     } finally {
       await sql.end({ timeout: 1 });
     }
@@ -259,5 +263,16 @@ export class CairnSystem {
     this.#s3 = null;
     await rm(this.#dataDir, { recursive: true, force: true });
     await rm(this.#stateDir, { recursive: true, force: true });
+  }
+}
+
+/** The parent of a process (from /proc/<pid>/stat), or undefined. */
+async function parentPid(pid: number | undefined): Promise<number | undefined> {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
   }
 }

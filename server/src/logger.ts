@@ -17,6 +17,11 @@ export const REDACT_PATHS = [
   'headers.authorization',
   'AWS_SECRET_ACCESS_KEY',
   '*.secretAccessKey',
+  // Webhook signing keys: an owner's webhook row ({ url, secret, ... }) and the form field.
+  'secret',
+  '*.secret',
+  'alertWebhookSecret',
+  '*.alertWebhookSecret',
 ];
 
 /** `destination` defaults to stdout; tests pass a sink to read what was logged. */

@@ -6,7 +6,7 @@ import type { ServerConfig } from './config/server-config.ts';
 import { createNotifier } from './alerts/notifiers/create-notifier.ts';
 import { openDatabase } from './db/database.ts';
 import { startPeriodicJobs } from './jobs/periodic-jobs.ts';
-import { alertRecipientLookup } from './services/alert-recipients.service.ts';
+import { alertRecipientLookup, alertWebhookLookup } from './services/alert-recipients.service.ts';
 import { ensureInitialAdmin } from './services/users.service.ts';
 
 export interface RunningServer {
@@ -18,9 +18,9 @@ export interface RunningServer {
 
 /** Opens storage, applies migrations, and listens. Used by main.ts and by tests that need a real server. */
 export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
+  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteImport: config.pgliteImport, log });
   const blobs = await createBlobStore(config, log);
-  const alertNotifier = createNotifier(config, log, { recipients: alertRecipientLookup(database.db) });
+  const alertNotifier = createNotifier(config, log, { recipients: alertRecipientLookup(database.db), webhooks: alertWebhookLookup(database.db) });
   const ctx: AppContext = { config, database, blobs, log, alertNotifier };
   await ensureInitialAdmin(ctx);
   const app = await buildApp(ctx);

@@ -434,6 +434,43 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await context.close();
   });
 
+  it('lets a user set their own alert webhook: a bad secret is refused by field, the saved one is never shown back', async () => {
+    const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
+    const own = await context.newPage();
+    await own.goto(`${server.url}/login`);
+    await own.fill('input[name=username]', 'alice');
+    await own.fill('input[name=password]', 'alice-password-1');
+    await own.click('button[type=submit]');
+    await own.waitForURL(`${server.url}/`);
+    await own.click('.whoami a');
+    await own.fill('input[name=alertWebhookUrl]', 'https://hooks.example.com/cairn/alice');
+    await own.fill('input[name=alertWebhookSecret]', 'too-short');
+    await own.check('input[name=alertWebhookTypes][value=failing]');
+    await own.click('text=Save alert webhook');
+    await own.waitForSelector('#alert-webhook .has-error');
+    expect(await own.textContent('#alert-webhook .has-error small.error')).toContain('16 to 256 visible ASCII characters');
+    // What was typed comes back, except the secret.
+    expect(await own.inputValue('input[name=alertWebhookUrl]')).toBe('https://hooks.example.com/cairn/alice');
+    expect(await own.inputValue('input[name=alertWebhookSecret]')).toBe('');
+    await own.locator('#alert-webhook').screenshot({ path: path.join(shots, '22-user-alert-webhook-error.png') });
+
+    await own.fill('input[name=alertWebhookSecret]', 'alice-hook-secret-0a1b2c3d4e5f');
+    await own.check('input[name=alertWebhookTypes][value=missed_backup]');
+    await own.click('text=Save alert webhook');
+    await own.waitForURL(/notice=alert-webhook-saved/);
+    expect(await own.inputValue('input[name=alertWebhookUrl]')).toBe('https://hooks.example.com/cairn/alice');
+    expect(await own.inputValue('input[name=alertWebhookSecret]')).toBe('');
+    expect(await own.textContent('#alert-webhook')).toContain('set, ends in …4e5f; empty: keep it');
+    expect(await own.content()).not.toContain('alice-hook-secret-0a1b2c3d4e5f');
+    expect(await own.isChecked('input[name=alertWebhookTypes][value=failing]')).toBe(true);
+    expect(await own.isChecked('input[name=alertWebhookTypes][value=missed_backup]')).toBe(true);
+    expect(await own.isChecked('input[name=alertWebhookTypes][value=file_shrank]')).toBe(false);
+    await own.locator('#alert-webhook').screenshot({ path: path.join(shots, '23-user-alert-webhook.png') });
+    await own.setViewportSize({ width: 390, height: 844 });
+    await own.locator('#alert-webhook').screenshot({ path: path.join(shots, '24-user-alert-webhook-mobile.png') });
+    await context.close();
+  });
+
   it('signs out', async () => {
     await page.click('text=Sign out');
     await page.waitForURL(/\/login\?notice=logged-out/);

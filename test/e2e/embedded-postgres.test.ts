@@ -13,7 +13,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import postgres from 'postgres';
 import { parseDatabaseUrl } from '../../server/src/db/database-url.ts';
-import { REPO_ROOT, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
+import { freePort, REPO_ROOT, startProcess, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
 
 const SECRET_KEY = 'e'.repeat(40);
 const cleanups: (() => Promise<unknown>)[] = [];
@@ -27,8 +27,12 @@ async function tempDataDir(): Promise<string> {
   return dir;
 }
 
-async function start(dataDir: string): Promise<ServerProcess> {
-  const server = await startServerProcess({ DATA_DIR: dataDir, SECRET_KEY, ADMIN_PASSWORD: 'admin-password-1' });
+// PGlite, fetched from the npm registry by the first import, is kept here so
+// later runs do not download it again (the server checks it all the same).
+const PGLITE_CACHE = path.join(REPO_ROOT, 'node_modules/.cache/cairn-pglite-import');
+
+async function start(dataDir: string, env: Record<string, string> = {}): Promise<ServerProcess> {
+  const server = await startServerProcess({ DATA_DIR: dataDir, SECRET_KEY, ADMIN_PASSWORD: 'admin-password-1', PGLITE_IMPORT_CACHE_DIR: PGLITE_CACHE, ...env });
   cleanups.push(() => server.stop());
   return server;
 }
@@ -158,6 +162,9 @@ describe('the embedded PostgreSQL (DATABASE_URL unset)', () => {
     const dataDir = await tempDataDir();
     execFileSync('tar', ['-xzf', path.join(REPO_ROOT, 'server/test/fixtures/pglite-data-dir.tar.gz'), '-C', dataDir]);
     const server = await start(dataDir);
+    // PGlite is no dependency: it was fetched at the pinned version (now or by an earlier run) and loaded from the cache.
+    expect(existsSync(path.join(REPO_ROOT, 'node_modules/@electric-sql/pglite'))).toBe(false);
+    expect(JSON.parse(readFileSync(path.join(PGLITE_CACHE, 'pglite-0.5.16/package.json'), 'utf8')).version).toBe('0.5.16');
     expect(server.output()).toMatch(/imported the PGlite database \(\d+ rows\); the old directory is kept at/);
     expect(existsSync(path.join(dataDir, 'db'))).toBe(false);
     expect((await readdir(dataDir)).filter((name) => name.startsWith('db.imported-'))).toHaveLength(1);
@@ -186,5 +193,49 @@ describe('the embedded PostgreSQL (DATABASE_URL unset)', () => {
     await server.stop();
     const again = await start(dataDir);
     expect(again.output()).not.toContain('PGlite');
+  });
+
+  it('refuses to start when PGlite cannot be fetched for a DATA_DIR/db, says what to do, and imports nothing', async () => {
+    const dataDir = await tempDataDir();
+    execFileSync('tar', ['-xzf', path.join(REPO_ROOT, 'server/test/fixtures/pglite-data-dir.tar.gz'), '-C', dataDir]);
+    const oldFiles = execFileSync('find', ['db', '-type', 'f'], { cwd: dataDir, encoding: 'utf8' }).split('\n').sort();
+    // A registry that refuses connections (a port nothing listens on), an empty cache.
+    const registry = `http://127.0.0.1:${await freePort()}/`;
+    const cache = path.join(dataDir, 'empty-cache');
+    const proc = startProcess(path.join(REPO_ROOT, 'server/src/main.ts'), [], {
+      DATA_DIR: dataDir,
+      SECRET_KEY,
+      HOST: '127.0.0.1',
+      PORT: String(await freePort()),
+      PGLITE_IMPORT_CACHE_DIR: cache,
+      npm_config_registry: registry,
+    });
+    cleanups.push(() => proc.stop());
+    const code = await new Promise<number | null>((resolve) => proc.child.once('exit', (exitCode) => resolve(exitCode)));
+    expect(code).toBe(1);
+    const lines = proc.output().trim().split('\n');
+    const last = lines.at(-1)!;
+    expect(last).toMatch(/^Cannot import the earlier release's PGlite database in .*\/db: fetching @electric-sql\/pglite@0\.5\.16 with npm failed \(ECONNREFUSED/);
+    expect(last).toContain('set PGLITE_IMPORT_MODULE to an unpacked @electric-sql/pglite@0.5.16 package');
+    expect(last).toContain(`or move ${path.join(dataDir, 'db')} aside to start with an empty database`);
+    // Nothing imported, nothing served: the old database is as it was, no admin was made, the cache holds nothing half-fetched.
+    expect(execFileSync('find', ['db', '-type', 'f'], { cwd: dataDir, encoding: 'utf8' }).split('\n').sort()).toEqual(oldFiles);
+    expect((await readdir(dataDir)).filter((name) => name.startsWith('db.imported-'))).toEqual([]);
+    expect(proc.output()).not.toContain('INITIAL ADMIN PASSWORD');
+    expect(proc.output()).not.toContain('listening');
+    expect(await readdir(cache)).toEqual([]);
+    expect(postmasterPid(dataDir)).toBeUndefined();
+
+    // Once PGlite can be had, the same DATA_DIR imports as usual (so no user was created meanwhile). Here
+    // through the default cache, DATA_DIR/pglite-import, seeded from the shared one so nothing is downloaded
+    // again; it has done its job after the import and is removed.
+    const defaultCache = path.join(dataDir, 'pglite-import');
+    await mkdir(defaultCache);
+    execFileSync('cp', ['-a', path.join(PGLITE_CACHE, 'pglite-0.5.16'), defaultCache]);
+    const server = await start(dataDir, { PGLITE_IMPORT_CACHE_DIR: '' });
+    expect(server.output()).toMatch(/imported the PGlite database \(\d+ rows\)/);
+    expect(server.output()).not.toContain('fetching @electric-sql/pglite');
+    expect(server.output()).not.toContain('INITIAL ADMIN PASSWORD');
+    expect(existsSync(defaultCache)).toBe(false);
   });
 });

@@ -117,13 +117,18 @@ export class DashboardSession {
 
   constructor(readonly baseUrl: string) {}
 
-  async #request(method: 'GET' | 'POST', url: string, fields?: Record<string, string>): Promise<{ status: number; body: string; location: string | null }> {
+  /** A form POST whose fields repeat (a group of checkboxes). */
+  async #requestList(method: 'POST', url: string, fields: [string, string][]): Promise<{ status: number; body: string; location: string | null }> {
+    return this.#request(method, url, undefined, new URLSearchParams([['_csrf', this.#csrf], ...fields]));
+  }
+
+  async #request(method: 'GET' | 'POST', url: string, fields?: Record<string, string>, list?: URLSearchParams): Promise<{ status: number; body: string; location: string | null }> {
     const headers: Record<string, string> = { cookie: [...this.#cookies].map(([k, v]) => `${k}=${v}`).join('; ') };
-    let body: URLSearchParams | undefined;
-    if (fields) {
+    let body: URLSearchParams | undefined = list;
+    if (fields) body = new URLSearchParams({ _csrf: this.#csrf, ...fields });
+    if (body) {
       headers['content-type'] = 'application/x-www-form-urlencoded';
       headers.origin = this.baseUrl;
-      body = new URLSearchParams({ _csrf: this.#csrf, ...fields });
     }
     const response = await fetch(this.baseUrl + url, { method, redirect: 'manual', headers, ...(body ? { body } : {}) });
     for (const line of response.headers.getSetCookie()) {
@@ -167,6 +172,21 @@ export class DashboardSession {
     );
     const answer = await this.#request('POST', `/clients/${clientId}/alerts`, { ...shown, ...changes });
     if (answer.status !== 302 && answer.status !== 303) throw new Error(`saving the alert settings failed: ${answer.status}\n${answer.body.slice(0, 2000)}`);
+  }
+
+  /** The signed-in user's id, from the top bar's link to their own page. */
+  async ownUserId(): Promise<string> {
+    const page = (await this.#request('GET', '/')).body;
+    const id = /class="whoami"><a href="\/users\/([0-9a-f-]{36})/.exec(page)?.[1];
+    if (id === undefined) throw new Error('no link to the own user page in the top bar');
+    return id;
+  }
+
+  /** The user page's alert webhook form (URL, secret, ticked alert types). */
+  async saveAlertWebhook(userId: string, url: string, secret: string, types: string[]): Promise<void> {
+    await this.#request('GET', `/users/${userId}`);
+    const answer = await this.#requestList('POST', `/users/${userId}/alert-webhook`, [['alertWebhookUrl', url], ['alertWebhookSecret', secret], ...types.map((type): [string, string] => ['alertWebhookTypes', type])]);
+    if (answer.status !== 302 && answer.status !== 303) throw new Error(`saving the alert webhook failed: ${answer.status}\n${answer.body.slice(0, 2000)}`);
   }
 
   async requestRun(clientId: string): Promise<void> {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { EnvReader, variablesRead, type Env } from '@cairn/shared';
 import { DatabaseUrlError, parseDatabaseUrl } from '../db/database-url.ts';
@@ -35,6 +36,13 @@ export interface ServerConfig {
   /** Where the server is reached by people and agents; used in links. */
   publicUrl: string;
   databaseUrl: string | undefined;
+  /** Where PGlite comes from if an earlier release's DATA_DIR/db must be imported (decision 100). */
+  pgliteImport: {
+    /** PGLITE_IMPORT_MODULE: an unpacked @electric-sql/pglite package; nothing is fetched. */
+    moduleDir: string | undefined;
+    /** PGLITE_IMPORT_CACHE_DIR: where the fetched package is kept; unset: DATA_DIR/pglite-import, removed after the import. */
+    cacheDir: string | undefined;
+  };
   s3: S3Config | undefined;
   adminUsername: string;
   adminPassword: string | undefined;
@@ -149,6 +157,15 @@ function readNotifications(r: EnvReader): NotificationsConfig {
   return { email, webhook };
 }
 
+/** Whether `dir` holds the package.json of @electric-sql/pglite. */
+function isPglitePackage(dir: string): boolean {
+  try {
+    return (JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: unknown }).name === '@electric-sql/pglite';
+  } catch {
+    return false;
+  }
+}
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 /**
@@ -171,6 +188,11 @@ export function loadServerConfig(env: Env): ServerConfig {
       r.problems.push(error.message);
     }
   }
+  const pgliteModule = r.optionalString('PGLITE_IMPORT_MODULE');
+  if (pgliteModule !== undefined && !isPglitePackage(pgliteModule)) {
+    r.problems.push(`PGLITE_IMPORT_MODULE must be the directory of an unpacked @electric-sql/pglite package (the one holding its package.json), got "${pgliteModule}"`);
+  }
+  const pgliteCache = r.optionalString('PGLITE_IMPORT_CACHE_DIR');
   const bucket = r.optionalString('S3_BUCKET');
   const s3Endpoint = r.url('S3_ENDPOINT');
   const forcePathStyle = r.boolean('S3_FORCE_PATH_STYLE', s3Endpoint !== undefined);
@@ -198,6 +220,10 @@ export function loadServerConfig(env: Env): ServerConfig {
     dataDir,
     publicUrl,
     databaseUrl,
+    pgliteImport: {
+      moduleDir: pgliteModule === undefined ? undefined : path.resolve(pgliteModule),
+      cacheDir: pgliteCache === undefined ? undefined : path.resolve(pgliteCache),
+    },
     s3:
       bucket === undefined
         ? undefined

@@ -75,6 +75,7 @@ const NOTICES: Record<string, string> = {
   'password-reset': 'Password changed.',
   'policy-saved': 'Retention policy saved.',
   'alert-email-saved': 'Alert email saved.',
+  'alert-webhook-saved': 'Alert webhook saved.',
   'logged-out': 'You are signed out.',
   'alert-acknowledged': 'Alert acknowledged.',
   expired: 'Your session expired. Please sign in again.',

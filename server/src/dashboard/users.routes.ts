@@ -3,7 +3,7 @@ import { isPruningHeld } from '../alerts/alert-engine.ts';
 import { TYPE_LABELS } from '../alerts/notifiers/alert-digest.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../errors.ts';
 import { listClients } from '../services/clients.service.ts';
-import { parseAlertEmailSetting, setUserAlertEmail, USER_ALERT_TYPES } from '../services/alert-recipients.service.ts';
+import { parseAlertEmailSetting, parseAlertWebhookSetting, setUserAlertEmail, setUserAlertWebhook, USER_ALERT_TYPES } from '../services/alert-recipients.service.ts';
 import { effectiveRetentionPolicy, type RetentionPolicy } from '../services/retention-policy.ts';
 import { previewClientPrune } from '../services/retention.service.ts';
 import {
@@ -20,6 +20,12 @@ import { actorOf, type DashboardDeps, field, redirectAfterPost, renderPage, requ
 import type { Viewer } from './dashboard.repository.ts';
 
 const PREVIEW_SHOWN = 200;
+
+/** The values of a group of checkboxes: one arrives as a string, several as an array, none as nothing. */
+function checkedValues(body: unknown, name: string): string[] {
+  const raw = (body as Record<string, unknown> | undefined)?.[name];
+  return (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(String);
+}
 const USERNAME = /^[A-Za-z0-9._@-]{1,64}$/;
 
 interface PolicyInput {
@@ -73,6 +79,8 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       error?: string;
       alertEmailForm?: { alertEmail: string; alertEmailTypes: string[] };
       alertEmailErrors?: FieldErrors;
+      alertWebhookForm?: { alertWebhookUrl: string; alertWebhookTypes: string[] };
+      alertWebhookErrors?: FieldErrors;
     },
     status = 200,
   ) {
@@ -97,6 +105,10 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
         alertTypes: USER_ALERT_TYPES.map((type) => ({ type, label: TYPE_LABELS[type] })),
         alertEmailForm: extra.alertEmailForm ?? { alertEmail: target.alertEmail ?? '', alertEmailTypes: target.alertEmailTypes },
         alertEmailErrors: extra.alertEmailErrors ?? {},
+        // The secret is never sent back: the form only says one is set, by its last 4 characters.
+        alertWebhookForm: extra.alertWebhookForm ?? { alertWebhookUrl: target.alertWebhookUrl ?? '', alertWebhookTypes: target.alertWebhookTypes },
+        alertWebhookErrors: extra.alertWebhookErrors ?? {},
+        alertWebhookSecretHint: target.alertWebhookSecretHint,
       },
       status,
     );
@@ -171,14 +183,24 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
   app.post<{ Params: { id: string } }>('/users/:id/alert-email', async (request, reply) => {
     const actor = requireSelfOrAdmin(request);
     const target = await loadUser(request.params.id);
-    const raw = (request.body as Record<string, unknown> | undefined)?.alertEmailTypes;
-    // One checkbox arrives as a string, several as an array, none as nothing.
-    const types = (Array.isArray(raw) ? raw : raw === undefined ? [] : [raw]).map(String);
+    const types = checkedValues(request.body, 'alertEmailTypes');
     const form = { alertEmail: field(request.body, 'alertEmail'), alertEmailTypes: types };
     const { setting, errors } = parseAlertEmailSetting(form.alertEmail, form.alertEmailTypes);
     if (!setting) return renderUser(request, reply, target, { alertEmailForm: form, alertEmailErrors: errors }, 400);
     await setUserAlertEmail(ctx, target.id, setting, actorOf(actor));
     return redirectAfterPost(reply, `/users/${target.id}?notice=alert-email-saved`);
+  });
+
+  app.post<{ Params: { id: string } }>('/users/:id/alert-webhook', async (request, reply) => {
+    const actor = requireSelfOrAdmin(request);
+    const target = await loadUser(request.params.id);
+    const types = checkedValues(request.body, 'alertWebhookTypes');
+    const form = { alertWebhookUrl: field(request.body, 'alertWebhookUrl'), alertWebhookTypes: types };
+    const secret = field(request.body, 'alertWebhookSecret');
+    const { setting, errors } = parseAlertWebhookSetting(form.alertWebhookUrl, secret, types, target.alertWebhookSecretHint !== null);
+    if (!setting) return renderUser(request, reply, target, { alertWebhookForm: form, alertWebhookErrors: errors }, 400);
+    await setUserAlertWebhook(ctx, target.id, setting, actorOf(actor));
+    return redirectAfterPost(reply, `/users/${target.id}?notice=alert-webhook-saved`);
   });
 
   app.post<{ Params: { id: string } }>('/users/:id/status', async (request, reply) => {

@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
@@ -7,7 +8,7 @@ import { pino, type Logger } from 'pino';
 import postgres, { type Options } from 'postgres';
 import { parseDatabaseUrl } from './database-url.ts';
 import { EmbeddedPostgresError, startEmbeddedPostgres } from './embedded-postgres.ts';
-import { importPgliteIfPresent } from './pglite-import.ts';
+import { importPgliteIfPresent, PgliteImportUnavailableError } from './pglite-import.ts';
 import * as schema from './schema.ts';
 
 export type Schema = typeof schema;
@@ -34,6 +35,8 @@ export interface OpenDatabaseOptions {
   log?: Logger | undefined;
   /** Pool size for the postgres driver. */
   maxConnections?: number;
+  /** Where PGlite comes from if DATA_DIR/db must be imported (PGLITE_IMPORT_*); by default fetched into DATA_DIR/pglite-import. */
+  pgliteImport?: { moduleDir?: string | undefined; cacheDir?: string | undefined } | undefined;
 }
 
 /**
@@ -68,10 +71,16 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     }
     const sql = postgres({ ...connection.options, max: options.maxConnections ?? 10, onnotice: () => {} });
     if (options.dataDir) {
+      const dataDir = path.resolve(options.dataDir);
+      const defaultCache = path.join(dataDir, 'pglite-import');
+      const cacheDir = options.pgliteImport?.cacheDir ?? defaultCache;
       try {
-        await importPgliteIfPresent(path.join(path.resolve(options.dataDir), 'db'), sql, MIGRATIONS_DIR, log);
+        const imported = await importPgliteIfPresent(path.join(dataDir, 'db'), sql, MIGRATIONS_DIR, log, { moduleDir: options.pgliteImport?.moduleDir, cacheDir });
+        // The fetched PGlite (some 25 MB) has done its one job; a cache the operator chose is theirs to keep.
+        if (imported && cacheDir === defaultCache) await rm(defaultCache, { recursive: true, force: true });
       } catch (error) {
         await sql.end({ timeout: 5 });
+        if (error instanceof PgliteImportUnavailableError) throw new DatabaseUnavailableError(error.message, { cause: error });
         throw error;
       }
     }

@@ -3,7 +3,9 @@
  * into PostgreSQL. A native PostgreSQL cannot open that directory: PGlite is
  * a 32-bit WebAssembly build ("initialized without USE_FLOAT8_BYVAL"), and
  * the platform package ships no pg_dump. So PGlite itself reads it, loaded
- * only here and only when such a directory exists (docs/decisions.md #72).
+ * only here and only when such a directory exists (docs/decisions.md #72),
+ * fetched on demand at a pinned version (pglite-loader.ts, #100): it is no
+ * dependency of the server.
  *
  * The old database is first brought to the current schema by the same
  * migrations, then every table is copied (COPY text format, parents before
@@ -13,8 +15,10 @@
 import { existsSync } from 'node:fs';
 import { rename } from 'node:fs/promises';
 import path from 'node:path';
+import { readMigrationFiles } from 'drizzle-orm/migrator';
 import type { Logger } from 'pino';
 import type { Sql, TransactionSql } from 'postgres';
+import { loadPglite, PGLITE_PACKAGE, PGLITE_VERSION, PgliteUnavailableError, type PgliteClient, type PgliteConstructor, type PgliteSource } from './pglite-loader.ts';
 
 /** Held while importing, so replicas started together do not import twice. */
 const IMPORT_LOCK_KEY = 7_146_010;
@@ -25,25 +29,51 @@ export interface PgliteImportResult {
   movedTo: string;
 }
 
+/** PGlite could not be had, so DATA_DIR/db cannot be imported; the message is one line saying what to do. */
+export class PgliteImportUnavailableError extends Error {
+  override name = 'PgliteImportUnavailableError';
+}
+
 /**
  * Imports `pgliteDir` into the database behind `sql` (already migrated) if
  * the directory holds a PGlite cluster and the database has no users yet.
  * A database that already holds data is left alone, and so is the directory,
- * with a warning. Returns undefined when there was nothing to import.
+ * with a warning. Returns undefined when there was nothing to import. When
+ * PGlite cannot be obtained, throws PgliteImportUnavailableError and leaves
+ * both databases as they were: never an empty start over an unimported one.
  */
-export async function importPgliteIfPresent(pgliteDir: string, sql: Sql, migrationsFolder: string, log: Logger): Promise<PgliteImportResult | undefined> {
+export async function importPgliteIfPresent(
+  pgliteDir: string,
+  sql: Sql,
+  migrationsFolder: string,
+  log: Logger,
+  source: PgliteSource,
+): Promise<PgliteImportResult | undefined> {
   if (!existsSync(path.join(pgliteDir, 'PG_VERSION'))) return undefined;
   const started = Date.now();
+  // Checked again under the lock below; this one spares a fetch of PGlite.
+  const [{ users }] = (await sql`select count(*)::int as users from users`) as unknown as [{ users: number }];
+  if (users > 0) return leftAlone(pgliteDir, log);
   log.info({ pgliteDir }, 'found a PGlite database from an earlier Cairn; importing it');
 
   // Loaded here only: PGlite's WebAssembly heap is hundreds of MiB.
-  const { PGlite } = await import('@electric-sql/pglite');
-  const { drizzle } = await import('drizzle-orm/pglite');
-  const { migrate } = await import('drizzle-orm/pglite/migrator');
+  let PGlite: PgliteConstructor;
+  try {
+    ({ PGlite } = await loadPglite(source, log));
+  } catch (error) {
+    if (!(error instanceof PgliteUnavailableError)) throw error;
+    throw new PgliteImportUnavailableError(
+      `Cannot import the earlier release's PGlite database in ${pgliteDir}: ${error.message}. ` +
+        `Start once with access to the npm registry (npm's own configuration applies: registry, proxy), ` +
+        `or set PGLITE_IMPORT_MODULE to an unpacked ${PGLITE_PACKAGE}@${PGLITE_VERSION} package (npm pack ${PGLITE_PACKAGE}@${PGLITE_VERSION} on a connected machine, then tar -xzf), ` +
+        `or move ${pgliteDir} aside to start with an empty database. The server did not start; nothing was imported.`,
+      { cause: error },
+    );
+  }
   const old = new PGlite(pgliteDir);
   let result: Omit<PgliteImportResult, 'movedTo'> | 'not-empty';
   try {
-    await migrate(drizzle(old), { migrationsFolder });
+    await migratePglite(old, migrationsFolder);
     result = await sql.begin(async (tx) => {
       await tx`select pg_advisory_xact_lock(${IMPORT_LOCK_KEY}::bigint)`;
       const [{ n }] = (await tx`select count(*)::int as n from users`) as unknown as [{ n: number }];
@@ -81,10 +111,7 @@ export async function importPgliteIfPresent(pgliteDir: string, sql: Sql, migrati
   } finally {
     await old.close();
   }
-  if (result === 'not-empty') {
-    log.warn({ pgliteDir }, `not importing ${pgliteDir}: the database already holds users; move the directory away to silence this`);
-    return undefined;
-  }
+  if (result === 'not-empty') return leftAlone(pgliteDir, log);
   const movedTo = `${pgliteDir}.imported-${new Date().toISOString().replace(/[:.]/g, '-')}`;
   await rename(pgliteDir, movedTo);
   log.info(
@@ -92,6 +119,31 @@ export async function importPgliteIfPresent(pgliteDir: string, sql: Sql, migrati
     `imported the PGlite database (${result.rows} rows); the old directory is kept at ${movedTo} and can be deleted`,
   );
   return { ...result, movedTo };
+}
+
+function leftAlone(pgliteDir: string, log: Logger): undefined {
+  log.warn({ pgliteDir }, `not importing ${pgliteDir}: the database already holds users; move the directory away to silence this`);
+  return undefined;
+}
+
+/**
+ * Brings the old database to the current schema: what drizzle's migrator
+ * does (its bookkeeping table, each migration newer than the last applied,
+ * in one transaction), without drizzle-orm/pglite, which imports PGlite by
+ * its package name and so cannot load the fetched copy.
+ */
+async function migratePglite(old: PgliteClient, migrationsFolder: string): Promise<void> {
+  const migrations = readMigrationFiles({ migrationsFolder });
+  await old.exec('create schema if not exists "drizzle"');
+  await old.exec('create table if not exists "drizzle"."__drizzle_migrations" (id serial primary key, hash text not null, created_at bigint)');
+  const last = (await old.query<{ created_at: string | number | null }>('select created_at from "drizzle"."__drizzle_migrations" order by created_at desc limit 1')).rows[0];
+  await old.transaction(async (tx) => {
+    for (const migration of migrations) {
+      if (last !== undefined && Number(last.created_at) >= migration.folderMillis) continue;
+      for (const statement of migration.sql) await tx.exec(statement);
+      await tx.query('insert into "drizzle"."__drizzle_migrations" ("hash", "created_at") values ($1, $2)', [migration.hash, migration.folderMillis]);
+    }
+  });
 }
 
 /** The public tables of the new database, each after every table its foreign keys point to. */

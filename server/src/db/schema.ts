@@ -54,6 +54,7 @@ export const users = pgTable('users', {
   alertEmail: text('alert_email'),
   /** The alert types emailed to alertEmail, for this user's clients only; empty = none. */
   alertEmailTypes: jsonb('alert_email_types').$type<AlertType[]>().notNull().default(sql`'[]'::jsonb`),
+  ...userAlertWebhookColumns(),
   createdAt: createdAt(),
 });
 
@@ -307,3 +308,20 @@ export const alertDefaults = pgTable('alert_defaults', {
   settings: jsonb('settings').$type<AlertSettingsOverride>().notNull(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 });
+
+/**
+ * A user's own alert webhook (decision 101), columns of `users` spread in
+ * above; kept down here to keep merges easy (a function declaration, so it is
+ * hoisted above the table). The secret is needed in clear to sign each body
+ * (HMAC-SHA256), so it is stored as given; it is never shown back or logged.
+ */
+function userAlertWebhookColumns() {
+  return {
+    /** Where this user's alerts are POSTed as signed JSON; null = no webhook. */
+    alertWebhookUrl: text('alert_webhook_url'),
+    /** Key of the HMAC-SHA256 signature; set whenever alertWebhookUrl is. */
+    alertWebhookSecret: text('alert_webhook_secret'),
+    /** The alert types sent to the webhook, for this user's clients only; empty = none. */
+    alertWebhookTypes: jsonb('alert_webhook_types').$type<AlertType[]>().notNull().default(sql`'[]'::jsonb`),
+  };
+}

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { asc, count, eq } from 'drizzle-orm';
+import { asc, count, eq, sql } from 'drizzle-orm';
 import type { AlertType } from '../alerts/alert-event.ts';
 import type { AppContext } from '../app-context.ts';
 import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/password.ts';
@@ -28,6 +28,10 @@ export interface UserSummary {
   /** Where this user's own alert emails go, and for which types (decision 89). */
   alertEmail: string | null;
   alertEmailTypes: AlertType[];
+  /** This user's own alert webhook (decision 101); the secret itself is never read out, only its last 4 characters. */
+  alertWebhookUrl: string | null;
+  alertWebhookTypes: AlertType[];
+  alertWebhookSecretHint: string | null;
   createdAt: Date;
 }
 
@@ -40,6 +44,9 @@ const userSummaryColumns = {
   retentionDays: users.retentionDays,
   alertEmail: users.alertEmail,
   alertEmailTypes: users.alertEmailTypes,
+  alertWebhookUrl: users.alertWebhookUrl,
+  alertWebhookTypes: users.alertWebhookTypes,
+  alertWebhookSecretHint: sql<string | null>`right(${users.alertWebhookSecret}, 4)`,
   createdAt: users.createdAt,
 };
 

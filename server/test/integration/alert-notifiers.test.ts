@@ -10,7 +10,7 @@ import { eq } from 'drizzle-orm';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Database } from '../../src/db/database.ts';
 import { users } from '../../src/db/schema.ts';
-import { alertRecipientLookup } from '../../src/services/alert-recipients.service.ts';
+import { alertRecipientLookup, alertWebhookLookup } from '../../src/services/alert-recipients.service.ts';
 import type { AlertEvent, AlertSnapshot } from '../../src/alerts/alert-event.ts';
 import { createNotifier } from '../../src/alerts/notifiers/create-notifier.ts';
 import { EMAIL_MAX_LISTED } from '../../src/alerts/notifiers/email-notifier.ts';
@@ -379,5 +379,121 @@ describe.each(testDatabaseKinds())('alert emails per owner, addresses read from 
     await notifier.deliver([owned('a-fail-2', 'alice', 'failing', 'alice-laptop')]);
     await notifier.close();
     expect(smtp.mails.map((mail) => mail.to.join(','))).toEqual(['ops@example.com']);
+  });
+});
+
+describe.each(testDatabaseKinds())('alert webhooks per owner, read from the database (%s)', (kind) => {
+  const ALICE_SECRET = 'alice-hook-secret-3b9e0d21c4f8';
+  const BOB_SECRET = 'bob-hook-secret-77a1f0e92c65';
+  let aliceHook: HttpReceiver;
+  let bobHook: HttpReceiver;
+  let database: Database;
+  const ids: Record<string, string> = {};
+
+  beforeAll(async () => {
+    aliceHook = await startHttpReceiver();
+    bobHook = await startHttpReceiver();
+    database = await openTestDatabase(kind);
+    const rows = await database.db
+      .insert(users)
+      .values([
+        { username: 'alice', passwordHash: 'x', alertWebhookUrl: `${aliceHook.url}?token=alice-query-token`, alertWebhookSecret: ALICE_SECRET, alertWebhookTypes: ['failing', 'file_shrank'] },
+        { username: 'bob', passwordHash: 'x', alertWebhookUrl: bobHook.url, alertWebhookSecret: BOB_SECRET, alertWebhookTypes: ['missed_backup'] },
+        // Disabled: gets nothing, though the receiver would accept.
+        { username: 'carol', passwordHash: 'x', alertWebhookUrl: bobHook.url, alertWebhookSecret: BOB_SECRET, alertWebhookTypes: ['failing'], disabled: true },
+        { username: 'dave', passwordHash: 'x' },
+      ])
+      .returning({ id: users.id, username: users.username });
+    for (const row of rows) ids[row.username] = row.id;
+  });
+  afterAll(async () => {
+    await aliceHook.close();
+    await bobHook.close();
+    await database.close();
+  });
+  afterEach(() => {
+    for (const hook of [aliceHook, bobHook]) {
+      hook.requests.length = 0;
+      hook.statuses.length = 0;
+    }
+  });
+
+  function owned(id: string, owner: string, type: AlertSnapshot['type'], clientName: string): AlertEvent {
+    return { kind: 'opened', alert: alert({ id, ownerId: ids[owner]!, type, clientName, message: `${type} on ${clientName}` }) };
+  }
+  function signedWith(secret: string, request: { headers: Record<string, string | string[] | undefined>; rawBody: string }): boolean {
+    const timestamp = String(request.headers['x-cairn-timestamp']);
+    return request.headers['x-cairn-signature'] === `sha256=${createHmac('sha256', secret).update(`${timestamp}.${request.rawBody}`).digest('hex')}`;
+  }
+  const events = (): AlertEvent[] => [
+    owned('a-fail', 'alice', 'failing', 'alice-laptop'),
+    owned('a-miss', 'alice', 'missed_backup', 'alice-laptop'),
+    owned('a-shrank', 'alice', 'file_shrank', 'alice-nas'),
+    owned('b-miss', 'bob', 'missed_backup', 'bob-server'),
+    owned('b-fail', 'bob', 'failing', 'bob-server'),
+    owned('c-fail', 'carol', 'failing', 'carol-pc'),
+    owned('d-fail', 'dave', 'failing', 'dave-pc'),
+    EVENTS[2]!,
+  ];
+
+  it("POSTs each owner one digest of only their own clients' alerts of their types, signed with their own secret", async () => {
+    const { log, lines } = captureLog();
+    // Without any server-wide channel configured: the owners' webhooks stand alone.
+    const notifier = createNotifier(loadServerConfig({ PUBLIC_URL: 'https://backup.example.com' }), log, { retry: FAST_RETRY, webhooks: alertWebhookLookup(database.db) });
+    const outcomes = await notifier.deliver(events());
+    await notifier.close();
+
+    expect(outcomes).toEqual([{ channel: 'owner-webhooks', target: "owners' webhooks", ok: true, attempts: 1 }]);
+    expect(aliceHook.requests).toHaveLength(1);
+    const toAlice = aliceHook.requests[0]!;
+    expect(toAlice.url).toBe('/hooks/cairn?token=alice-query-token');
+    expect(signedWith(ALICE_SECRET, toAlice)).toBe(true);
+    expect(signedWith(BOB_SECRET, toAlice)).toBe(false);
+    const aliceBody = JSON.parse(toAlice.rawBody) as WebhookBody;
+    expect(aliceBody).toMatchObject({ type: 'cairn.alerts', test: false, server: 'https://backup.example.com', opened: 2, resolved: 0, omitted: 0 });
+    expect(aliceBody.events.map((event) => event.alert.id).sort()).toEqual(['a-fail', 'a-shrank']);
+
+    // bob's receiver: bob's one missed backup only (carol, disabled, shares the URL and gets nothing).
+    expect(bobHook.requests).toHaveLength(1);
+    const toBob = bobHook.requests[0]!;
+    expect(signedWith(BOB_SECRET, toBob)).toBe(true);
+    expect((JSON.parse(toBob.rawBody) as WebhookBody).events.map((event) => event.alert.id)).toEqual(['b-miss']);
+
+    const logged = lines.join('\n');
+    for (const secret of [ALICE_SECRET, BOB_SECRET, 'alice-query-token']) expect(logged).not.toContain(secret);
+    // Even a careless log line of an owner's whole webhook row keeps the secret out (the logger's redaction).
+    log.info({ hook: (await alertWebhookLookup(database.db)([ids.alice!]))[0] }, 'an owner webhook, logged whole');
+    expect(lines.at(-1)).toContain('"secret":"[redacted]"');
+    expect(lines.at(-1)).not.toContain(ALICE_SECRET);
+  });
+
+  it("retries an owner's receiver as the server's webhook is retried, and one owner's dead receiver does not hold back another's", async () => {
+    aliceHook.statuses.push(503, 200);
+    bobHook.statuses.push(500, 500, 500);
+    const { log, lines, parsed } = captureLog();
+    const notifier = createNotifier(loadServerConfig({ PUBLIC_URL: 'https://backup.example.com' }), log, { retry: FAST_RETRY, webhooks: alertWebhookLookup(database.db) });
+    const outcomes = await notifier.deliver(events());
+    await notifier.close();
+
+    expect(aliceHook.requests).toHaveLength(2);
+    expect(aliceHook.requests.every((request) => signedWith(ALICE_SECRET, request))).toBe(true);
+    // The same delivery, retried: one id.
+    expect(new Set(aliceHook.requests.map((request) => request.headers['x-cairn-delivery'])).size).toBe(1);
+    expect(bobHook.requests).toHaveLength(FAST_RETRY.attempts);
+    expect(outcomes).toEqual([{ channel: 'owner-webhooks', target: "owners' webhooks", ok: false, attempts: FAST_RETRY.attempts, error: 'receiver answered HTTP 500' }]);
+    const gaveUp = parsed().find((line) => line.msg === "an owner's alert webhook was not delivered");
+    expect(gaveUp).toMatchObject({ userId: ids.bob, target: bobHook.url });
+    const logged = lines.join('\n');
+    for (const secret of [ALICE_SECRET, BOB_SECRET, 'alice-query-token']) expect(logged).not.toContain(secret);
+  });
+
+  it('reads the webhooks at send time and leaves the test button to the configured channels', async () => {
+    await database.db.update(users).set({ alertWebhookTypes: [] }).where(eq(users.id, ids.alice!));
+    const notifier = createNotifier(loadServerConfig({ PUBLIC_URL: 'https://backup.example.com' }), captureLog().log, { retry: FAST_RETRY, webhooks: alertWebhookLookup(database.db) });
+    await notifier.deliver(events());
+    await notifier.deliver(events(), { test: true });
+    await notifier.close();
+    expect(aliceHook.requests).toHaveLength(0);
+    expect(bobHook.requests).toHaveLength(1);
   });
 });

@@ -1,11 +1,11 @@
 import type { Logger } from 'pino';
 import type { AlertEvent, AlertNotifier } from '../alert-event.ts';
 import type { ServerConfig } from '../../config/server-config.ts';
-import type { AlertRecipientLookup } from '../../services/alert-recipients.service.ts';
+import type { AlertRecipientLookup, AlertWebhookLookup } from '../../services/alert-recipients.service.ts';
 import { DEFAULT_RETRY, DeliveryError, describeError, type RetryPolicy } from './delivery-retry.ts';
 import { EmailNotifier } from './email-notifier.ts';
 import type { NotificationChannel } from './notification-channel.ts';
-import { WebhookNotifier } from './webhook-notifier.ts';
+import { OwnerWebhookNotifier, WebhookNotifier } from './webhook-notifier.ts';
 
 /** How one channel fared with one batch. */
 export interface ChannelOutcome {
@@ -87,7 +87,8 @@ export class CompositeNotifier implements AlertNotifier {
         const base = { channel: channel.name, target: channel.target };
         try {
           const { attempts } = await channel.send(events, { test });
-          this.log.info({ ...base, attempts, events: events.length, test }, 'alert notification delivered');
+          // 0 attempts: nothing in the batch was for this channel (no owner's webhook wanted any of it).
+          if (attempts > 0) this.log.info({ ...base, attempts, events: events.length, test }, 'alert notification delivered');
           return { ...base, ok: true, attempts };
         } catch (error) {
           const attempts = error instanceof DeliveryError ? error.attempts : 1;
@@ -111,17 +112,20 @@ export class CompositeNotifier implements AlertNotifier {
  * tests and for the dashboard's test button (one attempt, an answer at once),
  * `coalesce` for tests. `recipients` finds the owners' own addresses
  * (alertRecipientLookup on the database); without it email goes to the
- * ALERT_EMAIL_TO admins only.
+ * ALERT_EMAIL_TO admins only. `webhooks` finds the owners' own webhooks
+ * (alertWebhookLookup); with it there is always that channel, whether or not
+ * the server has a webhook of its own.
  */
 export function createNotifier(
   config: ServerConfig,
   log: Logger,
-  options: { retry?: Partial<RetryPolicy>; coalesce?: CoalescePolicy; recipients?: AlertRecipientLookup } = {},
+  options: { retry?: Partial<RetryPolicy>; coalesce?: CoalescePolicy; recipients?: AlertRecipientLookup; webhooks?: AlertWebhookLookup } = {},
 ): CompositeNotifier {
   const retry = { ...DEFAULT_RETRY, ...options.retry };
   const { email, webhook } = config.notifications;
   const channels: NotificationChannel[] = [];
   if (email) channels.push(new EmailNotifier(email, config.publicUrl, retry, log, options.recipients));
   if (webhook) channels.push(new WebhookNotifier(webhook, config.publicUrl, retry, log));
+  if (options.webhooks) channels.push(new OwnerWebhookNotifier(options.webhooks, config.publicUrl, retry, log));
   return new CompositeNotifier(channels, log, options.coalesce);
 }
