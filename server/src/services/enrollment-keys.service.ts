@@ -13,6 +13,7 @@ import type { Actor } from './users.service.ts';
 const KEY_PREFIX = 'cairn_enroll_';
 /** A multi-use key lives at most this long: it is meant for a rollout, not for ever. */
 export const MAX_MULTI_USE_DAYS = 90;
+// eslint-disable-next-line no-control-regex -- control characters are exactly what is refused here
 const NAME_PREFIX_PATTERN = /^[^\u0000-\u001f\u007f]{1,100}$/u;
 
 export interface NewEnrollmentKey {
