@@ -129,22 +129,27 @@ export function nextRunAt(schedule: BackupSchedule, lastStart: Date | null, now:
 }
 
 /**
- * The longest gap between two consecutive runs over the week after `from`:
- * what "on time" means for a schedule whose runs are not evenly spaced (a
- * cron on weekdays only, a window). Null when the schedule never runs.
+ * The spacing of runs over the week after `from`: the longest gap between
+ * two consecutive runs (what "on time" means for a schedule whose runs are
+ * not evenly spaced: a cron on weekdays only, a window) and the mean one
+ * (how many runs to expect in a span). Null when the schedule never runs.
  */
-export function expectedGapSeconds(schedule: BackupSchedule, from: Date): number | null {
-  if (schedule.cron === null && schedule.window === null) return schedule.intervalSeconds;
+export function scheduleGaps(schedule: BackupSchedule, from: Date): { longestSeconds: number; meanSeconds: number } | null {
+  if (schedule.cron === null && schedule.window === null) return { longestSeconds: schedule.intervalSeconds, meanSeconds: schedule.intervalSeconds };
   const horizon = from.getTime() + 7 * 86_400_000;
-  let previous = nextRunAt(schedule, null, from);
-  if (previous === null) return null;
+  const first = nextRunAt(schedule, null, from);
+  if (first === null) return null;
+  let previous = first;
   let longest = 0;
+  let gaps = 0;
   for (let step = 0; step < 20_000 && previous.getTime() < horizon; step += 1) {
     // A run takes at least a moment: look from one millisecond on, so an interval schedule advances too.
     const next: Date | null = nextRunAt(schedule, previous, new Date(previous.getTime() + 1));
     if (next === null) return null;
     longest = Math.max(longest, next.getTime() - previous.getTime());
+    gaps += 1;
     previous = next;
   }
-  return Math.max(60, Math.round(longest / 1000));
+  const seconds = (ms: number) => Math.max(60, Math.round(ms / 1000));
+  return { longestSeconds: seconds(longest), meanSeconds: seconds((previous.getTime() - first.getTime()) / Math.max(1, gaps)) };
 }

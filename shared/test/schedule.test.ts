@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cronProblem, expectedGapSeconds, insideWindow, isKnownTimeZone, nextRunAt, type BackupSchedule } from '../src/schedule.ts';
+import { cronProblem, scheduleGaps, insideWindow, isKnownTimeZone, nextRunAt, type BackupSchedule } from '../src/schedule.ts';
 
 const at = (iso: string) => new Date(iso);
 const iso = (date: Date | null) => date?.toISOString() ?? null;
@@ -91,22 +91,25 @@ describe('insideWindow', () => {
   });
 });
 
-describe('expectedGapSeconds', () => {
+describe('scheduleGaps', () => {
   it('is the interval for a plain interval schedule', () => {
-    expect(expectedGapSeconds(interval(7200), at('2026-01-10T00:00:00Z'))).toBe(7200);
+    expect(scheduleGaps(interval(7200), at('2026-01-10T00:00:00Z'))).toEqual({ longestSeconds: 7200, meanSeconds: 7200 });
   });
 
   it('is the longest gap of a weekday cron (Friday to Monday)', () => {
-    expect(expectedGapSeconds(cron('0 3 * * 1-5', 'UTC'), at('2026-01-10T00:00:00Z'))).toBe(3 * 86_400);
+    // 2026-01-10 is a Saturday: runs Monday to Friday, then Friday to Monday is the longest gap.
+    const gaps = scheduleGaps(cron('0 3 * * 1-5', 'UTC'), at('2026-01-10T00:00:00Z'));
+    expect(gaps?.longestSeconds).toBe(3 * 86_400);
+    expect(gaps?.meanSeconds).toBe(Math.round((7 * 86_400) / 5));
   });
 
   it('counts the closed hours of a window', () => {
     // Hourly from 22:00 to 06:00: the last run is at 05:00, the next at 22:00.
-    expect(expectedGapSeconds(interval(3600, { window: { start: '22:00', end: '06:00' } }), at('2026-01-10T00:00:00Z'))).toBe(17 * 3600);
+    expect(scheduleGaps(interval(3600, { window: { start: '22:00', end: '06:00' } }), at('2026-01-10T00:00:00Z'))?.longestSeconds).toBe(17 * 3600);
   });
 
   it('is null for a schedule that never runs', () => {
-    expect(expectedGapSeconds(cron('0 12 * * *', 'UTC', { window: { start: '22:00', end: '06:00' } }), at('2026-01-10T00:00:00Z'))).toBeNull();
+    expect(scheduleGaps(cron('0 12 * * *', 'UTC', { window: { start: '22:00', end: '06:00' } }), at('2026-01-10T00:00:00Z'))).toBeNull();
   });
 });
 

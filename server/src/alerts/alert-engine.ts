@@ -16,6 +16,7 @@ import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
 import type { Db } from '../db/database.ts';
 import { alerts, backupRuns, clients, fileVersions } from '../db/schema.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
+import { expectedBackupGaps } from '../services/clients.service.ts';
 import type { Actor } from '../services/users.service.ts';
 import type { AlertEvent, AlertNotifier, AlertSnapshot } from './alert-event.ts';
 import { loadAlertDefaults, mergeAlertSettings } from './alert-settings.ts';
@@ -96,13 +97,15 @@ export async function evaluateClientAlerts(ctx: AppContext, clientId: string, op
   const settings = options.settings ?? mergeAlertSettings(await loadAlertDefaults(db), client.alertSettings);
   const watchedNeeded = settings.expectedFile.enabled || settings.fileShrank.enabled;
   const watched = watchedNeeded ? await Promise.all(settings.expectedFile.folders.map((folder) => loadWatchedFolder(db, clientId, folder))) : [];
+  const gaps = expectedBackupGaps(client, now);
   const conditions = detectAlertConditions(
     {
       client: {
         createdAt: client.createdAt,
         lastPingAt: client.lastPingAt,
         lastSuccessAt: client.lastBackupAt,
-        backupIntervalSeconds: client.backupIntervalSeconds,
+        backupIntervalSeconds: gaps.meanSeconds,
+        backupGapSeconds: gaps.longestSeconds,
         pingIntervalSeconds: client.pingIntervalSeconds,
       },
       runs,

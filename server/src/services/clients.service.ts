@@ -3,6 +3,7 @@ import {
   cronProblem,
   isKnownTimeZone,
   nextRunAt,
+  scheduleGaps,
   windowMinutes,
   type BackupSchedule,
   type ClientConfig,
@@ -187,6 +188,17 @@ export function scheduleOf(row: ScheduleColumns): BackupSchedule {
     timeZone: row.scheduleTimeZone,
     window: row.backupWindowStart !== null && row.backupWindowEnd !== null ? { start: row.backupWindowStart, end: row.backupWindowEnd } : null,
   };
+}
+
+/**
+ * The gaps between backups the schedule means: the interval, or for a cron
+ * expression or a window the longest and the mean gap between two runs in
+ * the coming week (a weekday cron: Friday to Monday is the longest). The
+ * missed-backup alert and the dashboard's "late" measure against the
+ * longest; counts of runs (extra-backup) against the mean.
+ */
+export function expectedBackupGaps(row: ScheduleColumns, now: Date): { longestSeconds: number; meanSeconds: number } {
+  return scheduleGaps(scheduleOf(row), now) ?? { longestSeconds: row.backupIntervalSeconds, meanSeconds: row.backupIntervalSeconds };
 }
 
 /**
