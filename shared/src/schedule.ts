@@ -153,3 +153,18 @@ export function scheduleGaps(schedule: BackupSchedule, from: Date): { longestSec
   const seconds = (ms: number) => Math.max(60, Math.round(ms / 1000));
   return { longestSeconds: seconds(longest), meanSeconds: seconds((previous.getTime() - first.getTime()) / Math.max(1, gaps)) };
 }
+
+/** `30m`, `6h`, `1d`: an interval as the dashboard's form writes it. */
+export function formatInterval(seconds: number): string {
+  if (seconds % 86_400 === 0) return `${seconds / 86_400}d`;
+  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
+  if (seconds % 60 === 0) return `${seconds / 60}m`;
+  return `${seconds}s`;
+}
+
+/** The schedule in a few words, one spelling for the dashboard and the agent's status page. */
+export function describeSchedule(schedule: BackupSchedule): string {
+  const when = schedule.cron === null ? `every ${formatInterval(schedule.intervalSeconds)}` : `cron ${schedule.cron} (${schedule.timeZone})`;
+  if (schedule.window === null) return when;
+  return `${when}, window ${schedule.window.start}-${schedule.window.end}${schedule.cron === null ? ` ${schedule.timeZone}` : ''}`;
+}

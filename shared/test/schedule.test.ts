@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { cronProblem, scheduleGaps, insideWindow, isKnownTimeZone, nextRunAt, type BackupSchedule } from '../src/schedule.ts';
+import { cronProblem, describeSchedule, scheduleGaps, insideWindow, isKnownTimeZone, nextRunAt, type BackupSchedule } from '../src/schedule.ts';
 
 const at = (iso: string) => new Date(iso);
 const iso = (date: Date | null) => date?.toISOString() ?? null;
@@ -131,5 +131,15 @@ describe('validation', () => {
     expect(isKnownTimeZone('UTC')).toBe(true);
     expect(isKnownTimeZone('Mars/Olympus')).toBe(false);
     expect(isKnownTimeZone('')).toBe(false);
+  });
+});
+
+describe('describeSchedule', () => {
+  it.each([
+    [interval(21_600), 'every 6h'],
+    [interval(3600, { window: { start: '22:00', end: '06:00' }, timeZone: 'Europe/Berlin' }), 'every 1h, window 22:00-06:00 Europe/Berlin'],
+    [cron('0 3 * * 1-5', 'America/New_York', { window: { start: '01:00', end: '05:00' } }), 'cron 0 3 * * 1-5 (America/New_York), window 01:00-05:00'],
+  ])('%j', (schedule, text) => {
+    expect(describeSchedule(schedule)).toBe(text);
   });
 });

@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import { DEFAULT_TIME_ZONE, nextRunAt, type BackupSchedule, type ClientConfig } from '@cairn/shared';
+import { DEFAULT_TIME_ZONE, describeSchedule, nextRunAt, type BackupSchedule, type ClientConfig } from '@cairn/shared';
 import { runBackupCycle, type LocalBackupSettings } from '../backup/backup-cycle.ts';
 import { newProgress, type CycleProgress, type CycleReport, type CycleTrigger } from '../backup/backup-progress.ts';
 import { DEFAULT_BACKUP_INTERVAL_SECONDS, DEFAULT_PING_INTERVAL_SECONDS, type AgentConfig, type EnvCredentials } from '../config/agent-config.ts';
@@ -348,6 +348,11 @@ export class AgentRuntime {
 
   backupIntervalSeconds(): number {
     return this.config.backupIntervalSeconds ?? this.#serverConfig?.backupIntervalSeconds ?? DEFAULT_BACKUP_INTERVAL_SECONDS;
+  }
+
+  /** The schedule in force, in words, for the status page. */
+  scheduleDescription(): string {
+    return describeSchedule(this.#schedule());
   }
 
   /** The schedule in force: a local BACKUP_INTERVAL wins (a plain interval); else the server's (older servers: its interval). */

@@ -78,7 +78,7 @@ export function setupPageRoutes(app: FastifyInstance, runtime: AgentRuntime): vo
       state: runtime.state,
       status: runtime.status(),
       dashboardUrl: runtime.dashboardUrl(),
-      backupIntervalSeconds: runtime.backupIntervalSeconds(),
+      schedule: runtime.scheduleDescription(),
       localPaths: runtime.config.uiEnabled ? runtime.state.monitoredPaths : runtime.config.monitoredPaths,
       notice,
       uiEditable: runtime.config.uiEnabled,

@@ -9,7 +9,7 @@
  * by anything else than a duration is kept as part of the command, so shell
  * tests like `[ -d /srv ] && ...` still work.
  */
-import { cronProblem, DEFAULT_TIME_ZONE, isKnownTimeZone, LIMITS, nextRunAt, normaliseBackupPath, windowMinutes, type BackupWindow, type PreCommand } from '@cairn/shared';
+import { cronProblem, DEFAULT_TIME_ZONE, formatInterval, isKnownTimeZone, LIMITS, nextRunAt, normaliseBackupPath, windowMinutes, type BackupWindow, type PreCommand } from '@cairn/shared';
 
 export const DEFAULT_PRE_COMMAND_TIMEOUT_SECONDS = 300;
 export const MAX_PRE_COMMANDS = 50;
@@ -29,12 +29,8 @@ export function parseDuration(text: string): number | null {
   return Number(match[1]) * unit;
 }
 
-export function formatDurationField(seconds: number): string {
-  if (seconds % 86_400 === 0) return `${seconds / 86_400}d`;
-  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
-  if (seconds % 60 === 0) return `${seconds / 60}m`;
-  return `${seconds}s`;
-}
+/** The interval field's text (`6h`); the one spelling is shared/src/schedule.ts's. */
+export const formatDurationField = formatInterval;
 
 /** Parses the multi-line pre-commands field; errors name the line. */
 export function parsePreCommands(text: string): { commands: PreCommand[]; errors: string[] } {

@@ -1,6 +1,5 @@
-import { nextRunAt } from '@cairn/shared';
+import { describeSchedule, nextRunAt } from '@cairn/shared';
 import { expectedBackupGaps, scheduleOf, type ScheduleColumns } from '../services/clients.service.ts';
-import { formatDurationField } from './client-config-form.ts';
 /**
  * A client's health at a glance, from facts the database already holds.
  * Pure: the caller passes `now`, so the rules are table-tested.
@@ -58,8 +57,5 @@ export function classifyClientHealth(facts: ClientHealthFacts, now: Date): Clien
  */
 export function scheduleFacts(client: ScheduleColumns & { lastStartedAt: Date | null }, now: Date): { nextRunAt: Date | null; backupGapSeconds: number; scheduleLabel: string } {
   const schedule = scheduleOf(client);
-  const label =
-    (schedule.cron === null ? `every ${formatDurationField(schedule.intervalSeconds)}` : `cron ${schedule.cron} (${schedule.timeZone})`) +
-    (schedule.window === null ? '' : `, window ${schedule.window.start}-${schedule.window.end}${schedule.cron === null ? ` ${schedule.timeZone}` : ''}`);
-  return { nextRunAt: nextRunAt(schedule, client.lastStartedAt, now), backupGapSeconds: expectedBackupGaps(client, now).longestSeconds, scheduleLabel: label };
+  return { nextRunAt: nextRunAt(schedule, client.lastStartedAt, now), backupGapSeconds: expectedBackupGaps(client, now).longestSeconds, scheduleLabel: describeSchedule(schedule) };
 }

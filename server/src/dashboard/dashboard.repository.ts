@@ -14,6 +14,7 @@ import { dateOf, numberOf, rowsOf, type Db } from '../db/database.ts';
 import type { AlertType } from '../alerts/alert-event.ts';
 import { alerts, auditLog, backupRuns, clientLogs, clients, fileVersions, users } from '../db/schema.ts';
 import { NotFoundError } from '../errors.ts';
+import { scheduleColumnsOfRaw } from '../services/clients.service.ts';
 
 export interface Viewer {
   id: string;
@@ -92,11 +93,7 @@ export function createDashboardRepository(db: Db) {
         lastPingAt: dateOf(row.last_ping_at),
         lastSuccessAt,
         lastRunStatus: (row.last_run_status ?? null) as 'succeeded' | 'partial' | 'failed' | null,
-        backupIntervalSeconds: numberOf(row.backup_interval_seconds),
-        scheduleCron: (row.schedule_cron ?? null) as string | null,
-        scheduleTimeZone: String(row.schedule_time_zone ?? 'UTC'),
-        backupWindowStart: (row.backup_window_start ?? null) as string | null,
-        backupWindowEnd: (row.backup_window_end ?? null) as string | null,
+        ...scheduleColumnsOfRaw(row),
         lastStartedAt: dateOf(row.last_started_at),
         pingIntervalSeconds: numberOf(row.ping_interval_seconds),
         tokenPrefix: (row.token_prefix ?? null) as string | null,

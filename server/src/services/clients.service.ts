@@ -16,7 +16,7 @@ import {
 import type { AppContext } from '../app-context.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { hashAgentToken, newAgentToken } from '../auth/tokens.ts';
-import { PG_UNIQUE_VIOLATION, pgErrorCode, type Db } from '../db/database.ts';
+import { numberOf, PG_UNIQUE_VIOLATION, pgErrorCode, type Db } from '../db/database.ts';
 import { clients, users } from '../db/schema.ts';
 import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from '../errors.ts';
 import { recordAudit } from './audit-log.service.ts';
@@ -178,6 +178,17 @@ export interface ScheduleColumns {
   scheduleTimeZone: string;
   backupWindowStart: string | null;
   backupWindowEnd: string | null;
+}
+
+/** The schedule columns of a raw (snake_case) row, as raw SQL selects them. */
+export function scheduleColumnsOfRaw(row: Record<string, unknown>): ScheduleColumns {
+  return {
+    backupIntervalSeconds: numberOf(row.backup_interval_seconds),
+    scheduleCron: (row.schedule_cron ?? null) as string | null,
+    scheduleTimeZone: String(row.schedule_time_zone ?? 'UTC'),
+    backupWindowStart: (row.backup_window_start ?? null) as string | null,
+    backupWindowEnd: (row.backup_window_end ?? null) as string | null,
+  };
 }
 
 /** A client's backup schedule as the agent, the dashboard and the alert engine read it. */
