@@ -9,7 +9,7 @@ export function createLogger(level: LogLevelName): Logger {
     level,
     base: { component: 'agent' },
     redact: {
-      paths: ['token', 'password', '*.token', '*.password', 'authorization', '*.authorization', 'headers.authorization'],
+      paths: ['token', 'password', 'enrollmentKey', '*.token', '*.password', '*.enrollmentKey', 'authorization', '*.authorization', 'headers.authorization'],
       censor: '[redacted]',
     },
   });

@@ -1,9 +1,9 @@
 import dotenv from 'dotenv';
 import { ConfigError, onStopSignal } from '@cairn/shared';
-import { AgentRuntime } from './agent/agent-runtime.ts';
+import { AgentRuntime, registrationFrom } from './agent/agent-runtime.ts';
 import { envFilePath, loadAgentConfig, type AgentConfig } from './config/agent-config.ts';
 import { createLogger, type Logger } from './logger.ts';
-import { isAuthError, errorMessage } from './net/http-errors.ts';
+import { isAuthError, errorMessage, PermanentError } from './net/http-errors.ts';
 import { runRestoreCommand } from './restore/restore-command.ts';
 import { ensureStateDir, type AgentState } from './state/agent-state.ts';
 
@@ -73,8 +73,9 @@ async function runAgent(): Promise<void> {
 
 /**
  * Env mode: reuse the saved token when it was issued by the same server for
- * the same client name; otherwise register with USERNAME/PASSWORD. Wrong
- * credentials end the process (exit 1); an unreachable server is waited for.
+ * the same client name; otherwise register with ENROLLMENT_KEY or
+ * USERNAME/PASSWORD. Refused credentials end the process (exit 1); an
+ * unreachable server is waited for.
  */
 async function envModeState(runtime: AgentRuntime, config: AgentConfig, state: AgentState | null, log: Logger): Promise<AgentState | null> {
   const credentials = config.credentials;
@@ -82,10 +83,15 @@ async function envModeState(runtime: AgentRuntime, config: AgentConfig, state: A
   if (state && state.serverUrl === credentials.serverUrl && state.clientName === config.clientName) return state;
   for (let attempt = 0; ; attempt += 1) {
     try {
-      return await runtime.register({ ...credentials, clientName: config.clientName, monitoredPaths: config.monitoredPaths });
+      return await runtime.register(registrationFrom(credentials, config.clientName, config.monitoredPaths));
     } catch (error) {
+      if ('enrollmentKey' in credentials && error instanceof PermanentError) {
+        // The server's message names the problem (revoked, expired, used, a name the key refuses); never the key itself.
+        log.fatal({ serverUrl: credentials.serverUrl, clientName: config.clientName, err: errorMessage(error) }, 'the server refused ENROLLMENT_KEY; get a new key from the dashboard and start again');
+        return null;
+      }
       if (isAuthError(error)) {
-        log.fatal({ serverUrl: credentials.serverUrl, username: credentials.username }, 'the server refused USERNAME/PASSWORD; fix them and start again');
+        log.fatal({ serverUrl: credentials.serverUrl, username: 'username' in credentials ? credentials.username : '' }, 'the server refused USERNAME/PASSWORD; fix them and start again');
         return null;
       }
       const delay = Math.min(60_000, 2_000 * 2 ** attempt);

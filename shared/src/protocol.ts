@@ -101,7 +101,30 @@ export const RegisterResponse = Type.Object({
 });
 export type RegisterResponse = Static<typeof RegisterResponse>;
 
+/**
+ * `POST /enroll`: registration with an enrollment key made on the dashboard
+ * instead of a user's password. The key decides the owner (and may require a
+ * name prefix); it never takes over an existing client of that name (409).
+ * Answers 401 naming the problem for an unknown, revoked, expired or used key.
+ */
+export const EnrollRequest = Type.Object({
+  /** Only hashed, never stored or logged. */
+  enrollmentKey: Type.String({ minLength: 1, maxLength: 256 }),
+  clientName: Text({ minLength: 1, maxLength: 200 }),
+  hostname: Text({ minLength: 1, maxLength: 255 }),
+  agentVersion: Type.Optional(Text({ maxLength: 64 })),
+});
+export type EnrollRequest = Static<typeof EnrollRequest>;
+
 // ---- config and ping ------------------------------------------------------
+
+/** A backup schedule (schedule.ts): the interval, or a cron expression in a zone, with an optional window. */
+export const BackupScheduleBody = Type.Object({
+  intervalSeconds: Type.Integer({ minimum: 60 }),
+  cron: Type.Union([Type.String(), Type.Null()]),
+  timeZone: Type.String(),
+  window: Type.Union([Type.Object({ start: Type.String(), end: Type.String() }), Type.Null()]),
+});
 
 export const PreCommand = Type.Object({
   command: Text({ minLength: 1, maxLength: 4096 }),
@@ -118,6 +141,8 @@ export const ClientConfig = Type.Object({
   excludes: Type.Array(Type.String()),
   preCommands: Type.Array(PreCommand),
   backupIntervalSeconds: Type.Integer({ minimum: 60 }),
+  /** The whole schedule (its interval equals backupIntervalSeconds); older servers send none. */
+  schedule: Type.Optional(BackupScheduleBody),
   pingIntervalSeconds: Type.Integer({ minimum: 5 }),
   dashboardUrl: Type.String(),
 });
@@ -135,6 +160,8 @@ export const PingResponse = Type.Object({
   serverTime: IsoTime,
   /** A person pressed "back up now" in the dashboard; cleared by starting a run. */
   runRequested: Type.Boolean(),
+  /** The current schedule, so an agent waiting for a cron time learns of an edit at its next ping. */
+  schedule: Type.Optional(BackupScheduleBody),
 });
 export type PingResponse = Static<typeof PingResponse>;
 

@@ -150,8 +150,20 @@ export class DashboardSession {
     if (answer.status !== 302 && answer.status !== 303) throw new Error(`dashboard login failed: ${answer.status}`);
   }
 
+  /** Creates an enrollment key on the dashboard's page and returns it (it is shown once). */
+  async createEnrollmentKey(fields: { uses?: 'single' | 'multi'; expiresIn?: string; namePrefix?: string; description?: string } = {}): Promise<string> {
+    await this.#request('GET', '/enrollment-keys');
+    const answer = await this.#request('POST', '/enrollment-keys', { uses: 'single', expiresIn: '1d', namePrefix: '', description: 'e2e', ...fields });
+    const key = /value="(cairn_enroll_[^"]+)" id="enrollment-key"/.exec(answer.body)?.[1];
+    if (answer.status !== 200 || key === undefined) throw new Error(`creating an enrollment key failed: ${answer.status}\n${answer.body.slice(0, 2000)}`);
+    return key;
+  }
+
   /** The client page's configuration form (pre-commands: one per line, `[5s] cmd` sets a timeout). */
-  async configureClient(clientId: string, fields: { monitoredPaths?: string; excludes?: string; preCommands?: string; backupInterval?: string }): Promise<void> {
+  async configureClient(
+    clientId: string,
+    fields: { monitoredPaths?: string; excludes?: string; preCommands?: string; backupInterval?: string; scheduleKind?: string; cron?: string; timeZone?: string; windowStart?: string; windowEnd?: string },
+  ): Promise<void> {
     await this.#request('GET', `/clients/${clientId}`);
     const answer = await this.#request('POST', `/clients/${clientId}/config`, {
       monitoredPaths: '',

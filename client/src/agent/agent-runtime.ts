@@ -1,9 +1,9 @@
 import os from 'node:os';
 import path from 'node:path';
-import type { ClientConfig } from '@cairn/shared';
+import { DEFAULT_TIME_ZONE, describeSchedule, nextRunAt, type BackupSchedule, type ClientConfig } from '@cairn/shared';
 import { runBackupCycle, type LocalBackupSettings } from '../backup/backup-cycle.ts';
 import { newProgress, type CycleProgress, type CycleReport, type CycleTrigger } from '../backup/backup-progress.ts';
-import { DEFAULT_BACKUP_INTERVAL_SECONDS, DEFAULT_PING_INTERVAL_SECONDS, type AgentConfig } from '../config/agent-config.ts';
+import { DEFAULT_BACKUP_INTERVAL_SECONDS, DEFAULT_PING_INTERVAL_SECONDS, type AgentConfig, type EnvCredentials } from '../config/agent-config.ts';
 import type { Logger } from '../logger.ts';
 import { ApiClient } from '../net/api-client.ts';
 import { errorMessage } from '../net/http-errors.ts';
@@ -12,12 +12,21 @@ import type { ValidSetup } from '../setup/setup-form.ts';
 import { FileCacheStore } from './cache-store.ts';
 import { AGENT_VERSION } from './version.ts';
 
+/** A registration: with a user's name and password, or with an enrollment key (then username and password are unused). */
 export interface RegistrationInput {
   serverUrl: string;
   username: string;
   password: string;
+  enrollmentKey?: string;
   clientName: string;
   monitoredPaths: string[];
+}
+
+/** The env-mode credentials as a registration of this agent. */
+export function registrationFrom(credentials: EnvCredentials, clientName: string, monitoredPaths: string[]): RegistrationInput {
+  return 'enrollmentKey' in credentials
+    ? { serverUrl: credentials.serverUrl, username: '', password: '', enrollmentKey: credentials.enrollmentKey, clientName, monitoredPaths }
+    : { ...credentials, clientName, monitoredPaths };
 }
 
 /** What the status page and the JSON status endpoint show. */
@@ -107,20 +116,20 @@ export class AgentRuntime {
   }
 
   /**
-   * Registers with the server (name + password, never stored) and saves the
-   * state. Throws PermanentError for wrong credentials and RetryableError
-   * when the server cannot be reached; nothing is saved then.
+   * Registers with the server (name + password or an enrollment key, never
+   * stored) and saves the state. Throws PermanentError for wrong credentials
+   * or a refused key and RetryableError when the server cannot be reached;
+   * nothing is saved then.
    */
   async register(input: RegistrationInput, expectClientId?: string): Promise<AgentState> {
     const api = new ApiClient({ serverUrl: input.serverUrl });
+    const byKey = input.enrollmentKey !== undefined;
     try {
-      const answer = await api.register({
-        username: input.username,
-        password: input.password,
-        clientName: input.clientName,
-        hostname: this.config.hostname,
-        agentVersion: AGENT_VERSION,
-      });
+      const identity = { clientName: input.clientName, hostname: this.config.hostname, agentVersion: AGENT_VERSION };
+      const answer =
+        input.enrollmentKey !== undefined
+          ? await api.enroll({ enrollmentKey: input.enrollmentKey, ...identity })
+          : await api.register({ username: input.username, password: input.password, ...identity });
       if (expectClientId !== undefined && answer.clientId !== expectClientId) {
         throw new SetupRefusedError(
           `These credentials do not belong to the account this agent is registered with on ${input.serverUrl}.`,
@@ -133,7 +142,8 @@ export class AgentRuntime {
         clientId: answer.clientId,
         clientName: input.clientName,
         hostname: this.config.hostname,
-        username: input.username,
+        username: byKey ? '' : input.username,
+        registeredWith: byKey ? 'enrollment-key' : 'password',
         monitoredPaths: input.monitoredPaths,
         dashboardUrl: answer.dashboardUrl,
         configuredAt: new Date().toISOString(),
@@ -143,7 +153,7 @@ export class AgentRuntime {
       if (previous && (previous.clientId !== state.clientId || previous.serverUrl !== state.serverUrl)) {
         await removeScanCache(this.config.stateDir);
       }
-      this.log.info({ serverUrl: state.serverUrl, clientId: state.clientId, clientName: state.clientName }, 'registered with the server');
+      this.log.info({ serverUrl: state.serverUrl, clientId: state.clientId, clientName: state.clientName, with: state.registeredWith }, 'registered with the server');
       return state;
     } finally {
       await api.close();
@@ -197,7 +207,30 @@ export class AgentRuntime {
     this.#generation += 1;
     this.log.info({ serverUrl: state.serverUrl, clientName: state.clientName }, 'agent started');
     void this.#pingLoop(this.#generation);
-    this.requestRun('schedule');
+    void this.#firstRun(this.#generation);
+  }
+
+  /**
+   * The first cycle after start: at once for an interval schedule (as
+   * always), but a cron schedule waits for its next time and a window for
+   * its opening, so restarting an agent does not run a nightly backup at
+   * noon. Needs the schedule first; when the server cannot say, the cycle
+   * starts at once and fetches the configuration itself.
+   */
+  async #firstRun(generation: number): Promise<void> {
+    const api = this.#api;
+    if (api === null) return;
+    if (this.config.backupIntervalSeconds === undefined) {
+      try {
+        this.#serverConfig = await api.config();
+      } catch (error) {
+        this.log.warn({ err: errorMessage(error) }, 'could not read the schedule from the server; backing up now');
+      }
+    }
+    if (this.#stopped || generation !== this.#generation || this.#current !== null) return;
+    const at = nextRunAt(this.#schedule(), null, new Date());
+    if (at !== null && at.getTime() <= Date.now()) this.requestRun('schedule');
+    else this.#scheduleNext();
   }
 
   /** Stops the timers and waits for a running cycle to end. */
@@ -211,6 +244,16 @@ export class AgentRuntime {
     if (this.#current) await this.#current.catch(() => undefined);
     await this.#api?.close().catch(() => undefined);
     this.#api = null;
+  }
+
+  /** Stops the timers from inside a cycle (stop() would wait for that very cycle). */
+  #halt(): void {
+    this.#stopped = true;
+    if (this.#backupTimer) clearTimeout(this.#backupTimer);
+    if (this.#pingTimer) clearTimeout(this.#pingTimer);
+    this.#backupTimer = null;
+    this.#pingTimer = null;
+    this.#nextRunAt = null;
   }
 
   /** Starts a cycle unless one is running. */
@@ -252,15 +295,31 @@ export class AgentRuntime {
     return report;
   }
 
-  /** Env mode holds the credentials, so a revoked token is replaced by registering again. */
+  /**
+   * Env mode with USERNAME/PASSWORD holds the credentials, so a revoked token
+   * is replaced by registering again. An agent that registered with an
+   * enrollment key does not: its revoked client stays revoked, and the agent
+   * stops backing up and pinging (a key could not take the client back
+   * anyway, decision 126) until a person gives it a new token or key.
+   */
   async #onAuthFailure(): Promise<void> {
     const credentials = this.config.credentials;
+    if (this.#state?.registeredWith === 'enrollment-key' || (credentials !== undefined && 'enrollmentKey' in credentials)) {
+      this.#halt();
+      this.log.error(
+        { clientId: this.#state?.clientId, serverUrl: this.#state?.serverUrl },
+        'the server refused this agent\'s token (revoked?); it registered with an enrollment key, so it does not register again by itself: backups stopped. ' +
+          'To enrol it again, delete the client or give it a new name, remove the state directory and start the agent with a new ENROLLMENT_KEY',
+      );
+      this.#recentErrors = [{ at: new Date().toISOString(), message: 'The server refused this agent\'s token; backups stopped until it is enrolled again.' }, ...this.#recentErrors].slice(0, RECENT_ERRORS);
+      return;
+    }
     if (credentials === undefined || this.#state === null) {
       this.log.error('the server refused this agent\'s token; run the setup again');
       return;
     }
     try {
-      const state = await this.register({ ...credentials, clientName: this.config.clientName, monitoredPaths: this.config.monitoredPaths });
+      const state = await this.register(registrationFrom(credentials, this.config.clientName, this.config.monitoredPaths));
       this.#state = state;
       await this.#api?.close();
       this.#api = new ApiClient({ serverUrl: state.serverUrl, token: state.token });
@@ -291,14 +350,49 @@ export class AgentRuntime {
     return this.config.backupIntervalSeconds ?? this.#serverConfig?.backupIntervalSeconds ?? DEFAULT_BACKUP_INTERVAL_SECONDS;
   }
 
+  /** The schedule in force, in words, for the status page. */
+  scheduleDescription(): string {
+    return describeSchedule(this.#schedule());
+  }
+
+  /** The schedule in force: a local BACKUP_INTERVAL wins (a plain interval); else the server's (older servers: its interval). */
+  #schedule(): BackupSchedule {
+    const interval = { intervalSeconds: this.backupIntervalSeconds(), cron: null, timeZone: DEFAULT_TIME_ZONE, window: null };
+    if (this.config.backupIntervalSeconds !== undefined) return interval;
+    return this.#serverConfig?.schedule ?? interval;
+  }
+
+  /** A ping brought the server's current schedule: an edit applies now, not after the run it would have waited for. */
+  #onServerSchedule(schedule: BackupSchedule | undefined): void {
+    const config = this.#serverConfig;
+    if (schedule === undefined || config === null || JSON.stringify(schedule) === JSON.stringify(config.schedule)) return;
+    this.#serverConfig = { ...config, schedule, backupIntervalSeconds: schedule.intervalSeconds };
+    this.log.info({ schedule }, 'the server changed the backup schedule');
+    if (this.#current === null && !this.#stopped) {
+      if (this.#backupTimer) clearTimeout(this.#backupTimer);
+      this.#backupTimer = null;
+      this.#scheduleNext();
+    }
+  }
+
   pingIntervalSeconds(): number {
     return this.config.pingIntervalSeconds ?? this.#serverConfig?.pingIntervalSeconds ?? DEFAULT_PING_INTERVAL_SECONDS;
   }
 
-  /** The next cycle starts one interval after the previous one started (at once if that has passed). */
+  /**
+   * Sets the timer for the next cycle (shared/src/schedule.ts): one interval
+   * after the previous start, or the next cron time, at once when overdue,
+   * and only inside the window. A cron with no time in its window never runs.
+   */
   #scheduleNext(): void {
     if (this.#stopped) return;
-    const at = Math.max(Date.now(), this.#lastStart + this.backupIntervalSeconds() * 1000);
+    const next = nextRunAt(this.#schedule(), this.#lastStart === 0 ? null : new Date(this.#lastStart), new Date());
+    if (next === null) {
+      this.#nextRunAt = null;
+      this.log.warn({ schedule: this.#schedule() }, 'the schedule has no time inside its window: no backup scheduled');
+      return;
+    }
+    const at = next.getTime();
     this.#nextRunAt = at;
     // Node fires timers longer than 2^31-1 ms at once: wait in steps and look again.
     const delay = at - Date.now();
@@ -313,6 +407,7 @@ export class AgentRuntime {
       const answer = await api.ping({ agentVersion: AGENT_VERSION, hostname: os.hostname(), state: this.#current ? 'running' : 'idle' });
       this.#lastPingAt = new Date().toISOString();
       this.#lastPingError = null;
+      this.#onServerSchedule(answer.schedule);
       if (answer.runRequested && this.requestRun('server') === 'started') this.log.info('the server asked for a backup; starting one');
     } catch (error) {
       this.#lastPingError = errorMessage(error);

@@ -5,12 +5,11 @@ import { EnvReader, normaliseBackupPath, variablesRead, type Env } from '@cairn/
 export type LogLevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-/** What env mode needs to register by itself. */
-export interface EnvCredentials {
-  serverUrl: string;
-  username: string;
-  password: string;
-}
+/**
+ * What env mode needs to register by itself: an enrollment key from the
+ * dashboard (ENROLLMENT_KEY), or a user's name and password.
+ */
+export type EnvCredentials = { serverUrl: string } & ({ enrollmentKey: string } | { username: string; password: string });
 
 export interface AgentConfig {
   uiEnabled: boolean;
@@ -106,6 +105,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
   };
 
   let serverUrl: string | undefined;
+  let enrollmentKey: string | undefined;
   let username: string;
   let password: string;
   let monitoredRaw: string[];
@@ -114,13 +114,22 @@ export function loadAgentConfig(env: Env): AgentConfig {
     username = r.string('USERNAME', '');
     password = '';
     r.optionalString('PASSWORD');
+    r.optionalString('ENROLLMENT_KEY');
     monitoredRaw = listOf('MONITORED_PATHS', ',');
   } else {
     const why = 'CLIENT_UI_ENABLED=false configures the agent from the environment only';
     const rawUrl = r.required('SERVER_URL', why);
     serverUrl = rawUrl === '' ? undefined : r.url('SERVER_URL');
-    username = r.required('USERNAME', why);
-    password = r.required('PASSWORD', why);
+    enrollmentKey = r.optionalString('ENROLLMENT_KEY')?.trim() || undefined;
+    if (enrollmentKey === undefined) {
+      username = r.required('USERNAME', `${why}: set ENROLLMENT_KEY, or USERNAME and PASSWORD`);
+      password = r.required('PASSWORD', `${why}: set ENROLLMENT_KEY, or USERNAME and PASSWORD`);
+    } else {
+      // The key decides the account; a password beside it would only be one more secret on the machine.
+      username = r.string('USERNAME', '');
+      password = '';
+      if (r.optionalString('PASSWORD')) r.problems.push('PASSWORD must not be set together with ENROLLMENT_KEY (the key registers this agent)');
+    }
     monitoredRaw = listOf('MONITORED_PATHS', ',');
     if (monitoredRaw.length === 0 && !r.problems.some((p) => p.startsWith('MONITORED_PATHS'))) {
       r.problems.push(`MONITORED_PATHS is required (${why}): comma-separated absolute paths`);
@@ -148,7 +157,8 @@ export function loadAgentConfig(env: Env): AgentConfig {
     uiPort: r.integer('CLIENT_UI_PORT', 8080, 0, 65535),
     uiHost: r.string('CLIENT_UI_HOST', '0.0.0.0'),
     stateDir: resolveUserPath(env, r.string('AGENT_STATE_DIR', './data/agent')),
-    credentials: uiEnabled || serverUrl === undefined ? undefined : { serverUrl, username, password },
+    credentials:
+      uiEnabled || serverUrl === undefined ? undefined : enrollmentKey !== undefined ? { serverUrl, enrollmentKey } : { serverUrl, username, password },
     setupDefaults: { serverUrl: serverUrl ?? '', username, monitoredPaths: monitored.paths },
     clientName,
     hostname,

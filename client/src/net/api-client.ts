@@ -16,6 +16,7 @@ import {
   type OkResponse,
   type PingRequest,
   type PingResponse,
+  type EnrollRequest,
   type RegisterRequest,
   type RegisterResponse,
   type StartRunRequest,
@@ -66,6 +67,11 @@ export class ApiClient {
   register(body: RegisterRequest): Promise<RegisterResponse> {
     // Wrong credentials are a 401: permanent. Only network trouble is retried, briefly, so the setup page answers fast.
     return this.#json('POST', '/register', body, { attempts: 2, baseDelayMs: 300, maxDelayMs: 1000 });
+  }
+
+  /** Registration with an enrollment key: a bad, used, expired or revoked key is a 401, a name the key refuses a 400/409. */
+  enroll(body: EnrollRequest): Promise<RegisterResponse> {
+    return this.#json('POST', '/enroll', body, { attempts: 2, baseDelayMs: 300, maxDelayMs: 1000 });
   }
 
   config(): Promise<ClientConfig> {

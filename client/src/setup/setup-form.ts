@@ -2,6 +2,8 @@ import { parseMonitoredPaths } from '../config/agent-config.ts';
 
 export interface SetupFormValues {
   serverUrl: string;
+  /** An enrollment key from the dashboard: instead of username and password, first setup only. */
+  enrollmentKey: string;
   username: string;
   password: string;
   clientName: string;
@@ -13,6 +15,8 @@ export interface SetupFormValues {
 
 export interface ValidSetup {
   serverUrl: string;
+  /** Set when the first setup registers with an enrollment key (username and password are then empty). */
+  enrollmentKey?: string;
   username: string;
   password: string;
   clientName: string;
@@ -32,6 +36,7 @@ export function readSetupForm(body: unknown): SetupFormValues {
   const b = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
   return {
     serverUrl: field(b, 'serverUrl').trim(),
+    enrollmentKey: field(b, 'enrollmentKey').trim(),
     username: field(b, 'username').trim(),
     password: field(b, 'password'),
     clientName: field(b, 'clientName').trim(),
@@ -63,8 +68,14 @@ export function validateSetupForm(values: SetupFormValues, current?: { serverUrl
   const serverUrl = normaliseServerUrl(values.serverUrl);
   if (values.serverUrl === '') errors.serverUrl = 'Enter the address of your Cairn server.';
   else if (serverUrl === null) errors.serverUrl = 'Enter a full http:// or https:// address, e.g. https://backup.example.com.';
-  if (values.username === '') errors.username = 'Enter your user name on the server.';
-  if (values.password === '') errors.password = 'Enter your password on the server.';
+  // A key registers a new agent only; changing a configured one proves the account with its password.
+  const byKey = current === undefined && values.enrollmentKey !== '';
+  if (byKey) {
+    if (values.enrollmentKey.length > 256) errors.enrollmentKey = 'That is longer than any enrollment key.';
+  } else {
+    if (values.username === '') errors.username = current === undefined ? 'Enter your user name on the server, or an enrollment key above.' : 'Enter your user name on the server.';
+    if (values.password === '') errors.password = 'Enter your password on the server.';
+  }
   if (values.clientName === '') errors.clientName = 'Give this machine a name.';
   else if (values.clientName.length > 200) errors.clientName = 'Use at most 200 characters.';
   // eslint-disable-next-line no-control-regex -- control characters are exactly what is refused here
@@ -86,8 +97,9 @@ export function validateSetupForm(values: SetupFormValues, current?: { serverUrl
     errors,
     setup: {
       serverUrl,
-      username: values.username,
-      password: values.password,
+      ...(byKey && { enrollmentKey: values.enrollmentKey }),
+      username: byKey ? '' : values.username,
+      password: byKey ? '' : values.password,
       clientName: values.clientName,
       monitoredPaths: monitored.paths,
       currentUsername: moving ? values.currentUsername : values.username,

@@ -44,6 +44,7 @@ export function setupPageRoutes(app: FastifyInstance, runtime: AgentRuntime): vo
     const d = runtime.config.setupDefaults;
     return {
       serverUrl: state?.serverUrl ?? d.serverUrl,
+      enrollmentKey: '',
       username: state?.username ?? d.username,
       password: '',
       clientName: state?.clientName ?? runtime.config.clientName,
@@ -77,7 +78,7 @@ export function setupPageRoutes(app: FastifyInstance, runtime: AgentRuntime): vo
       state: runtime.state,
       status: runtime.status(),
       dashboardUrl: runtime.dashboardUrl(),
-      backupIntervalSeconds: runtime.backupIntervalSeconds(),
+      schedule: runtime.scheduleDescription(),
       localPaths: runtime.config.uiEnabled ? runtime.state.monitoredPaths : runtime.config.monitoredPaths,
       notice,
       uiEditable: runtime.config.uiEnabled,
@@ -103,7 +104,7 @@ export function setupPageRoutes(app: FastifyInstance, runtime: AgentRuntime): vo
     const values = readSetupForm(request.body);
     const current = runtime.state ?? undefined;
     const { setup, errors } = validateSetupForm(values, current);
-    const keep = { ...values, password: '', currentPassword: '' };
+    const keep = { ...values, password: '', currentPassword: '', enrollmentKey: '' };
     if (!setup) return renderSetup(reply, keep, errors, 'Please correct the highlighted fields.', 400);
     if (runtime.status().running && current) {
       return renderSetup(reply, keep, {}, 'A backup is running right now. Try again when it has finished.', 409);
@@ -111,7 +112,7 @@ export function setupPageRoutes(app: FastifyInstance, runtime: AgentRuntime): vo
     try {
       await runtime.configure(setup);
     } catch (error) {
-      const { message, status, fieldErrors } = describeSetupFailure(error, setup.serverUrl);
+      const { message, status, fieldErrors } = describeSetupFailure(error, setup.serverUrl, setup.enrollmentKey !== undefined);
       request.log.warn({ err: errorMessage(error) }, 'setup failed');
       return renderSetup(reply, keep, fieldErrors, message, status);
     }
@@ -140,9 +141,19 @@ export function setupPageRoutes(app: FastifyInstance, runtime: AgentRuntime): vo
   });
 }
 
-function describeSetupFailure(error: unknown, serverUrl: string): { message: string; status: number; fieldErrors: FieldErrors } {
+function describeSetupFailure(error: unknown, serverUrl: string, byKey: boolean): { message: string; status: number; fieldErrors: FieldErrors } {
   if (error instanceof SetupRefusedError) {
     return { message: error.message, status: 403, fieldErrors: error.field ? { [error.field]: error.message } : {} };
+  }
+  if (byKey && error instanceof PermanentError && [400, 401, 403, 409].includes(error.statusCode)) {
+    // The server names the problem (revoked, expired, used, a name the key does not allow); the key itself is never echoed.
+    const reason = error.message.replace(/^POST \/enroll: \d+ /, '');
+    const onName = error.statusCode === 400 || error.statusCode === 409;
+    return {
+      message: `The server did not accept this enrollment key: ${reason}.`,
+      status: error.statusCode === 409 ? 409 : error.statusCode === 400 ? 400 : 401,
+      fieldErrors: onName ? { clientName: reason.replace(/^clientName:? /, '') } : { enrollmentKey: reason },
+    };
   }
   if (error instanceof PermanentError && (error.statusCode === 401 || error.statusCode === 403)) {
     return {
@@ -153,7 +164,7 @@ function describeSetupFailure(error: unknown, serverUrl: string): { message: str
   }
   if (error instanceof RetryableError) {
     return {
-      message: `Cannot reach the server at ${serverUrl} (${error.message.replace(/^POST \/register: /, '')}). Check the address and that the server is running.`,
+      message: `Cannot reach the server at ${serverUrl} (${error.message.replace(/^POST \/(register|enroll): /, '')}). Check the address and that the server is running.`,
       status: 502,
       fieldErrors: { serverUrl: 'The server did not answer.' },
     };

@@ -8,8 +8,10 @@ export interface AgentState {
   clientId: string;
   clientName: string;
   hostname: string;
-  /** The server account that registered this agent (shown on the status page). */
+  /** The server account that registered this agent (shown on the status page); '' when an enrollment key did. */
   username: string;
+  /** How it registered: with an enrollment key it never registers again by itself (a revoked client stays revoked). */
+  registeredWith: 'password' | 'enrollment-key';
   /** Local monitored paths chosen on the setup page (env mode takes them from MONITORED_PATHS instead). */
   monitoredPaths: string[];
   dashboardUrl: string;
@@ -52,6 +54,7 @@ export async function readAgentState(stateDir: string): Promise<AgentState | nul
     clientName: parsed.clientName ?? '',
     hostname: parsed.hostname ?? '',
     username: parsed.username ?? '',
+    registeredWith: parsed.registeredWith === 'enrollment-key' ? 'enrollment-key' : 'password',
     monitoredPaths: Array.isArray(parsed.monitoredPaths) ? parsed.monitoredPaths : [],
     dashboardUrl: parsed.dashboardUrl ?? '',
     configuredAt: parsed.configuredAt ?? '',

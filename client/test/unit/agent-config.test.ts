@@ -44,6 +44,14 @@ describe('loadAgentConfig', () => {
     for (const name of ['SERVER_URL', 'USERNAME', 'PASSWORD', 'MONITORED_PATHS']) expect(problems).toContain(name);
   });
 
+  it('env mode registers with ENROLLMENT_KEY instead of USERNAME/PASSWORD', () => {
+    const { USERNAME: _u, PASSWORD: _p, ...noPassword } = ENV_MODE;
+    const config = loadAgentConfig({ ...noPassword, ENROLLMENT_KEY: ' cairn_enroll_abc ' });
+    expect(config.credentials).toEqual({ serverUrl: 'http://backup.example.com:8000', enrollmentKey: 'cairn_enroll_abc' });
+    expect(() => loadAgentConfig({ ...ENV_MODE, ENROLLMENT_KEY: 'cairn_enroll_abc' })).toThrow('PASSWORD must not be set together with ENROLLMENT_KEY');
+    expect(() => loadAgentConfig({ CLIENT_UI_ENABLED: 'false', SERVER_URL: 'http://x', MONITORED_PATHS: '/data' })).toThrow('set ENROLLMENT_KEY, or USERNAME and PASSWORD');
+  });
+
   it.each<[string, Record<string, string>, string]>([
     ['bad interval', { PING_INTERVAL: 'soon' }, 'PING_INTERVAL'],
     ['relative monitored path', { MONITORED_PATHS: 'data' }, 'MONITORED_PATHS'],

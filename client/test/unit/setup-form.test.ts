@@ -3,6 +3,7 @@ import { isCrossOriginRequest, normaliseServerUrl, validateSetupForm, type Setup
 
 const valid: SetupFormValues = {
   serverUrl: 'http://backup.example.com:8000/',
+  enrollmentKey: '',
   username: 'alice',
   password: 'secret',
   clientName: 'laptop',
@@ -41,6 +42,17 @@ describe('validateSetupForm', () => {
   it('staying on the same server verifies with the same credentials', () => {
     const { setup } = validateSetupForm(valid, { serverUrl: 'http://backup.example.com:8000' });
     expect(setup).toMatchObject({ currentUsername: 'alice', currentPassword: 'secret' });
+  });
+
+  it('a first setup with an enrollment key needs no user name or password, and carries none', () => {
+    const { setup, errors } = validateSetupForm({ ...valid, enrollmentKey: 'cairn_enroll_abc', username: '', password: 'typed by mistake' });
+    expect(errors).toEqual({});
+    expect(setup).toMatchObject({ enrollmentKey: 'cairn_enroll_abc', username: '', password: '' });
+  });
+
+  it('a configured agent ignores a key: changing it needs the account', () => {
+    const { errors } = validateSetupForm({ ...valid, enrollmentKey: 'cairn_enroll_abc', username: '', password: '' }, { serverUrl: 'http://backup.example.com:8000' });
+    expect(Object.keys(errors).sort()).toEqual(['password', 'username']);
   });
 
   it('normalises server URLs', () => {

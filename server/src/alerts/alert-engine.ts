@@ -17,6 +17,7 @@ import type { Db } from '../db/database.ts';
 import { alerts, backupRuns, clientPaths, clients, fileVersions } from '../db/schema.ts';
 import { versionPathJoin } from '../db/version-columns.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
+import { expectedBackupGaps } from '../services/clients.service.ts';
 import type { Actor } from '../services/users.service.ts';
 import type { AlertEvent, AlertNotifier, AlertSnapshot } from './alert-event.ts';
 import { loadAlertDefaults, mergeAlertSettings } from './alert-settings.ts';
@@ -100,13 +101,15 @@ export async function evaluateClientAlerts(ctx: AppContext, clientId: string, op
   const settings = options.settings ?? mergeAlertSettings(await loadAlertDefaults(db), client.alertSettings);
   const watchedNeeded = settings.expectedFile.enabled || settings.fileShrank.enabled;
   const watched = watchedNeeded ? await Promise.all(settings.expectedFile.folders.map((folder) => loadWatchedFolder(db, clientId, folder))) : [];
+  const gaps = expectedBackupGaps(client, now);
   const conditions = detectAlertConditions(
     {
       client: {
         createdAt: client.createdAt,
         lastPingAt: client.lastPingAt,
         lastSuccessAt: client.lastBackupAt,
-        backupIntervalSeconds: client.backupIntervalSeconds,
+        backupIntervalSeconds: gaps.meanSeconds,
+        backupGapSeconds: gaps.longestSeconds,
         pingIntervalSeconds: client.pingIntervalSeconds,
       },
       runs,

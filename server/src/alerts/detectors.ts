@@ -32,7 +32,10 @@ export interface ClientFacts {
   lastPingAt: Date | null;
   /** Finish time of the newest succeeded or partial run (clients.last_backup_at). */
   lastSuccessAt: Date | null;
+  /** The (mean) spacing of scheduled runs. */
   backupIntervalSeconds: number;
+  /** The longest gap the schedule leaves between two runs (a cron on weekdays: Friday to Monday); default backupIntervalSeconds. */
+  backupGapSeconds?: number;
   pingIntervalSeconds: number;
 }
 
@@ -191,9 +194,11 @@ export function detectMissedBackup(input: DetectorInput, settings: AlertSettings
   const { client, now } = input;
   const since = client.lastSuccessAt ?? client.createdAt;
   const ageSeconds = (now.getTime() - since.getTime()) / 1000;
-  const limitSeconds = client.backupIntervalSeconds * settings.tolerance;
+  const gapSeconds = client.backupGapSeconds ?? client.backupIntervalSeconds;
+  const limitSeconds = gapSeconds * settings.tolerance;
   if (ageSeconds <= limitSeconds) return [];
   const what = client.lastSuccessAt ? 'no successful backup' : 'never backed up';
+  const expected = gapSeconds === client.backupIntervalSeconds ? `every ${formatHours(gapSeconds)}` : `at most ${formatHours(gapSeconds)} apart`;
   return [
     {
       type: 'missed_backup',
@@ -201,8 +206,8 @@ export function detectMissedBackup(input: DetectorInput, settings: AlertSettings
       severity: 'warning',
       path: null,
       observed: `${what} for ${formatHours(ageSeconds)}`,
-      reference: `every ${formatHours(client.backupIntervalSeconds)}, tolerance ${settings.tolerance}x`,
-      message: `${what} for ${formatHours(ageSeconds)} (expected every ${formatHours(client.backupIntervalSeconds)}, tolerance ${settings.tolerance}x)`,
+      reference: `${expected}, tolerance ${settings.tolerance}x`,
+      message: `${what} for ${formatHours(ageSeconds)} (expected ${expected}, tolerance ${settings.tolerance}x)`,
     },
   ];
 }

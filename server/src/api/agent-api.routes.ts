@@ -3,6 +3,7 @@ import rateLimit from '@fastify/rate-limit';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import {
   ClientConfig,
+  EnrollRequest,
   ErrorBody,
   LogsRequest,
   OkResponse,
@@ -14,6 +15,7 @@ import {
 import type { AppContext } from '../app-context.ts';
 import { appendClientLogs } from '../services/backup-repository.ts';
 import { getClientConfig, recordPing, registerClient } from '../services/clients.service.ts';
+import { enrollClient } from '../services/enrollment-keys.service.ts';
 import { agentOf, BEARER, requireAgentToken } from './agent-auth.ts';
 import { contentRoutes } from './contents.routes.ts';
 import { fileRoutes } from './files.routes.ts';
@@ -39,6 +41,20 @@ export const agentApiRoutes: FastifyPluginAsync<{ ctx: AppContext }> = async (pl
       },
     },
     async (request) => registerClient(ctx, request.body),
+  );
+
+  app.post(
+    '/enroll',
+    {
+      config: { rateLimit: REGISTER_RATE },
+      schema: {
+        tags: ['agent'],
+        summary: 'Register an agent with an enrollment key from the dashboard; returns the client id and a token shown once',
+        body: EnrollRequest,
+        response: { 200: RegisterResponse, 400: ErrorBody, 401: ErrorBody, 409: ErrorBody, 429: ErrorBody },
+      },
+    },
+    async (request) => enrollClient(ctx, request.body),
   );
 
   await app.register(async (authed) => {

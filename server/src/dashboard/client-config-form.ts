@@ -9,7 +9,7 @@
  * by anything else than a duration is kept as part of the command, so shell
  * tests like `[ -d /srv ] && ...` still work.
  */
-import { LIMITS, normaliseBackupPath, type PreCommand } from '@cairn/shared';
+import { cronProblem, DEFAULT_TIME_ZONE, formatInterval, isKnownTimeZone, LIMITS, nextRunAt, normaliseBackupPath, windowMinutes, type BackupWindow, type PreCommand } from '@cairn/shared';
 
 export const DEFAULT_PRE_COMMAND_TIMEOUT_SECONDS = 300;
 export const MAX_PRE_COMMANDS = 50;
@@ -29,12 +29,8 @@ export function parseDuration(text: string): number | null {
   return Number(match[1]) * unit;
 }
 
-export function formatDurationField(seconds: number): string {
-  if (seconds % 86_400 === 0) return `${seconds / 86_400}d`;
-  if (seconds % 3600 === 0) return `${seconds / 3600}h`;
-  if (seconds % 60 === 0) return `${seconds / 60}m`;
-  return `${seconds}s`;
-}
+/** The interval field's text (`6h`); the one spelling is shared/src/schedule.ts's. */
+export const formatDurationField = formatInterval;
 
 /** Parses the multi-line pre-commands field; errors name the line. */
 export function parsePreCommands(text: string): { commands: PreCommand[]; errors: string[] } {
@@ -85,6 +81,12 @@ export interface ClientConfigInput {
   excludes?: string;
   preCommands?: string;
   backupInterval?: string;
+  /** `interval` (default) or `cron`. */
+  scheduleKind?: string;
+  cron?: string;
+  timeZone?: string;
+  windowStart?: string;
+  windowEnd?: string;
   retentionOverride?: string;
   retentionVersions?: string;
   retentionDays?: string;
@@ -95,6 +97,7 @@ export interface ClientConfigValues {
   excludes: string[];
   preCommands: PreCommand[];
   backupIntervalSeconds: number;
+  schedule: { cron: string | null; timeZone: string; window: BackupWindow | null };
   retentionVersions: number | null;
   retentionDays: number | null;
 }
@@ -112,6 +115,38 @@ function optionalInteger(text: string | undefined, min: number, max: number): nu
   if (!/^\d{1,9}$/.test(trimmed)) return 'invalid';
   const value = Number(trimmed);
   return value < min || value > max ? 'invalid' : value;
+}
+
+/**
+ * The schedule part of the form: cron (when chosen), zone and window, each
+ * problem under its own field (`cron`, `timeZone`, `backupWindow`).
+ */
+function validateScheduleFields(input: ClientConfigInput, intervalSeconds: number, errors: FieldErrors): ClientConfigValues['schedule'] {
+  const kind = input.scheduleKind?.trim() || 'interval';
+  const cronText = (input.cron ?? '').trim().replace(/\s+/g, ' ');
+  let cron: string | null = null;
+  if (kind === 'cron') {
+    if (cronText === '') errors.cron = 'enter a cron expression, e.g. 0 3 * * * for 03:00 every day';
+    else {
+      const problem = cronProblem(cronText);
+      if (problem === null) cron = cronText;
+      else errors.cron = problem;
+    }
+  } else if (kind !== 'interval') errors.scheduleKind = 'choose an interval or a cron expression';
+  const timeZone = (input.timeZone ?? '').trim() || DEFAULT_TIME_ZONE;
+  if (!isKnownTimeZone(timeZone)) errors.timeZone = `unknown time zone "${timeZone.slice(0, 80)}": use an IANA name such as Europe/Berlin`;
+  const start = (input.windowStart ?? '').trim();
+  const end = (input.windowEnd ?? '').trim();
+  let window: BackupWindow | null = null;
+  if (start !== '' || end !== '') {
+    if (windowMinutes(start) === null || windowMinutes(end) === null) errors.backupWindow = 'give both start and end as HH:MM, e.g. 22:00 and 06:00';
+    else if (start === end) errors.backupWindow = 'start and end must differ (leave both empty for any time)';
+    else window = { start, end };
+  }
+  if (errors.cron === undefined && errors.timeZone === undefined && errors.backupWindow === undefined && window !== null) {
+    if (nextRunAt({ intervalSeconds, cron, timeZone, window }, null, new Date()) === null) errors.backupWindow = 'no time of the cron expression falls inside this window';
+  }
+  return { cron, timeZone, window };
 }
 
 export function validateClientConfig(
@@ -142,6 +177,8 @@ export function validateClientConfig(
   if (interval === null) errors.backupInterval = 'use a number of seconds or a duration such as 30m, 6h, 1d';
   else if (interval < 60 || interval > 30 * 86_400) errors.backupInterval = 'must be between 1 minute and 30 days';
 
+  const schedule = validateScheduleFields(input, interval ?? 3600, errors);
+
   let retentionVersions: number | null = null;
   let retentionDays: number | null = null;
   if (input.retentionOverride === 'on') {
@@ -161,6 +198,7 @@ export function validateClientConfig(
       excludes,
       preCommands: parsed.commands,
       backupIntervalSeconds: interval ?? 3600,
+      schedule,
       retentionVersions,
       retentionDays,
     },

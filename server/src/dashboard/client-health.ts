@@ -1,3 +1,5 @@
+import { describeSchedule, nextRunAt } from '@cairn/shared';
+import { expectedBackupGaps, scheduleOf, type ScheduleColumns } from '../services/clients.service.ts';
 /**
  * A client's health at a glance, from facts the database already holds.
  * Pure: the caller passes `now`, so the rules are table-tested.
@@ -22,6 +24,8 @@ export interface ClientHealthFacts {
   /** Status of the newest finished run, if any. */
   lastRunStatus: 'succeeded' | 'partial' | 'failed' | null;
   backupIntervalSeconds: number;
+  /** The longest gap the schedule leaves between runs (expectedBackupGaps); default backupIntervalSeconds. */
+  backupGapSeconds?: number;
   pingIntervalSeconds: number;
 }
 
@@ -41,6 +45,17 @@ export function classifyClientHealth(facts: ClientHealthFacts, now: Date): Clien
   if (sinceMs(facts.lastPingAt) > 3 * facts.pingIntervalSeconds * 1000) return 'offline';
   if (facts.lastRunStatus === 'failed' || facts.lastRunStatus === 'partial') return 'failing';
   if (facts.lastSuccessAt === null) return 'never';
-  if (sinceMs(facts.lastSuccessAt) > 2 * facts.backupIntervalSeconds * 1000) return 'late';
+  if (sinceMs(facts.lastSuccessAt) > 2 * (facts.backupGapSeconds ?? facts.backupIntervalSeconds) * 1000) return 'late';
   return 'ok';
+}
+
+/**
+ * What the schedule means for a client on the dashboard: when the agent
+ * will start its next run (the same computation the agent makes, from the
+ * newest run's start; null = never, the cron has no time in its window),
+ * the longest gap "late" is measured against, and a short description.
+ */
+export function scheduleFacts(client: ScheduleColumns & { lastStartedAt: Date | null }, now: Date): { nextRunAt: Date | null; backupGapSeconds: number; scheduleLabel: string } {
+  const schedule = scheduleOf(client);
+  return { nextRunAt: nextRunAt(schedule, client.lastStartedAt, now), backupGapSeconds: expectedBackupGaps(client, now).longestSeconds, scheduleLabel: describeSchedule(schedule) };
 }

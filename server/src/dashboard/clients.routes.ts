@@ -29,11 +29,13 @@ import {
   formatPreCommands,
   validateClientConfig,
 } from './client-config-form.ts';
-import { classifyClientHealth, HEALTH_STATES } from './client-health.ts';
+import { classifyClientHealth, HEALTH_STATES, scheduleFacts } from './client-health.ts';
 import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, renderPage, viewer } from './dashboard-context.ts';
 import type { ClientRow, LogLevelFilter, Viewer } from './dashboard.repository.ts';
 import { clientsWithHealth } from './overview.routes.ts';
 
+/** Offered by the schedule form's time zone field (any IANA name this runtime knows is accepted). */
+const TIME_ZONES: readonly string[] = ['UTC', ...Intl.supportedValuesOf('timeZone').filter((zone) => zone !== 'UTC')];
 const LOG_LEVELS: LogLevelFilter[] = ['debug', 'info', 'warn', 'error'];
 const LOG_PAGE_SIZE = 200;
 
@@ -43,6 +45,11 @@ function configFormValues(client: ClientRow): ClientConfigInput {
     excludes: client.excludes.join('\n'),
     preCommands: formatPreCommands(client.preCommands),
     backupInterval: formatDurationField(client.backupIntervalSeconds),
+    scheduleKind: client.scheduleCron === null ? 'interval' : 'cron',
+    cron: client.scheduleCron ?? '',
+    timeZone: client.scheduleTimeZone,
+    windowStart: client.backupWindowStart ?? '',
+    windowEnd: client.backupWindowEnd ?? '',
     retentionOverride: client.retentionVersions === null ? '' : 'on',
     retentionVersions: client.retentionVersions === null ? '' : String(client.retentionVersions),
     retentionDays: client.retentionDays === null ? '' : String(client.retentionDays),
@@ -79,7 +86,8 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     alertForm: { values: AlertSettingsInput; errors: Record<string, string> } | null = null,
   ) {
     const client = await repo.getClient(user, clientId);
-    const [summary] = await repo.listClientSummaries(user, { clientId: client.id });
+    const [listed] = await repo.listClientSummaries(user, { clientId: client.id });
+    const summary = listed ? { ...listed, ...scheduleFacts(listed, deps.now()) } : undefined;
     const defaults = await loadAlertDefaults(db);
     return renderPage(
       request,
@@ -99,6 +107,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
         changes: await repo.listAudit({ limit: 10, targetId: client.id }),
         form: form ?? { values: configFormValues(client), errors: {} },
         defaultTimeout: DEFAULT_PRE_COMMAND_TIMEOUT_SECONDS,
+        timeZones: TIME_ZONES,
         alertForm: alertForm ?? { values: alertSettingsFormValues(mergeAlertSettings(defaults, client.alertSettings)), errors: {} },
         alertDefaults: alertSettingsFormValues(defaults),
         alertOverridden: client.alertSettings !== null,
@@ -147,6 +156,11 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
       excludes: field(request.body, 'excludes'),
       preCommands: field(request.body, 'preCommands'),
       backupInterval: field(request.body, 'backupInterval'),
+      scheduleKind: field(request.body, 'scheduleKind'),
+      cron: field(request.body, 'cron'),
+      timeZone: field(request.body, 'timeZone'),
+      windowStart: field(request.body, 'windowStart'),
+      windowEnd: field(request.body, 'windowEnd'),
       retentionOverride: field(request.body, 'retentionOverride'),
       retentionVersions: field(request.body, 'retentionVersions'),
       retentionDays: field(request.body, 'retentionDays'),

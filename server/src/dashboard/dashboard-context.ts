@@ -69,6 +69,7 @@ const NOTICES: Record<string, string> = {
   saved: 'Saved.',
   'run-requested': 'Backup requested: the agent starts it after its next ping.',
   'token-revoked': 'Token revoked: the agent can no longer connect until it gets a new token.',
+  'key-revoked': 'Enrollment key revoked: no agent can register with it any more; clients it registered keep working.',
   'user-created': 'User created.',
   'user-disabled': 'User disabled: their sessions end with their next request.',
   'user-enabled': 'User enabled.',

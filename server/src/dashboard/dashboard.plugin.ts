@@ -14,6 +14,7 @@ import { AppError, dropStreamHeaders, StoredContentDamagedError } from '../error
 import { alertsRoutes } from './alerts.routes.ts';
 import { auditRoutes } from './audit.routes.ts';
 import { authRoutes, sessionHook, TOO_MANY_LOGINS } from './auth.routes.ts';
+import { enrollmentKeysRoutes } from './enrollment-keys.routes.ts';
 import { clientsRoutes } from './clients.routes.ts';
 import { type DashboardDeps, renderPage } from './dashboard-context.ts';
 import { createDashboardRepository } from './dashboard.repository.ts';
@@ -109,6 +110,7 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
     });
     await authed.register(overviewRoutes, { deps });
     await authed.register(clientsRoutes, { deps });
+    await authed.register(enrollmentKeysRoutes, { deps });
     await authed.register(filesRoutes, { deps });
     await authed.register(usersRoutes, { deps });
     await authed.register(auditRoutes, { deps });

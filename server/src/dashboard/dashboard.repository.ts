@@ -15,6 +15,7 @@ import type { AlertType } from '../alerts/alert-event.ts';
 import { alerts, auditLog, backupRuns, clientLogs, clientPaths, clients, fileVersions, users } from '../db/schema.ts';
 import { versionColumns, versionPathJoin } from '../db/version-columns.ts';
 import { NotFoundError } from '../errors.ts';
+import { scheduleColumnsOfRaw } from '../services/clients.service.ts';
 
 export interface Viewer {
   id: string;
@@ -67,7 +68,8 @@ export function createDashboardRepository(db: Db) {
     const result = await db.execute(sql`
       select c.id, c.name, c.hostname, c.owner_id, u.username as owner_name, c.created_at, c.last_ping_at,
              c.last_backup_at, c.backup_interval_seconds, c.ping_interval_seconds, c.token_prefix, c.agent_version,
-             c.agent_state, c.run_requested_at,
+             c.agent_state, c.run_requested_at, c.schedule_cron, c.schedule_time_zone, c.backup_window_start, c.backup_window_end,
+             (select max(r.started_at) from backup_runs r where r.client_id = c.id) as last_started_at,
              (select r.status from backup_runs r where r.client_id = c.id and r.finished_at is not null
                 order by r.started_at desc limit 1) as last_run_status,
              (select max(r.finished_at) from backup_runs r where r.client_id = c.id
@@ -95,7 +97,8 @@ export function createDashboardRepository(db: Db) {
         lastPingAt: dateOf(row.last_ping_at),
         lastSuccessAt,
         lastRunStatus: (row.last_run_status ?? null) as 'succeeded' | 'partial' | 'failed' | null,
-        backupIntervalSeconds: numberOf(row.backup_interval_seconds),
+        ...scheduleColumnsOfRaw(row),
+        lastStartedAt: dateOf(row.last_started_at),
         pingIntervalSeconds: numberOf(row.ping_interval_seconds),
         tokenPrefix: (row.token_prefix ?? null) as string | null,
         agentVersion: (row.agent_version ?? null) as string | null,

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { buildBytesChart, lastDays } from './bytes-chart.ts';
-import { classifyClientHealth, type ClientHealth, HEALTH_STATES } from './client-health.ts';
+import { classifyClientHealth, type ClientHealth, HEALTH_STATES, scheduleFacts } from './client-health.ts';
 import { type DashboardDeps, renderPage, viewer } from './dashboard-context.ts';
 import type { DashboardRepository, Viewer } from './dashboard.repository.ts';
 
@@ -10,7 +10,10 @@ const OVERVIEW_ALERTS = 8;
 /** Client summaries with their health, shared by the overview and the clients list. */
 export async function clientsWithHealth(repo: DashboardRepository, user: Viewer, now: Date) {
   const summaries = await repo.listClientSummaries(user);
-  return summaries.map((client) => ({ ...client, health: classifyClientHealth(client, now) }));
+  return summaries.map((client) => {
+    const withSchedule = { ...client, ...scheduleFacts(client, now) };
+    return { ...withSchedule, health: classifyClientHealth(withSchedule, now) };
+  });
 }
 
 export const overviewRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {

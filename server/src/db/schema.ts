@@ -87,6 +87,14 @@ export const clients = pgTable(
     agentVersion: text('agent_version'),
     agentState: text('agent_state'),
     createdAt: createdAt(),
+    // ---- schedules (issue 13): cron and window; null cron = backupIntervalSeconds ----
+    /** Five-field cron expression read in scheduleTimeZone; null = every backupIntervalSeconds. */
+    scheduleCron: text('schedule_cron'),
+    /** IANA zone of the cron expression and the window. */
+    scheduleTimeZone: text('schedule_time_zone').notNull().default('UTC'),
+    /** Daily window (`HH:MM`) in which runs may start; both null = any time. */
+    backupWindowStart: text('backup_window_start'),
+    backupWindowEnd: text('backup_window_end'),
   },
   (t) => [uniqueIndex('clients_owner_name_uq').on(t.ownerId, t.name), uniqueIndex('clients_token_hash_uq').on(t.tokenHash)],
 );
@@ -325,3 +333,35 @@ function userAlertWebhookColumns() {
     alertWebhookTypes: jsonb('alert_webhook_types').$type<AlertType[]>().notNull().default(sql`'[]'::jsonb`),
   };
 }
+
+// ---- enrollment keys (issue 13) -------------------------------------------
+
+/**
+ * Keys an agent registers with instead of a user's password. The key itself
+ * is shown once; only its SHA-256 is kept. A key always registers clients of
+ * `ownerId` (the creator, or a user an admin chose), only under names that
+ * start with `namePrefix` when set, and never takes over an existing client.
+ */
+export const enrollmentKeys = pgTable(
+  'enrollment_keys',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    keyHash: text('key_hash').notNull(),
+    /** First characters of the key, to let a person recognise it. */
+    keyPrefix: text('key_prefix').notNull(),
+    description: text('description').notNull().default(''),
+    ownerId: uuid('owner_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    singleUse: boolean('single_use').notNull(),
+    /** null = no expiry (single-use keys only; multi-use keys always expire). */
+    expiresAt: timestamp('expires_at', { withTimezone: true }),
+    namePrefix: text('name_prefix'),
+    useCount: integer('use_count').notNull().default(0),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('enrollment_keys_hash_uq').on(t.keyHash), index('enrollment_keys_owner_idx').on(t.ownerId, t.createdAt)],
+);

@@ -13,6 +13,7 @@ import { Gauge, Registry } from 'prom-client';
 import { dateOf, numberOf, rowsOf, type Db } from '../db/database.ts';
 import { alerts } from '../db/schema.ts';
 import { classifyClientHealth, HEALTH_STATES, type ClientHealth } from '../dashboard/client-health.ts';
+import { expectedBackupGaps, scheduleColumnsOfRaw } from '../services/clients.service.ts';
 
 export const RUN_STATUSES = ['running', 'succeeded', 'partial', 'failed'] as const;
 type RunStatus = (typeof RUN_STATUSES)[number];
@@ -39,6 +40,7 @@ export async function readFleetSnapshot(db: Db, now: Date): Promise<FleetSnapsho
   const clientRows = rowsOf<Record<string, unknown>>(
     await db.execute(sql`
       select c.id, c.name, c.created_at, c.last_ping_at, c.last_backup_at, c.backup_interval_seconds, c.ping_interval_seconds,
+             c.schedule_cron, c.schedule_time_zone, c.backup_window_start, c.backup_window_end,
              (select r.status from backup_runs r where r.client_id = c.id and r.finished_at is not null
                 order by r.started_at desc limit 1) as last_run_status
       from clients c order by c.id`),
@@ -60,13 +62,15 @@ export async function readFleetSnapshot(db: Db, now: Date): Promise<FleetSnapsho
   for (const row of clientRows) {
     // last_backup_at is set when a run finishes succeeded or partial, in the same transaction.
     const lastSuccessAt = dateOf(row.last_backup_at);
+    const schedule = scheduleColumnsOfRaw(row);
     const health = classifyClientHealth(
       {
         createdAt: dateOf(row.created_at)!,
         lastPingAt: dateOf(row.last_ping_at),
         lastSuccessAt,
         lastRunStatus: (row.last_run_status ?? null) as 'succeeded' | 'partial' | 'failed' | null,
-        backupIntervalSeconds: numberOf(row.backup_interval_seconds),
+        backupIntervalSeconds: schedule.backupIntervalSeconds,
+        backupGapSeconds: expectedBackupGaps(schedule, now).longestSeconds,
         pingIntervalSeconds: numberOf(row.ping_interval_seconds),
       },
       now,

@@ -8,7 +8,7 @@ export interface AuditEntry {
   actorName: string;
   /** What happened, dotted verb: `user.create`, `client.token.rotate`, `client.register`. */
   action: string;
-  targetType: 'user' | 'client' | 'server';
+  targetType: 'user' | 'client' | 'server' | 'enrollment_key';
   targetId: string | null;
   /** Facts worth keeping (never secrets: no passwords, no tokens). */
   details?: Record<string, unknown>;

@@ -1,9 +1,22 @@
 import { and, asc, eq, sql } from 'drizzle-orm';
-import type { ClientConfig, PingRequest, PingResponse, PreCommand, RegisterRequest, RegisterResponse } from '@cairn/shared';
+import {
+  cronProblem,
+  isKnownTimeZone,
+  nextRunAt,
+  scheduleGaps,
+  windowMinutes,
+  type BackupSchedule,
+  type ClientConfig,
+  type PingRequest,
+  type PingResponse,
+  type PreCommand,
+  type RegisterRequest,
+  type RegisterResponse,
+} from '@cairn/shared';
 import type { AppContext } from '../app-context.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { hashAgentToken, newAgentToken } from '../auth/tokens.ts';
-import { PG_UNIQUE_VIOLATION, pgErrorCode, type Db } from '../db/database.ts';
+import { numberOf, PG_UNIQUE_VIOLATION, pgErrorCode, type Db } from '../db/database.ts';
 import { clients, users } from '../db/schema.ts';
 import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from '../errors.ts';
 import { recordAudit } from './audit-log.service.ts';
@@ -158,6 +171,68 @@ export async function authenticateAgentToken(db: Db, token: string): Promise<Age
   return row ?? null;
 }
 
+/** The schedule columns of a client row. */
+export interface ScheduleColumns {
+  backupIntervalSeconds: number;
+  scheduleCron: string | null;
+  scheduleTimeZone: string;
+  backupWindowStart: string | null;
+  backupWindowEnd: string | null;
+}
+
+/** The schedule columns of a raw (snake_case) row, as raw SQL selects them. */
+export function scheduleColumnsOfRaw(row: Record<string, unknown>): ScheduleColumns {
+  return {
+    backupIntervalSeconds: numberOf(row.backup_interval_seconds),
+    scheduleCron: (row.schedule_cron ?? null) as string | null,
+    scheduleTimeZone: String(row.schedule_time_zone ?? 'UTC'),
+    backupWindowStart: (row.backup_window_start ?? null) as string | null,
+    backupWindowEnd: (row.backup_window_end ?? null) as string | null,
+  };
+}
+
+/** A client's backup schedule as the agent, the dashboard and the alert engine read it. */
+export function scheduleOf(row: ScheduleColumns): BackupSchedule {
+  return {
+    intervalSeconds: row.backupIntervalSeconds,
+    cron: row.scheduleCron,
+    timeZone: row.scheduleTimeZone,
+    window: row.backupWindowStart !== null && row.backupWindowEnd !== null ? { start: row.backupWindowStart, end: row.backupWindowEnd } : null,
+  };
+}
+
+/**
+ * The gaps between backups the schedule means: the interval, or for a cron
+ * expression or a window the longest and the mean gap between two runs in
+ * the coming week (a weekday cron: Friday to Monday is the longest). The
+ * missed-backup alert and the dashboard's "late" measure against the
+ * longest; counts of runs (extra-backup) against the mean.
+ */
+export function expectedBackupGaps(row: ScheduleColumns, now: Date): { longestSeconds: number; meanSeconds: number } {
+  return scheduleGaps(scheduleOf(row), now) ?? { longestSeconds: row.backupIntervalSeconds, meanSeconds: row.backupIntervalSeconds };
+}
+
+/**
+ * Checks a schedule; BadRequestError naming the field (`cron`, `timeZone`,
+ * `backupWindow`). A cron expression with no time inside its window is
+ * refused too: it would never run.
+ */
+export function assertBackupSchedule(schedule: BackupSchedule, now: Date): void {
+  if (!(Number.isInteger(schedule.intervalSeconds) && schedule.intervalSeconds >= 60)) throw new BadRequestError('backup interval must be at least 60 seconds');
+  if (!isKnownTimeZone(schedule.timeZone)) throw new BadRequestError(`timeZone: unknown time zone "${schedule.timeZone}" (use an IANA name such as Europe/Berlin)`);
+  if (schedule.cron !== null) {
+    const problem = cronProblem(schedule.cron);
+    if (problem !== null) throw new BadRequestError(`cron: ${problem}`);
+  }
+  if (schedule.window !== null) {
+    const start = windowMinutes(schedule.window.start);
+    const end = windowMinutes(schedule.window.end);
+    if (start === null || end === null) throw new BadRequestError('backupWindow: start and end are times of day, HH:MM');
+    if (start === end) throw new BadRequestError('backupWindow: start and end must differ');
+  }
+  if (nextRunAt(schedule, null, now) === null) throw new BadRequestError('backupWindow: no time of the cron expression falls inside the window');
+}
+
 /** Records a heartbeat (server clock) and tells the agent whether a person asked for a run. */
 export async function recordPing(db: Db, clientId: string, ping: PingRequest): Promise<PingResponse> {
   const [row] = await db
@@ -169,9 +244,16 @@ export async function recordPing(db: Db, clientId: string, ping: PingRequest): P
       ...(ping.state !== undefined && { agentState: ping.state }),
     })
     .where(eq(clients.id, clientId))
-    .returning({ runRequestedAt: clients.runRequestedAt });
+    .returning({
+      runRequestedAt: clients.runRequestedAt,
+      backupIntervalSeconds: clients.backupIntervalSeconds,
+      scheduleCron: clients.scheduleCron,
+      scheduleTimeZone: clients.scheduleTimeZone,
+      backupWindowStart: clients.backupWindowStart,
+      backupWindowEnd: clients.backupWindowEnd,
+    });
   if (!row) throw new NotFoundError('no such client');
-  return { serverTime: new Date().toISOString(), runRequested: row.runRequestedAt !== null };
+  return { serverTime: new Date().toISOString(), runRequested: row.runRequestedAt !== null, schedule: scheduleOf(row) };
 }
 
 /** Asks the client's agent to back up now; it learns at its next ping and the flag clears when it starts a run. */
@@ -198,6 +280,7 @@ export async function getClientConfig(ctx: AppContext, clientId: string): Promis
     excludes: row.excludes,
     preCommands: row.preCommands,
     backupIntervalSeconds: row.backupIntervalSeconds,
+    schedule: scheduleOf(row),
     pingIntervalSeconds: row.pingIntervalSeconds,
     dashboardUrl: clientDashboardUrl(ctx.config, row.id),
   };
@@ -208,6 +291,8 @@ export interface ClientSettings {
   excludes?: string[];
   preCommands?: PreCommand[];
   backupIntervalSeconds?: number;
+  /** Cron (null = the interval), its zone and the window; checked with assertBackupSchedule. */
+  schedule?: { cron: string | null; timeZone: string; window: { start: string; end: string } | null };
   pingIntervalSeconds?: number;
   /** Both null: use the owner's policy. versions set: this client's own policy (days null = no age limit). */
   retention?: { versions: number | null; days: number | null };
@@ -237,11 +322,21 @@ export async function updateClientSettings(ctx: AppContext, clientId: string, se
   await ctx.database.db.transaction(async (tx) => {
     const [before] = await tx.select().from(clients).where(eq(clients.id, clientId)).for('update').limit(1);
     if (!before) throw new NotFoundError('no such client');
+    if (settings.schedule !== undefined || settings.backupIntervalSeconds !== undefined) {
+      const current = scheduleOf(before);
+      assertBackupSchedule({ ...current, ...settings.schedule, intervalSeconds: settings.backupIntervalSeconds ?? current.intervalSeconds }, new Date());
+    }
     const set = {
       ...(settings.monitoredPaths !== undefined && { monitoredPaths: settings.monitoredPaths }),
       ...(settings.excludes !== undefined && { excludes: settings.excludes }),
       ...(settings.preCommands !== undefined && { preCommands: settings.preCommands }),
       ...(settings.backupIntervalSeconds !== undefined && { backupIntervalSeconds: settings.backupIntervalSeconds }),
+      ...(settings.schedule !== undefined && {
+        scheduleCron: settings.schedule.cron,
+        scheduleTimeZone: settings.schedule.timeZone,
+        backupWindowStart: settings.schedule.window?.start ?? null,
+        backupWindowEnd: settings.schedule.window?.end ?? null,
+      }),
       ...(settings.pingIntervalSeconds !== undefined && { pingIntervalSeconds: settings.pingIntervalSeconds }),
       ...(settings.retention !== undefined && {
         retentionVersions: settings.retention.versions,
@@ -279,6 +374,10 @@ export interface ClientSummary {
   lastBackupAt: Date | null;
   runRequestedAt: Date | null;
   backupIntervalSeconds: number;
+  scheduleCron: string | null;
+  scheduleTimeZone: string;
+  backupWindowStart: string | null;
+  backupWindowEnd: string | null;
   pingIntervalSeconds: number;
   retentionVersions: number | null;
   retentionDays: number | null;
@@ -298,6 +397,10 @@ const clientSummaryColumns = {
   lastBackupAt: clients.lastBackupAt,
   runRequestedAt: clients.runRequestedAt,
   backupIntervalSeconds: clients.backupIntervalSeconds,
+  scheduleCron: clients.scheduleCron,
+  scheduleTimeZone: clients.scheduleTimeZone,
+  backupWindowStart: clients.backupWindowStart,
+  backupWindowEnd: clients.backupWindowEnd,
   pingIntervalSeconds: clients.pingIntervalSeconds,
   retentionVersions: clients.retentionVersions,
   retentionDays: clients.retentionDays,

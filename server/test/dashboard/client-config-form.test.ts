@@ -66,6 +66,7 @@ describe('validateClientConfig', () => {
         excludes: ['**/*.tmp'],
         preCommands: [{ command: 'sync', timeoutSeconds: 60 }],
         backupIntervalSeconds: 21_600,
+        schedule: { cron: null, timeZone: 'UTC', window: null },
         retentionVersions: null,
         retentionDays: null,
       },
@@ -89,6 +90,35 @@ describe('validateClientConfig', () => {
     expect(result.ok).toBe(false);
     if (!result.ok) {
       expect(Object.keys(result.errors).sort()).toEqual(['backupInterval', 'monitoredPaths', 'preCommands', 'retentionDays', 'retentionVersions']);
+    }
+  });
+
+  it('reads a cron schedule with its zone and window', () => {
+    const result = validateClientConfig({ ...valid, scheduleKind: 'cron', cron: ' 0  3 * * 1-5 ', timeZone: 'Europe/Berlin', windowStart: '01:00', windowEnd: '05:00' });
+    expect(result.ok && result.values.schedule).toEqual({ cron: '0 3 * * 1-5', timeZone: 'Europe/Berlin', window: { start: '01:00', end: '05:00' } });
+  });
+
+  it('keeps the interval when "interval" is chosen, ignoring a typed cron', () => {
+    const result = validateClientConfig({ ...valid, scheduleKind: 'interval', cron: 'not a cron' });
+    expect(result.ok && result.values.schedule.cron).toBeNull();
+  });
+
+  it.each([
+    [{ scheduleKind: 'cron', cron: '' }, 'cron', 'enter a cron expression'],
+    [{ scheduleKind: 'cron', cron: '0 3 * *' }, 'cron', 'five fields'],
+    [{ scheduleKind: 'cron', cron: '0 25 * * *' }, 'cron', ''],
+    [{ timeZone: 'Mars/Olympus' }, 'timeZone', 'unknown time zone "Mars/Olympus"'],
+    [{ windowStart: '22:00', windowEnd: '' }, 'backupWindow', 'HH:MM'],
+    [{ windowStart: '25:00', windowEnd: '06:00' }, 'backupWindow', 'HH:MM'],
+    [{ windowStart: '06:00', windowEnd: '06:00' }, 'backupWindow', 'must differ'],
+    [{ scheduleKind: 'cron', cron: '0 12 * * *', windowStart: '22:00', windowEnd: '06:00' }, 'backupWindow', 'no time of the cron expression'],
+    [{ scheduleKind: 'weekly' }, 'scheduleKind', 'choose'],
+  ])('%j is refused under %s', (fields, name, message) => {
+    const result = validateClientConfig({ ...valid, ...fields });
+    expect(result.ok).toBe(false);
+    if (!result.ok) {
+      expect(Object.keys(result.errors)).toEqual([name]);
+      expect(result.errors[name]).toContain(message);
     }
   });
 });
