@@ -15,6 +15,7 @@ import { listRuns } from '../services/backup-repository.ts';
 import {
   createClient,
   findClient,
+  moveClient,
   requestRun,
   revokeClientToken,
   rotateClientToken,
@@ -30,7 +31,7 @@ import {
   validateClientConfig,
 } from './client-config-form.ts';
 import { classifyClientHealth, HEALTH_STATES } from './client-health.ts';
-import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, renderPage, viewer } from './dashboard-context.ts';
+import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, renderPage, requireAdmin, viewer } from './dashboard-context.ts';
 import type { ClientRow, LogLevelFilter, Viewer } from './dashboard.repository.ts';
 import { clientsWithHealth } from './overview.routes.ts';
 
@@ -77,6 +78,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     form: { values: ClientConfigInput; errors: FieldErrors } | null,
     status = 200,
     alertForm: { values: AlertSettingsInput; errors: Record<string, string> } | null = null,
+    moveError: string | null = null,
   ) {
     const client = await repo.getClient(user, clientId);
     const [summary] = await repo.listClientSummaries(user, { clientId: client.id });
@@ -94,6 +96,8 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
         summary,
         health: summary ? classifyClientHealth(summary, deps.now()) : 'ok',
         owner: await findUser(db, client.ownerId),
+        owners: user.isAdmin ? await listUsers(db) : [],
+        moveError,
         runs: await listRuns(db, client.id, { limit: 20 }),
         alerts: await repo.listAlerts(user, { state: 'unresolved', clientId: client.id, limit: 50 }),
         changes: await repo.listAudit({ limit: 10, targetId: client.id }),
@@ -182,6 +186,20 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     const { token } = await rotateClientToken(ctx, client.id, actorOf(user));
     const updated = await findClient(db, client.id);
     return renderPage(request, reply, deps, 'token', { title: 'New token', nav: 'clients', client: updated ?? client, token, created: false });
+  });
+
+  app.post<{ Params: { id: string } }>('/clients/:id/owner', async (request, reply) => {
+    const admin = requireAdmin(request);
+    const client = await repo.getClient(admin, request.params.id);
+    const ownerId = field(request.body, 'ownerId');
+    if (!(await repo.userExists(ownerId))) return renderClientPage(request, reply, admin, client.id, null, 400, null, 'ownerId: choose an existing user');
+    try {
+      await moveClient(ctx, client.id, ownerId, actorOf(admin));
+    } catch (error) {
+      if (error instanceof ConflictError) return renderClientPage(request, reply, admin, client.id, null, 409, null, error.message);
+      throw error;
+    }
+    return redirectAfterPost(reply, `/clients/${client.id}?notice=client-moved`);
   });
 
   app.post<{ Params: { id: string } }>('/clients/:id/token/revoke', async (request, reply) => {
