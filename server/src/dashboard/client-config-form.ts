@@ -90,6 +90,26 @@ export interface ClientConfigInput {
   retentionDays?: string;
 }
 
+/** The stored configuration as the form's fields (to fill the form, or as the base an API update changes). */
+export function configFormValues(client: {
+  monitoredPaths: string[];
+  excludes: string[];
+  preCommands: PreCommand[];
+  backupIntervalSeconds: number;
+  retentionVersions: number | null;
+  retentionDays: number | null;
+}): ClientConfigInput {
+  return {
+    monitoredPaths: client.monitoredPaths.join('\n'),
+    excludes: client.excludes.join('\n'),
+    preCommands: formatPreCommands(client.preCommands),
+    backupInterval: formatDurationField(client.backupIntervalSeconds),
+    retentionOverride: client.retentionVersions === null ? '' : 'on',
+    retentionVersions: client.retentionVersions === null ? '' : String(client.retentionVersions),
+    retentionDays: client.retentionDays === null ? '' : String(client.retentionDays),
+  };
+}
+
 export interface ClientConfigValues {
   monitoredPaths: string[];
   excludes: string[];

@@ -24,31 +24,18 @@ import {
 import { findUser, listUsers } from '../services/users.service.ts';
 import {
   type ClientConfigInput,
+  configFormValues,
   DEFAULT_PRE_COMMAND_TIMEOUT_SECONDS,
   type FieldErrors,
-  formatDurationField,
-  formatPreCommands,
   validateClientConfig,
 } from './client-config-form.ts';
 import { classifyClientHealth, HEALTH_STATES } from './client-health.ts';
 import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, renderPage, requireAdmin, viewer } from './dashboard-context.ts';
-import type { ClientRow, LogLevelFilter, Viewer } from './dashboard.repository.ts';
+import type { LogLevelFilter, Viewer } from './dashboard.repository.ts';
 import { clientsWithHealth } from './overview.routes.ts';
 
 const LOG_LEVELS: LogLevelFilter[] = ['debug', 'info', 'warn', 'error'];
 const LOG_PAGE_SIZE = 200;
-
-function configFormValues(client: ClientRow): ClientConfigInput {
-  return {
-    monitoredPaths: client.monitoredPaths.join('\n'),
-    excludes: client.excludes.join('\n'),
-    preCommands: formatPreCommands(client.preCommands),
-    backupInterval: formatDurationField(client.backupIntervalSeconds),
-    retentionOverride: client.retentionVersions === null ? '' : 'on',
-    retentionVersions: client.retentionVersions === null ? '' : String(client.retentionVersions),
-    retentionDays: client.retentionDays === null ? '' : String(client.retentionDays),
-  };
-}
 
 export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
   const { repo, ctx } = deps;
