@@ -109,7 +109,7 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
         alertEmailForm: extra.alertEmailForm ?? { alertEmail: target.alertEmail ?? '', alertEmailTypes: target.alertEmailTypes },
         alertEmailErrors: extra.alertEmailErrors ?? {},
         isSelf: viewer(request).id === target.id,
-        sessions: await listUserSessions(db, target.id),
+        sessions: await listUserSessions(db, target.id, deps.now(), ctx.config.session),
         currentSessionId: request.dashboardSessionId,
         changePasswordErrors: extra.changePasswordErrors ?? {},
         apiTokens: (await listApiTokens(db, target.id)).map((t) => ({ ...t, expired: t.expiresAt.getTime() <= deps.now().getTime() })),

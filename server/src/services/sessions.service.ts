@@ -7,7 +7,7 @@
  * `maxHours` after sign-in, whatever the browser sends.
  */
 import { randomBytes } from 'node:crypto';
-import { and, desc, eq, lt, ne, or } from 'drizzle-orm';
+import { and, desc, eq, gte, lt, ne, or } from 'drizzle-orm';
 import { sha256Hex } from '@cairn/shared';
 import type { Db, Tx } from '../db/database.ts';
 import { sessions, users } from '../db/schema.ts';
@@ -145,8 +145,8 @@ export async function endUserSessions(db: Db | Tx, userId: string, exceptSession
   return deleted.length;
 }
 
-/** The user's sessions, most recently seen first. */
-export async function listUserSessions(db: Db, userId: string): Promise<SessionRow[]> {
+/** The user's live sessions (expired rows not yet deleted are left out), most recently seen first. */
+export async function listUserSessions(db: Db, userId: string, now: Date, limits: SessionLimits): Promise<SessionRow[]> {
   return db
     .select({
       id: sessions.id,
@@ -157,6 +157,12 @@ export async function listUserSessions(db: Db, userId: string): Promise<SessionR
       ip: sessions.ip,
     })
     .from(sessions)
-    .where(eq(sessions.userId, userId))
+    .where(
+      and(
+        eq(sessions.userId, userId),
+        gte(sessions.lastSeenAt, new Date(now.getTime() - limits.idleMinutes * 60_000)),
+        gte(sessions.createdAt, new Date(now.getTime() - limits.maxHours * 3_600_000)),
+      ),
+    )
     .orderBy(desc(sessions.lastSeenAt));
 }
