@@ -4,6 +4,7 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { API_PREFIX, PROTOCOL_VERSION } from '@cairn/shared';
 import type { AppContext } from './app-context.ts';
 import { AppError, dropStreamHeaders } from './errors.ts';
+import { ADMIN_API_PREFIX, adminApiRoutes } from './api/admin-api.routes.ts';
 import { agentApiRoutes } from './api/agent-api.routes.ts';
 import { dashboardPlugin } from './dashboard/dashboard.plugin.ts';
 import { healthRoutes } from './api/health.routes.ts';
@@ -30,7 +31,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
 
   await app.register(swagger, {
     openapi: {
-      info: { title: 'Cairn agent API', version: String(PROTOCOL_VERSION) },
+      info: { title: 'Cairn agent and admin API', version: String(PROTOCOL_VERSION) },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
     hideUntagged: false,
@@ -63,6 +64,7 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   await app.register(healthRoutes, { ctx });
   if (ctx.config.metricsToken !== undefined) await app.register(metricsRoutes, { ctx, token: ctx.config.metricsToken });
   await app.register(agentApiRoutes, { ctx, prefix: API_PREFIX });
+  await app.register(adminApiRoutes, { ctx, prefix: ADMIN_API_PREFIX });
   await app.register(dashboardPlugin, { ctx });
 
   app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());

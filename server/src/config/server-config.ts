@@ -76,6 +76,8 @@ export interface ServerConfig {
   };
   session: {
     idleMinutes: number;
+    /** A session ends this long after sign-in, however active (issue 14). */
+    maxHours: number;
   };
   notifications: NotificationsConfig;
 }
@@ -254,6 +256,7 @@ export function loadServerConfig(env: Env): ServerConfig {
     },
     session: {
       idleMinutes: r.integer('SESSION_IDLE_MINUTES', 60, 1, 60 * 24 * 30),
+      maxHours: r.integer('SESSION_MAX_HOURS', 24 * 7, 1, 24 * 365),
     },
     notifications: readNotifications(r),
   };

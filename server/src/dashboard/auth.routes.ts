@@ -1,8 +1,9 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { recordAudit } from '../services/audit-log.service.ts';
-import { findUser, verifyUserCredentials } from '../services/users.service.ts';
+import { verifyUserCredentials } from '../services/users.service.ts';
 import { type DashboardDeps, field, isSecureRequest, queryParam, redirectAfterPost, renderPage } from './dashboard-context.ts';
-import { decodeSession, encodeSession, isSessionExpired, newSession, SESSION_COOKIE, type SessionData } from './session.ts';
+import { createSession, deleteSessionByToken, lookupSession, type SessionLookup } from '../services/sessions.service.ts';
+import { SESSION_COOKIE } from './session.ts';
 
 /** Per IP, counted by @fastify/rate-limit on each replica. */
 export const LOGIN_IP_LIMIT = { max: 20, timeWindow: 15 * 60_000 };
@@ -12,14 +13,13 @@ export const LOGIN_ACCOUNT_LIMIT = { maxFailures: 5, windowMs: 15 * 60_000 };
 const INVALID_LOGIN = 'Invalid username or password.';
 export const TOO_MANY_LOGINS = 'Too many sign-in attempts. Wait a few minutes and try again.';
 
-function setSessionCookie(request: FastifyRequest, reply: FastifyReply, session: SessionData, idleMinutes: number) {
-  reply.setCookie(SESSION_COOKIE, encodeSession(session), {
+function setSessionCookie(request: FastifyRequest, reply: FastifyReply, token: string, maxHours: number) {
+  reply.setCookie(SESSION_COOKIE, token, {
     path: '/',
     httpOnly: true,
     sameSite: 'lax',
     secure: isSecureRequest(request),
-    signed: true,
-    maxAge: idleMinutes * 60,
+    maxAge: maxHours * 3600,
   });
 }
 
@@ -32,33 +32,28 @@ function safeNext(next: string): string {
   return next.startsWith('/') && !next.startsWith('//') && !next.startsWith('/\\') ? next : '/';
 }
 
-/** The signed-in user behind the request's session cookie, or why there is none. */
+/** The session row behind the request's cookie, and its enabled user, or why there is none. */
 async function readSession(request: FastifyRequest, deps: DashboardDeps, now: Date) {
   const raw = request.cookies[SESSION_COOKIE];
-  const unsigned = raw ? request.unsignCookie(raw) : null;
-  const session = unsigned?.valid && unsigned.value ? decodeSession(unsigned.value) : null;
-  if (!session) return { raw, session: null, user: null, expired: false };
-  if (isSessionExpired(session, now, deps.ctx.config.session.idleMinutes)) return { raw, session, user: null, expired: true };
-  const user = await findUser(deps.ctx.database.db, session.userId);
-  return { raw, session, user: user && !user.disabled ? user : null, expired: false };
+  if (!raw) return { raw, found: { state: 'none' } as SessionLookup };
+  return { raw, found: await lookupSession(deps.ctx.database.db, raw, now, deps.ctx.config.session) };
 }
 
 /**
- * Accepts a validly signed, not idle session of an enabled user, and slides
- * its last-seen time forward. Anything else clears the cookie and sends the
+ * Accepts a live session of an enabled user (its last-seen time slides
+ * forward in the table). Anything else clears the cookie and sends the
  * browser to the login page.
  */
 export function sessionHook(deps: DashboardDeps) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
-    const now = deps.now();
-    const { raw, session, user, expired } = await readSession(request, deps, now);
-    if (!session || !user) {
+    const { raw, found } = await readSession(request, deps, deps.now());
+    if (found.state !== 'valid') {
       if (raw) clearSession(reply);
       const next = request.method === 'GET' ? request.url : '/';
-      return reply.redirect(`/login?${new URLSearchParams({ next, ...(expired ? { notice: 'expired' } : {}) })}`, 303);
+      return reply.redirect(`/login?${new URLSearchParams({ next, ...(found.state === 'expired' ? { notice: 'expired' } : {}) })}`, 303);
     }
-    request.dashboardUser = { id: user.id, username: user.username, isAdmin: user.isAdmin };
-    setSessionCookie(request, reply, { ...session, lastSeenAt: now.getTime() }, deps.ctx.config.session.idleMinutes);
+    request.dashboardUser = found.user;
+    request.dashboardSessionId = found.session.id;
   };
 }
 
@@ -68,7 +63,7 @@ export const authRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (ap
 
   app.get('/login', async (request, reply) => {
     const next = safeNext(queryParam(request, 'next'));
-    if ((await readSession(request, deps, deps.now())).user) return reply.redirect(next, 303);
+    if ((await readSession(request, deps, deps.now())).found.state === 'valid') return reply.redirect(next, 303);
     return renderPage(request, reply, deps, 'login', { error: null, username: '', next });
   });
 
@@ -97,12 +92,21 @@ export const authRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (ap
 
       await recordAudit(db, { actorUserId: user.id, actorName: user.username, action: 'login.succeeded', targetType: 'user', targetId: username, details: { ip: request.ip } });
       reply.clearCookie('cairn_csrf', { path: '/' });
-      setSessionCookie(request, reply, newSession(user.id, deps.now()), deps.ctx.config.session.idleMinutes);
+      const { token } = await createSession(db, user.id, {
+        userAgent: request.headers['user-agent'] ?? '',
+        ip: request.ip,
+        now: deps.now(),
+        limits: deps.ctx.config.session,
+      });
+      setSessionCookie(request, reply, token, deps.ctx.config.session.maxHours);
       return redirectAfterPost(reply, next);
     },
   );
 
   app.post('/logout', { preHandler: app.csrfProtection }, async (request, reply) => {
+    // The row goes, so a copy of the cookie stops working too.
+    const raw = request.cookies[SESSION_COOKIE];
+    if (raw) await deleteSessionByToken(db, raw);
     clearSession(reply);
     reply.clearCookie('cairn_csrf', { path: '/' });
     return redirectAfterPost(reply, '/login?notice=logged-out');

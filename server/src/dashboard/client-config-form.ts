@@ -92,6 +92,35 @@ export interface ClientConfigInput {
   retentionDays?: string;
 }
 
+/** The stored configuration as the form's fields (to fill the form, or as the base an API update changes). */
+export function configFormValues(client: {
+  monitoredPaths: string[];
+  excludes: string[];
+  preCommands: PreCommand[];
+  backupIntervalSeconds: number;
+  scheduleCron: string | null;
+  scheduleTimeZone: string;
+  backupWindowStart: string | null;
+  backupWindowEnd: string | null;
+  retentionVersions: number | null;
+  retentionDays: number | null;
+}): ClientConfigInput {
+  return {
+    monitoredPaths: client.monitoredPaths.join('\n'),
+    excludes: client.excludes.join('\n'),
+    preCommands: formatPreCommands(client.preCommands),
+    backupInterval: formatDurationField(client.backupIntervalSeconds),
+    scheduleKind: client.scheduleCron === null ? 'interval' : 'cron',
+    cron: client.scheduleCron ?? '',
+    timeZone: client.scheduleTimeZone,
+    windowStart: client.backupWindowStart ?? '',
+    windowEnd: client.backupWindowEnd ?? '',
+    retentionOverride: client.retentionVersions === null ? '' : 'on',
+    retentionVersions: client.retentionVersions === null ? '' : String(client.retentionVersions),
+    retentionDays: client.retentionDays === null ? '' : String(client.retentionDays),
+  };
+}
+
 export interface ClientConfigValues {
   monitoredPaths: string[];
   excludes: string[];

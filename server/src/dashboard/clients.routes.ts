@@ -15,6 +15,7 @@ import { listRuns } from '../services/backup-repository.ts';
 import {
   createClient,
   findClient,
+  moveClient,
   requestRun,
   revokeClientToken,
   rotateClientToken,
@@ -23,38 +24,20 @@ import {
 import { findUser, listUsers } from '../services/users.service.ts';
 import {
   type ClientConfigInput,
+  configFormValues,
   DEFAULT_PRE_COMMAND_TIMEOUT_SECONDS,
   type FieldErrors,
-  formatDurationField,
-  formatPreCommands,
   validateClientConfig,
 } from './client-config-form.ts';
 import { classifyClientHealth, HEALTH_STATES, scheduleFacts } from './client-health.ts';
-import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, renderPage, viewer } from './dashboard-context.ts';
-import type { ClientRow, LogLevelFilter, Viewer } from './dashboard.repository.ts';
+import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, renderPage, requireAdmin, viewer } from './dashboard-context.ts';
+import type { LogLevelFilter, Viewer } from './dashboard.repository.ts';
 import { clientsWithHealth } from './overview.routes.ts';
 
 /** Offered by the schedule form's time zone field (any IANA name this runtime knows is accepted). */
 const TIME_ZONES: readonly string[] = ['UTC', ...Intl.supportedValuesOf('timeZone').filter((zone) => zone !== 'UTC')];
 const LOG_LEVELS: LogLevelFilter[] = ['debug', 'info', 'warn', 'error'];
 const LOG_PAGE_SIZE = 200;
-
-function configFormValues(client: ClientRow): ClientConfigInput {
-  return {
-    monitoredPaths: client.monitoredPaths.join('\n'),
-    excludes: client.excludes.join('\n'),
-    preCommands: formatPreCommands(client.preCommands),
-    backupInterval: formatDurationField(client.backupIntervalSeconds),
-    scheduleKind: client.scheduleCron === null ? 'interval' : 'cron',
-    cron: client.scheduleCron ?? '',
-    timeZone: client.scheduleTimeZone,
-    windowStart: client.backupWindowStart ?? '',
-    windowEnd: client.backupWindowEnd ?? '',
-    retentionOverride: client.retentionVersions === null ? '' : 'on',
-    retentionVersions: client.retentionVersions === null ? '' : String(client.retentionVersions),
-    retentionDays: client.retentionDays === null ? '' : String(client.retentionDays),
-  };
-}
 
 export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
   const { repo, ctx } = deps;
@@ -84,6 +67,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     form: { values: ClientConfigInput; errors: FieldErrors } | null,
     status = 200,
     alertForm: { values: AlertSettingsInput; errors: Record<string, string> } | null = null,
+    moveError: string | null = null,
   ) {
     const client = await repo.getClient(user, clientId);
     const [listed] = await repo.listClientSummaries(user, { clientId: client.id });
@@ -102,6 +86,8 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
         summary,
         health: summary ? classifyClientHealth(summary, deps.now()) : 'ok',
         owner: await findUser(db, client.ownerId),
+        owners: user.isAdmin ? await listUsers(db) : [],
+        moveError,
         runs: await listRuns(db, client.id, { limit: 20 }),
         alerts: await repo.listAlerts(user, { state: 'unresolved', clientId: client.id, limit: 50 }),
         changes: await repo.listAudit({ limit: 10, targetId: client.id }),
@@ -196,6 +182,20 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     const { token } = await rotateClientToken(ctx, client.id, actorOf(user));
     const updated = await findClient(db, client.id);
     return renderPage(request, reply, deps, 'token', { title: 'New token', nav: 'clients', client: updated ?? client, token, created: false });
+  });
+
+  app.post<{ Params: { id: string } }>('/clients/:id/owner', async (request, reply) => {
+    const admin = requireAdmin(request);
+    const client = await repo.getClient(admin, request.params.id);
+    const ownerId = field(request.body, 'ownerId');
+    if (!(await repo.userExists(ownerId))) return renderClientPage(request, reply, admin, client.id, null, 400, null, 'ownerId: choose an existing user');
+    try {
+      await moveClient(ctx, client.id, ownerId, actorOf(admin));
+    } catch (error) {
+      if (error instanceof ConflictError) return renderClientPage(request, reply, admin, client.id, null, 409, null, error.message);
+      throw error;
+    }
+    return redirectAfterPost(reply, `/clients/${client.id}?notice=client-moved`);
   });
 
   app.post<{ Params: { id: string } }>('/clients/:id/token/revoke', async (request, reply) => {

@@ -10,6 +10,8 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The signed-in dashboard user; set by the session hook on every authenticated route. */
     dashboardUser: Viewer | null;
+    /** The id of the `sessions` row behind the request (to list it as "this browser" and keep it on a password change). */
+    dashboardSessionId: string | null;
   }
 }
 
@@ -71,9 +73,14 @@ const NOTICES: Record<string, string> = {
   'token-revoked': 'Token revoked: the agent can no longer connect until it gets a new token.',
   'key-revoked': 'Enrollment key revoked: no agent can register with it any more; clients it registered keep working.',
   'user-created': 'User created.',
-  'user-disabled': 'User disabled: their sessions end with their next request.',
+  'user-disabled': 'User disabled: their sessions ended and their tokens stop working.',
   'user-enabled': 'User enabled.',
-  'password-reset': 'Password changed.',
+  'password-reset': 'Password changed. The user\u2019s sessions ended.',
+  'password-changed': 'Password changed. Your other sessions ended.',
+  'session-revoked': 'Session ended.',
+  'api-token-revoked': 'Token revoked: requests with it are refused from now on.',
+  'user-deleted': 'User deleted, with their clients and backups.',
+  'client-moved': 'Client moved to its new owner.',
   'policy-saved': 'Retention policy saved.',
   'alert-email-saved': 'Alert email saved.',
   'alert-webhook-saved': 'Alert webhook saved.',

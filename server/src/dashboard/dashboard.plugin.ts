@@ -29,7 +29,7 @@ import { usersRoutes } from './users.routes.ts';
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 
 /**
- * The admin dashboard: server-rendered pages (Eta), a signed session cookie,
+ * The admin dashboard: server-rendered pages (Eta), server-side sessions,
  * CSRF tokens on every form, security headers and a login rate limit. This
  * plugin is encapsulated (not wrapped in fastify-plugin), so cookies, helmet,
  * rate limits and the HTML error handler apply to the dashboard only and
@@ -41,6 +41,7 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
   const secret = await resolveSecretKey(ctx.config, ctx.log);
 
   app.decorateRequest('dashboardUser', null);
+  app.decorateRequest('dashboardSessionId', null);
   await app.register(cookie, { secret, hook: 'onRequest' });
   await app.register(formbody, { bodyLimit: 256 * 1024 });
   await app.register(csrf, {

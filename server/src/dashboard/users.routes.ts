@@ -6,18 +6,24 @@ import { listClients } from '../services/clients.service.ts';
 import { parseAlertEmailSetting, parseAlertWebhookSetting, setUserAlertEmail, setUserAlertWebhook, USER_ALERT_TYPES } from '../services/alert-recipients.service.ts';
 import { effectiveRetentionPolicy, type RetentionPolicy } from '../services/retention-policy.ts';
 import { previewClientPrune } from '../services/retention.service.ts';
+import { API_TOKEN_DEFAULT_DAYS, API_TOKEN_MAX_DAYS, createApiToken, listApiTokens, parseApiTokenForm, revokeApiToken } from '../services/api-tokens.service.ts';
+import { recordAudit } from '../services/audit-log.service.ts';
+import { listUserSessions, revokeSession } from '../services/sessions.service.ts';
 import {
+  changeOwnPassword,
   createUser,
+  deleteUser,
   findUser,
   MIN_PASSWORD_LENGTH,
   resetUserPassword,
+  WrongPasswordError,
   setUserDisabled,
   setUserRetention,
   type UserSummary,
 } from '../services/users.service.ts';
 import type { FieldErrors } from './client-config-form.ts';
 import { actorOf, type DashboardDeps, field, redirectAfterPost, renderPage, requireAdmin, viewer } from './dashboard-context.ts';
-import type { Viewer } from './dashboard.repository.ts';
+import { isUuid, type Viewer } from './dashboard.repository.ts';
 
 const PREVIEW_SHOWN = 200;
 
@@ -81,6 +87,11 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       alertEmailErrors?: FieldErrors;
       alertWebhookForm?: { alertWebhookUrl: string; alertWebhookTypes: string[] };
       alertWebhookErrors?: FieldErrors;
+      changePasswordErrors?: FieldErrors;
+      tokenForm?: { name: string; access: string; expiresInDays: string };
+      tokenErrors?: FieldErrors;
+      newToken?: { token: string; name: string; readOnly: boolean; expiresAt: Date };
+      deleteError?: string;
     },
     status = 200,
   ) {
@@ -109,6 +120,17 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
         alertWebhookForm: extra.alertWebhookForm ?? { alertWebhookUrl: target.alertWebhookUrl ?? '', alertWebhookTypes: target.alertWebhookTypes },
         alertWebhookErrors: extra.alertWebhookErrors ?? {},
         alertWebhookSecretHint: target.alertWebhookSecretHint,
+        isSelf: viewer(request).id === target.id,
+        sessions: await listUserSessions(db, target.id, deps.now(), ctx.config.session),
+        currentSessionId: request.dashboardSessionId,
+        changePasswordErrors: extra.changePasswordErrors ?? {},
+        apiTokens: (await listApiTokens(db, target.id)).map((t) => ({ ...t, expired: t.expiresAt.getTime() <= deps.now().getTime() })),
+        tokenForm: extra.tokenForm ?? { name: '', access: 'read', expiresInDays: String(API_TOKEN_DEFAULT_DAYS) },
+        tokenErrors: extra.tokenErrors ?? {},
+        tokenMaxDays: API_TOKEN_MAX_DAYS,
+        newToken: extra.newToken ?? null,
+        deleteError: extra.deleteError ?? null,
+        minPasswordLength: MIN_PASSWORD_LENGTH,
       },
       status,
     );
@@ -218,7 +240,9 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const admin = requireAdmin(request);
     const target = await loadUser(request.params.id);
     try {
-      await resetUserPassword(ctx, target.id, field(request.body, 'password'), actorOf(admin));
+      // Ends the user's sessions; an admin resetting their own password keeps this one.
+      const keepSessionId = target.id === admin.id ? (request.dashboardSessionId ?? undefined) : undefined;
+      await resetUserPassword(ctx, target.id, field(request.body, 'password'), actorOf(admin), { keepSessionId });
     } catch (error) {
       if (error instanceof BadRequestError) return renderUser(request, reply, target, { passwordError: error.message }, 400);
       throw error;
@@ -237,5 +261,73 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     }
     await setUserRetention(ctx, target.id, policy, actorOf(admin));
     return redirectAfterPost(reply, `/users/${target.id}?notice=policy-saved`);
+  });
+
+  /** Only the user themselves: their own password, their own tokens. */
+  function requireSelf(request: FastifyRequest<{ Params: { id: string } }>): Viewer {
+    const user = viewer(request);
+    if (user.id !== request.params.id) throw new ForbiddenError('only the user themselves can do this');
+    return user;
+  }
+
+  app.post<{ Params: { id: string } }>('/users/:id/change-password', async (request, reply) => {
+    const self = requireSelf(request);
+    const target = await loadUser(request.params.id);
+    const currentPassword = field(request.body, 'currentPassword');
+    const newPassword = field(request.body, 'newPassword');
+    const errors: FieldErrors = {};
+    if (currentPassword === '') errors.currentPassword = 'enter your current password';
+    if (newPassword.length < MIN_PASSWORD_LENGTH || newPassword.length > 1024) errors.newPassword = `at least ${MIN_PASSWORD_LENGTH} characters`;
+    else if (newPassword === currentPassword) errors.newPassword = 'must differ from the current password';
+    if (Object.keys(errors).length > 0) return renderUser(request, reply, target, { changePasswordErrors: errors }, 400);
+    try {
+      await changeOwnPassword(ctx, self.id, { currentPassword, newPassword, keepSessionId: request.dashboardSessionId });
+    } catch (error) {
+      if (error instanceof WrongPasswordError) {
+        return renderUser(request, reply, target, { changePasswordErrors: { currentPassword: 'does not match your current password' } }, 400);
+      }
+      throw error;
+    }
+    return redirectAfterPost(reply, `/users/${target.id}?notice=password-changed#account-security`);
+  });
+
+  app.post<{ Params: { id: string; sessionId: string } }>('/users/:id/sessions/:sessionId/revoke', async (request, reply) => {
+    const actor = requireSelfOrAdmin(request);
+    const target = await loadUser(request.params.id);
+    const { sessionId } = request.params;
+    if (!isUuid(sessionId) || !(await revokeSession(db, target.id, sessionId))) throw new NotFoundError('no such session');
+    await recordAudit(db, { actorUserId: actor.id, actorName: actor.username, action: 'user.session.revoke', targetType: 'user', targetId: target.id, details: { sessionId } });
+    if (sessionId === request.dashboardSessionId) return redirectAfterPost(reply, '/login?notice=logged-out');
+    return redirectAfterPost(reply, `/users/${target.id}?notice=session-revoked#sessions`);
+  });
+
+  app.post<{ Params: { id: string } }>('/users/:id/tokens', async (request, reply) => {
+    const self = requireSelf(request);
+    const target = await loadUser(request.params.id);
+    const form = { name: field(request.body, 'name'), access: field(request.body, 'access'), expiresInDays: field(request.body, 'expiresInDays') };
+    const { input, errors } = parseApiTokenForm(form);
+    if (!input) return renderUser(request, reply, target, { tokenForm: form, tokenErrors: errors }, 400);
+    const { token, row } = await createApiToken(ctx, self.id, input, actorOf(self), deps.now());
+    // Shown on this page, once: never stored in clear, never redirected through a URL.
+    return renderUser(request, reply, target, { newToken: { token, name: row.name, readOnly: row.readOnly, expiresAt: row.expiresAt } });
+  });
+
+  app.post<{ Params: { id: string; tokenId: string } }>('/users/:id/tokens/:tokenId/revoke', async (request, reply) => {
+    const actor = requireSelfOrAdmin(request);
+    const target = await loadUser(request.params.id);
+    if (!isUuid(request.params.tokenId)) throw new NotFoundError('no such token');
+    await revokeApiToken(ctx, target.id, request.params.tokenId, actorOf(actor), deps.now());
+    return redirectAfterPost(reply, `/users/${target.id}?notice=api-token-revoked#api-tokens`);
+  });
+
+  app.post<{ Params: { id: string } }>('/users/:id/delete', async (request, reply) => {
+    const admin = requireAdmin(request);
+    const target = await loadUser(request.params.id);
+    if (target.id === admin.id) return renderUser(request, reply, target, { deleteError: 'You cannot delete your own account.' }, 400);
+    if (field(request.body, 'confirmUsername').trim() !== target.username) {
+      return renderUser(request, reply, target, { deleteError: `confirmUsername: type ${target.username} to confirm` }, 400);
+    }
+    await deleteUser(ctx, target.id, actorOf(admin));
+    return redirectAfterPost(reply, '/users?notice=user-deleted');
   });
 };

@@ -365,3 +365,52 @@ export const enrollmentKeys = pgTable(
   },
   (t) => [uniqueIndex('enrollment_keys_hash_uq').on(t.keyHash), index('enrollment_keys_owner_idx').on(t.ownerId, t.createdAt)],
 );
+
+// ---------------------------------------------------------------------------
+// Issue 14: account security. Dashboard sessions live here (not in a signed
+// cookie), so sign-out, a password change or reset and disabling a user end
+// them at once on every replica; personal API tokens authenticate the
+// /api/v1/admin REST surface. Only SHA-256 hashes of either secret are stored.
+// ---------------------------------------------------------------------------
+
+/** One signed-in browser. The cookie holds a random id; this row its SHA-256. */
+export const sessions = pgTable(
+  'sessions',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tokenHash: text('token_hash').notNull(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    createdAt: createdAt(),
+    /** Slid forward by requests (at most once a minute); the idle timeout counts from it. */
+    lastSeenAt: timestamp('last_seen_at', { withTimezone: true }).notNull().defaultNow(),
+    /** For the user's list of their sessions only (never trusted for anything). */
+    userAgent: text('user_agent').notNull().default(''),
+    ip: text('ip').notNull().default(''),
+  },
+  (t) => [uniqueIndex('sessions_token_hash_uq').on(t.tokenHash), index('sessions_user_idx').on(t.userId)],
+);
+
+/** Personal access tokens: `Authorization: Bearer` on /api/v1/admin, with their user's permissions. */
+export const apiTokens = pgTable(
+  'api_tokens',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    name: text('name').notNull(),
+    /** Read-only tokens get 403 on anything that changes state. */
+    readOnly: boolean('read_only').notNull(),
+    tokenHash: text('token_hash').notNull(),
+    /** First characters of the token, to let a person recognise it. */
+    tokenPrefix: text('token_prefix').notNull(),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    lastUsedAt: timestamp('last_used_at', { withTimezone: true }),
+    /** Set when revoked; the row stays for the list and the audit trail. */
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+  },
+  (t) => [uniqueIndex('api_tokens_token_hash_uq').on(t.tokenHash), index('api_tokens_user_idx').on(t.userId)],
+);

@@ -16,8 +16,8 @@ import {
 import type { AppContext } from '../app-context.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { hashAgentToken, newAgentToken } from '../auth/tokens.ts';
-import { numberOf, PG_UNIQUE_VIOLATION, pgErrorCode, type Db } from '../db/database.ts';
-import { clients, users } from '../db/schema.ts';
+import { numberOf, PG_UNIQUE_VIOLATION, pgErrorCode, rowsOf, type Db } from '../db/database.ts';
+import { clientPaths, clients, fileVersions, ownerContents, users } from '../db/schema.ts';
 import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from '../errors.ts';
 import { recordAudit } from './audit-log.service.ts';
 import { assertRetention, verifyUserCredentials, type Actor } from './users.service.ts';
@@ -158,6 +158,48 @@ export async function revokeClientToken(ctx: AppContext, clientId: string, actor
     if (updated.length === 0) throw new NotFoundError('no such client');
     await recordAudit(tx, { actorUserId: actor.userId, actorName: actor.name, action: 'client.token.revoke', targetType: 'client', targetId: clientId });
   });
+}
+
+/**
+ * Gives the client to another user (decision 138). The new owner is made to
+ * hold every content the client's versions reference (owner_contents rows,
+ * added in the same transaction), so its files stay downloadable and its
+ * next backup deduplicates against them; the old owner keeps their rows (they
+ * did upload or prove those bytes). The agent's token keeps working: it names
+ * the client, not the owner. ConflictError when the new owner already has a
+ * client of that name; NotFoundError for an unknown client or user.
+ */
+export async function moveClient(ctx: AppContext, clientId: string, newOwnerId: string, actor: Actor): Promise<{ contentsGranted: number }> {
+  try {
+    return await ctx.database.db.transaction(async (tx) => {
+      const [client] = await tx.select({ ownerId: clients.ownerId, name: clients.name }).from(clients).where(eq(clients.id, clientId)).for('update');
+      if (!client) throw new NotFoundError('no such client');
+      const [owner] = await tx.select({ id: users.id, username: users.username }).from(users).where(eq(users.id, newOwnerId));
+      if (!owner) throw new NotFoundError('ownerId: no such user');
+      if (client.ownerId === newOwnerId) return { contentsGranted: 0 };
+      await tx.update(clients).set({ ownerId: newOwnerId }).where(eq(clients.id, clientId));
+      const granted = await tx.execute(sql`
+        insert into ${ownerContents} (content_sha256, user_id)
+        select distinct fv.content_sha256, ${newOwnerId}::uuid from ${fileVersions} fv
+        join ${clientPaths} p on p.id = fv.path_id
+        where p.client_id = ${clientId} and fv.content_sha256 is not null
+        on conflict do nothing
+        returning content_sha256`);
+      const contentsGranted = rowsOf(granted).length;
+      await recordAudit(tx, {
+        actorUserId: actor.userId,
+        actorName: actor.name,
+        action: 'client.move',
+        targetType: 'client',
+        targetId: clientId,
+        details: { name: client.name, fromUserId: client.ownerId, toUserId: newOwnerId, toUsername: owner.username, contentsGranted },
+      });
+      return { contentsGranted };
+    });
+  } catch (error) {
+    if (pgErrorCode(error) === PG_UNIQUE_VIOLATION) throw new ConflictError('ownerId: that user already has a client with this name');
+    throw error;
+  }
 }
 
 /** The agent a bearer token belongs to, or null for an unknown or revoked token or a disabled owner. */

@@ -4,9 +4,10 @@ import type { AlertType } from '../alerts/alert-event.ts';
 import type { AppContext } from '../app-context.ts';
 import { dummyPasswordHash, hashPassword, verifyPassword } from '../auth/password.ts';
 import { PG_UNIQUE_VIOLATION, pgErrorCode, type Db } from '../db/database.ts';
-import { users } from '../db/schema.ts';
+import { clientPaths, clients, fileVersions, users } from '../db/schema.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
 import { recordAudit } from './audit-log.service.ts';
+import { endUserSessions } from './sessions.service.ts';
 
 /** Who performs a change, for the audit log. */
 export interface Actor {
@@ -115,28 +116,113 @@ export async function verifyUserCredentials(db: Db, username: string, password: 
   return user;
 }
 
-/** Sets a new password (checked like createUser's). Throws NotFoundError for an unknown user. */
-export async function resetUserPassword(ctx: AppContext, userId: string, newPassword: string, actor: Actor): Promise<void> {
+/**
+ * Sets a new password (checked like createUser's) and ends the user's
+ * sessions, all of them but `keepSessionId` (an admin resetting their own
+ * password stays signed in). Throws NotFoundError for an unknown user.
+ */
+export async function resetUserPassword(
+  ctx: AppContext,
+  userId: string,
+  newPassword: string,
+  actor: Actor,
+  options: { keepSessionId?: string } = {},
+): Promise<void> {
   assertPasswordStrength(newPassword);
   const passwordHash = await hashPassword(newPassword);
   await ctx.database.db.transaction(async (tx) => {
     const updated = await tx.update(users).set({ passwordHash }).where(eq(users.id, userId)).returning({ id: users.id });
     if (updated.length === 0) throw new NotFoundError('no such user');
-    await recordAudit(tx, { actorUserId: actor.userId, actorName: actor.name, action: 'user.password.reset', targetType: 'user', targetId: userId });
+    const sessionsEnded = await endUserSessions(tx, userId, options.keepSessionId);
+    await recordAudit(tx, {
+      actorUserId: actor.userId,
+      actorName: actor.name,
+      action: 'user.password.reset',
+      targetType: 'user',
+      targetId: userId,
+      details: { sessionsEnded },
+    });
   });
 }
 
-/** Disables (or re-enables) a user: a disabled user cannot log in, register agents, and its agents' tokens stop working. */
+/** The current password did not match (a 400 on the form's currentPassword field). */
+export class WrongPasswordError extends BadRequestError {
+  constructor() {
+    super('currentPassword: does not match your current password');
+  }
+}
+
+/**
+ * Self-service change: the current password must match (WrongPasswordError
+ * otherwise), the new one is checked like createUser's; every other session
+ * of the user ends, the one making the change stays.
+ */
+export async function changeOwnPassword(
+  ctx: AppContext,
+  userId: string,
+  input: { currentPassword: string; newPassword: string; keepSessionId: string | null },
+): Promise<void> {
+  const [row] = await ctx.database.db.select({ username: users.username, passwordHash: users.passwordHash }).from(users).where(eq(users.id, userId)).limit(1);
+  if (!row) throw new NotFoundError('no such user');
+  if (!(await verifyPassword(input.currentPassword, row.passwordHash))) throw new WrongPasswordError();
+  assertPasswordStrength(input.newPassword);
+  const passwordHash = await hashPassword(input.newPassword);
+  await ctx.database.db.transaction(async (tx) => {
+    await tx.update(users).set({ passwordHash }).where(eq(users.id, userId));
+    const sessionsEnded = await endUserSessions(tx, userId, input.keepSessionId ?? undefined);
+    await recordAudit(tx, {
+      actorUserId: userId,
+      actorName: row.username,
+      action: 'user.password.change',
+      targetType: 'user',
+      targetId: userId,
+      details: { sessionsEnded },
+    });
+  });
+}
+
+/**
+ * Deletes a user with everything they own (decision 137): their clients and,
+ * through the foreign keys, those clients' versions, runs, logs and alerts,
+ * their dedup ownership rows, sessions and API tokens. The stored bytes no
+ * other user references become unreferenced and the garbage collector frees
+ * them after its grace period. The audit log keeps the entries they made
+ * (actor name kept, actor id set to null) and gets one for the deletion,
+ * with the counts. Returns what was deleted; NotFoundError for an unknown user.
+ */
+export async function deleteUser(ctx: AppContext, userId: string, actor: Actor): Promise<{ username: string; clients: number; versions: number }> {
+  return ctx.database.db.transaction(async (tx) => {
+    const [target] = await tx.select({ username: users.username }).from(users).where(eq(users.id, userId)).for('update');
+    if (!target) throw new NotFoundError('no such user');
+    const [counts] = await tx
+      .select({
+        clients: sql<number>`count(distinct ${clients.id})::int`,
+        versions: sql<number>`count(${fileVersions.id})::int`,
+      })
+      .from(clients)
+      .leftJoin(clientPaths, eq(clientPaths.clientId, clients.id))
+      .leftJoin(fileVersions, eq(fileVersions.pathId, clientPaths.id))
+      .where(eq(clients.ownerId, userId));
+    const summary = { username: target.username, clients: counts?.clients ?? 0, versions: counts?.versions ?? 0 };
+    await tx.delete(users).where(eq(users.id, userId));
+    await recordAudit(tx, { actorUserId: actor.userId, actorName: actor.name, action: 'user.delete', targetType: 'user', targetId: userId, details: summary });
+    return summary;
+  });
+}
+
+/** Disables (or re-enables) a user: a disabled user cannot log in or register agents, its agents' and API tokens stop working, and its sessions end. */
 export async function setUserDisabled(ctx: AppContext, userId: string, disabled: boolean, actor: Actor): Promise<void> {
   await ctx.database.db.transaction(async (tx) => {
     const updated = await tx.update(users).set({ disabled }).where(eq(users.id, userId)).returning({ id: users.id });
     if (updated.length === 0) throw new NotFoundError('no such user');
+    const sessionsEnded = disabled ? await endUserSessions(tx, userId) : 0;
     await recordAudit(tx, {
       actorUserId: actor.userId,
       actorName: actor.name,
       action: disabled ? 'user.disable' : 'user.enable',
       targetType: 'user',
       targetId: userId,
+      ...(disabled ? { details: { sessionsEnded } } : {}),
     });
   });
 }

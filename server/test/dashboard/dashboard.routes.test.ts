@@ -1,16 +1,16 @@
 import { gunzipSync } from 'node:zlib';
-import { sign } from '@fastify/cookie';
 import { eq } from 'drizzle-orm';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_PREFIX, encodePosixPath } from '@cairn/shared';
 import { buildApp } from '../../src/app.ts';
-import { encodeSession, SESSION_COOKIE } from '../../src/dashboard/session.ts';
+import { SESSION_COOKIE } from '../../src/dashboard/session.ts';
+import { createSession } from '../../src/services/sessions.service.ts';
 import { listRuns } from '../../src/services/backup-repository.ts';
-import { auditLog, clients } from '../../src/db/schema.ts';
+import { auditLog, clients, sessions } from '../../src/db/schema.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 import { TestAgent } from './agent-fixture.ts';
-import { addUser, Browser, startDashboardHarness, TEST_SECRET_KEY, type DashboardHarness } from './dashboard-harness.ts';
+import { addUser, Browser, startDashboardHarness, type DashboardHarness } from './dashboard-harness.ts';
 
 const ADMIN = { username: 'root', password: 'root-password-1' };
 const ALICE = { username: 'alice', password: 'alice-password-1' };
@@ -591,11 +591,11 @@ describe.each(testDatabaseKinds())('dashboard sessions and login limits (%s)', (
     await h?.close();
   });
 
-  const lastSeenMinutesAgo = (minutes: number) => Date.now() - minutes * 60_000;
-  const cookieFor = (minutesAgo: number, secret = TEST_SECRET_KEY) => {
-    const at = lastSeenMinutesAgo(minutesAgo);
-    const value = sign(encodeSession({ userId, sessionId: 'crafted', issuedAt: at - 60_000, lastSeenAt: at }), secret);
-    return `${SESSION_COOKIE}=${encodeURIComponent(value)}`;
+  /** A session row last seen (and created) `minutesAgo` minutes ago, as its cookie header. */
+  const cookieFor = async (minutesAgo: number) => {
+    const at = new Date(Date.now() - minutesAgo * 60_000);
+    const { token, id } = await createSession(h.ctx.database.db, userId, { userAgent: 'test', ip: '127.0.0.1', now: at, limits: h.ctx.config.session });
+    return { cookie: `${SESSION_COOKIE}=${token}`, id, at };
   };
 
   it('issues an HttpOnly, SameSite session cookie with a new session id at every login, Secure behind TLS', async () => {
@@ -608,37 +608,39 @@ describe.each(testDatabaseKinds())('dashboard sessions and login limits (%s)', (
     const second = new Browser(h.url);
     const tls = await second.login('erin', 'erin-password-1', { 'x-forwarded-for': '10.0.0.2', 'x-forwarded-proto': 'https' });
     expect(tls.headers.getSetCookie().find((c) => c.startsWith(`${SESSION_COOKIE}=`))).toMatch(/; Secure/i);
-    const sessionId = (b: Browser) => JSON.parse(Buffer.from(decodeURIComponent(b.cookies.get(SESSION_COOKIE)!).split('.')[0]!, 'base64url').toString()).s;
-    expect(sessionId(first)).not.toBe(sessionId(second));
+    expect(first.cookies.get(SESSION_COOKIE)).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(first.cookies.get(SESSION_COOKIE)).not.toBe(second.cookies.get(SESSION_COOKIE));
   });
 
   it('accepts a session last seen within the idle timeout and slides it forward', async () => {
-    const craftedLastSeen = lastSeenMinutesAgo(29);
-    const response = await fetch(`${h.url}/`, { redirect: 'manual', headers: { cookie: cookieFor(29) } });
+    const { cookie, id, at } = await cookieFor(29);
+    const response = await fetch(`${h.url}/`, { redirect: 'manual', headers: { cookie } });
     expect(response.status).toBe(200);
-    const refreshed = response.headers.getSetCookie().find((c) => c.startsWith(`${SESSION_COOKIE}=`))!;
-    const value = decodeURIComponent(refreshed.split(';')[0]!.slice(SESSION_COOKIE.length + 1));
-    const session = JSON.parse(Buffer.from(value.split('.')[0]!, 'base64url').toString());
-    expect(session.s).toBe('crafted');
-    expect(session.l).toBeGreaterThan(craftedLastSeen + 28 * 60_000);
+    // Nothing to re-issue: the cookie only names the row, whose last-seen time moved.
+    expect(response.headers.getSetCookie().some((c) => c.startsWith(`${SESSION_COOKIE}=`))).toBe(false);
+    const [row] = await h.ctx.database.db.select().from(sessions).where(eq(sessions.id, id));
+    expect(row!.lastSeenAt.getTime()).toBeGreaterThan(at.getTime() + 28 * 60_000);
   });
 
-  it('ends a session idle for longer than SESSION_IDLE_MINUTES', async () => {
-    const response = await fetch(`${h.url}/clients`, { redirect: 'manual', headers: { cookie: cookieFor(31) } });
+  it('ends a session idle for longer than SESSION_IDLE_MINUTES, and deletes it', async () => {
+    const { cookie, id } = await cookieFor(31);
+    const response = await fetch(`${h.url}/clients`, { redirect: 'manual', headers: { cookie } });
     expect(response.status).toBe(303);
     expect(response.headers.get('location')).toBe('/login?next=%2Fclients&notice=expired');
     expect(response.headers.getSetCookie().join()).toMatch(new RegExp(`${SESSION_COOKIE}=;`));
+    expect(await h.ctx.database.db.select().from(sessions).where(eq(sessions.id, id))).toEqual([]);
   });
 
   it('sends a signed-in user from the login page to where they were going', async () => {
-    const response = await fetch(`${h.url}/login?next=%2Fclients`, { redirect: 'manual', headers: { cookie: cookieFor(1) } });
+    const { cookie } = await cookieFor(1);
+    const response = await fetch(`${h.url}/login?next=%2Fclients`, { redirect: 'manual', headers: { cookie } });
     expect(response.status).toBe(303);
     expect(response.headers.get('location')).toBe('/clients');
-    const offsite = await fetch(`${h.url}/login?next=%2F%2Fevil.example`, { redirect: 'manual', headers: { cookie: cookieFor(1) } });
+    const offsite = await fetch(`${h.url}/login?next=%2F%2Fevil.example`, { redirect: 'manual', headers: { cookie } });
     expect(offsite.headers.get('location')).toBe('/');
   });
 
-  it('accepts the session on another replica that shares SECRET_KEY', async () => {
+  it('accepts the session on another replica that shares the database', async () => {
     const replica = await buildApp(h.ctx);
     const replicaUrl = await replica.listen({ port: 0, host: '127.0.0.1' });
     try {
@@ -651,8 +653,8 @@ describe.each(testDatabaseKinds())('dashboard sessions and login limits (%s)', (
     }
   });
 
-  it('rejects a session cookie signed with another key', async () => {
-    const response = await fetch(`${h.url}/`, { redirect: 'manual', headers: { cookie: cookieFor(1, 'another-secret-key-of-enough-length-xx') } });
+  it('rejects a session id that names no session', async () => {
+    const response = await fetch(`${h.url}/`, { redirect: 'manual', headers: { cookie: `${SESSION_COOKIE}=${'A'.repeat(43)}` } });
     expect(response.status).toBe(303);
   });
 

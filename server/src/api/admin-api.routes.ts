@@ -1,0 +1,302 @@
+/**
+ * The admin REST API under /api/v1/admin (issue 14): the dashboard's main
+ * resources as JSON, for scripts holding a personal access token
+ * (`Authorization: Bearer cairn_pat_...`). A token acts with its user's
+ * permissions, exactly as the dashboard does for that user: other users'
+ * clients and alerts are 404, admin-only resources 403 for non-admins, and a
+ * read-only token gets 403 on anything that changes state. Changes go
+ * through the same services and validation as the dashboard's forms and are
+ * audited as the user (naming the token).
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { acknowledgeAlert } from '../alerts/alert-engine.ts';
+import type { AlertType } from '../alerts/alert-event.ts';
+import type { AppContext } from '../app-context.ts';
+import { configFormValues, type ClientConfigInput, validateClientConfig } from '../dashboard/client-config-form.ts';
+import { createDashboardRepository, type Viewer } from '../dashboard/dashboard.repository.ts';
+import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.ts';
+import { authenticateApiToken, type ApiTokenIdentity } from '../services/api-tokens.service.ts';
+import { listRuns, listTreeAsOf } from '../services/backup-repository.ts';
+import { findClient, listClients, requestRun, updateClientSettings, type ClientSummary } from '../services/clients.service.ts';
+import { findUser, listUsers, type Actor, type UserSummary } from '../services/users.service.ts';
+import {
+  ALERT_STATES,
+  Acknowledged,
+  AdminClient,
+  AdminClientDetail,
+  AdminError,
+  AlertList,
+  AlertsQuery,
+  ClientConfigUpdate,
+  ClientList,
+  FilesPage,
+  FilesQuery,
+  IdParams,
+  Me,
+  RunList,
+  RunRequested,
+  RunsQuery,
+  UserList,
+  AdminUser,
+} from './admin-api.schemas.ts';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The personal access token behind an /api/v1/admin request and its user. */
+    apiToken: ApiTokenIdentity | null;
+  }
+}
+
+export const ADMIN_API_PREFIX = '/api/v1/admin';
+const TOKEN_AUTH = [{ bearer: [] }];
+const TAGS = ['admin'];
+
+function tokenOf(request: FastifyRequest): ApiTokenIdentity {
+  if (!request.apiToken) throw new UnauthorizedError();
+  return request.apiToken;
+}
+
+function viewerOf(request: FastifyRequest): Viewer {
+  return tokenOf(request).user;
+}
+
+/** Audited as the user, naming the token, so the log shows which script did it. */
+function actorOf(request: FastifyRequest): Actor {
+  const token = tokenOf(request);
+  return { userId: token.user.id, name: `${token.user.username} (API token "${token.tokenName}")` };
+}
+
+const iso = (value: Date | null): string | null => (value === null ? null : value.toISOString());
+
+function clientJson(client: ClientSummary): AdminClient {
+  return {
+    id: client.id,
+    name: client.name,
+    hostname: client.hostname,
+    ownerId: client.ownerId,
+    ownerUsername: client.ownerUsername,
+    agentVersion: client.agentVersion,
+    tokenPrefix: client.tokenPrefix,
+    lastPingAt: iso(client.lastPingAt),
+    lastBackupAt: iso(client.lastBackupAt),
+    runRequestedAt: iso(client.runRequestedAt),
+    backupIntervalSeconds: client.backupIntervalSeconds,
+    retention: { versions: client.retentionVersions, days: client.retentionDays },
+    createdAt: client.createdAt.toISOString(),
+  };
+}
+
+function userJson(user: UserSummary) {
+  const { id, username, isAdmin, disabled, retentionVersions, retentionDays, createdAt } = user;
+  return { id, username, isAdmin, disabled, retentionVersions, retentionDays, createdAt: createdAt.toISOString() };
+}
+
+/** The form's field names as the API's. */
+const API_FIELD: Record<string, string> = {
+  backupInterval: 'backupIntervalSeconds',
+  retentionVersions: 'retention.versions',
+  retentionDays: 'retention.days',
+};
+
+/** The API's change as the dashboard form would send it, over the stored values. */
+function asFormInput(current: ClientConfigInput, change: ClientConfigUpdate): ClientConfigInput {
+  const input = { ...current };
+  if (change.monitoredPaths !== undefined) input.monitoredPaths = change.monitoredPaths.join('\n');
+  if (change.excludes !== undefined) input.excludes = change.excludes.join('\n');
+  if (change.preCommands !== undefined) {
+    // An explicit timeout as `[Ns]`, the form's syntax; without one the form's default applies.
+    input.preCommands = change.preCommands.map((c) => (c.timeoutSeconds === undefined ? c.command : `[${c.timeoutSeconds}s] ${c.command}`)).join('\n');
+  }
+  if (change.backupIntervalSeconds !== undefined) input.backupInterval = String(change.backupIntervalSeconds);
+  if (change.retention !== undefined) {
+    input.retentionOverride = change.retention === null ? '' : 'on';
+    input.retentionVersions = change.retention === null ? '' : String(change.retention.versions);
+    input.retentionDays = change.retention === null || change.retention.days === null ? '' : String(change.retention.days);
+  }
+  return input;
+}
+
+/**
+ * Requires a live personal access token on every route of `app` (401
+ * otherwise), and refuses anything but GET/HEAD with a read-only one (403).
+ */
+function requireApiToken(app: FastifyInstance, ctx: AppContext, now: () => Date): void {
+  app.decorateRequest('apiToken', null);
+  app.addHook('onRequest', async (request) => {
+    const header = request.headers.authorization;
+    const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
+    if (!match) throw new UnauthorizedError('missing bearer token');
+    const token = await authenticateApiToken(ctx.database.db, match[1]!, now());
+    if (!token) throw new UnauthorizedError('unknown, expired or revoked token');
+    if (token.readOnly && request.method !== 'GET' && request.method !== 'HEAD') throw new ForbiddenError('this token is read-only');
+    request.apiToken = token;
+  });
+}
+
+export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: () => Date }> = async (app, { ctx, now: clock }) => {
+  const now = clock ?? (() => new Date());
+  const db = ctx.database.db;
+  const repo = createDashboardRepository(db);
+  requireApiToken(app, ctx, now);
+  const errors = { 400: AdminError, 401: AdminError, 403: AdminError, 404: AdminError };
+
+  /** The client if the token's user may see it (admins: any); 404 otherwise, as in the dashboard. */
+  async function visibleClient(request: FastifyRequest, id: string) {
+    const user = viewerOf(request);
+    const client = await findClient(db, id);
+    if (!client || (!user.isAdmin && client.ownerId !== user.id)) throw new NotFoundError('no such client');
+    return client;
+  }
+
+  app.get('/me', { schema: { tags: TAGS, summary: 'The token and the user it acts as', security: TOKEN_AUTH, response: { 200: Me, ...errors } } }, async (request) => {
+    const token = tokenOf(request);
+    return { user: token.user, token: { id: token.tokenId, name: token.tokenName, readOnly: token.readOnly } };
+  });
+
+  app.get(
+    '/clients',
+    { schema: { tags: TAGS, summary: "The user's clients (an admin's: every client)", security: TOKEN_AUTH, response: { 200: ClientList, ...errors } } },
+    async (request) => {
+      const user = viewerOf(request);
+      return { clients: (await listClients(db, user.isAdmin ? {} : { ownerId: user.id })).map(clientJson) };
+    },
+  );
+
+  app.get(
+    '/clients/:id',
+    { schema: { tags: TAGS, summary: 'One client with its configuration', security: TOKEN_AUTH, params: IdParams, response: { 200: AdminClientDetail, ...errors } } },
+    async (request) => {
+      const client = await visibleClient(request, request.params.id);
+      return { ...clientJson(client), monitoredPaths: client.monitoredPaths, excludes: client.excludes, preCommands: client.preCommands };
+    },
+  );
+
+  app.patch(
+    '/clients/:id/config',
+    {
+      schema: {
+        tags: TAGS,
+        summary: "Change the client's central configuration (only the fields sent); the dashboard form's rules and messages",
+        security: TOKEN_AUTH,
+        params: IdParams,
+        body: ClientConfigUpdate,
+        response: { 200: AdminClientDetail, ...errors },
+      },
+    },
+    async (request) => {
+      const client = await visibleClient(request, request.params.id);
+      const result = validateClientConfig(asFormInput(configFormValues(client), request.body));
+      if (!result.ok) {
+        const fields = Object.fromEntries(Object.entries(result.errors).map(([name, message]) => [API_FIELD[name] ?? name, message ?? 'invalid']));
+        throw new BadRequestError(Object.entries(fields).map(([name, message]) => `${name}: ${message}`).join('; '), { fields });
+      }
+      const { retentionVersions, retentionDays, ...settings } = result.values;
+      await updateClientSettings(ctx, client.id, { ...settings, retention: { versions: retentionVersions, days: retentionDays } }, actorOf(request));
+      const updated = (await findClient(db, client.id))!;
+      return { ...clientJson(updated), monitoredPaths: updated.monitoredPaths, excludes: updated.excludes, preCommands: updated.preCommands };
+    },
+  );
+
+  app.post(
+    '/clients/:id/run',
+    { schema: { tags: TAGS, summary: 'Back up now: the agent starts a run after its next heartbeat', security: TOKEN_AUTH, params: IdParams, response: { 200: RunRequested, ...errors } } },
+    async (request) => {
+      const client = await visibleClient(request, request.params.id);
+      await requestRun(ctx, client.id, actorOf(request));
+      return { runRequested: true };
+    },
+  );
+
+  app.get(
+    '/clients/:id/runs',
+    { schema: { tags: TAGS, summary: "The client's runs, newest first", security: TOKEN_AUTH, params: IdParams, querystring: RunsQuery, response: { 200: RunList, ...errors } } },
+    async (request) => {
+      const client = await visibleClient(request, request.params.id);
+      return { runs: await listRuns(db, client.id, { limit: request.query.limit ?? 50 }) };
+    },
+  );
+
+  app.get(
+    '/clients/:id/files',
+    {
+      schema: {
+        tags: TAGS,
+        summary: "The client's tree as of `asOf` (default now), by path, paged with `after`",
+        security: TOKEN_AUTH,
+        params: IdParams,
+        querystring: FilesQuery,
+        response: { 200: FilesPage, ...errors },
+      },
+    },
+    async (request) => {
+      const client = await visibleClient(request, request.params.id);
+      const { asOf, prefix, after, limit } = request.query;
+      return listTreeAsOf(db, client.id, {
+        ...(asOf !== undefined && { asOf: new Date(asOf) }),
+        ...(prefix !== undefined && { prefix }),
+        ...(after !== undefined && { after }),
+        ...(limit !== undefined && { limit }),
+      });
+    },
+  );
+
+  app.get('/users', { schema: { tags: TAGS, summary: 'Every user (administrators only)', security: TOKEN_AUTH, response: { 200: UserList, ...errors } } }, async (request) => {
+    if (!viewerOf(request).isAdmin) throw new ForbiddenError('only administrators can list users');
+    return { users: (await listUsers(db)).map(userJson) };
+  });
+
+  app.get(
+    '/users/:id',
+    { schema: { tags: TAGS, summary: 'One user (administrators: anyone; others: themselves)', security: TOKEN_AUTH, params: IdParams, response: { 200: AdminUser, ...errors } } },
+    async (request) => {
+      const viewer = viewerOf(request);
+      if (!viewer.isAdmin && viewer.id !== request.params.id) throw new ForbiddenError('you can only read your own user');
+      const user = await findUser(db, request.params.id);
+      if (!user) throw new NotFoundError('no such user');
+      return userJson(user);
+    },
+  );
+
+  app.get(
+    '/alerts',
+    { schema: { tags: TAGS, summary: 'Alerts of the user’s clients (an admin’s: all), newest first', security: TOKEN_AUTH, querystring: AlertsQuery, response: { 200: AlertList, ...errors } } },
+    async (request) => {
+      const viewer = viewerOf(request);
+      const { type, clientId, limit = 300 } = request.query;
+      const state = (request.query.state ?? 'unresolved') as (typeof ALERT_STATES)[number];
+      if (clientId !== undefined) await visibleClient(request, clientId);
+      const rows = await repo.listAlerts(viewer, { state: state === 'all' ? undefined : state, type: type as AlertType | undefined, clientId, limit });
+      return {
+        alerts: rows.map((a) => ({
+          id: a.id,
+          type: a.type,
+          severity: a.severity,
+          clientId: a.clientId,
+          clientName: a.clientName,
+          path: a.path,
+          message: a.message,
+          state: a.state,
+          openedAt: a.openedAt.toISOString(),
+          acknowledgedAt: iso(a.acknowledgedAt),
+          acknowledgedBy: a.acknowledgedByName,
+          resolvedAt: iso(a.resolvedAt),
+        })),
+      };
+    },
+  );
+
+  app.post(
+    '/alerts/:id/acknowledge',
+    {
+      schema: { tags: TAGS, summary: 'Acknowledge an open alert (409 when it is not open)', security: TOKEN_AUTH, params: IdParams, response: { 200: Acknowledged, ...errors, 409: AdminError } },
+    },
+    async (request) => {
+      const alert = await repo.getAlert(viewerOf(request), request.params.id);
+      if (!(await acknowledgeAlert(db, alert.id, actorOf(request), now()))) {
+        throw new ConflictError(`this alert is already ${alert.state === 'open' ? 'acknowledged or resolved' : alert.state}`);
+      }
+      return { ok: true };
+    },
+  );
+};

@@ -1,0 +1,124 @@
+/**
+ * TypeBox schemas of the admin REST API (/api/v1/admin, issue 14): what the
+ * dashboard shows and changes, as JSON, for personal access tokens. They
+ * validate requests and appear in the OpenAPI document (/docs/json).
+ */
+import { Type, type Static } from 'typebox';
+import { ErrorBody, FilesPage, FilesQuery, IsoTime, PreCommand, RunSummary, Uuid } from '@cairn/shared';
+import { ALERT_TYPE_LABELS } from '../dashboard/view-helpers.ts';
+
+/** Null first: with coerceTypes, ajv would turn a null into 0 or "" for a first non-null branch. */
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(schema: T) => Type.Union([Type.Null(), schema]);
+/** One line of text: the dashboard's form fields are lines, so a line break would change the meaning. */
+const Line = (maxLength: number) => Type.String({ maxLength, pattern: '^[^\\r\\n\\u0000]*$' });
+
+/** An error answer; `fields` names each invalid field with the dashboard's message for it. */
+export const AdminError = Type.Object({
+  ...ErrorBody.properties,
+  fields: Type.Optional(Type.Record(Type.String(), Type.String())),
+});
+
+export const IdParams = Type.Object({ id: Uuid });
+
+export const Retention = Type.Object({
+  /** null: the owner's policy applies. */
+  versions: Nullable(Type.Integer()),
+  days: Nullable(Type.Integer()),
+});
+
+export const AdminClient = Type.Object({
+  id: Uuid,
+  name: Type.String(),
+  hostname: Type.String(),
+  ownerId: Uuid,
+  ownerUsername: Type.String(),
+  agentVersion: Nullable(Type.String()),
+  tokenPrefix: Nullable(Type.String()),
+  lastPingAt: Nullable(IsoTime),
+  lastBackupAt: Nullable(IsoTime),
+  runRequestedAt: Nullable(IsoTime),
+  backupIntervalSeconds: Type.Integer(),
+  retention: Retention,
+  createdAt: IsoTime,
+});
+export type AdminClient = Static<typeof AdminClient>;
+
+export const AdminClientDetail = Type.Object({
+  ...AdminClient.properties,
+  monitoredPaths: Type.Array(Type.String()),
+  excludes: Type.Array(Type.String()),
+  preCommands: Type.Array(PreCommand),
+});
+
+export const ClientList = Type.Object({ clients: Type.Array(AdminClient) });
+
+/**
+ * A change of a client's central configuration: only the fields sent change.
+ * Checked by the dashboard form's rules, with its messages.
+ */
+export const ClientConfigUpdate = Type.Object(
+  {
+    monitoredPaths: Type.Optional(Type.Array(Line(4096), { maxItems: 500 })),
+    excludes: Type.Optional(Type.Array(Line(1024), { maxItems: 500 })),
+    preCommands: Type.Optional(
+      Type.Array(Type.Object({ command: Line(4096), timeoutSeconds: Type.Optional(Type.Integer()) }, { additionalProperties: false }), { maxItems: 50 }),
+    ),
+    backupIntervalSeconds: Type.Optional(Type.Integer()),
+    /** null: use the owner's policy; an object: this client's own (days null = no age limit). */
+    retention: Type.Optional(Nullable(Type.Object({ versions: Type.Integer(), days: Nullable(Type.Integer()) }, { additionalProperties: false }))),
+  },
+  { additionalProperties: false },
+);
+export type ClientConfigUpdate = Static<typeof ClientConfigUpdate>;
+
+export const RunRequested = Type.Object({ runRequested: Type.Boolean() });
+
+export const AdminRun = Type.Object({ ...RunSummary.properties, trigger: Type.String() });
+export const RunList = Type.Object({ runs: Type.Array(AdminRun) });
+export const RunsQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })) });
+
+export { FilesPage, FilesQuery };
+
+export const AdminUser = Type.Object({
+  id: Uuid,
+  username: Type.String(),
+  isAdmin: Type.Boolean(),
+  disabled: Type.Boolean(),
+  retentionVersions: Type.Integer(),
+  retentionDays: Nullable(Type.Integer()),
+  createdAt: IsoTime,
+});
+export const UserList = Type.Object({ users: Type.Array(AdminUser) });
+
+export const Me = Type.Object({
+  user: Type.Object({ id: Uuid, username: Type.String(), isAdmin: Type.Boolean() }),
+  token: Type.Object({ id: Uuid, name: Type.String(), readOnly: Type.Boolean() }),
+});
+
+const ALERT_TYPES = Object.keys(ALERT_TYPE_LABELS);
+export const ALERT_STATES = ['unresolved', 'open', 'acknowledged', 'resolved', 'all'] as const;
+
+export const AlertsQuery = Type.Object({
+  state: Type.Optional(Type.Union(ALERT_STATES.map((s) => Type.Literal(s)))),
+  type: Type.Optional(Type.Union(ALERT_TYPES.map((t) => Type.Literal(t)))),
+  clientId: Type.Optional(Uuid),
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+});
+export type AlertsQuery = Static<typeof AlertsQuery>;
+
+export const AdminAlert = Type.Object({
+  id: Uuid,
+  type: Type.String(),
+  severity: Type.String(),
+  clientId: Nullable(Uuid),
+  clientName: Nullable(Type.String()),
+  path: Nullable(Type.String()),
+  message: Type.String(),
+  state: Type.String(),
+  openedAt: IsoTime,
+  acknowledgedAt: Nullable(IsoTime),
+  acknowledgedBy: Nullable(Type.String()),
+  resolvedAt: Nullable(IsoTime),
+});
+export const AlertList = Type.Object({ alerts: Type.Array(AdminAlert) });
+export const Acknowledged = Type.Object({ ok: Type.Boolean() });
