@@ -6,3 +6,4 @@ export * from './text.ts';
 export * from './format.ts';
 export * from './env.ts';
 export * from './process.ts';
+export * from './chunking/index.ts';

@@ -1,0 +1,2 @@
+export * from './gear-table.ts';
+export * from './content-chunker.ts';
