@@ -65,7 +65,9 @@ interface SetState {
   references: number;
   chunkSeconds: number;
   chunkedBytes: number;
-  perDay: { day: number; storedRaw: number; storedCompressed: number; newChunks: number }[];
+  /** The same new chunks through the zstd CLI at level 3, each its own frame (when zstd is installed). */
+  storedZstd: number;
+  perDay: { day: number; storedRaw: number; storedCompressed: number; storedZstd: number; newChunks: number }[];
 }
 
 interface DatasetResult {
@@ -79,10 +81,34 @@ function progress(message: string): void {
   console.log(`[chunk-params ${new Date().toISOString().slice(11, 19)}] ${message}`);
 }
 
+const zstdCli = spawnSync('zstd', ['--version']).status === 0;
+
+/**
+ * What zstd -3 makes of these chunks, each compressed on its own (one frame
+ * per input file, as a pack would hold them): node:zlib has no zstd on Node
+ * 20, and per-chunk zstd is what the packs will store.
+ */
+function zstdBytes(chunks: Buffer[], scratch: string): number {
+  if (!zstdCli || chunks.length === 0) return 0;
+  rmSync(scratch, { recursive: true, force: true });
+  mkdirSync(scratch, { recursive: true });
+  const names = chunks.map((chunk, i) => {
+    const name = path.join(scratch, String(i));
+    writeFileSync(name, chunk);
+    return name;
+  });
+  writeFileSync(`${scratch}.list`, names.join('\n'));
+  const ran = spawnSync('sh', ['-c', 'zstd -3 -q -c --filelist "$1" | wc -c', 'sh', `${scratch}.list`], { encoding: 'utf8', maxBuffer: 1 << 20 });
+  rmSync(scratch, { recursive: true, force: true });
+  if (ran.status !== 0) throw new Error(`zstd failed: ${ran.stderr}`);
+  return Number(ran.stdout.trim());
+}
+
 /** Feeds one day's dump to every parameter set. */
 function processDay(file: string, day: number, states: SetState[]): void {
   const data = readFileSync(file);
   for (const state of states) {
+    const fresh: Buffer[] = [];
     const started = performance.now();
     const lengths = chunkLengths(data, state.params);
     state.chunkSeconds += (performance.now() - started) / 1000;
@@ -99,8 +125,10 @@ function processDay(file: string, day: number, states: SetState[]): void {
       newChunks += 1;
       state.storedRaw += length;
       state.storedCompressed += Math.min(length, compress(chunk));
+      fresh.push(chunk);
     }
-    state.perDay.push({ day, storedRaw: state.storedRaw, storedCompressed: state.storedCompressed, newChunks });
+    state.storedZstd += zstdBytes(fresh, path.join(path.dirname(file), 'zstd-scratch'));
+    state.perDay.push({ day, storedRaw: state.storedRaw, storedCompressed: state.storedCompressed, storedZstd: state.storedZstd, newChunks });
   }
 }
 
@@ -109,7 +137,7 @@ async function runDataset(name: string, dir: string, file: string, prepareDay: (
     dataset: name,
     dumpBytes: [],
     restic: [],
-    sets: PARAM_SETS.map(({ label, params }) => ({ label, params, seen: new Set(), storedRaw: 0, storedCompressed: 0, references: 0, chunkSeconds: 0, chunkedBytes: 0, perDay: [] })),
+    sets: PARAM_SETS.map(({ label, params }) => ({ label, params, seen: new Set(), storedRaw: 0, storedCompressed: 0, storedZstd: 0, references: 0, chunkSeconds: 0, chunkedBytes: 0, perDay: [] })),
   };
   await restic?.init();
   try {
@@ -139,8 +167,8 @@ function table(result: DatasetResult): string {
   const lines = [
     `### ${result.dataset}: day 0 dump ${mb(result.dumpBytes[0] ?? 0)} MB, ${DUMP_DAYS} more days, ${mb(result.dumpBytes.reduce((a, b) => a + b, 0))} MB backed up in all`,
     '',
-    `| avg (min-max) | mean chunk | stored raw | stored compressed | + index rows x ${INDEX_ROW_BYTES} B | day-1..7 growth / day (compressed) | index rows | references | chunker MB/s | vs restic |`,
-    '|---|---|---|---|---|---|---|---|---|---|',
+    `| avg (min-max) | mean chunk | stored raw | deflate | + index rows x ${INDEX_ROW_BYTES} B | growth / day | vs restic | zstd -3 | + index rows | growth / day | vs restic | index rows | references | chunker MB/s |`,
+    '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const s of result.sets) {
     const day0 = s.perDay[0];
@@ -151,8 +179,13 @@ function table(result: DatasetResult): string {
     const growth = (last.storedCompressed - day0.storedCompressed) / DUMP_DAYS;
     const meanChunk = s.chunkedBytes / s.references;
     const kib = (n: number) => (n >= MiB ? `${n / MiB}M` : `${n / KiB}K`);
+    const vs = (bytes: number) => (restic ? `${(bytes / restic).toFixed(2)}x` : 'n/a');
+    const zstdIndex = last.storedZstd + rows * INDEX_ROW_BYTES;
+    const zstd = zstdCli
+      ? `${mb(last.storedZstd)} MB | ${mb(zstdIndex)} MB | ${mb((last.storedZstd - day0.storedZstd) / DUMP_DAYS)} MB | ${vs(zstdIndex)}`
+      : 'n/a | n/a | n/a | n/a';
     lines.push(
-      `| ${s.label} (${kib(s.params.minSize)}-${kib(s.params.maxSize)}) | ${(meanChunk / KiB).toFixed(1)} KiB | ${mb(last.storedRaw)} MB | ${mb(last.storedCompressed)} MB | ${mb(withIndex)} MB | ${mb(growth)} MB | ${rows.toLocaleString('en-US')} | ${s.references.toLocaleString('en-US')} | ${(s.chunkedBytes / 1e6 / s.chunkSeconds).toFixed(0)} | ${restic ? `${(withIndex / restic).toFixed(2)}x` : 'n/a'} |`,
+      `| ${s.label} (${kib(s.params.minSize)}-${kib(s.params.maxSize)}) | ${(meanChunk / KiB).toFixed(1)} KiB | ${mb(last.storedRaw)} MB | ${mb(last.storedCompressed)} MB | ${mb(withIndex)} MB | ${mb(growth)} MB | ${vs(withIndex)} | ${zstd} | ${rows.toLocaleString('en-US')} | ${s.references.toLocaleString('en-US')} | ${(s.chunkedBytes / 1e6 / s.chunkSeconds).toFixed(0)} |`,
     );
   }
   if (restic !== undefined) {
@@ -223,7 +256,7 @@ async function main(): Promise<number> {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  const report = [`Compression: ${codec}, each new chunk on its own, kept raw when that is not smaller.`, '', ...results.map(table)].join('\n\n');
+  const report = [`Compression: ${codec}, each new chunk on its own, kept raw when that is not smaller; zstd -3: the zstd CLI, one frame per new chunk${zstdCli ? '' : ' (not installed: n/a)'}. Growth / day: days 1-7, compressed, without index rows.`, '', ...results.map(table)].join('\n\n');
   console.log(`\n${report}\n`);
   if (args.json) {
     const plain = results.map((r) => ({ ...r, sets: r.sets.map(({ seen, ...rest }) => ({ ...rest, indexRows: seen.size })) }));
