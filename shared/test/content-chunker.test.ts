@@ -1,9 +1,12 @@
 import { createCipheriv, createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
+  CHUNKING_THRESHOLD_BYTES,
   ChunkerParamsError,
   ContentChunker,
+  DEFAULT_CHUNKER_PARAMS,
   GEAR,
+  isChunkedSize,
   chunkLengths,
   cutPoints,
   splitIntoChunks,
@@ -239,3 +242,24 @@ const GOLDEN_ROWS_OFFSETS = [
   209481, 211399, 213432, 215694, 221144, 225425, 229950, 233334, 237589, 244138, 245127,
 ];
 const GOLDEN_ZEROS_LENGTHS = [16384,  16384,  16384,  16384,  16384,  16384,  1696];
+
+describe('chunking policy', () => {
+  it('uses valid default parameters', () => {
+    expect(() => new ContentChunker(DEFAULT_CHUNKER_PARAMS)).not.toThrow();
+  });
+
+  it('stores files up to the threshold as one chunk and cuts larger ones', () => {
+    expect(isChunkedSize(0)).toBe(false);
+    expect(isChunkedSize(CHUNKING_THRESHOLD_BYTES)).toBe(false);
+    expect(isChunkedSize(CHUNKING_THRESHOLD_BYTES + 1)).toBe(true);
+  });
+
+  it('cuts with the default parameters at the committed offsets (they are part of the storage format)', () => {
+    expect(cutPoints(bytesFor('cairn-chunker-golden-default', 256 * 1024), DEFAULT_CHUNKER_PARAMS)).toEqual(GOLDEN_DEFAULT_OFFSETS);
+  });
+});
+const GOLDEN_DEFAULT_OFFSETS = [
+  8777, 18189, 31206, 34179, 43230, 46117, 55560, 65047, 76195, 84941, 94005, 102813,
+  107224, 116637, 126979, 139008, 147749, 157724, 167236, 178985, 188720, 192405, 203667, 216555,
+  225127, 237170, 240907, 249272, 262144,
+];
