@@ -132,7 +132,7 @@ function processDay(file: string, day: number, states: SetState[]): void {
   }
 }
 
-async function runDataset(name: string, dir: string, file: string, prepareDay: (day: number) => void, restic: ResticRepository | null): Promise<DatasetResult> {
+async function runDataset(scenario: 'S6' | 'S7', name: string, dir: string, file: string, prepareDay: (day: number) => void, restic: ResticRepository | null): Promise<DatasetResult> {
   const result: DatasetResult = {
     dataset: name,
     dumpBytes: [],
@@ -147,7 +147,7 @@ async function runDataset(name: string, dir: string, file: string, prepareDay: (
       result.dumpBytes.push(bytes);
       processDay(file, day, result.sets);
       if (restic) {
-        const m = await restic.backup('S6', dir);
+        const m = await restic.backup(scenario, dir);
         if (!m.ok) throw new Error(m.error);
         result.restic.push({ day, storedBytes: m.storedBytes });
       }
@@ -209,6 +209,7 @@ async function main(): Promise<number> {
       const dump = new SqlDump(SEED, Number(args['dump-mib']) * MiB);
       results.push(
         await runDataset(
+          'S6',
           `S6 generated dump (${args['dump-mib']} MiB)`,
           s6Dir,
           s6File,
@@ -237,6 +238,7 @@ async function main(): Promise<number> {
         database.init(scale);
         results.push(
           await runDataset(
+            'S7',
             `S7 pg_dump of pgbench -s ${scale}, pgbench -t 2000 a day`,
             s7Dir,
             s7File,
