@@ -13,10 +13,12 @@ export interface DatasetInfo {
 export interface Verdict {
   scenario: ScenarioId;
   system: SystemId;
-  what: 'time' | 'bytes' | 'agent memory' | 'server memory';
+  what: 'time' | 'bytes' | 'stored' | 'agent memory' | 'server memory';
   ratio: number | null;
   target: number;
   met: boolean | null;
+  /** The system cannot run the scenario yet (the reason). */
+  notYet?: string;
 }
 
 export interface BenchReport {
@@ -24,7 +26,7 @@ export interface BenchReport {
   finishedAt: string;
   quick: boolean;
   machine: { cpus: number; cpuModel: string; memoryBytes: number; node: string; restic: string | null; loadAverageAtStart: number[] };
-  datasets: Partial<Record<'small' | 'mixed', DatasetInfo>>;
+  datasets: Partial<Record<Scenario['dataset'], DatasetInfo>>;
   measurements: Measurement[];
   verdicts: Verdict[];
   notRun: { scenario: ScenarioId; reason: string }[];
@@ -48,22 +50,39 @@ function judge(scenario: Scenario, ours: Measurement, restic: Measurement | unde
   const add = (what: Verdict['what'], value: number | null, target: number | undefined) => {
     if (target === undefined) return;
     const usable = ours.ok && restic?.ok === true && value !== null;
-    verdicts.push({ scenario: scenario.id, system: ours.system, what, ratio: usable ? value : null, target, met: usable ? (value as number) <= target : null });
+    verdicts.push({
+      scenario: scenario.id,
+      system: ours.system,
+      what,
+      ratio: usable ? value : null,
+      target,
+      met: usable ? (value as number) <= target : null,
+      ...(ours.notYet !== undefined ? { notYet: ours.notYet } : {}),
+    });
   };
   add('time', ratio(ours.seconds, restic?.seconds), scenario.target.timeRatio);
   add('bytes', ratio(ours.bytesUploaded, restic?.bytesUploaded), scenario.target.bytesRatio);
+  add('stored', ratio(ours.storedBytes, restic?.storedBytes), scenario.target.storedRatio);
   add('agent memory', ratio(ours.agentPeakRss, restic?.resticPeakRss), scenario.target.memoryRatio);
   add('server memory', ratio(ours.serverPeakPss, restic?.resticPeakRss), scenario.target.memoryRatio);
   return verdicts;
 }
 
+/** A system's measurement that counts for the verdict: its only one, or for S6/S7 the last day's. */
+function finalMeasurement(measurements: readonly Measurement[], scenario: ScenarioId, system: SystemId): Measurement | undefined {
+  let last: Measurement | undefined;
+  for (const m of measurements) {
+    if (m.scenario === scenario && m.system === system && (last === undefined || (m.day ?? 0) >= (last.day ?? 0))) last = m;
+  }
+  return last;
+}
+
 export function verdictsFor(measurements: readonly Measurement[]): Verdict[] {
   const verdicts: Verdict[] = [];
   for (const scenario of SCENARIOS) {
-    const restic = measurements.find((m) => m.scenario === scenario.id && m.system === 'restic');
-    for (const ours of measurements.filter((m) => m.scenario === scenario.id && m.system !== 'restic')) {
-      verdicts.push(...judge(scenario, ours, restic));
-    }
+    const restic = finalMeasurement(measurements, scenario.id, 'restic');
+    const systems = new Set(measurements.filter((m) => m.scenario === scenario.id && m.system !== 'restic').map((m) => m.system));
+    for (const system of systems) verdicts.push(...judge(scenario, finalMeasurement(measurements, scenario.id, system) as Measurement, restic));
   }
   return verdicts;
 }
@@ -71,10 +90,12 @@ export function verdictsFor(measurements: readonly Measurement[]): Verdict[] {
 const HEADER = ['system', 'time s', 'files/s', 'MB/s', 'uploaded', 'stored', 'agent RSS', 'server+db PSS', 'restic RSS', 'status'];
 
 function row(m: Measurement): string[] {
+  const system = m.day !== undefined ? `${m.system} day ${m.day}` : m.system;
+  if (m.notYet !== undefined) return [system, '-', '-', '-', '-', '-', '', '', '', `not yet: ${m.notYet}`];
   const perSecond = (n: number) => (m.seconds > 0 ? n / m.seconds : 0);
   const stored = m.storedAllocatedBytes !== undefined && m.storedAllocatedBytes !== m.storedBytes ? `${mb(m.storedBytes)} (disk ${mb(m.storedAllocatedBytes)})` : mb(m.storedBytes);
   return [
-    m.system,
+    system,
     m.ok || m.seconds > 0 ? m.seconds.toFixed(2) + (m.processSeconds !== undefined ? ` (${m.processSeconds.toFixed(1)})` : '') : '-',
     m.ok ? Math.round(perSecond(m.filesScanned)).toLocaleString('en-US') : '-',
     m.ok ? (perSecond(m.bytesScanned) / MB).toFixed(1) : '-',
@@ -89,6 +110,7 @@ function row(m: Measurement): string[] {
 
 function verdictText(v: Verdict): string {
   const value = v.ratio === null ? 'n/a' : `${v.ratio.toFixed(2)}x`;
+  if (v.notYet !== undefined) return `${v.what} (target <= ${v.target}x): not yet`;
   const met = v.met === null ? 'not measured' : v.met ? 'met' : 'NOT MET';
   return `${v.what} ${value} (target <= ${v.target}x): ${met}`;
 }
@@ -106,8 +128,9 @@ function scenarioTables(report: BenchReport): ScenarioTable[] {
   for (const scenario of SCENARIOS) {
     const notRun = report.notRun.find((n) => n.scenario === scenario.id);
     const measured = report.measurements.filter((m) => m.scenario === scenario.id);
-    const dataset = scenario.dataset === 'dump' ? undefined : report.datasets[scenario.dataset];
-    const size = dataset ? ` (${dataset.files.toLocaleString('en-US')} files, ${mb(dataset.bytes)})` : '';
+    const dataset = report.datasets[scenario.dataset];
+    const dump = scenario.dataset === 'dump' || scenario.dataset === 'pgbench';
+    const size = dataset ? (dump ? ` (a dump of ${mb(dataset.bytes)} on day 0)` : ` (${dataset.files.toLocaleString('en-US')} files, ${mb(dataset.bytes)})`) : '';
     const heading = `${scenario.id} ${scenario.title}${size}; target: ${scenario.targetText}`;
     if (measured.length === 0) {
       tables.push({ scenario, heading, rows: [], verdictLines: [`not run${notRun ? ` (${notRun.reason})` : ''}`], errors: [] });
@@ -118,7 +141,7 @@ function scenarioTables(report: BenchReport): ScenarioTable[] {
       const mine = report.verdicts.filter((v) => v.scenario === scenario.id && v.system === system);
       if (mine.length > 0) verdictLines.push(`${system}/restic: ${mine.map(verdictText).join('; ')}`);
     }
-    const errors = measured.filter((m) => !m.ok).map((m) => `${m.system}: ${m.error ?? 'failed'}`);
+    const errors = measured.filter((m) => !m.ok && m.notYet === undefined).map((m) => `${m.system}: ${m.error ?? 'failed'}`);
     tables.push({ scenario, heading, rows: measured.map(row), verdictLines, errors });
   }
   return tables;

@@ -43,10 +43,11 @@ export class ResticRepository {
   readonly #cacheDir: string;
   readonly #timeFile: string;
 
-  constructor(workDir: string) {
-    this.repo = path.join(workDir, 'restic-repo');
-    this.#cacheDir = path.join(workDir, 'restic-cache');
-    this.#timeFile = path.join(workDir, 'restic-time.txt');
+  /** `name` tells repositories apart when a scenario keeps its own (S6, S7). */
+  constructor(workDir: string, name = 'restic') {
+    this.repo = path.join(workDir, `${name}-repo`);
+    this.#cacheDir = path.join(workDir, `${name}-cache`);
+    this.#timeFile = path.join(workDir, `${name}-time.txt`);
   }
 
   #env(): NodeJS.ProcessEnv {

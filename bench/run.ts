@@ -1,18 +1,20 @@
 /**
  * `npm run bench [-- options]`: Cairn side by side with restic on generated
- * datasets, scenarios S1-S5 of shared/design/QUALITY.md. See
+ * datasets, scenarios S1-S7 of shared/design/QUALITY.md. See
  * docs/benchmarks.md.
  *
- *   --quick              small datasets (2,000 files; 20 MiB), for CI and development
+ *   --quick              small datasets (2,000 files; 20 MiB; a 64 MiB dump; pgbench scale 2), for CI and development
  *   --only S1,S4         run only these scenarios (S2/S3 imply S1, S5 implies S4)
  *   --systems a,b        any of cairn-disk, cairn-s3, cairn-disk-pg, restic (default: all but cairn-disk-pg)
  *   --postgres URL       also run cairn-disk-pg: metadata in PostgreSQL (URL of a database where the bench may create and drop its own)
+ *   --pgbench-url URL    the PostgreSQL server S7 creates its pgbench database on (default postgres://postgres@127.0.0.1:5432/postgres)
  *   --work-dir DIR       where datasets and stores go (default: a fresh temp dir)
  *   --keep               keep the work dir (the datasets are then reused by the next run with --work-dir)
  *   --profile            write V8 CPU profiles of agent and server under bench/results/profiles
  *   --files N            the small-files dataset with N files instead (for profiling at an intermediate size)
  *   --logs               save the agent's and server's logs of each run under bench/results/logs
  */
+import { statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,9 +30,10 @@ import {
   writeDataset,
   type DatasetSpec,
 } from './dataset-generator.ts';
+import { PgbenchDatabase, SqlDump, pgbenchUnavailable } from './dump-datasets.ts';
 import { renderMarkdown, renderText, verdictsFor, type BenchReport } from './report.ts';
 import { ResticRepository, resticVersion } from './restic-runner.ts';
-import type { Measurement, ScenarioId, SystemId } from './scenarios.ts';
+import { DUMP_DAYS, SCENARIOS, type Measurement, type ScenarioId, type SystemId } from './scenarios.ts';
 
 const SEED = 'cairn-bench-v1';
 const KiB = 1024;
@@ -48,6 +51,7 @@ const { values: args } = parseArgs({
     logs: { type: 'boolean', default: false },
     files: { type: 'string' },
     postgres: { type: 'string' },
+    'pgbench-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
   },
 });
 
@@ -61,7 +65,7 @@ function progress(message: string): void {
 }
 
 function selectedScenarios(): Set<ScenarioId> {
-  const all: ScenarioId[] = ['S1', 'S2', 'S3', 'S4', 'S5'];
+  const all: ScenarioId[] = ['S1', 'S2', 'S3', 'S4', 'S5', 'S6', 'S7'];
   if (args.only === undefined) return new Set(all);
   const picked = new Set(args.only.split(',').map((s) => s.trim().toUpperCase()) as ScenarioId[]);
   if (picked.has('S2') || picked.has('S3')) picked.add('S1');
@@ -186,8 +190,49 @@ async function stopSystems(systems: Systems): Promise<void> {
 }
 
 function describe(m: Measurement): string {
+  if (m.notYet !== undefined) return `${m.scenario} ${m.system}: not yet (${m.notYet})`;
   if (!m.ok) return `${m.scenario} ${m.system}: FAILED: ${(m.error ?? '').split('\n')[0]}`;
-  return `${m.scenario} ${m.system}: ${m.seconds.toFixed(2)} s, ${m.filesScanned} files, ${(m.bytesUploaded / 1e6).toFixed(1)} MB uploaded`;
+  const day = m.day !== undefined ? ` day ${m.day}` : '';
+  return `${m.scenario} ${m.system}${day}: ${m.seconds.toFixed(2)} s, ${m.filesScanned} files, ${(m.bytesUploaded / 1e6).toFixed(1)} MB uploaded, ${(m.storedBytes / 1e6).toFixed(1)} MB stored`;
+}
+
+/**
+ * S6/S7: day 0 and DUMP_DAYS more, each `prepareDay(day)` (which rewrites
+ * the dump in `source`) followed by a backup into one restic repository of
+ * the scenario's own; the stored size per day is in each measurement.
+ * Cairn systems of a scenario with `cairnPending` are listed as "not yet".
+ */
+async function runDumpScenario(
+  scenario: ScenarioId,
+  source: string,
+  prepareDay: (day: number) => string,
+  workDir: string,
+  wanted: Set<SystemId>,
+  resticOk: boolean,
+  measurements: Measurement[],
+): Promise<void> {
+  const pending = SCENARIOS.find((s) => s.id === scenario)?.cairnPending;
+  const restic = wanted.has('restic') && resticOk ? new ResticRepository(workDir, `restic-${scenario}`) : null;
+  await restic?.init();
+  try {
+    for (let day = 0; day <= DUMP_DAYS; day += 1) {
+      progress(`${scenario} day ${day}: ${prepareDay(day)}`);
+      if (restic) {
+        const m = { ...(await restic.backup(scenario, source)), day };
+        measurements.push(m);
+        progress(describe(m));
+      }
+    }
+  } finally {
+    await restic?.remove();
+  }
+  for (const system of wanted) {
+    if (system === 'restic') continue;
+    if (pending === undefined) throw new Error(`${scenario}: Cairn's side is not wired into the bench yet`);
+    const m: Measurement = { scenario, system, ok: false, notYet: pending, seconds: 0, filesScanned: 0, bytesScanned: 0, bytesUploaded: 0, storedBytes: 0 };
+    measurements.push(m);
+    progress(describe(m));
+  }
 }
 
 /** Runs one scenario on every system, restic first. */
@@ -234,15 +279,17 @@ async function main(): Promise<number> {
     datasets: {},
     measurements: [],
     verdicts: [],
-    notRun: [{ scenario: 'S6', reason: 'needs content-defined chunking' }],
+    notRun: [],
   };
   const cairnWanted = new Set([...wanted].filter((s) => s === 'restic' || agentProblem === null));
   let failed = agentProblem !== null && cairnWanted.size < wanted.size;
   let active: Systems | null = null;
+  let pgbenchDatabase: PgbenchDatabase | null = null;
   const onSignal = () => {
     progress('interrupted: stopping processes and removing temporary data');
     void (async () => {
       if (active) await stopSystems(active).catch(() => undefined);
+      pgbenchDatabase?.drop();
       if (!args.keep) await rm(workDir, { recursive: true, force: true });
       process.exit(130);
     })();
@@ -280,6 +327,64 @@ async function main(): Promise<number> {
       await stopSystems(active);
       active = null;
     }
+    if (scenarios.has('S6')) {
+      const dir = path.join(workDir, 'dump');
+      await mkdir(dir, { recursive: true });
+      const file = path.join(dir, 'shop.sql');
+      const dump = new SqlDump(SEED, quick ? 64 * MiB : 2048 * MiB);
+      await runDumpScenario(
+        'S6',
+        dir,
+        (day) => {
+          const edits = day === 0 ? null : dump.nextDay(CHANGED_SHARE);
+          const bytes = dump.write(file);
+          if (day === 0) report.datasets.dump = { files: 1, bytes };
+          return `${(bytes / 1e6).toFixed(1)} MB${edits ? `; ${edits.updated} rows edited (${edits.sameLength} same length), ${edits.inserted} inserted, ${edits.deleted} deleted` : ''}`;
+        },
+        workDir,
+        wanted,
+        restic !== null,
+        report.measurements,
+      );
+      await rm(dir, { recursive: true, force: true });
+    }
+    if (scenarios.has('S7')) {
+      const problem = pgbenchUnavailable(args['pgbench-url'] as string);
+      if (problem !== null) {
+        report.notRun.push({ scenario: 'S7', reason: problem });
+        progress(`S7 skipped: ${problem}`);
+      } else {
+        const dir = path.join(workDir, 'pgbench');
+        await mkdir(dir, { recursive: true });
+        const file = path.join(dir, 'pgbench.sql');
+        const database = new PgbenchDatabase(args['pgbench-url'] as string, SEED);
+        pgbenchDatabase = database;
+        const scale = quick ? 2 : 20;
+        const transactions = quick ? 200 : 2000;
+        try {
+          database.init(scale);
+          await runDumpScenario(
+            'S7',
+            dir,
+            (day) => {
+              if (day > 0) database.work(transactions, day);
+              database.dump(file);
+              const bytes = statSync(file).size;
+              if (day === 0) report.datasets.pgbench = { files: 1, bytes };
+              return day === 0 ? `pgbench -i -s ${scale}, pg_dump ${(bytes / 1e6).toFixed(1)} MB` : `pgbench -t ${transactions}, pg_dump ${(bytes / 1e6).toFixed(1)} MB`;
+            },
+            workDir,
+            wanted,
+            restic !== null,
+            report.measurements,
+          );
+        } finally {
+          database.drop();
+          pgbenchDatabase = null;
+        }
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
   } catch (error) {
     failed = true;
     progress(`bench aborted: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
@@ -290,7 +395,7 @@ async function main(): Promise<number> {
 
   report.finishedAt = new Date().toISOString();
   report.verdicts = verdictsFor(report.measurements);
-  if (report.measurements.some((m) => !m.ok)) failed = true;
+  if (report.measurements.some((m) => !m.ok && m.notYet === undefined)) failed = true;
   const stamp = report.startedAt.replace(/[:.]/g, '-');
   const base = path.join(resultsDir, `${quick ? 'quick-' : ''}${stamp}`);
   await writeFile(`${base}.json`, `${JSON.stringify(report, null, 2)}\n`);

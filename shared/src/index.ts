@@ -7,3 +7,5 @@ export * from './format.ts';
 export * from './env.ts';
 export * from './process.ts';
 export * from './schedule.ts';
+
+export * from './chunking/index.ts';
