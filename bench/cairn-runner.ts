@@ -13,7 +13,7 @@ import { startS3rver, type RunningS3rver } from '../server/test/helpers/s3rver.t
 import { diskUsage } from './disk-usage.ts';
 import postgres from 'postgres';
 import { parseDatabaseUrl } from '../server/src/db/database-url.ts';
-import { pollPeakPss, processTree, resetTreePeakRss, treePeakRss } from './process-memory.ts';
+import { pollPeakPss, processTree, resetTreePeakRss, totalPss, treePeakRss } from './process-memory.ts';
 import type { Measurement, ScenarioId, SystemId } from './scenarios.ts';
 
 const USERNAME = 'bench';
@@ -69,11 +69,15 @@ export class CairnSystem {
     return { NODE_OPTIONS: `--import=${path.join(REPO_ROOT, 'bench/cpu-profile-preload.mjs')}`, CAIRN_CPU_PROFILE_DIR: dir };
   }
 
+  /** Seconds from spawning the server to its first 200 from /readyz, and PSS of it with its database when idle after that. */
+  startup: { seconds: number; idlePssBytes: number } | null = null;
+
   async start(): Promise<void> {
     await rm(this.#dataDir, { recursive: true, force: true });
     await rm(this.#stateDir, { recursive: true, force: true });
     await mkdir(this.#dataDir, { recursive: true });
     if (this.options.store === 's3') this.#s3 = await startS3rver({ bucket: 'cairn-bench' });
+    const spawned = performance.now();
     this.#server = await startServerProcess({
       DATA_DIR: this.#dataDir,
       ADMIN_USERNAME: USERNAME,
@@ -86,6 +90,16 @@ export class CairnSystem {
       ...(this.options.databaseUrl ? { DATABASE_URL: this.options.databaseUrl } : {}),
       ...this.#profileEnv('server'),
     });
+    for (;;) {
+      const ready = await fetch(`${this.#server.url}/readyz`).then((r) => r.status === 200, () => false);
+      if (ready) break;
+      if (performance.now() - spawned > 60_000) throw new Error('the server was not ready within 60 s');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const seconds = (performance.now() - spawned) / 1000;
+    // Idle: after start-up work (first migrations, admin creation) has settled.
+    await new Promise((resolve) => setTimeout(resolve, 3000));
+    this.startup = { seconds, idlePssBytes: await totalPss(await this.#serverProcesses()) };
   }
 
   /** One backup run of `source` by a fresh agent process on this system's state directory. */

@@ -30,6 +30,19 @@ export interface BenchReport {
   measurements: Measurement[];
   verdicts: Verdict[];
   notRun: { scenario: ScenarioId; reason: string }[];
+  /** Each Cairn server's start-up: seconds to /readyz, and its idle PSS with its database (issue 10's targets). */
+  startups?: { system: SystemId; dataset: string; seconds: number; idlePssBytes: number }[];
+}
+
+/** Issue 10's start-up targets: idle at most 150 MiB with its PostgreSQL, ready within 3 s. */
+const STARTUP_TARGETS = { idlePssBytes: 150 * 2 ** 20, seconds: 3 };
+
+function startupLines(report: BenchReport): string[] {
+  return (report.startups ?? []).map(
+    (s) =>
+      `${s.system} (before the ${s.dataset} scenarios): ready in ${s.seconds.toFixed(2)} s (target <= ${STARTUP_TARGETS.seconds} s: ${s.seconds <= STARTUP_TARGETS.seconds ? 'met' : 'NOT MET'}); ` +
+      `idle ${(s.idlePssBytes / 2 ** 20).toFixed(0)} MiB PSS with its database (target <= 150 MiB: ${s.idlePssBytes <= STARTUP_TARGETS.idlePssBytes ? 'met' : 'NOT MET'})`,
+  );
 }
 
 const MB = 1e6;
@@ -149,6 +162,8 @@ function scenarioTables(report: BenchReport): ScenarioTable[] {
 
 export function renderText(report: BenchReport): string {
   const out: string[] = [];
+  const startups = startupLines(report);
+  if (startups.length > 0) out.push('', 'Server start-up', ...startups.map((l) => `  ${l}`));
   for (const table of scenarioTables(report)) {
     out.push('', table.heading);
     if (table.rows.length > 0) {
@@ -172,6 +187,8 @@ export function renderMarkdown(report: BenchReport): string {
     '',
     'Time: seconds of the backup run (Cairn: the agent\'s run; in brackets the agent process from start to the end of its run, including node start-up and registration; restic: the whole `restic backup` process). MB = 10^6 bytes. Stored: apparent size (allocated disk in brackets) of the blob store or restic repository; db = the metadata database.',
   ];
+  const startups = startupLines(report);
+  if (startups.length > 0) out.push('', '## Server start-up', '', ...startups.map((l) => `- ${l}`));
   for (const table of scenarioTables(report)) {
     out.push('', `## ${table.heading}`, '');
     if (table.rows.length > 0) {

@@ -280,7 +280,16 @@ async function main(): Promise<number> {
     measurements: [],
     verdicts: [],
     notRun: [],
+    startups: [],
   };
+  const recordStartups = (systems: Systems, dataset: string) => {
+    for (const system of systems.cairn) {
+      if (system.startup === null) continue;
+      report.startups?.push({ system: system.id, dataset, ...system.startup });
+      progress(`${system.id}: ready in ${system.startup.seconds.toFixed(2)} s, idle ${(system.startup.idlePssBytes / 2 ** 20).toFixed(0)} MiB PSS with its database`);
+    }
+  };
+
   const cairnWanted = new Set([...wanted].filter((s) => s === 'restic' || agentProblem === null));
   let failed = agentProblem !== null && cairnWanted.size < wanted.size;
   let active: Systems | null = null;
@@ -304,6 +313,7 @@ async function main(): Promise<number> {
       const root = path.join(workDir, 'small');
       await prepareDataset(root, spec);
       active = await startSystems(workDir, cairnWanted, restic !== null);
+      recordStartups(active, 'small-files');
       await runScenario('S1', root, active, report.measurements);
       if (scenarios.has('S2')) await runScenario('S2', root, active, report.measurements);
       if (scenarios.has('S3')) {
@@ -322,6 +332,7 @@ async function main(): Promise<number> {
       const root = path.join(workDir, 'mixed');
       await prepareDataset(root, spec);
       active = await startSystems(workDir, cairnWanted, restic !== null);
+      recordStartups(active, 'mixed');
       await runScenario('S4', root, active, report.measurements);
       if (scenarios.has('S5')) await runScenario('S5', root, active, report.measurements);
       await stopSystems(active);
