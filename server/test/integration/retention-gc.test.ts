@@ -56,25 +56,25 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
 
   /** Every content some version references has its object: the invariant GC must never break. */
   async function expectEveryVersionReadable(): Promise<void> {
+    // A version's content is a contents row with its chunks, else the one chunk of that hash (decision 91).
     const referenced = rowsOf<{ key: string }>(
       await h.ctx.database.db.execute(sql`
-        select distinct encode(ch.sha256, 'hex') as key from file_versions fv
-        join contents ct on ct.sha256 = fv.content_sha256
-        left join content_chunks cc on cc.content_sha256 = ct.sha256
-        join chunks ch on ch.sha256 = coalesce(cc.chunk_sha256, ct.sha256)`),
+        select distinct encode(coalesce(cc.chunk_sha256, fv.content_sha256), 'hex') as key from file_versions fv
+        left join content_chunks cc on cc.content_sha256 = fv.content_sha256
+        where fv.content_sha256 is not null`),
     );
-    // A version whose content has no chunk row (itself for one chunk, else its content_chunks) could not be read.
-    const orphanVersions = rowsOf(
+    const unreadable = rowsOf(
       await h.ctx.database.db.execute(sql`
         select fv.id from file_versions fv
         left join contents ct on ct.sha256 = fv.content_sha256
         where fv.content_sha256 is not null
-          and (ct.sha256 is null or (ct.chunk_count = 1 and not exists (select 1 from chunks ch where ch.sha256 = ct.sha256))
-               or (ct.chunk_count > 1 and exists (
-                 select 1 from content_chunks cc where cc.content_sha256 = ct.sha256
-                   and not exists (select 1 from chunks ch where ch.sha256 = cc.chunk_sha256))))`),
+          and (case when ct.sha256 is null
+                 then not exists (select 1 from chunks ch where ch.sha256 = fv.content_sha256)
+                 else exists (select 1 from content_chunks cc where cc.content_sha256 = ct.sha256
+                                and not exists (select 1 from chunks ch where ch.sha256 = cc.chunk_sha256))
+               end)`),
     );
-    expect(orphanVersions).toEqual([]);
+    expect(unreadable).toEqual([]);
     for (const { key } of referenced) expect(await h.blobs.stat(key), `object ${key}`).not.toBeNull();
   }
 
@@ -237,7 +237,8 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
 
       const gc = pausedGc();
       const batch = await gc.paused;
-      expect(batch.contents).toContain(hash);
+      // A one-chunk content is its chunk (decision 91): GC deletes the chunk row.
+      expect(batch.chunks.map((c) => c.sha256)).toContain(hash);
       expect(await h.blobs.stat(hash)).not.toBeNull(); // rows are gone, the object is not yet
 
       const commit = agent.post<{ missing?: string[] }>(`/runs/${run}/changes`, { upserts: [fileUpsert('/raced', bytes)], deletes: [] });
