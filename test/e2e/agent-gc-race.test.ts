@@ -115,7 +115,8 @@ describe.each(testDatabaseKinds())('agent and the GC race (%s)', (kind) => {
       },
     });
     // GC holds the content lock with the rows gone and the object still there.
-    expect((await pausedAt).contents).toContain(hash);
+    // A one-chunk content is its chunk row (decision 91).
+    expect((await pausedAt).chunks.map((c) => c.sha256)).toContain(hash);
 
     const stateDir = path.join(base, 'agent-state');
     const agent = startAgent(
@@ -167,7 +168,7 @@ describe.each(testDatabaseKinds())('agent and the GC race (%s)', (kind) => {
       // The agent's first commit waits at the proxy; meanwhile GC collects both contents (referenced by no version yet).
       await proxy.arrived;
       const gc = await collectGarbage(h.ctx, { graceSeconds: 0 });
-      expect(gc.contentsDeleted).toBeGreaterThanOrEqual(2);
+      expect(gc.chunksDeleted).toBeGreaterThanOrEqual(2);
       proxy.release();
       const report = await waitForRuns(agent, 1);
       expect(report).toMatchObject({ status: 'succeeded', filesChanged: 2, filesFailed: 0 });
