@@ -76,7 +76,7 @@ export class DiskBlobStore implements BlobStore {
     } catch (error) {
       // A put that fails before its first write (a one-chunk body with a wrong hash) can reject
       // while the file is still being opened; unlinking before that open ends would leave it behind.
-      if (!sink.closed) await new Promise((resolve) => sink.once('close', resolve));
+      if (!sink.closed) await new Promise<void>((resolve) => sink.once('close', () => resolve()));
       await unlink(tempPath).catch(() => undefined);
       throw isOutOfSpace(error) ? new StorageFullError() : error;
     }
