@@ -152,3 +152,19 @@ export function parsePack(packKey: string, pack: Buffer): PackIndex {
   const { indexOffset } = parsePackFooter(packKey, pack.subarray(pack.length - PACK_FOOTER_BYTES), pack.length);
   return parsePackIndex(packKey, pack.subarray(0, PACK_HEADER_BYTES), pack.subarray(indexOffset), pack.length);
 }
+
+/**
+ * The index of a pack read as a stream (for example `store.get(key)`): the
+ * pack is held in memory, so it refuses one longer than `maxBytes` (by
+ * default the largest a pack can be) with PackDamagedError.
+ */
+export async function parsePackStream(packKey: string, stream: AsyncIterable<Buffer>, maxBytes = PACK_MAX_BYTES): Promise<PackIndex> {
+  const pieces: Buffer[] = [];
+  let bytes = 0;
+  for await (const piece of stream) {
+    bytes += piece.length;
+    if (bytes > maxBytes) throw new PackDamagedError(packKey, `longer than ${maxBytes} bytes`);
+    pieces.push(piece);
+  }
+  return parsePack(packKey, Buffer.concat(pieces, bytes));
+}

@@ -31,15 +31,18 @@ export interface PackWriterOptions {
 
 /**
  * Collects chunks into packs. `add` re-hashes and compresses a chunk and
- * appends it to the open pack; a pack is written with one `put` when the
- * next chunk would take it past `targetBytes`, or on `flush`. A chunk larger
- * than the target gets a pack of its own. Memory: the open pack's stored
- * bytes (at most `targetBytes`, or one oversized chunk) and its index.
+ * appends it to the open pack; the open pack is written with one `put` when
+ * the next chunk would take it past `targetBytes` (before that chunk is
+ * appended), or on `flush`. A chunk larger than the target gets a pack of
+ * its own. Memory: the open pack's stored bytes (at most `targetBytes`, or
+ * one oversized chunk) and its index.
  *
- * The locations a call returns are those of the pack it wrote, and only once
- * that pack is stored: record them in the index after, never before. Until
- * then a chunk is only in memory (`has` tells). When a put fails the chunks
- * stay in the open pack and the error is rethrown; `flush` again to retry.
+ * The locations a call returns are those of the one pack it wrote, and only
+ * once that pack is stored: record them in the index after, never before.
+ * Until then a chunk is only in memory (`has` tells). When a put fails, the
+ * open pack's chunks stay in it, the chunk being added is not added, and the
+ * error is rethrown; `flush` (or add) again to retry. A chunk is deduplicated
+ * within the open pack only: the caller asks the database index first.
  * Calls are run one at a time in call order, so concurrent callers are safe.
  */
 export class PackWriter {
@@ -82,13 +85,15 @@ export class PackWriter {
       if (this.#pending.has(sha256)) return [];
       const { codec, stored } = await encodeChunk(raw, await this.#zstd, this.#level);
       const packBytes = this.#packBytesWith(stored.length, 1);
-      if (packBytes > PACK_MAX_BYTES) throw new RangeError(`a chunk of ${raw.length} bytes does not fit in a pack`);
+      if (raw.length > PACK_MAX_BYTES || PACK_HEADER_BYTES + stored.length + PACK_ENTRY_BYTES + PACK_FOOTER_BYTES > PACK_MAX_BYTES) {
+        throw new RangeError(`a chunk of ${raw.length} bytes does not fit in a pack`);
+      }
+      // At most one pack per call, so a failed put never hides the locations of one that was stored.
       const written = this.#entries.length > 0 && packBytes > this.#targetBytes ? await this.#writePack() : [];
       this.#entries.push({ sha256, codec, rawSize: raw.length, offset: PACK_HEADER_BYTES + this.#dataBytes, length: stored.length });
       this.#parts.push(stored);
       this.#pending.add(sha256);
       this.#dataBytes += stored.length;
-      if (this.#packBytesWith(0, 0) >= this.#targetBytes) written.push(...(await this.#writePack()));
       return written;
     });
   }

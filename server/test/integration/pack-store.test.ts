@@ -9,7 +9,7 @@ import type { BlobStore } from '../../src/blob/blob-store.ts';
 import { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
 import { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
 import { HashMismatchError, PackChunkDamagedError, PackDamagedError } from '../../src/errors.ts';
-import { PACK_FOOTER_BYTES, PACK_HEADER_BYTES, parsePack, type ChunkLocation } from '../../src/storage/pack-format.ts';
+import { PACK_FOOTER_BYTES, PACK_HEADER_BYTES, parsePack, parsePackStream, type ChunkLocation } from '../../src/storage/pack-format.ts';
 import { readChunk, readPackIndex, verifyPack } from '../../src/storage/pack-reader.ts';
 import { PackWriter } from '../../src/storage/pack-writer.ts';
 import { startS3rver, type RunningS3rver } from '../helpers/s3rver.ts';
@@ -92,6 +92,7 @@ function describePackStore(name: string, makeHarness: () => Promise<PackStoreHar
         const own = locations.filter((l) => l.packKey === packKey).map(({ packKey: _, ...entry }) => entry);
         expect((await readPackIndex(store, packKey))?.entries).toEqual(own);
         expect(parsePack(packKey, await harness.readRaw(packKey)).entries).toEqual(own);
+        expect((await parsePackStream(packKey, (await store.get(packKey))!)).entries).toEqual(own);
         expect(await verifyPack(store, packKey)).toMatchObject({ packHashMatches: true, indexProblem: null, damaged: [] });
       }
     });
@@ -282,11 +283,13 @@ describe('PackWriter', () => {
     const small = chunkOf(randomBytes(40 * 1024));
     const large = chunkOf(randomBytes(100 * 1024));
     expect(await writer.add(small.sha256, small.raw)).toEqual([]);
-    const written = await writer.add(large.sha256, large.raw);
-    // The small chunk's pack went out first; the large one filled its own pack past the target and went out too.
-    expect(written.map((l) => l.sha256)).toEqual([small.sha256, large.sha256]);
-    expect(new Set(written.map((l) => l.packKey)).size).toBe(2);
-    expect(await writer.flush()).toEqual([]);
+    // The small chunk's pack goes out before the large chunk would take it past the target...
+    expect((await writer.add(large.sha256, large.raw)).map((l) => l.sha256)).toEqual([small.sha256]);
+    // ...and the large one, alone in the open pack, goes out with the next chunk or the next flush.
+    expect(writer.openPackBytes).toBeGreaterThan(64 * 1024);
+    const [alone] = await writer.flush();
+    expect(alone).toMatchObject({ sha256: large.sha256, offset: PACK_HEADER_BYTES });
+    expect((await store.stat(alone!.packKey))?.size).toBe(PACK_HEADER_BYTES + 100 * 1024 + 48 + PACK_FOOTER_BYTES);
   });
 
   it('runs concurrent adds one at a time: every chunk is placed once', async () => {
@@ -299,6 +302,23 @@ describe('PackWriter', () => {
       const chunk = chunks.find((c) => c.sha256 === location.sha256)!;
       expect((await readChunk(store, location)).equals(chunk.raw)).toBe(true);
     }
+  });
+
+  it('keeps the open pack and refuses the new chunk when the put before it fails; a retry stores both', async () => {
+    const root = path.join(dir, 'blocked');
+    const blocked = new DiskBlobStore(root);
+    const writer = new PackWriter(blocked, { targetBytes: 64 * 1024 });
+    const [a, b] = [chunkOf(randomBytes(40 * 1024)), chunkOf(randomBytes(40 * 1024))];
+    await writer.add(a.sha256, a.raw);
+    await writeFile(root, 'not a directory');
+    await expect(writer.add(b.sha256, b.raw)).rejects.toMatchObject({ code: 'ENOTDIR' });
+    expect([writer.has(a.sha256), writer.has(b.sha256)]).toEqual([true, false]);
+    await rm(root);
+    const [first] = await writer.add(b.sha256, b.raw);
+    const [second] = await writer.flush();
+    expect([first?.sha256, second?.sha256]).toEqual([a.sha256, b.sha256]);
+    expect((await readChunk(blocked, first!)).equals(a.raw)).toBe(true);
+    expect((await readChunk(blocked, second!)).equals(b.raw)).toBe(true);
   });
 
   it('keeps the open pack when its put fails, so a later flush stores it', async () => {
