@@ -86,6 +86,36 @@ export class StoredContentDamagedError extends AppError {
   }
 }
 
+/**
+ * One chunk in a pack failed its check on read (pack missing or cut short,
+ * stored bytes that do not decode, or raw bytes of another hash or size).
+ * `sha256` is the chunk's; the other chunks of the pack may well be fine.
+ */
+export class PackChunkDamagedError extends StoredContentDamagedError {
+  constructor(
+    readonly chunkSha256: string,
+    readonly packKey: string,
+    readonly problem: string,
+  ) {
+    super(chunkSha256, `chunk ${chunkSha256} in ${packKey}: ${problem}`);
+  }
+}
+
+/**
+ * A pack whose own index cannot be trusted (too short, wrong magic or
+ * version, index checksum mismatch, entries that do not tile the data): its
+ * chunks cannot be located from the pack itself. The database index may
+ * still locate them, and each is then checked on its own.
+ */
+export class PackDamagedError extends AppError {
+  constructor(
+    readonly packKey: string,
+    readonly detail: string,
+  ) {
+    super(500, 'stored content is damaged or missing');
+  }
+}
+
 export class ServiceUnavailableError extends AppError {
   constructor(message: string) {
     super(503, message);

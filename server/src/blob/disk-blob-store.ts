@@ -2,18 +2,28 @@ import { randomUUID } from 'node:crypto';
 import { constants as fsConstants, createWriteStream, type Dirent } from 'node:fs';
 import { access, mkdir, open, opendir, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isSha256 } from '@cairn/shared';
-import { BadRequestError, StorageFullError } from '../errors.ts';
-import type { BlobInfo, BlobStore, PutOptions } from './blob-store.ts';
+import { StorageFullError } from '../errors.ts';
+import {
+  assertBlobKey,
+  assertByteRange,
+  packKeyOf,
+  type BlobInfo,
+  type BlobStore,
+  type ByteRange,
+  type PutOptions,
+} from './blob-store.ts';
 import { BLOB_IO_CHUNK_BYTES, VerifyingStream } from './verifying-stream.ts';
 
 const TEMP_DIR = 'tmp';
+const PACK_DIR = 'packs';
 const FANOUT_DIR = /^[a-f0-9]{2}$/;
 
 /**
- * Blobs as files under `root/ab/cd/<sha256>`. A put streams into
+ * Blobs as files under `root/ab/cd/<sha256>`, packs under
+ * `root/packs/ab/<sha256>` (one fan-out level: packs are few). A put streams into
  * `root/tmp/<uuid>` (same filesystem, so the final rename is atomic), hashing
  * on the way; only verified, fsynced bytes are renamed into place, and the
  * directory entry is fsynced after. One process owns `root`: temp files older
@@ -34,7 +44,8 @@ export class DiskBlobStore implements BlobStore {
 
   /** Where a key's file lives; exposed for diagnostics and tests. */
   pathOf(key: string): string {
-    assertKey(key);
+    const sha256 = assertBlobKey(key);
+    if (sha256 !== key) return path.join(this.#root, PACK_DIR, sha256.slice(0, 2), sha256);
     return path.join(this.#root, key.slice(0, 2), key.slice(2, 4), key);
   }
 
@@ -48,9 +59,9 @@ export class DiskBlobStore implements BlobStore {
     await this.#ensureTempDir();
     const tempPath = path.join(this.#tempDir, randomUUID());
     const verifier = new VerifyingStream(expectedSha256, { maxBytes: options.maxBytes });
+    // `flush` fsyncs before the close that pipeline waits for: the bytes are durable before the rename.
+    const sink = createWriteStream(tempPath, { flags: 'wx', mode: 0o644, highWaterMark: BLOB_IO_CHUNK_BYTES, flush: true });
     try {
-      // `flush` fsyncs before the close that pipeline waits for: the bytes are durable before the rename.
-      const sink = createWriteStream(tempPath, { flags: 'wx', mode: 0o644, highWaterMark: BLOB_IO_CHUNK_BYTES, flush: true });
       await pipeline(source, verifier, sink);
       const finalDir = path.dirname(finalPath);
       const firstCreated = await mkdir(finalDir, { recursive: true });
@@ -63,16 +74,29 @@ export class DiskBlobStore implements BlobStore {
       }
       return { key, size: verifier.bytes };
     } catch (error) {
+      // A put that fails before its first write (a one-chunk body with a wrong hash) can reject
+      // while the file is still being opened; unlinking before that open ends would leave it behind.
+      if (!sink.closed) await new Promise<void>((resolve) => sink.once('close', () => resolve()));
       await unlink(tempPath).catch(() => undefined);
       throw isOutOfSpace(error) ? new StorageFullError() : error;
     }
   }
 
-  async get(key: string): Promise<Readable | null> {
+  async get(key: string, range?: ByteRange): Promise<Readable | null> {
+    if (range) assertByteRange(range);
     try {
       // Opening first (not stat-then-open) leaves no window for a delete in between.
       const handle = await open(this.pathOf(key), 'r');
-      return handle.createReadStream({ highWaterMark: BLOB_IO_CHUNK_BYTES });
+      if (range && range.start === range.end) {
+        // createReadStream cannot express an empty range (its `end` is inclusive).
+        await handle.close();
+        return Readable.from([]);
+      }
+      // A ranged stream reads with positioned reads (pread) from `start`; past the end it simply ends.
+      return handle.createReadStream({
+        highWaterMark: BLOB_IO_CHUNK_BYTES,
+        ...(range && { start: range.start, end: range.end - 1 }),
+      });
     } catch (error) {
       if (isAbsent(error)) return null;
       throw error;
@@ -97,8 +121,21 @@ export class DiskBlobStore implements BlobStore {
     }
   }
 
-  /** Walks `ab/cd/` directory by directory; memory stays flat however many blobs there are. */
+  /** Walks `ab/cd/` and `packs/ab/` directory by directory; memory stays flat however many blobs there are. */
   async *list(): AsyncIterable<BlobInfo> {
+    yield* this.#listBlobs();
+    const packsRoot = path.join(this.#root, PACK_DIR);
+    for await (const first of openDirIfPresent(packsRoot)) {
+      if (!first.isDirectory() || !FANOUT_DIR.test(first.name)) continue;
+      for await (const entry of openDirIfPresent(path.join(packsRoot, first.name))) {
+        if (!entry.isFile() || !isSha256(entry.name) || entry.name.slice(0, 2) !== first.name) continue;
+        const info = await this.stat(packKeyOf(entry.name));
+        if (info) yield info;
+      }
+    }
+  }
+
+  async *#listBlobs(): AsyncIterable<BlobInfo> {
     for await (const first of openDirIfPresent(this.#root)) {
       if (!first.isDirectory() || !FANOUT_DIR.test(first.name)) continue;
       const firstPath = path.join(this.#root, first.name);
@@ -151,10 +188,6 @@ export class DiskBlobStore implements BlobStore {
     });
     return this.#tempDirReady;
   }
-}
-
-function assertKey(key: string): void {
-  if (!isSha256(key)) throw new BadRequestError('blob key must be a lower-case hex SHA-256');
 }
 
 function errorCode(error: unknown): unknown {

@@ -11,14 +11,22 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { isSha256 } from '@cairn/shared';
 import type { S3Config } from '../config/server-config.ts';
-import { BadRequestError } from '../errors.ts';
-import type { BlobInfo, BlobStore, PutOptions } from './blob-store.ts';
+import {
+  assertBlobKey,
+  assertByteRange,
+  PACK_KEY_PREFIX,
+  packKeyOf,
+  type BlobInfo,
+  type BlobStore,
+  type ByteRange,
+  type PutOptions,
+} from './blob-store.ts';
 import { VerifyingStream } from './verifying-stream.ts';
 
 const PREFIX = 'blobs/';
 const OBJECT_KEY = /^blobs\/([a-f0-9]{2})\/([a-f0-9]{2})\/([a-f0-9]{64})$/;
+const PACK_OBJECT_KEY = /^packs\/([a-f0-9]{2})\/([a-f0-9]{64})$/;
 
 /**
  * Blobs up to this size are buffered, verified, then sent with one PutObject.
@@ -35,7 +43,8 @@ const PART_CONCURRENCY = 4;
 export const S3_DEFAULT_TEMP_AGE_MS = 24 * 60 * 60 * 1000;
 
 /**
- * Blobs as objects `blobs/ab/cd/<sha256>` in one bucket.
+ * Blobs as objects `blobs/ab/cd/<sha256>` in one bucket, packs as
+ * `packs/ab/<sha256>` beside them.
  *
  * Atomicity and verification come from S3 itself: a small blob is hashed in
  * memory before its single PutObject; a large one is written as a multipart
@@ -77,7 +86,8 @@ export class S3BlobStore implements BlobStore {
 
   /** The object key for a blob key. */
   objectKeyOf(key: string): string {
-    if (!isSha256(key)) throw new BadRequestError('blob key must be a lower-case hex SHA-256');
+    const sha256 = assertBlobKey(key);
+    if (sha256 !== key) return `${PACK_KEY_PREFIX}${sha256.slice(0, 2)}/${sha256}`;
     return `${PREFIX}${key.slice(0, 2)}/${key.slice(2, 4)}/${key}`;
   }
 
@@ -135,13 +145,30 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
-  async get(key: string): Promise<Readable | null> {
+  async get(key: string, range?: ByteRange): Promise<Readable | null> {
+    if (range) assertByteRange(range);
+    const objectKey = this.objectKeyOf(key);
+    // HTTP cannot ask for zero bytes (`bytes=5-4` is ignored and returns the whole object): ask whether it exists.
+    if (range && range.start === range.end) return (await this.stat(key)) ? Readable.from([]) : null;
     try {
-      const response = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKeyOf(key) }));
+      const response = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: objectKey,
+          ...(range && { Range: `bytes=${range.start}-${range.end - 1}` }),
+        }),
+      );
       if (!(response.Body instanceof Readable)) throw new Error('S3 GetObject returned no readable body');
+      if (range && response.ContentLength !== undefined && response.ContentLength > range.end - range.start) {
+        // A server that ignored the Range header: never hand out bytes outside the range.
+        response.Body.destroy();
+        throw new Error(`S3 GetObject of ${objectKey} ignored the Range header`);
+      }
       return response.Body;
     } catch (error) {
       if (isNotFound(error)) return null;
+      // 416: the object exists but the range starts at or past its end (or it is empty).
+      if (range && isRangeNotSatisfiable(error)) return Readable.from([]);
       throw error;
     }
   }
@@ -160,30 +187,45 @@ export class S3BlobStore implements BlobStore {
     await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.objectKeyOf(key) }));
   }
 
-  /** Pages through ListObjectsV2 (1,000 keys a page); memory stays flat. */
+  /** Pages through ListObjectsV2 (1,000 keys a page) under `blobs/`, then `packs/`; memory stays flat. */
   async *list(): AsyncIterable<BlobInfo> {
+    for await (const object of this.#listObjects(PREFIX)) {
+      const match = object.Key === undefined ? null : OBJECT_KEY.exec(object.Key);
+      const key = match?.[3];
+      if (key === undefined || key.slice(0, 2) !== match?.[1] || key.slice(2, 4) !== match[2]) continue;
+      yield { key, size: object.Size ?? 0 };
+    }
+    for await (const object of this.#listObjects(PACK_KEY_PREFIX)) {
+      const match = object.Key === undefined ? null : PACK_OBJECT_KEY.exec(object.Key);
+      const sha256 = match?.[2];
+      if (sha256 === undefined || sha256.slice(0, 2) !== match?.[1]) continue;
+      yield { key: packKeyOf(sha256), size: object.Size ?? 0 };
+    }
+  }
+
+  async *#listObjects(prefix: string): AsyncIterable<{ Key?: string; Size?: number }> {
     let continuationToken: string | undefined;
     do {
       const page = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: PREFIX, ContinuationToken: continuationToken }),
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: continuationToken }),
       );
-      for (const object of page.Contents ?? []) {
-        const match = object.Key === undefined ? null : OBJECT_KEY.exec(object.Key);
-        const key = match?.[3];
-        if (key === undefined || key.slice(0, 2) !== match?.[1] || key.slice(2, 4) !== match[2]) continue;
-        yield { key, size: object.Size ?? 0 };
-      }
+      yield* page.Contents ?? [];
       continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (continuationToken !== undefined);
   }
 
   /**
-   * Aborts incomplete multipart uploads under `blobs/` started more than
+   * Aborts incomplete multipart uploads under `blobs/` and `packs/` started more than
    * `olderThanMs` ago. Throws when the server cannot list multipart uploads
    * (s3rver cannot; AWS S3 and MinIO can).
    */
   async sweepTemp(olderThanMs = S3_DEFAULT_TEMP_AGE_MS): Promise<number> {
-    const cutoff = Date.now() - olderThanMs;
+    let removed = 0;
+    for (const prefix of [PREFIX, PACK_KEY_PREFIX]) removed += await this.#abortUploadsUnder(prefix, Date.now() - olderThanMs);
+    return removed;
+  }
+
+  async #abortUploadsUnder(prefix: string, cutoff: number): Promise<number> {
     let removed = 0;
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
@@ -191,7 +233,7 @@ export class S3BlobStore implements BlobStore {
       const page = await this.client.send(
         new ListMultipartUploadsCommand({
           Bucket: this.bucket,
-          Prefix: PREFIX,
+          Prefix: prefix,
           KeyMarker: keyMarker,
           UploadIdMarker: uploadIdMarker,
         }),
@@ -224,6 +266,12 @@ export class S3BlobStore implements BlobStore {
   async close(): Promise<void> {
     this.client.destroy();
   }
+}
+
+function isRangeNotSatisfiable(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  return status === 416 || ('name' in error && error.name === 'InvalidRange');
 }
 
 function isNotFound(error: unknown): boolean {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { sha256Hex } from '@cairn/shared';
-import type { BlobInfo, BlobStore } from '../../src/blob/blob-store.ts';
+import { packKeyOf, type BlobInfo, type BlobStore } from '../../src/blob/blob-store.ts';
 import { HashMismatchError, PayloadTooLargeError } from '../../src/errors.ts';
 
 /** One store under test, plus the backend-specific views the contract needs to prove "nothing left behind". */
@@ -16,6 +16,8 @@ export interface BlobStoreHarness {
    * be tested that way; the case is then skipped with that reason.
    */
   plantTempLeftover: (() => Promise<void>) | string;
+  /** Set to the reason when the backend's test server cannot answer a ranged get of an empty object; that case is then skipped. */
+  rangedEmptyObjectGap?: string;
   close(): Promise<void>;
 }
 
@@ -193,6 +195,120 @@ export function describeBlobStoreContract(name: string, makeHarness: () => Promi
       const data = Buffer.from('x');
       await expect(store.put('../../etc/passwd', sourceOf(data), sha256Hex(data))).rejects.toThrow(/SHA-256/);
       await expect(store.get('ABC')).rejects.toThrow(/SHA-256/);
+    });
+
+    describe('ranged get', () => {
+      const size = 5000;
+      let data: Buffer;
+      let key: string;
+
+      beforeEach(async () => {
+        ({ data, key } = blob(size));
+        await store.put(key, sourceOf(data), key);
+      });
+
+      async function readRange(start: number, end: number): Promise<Buffer | null> {
+        const stream = await store.get(key, { start, end });
+        return stream === null ? null : readAll(stream);
+      }
+
+      for (const [label, start, end] of [
+        ['at the start', 0, 100],
+        ['in the middle', 1234, 4321],
+        ['at the end', size - 77, size],
+        ['of one byte', 4999, 5000],
+        ['of the whole object', 0, size],
+      ] as const) {
+        it(`returns exactly the bytes of a range ${label}`, async () => {
+          const read = await readRange(start, end);
+          expect(read?.equals(data.subarray(start, end))).toBe(true);
+        });
+      }
+
+      it('cuts a range that reaches past the end at the end', async () => {
+        expect((await readRange(4900, 9000))?.equals(data.subarray(4900))).toBe(true);
+      });
+
+      it('returns no bytes for a range that starts at or past the end', async () => {
+        expect(await readRange(size, size + 10)).toEqual(Buffer.alloc(0));
+        expect(await readRange(size + 100, size + 200)).toEqual(Buffer.alloc(0));
+      });
+
+      it('returns no bytes for a zero-length range', async () => {
+        expect(await readRange(0, 0)).toEqual(Buffer.alloc(0));
+        expect(await readRange(2500, 2500)).toEqual(Buffer.alloc(0));
+      });
+
+      it('returns no bytes for any range of an empty object', async (ctx) => {
+        const gap = harness.rangedEmptyObjectGap;
+        if (gap !== undefined) {
+          console.info(`[${name}] ranged get of an empty object skipped: ${gap}`);
+          ctx.skip(gap);
+          return;
+        }
+        const empty = blob(0);
+        await store.put(empty.key, sourceOf(empty.data), empty.key);
+        const stream = await store.get(empty.key, { start: 0, end: 10 });
+        expect(stream).not.toBeNull();
+        expect(await readAll(stream as Readable)).toEqual(Buffer.alloc(0));
+      });
+
+      it('returns null for any range of an absent key, zero-length included', async () => {
+        const absent = blob(10).key;
+        expect(await store.get(absent, { start: 0, end: 10 })).toBeNull();
+        expect(await store.get(absent, { start: 5, end: 5 })).toBeNull();
+      });
+
+      it('throws RangeError for a range that is not 0 <= start <= end', async () => {
+        for (const range of [
+          { start: 10, end: 5 },
+          { start: -1, end: 5 },
+          { start: 0.5, end: 5 },
+        ]) {
+          await expect(store.get(key, range)).rejects.toBeInstanceOf(RangeError);
+        }
+      });
+    });
+
+    describe('pack keys', () => {
+      it('stores, reads by range, lists and deletes a pack under packs/<sha256>, beside whole-content objects', async () => {
+        const plain = blob(1000);
+        const pack = blob(70_000);
+        const packKey = packKeyOf(pack.key);
+        await store.put(plain.key, sourceOf(plain.data), plain.key);
+        expect(await store.put(packKey, sourceOf(pack.data), pack.key)).toEqual({ key: packKey, size: 70_000 });
+        expect(await store.stat(packKey)).toEqual({ key: packKey, size: 70_000 });
+        // A pack and a whole-content object are different objects even when named by the same hash.
+        expect(await store.stat(pack.key)).toBeNull();
+        const range = await store.get(packKey, { start: 60_000, end: 60_100 });
+        expect((await readAll(range as Readable)).equals(pack.data.subarray(60_000, 60_100))).toBe(true);
+        expect(await listAll(store)).toEqual(
+          [
+            { key: plain.key, size: 1000 },
+            { key: packKey, size: 70_000 },
+          ].sort((a, b) => a.key.localeCompare(b.key)),
+        );
+        await store.delete(packKey);
+        expect(await store.get(packKey)).toBeNull();
+        expect(await listAll(store)).toEqual([{ key: plain.key, size: 1000 }]);
+      });
+
+      it('rejects a pack whose bytes do not hash to its name, leaving nothing', async () => {
+        const pack = blob(1000);
+        const tampered = Buffer.from(pack.data);
+        tampered[0] = (tampered[0] ?? 0) ^ 1;
+        await expect(store.put(packKeyOf(pack.key), sourceOf(tampered), pack.key)).rejects.toBeInstanceOf(
+          HashMismatchError,
+        );
+        await expectNothingStored(packKeyOf(pack.key));
+      });
+
+      it('rejects keys that only look like pack keys', async () => {
+        const { key } = blob(10);
+        for (const bad of [`packs/${key.toUpperCase()}`, `packs/../${key}`, `packs/${key}/x`, `pack/${key}`]) {
+          await expect(store.get(bad)).rejects.toThrow(/SHA-256/);
+        }
+      });
     });
 
     for (const [label, size] of [

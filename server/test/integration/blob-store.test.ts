@@ -79,6 +79,8 @@ describe('S3 blob store on s3rver', () => {
       },
       // Leftovers on S3 are incomplete multipart uploads, which only ListMultipartUploads can see.
       plantTempLeftover: 's3rver does not implement ListMultipartUploads, so sweepTemp cannot run against it',
+      // s3rver answers `Content-Range: bytes 0-0/0` with no body byte, and the client waits for that byte forever.
+      rangedEmptyObjectGap: 's3rver announces one byte for a ranged get of an empty object and sends none',
       async close() {
         await store.close();
       },

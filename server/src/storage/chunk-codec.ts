@@ -1,0 +1,190 @@
+import { createRequire } from 'node:module';
+import zlib from 'node:zlib';
+
+/**
+ * How a chunk's bytes are stored in a pack. The numbers are written into
+ * every pack's index (one byte each): never renumber or reuse one.
+ */
+export const CHUNK_CODECS = { raw: 0, zstd: 1 } as const;
+export type ChunkCodec = keyof typeof CHUNK_CODECS;
+
+export function codecOfId(id: number): ChunkCodec | null {
+  for (const [name, value] of Object.entries(CHUNK_CODECS)) if (value === id) return name as ChunkCodec;
+  return null;
+}
+
+/**
+ * Level 1, not zstd's default 3: on 64 KiB chunks of dumps it compresses as
+ * well (pg_dump 87x either way) and 1.3-1.7x faster, and only source code
+ * gains from 3 (about 6%) (decision 118, `bench/codec.ts`).
+ */
+export const ZSTD_LEVEL = 1;
+/**
+ * A chunk is kept compressed only when that saves at least 1/32 (about 3%)
+ * of its size; otherwise it is stored raw and later reads skip decompression.
+ * Chunks this small or smaller are stored raw without trying: a zstd frame
+ * alone costs 9 or more bytes.
+ */
+export const MIN_SAVING_FRACTION = 1 / 32;
+export const MIN_COMPRESS_BYTES = 64;
+
+/** A zstd implementation; both write standard single frames with the content size, and read each other's. */
+export interface ZstdBackend {
+  readonly name: 'node:zlib' | '@bokuweb/zstd-wasm';
+  compress(raw: Uint8Array, level: number): Promise<Buffer>;
+  /** One frame back to its bytes; throws when the frame is bad or holds more than `rawSize` bytes. */
+  decompress(frame: Uint8Array, rawSize: number): Promise<Buffer>;
+}
+
+/** The zstd functions of node:zlib (Node >= 22.15 / 23.8); @types/node 20 does not declare them. */
+interface NodeZstd {
+  zstdCompress(
+    buffer: Uint8Array,
+    options: { pledgedSrcSize: number; params: Record<number, number> },
+    callback: (error: Error | null, result: Buffer) => void,
+  ): void;
+  zstdDecompress(buffer: Uint8Array, options: { maxOutputLength: number }, callback: (error: Error | null, result: Buffer) => void): void;
+  constants: { ZSTD_c_compressionLevel: number };
+}
+
+function nodeZstdFunctions(): NodeZstd | null {
+  const candidate = zlib as unknown as Partial<NodeZstd>;
+  return typeof candidate.zstdCompress === 'function' && typeof candidate.zstdDecompress === 'function'
+    ? (candidate as NodeZstd)
+    : null;
+}
+
+/** node:zlib's zstd (runs on libuv's thread pool, off the event loop), or null on a runtime without it. */
+export function nodeZstdBackend(): ZstdBackend | null {
+  const native = nodeZstdFunctions();
+  if (!native) return null;
+  return {
+    name: 'node:zlib',
+    compress: (raw, level) =>
+      new Promise((resolve, reject) => {
+        // Without the pledged size the streaming encoder leaves the content size out of the frame header.
+        const options = { pledgedSrcSize: raw.length, params: { [native.constants.ZSTD_c_compressionLevel]: level } };
+        native.zstdCompress(raw, options, (error, result) => (error ? reject(error) : resolve(result)));
+      }),
+    decompress: (frame, rawSize) =>
+      new Promise((resolve, reject) => {
+        native.zstdDecompress(frame, { maxOutputLength: Math.max(rawSize, 1) }, (error, result) =>
+          error ? reject(error) : resolve(result),
+        );
+      }),
+  };
+}
+
+interface ZstdWasm {
+  init(): Promise<void>;
+  compress(buffer: Uint8Array, level?: number): Uint8Array;
+  decompress(buffer: Uint8Array, options?: { defaultHeapSize?: number }): Uint8Array;
+}
+
+let wasmBackend: Promise<ZstdBackend> | undefined;
+
+/**
+ * zstd compiled to WebAssembly (@bokuweb/zstd-wasm: no install script, no
+ * native binary, nothing fetched at install). Synchronous on the event loop:
+ * a chunk of 1 MiB takes a few milliseconds. Loaded once per process.
+ */
+export function wasmZstdBackend(): Promise<ZstdBackend> {
+  wasmBackend ??= (async () => {
+    // The package is CommonJS whose ESM view hides the named exports behind `default`.
+    const wasm = createRequire(import.meta.url)('@bokuweb/zstd-wasm') as ZstdWasm;
+    await wasm.init();
+    const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    return {
+      name: '@bokuweb/zstd-wasm',
+      compress: (raw, level) => Promise.resolve(asBuffer(wasm.compress(raw, level))),
+      decompress: (frame, rawSize) =>
+        // The output buffer is sized from the frame's content size (checked against rawSize before
+        // this is called), or from rawSize when a frame lacks it; a frame holding more fails.
+        Promise.resolve().then(() => asBuffer(wasm.decompress(frame, { defaultHeapSize: Math.max(rawSize, 1) }))),
+    };
+  })();
+  return wasmBackend;
+}
+
+let chosen: Promise<ZstdBackend> | undefined;
+
+/** node:zlib where the runtime has zstd, else the WebAssembly build (decision 118). */
+export function defaultZstdBackend(): Promise<ZstdBackend> {
+  chosen ??= Promise.resolve(nodeZstdBackend() ?? wasmZstdBackend());
+  return chosen;
+}
+
+export interface EncodedChunk {
+  codec: ChunkCodec;
+  stored: Buffer;
+}
+
+/** Compresses a chunk, or keeps it raw when compression does not pay (see MIN_SAVING_FRACTION). */
+export async function encodeChunk(raw: Buffer, zstd: ZstdBackend, level = ZSTD_LEVEL): Promise<EncodedChunk> {
+  if (raw.length <= MIN_COMPRESS_BYTES) return { codec: 'raw', stored: raw };
+  const compressed = await zstd.compress(raw, level);
+  if (compressed.length > raw.length - raw.length * MIN_SAVING_FRACTION) return { codec: 'raw', stored: raw };
+  return { codec: 'zstd', stored: compressed };
+}
+
+/** Why stored bytes cannot be decoded; the pack reader turns it into a damage error naming the chunk. */
+export class ChunkDecodeError extends Error {}
+
+/**
+ * The raw bytes of a stored chunk. Throws ChunkDecodeError when a zstd frame
+ * is malformed, declares a content size other than `rawSize`, or decodes to
+ * another length; the caller still checks the bytes' SHA-256.
+ */
+export async function decodeChunk(codec: ChunkCodec, stored: Buffer, rawSize: number, zstd: ZstdBackend): Promise<Buffer> {
+  if (codec === 'raw') {
+    if (stored.length !== rawSize) throw new ChunkDecodeError(`raw chunk is ${stored.length} bytes, not ${rawSize}`);
+    return stored;
+  }
+  const declared = zstdFrameContentSize(stored);
+  if (declared === 'malformed') throw new ChunkDecodeError('not a zstd frame');
+  if (declared !== null && declared !== rawSize) {
+    throw new ChunkDecodeError(`zstd frame declares ${declared} bytes, not ${rawSize}`);
+  }
+  let raw: Buffer;
+  try {
+    raw = await zstd.decompress(stored, rawSize);
+  } catch (error) {
+    throw new ChunkDecodeError(`zstd frame does not decode: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (raw.length !== rawSize) throw new ChunkDecodeError(`zstd frame decodes to ${raw.length} bytes, not ${rawSize}`);
+  return raw;
+}
+
+const ZSTD_MAGIC = 0xfd2fb528;
+
+/**
+ * The content size a zstd frame header declares (RFC 8878, 3.1.1.1), null
+ * when it declares none, 'malformed' when this is not a frame header. Read
+ * before decoding so that a damaged header cannot make the decoder allocate
+ * gigabytes.
+ */
+export function zstdFrameContentSize(frame: Buffer): number | null | 'malformed' {
+  if (frame.length < 5 || frame.readUInt32LE(0) !== ZSTD_MAGIC) return 'malformed';
+  const descriptor = frame[4]!;
+  const sizeFlag = descriptor >> 6;
+  const singleSegment = (descriptor >> 5) & 1;
+  if ((descriptor >> 3) & 1) return 'malformed'; // reserved bit
+  const dictionaryIdBytes = [0, 1, 2, 4][descriptor & 3]!;
+  const sizeBytes = sizeFlag === 0 ? singleSegment : [0, 2, 4, 8][sizeFlag]!;
+  const at = 5 + (singleSegment ? 0 : 1) + dictionaryIdBytes;
+  if (frame.length < at + sizeBytes) return 'malformed';
+  switch (sizeBytes) {
+    case 0:
+      return null;
+    case 1:
+      return frame[at]!;
+    case 2:
+      return frame.readUInt16LE(at) + 256;
+    case 4:
+      return frame.readUInt32LE(at);
+    default: {
+      const size = frame.readBigUInt64LE(at);
+      return size > BigInt(Number.MAX_SAFE_INTEGER) ? 'malformed' : Number(size);
+    }
+  }
+}
