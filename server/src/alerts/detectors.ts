@@ -158,7 +158,7 @@ export const DEFAULT_ALERT_SETTINGS: AlertSettings = {
   unusualTiming: { enabled: true, historyRuns: 20, minHistory: 5, durationFactor: 5, minDurationMs: 10 * 60_000, startToleranceSeconds: 3 * 3600 },
   extraBackup: { enabled: true, windowIntervals: 6, factor: 3 },
   massChange: { enabled: true, historyRuns: 20, minHistory: 5, score: 10, minFiles: 200, minShare: 0.3, minRelative: 1 },
-  incompressible: { enabled: true, historyRuns: 20, minHistory: 5, minSampleBytes: 4 * 1024 * 1024, minHistorySampleBytes: 64 * 1024, minRatio: 0.9, minIncrease: 0.25, score: 6 },
+  incompressible: { enabled: true, historyRuns: 20, minHistory: 5, minSampleBytes: 1024 * 1024, minHistorySampleBytes: 64 * 1024, minRatio: 0.9, minIncrease: 0.25, score: 6 },
   expectedFile: { enabled: true, folders: [] },
   fileShrank: { enabled: true, maxRatio: 0.5, minBytes: 1024 * 1024 },
 };

@@ -180,7 +180,7 @@ export const backupRuns = pgTable(
     preCommands: jsonb('pre_commands').$type<PreCommandResult[]>().notNull().default(sql`'[]'::jsonb`),
     error: text('error'),
     // ---- compression sample (issue 12, mass change): how well this run's new bytes compress ----
-    /** Bytes sampled from the parts this run newly stored (the first 64 KiB of each, decision 145). */
+    /** Bytes sampled from the parts this run newly stored (the first 16 KiB of each, decision 145). */
     sampleRawBytes: bigint('sample_raw_bytes', { mode: 'number' }).notNull().default(0),
     /** Those samples' size after deflate level 1; near sampleRawBytes means the new content does not compress. */
     sampleCompressedBytes: bigint('sample_compressed_bytes', { mode: 'number' }).notNull().default(0),

@@ -99,9 +99,12 @@ interface ReceivedContent {
  * Bytes at the start of each part a run newly stores whose compressibility
  * is measured (decision 145): bounded work per part whatever its size, and
  * enough for deflate to tell text, databases and binaries (which shrink)
- * from encrypted or already compressed bytes (which do not).
+ * from encrypted or already compressed bytes (which do not). 16 KiB, not
+ * 64: deflate on random bytes costs about 9x more for 64 KiB than for
+ * 16 KiB (1.3 ms against 0.14 ms here), and text deflates to the same
+ * share either way (21% and 22%).
  */
-export const COMPRESSION_SAMPLE_BYTES = 64 * 1024;
+export const COMPRESSION_SAMPLE_BYTES = 16 * 1024;
 const deflateRawAsync = promisify(deflateRaw);
 
 /** Passes every chunk through unchanged and keeps a copy of the first COMPRESSION_SAMPLE_BYTES. */

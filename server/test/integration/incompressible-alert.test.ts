@@ -57,28 +57,31 @@ describe.each(testDatabaseKinds())('incompressible new content (%s)', (kind) => 
       const [row] = await h.ctx.database.db.select().from(backupRuns).where(eq(backupRuns.id, runId));
       return row!;
     }
-    const normalRun = (i: number) =>
-      runWith({ '/data/doc.txt': textFile(`doc-${i}`, 24 * KiB), '/data/a.csv': textFile(`a-${i}`, 40 * KiB), '/data/b.csv': textFile(`b-${i}`, 40 * KiB) });
+    const normalRun = (i: number) => {
+      const files: Record<string, Buffer> = { '/data/doc.txt': textFile(`doc-${i}`, 24 * KiB) };
+      for (const name of ['a', 'b', 'c', 'd']) files[`/data/${name}.csv`] = textFile(`${name}-${i}`, 40 * KiB);
+      return runWith(files);
+    };
 
-    // Six runs of new text: each samples all of its 104 KiB, which deflates to well under half.
+    // Six runs of new text: each samples the first 16 KiB of its five files, which deflate to well under half.
     for (let i = 0; i < 6; i++) {
       const row = await normalRun(i);
-      expect(row.sampleRawBytes).toBe(104 * KiB);
+      expect(row.sampleRawBytes).toBe(5 * COMPRESSION_SAMPLE_BYTES);
       expect(row.sampleCompressedBytes).toBeGreaterThan(0);
       expect(row.sampleCompressedBytes / row.sampleRawBytes).toBeLessThan(0.5);
     }
     expect(await versions('/data/doc.txt')).toHaveLength(2);
     expect(await clientAlerts()).toEqual([]);
 
-    // Ransomware: the same files, and many more, rewritten as random bytes. A 2 MiB file is sampled by its first 64 KiB only.
+    // Ransomware: the same files, and many more, rewritten as random bytes. Each is sampled by its first 16 KiB only.
     const encrypted: Record<string, Buffer> = { '/data/doc.txt': randomBytes(24 * KiB), '/data/big.db': randomBytes(2048 * KiB) };
     for (let i = 0; i < 70; i++) encrypted[`/data/photos/${i}.jpg`] = randomBytes(64 * KiB);
     const bad = await runWith(encrypted);
-    expect(bad.sampleRawBytes).toBe(24 * KiB + COMPRESSION_SAMPLE_BYTES + 70 * 64 * KiB);
+    expect(bad.sampleRawBytes).toBe(72 * COMPRESSION_SAMPLE_BYTES);
     expect(bad.sampleCompressedBytes).toBeGreaterThanOrEqual(bad.sampleRawBytes);
     const [alert] = await clientAlerts();
     expect(alert).toMatchObject({ type: 'mass_change', dedupeKey: 'mass_change:incompressible', state: 'open', severity: 'critical' });
-    expect(alert!.observed).toMatch(/^new bytes compress to 100% of their size \(4\.\d+ MiB sampled\)$/);
+    expect(alert!.observed).toMatch(/^new bytes compress to 100% of their size \(1\.\d+ MiB sampled\)$/);
     expect(alert!.reference).toMatch(/^median \d\d?% ± \d+% over 6 runs$/);
 
     // Bytes the server already holds are not sampled again: the same random parts for another run add nothing.
@@ -109,7 +112,7 @@ describe.each(testDatabaseKinds())('incompressible new content (%s)', (kind) => 
     const post = <T = Record<string, unknown>>(route: string, json: unknown) => callApi<T>(h, 'POST', route, { token: reg.token, json });
     for (let run = 0; run < 7; run++) {
       const files: Record<string, Buffer> = {};
-      // The last run brings 4.5 MiB of samples, enough to be judged; the earlier ones 512 KiB each.
+      // The last run brings 1.1 MiB of samples, enough to be judged; the earlier ones 128 KiB each.
       for (let i = 0; i < (run === 6 ? 72 : 8); i++) files[`/photos/${run}-${i}.jpg`] = randomBytes(64 * KiB);
       const runId = (await post<{ runId: string }>('/runs', {})).body.runId;
       expect((await upload(h, reg.token, Object.values(files), `?runId=${runId}`)).status).toBe(200);
@@ -117,7 +120,7 @@ describe.each(testDatabaseKinds())('incompressible new content (%s)', (kind) => 
       expect((await post(`/runs/${runId}/finish`, { status: 'succeeded', stats: usual, preCommands: [] })).status).toBe(200);
     }
     const [last] = await h.ctx.database.db.select().from(backupRuns).where(eq(backupRuns.clientId, reg.clientId)).orderBy(backupRuns.startedAt).offset(6);
-    expect(last!.sampleRawBytes).toBe(72 * 64 * KiB);
+    expect(last!.sampleRawBytes).toBe(72 * COMPRESSION_SAMPLE_BYTES);
     expect(await h.ctx.database.db.select().from(alerts).where(eq(alerts.clientId, reg.clientId))).toEqual([]);
   });
 });

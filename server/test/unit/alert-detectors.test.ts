@@ -26,7 +26,7 @@ interface RunSpec {
   bytesScanned?: number;
   preCommands?: PreCommandResult[];
   error?: string;
-  /** The run's compression sample: bytes sampled (default 1 MiB, too few to judge the run) and the share they deflated to (default 0.35). */
+  /** The run's compression sample: bytes sampled (default 256 KiB, too few to judge the run) and the share they deflated to (default 0.35). */
   sampleBytes?: number;
   ratio?: number;
 }
@@ -49,8 +49,8 @@ function runs(specs: RunSpec[]): RunFacts[] {
         bytesUploaded: spec.bytesUploaded ?? 100 * MiB,
         preCommands: spec.preCommands ?? [],
         error: spec.error ?? null,
-        sampleRawBytes: spec.sampleBytes ?? 1 * MiB,
-        sampleCompressedBytes: Math.round((spec.sampleBytes ?? 1 * MiB) * (spec.ratio ?? 0.35)),
+        sampleRawBytes: spec.sampleBytes ?? MiB / 4,
+        sampleCompressedBytes: Math.round((spec.sampleBytes ?? MiB / 4) * (spec.ratio ?? 0.35)),
       };
     })
     .reverse();
@@ -260,13 +260,13 @@ const cases: Case[] = [
     keys: [],
   },
   {
-    name: 'a run that sampled too few bytes (1 MiB of 4) is not judged',
-    runs: [...steady(20), { sampleBytes: 1 * MiB, ratio: 1.0 }],
+    name: 'a run that sampled too few bytes (512 KiB of 1 MiB) is not judged',
+    runs: [...steady(20), { sampleBytes: MiB / 2, ratio: 1.0 }],
     keys: [],
   },
   {
-    name: 'the threshold of sampled bytes is inclusive: exactly 4 MiB is judged',
-    runs: [...steady(20), { sampleBytes: 4 * MiB, ratio: 1.0 }],
+    name: 'the threshold of sampled bytes is inclusive: exactly 1 MiB is judged',
+    runs: [...steady(20), { sampleBytes: MiB, ratio: 1.0 }],
     keys: ['mass_change:incompressible'],
   },
   {
