@@ -5,7 +5,8 @@
  * database on DATABASE_URL's server) takes multipart uploads of new bytes
  * over loopback HTTP, alternately without a run (no sampling, the code path
  * as before) and with `?runId=` (each new part's first 16 KiB deflated).
- * Prints the median MB/s of each over `rounds` (default 5) per workload.
+ * Prints the median MB/s and CPU ms per MB of each over `rounds` (default 5)
+ * per workload, without -> with sampling.
  * Not a test: a figure for the report and docs/server.md.
  */
 import { createCipheriv, randomBytes, randomUUID } from 'node:crypto';
@@ -78,6 +79,7 @@ try {
   console.log(`node ${process.version}, ${os.cpus().length} cores; median of ${rounds} rounds; MB/s of new bytes over loopback HTTP into the disk store`);
   for (const workload of workloads) {
     const seconds: Record<'off' | 'on', number[]> = { off: [], on: [] };
+    const cpu: Record<'off' | 'on', number[]> = { off: [], on: [] };
     let bytes = 0;
     for (let round = 0; round < rounds; round++) {
       for (const mode of ['off', 'on'] as const) {
@@ -90,13 +92,22 @@ try {
         const body = Buffer.concat(pieces);
         const query = mode === 'on' ? `?runId=${(await call<{ runId: string }>('POST', '/runs', reg.token, '{}', 'application/json')).runId}` : '';
         const started = performance.now();
+        const cpuBefore = process.cpuUsage();
         await call('POST', `/contents${query}`, reg.token, body, `multipart/form-data; boundary=${boundary}`);
+        const used = process.cpuUsage(cpuBefore);
         seconds[mode].push((performance.now() - started) / 1000);
+        cpu[mode].push((used.user + used.system) / 1e6);
       }
     }
     const median = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1]!;
     const rate = (mode: 'off' | 'on') => bytes / 1e6 / median(seconds[mode]);
-    console.log(`${workload.name}: without sampling ${rate('off').toFixed(1)} MB/s, with ${rate('on').toFixed(1)} MB/s (${((rate('on') / rate('off') - 1) * 100).toFixed(1)}%)`);
+    // CPU seconds (every thread of this process: server, thread pool and the uploading client alike) per MB: steadier than wall time on a busy machine.
+    const cpuPerMB = (mode: 'off' | 'on') => (median(cpu[mode]) / (bytes / 1e6)) * 1000;
+    const change = (a: number, b: number) => `${b >= a ? '+' : ''}${((b / a - 1) * 100).toFixed(1)}%`;
+    console.log(
+      `${workload.name}: ${rate('off').toFixed(1)} -> ${rate('on').toFixed(1)} MB/s (${change(rate('off'), rate('on'))}); ` +
+        `CPU ${cpuPerMB('off').toFixed(2)} -> ${cpuPerMB('on').toFixed(2)} ms/MB (${change(cpuPerMB('off'), cpuPerMB('on'))})`,
+    );
   }
 } finally {
   await app.close();

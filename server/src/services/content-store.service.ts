@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { pipeline, Readable, Transform, type TransformCallback } from 'node:stream';
+import { pipeline, Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { deflateRaw } from 'node:zlib';
@@ -107,18 +107,20 @@ interface ReceivedContent {
 export const COMPRESSION_SAMPLE_BYTES = 16 * 1024;
 const deflateRawAsync = promisify(deflateRaw);
 
-/** Passes every chunk through unchanged and keeps a copy of the first COMPRESSION_SAMPLE_BYTES. */
-class SampleTap extends Transform {
+/**
+ * A copy of the first COMPRESSION_SAMPLE_BYTES of a part, fed by the store's
+ * own verifying stream as the bytes pass (PutOptions.observe): no stream
+ * stage of its own, and nothing at all once the sample is full.
+ */
+class CompressionSample {
   readonly #pieces: Buffer[] = [];
   #kept = 0;
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    if (this.#kept < COMPRESSION_SAMPLE_BYTES) {
-      const piece = Buffer.from(chunk.subarray(0, COMPRESSION_SAMPLE_BYTES - this.#kept));
-      this.#pieces.push(piece);
-      this.#kept += piece.length;
-    }
-    callback(null, chunk);
-  }
+  readonly add = (chunk: Buffer): void => {
+    if (this.#kept >= COMPRESSION_SAMPLE_BYTES) return;
+    const piece = Buffer.from(chunk.subarray(0, COMPRESSION_SAMPLE_BYTES - this.#kept));
+    this.#pieces.push(piece);
+    this.#kept += piece.length;
+  };
 
   /** The sample's raw and deflated (level 1, no header) sizes; deflate runs on libuv's thread pool, off the event loop. */
   async measure(): Promise<{ raw: number; compressed: number }> {
@@ -224,14 +226,9 @@ async function receiveContent(ctx: AppContext, part: IncomingContent, maxBytes: 
     if (received.sha256 !== sha256) throw new HashMismatchError(sha256, received.sha256);
     return { sha256, size: received.size, wrote: false, sampleRaw: 0, sampleCompressed: 0 };
   }
-  if (!sample) {
-    const stored = await ctx.blobs.put(sha256, part.source, sha256, { maxBytes });
-    return { sha256, size: stored.size, wrote: true, sampleRaw: 0, sampleCompressed: 0 };
-  }
-  // The tap sits between the parser and the store; an error on either side destroys both (as a refused part must).
-  const tap = pipeline(part.source, new SampleTap(), noop);
-  const stored = await ctx.blobs.put(sha256, tap, sha256, { maxBytes });
-  const measured = await tap.measure();
+  const sampler = sample ? new CompressionSample() : null;
+  const stored = await ctx.blobs.put(sha256, part.source, sha256, { maxBytes, observe: sampler?.add });
+  const measured = sampler ? await sampler.measure() : { raw: 0, compressed: 0 };
   return { sha256, size: stored.size, wrote: true, sampleRaw: measured.raw, sampleCompressed: measured.compressed };
 }
 
