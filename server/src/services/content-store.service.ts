@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import { pipeline, Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { promisify } from 'node:util';
-import { deflateRaw } from 'node:zlib';
+import { deflateRawSync } from 'node:zlib';
 import { and, asc, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import type { BaseLogger } from 'pino';
 import type { UploadResult } from '@cairn/shared';
@@ -105,7 +104,8 @@ interface ReceivedContent {
  * share either way (21% and 22%).
  */
 export const COMPRESSION_SAMPLE_BYTES = 16 * 1024;
-const deflateRawAsync = promisify(deflateRaw);
+/** Level 1; a window and hash table sized to the sample (a bigger window cannot find more in 16 KiB), so less state to set up per part. */
+const SAMPLE_DEFLATE = { level: 1, windowBits: 14, memLevel: 6 } as const;
 
 /**
  * A copy of the first COMPRESSION_SAMPLE_BYTES of a part, fed by the store's
@@ -122,12 +122,17 @@ class CompressionSample {
     this.#kept += piece.length;
   };
 
-  /** The sample's raw and deflated (level 1, no header) sizes; deflate runs on libuv's thread pool, off the event loop. */
-  async measure(): Promise<{ raw: number; compressed: number }> {
+  /**
+   * The sample's raw and deflated (no header) sizes. Synchronous, like the
+   * hashing of every piece: at most about 0.2 ms of CPU for 16 KiB of random
+   * bytes, 0.05 ms for text; the thread-pool form cost 1.5-2x that in CPU
+   * (measured, decision 145) for a hop that only adds latency.
+   */
+  measure(): { raw: number; compressed: number } {
     if (this.#kept === 0) return { raw: 0, compressed: 0 };
     const sample = this.#pieces.length === 1 ? this.#pieces[0]! : Buffer.concat(this.#pieces, this.#kept);
     this.#pieces.length = 0;
-    const compressed = await deflateRawAsync(sample, { level: 1 });
+    const compressed = deflateRawSync(sample, SAMPLE_DEFLATE);
     return { raw: sample.length, compressed: compressed.length };
   }
 }
@@ -228,7 +233,7 @@ async function receiveContent(ctx: AppContext, part: IncomingContent, maxBytes: 
   }
   const sampler = sample ? new CompressionSample() : null;
   const stored = await ctx.blobs.put(sha256, part.source, sha256, { maxBytes, observe: sampler?.add });
-  const measured = sampler ? await sampler.measure() : { raw: 0, compressed: 0 };
+  const measured = sampler ? sampler.measure() : { raw: 0, compressed: 0 };
   return { sha256, size: stored.size, wrote: true, sampleRaw: measured.raw, sampleCompressed: measured.compressed };
 }
 
