@@ -82,7 +82,8 @@ try {
     const cpu: Record<'off' | 'on', number[]> = { off: [], on: [] };
     let bytes = 0;
     for (let round = 0; round < rounds; round++) {
-      for (const mode of ['off', 'on'] as const) {
+      // Alternating which goes first, so neither always follows the other's writeback.
+      for (const mode of round % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
         const parts = Array.from({ length: workload.parts }, workload.make);
         bytes = parts.reduce((sum, p) => sum + p.length, 0);
         const boundary = `----bench-${randomUUID()}`;
