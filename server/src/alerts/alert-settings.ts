@@ -33,7 +33,7 @@ export const DETECTOR_LABELS: Record<keyof AlertSettings, string> = {
   unusualTiming: 'Unusual timing',
   extraBackup: 'Unexpected extra backups',
   massChange: 'Mass change (holds pruning)',
-  incompressible: 'Mass change: new content stops compressing (holds pruning)',
+  incompressible: 'Content stops compressing (holds pruning)',
   expectedFile: 'Expected file missing',
   fileShrank: 'File shrank',
 };

@@ -130,7 +130,7 @@ describe.each(testDatabaseKinds())('dashboard alerts (%s)', (kind) => {
 
   it('the compressibility mass change has its own switch and thresholds in the client form', async () => {
     const page = await alice.get(`/clients/${aliceAgent.clientId}`);
-    expect(page.body).toContain('Mass change: new content stops compressing (holds pruning)');
+    expect(page.body).toContain('Content stops compressing (holds pruning)');
     const fields = Object.fromEntries([...page.body.matchAll(/<input (?:type="checkbox" )?name="([a-zA-Z]+\.[a-zA-Z]+)" (?:value|inputmode)="[^"]*"(?: value="([^"]*)")?( checked)?/g)].map((m) => [m[1]!, m[2] ?? (m[3] ? 'on' : '')]));
     expect(fields['incompressible.enabled']).toBe('on');
     expect(fields['incompressible.minSampleBytes']).toBe(String(1024 * 1024));
