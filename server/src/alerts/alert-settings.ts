@@ -33,6 +33,7 @@ export const DETECTOR_LABELS: Record<keyof AlertSettings, string> = {
   unusualTiming: 'Unusual timing',
   extraBackup: 'Unexpected extra backups',
   massChange: 'Mass change (holds pruning)',
+  incompressible: 'Content stops compressing (holds pruning)',
   expectedFile: 'Expected file missing',
   fileShrank: 'File shrank',
 };
@@ -57,6 +58,10 @@ export const THRESHOLD_FIELDS: readonly ThresholdField[] = [
   { name: 'extraBackup.factor', detector: 'extraBackup', setting: 'factor', label: 'Extra backups beyond (x expected)', min: 1.5, max: 1000, integer: false },
   { name: 'massChange.minFiles', detector: 'massChange', setting: 'minFiles', label: 'Mass change: at least (files)', min: 1, max: 100_000_000, integer: true },
   { name: 'massChange.score', detector: 'massChange', setting: 'score', label: 'Mass change beyond (robust deviations)', min: 1, max: 1000, integer: false },
+  { name: 'incompressible.minRatio', detector: 'incompressible', setting: 'minRatio', label: 'Stops compressing at (deflated share of size)', min: 0.1, max: 2, integer: false },
+  { name: 'incompressible.minIncrease', detector: 'incompressible', setting: 'minIncrease', label: 'Stops compressing: above the usual share by', min: 0.01, max: 2, integer: false },
+  { name: 'incompressible.minSampleBytes', detector: 'incompressible', setting: 'minSampleBytes', label: 'Stops compressing: judged from (bytes sampled in the run)', min: 65_536, max: Number.MAX_SAFE_INTEGER, integer: true },
+  { name: 'incompressible.minHistory', detector: 'incompressible', setting: 'minHistory', label: 'Stops compressing: earlier runs needed', min: 2, max: 200, integer: true },
   { name: 'fileShrank.maxRatio', detector: 'fileShrank', setting: 'maxRatio', label: 'File shrank below (share of the previous size)', min: 0.01, max: 0.99, integer: false },
   { name: 'fileShrank.minBytes', detector: 'fileShrank', setting: 'minBytes', label: 'File shrank by at least (bytes)', min: 0, max: Number.MAX_SAFE_INTEGER, integer: true },
 ];

@@ -25,6 +25,9 @@ export interface RunFacts {
   bytesUploaded: number;
   preCommands: PreCommandResult[];
   error: string | null;
+  /** Compression sample of the bytes the run newly stored (backup_runs.sample_*, decision 145): raw and deflated sizes. */
+  sampleRawBytes: number;
+  sampleCompressedBytes: number;
 }
 
 export interface ClientFacts {
@@ -118,6 +121,22 @@ export interface AlertSettings {
     /** And more than the usual count by at least this share of it (1 = twice the usual). */
     minRelative: number;
   };
+  /** The other mass change (decision 146): the new bytes of a run stop compressing, as encrypted ones do. */
+  incompressible: {
+    enabled: boolean;
+    historyRuns: number;
+    minHistory: number;
+    /** The run is judged only when its samples total at least this many bytes... */
+    minSampleBytes: number;
+    /** ...and an earlier run counts in the baseline only with at least this many. */
+    minHistorySampleBytes: number;
+    /** Alert when the new bytes deflate to at least this share of their size... */
+    minRatio: number;
+    /** ...that is at least this much above the usual share... */
+    minIncrease: number;
+    /** ...and more than this many robust deviations above it. */
+    score: number;
+  };
   expectedFile: {
     enabled: boolean;
     /** The watched folders; file_shrank looks at files under these too. */
@@ -139,6 +158,7 @@ export const DEFAULT_ALERT_SETTINGS: AlertSettings = {
   unusualTiming: { enabled: true, historyRuns: 20, minHistory: 5, durationFactor: 5, minDurationMs: 10 * 60_000, startToleranceSeconds: 3 * 3600 },
   extraBackup: { enabled: true, windowIntervals: 6, factor: 3 },
   massChange: { enabled: true, historyRuns: 20, minHistory: 5, score: 10, minFiles: 200, minShare: 0.3, minRelative: 1 },
+  incompressible: { enabled: true, historyRuns: 20, minHistory: 5, minSampleBytes: 1024 * 1024, minHistorySampleBytes: 64 * 1024, minRatio: 0.9, minIncrease: 0.25, score: 6 },
   expectedFile: { enabled: true, folders: [] },
   fileShrank: { enabled: true, maxRatio: 0.5, minBytes: 1024 * 1024 },
 };
@@ -170,6 +190,7 @@ export function detectAlertConditions(input: DetectorInput, settings: AlertSetti
     ...(settings.unusualTiming.enabled ? detectUnusualTiming(input, settings.unusualTiming) : []),
     ...(settings.extraBackup.enabled ? detectExtraBackups(input, settings.extraBackup) : []),
     ...(settings.massChange.enabled ? detectMassChange(input, settings.massChange) : []),
+    ...(settings.incompressible.enabled ? detectIncompressible(input, settings.incompressible) : []),
     ...(settings.expectedFile.enabled ? detectExpectedFileMissing(input) : []),
     ...(settings.fileShrank.enabled ? detectFileShrank(input, settings.fileShrank) : []),
   ];
@@ -403,6 +424,45 @@ export function detectMassChange(input: DetectorInput, settings: AlertSettings['
       observed: `${changed} of ${latest.filesScanned} files changed`,
       reference: `median ${baseline.median} ± ${Math.round(baseline.spread)} over ${history.length} runs`,
       message: `${changed} of ${latest.filesScanned} files changed in one run, usually ${baseline.median}: pruning of this client is held until the alert is acknowledged`,
+    },
+  ];
+}
+
+/** The share of its size a run's compression sample deflated to (1 = did not compress); NaN without a sample. */
+export function sampleRatio(run: Pick<RunFacts, 'sampleRawBytes' | 'sampleCompressedBytes'>): number {
+  return run.sampleRawBytes > 0 ? run.sampleCompressedBytes / run.sampleRawBytes : NaN;
+}
+
+const percent = (ratio: number) => `${Math.round(ratio * 100)}%`;
+
+/**
+ * mass_change by compressibility (decision 146): the newest good run's new
+ * bytes deflate to at least `minRatio` of their size, at least `minIncrease`
+ * above the median ratio of the earlier good runs that sampled enough bytes,
+ * and more than `score` robust deviations above it. Encrypted bytes do not
+ * compress at all; a client whose data never compressed (photos, archives)
+ * has a median near 1 and never alerts. Same type as the file-count mass
+ * change, so it holds pruning and waits for an acknowledgement the same way
+ * (decision 79); its own key, so the two open and resolve on their own.
+ */
+export function detectIncompressible(input: DetectorInput, settings: AlertSettings['incompressible']): AlertCondition[] {
+  const [latest, ...earlier] = input.runs.filter(isUsable);
+  if (!latest || latest.sampleRawBytes < settings.minSampleBytes) return [];
+  const history = earlier.filter((r) => r.sampleRawBytes >= settings.minHistorySampleBytes).slice(0, settings.historyRuns);
+  if (history.length < settings.minHistory) return [];
+  const ratio = sampleRatio(latest);
+  const baseline = robustBaseline(history.map(sampleRatio));
+  if (ratio < settings.minRatio) return [];
+  if (!isOutlier(ratio, baseline, settings.score, settings.minIncrease, 0, false)) return [];
+  return [
+    {
+      type: 'mass_change',
+      key: 'mass_change:incompressible',
+      severity: 'critical',
+      path: null,
+      observed: `new bytes compress to ${percent(ratio)} of their size (${formatBytes(latest.sampleRawBytes)} sampled)`,
+      reference: `median ${percent(baseline.median)} ± ${percent(baseline.spread)} over ${history.length} runs`,
+      message: `the new bytes of the last run do not compress (${percent(ratio)} of their size, usually ${percent(baseline.median)}), as encrypted files would not: pruning of this client is held until the alert is acknowledged`,
     },
   ];
 }

@@ -10,6 +10,8 @@ export interface BlobInfo {
 export interface PutOptions {
   /** Refuse (PayloadTooLargeError) and keep nothing once more than this many bytes arrive. */
   maxBytes?: number;
+  /** Called with each piece of the bytes, in order, as they pass to the store (the upload's compression sample, decision 145); must not change them. */
+  observe?: (chunk: Buffer) => void;
 }
 
 /** Bytes `start` (inclusive) to `end` (exclusive) of an object, as in `Buffer.subarray`. */

@@ -14,6 +14,8 @@ export interface VerifyingOptions {
    * stored bytes pass their own, since there the fault is the store's.
    */
   failure?: (problem: { kind: 'too-large'; maxBytes: number } | { kind: 'mismatch'; actual: string; bytes: number }) => Error;
+  /** Sees each chunk as it passes, after the size check; must not change it. */
+  observe?: (chunk: Buffer) => void;
 }
 
 /**
@@ -33,6 +35,7 @@ export class VerifyingStream extends Transform {
   readonly #expected: string;
   readonly #maxBytes: number;
   readonly #failure: NonNullable<VerifyingOptions['failure']>;
+  readonly #observe: VerifyingOptions['observe'];
   #held: Buffer | undefined;
   #bytes = 0;
 
@@ -41,6 +44,7 @@ export class VerifyingStream extends Transform {
     this.#expected = expectedSha256;
     this.#maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
     this.#failure = options.failure ?? uploadFailure(expectedSha256);
+    this.#observe = options.observe;
   }
 
   get bytes(): number {
@@ -54,6 +58,7 @@ export class VerifyingStream extends Transform {
       return;
     }
     this.#hash.update(chunk);
+    this.#observe?.(chunk);
     const previous = this.#held;
     this.#held = chunk;
     callback(null, previous);

@@ -179,6 +179,11 @@ export const backupRuns = pgTable(
     bytesNew: bigint('bytes_new', { mode: 'number' }).notNull().default(0),
     preCommands: jsonb('pre_commands').$type<PreCommandResult[]>().notNull().default(sql`'[]'::jsonb`),
     error: text('error'),
+    // ---- compression sample (issue 12, mass change): how well this run's new bytes compress ----
+    /** Bytes sampled from the parts this run newly stored (the first 16 KiB of each, decision 145). */
+    sampleRawBytes: bigint('sample_raw_bytes', { mode: 'number' }).notNull().default(0),
+    /** Those samples' size after deflate level 1; near sampleRawBytes means the new content does not compress. */
+    sampleCompressedBytes: bigint('sample_compressed_bytes', { mode: 'number' }).notNull().default(0),
   },
   (t) => [index('backup_runs_client_started_idx').on(t.clientId, t.startedAt)],
 );

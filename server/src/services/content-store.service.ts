@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { pipeline, Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { deflateRawSync } from 'node:zlib';
 import { and, asc, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import type { BaseLogger } from 'pino';
 import type { UploadResult } from '@cairn/shared';
@@ -88,6 +89,52 @@ interface ReceivedContent {
   size: number;
   /** true: this upload wrote the object; false: a chunk row existed, the bytes were hashed and discarded. */
   wrote: boolean;
+  /** The compression sample of a written part of a run (0 and 0 otherwise): its raw and deflated sizes. */
+  sampleRaw: number;
+  sampleCompressed: number;
+}
+
+/**
+ * Bytes at the start of each part a run newly stores whose compressibility
+ * is measured (decision 145): bounded work per part whatever its size, and
+ * enough for deflate to tell text, databases and binaries (which shrink)
+ * from encrypted or already compressed bytes (which do not). 16 KiB, not
+ * 64: deflate on random bytes costs about 9x more for 64 KiB than for
+ * 16 KiB (1.3 ms against 0.14 ms here), and text deflates to the same
+ * share either way (21% and 22%).
+ */
+export const COMPRESSION_SAMPLE_BYTES = 16 * 1024;
+/** Level 1; a window and hash table sized to the sample (a bigger window cannot find more in 16 KiB), so less state to set up per part. */
+const SAMPLE_DEFLATE = { level: 1, windowBits: 14, memLevel: 6 } as const;
+
+/**
+ * A copy of the first COMPRESSION_SAMPLE_BYTES of a part, fed by the store's
+ * own verifying stream as the bytes pass (PutOptions.observe): no stream
+ * stage of its own, and nothing at all once the sample is full.
+ */
+class CompressionSample {
+  readonly #pieces: Buffer[] = [];
+  #kept = 0;
+  readonly add = (chunk: Buffer): void => {
+    if (this.#kept >= COMPRESSION_SAMPLE_BYTES) return;
+    const piece = Buffer.from(chunk.subarray(0, COMPRESSION_SAMPLE_BYTES - this.#kept));
+    this.#pieces.push(piece);
+    this.#kept += piece.length;
+  };
+
+  /**
+   * The sample's raw and deflated (no header) sizes. Synchronous, like the
+   * hashing of every piece: at most about 0.2 ms of CPU for 16 KiB of random
+   * bytes, 0.05 ms for text; the thread-pool form cost 1.5-2x that in CPU
+   * (measured, decision 145) for a hop that only adds latency.
+   */
+  measure(): { raw: number; compressed: number } {
+    if (this.#kept === 0) return { raw: 0, compressed: 0 };
+    const sample = this.#pieces.length === 1 ? this.#pieces[0]! : Buffer.concat(this.#pieces, this.#kept);
+    this.#pieces.length = 0;
+    const compressed = deflateRawSync(sample, SAMPLE_DEFLATE);
+    return { raw: sample.length, compressed: compressed.length };
+  }
 }
 
 /**
@@ -130,7 +177,7 @@ export async function storeUploadedContents(
   };
   try {
     for await (const part of parts) {
-      const receiving = receiveContent(ctx, part, options.maxBytes);
+      const receiving = receiveContent(ctx, part, options.maxBytes, Boolean(options.runId));
       let refused = false;
       // Rejections are taken up, in order, by settleOldest; the flag stops reading further parts at once.
       receiving.catch(() => (refused = true));
@@ -169,7 +216,8 @@ export async function storeUploadedContent(ctx: AppContext, input: UploadInput):
   return result;
 }
 
-async function receiveContent(ctx: AppContext, part: IncomingContent, maxBytes: number): Promise<ReceivedContent> {
+/** `sample`: measure the compressibility of the part's bytes if they turn out new (uploads for a run). */
+async function receiveContent(ctx: AppContext, part: IncomingContent, maxBytes: number, sample: boolean): Promise<ReceivedContent> {
   const { sha256 } = part;
   // A chunk row never outlives its object (puts write the object first, GC deletes rows first), so a
   // missing object means new bytes, without a database round trip per part (most of the cost of many small files).
@@ -181,10 +229,12 @@ async function receiveContent(ctx: AppContext, part: IncomingContent, maxBytes: 
   if (known.length > 0) {
     const received = await hashAndDiscard(part.source, maxBytes);
     if (received.sha256 !== sha256) throw new HashMismatchError(sha256, received.sha256);
-    return { sha256, size: received.size, wrote: false };
+    return { sha256, size: received.size, wrote: false, sampleRaw: 0, sampleCompressed: 0 };
   }
-  const stored = await ctx.blobs.put(sha256, part.source, sha256, { maxBytes });
-  return { sha256, size: stored.size, wrote: true };
+  const sampler = sample ? new CompressionSample() : null;
+  const stored = await ctx.blobs.put(sha256, part.source, sha256, { maxBytes, observe: sampler?.add });
+  const measured = sampler ? sampler.measure() : { raw: 0, compressed: 0 };
+  return { sha256, size: stored.size, wrote: true, sampleRaw: measured.raw, sampleCompressed: measured.compressed };
 }
 
 async function commitReceived(ctx: AppContext, options: UploadOptions, batch: ReceivedContent[]): Promise<UploadResult[]> {
@@ -232,11 +282,19 @@ async function commitReceived(ctx: AppContext, options: UploadOptions, batch: Re
         select decode(x.sha256, 'hex'), ${options.userId}::uuid from ${recordsOf(valid)}
         on conflict do nothing`);
     }
-    const bytesNew = newChunks.reduce((sum, c) => sum + (inserted.has(c.sha256) ? c.size : 0), 0);
+    // Only what this upload newly stored counts, for the run's bytes and its compression sample alike.
+    const storedNew = newChunks.filter((c) => inserted.has(c.sha256));
+    const bytesNew = storedNew.reduce((sum, c) => sum + c.size, 0);
+    const sampleRaw = storedNew.reduce((sum, c) => sum + c.sampleRaw, 0);
+    const sampleCompressed = storedNew.reduce((sum, c) => sum + c.sampleCompressed, 0);
     if (options.runId && bytesNew > 0) {
       await tx
         .update(backupRuns)
-        .set({ bytesNew: sql`${backupRuns.bytesNew} + ${bytesNew}` })
+        .set({
+          bytesNew: sql`${backupRuns.bytesNew} + ${bytesNew}`,
+          sampleRawBytes: sql`${backupRuns.sampleRawBytes} + ${sampleRaw}`,
+          sampleCompressedBytes: sql`${backupRuns.sampleCompressedBytes} + ${sampleCompressed}`,
+        })
         .where(eq(backupRuns.id, options.runId));
     }
     const reported = new Set<string>();

@@ -128,6 +128,26 @@ describe.each(testDatabaseKinds())('dashboard alerts (%s)', (kind) => {
     expect(reset!.alertSettings).toBeNull();
   });
 
+  it('the compressibility mass change has its own switch and thresholds in the client form', async () => {
+    const page = await alice.get(`/clients/${aliceAgent.clientId}`);
+    expect(page.body).toContain('Content stops compressing (holds pruning)');
+    const fields = Object.fromEntries([...page.body.matchAll(/<input (?:type="checkbox" )?name="([a-zA-Z]+\.[a-zA-Z]+)" (?:value|inputmode)="[^"]*"(?: value="([^"]*)")?( checked)?/g)].map((m) => [m[1]!, m[2] ?? (m[3] ? 'on' : '')]));
+    expect(fields['incompressible.enabled']).toBe('on');
+    expect(fields['incompressible.minSampleBytes']).toBe(String(1024 * 1024));
+    expect(fields['incompressible.minRatio']).toBe('0.9');
+
+    const bad = await alice.post(`/clients/${aliceAgent.clientId}/alerts`, { ...fields, 'incompressible.minSampleBytes': '100' });
+    expect(bad.status).toBe(400);
+    expect(bad.body).toContain('a whole number from 65536 to');
+    await alice.get(`/clients/${aliceAgent.clientId}`);
+    const saved = await alice.post(`/clients/${aliceAgent.clientId}/alerts`, { ...fields, 'incompressible.enabled': '', 'incompressible.minRatio': '0.95' });
+    expect(saved.status).toBe(303);
+    const [row] = await h.ctx.database.db.select({ alertSettings: clients.alertSettings }).from(clients).where(eq(clients.id, aliceAgent.clientId));
+    expect(row!.alertSettings).toEqual({ incompressible: { enabled: false, minRatio: 0.95 } });
+    await alice.get(`/clients/${aliceAgent.clientId}`);
+    expect((await alice.post(`/clients/${aliceAgent.clientId}/alerts`, { reset: 'on' })).status).toBe(303);
+  });
+
   it('server-wide alert defaults: admins only, CSRF, a bad field named, stored as what differs, reaching client pages, reset', async () => {
     expect((await alice.get('/settings/alerts')).status).toBe(403);
     await alice.get('/alerts');

@@ -141,6 +141,14 @@ export function describeBlobStoreContract(name: string, makeHarness: () => Promi
       });
     }
 
+    it('shows every piece of a put to `observe`, in order, unchanged', async () => {
+      const { data, key } = blob(3 * 1024 * 1024 + 17);
+      const seen: Buffer[] = [];
+      await store.put(key, sourceOf(data), key, { observe: (chunk) => seen.push(Buffer.from(chunk)) });
+      expect(seen.length).toBeGreaterThan(1);
+      expect(Buffer.concat(seen).equals(data)).toBe(true);
+    });
+
     it('accepts a put of exactly maxBytes', async () => {
       const { data, key } = blob(1000);
       expect(await store.put(key, sourceOf(data), key, { maxBytes: 1000 })).toEqual({ key, size: 1000 });

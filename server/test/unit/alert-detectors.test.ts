@@ -26,6 +26,9 @@ interface RunSpec {
   bytesScanned?: number;
   preCommands?: PreCommandResult[];
   error?: string;
+  /** The run's compression sample: bytes sampled (default 256 KiB, too few to judge the run) and the share they deflated to (default 0.35). */
+  sampleBytes?: number;
+  ratio?: number;
 }
 
 function runs(specs: RunSpec[]): RunFacts[] {
@@ -46,6 +49,8 @@ function runs(specs: RunSpec[]): RunFacts[] {
         bytesUploaded: spec.bytesUploaded ?? 100 * MiB,
         preCommands: spec.preCommands ?? [],
         error: spec.error ?? null,
+        sampleRawBytes: spec.sampleBytes ?? MiB / 4,
+        sampleCompressedBytes: Math.round((spec.sampleBytes ?? MiB / 4) * (spec.ratio ?? 0.35)),
       };
     })
     .reverse();
@@ -233,6 +238,72 @@ const cases: Case[] = [
     runs: [...steady(20, { filesScanned: 1_000_000 }), { filesChanged: 5000, filesScanned: 1_000_000 }],
     keys: [],
   },
+  // Compressibility of the new bytes (mass_change:incompressible). Encrypted bytes deflate to about 100%.
+  {
+    name: 'stops compressing: 64 MiB of new bytes at 100% where they compress to 35%',
+    runs: [...steady(20), { sampleBytes: 64 * MiB, ratio: 1.0 }],
+    keys: ['mass_change:incompressible'],
+  },
+  {
+    name: 'stops compressing together with most files changed: both mass changes, each under its key',
+    runs: [...steady(20), { sampleBytes: 64 * MiB, ratio: 1.0, filesChanged: 9000 }],
+    keys: ['mass_change', 'mass_change:incompressible'],
+  },
+  {
+    name: 'stops compressing needs enough history',
+    runs: [...steady(4), { sampleBytes: 64 * MiB, ratio: 1.0 }],
+    keys: [],
+  },
+  {
+    name: 'earlier runs that sampled too little (32 KiB) are no history',
+    runs: [...steady(20, { sampleBytes: 32 * 1024 }), { sampleBytes: 64 * MiB, ratio: 1.0 }],
+    keys: [],
+  },
+  {
+    name: 'a run that sampled too few bytes (512 KiB of 1 MiB) is not judged',
+    runs: [...steady(20), { sampleBytes: MiB / 2, ratio: 1.0 }],
+    keys: [],
+  },
+  {
+    name: 'the threshold of sampled bytes is inclusive: exactly 1 MiB is judged',
+    runs: [...steady(20), { sampleBytes: MiB, ratio: 1.0 }],
+    keys: ['mass_change:incompressible'],
+  },
+  {
+    name: 'a client whose new bytes never compress (photos, archives) is steady at 98%',
+    runs: [...steady(20, { ratio: 0.98 }), { sampleBytes: 64 * MiB, ratio: 1.0 }],
+    keys: [],
+  },
+  {
+    name: 'a slow drift of the ratio (35% to 80% over 30 runs) is not an anomaly',
+    runs: Array.from({ length: 30 }, (_, i) => ({ sampleBytes: 8 * MiB, ratio: 0.35 + (0.45 * i) / 29 })),
+    keys: [],
+  },
+  {
+    name: 'worse compression that still compresses (35% to 80%) is not encryption',
+    runs: [...steady(20), { sampleBytes: 64 * MiB, ratio: 0.8 }],
+    keys: [],
+  },
+  {
+    name: 'a client whose runs swing between 30% and 95% is not alarmed by 100%',
+    runs: [...Array.from({ length: 20 }, (_, i) => ({ ratio: i % 2 === 0 ? 0.3 : 0.95 })), { sampleBytes: 64 * MiB, ratio: 1.0 }],
+    keys: [],
+  },
+  {
+    name: 'two incompressible runs in the history do not hide the next one (median)',
+    runs: [...steady(9), { ratio: 1.0 }, ...steady(9), { ratio: 1.0 }, { sampleBytes: 64 * MiB, ratio: 1.0 }],
+    keys: ['mass_change:incompressible'],
+  },
+  {
+    name: 'the run after an encrypted one that brings no new bytes holds nothing (the alert itself waits for its acknowledgement)',
+    runs: [...steady(20), { sampleBytes: 64 * MiB, ratio: 1.0 }, { sampleBytes: 0 }],
+    keys: [],
+  },
+  {
+    name: 'a failed run that stored random bytes is not judged; the last good run is',
+    runs: [...steady(20), { status: 'failed', sampleBytes: 64 * MiB, ratio: 1.0 }],
+    keys: ['failing:run'],
+  },
 ];
 
 describe('alert detectors (golden cases)', () => {
@@ -249,6 +320,24 @@ describe('alert detectors (golden cases)', () => {
       observed: '1.95 GiB',
       reference: 'median 100.0 MiB ± 0 B over 20 runs',
     });
+  });
+
+  it('states the ratio of the new bytes beside the usual one', () => {
+    const found = detectAlertConditions({ client: client(), runs: runs([...steady(20), { sampleBytes: 64 * MiB, ratio: 1.0004 }]), now: NOW });
+    expect(found).toEqual([
+      expect.objectContaining<Partial<AlertCondition>>({
+        type: 'mass_change',
+        severity: 'critical',
+        observed: 'new bytes compress to 100% of their size (64.0 MiB sampled)',
+        reference: 'median 35% ± 0% over 20 runs',
+      }),
+    ]);
+  });
+
+  it('the compressibility detector switched off says nothing, the file-count one still does', () => {
+    const settings = { ...DEFAULT_ALERT_SETTINGS, incompressible: { ...DEFAULT_ALERT_SETTINGS.incompressible, enabled: false } };
+    const found = detectAlertConditions({ client: client(), runs: runs([...steady(20), { sampleBytes: 64 * MiB, ratio: 1.0, filesChanged: 9000 }]), now: NOW }, settings);
+    expect(found.map((c) => c.key)).toEqual(['mass_change']);
   });
 
   it('a disabled detector says nothing', () => {

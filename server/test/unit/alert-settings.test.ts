@@ -11,8 +11,14 @@ describe('per-client alert settings', () => {
   });
 
   it('stores only what differs from the defaults', () => {
-    const parsed = parseAlertSettingsForm(form({ 'massChange.enabled': '', 'missedBackup.tolerance': '4', 'unusualSize.minHistory': '10' }), defaults);
-    expect(parsed).toEqual({ ok: true, override: { massChange: { enabled: false }, missedBackup: { tolerance: 4 }, unusualSize: { minHistory: 10 } } });
+    const parsed = parseAlertSettingsForm(
+      form({ 'massChange.enabled': '', 'missedBackup.tolerance': '4', 'unusualSize.minHistory': '10', 'incompressible.minRatio': '0.95' }),
+      defaults,
+    );
+    expect(parsed).toEqual({
+      ok: true,
+      override: { massChange: { enabled: false }, missedBackup: { tolerance: 4 }, unusualSize: { minHistory: 10 }, incompressible: { minRatio: 0.95 } },
+    });
   });
 
   it.each([
@@ -21,6 +27,8 @@ describe('per-client alert settings', () => {
     ['unusualSize.minHistory', '7.5', 'a whole number from 2 to 200'],
     ['massChange.minFiles', 'many', 'a whole number from 1 to 100000000'],
     ['extraBackup.factor', 'Infinity', 'a number from 1.5 to 1000'],
+    ['incompressible.minSampleBytes', '1000', 'a whole number from 65536 to 9007199254740991'],
+    ['incompressible.minRatio', '0', 'a number from 0.1 to 2'],
   ])('refuses %s = %j, naming the field', (name, value, message) => {
     expect(parseAlertSettingsForm(form({ [name]: value }), defaults)).toEqual({ ok: false, errors: { [name]: message } });
   });
