@@ -27,7 +27,8 @@ export const liveRoutes: FastifyPluginAsync<{ ctx: AppContext; hub: LiveHub }> =
     async (request, reply) => {
       const { clientId } = agentOf(request);
       const unsubscribe = await hub.subscribe(clientId, (event) => {
-        if (event === 'closing') return end();
+        // Shutting down: drop the socket rather than wait for the agent to close its side; it reconnects.
+        if (event === 'closing') return void (end(), res.destroy());
         send(event);
         if (event === 'revoked') end();
       });
@@ -37,6 +38,8 @@ export const liveRoutes: FastifyPluginAsync<{ ctx: AppContext; hub: LiveHub }> =
         'content-type': 'text/event-stream; charset=utf-8',
         'cache-control': 'no-cache, no-transform',
         'x-accel-buffering': 'no',
+        // Not reused after the stream ends: closing frees the socket at once, and a shutting-down server need not wait out keep-alive.
+        connection: 'close',
       });
       let open = true;
       const keepalive = setInterval(() => res.write(': keep-alive\n\n'), KEEPALIVE_MS);
