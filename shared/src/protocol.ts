@@ -424,9 +424,15 @@ export type LiveEvent = (typeof LIVE_EVENTS)[number];
 /** POST /progress: the running backup's progress, at most once a second (LIMITS-free: a small fixed body). */
 export const ProgressRequest = Type.Object({
   runId: Type.Union([Uuid, Type.Null()]),
-  phase: Type.Union(
-    ['config', 'pre-commands', 'scanning', 'hashing', 'uploading', 'committing', 'finishing'].map((phase) => Type.Literal(phase)),
-  ),
+  phase: Type.Union([
+    Type.Literal('config'),
+    Type.Literal('pre-commands'),
+    Type.Literal('scanning'),
+    Type.Literal('hashing'),
+    Type.Literal('uploading'),
+    Type.Literal('committing'),
+    Type.Literal('finishing'),
+  ]),
   startedAt: IsoTime,
   filesScanned: FileCount,
   filesToCheck: FileCount,
