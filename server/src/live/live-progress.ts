@@ -7,7 +7,10 @@ import { clientLiveProgress, clients } from '../db/schema.ts';
 export const LIVE_PROGRESS_STALE_MS = 60_000;
 
 export interface LiveProgressView {
-  /** The agent said at its last heartbeat, or by reporting progress, that a backup runs. */
+  /**
+   * A fresh progress report exists. Not the heartbeat's agent state: that
+   * says "running" until the next heartbeat, maybe an hour after the run ended.
+   */
   running: boolean;
   progress: ProgressRequest | null;
   /** When the server got the report (server clock). */
@@ -17,14 +20,14 @@ export interface LiveProgressView {
 /** What the client page's live panel shows. */
 export async function liveProgressOf(db: Db, clientId: string, now = new Date()): Promise<LiveProgressView> {
   const [row] = await db
-    .select({ agentState: clients.agentState, progress: clientLiveProgress.progress, updatedAt: clientLiveProgress.updatedAt })
+    .select({ progress: clientLiveProgress.progress, updatedAt: clientLiveProgress.updatedAt })
     .from(clients)
     .leftJoin(clientLiveProgress, eq(clientLiveProgress.clientId, clients.id))
     .where(eq(clients.id, clientId));
   if (!row) return { running: false, progress: null, updatedAt: null };
   const fresh = row.updatedAt !== null && now.getTime() - row.updatedAt.getTime() < LIVE_PROGRESS_STALE_MS;
   return {
-    running: fresh || row.agentState === 'running',
+    running: fresh,
     progress: fresh ? (row.progress as unknown as ProgressRequest) : null,
     updatedAt: fresh && row.updatedAt ? row.updatedAt.toISOString() : null,
   };
