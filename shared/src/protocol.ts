@@ -423,7 +423,8 @@ export type LiveEvent = (typeof LIVE_EVENTS)[number];
 
 /** POST /progress: the running backup's progress, at most once a second (LIMITS-free: a small fixed body). */
 export const ProgressRequest = Type.Object({
-  runId: Type.Union([Uuid, Type.Null()]),
+  // Null first: the server's Ajv coerces types, and would turn null into the first branch's 0 or ''.
+  runId: Type.Union([Type.Null(), Uuid]),
   phase: Type.Union([
     Type.Literal('config'),
     Type.Literal('pre-commands'),
@@ -444,6 +445,6 @@ export const ProgressRequest = Type.Object({
   /** Bytes hashed per second over the run so far. */
   bytesPerSecond: Type.Number({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
   /** Seconds until the hashing is done at that rate; null while unknown. */
-  etaSeconds: Type.Union([Type.Integer({ minimum: 0, maximum: INT32_MAX }), Type.Null()]),
+  etaSeconds: Type.Union([Type.Null(), Type.Integer({ minimum: 0, maximum: INT32_MAX })]),
 });
 export type ProgressRequest = Static<typeof ProgressRequest>;
