@@ -407,3 +407,44 @@ export type LogsRequest = Static<typeof LogsRequest>;
 
 export const OkResponse = Type.Object({ ok: Type.Boolean() });
 export type OkResponse = Static<typeof OkResponse>;
+
+// ---- live channel (decision 160) ------------------------------------------
+
+/**
+ * GET /events: a server-sent-events stream the agent holds open. Each event
+ * names what changed, never carries the data: the agent then pings (and
+ * fetches /config), so the heartbeat's answer stays the one source of truth.
+ * `hello` comes first on every connection (catch up on anything missed while
+ * away); `revoked` comes just before the server closes a stream whose token
+ * was revoked or replaced.
+ */
+export const LIVE_EVENTS = ['hello', 'run', 'config', 'revoked'] as const;
+export type LiveEvent = (typeof LIVE_EVENTS)[number];
+
+/** POST /progress: the running backup's progress, at most once a second (LIMITS-free: a small fixed body). */
+export const ProgressRequest = Type.Object({
+  // Null first: the server's Ajv coerces types, and would turn null into the first branch's 0 or ''.
+  runId: Type.Union([Type.Null(), Uuid]),
+  phase: Type.Union([
+    Type.Literal('config'),
+    Type.Literal('pre-commands'),
+    Type.Literal('scanning'),
+    Type.Literal('hashing'),
+    Type.Literal('uploading'),
+    Type.Literal('committing'),
+    Type.Literal('finishing'),
+  ]),
+  startedAt: IsoTime,
+  filesScanned: FileCount,
+  filesToCheck: FileCount,
+  filesChecked: FileCount,
+  filesCommitted: FileCount,
+  bytesToHash: ByteCount,
+  bytesHashed: ByteCount,
+  bytesUploaded: ByteCount,
+  /** Bytes hashed per second over the run so far. */
+  bytesPerSecond: Type.Number({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+  /** Seconds until the hashing is done at that rate; null while unknown. */
+  etaSeconds: Type.Union([Type.Null(), Type.Integer({ minimum: 0, maximum: INT32_MAX })]),
+});
+export type ProgressRequest = Static<typeof ProgressRequest>;

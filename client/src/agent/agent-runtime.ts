@@ -1,12 +1,14 @@
 import os from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
-import { DEFAULT_TIME_ZONE, describeSchedule, nextRunAt, type BackupSchedule, type ClientConfig } from '@cairn/shared';
+import { DEFAULT_TIME_ZONE, describeSchedule, nextRunAt, type BackupSchedule, type ClientConfig, type ProgressRequest } from '@cairn/shared';
 import { runBackupCycle, type LocalBackupSettings } from '../backup/backup-cycle.ts';
 import { newProgress, type CycleProgress, type CycleReport, type CycleTrigger } from '../backup/backup-progress.ts';
 import { DEFAULT_BACKUP_INTERVAL_SECONDS, DEFAULT_PING_INTERVAL_SECONDS, type AgentConfig, type EnvCredentials } from '../config/agent-config.ts';
 import type { Logger } from '../logger.ts';
 import { ApiClient } from '../net/api-client.ts';
-import { errorMessage } from '../net/http-errors.ts';
+import { errorMessage, isAuthError } from '../net/http-errors.ts';
+import { backoffDelayMs, type RetryPolicy } from '../net/retry-policy.ts';
 import { readAgentState, removeScanCache, stateFiles, writeAgentState, type AgentState } from '../state/agent-state.ts';
 import type { ValidSetup } from '../setup/setup-form.ts';
 import { FileCacheStore } from './cache-store.ts';
@@ -38,6 +40,8 @@ export interface AgentStatus {
   nextRunAt: string | null;
   lastPingAt: string | null;
   lastPingError: string | null;
+  /** The live channel to the server is open (commands arrive at once, not at the next ping). */
+  liveConnected: boolean;
   /** The latest problems worth a person's attention (newest first). */
   recentErrors: { at: string; message: string }[];
   serverConfig: ClientConfig | null;
@@ -57,6 +61,10 @@ export class SetupRefusedError extends Error {
 export type RunRequestOutcome = 'started' | 'already-running' | 'not-configured';
 
 const RECENT_ERRORS = 20;
+/** Progress goes to the server at most this often (decision 162). */
+export const PROGRESS_REPORT_MS = 1000;
+/** Reconnecting the live channel: full-jitter backoff from 1 s up to a minute (attempts unused). */
+const LIVE_RECONNECT: RetryPolicy = { attempts: Number.MAX_SAFE_INTEGER, baseDelayMs: 1000, maxDelayMs: 60_000 };
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
@@ -79,6 +87,10 @@ export class AgentRuntime {
   #pingTimer: NodeJS.Timeout | null = null;
   #stopped = true;
   #lastStart = 0;
+  #liveAbort: AbortController | null = null;
+  #liveConnected = false;
+  #progressTimer: NodeJS.Timeout | null = null;
+  #progressInFlight = false;
   /** Bumped by start(): a ping loop of an earlier start ends instead of running twice. */
   #generation = 0;
 
@@ -105,6 +117,7 @@ export class AgentRuntime {
       nextRunAt: this.#nextRunAt === null ? null : new Date(this.#nextRunAt).toISOString(),
       lastPingAt: this.#lastPingAt,
       lastPingError: this.#lastPingError,
+      liveConnected: this.#liveConnected,
       recentErrors: this.#recentErrors,
       serverConfig: this.#serverConfig,
     };
@@ -207,6 +220,7 @@ export class AgentRuntime {
     this.#generation += 1;
     this.log.info({ serverUrl: state.serverUrl, clientName: state.clientName }, 'agent started');
     void this.#pingLoop(this.#generation);
+    void this.#liveLoop(this.#generation);
     void this.#firstRun(this.#generation);
   }
 
@@ -236,6 +250,7 @@ export class AgentRuntime {
   /** Stops the timers and waits for a running cycle to end. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#liveAbort?.abort();
     if (this.#backupTimer) clearTimeout(this.#backupTimer);
     if (this.#pingTimer) clearTimeout(this.#pingTimer);
     this.#backupTimer = null;
@@ -249,6 +264,7 @@ export class AgentRuntime {
   /** Stops the timers from inside a cycle (stop() would wait for that very cycle). */
   #halt(): void {
     this.#stopped = true;
+    this.#liveAbort?.abort();
     if (this.#backupTimer) clearTimeout(this.#backupTimer);
     if (this.#pingTimer) clearTimeout(this.#pingTimer);
     this.#backupTimer = null;
@@ -263,7 +279,10 @@ export class AgentRuntime {
     if (this.#backupTimer) clearTimeout(this.#backupTimer);
     this.#backupTimer = null;
     this.#nextRunAt = null;
+    this.#progressTimer = setInterval(() => void this.#reportProgress(), PROGRESS_REPORT_MS);
     this.#current = this.#runCycle(trigger).finally(() => {
+      if (this.#progressTimer) clearInterval(this.#progressTimer);
+      this.#progressTimer = null;
       this.#current = null;
       this.#scheduleNext();
     });
@@ -400,9 +419,8 @@ export class AgentRuntime {
     this.log.info({ nextRunAt: new Date(at).toISOString() }, 'next backup scheduled');
   }
 
-  async #pingLoop(generation: number): Promise<void> {
-    if (this.#stopped || this.#api === null || generation !== this.#generation) return;
-    const api = this.#api;
+  /** One heartbeat: records it, applies the schedule it brings and starts a requested run. */
+  async #pingOnce(api: ApiClient): Promise<void> {
     try {
       const answer = await api.ping({ agentVersion: AGENT_VERSION, hostname: os.hostname(), state: this.#current ? 'running' : 'idle' });
       this.#lastPingAt = new Date().toISOString();
@@ -413,7 +431,106 @@ export class AgentRuntime {
       this.#lastPingError = errorMessage(error);
       this.log.warn({ err: this.#lastPingError }, 'ping failed');
     }
+  }
+
+  async #pingLoop(generation: number): Promise<void> {
+    if (this.#stopped || this.#api === null || generation !== this.#generation) return;
+    await this.#pingOnce(this.#api);
     if (this.#stopped || generation !== this.#generation) return;
     this.#pingTimer = setTimeout(() => void this.#pingLoop(generation), this.pingIntervalSeconds() * 1000);
   }
+
+  /**
+   * The live channel (decision 160): holds GET /events open and, on each
+   * event, pings at once (hello: catch up on what happened while away; run;
+   * config: also fetch the configuration). The heartbeat stays the fallback.
+   * Reconnects with backoff; a refused token is handled like a refused ping.
+   */
+  async #liveLoop(generation: number): Promise<void> {
+    let failures = 0;
+    while (!this.#stopped && generation === this.#generation && this.#api !== null) {
+      const api = this.#api;
+      const abort = new AbortController();
+      this.#liveAbort = abort;
+      try {
+        for await (const event of api.events(abort.signal)) {
+          if (!this.#liveConnected) this.log.info('live channel to the server open');
+          this.#liveConnected = true;
+          failures = 0;
+          if (event === 'config') await this.#refreshConfig(api);
+          if (event === 'hello' || event === 'run' || event === 'config') await this.#pingOnce(api);
+          if (event === 'revoked') this.log.warn('the server closed the live channel: this agent\'s token was revoked or replaced');
+        }
+      } catch (error) {
+        if (isAuthError(error)) {
+          if (this.#current === null) await this.#onAuthFailure();
+        } else if (!abort.signal.aborted) {
+          this.log.debug({ err: errorMessage(error) }, 'live channel failed; reconnecting');
+        }
+      }
+      if (this.#liveConnected) this.log.info('live channel closed; reconnecting');
+      this.#liveConnected = false;
+      if (this.#stopped || generation !== this.#generation) return;
+      failures += 1;
+      await sleep(backoffDelayMs(failures, LIVE_RECONNECT, Math.random()));
+    }
+  }
+
+  /** A config edit on the dashboard: take the new configuration now (the next cycle would fetch it too). */
+  async #refreshConfig(api: ApiClient): Promise<void> {
+    try {
+      const fresh = await api.config();
+      const old = this.#serverConfig;
+      // Keep the old schedule here so #onServerSchedule sees the change and resets the timer.
+      this.#serverConfig = old === null ? fresh : { ...fresh, schedule: old.schedule, backupIntervalSeconds: old.backupIntervalSeconds };
+      if (old === null) {
+        if (this.#current === null && !this.#stopped && this.#backupTimer) {
+          clearTimeout(this.#backupTimer);
+          this.#backupTimer = null;
+          this.#scheduleNext();
+        }
+      } else {
+        this.#onServerSchedule(fresh.schedule);
+      }
+    } catch (error) {
+      this.log.warn({ err: errorMessage(error) }, 'could not fetch the changed configuration');
+    }
+  }
+
+  /** Sends the running cycle's progress; skipped while the previous report is still under way, so at most one a second. */
+  async #reportProgress(): Promise<void> {
+    const progress = this.#progress;
+    const api = this.#api;
+    if (progress === null || api === null || this.#current === null || this.#progressInFlight) return;
+    this.#progressInFlight = true;
+    try {
+      await api.progress(progressReport(progress, Date.now()));
+    } catch (error) {
+      this.log.debug({ err: errorMessage(error) }, 'progress report failed');
+    } finally {
+      this.#progressInFlight = false;
+    }
+  }
+}
+
+/** The progress report the server stores: the counters, with the hashing rate and an ETA derived from them. */
+export function progressReport(progress: CycleProgress, now: number): ProgressRequest {
+  const elapsedSeconds = Math.max((now - Date.parse(progress.startedAt)) / 1000, 0.001);
+  const bytesPerSecond = Math.round(progress.bytesHashed / elapsedSeconds);
+  const remaining = progress.bytesToHash - progress.bytesHashed;
+  const etaSeconds = bytesPerSecond > 0 && progress.bytesToHash > 0 ? Math.max(0, Math.round(remaining / bytesPerSecond)) : null;
+  return {
+    runId: progress.runId,
+    phase: progress.phase,
+    startedAt: progress.startedAt,
+    filesScanned: progress.filesScanned,
+    filesToCheck: progress.filesToCheck,
+    filesChecked: progress.filesChecked,
+    filesCommitted: progress.filesCommitted,
+    bytesToHash: progress.bytesToHash,
+    bytesHashed: progress.bytesHashed,
+    bytesUploaded: progress.bytesUploaded,
+    bytesPerSecond,
+    etaSeconds,
+  };
 }

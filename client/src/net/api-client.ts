@@ -16,6 +16,7 @@ import {
   type OkResponse,
   type PingRequest,
   type PingResponse,
+  type ProgressRequest,
   type EnrollRequest,
   type RegisterRequest,
   type RegisterResponse,
@@ -111,6 +112,37 @@ export class ApiClient {
   }
 
   /** Every current file (as of `asOf`), page by page. */
+  /** Reports the running backup's progress; one attempt (the next report follows within seconds). */
+  async progress(body: ProgressRequest): Promise<OkResponse> {
+    return this.#json('POST', '/progress', body, { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 });
+  }
+
+  /**
+   * Opens the live channel (GET /events) and yields each event's name until
+   * the server ends the stream or `signal` aborts. A refused token is a
+   * PermanentError (401), a network failure or 5xx a RetryableError.
+   */
+  async *events(signal: AbortSignal): AsyncGenerator<string> {
+    const response = await this.#send('GET', '/events', { headers: { accept: 'text/event-stream' }, signal });
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of response.body as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true });
+        for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+          const name = /^event: (.+)$/m.exec(buffer.slice(0, end))?.[1];
+          buffer = buffer.slice(end + 2);
+          if (name !== undefined) yield name;
+        }
+      }
+    } catch (error) {
+      if (signal.aborted) return;
+      throw new RetryableError(`GET /events broke off: ${networkMessage(error)}`, undefined, { cause: error });
+    } finally {
+      response.body.destroy();
+    }
+  }
+
   async *allFiles(query: Omit<FilesQuery, 'after'>): AsyncGenerator<FilesPage['files']> {
     let after: string | undefined;
     for (;;) {
@@ -185,7 +217,7 @@ export class ApiClient {
   async #send(
     method: Method,
     route: string,
-    options: { body?: string | Readable; headers?: Record<string, string> } = {},
+    options: { body?: string | Readable; headers?: Record<string, string>; signal?: AbortSignal } = {},
   ): Promise<Dispatcher.ResponseData> {
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
@@ -196,6 +228,7 @@ export class ApiClient {
         headers,
         body: options.body,
         dispatcher: this.#dispatcher,
+        ...(options.signal !== undefined && { signal: options.signal }),
       });
     } catch (error) {
       throw new RetryableError(`${method} ${route}: ${networkMessage(error)}`, undefined, { cause: error });

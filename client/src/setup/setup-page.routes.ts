@@ -135,6 +135,7 @@ export function setupPageRoutes(app: FastifyInstance, runtime: AgentRuntime): vo
       nextRunAt: status.nextRunAt,
       lastPingAt: status.lastPingAt,
       lastPingError: status.lastPingError,
+      liveConnected: status.liveConnected,
       recentErrors: status.recentErrors,
       dashboardUrl: runtime.dashboardUrl(),
     };

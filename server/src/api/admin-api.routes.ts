@@ -200,7 +200,7 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
 
   app.post(
     '/clients/:id/run',
-    { schema: { tags: TAGS, summary: 'Back up now: the agent starts a run after its next heartbeat', security: TOKEN_AUTH, params: IdParams, response: { 200: RunRequested, ...errors } } },
+    { schema: { tags: TAGS, summary: 'Back up now: a connected agent starts a run within seconds (live channel), any other at its next heartbeat', security: TOKEN_AUTH, params: IdParams, response: { 200: RunRequested, ...errors } } },
     async (request) => {
       const client = await visibleClient(request, request.params.id);
       await requestRun(ctx, client.id, actorOf(request));

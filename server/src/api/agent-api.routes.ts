@@ -20,6 +20,8 @@ import { agentOf, BEARER, requireAgentToken } from './agent-auth.ts';
 import { contentRoutes } from './contents.routes.ts';
 import { fileRoutes } from './files.routes.ts';
 import { runRoutes } from './runs.routes.ts';
+import { LiveHub } from '../live/live-hub.ts';
+import { liveRoutes } from '../live/live.routes.ts';
 
 /** Registrations per client IP and minute: each costs a scrypt hash, and passwords must not be guessable in bulk. */
 const REGISTER_RATE = { max: 30, timeWindow: '1 minute' } as const;
@@ -28,6 +30,9 @@ const REGISTER_RATE = { max: 30, timeWindow: '1 minute' } as const;
 export const agentApiRoutes: FastifyPluginAsync<{ ctx: AppContext }> = async (plugin, { ctx }) => {
   const app = plugin.withTypeProvider<TypeBoxTypeProvider>();
   await app.register(rateLimit, { global: false });
+  // One LISTEN connection for this process's agent streams; streams end before the server waits for its connections.
+  const hub = new LiveHub(ctx.database, ctx.log);
+  app.addHook('preClose', async () => hub.close());
 
   app.post(
     '/register',
@@ -106,6 +111,7 @@ export const agentApiRoutes: FastifyPluginAsync<{ ctx: AppContext }> = async (pl
       },
     );
 
+    await routes.register(liveRoutes, { ctx, hub });
     await routes.register(runRoutes, { ctx });
     await routes.register(contentRoutes, { ctx });
     await routes.register(fileRoutes, { ctx });

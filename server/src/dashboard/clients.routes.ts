@@ -12,6 +12,7 @@ import {
 } from '../alerts/alert-settings.ts';
 import { BadRequestError, ConflictError } from '../errors.ts';
 import { listRuns } from '../services/backup-repository.ts';
+import { liveProgressOf } from '../live/live-progress.ts';
 import {
   createClient,
   findClient,
@@ -132,6 +133,13 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
 
   app.get<{ Params: { id: string } }>('/clients/:id', async (request, reply) => {
     return renderClientPage(request, reply, viewer(request), request.params.id, null);
+  });
+
+  // Polled by the client page's script while a backup runs (decision 162); any replica answers from the database.
+  app.get<{ Params: { id: string } }>('/clients/:id/live.json', async (request, reply) => {
+    const client = await repo.getClient(viewer(request), request.params.id);
+    reply.header('cache-control', 'no-store');
+    return liveProgressOf(ctx.database.db, client.id);
   });
 
   app.post<{ Params: { id: string } }>('/clients/:id/config', async (request, reply) => {

@@ -69,7 +69,7 @@ export function isSecureRequest(request: FastifyRequest): boolean {
 
 const NOTICES: Record<string, string> = {
   saved: 'Saved.',
-  'run-requested': 'Backup requested: the agent starts it after its next ping.',
+  'run-requested': 'Backup requested: a connected agent starts it within seconds, any other at its next heartbeat.',
   'token-revoked': 'Token revoked: the agent can no longer connect until it gets a new token.',
   'key-revoked': 'Enrollment key revoked: no agent can register with it any more; clients it registered keep working.',
   'user-created': 'User created.',

@@ -22,6 +22,11 @@ export interface Database {
   kind: 'postgres';
   /** Human-readable location for the start-up log (never contains a password). */
   location: string;
+  /**
+   * LISTEN on a channel. postgres.js holds one extra connection for all of a
+   * pool's listeners (not one per call) and re-listens after a reconnect.
+   */
+  listen(channel: string, onPayload: (payload: string) => void, onListen?: () => void): Promise<{ unlisten(): Promise<void> }>;
   close(): Promise<void>;
 }
 
@@ -89,6 +94,10 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       db,
       kind: 'postgres',
       location: connection.description,
+      async listen(channel, onPayload, onListen) {
+        const { unlisten } = await sql.listen(channel, onPayload, onListen);
+        return { unlisten: async () => void (await unlisten()) };
+      },
       async close() {
         await sql.end({ timeout: 5 });
         await stopEmbedded();

@@ -419,3 +419,19 @@ export const apiTokens = pgTable(
   },
   (t) => [uniqueIndex('api_tokens_token_hash_uq').on(t.tokenHash), index('api_tokens_user_idx').on(t.userId)],
 );
+
+// ---- live channel (decision 161) -------------------------------------------
+
+/**
+ * The running backup's latest progress report, one row per client, replaced
+ * at most once a second by POST /progress and deleted when the run finishes.
+ * In the database (not in memory) so any replica's dashboard can show it.
+ */
+export const clientLiveProgress = pgTable('client_live_progress', {
+  clientId: uuid('client_id')
+    .primaryKey()
+    .references(() => clients.id, { onDelete: 'cascade' }),
+  runId: uuid('run_id'),
+  progress: jsonb('progress').$type<Record<string, unknown>>().notNull(),
+  updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+});

@@ -18,7 +18,7 @@ import { evaluateClientAlerts } from '../alerts/alert-engine.ts';
 import type { AppContext } from '../app-context.ts';
 import { lockManagerFor } from '../db/advisory-locks.ts';
 import { rowsOf, type Db, type Tx } from '../db/database.ts';
-import { backupRuns, clientLogs, clientPaths, clients, fileVersions } from '../db/schema.ts';
+import { backupRuns, clientLogs, clientPaths, clients, fileVersions, clientLiveProgress } from '../db/schema.ts';
 import { versionColumns, versionPathJoin, type VersionRow } from '../db/version-columns.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
 import { pruneClientVersions } from './retention.service.ts';
@@ -332,6 +332,8 @@ export async function finishRun(ctx: AppContext, clientId: string, runId: string
     if (request.status !== 'failed') {
       await tx.update(clients).set({ lastBackupAt: sql`now()` }).where(eq(clients.id, clientId));
     }
+    // The live progress of a finished run is over; the run's row now holds its outcome.
+    await tx.delete(clientLiveProgress).where(eq(clientLiveProgress.clientId, clientId));
     return toRunDetail(row);
   });
   // Alerts before pruning, so a mass change found in this very run holds the prune that follows it.

@@ -19,6 +19,7 @@ import { hashAgentToken, newAgentToken } from '../auth/tokens.ts';
 import { numberOf, PG_UNIQUE_VIOLATION, pgErrorCode, rowsOf, type Db } from '../db/database.ts';
 import { clientPaths, clients, fileVersions, ownerContents, users } from '../db/schema.ts';
 import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from '../errors.ts';
+import { notifyAgent } from '../live/live-hub.ts';
 import { recordAudit } from './audit-log.service.ts';
 import { assertRetention, verifyUserCredentials, type Actor } from './users.service.ts';
 
@@ -143,6 +144,8 @@ export async function rotateClientToken(ctx: AppContext, clientId: string, actor
       targetId: clientId,
       details: { tokenPrefix: token.prefix },
     });
+    // The old token's stream closes; the agent reconnects (and is refused) with it.
+    await notifyAgent(tx, clientId, 'revoked');
   });
   return { token: token.token };
 }
@@ -157,6 +160,7 @@ export async function revokeClientToken(ctx: AppContext, clientId: string, actor
       .returning({ id: clients.id });
     if (updated.length === 0) throw new NotFoundError('no such client');
     await recordAudit(tx, { actorUserId: actor.userId, actorName: actor.name, action: 'client.token.revoke', targetType: 'client', targetId: clientId });
+    await notifyAgent(tx, clientId, 'revoked');
   });
 }
 
@@ -308,6 +312,7 @@ export async function requestRun(ctx: AppContext, clientId: string, actor: Actor
       .returning({ id: clients.id });
     if (updated.length === 0) throw new NotFoundError('no such client');
     await recordAudit(tx, { actorUserId: actor.userId, actorName: actor.name, action: 'client.run.request', targetType: 'client', targetId: clientId });
+    await notifyAgent(tx, clientId, 'run');
   });
 }
 
@@ -400,6 +405,7 @@ export async function updateClientSettings(ctx: AppContext, clientId: string, se
       targetId: clientId,
       details: changes,
     });
+    if (Object.keys(changes).length > 0) await notifyAgent(tx, clientId, 'config');
   });
 }
 

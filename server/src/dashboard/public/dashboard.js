@@ -26,3 +26,52 @@ for (const element of document.querySelectorAll('time[datetime][data-local]')) {
   const date = new Date(element.getAttribute('datetime'));
   if (!Number.isNaN(date.getTime())) element.textContent = localTimeText(date);
 }
+
+// The client page's live panel: while a backup runs, poll the client's
+// live.json (decision 162) and show phase, files, bytes, rate and ETA.
+const livePanel = document.getElementById('live-progress');
+if (livePanel) {
+  const bytes = (n) => {
+    const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+    let value = n;
+    let unit = 0;
+    while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+    return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+  };
+  const seconds = (s) => (s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min ${s % 60} s` : `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`);
+  const facts = livePanel.querySelector('[data-live-facts]');
+  const bar = livePanel.querySelector('[data-live-bar]');
+  const phase = livePanel.querySelector('[data-live-phase]');
+  const render = (view) => {
+    livePanel.hidden = !view.running;
+    const p = view.progress;
+    phase.textContent = p ? p.phase : 'running';
+    const rows = p
+      ? [
+          ['Files', `${p.filesChecked} of ${p.filesToCheck} checked · ${p.filesScanned} scanned · ${p.filesCommitted} committed`],
+          ['Bytes', `${bytes(p.bytesHashed)} of ${bytes(p.bytesToHash)} hashed · ${bytes(p.bytesUploaded)} uploaded`],
+          ['Rate', `${bytes(p.bytesPerSecond)}/s`],
+          ['ETA', p.etaSeconds === null ? '-' : seconds(p.etaSeconds)],
+        ]
+      : [['Progress', 'waiting for the agent\u2019s first report']];
+    facts.replaceChildren(...rows.flatMap(([k, v]) => {
+      const dt = document.createElement('dt');
+      dt.textContent = k;
+      const dd = document.createElement('dd');
+      dd.textContent = v;
+      return [dt, dd];
+    }));
+    if (p && p.bytesToHash > 0) bar.value = Math.min(100, Math.round((100 * p.bytesHashed) / p.bytesToHash));
+    else bar.removeAttribute('value');
+  };
+  const poll = async () => {
+    try {
+      const response = await fetch(livePanel.dataset.liveUrl, { headers: { accept: 'application/json' }, credentials: 'same-origin' });
+      if (response.ok) render(await response.json());
+    } catch {
+      // The next poll tries again.
+    }
+    setTimeout(poll, document.hidden ? 10000 : 1000);
+  };
+  void poll();
+}
