@@ -1,6 +1,6 @@
 /**
  * `DATABASE_URL=postgres://... npx tsx bench/upload-sampling.ts [rounds]`:
- * what the compression sample of new parts (decision 145) costs the upload
+ * what the compression sample of new parts (decision 120) costs the upload
  * path. A real server (buildApp, disk blob store in a temp dir, a scratch
  * database on DATABASE_URL's server) takes multipart uploads of new bytes
  * over loopback HTTP, alternately without a run (no sampling, the code path

@@ -408,7 +408,7 @@ export type LogsRequest = Static<typeof LogsRequest>;
 export const OkResponse = Type.Object({ ok: Type.Boolean() });
 export type OkResponse = Static<typeof OkResponse>;
 
-// ---- live channel (decision 160) ------------------------------------------
+// ---- live channel (decision 122) ------------------------------------------
 
 /**
  * GET /events: a server-sent-events stream the agent holds open. Each event

@@ -61,7 +61,7 @@ export class SetupRefusedError extends Error {
 export type RunRequestOutcome = 'started' | 'already-running' | 'not-configured';
 
 const RECENT_ERRORS = 20;
-/** Progress goes to the server at most this often (decision 162). */
+/** Progress goes to the server at most this often (decision 124). */
 export const PROGRESS_REPORT_MS = 1000;
 /** Reconnecting the live channel: full-jitter backoff from 1 s up to a minute (attempts unused). */
 const LIVE_RECONNECT: RetryPolicy = { attempts: Number.MAX_SAFE_INTEGER, baseDelayMs: 1000, maxDelayMs: 60_000 };
@@ -319,7 +319,7 @@ export class AgentRuntime {
    * is replaced by registering again. An agent that registered with an
    * enrollment key does not: its revoked client stays revoked, and the agent
    * stops backing up and pinging (a key could not take the client back
-   * anyway, decision 126) until a person gives it a new token or key.
+   * anyway, decision 98) until a person gives it a new token or key.
    */
   async #onAuthFailure(): Promise<void> {
     const credentials = this.config.credentials;
@@ -441,7 +441,7 @@ export class AgentRuntime {
   }
 
   /**
-   * The live channel (decision 160): holds GET /events open and, on each
+   * The live channel (decision 122): holds GET /events open and, on each
    * event, pings at once (hello: catch up on what happened while away; run;
    * config: also fetch the configuration). The heartbeat stays the fallback.
    * Reconnects with backoff; a refused token is handled like a refused ping.

@@ -25,7 +25,7 @@ export interface RunFacts {
   bytesUploaded: number;
   preCommands: PreCommandResult[];
   error: string | null;
-  /** Compression sample of the bytes the run newly stored (backup_runs.sample_*, decision 145): raw and deflated sizes. */
+  /** Compression sample of the bytes the run newly stored (backup_runs.sample_*, decision 120): raw and deflated sizes. */
   sampleRawBytes: number;
   sampleCompressedBytes: number;
 }
@@ -121,7 +121,7 @@ export interface AlertSettings {
     /** And more than the usual count by at least this share of it (1 = twice the usual). */
     minRelative: number;
   };
-  /** The other mass change (decision 146): the new bytes of a run stop compressing, as encrypted ones do. */
+  /** The other mass change (decision 121): the new bytes of a run stop compressing, as encrypted ones do. */
   incompressible: {
     enabled: boolean;
     historyRuns: number;
@@ -436,7 +436,7 @@ export function sampleRatio(run: Pick<RunFacts, 'sampleRawBytes' | 'sampleCompre
 const percent = (ratio: number) => `${Math.round(ratio * 100)}%`;
 
 /**
- * mass_change by compressibility (decision 146): the newest good run's new
+ * mass_change by compressibility (decision 121): the newest good run's new
  * bytes deflate to at least `minRatio` of their size, at least `minIncrease`
  * above the median ratio of the earlier good runs that sampled enough bytes,
  * and more than `score` robust deviations above it. Encrypted bytes do not

@@ -10,7 +10,7 @@ export interface BlobInfo {
 export interface PutOptions {
   /** Refuse (PayloadTooLargeError) and keep nothing once more than this many bytes arrive. */
   maxBytes?: number;
-  /** Called with each piece of the bytes, in order, as they pass to the store (the upload's compression sample, decision 145); must not change them. */
+  /** Called with each piece of the bytes, in order, as they pass to the store (the upload's compression sample, decision 120); must not change them. */
   observe?: (chunk: Buffer) => void;
 }
 

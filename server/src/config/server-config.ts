@@ -36,7 +36,7 @@ export interface ServerConfig {
   /** Where the server is reached by people and agents; used in links. */
   publicUrl: string;
   databaseUrl: string | undefined;
-  /** Where PGlite comes from if an earlier release's DATA_DIR/db must be imported (decision 100). */
+  /** Where PGlite comes from if an earlier release's DATA_DIR/db must be imported (decision 95). */
   pgliteImport: {
     /** PGLITE_IMPORT_MODULE: an unpacked @electric-sql/pglite package; nothing is fetched. */
     moduleDir: string | undefined;

@@ -135,7 +135,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     return renderClientPage(request, reply, viewer(request), request.params.id, null);
   });
 
-  // Polled by the client page's script while a backup runs (decision 162); any replica answers from the database.
+  // Polled by the client page's script while a backup runs (decision 124); any replica answers from the database.
   app.get<{ Params: { id: string } }>('/clients/:id/live.json', async (request, reply) => {
     const client = await repo.getClient(viewer(request), request.params.id);
     reply.header('cache-control', 'no-store');

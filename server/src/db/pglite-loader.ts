@@ -3,7 +3,7 @@
  * import in pglite-import.ts). It is no dependency of the server: one pinned
  * version is fetched from the npm registry on demand, checked against the
  * sha512 pinned here, unpacked into a cache directory and loaded from there
- * with a dynamic import (docs/decisions.md #100). PGLITE_IMPORT_MODULE names
+ * with a dynamic import (docs/decisions.md #95). PGLITE_IMPORT_MODULE names
  * an unpacked package instead, for a machine that cannot reach a registry.
  */
 import { execFile } from 'node:child_process';

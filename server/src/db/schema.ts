@@ -180,7 +180,7 @@ export const backupRuns = pgTable(
     preCommands: jsonb('pre_commands').$type<PreCommandResult[]>().notNull().default(sql`'[]'::jsonb`),
     error: text('error'),
     // ---- compression sample (issue 12, mass change): how well this run's new bytes compress ----
-    /** Bytes sampled from the parts this run newly stored (the first 16 KiB of each, decision 145). */
+    /** Bytes sampled from the parts this run newly stored (the first 16 KiB of each, decision 120). */
     sampleRawBytes: bigint('sample_raw_bytes', { mode: 'number' }).notNull().default(0),
     /** Those samples' size after deflate level 1; near sampleRawBytes means the new content does not compress. */
     sampleCompressedBytes: bigint('sample_compressed_bytes', { mode: 'number' }).notNull().default(0),
@@ -323,7 +323,7 @@ export const alertDefaults = pgTable('alert_defaults', {
 });
 
 /**
- * A user's own alert webhook (decision 101), columns of `users` spread in
+ * A user's own alert webhook (decision 96), columns of `users` spread in
  * above; kept down here to keep merges easy (a function declaration, so it is
  * hoisted above the table). The secret is needed in clear to sign each body
  * (HMAC-SHA256), so it is stored as given; it is never shown back or logged.
@@ -420,7 +420,7 @@ export const apiTokens = pgTable(
   (t) => [uniqueIndex('api_tokens_token_hash_uq').on(t.tokenHash), index('api_tokens_user_idx').on(t.userId)],
 );
 
-// ---- live channel (decision 161) -------------------------------------------
+// ---- live channel (decision 123) -------------------------------------------
 
 /**
  * The running backup's latest progress report, one row per client, replaced

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { LiveEvent } from '@cairn/shared';
 import type { Database, Db, Tx } from '../db/database.ts';
 
-/** The PostgreSQL channel every replica LISTENs on (decision 160). */
+/** The PostgreSQL channel every replica LISTENs on (decision 122). */
 export const LIVE_CHANNEL = 'cairn_live';
 
 /** An event for one client's agent, as NOTIFY carries it between replicas. */

@@ -165,7 +165,7 @@ export async function revokeClientToken(ctx: AppContext, clientId: string, actor
 }
 
 /**
- * Gives the client to another user (decision 138). The new owner is made to
+ * Gives the client to another user (decision 105). The new owner is made to
  * hold every content the client's versions reference (owner_contents rows,
  * added in the same transaction), so its files stay downloadable and its
  * next backup deduplicates against them; the old owner keeps their rows (they

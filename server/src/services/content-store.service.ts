@@ -96,7 +96,7 @@ interface ReceivedContent {
 
 /**
  * Bytes at the start of each part a run newly stores whose compressibility
- * is measured (decision 145): bounded work per part whatever its size, and
+ * is measured (decision 120): bounded work per part whatever its size, and
  * enough for deflate to tell text, databases and binaries (which shrink)
  * from encrypted or already compressed bytes (which do not). 16 KiB, not
  * 64: deflate on random bytes costs about 9x more for 64 KiB than for
@@ -126,7 +126,7 @@ class CompressionSample {
    * The sample's raw and deflated (no header) sizes. Synchronous, like the
    * hashing of every piece: at most about 0.2 ms of CPU for 16 KiB of random
    * bytes, 0.05 ms for text; the thread-pool form cost 1.5-2x that in CPU
-   * (measured, decision 145) for a hop that only adds latency.
+   * (measured, decision 120) for a hop that only adds latency.
    */
   measure(): { raw: number; compressed: number } {
     if (this.#kept === 0) return { raw: 0, compressed: 0 };

@@ -3,7 +3,7 @@
  * client, which are kept, which are pruned, and when each kept one expires
  * under the current rules (for the prune simulator). Golden-table tested in
  * test/unit/retention-rules.test.ts. Not yet wired into pruning (see
- * decision 150): retention.service.ts still uses retention-policy.ts.
+ * decision 119): retention.service.ts still uses retention-policy.ts.
  *
  * A version is kept if ANY rule keeps it:
  *  - the base policy (the user's "N versions, D days", or the client's

@@ -29,7 +29,7 @@ export interface UserSummary {
   /** Where this user's own alert emails go, and for which types (decision 89). */
   alertEmail: string | null;
   alertEmailTypes: AlertType[];
-  /** This user's own alert webhook (decision 101); the secret itself is never read out, only its last 4 characters. */
+  /** This user's own alert webhook (decision 96); the secret itself is never read out, only its last 4 characters. */
   alertWebhookUrl: string | null;
   alertWebhookTypes: AlertType[];
   alertWebhookSecretHint: string | null;
@@ -182,7 +182,7 @@ export async function changeOwnPassword(
 }
 
 /**
- * Deletes a user with everything they own (decision 137): their clients and,
+ * Deletes a user with everything they own (decision 104): their clients and,
  * through the foreign keys, those clients' versions, runs, logs and alerts,
  * their dedup ownership rows, sessions and API tokens. The stored bytes no
  * other user references become unreferenced and the garbage collector frees

@@ -16,7 +16,7 @@ export function codecOfId(id: number): ChunkCodec | null {
 /**
  * Level 1, not zstd's default 3: on 64 KiB chunks of dumps it compresses as
  * well (pg_dump 87x either way) and 1.3-1.7x faster, and only source code
- * gains from 3 (about 6%) (decision 118, `bench/codec.ts`).
+ * gains from 3 (about 6%) (decision 113, `bench/codec.ts`).
  */
 export const ZSTD_LEVEL = 1;
 /**
@@ -108,7 +108,7 @@ export function wasmZstdBackend(): Promise<ZstdBackend> {
 
 let chosen: Promise<ZstdBackend> | undefined;
 
-/** node:zlib where the runtime has zstd, else the WebAssembly build (decision 118). */
+/** node:zlib where the runtime has zstd, else the WebAssembly build (decision 113). */
 export function defaultZstdBackend(): Promise<ZstdBackend> {
   chosen ??= Promise.resolve(nodeZstdBackend() ?? wasmZstdBackend());
   return chosen;

@@ -17,7 +17,7 @@ import {
 /**
  * A pack is flushed before it would grow past this: 8 MiB fits the S3
  * store's single-PutObject limit (S3_SINGLE_PUT_MAX_BYTES), so a pack is
- * one PUT, and is what the writer holds in memory at most (decision 119).
+ * one PUT, and is what the writer holds in memory at most (decision 114).
  */
 export const PACK_TARGET_BYTES = 8 * 1024 * 1024;
 

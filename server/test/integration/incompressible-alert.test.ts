@@ -3,7 +3,7 @@
  * API: the server samples the new parts of a run as they stream in
  * (backup_runs.sample_*), and a run whose new bytes stop compressing opens
  * `mass_change:incompressible`, which holds pruning until acknowledged
- * (decisions 79, 145, 146).
+ * (decisions 79, 120, 121).
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -131,7 +131,7 @@ export class WebhookNotifier implements NotificationChannel {
 
 /**
  * Per engine pass, one signed POST to each owner's own webhook with only the
- * events of their clients of the types they chose (decision 101), read from
+ * events of their clients of the types they chose (decision 96), read from
  * the database at send time. Server-wide events (no owner) never go here.
  * The owners' webhooks are tried side by side, so one slow or failing
  * receiver does not hold back another; the channel fails if any gave up. A

@@ -28,7 +28,7 @@ for (const element of document.querySelectorAll('time[datetime][data-local]')) {
 }
 
 // The client page's live panel: while a backup runs, poll the client's
-// live.json (decision 162) and show phase, files, bytes, rate and ETA.
+// live.json (decision 124) and show phase, files, bytes, rate and ETA.
 const livePanel = document.getElementById('live-progress');
 if (livePanel) {
   const bytes = (n) => {
