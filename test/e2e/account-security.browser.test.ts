@@ -116,7 +116,7 @@ describe.skipIf(!chromiumAvailable())('account security in Chromium', () => {
     await page.selectOption('select[name=ownerId]', { label: 'bob' });
     await page.click('button:has-text("Move client")');
     await page.waitForURL(/notice=client-moved/);
-    expect(await page.locator('dl.kv dd').first().textContent()).toBe('bob');
+    expect(await page.locator('#client-status dl.kv dd').first().textContent()).toBe('bob');
     await shot(page, '05-client-moved');
   });
 

@@ -149,7 +149,7 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
     await shot('04-token-once');
     await page.click('text=Go to the client');
     expect(await page.content()).not.toContain(token);
-    expect(await page.locator('.card-head .badge').first().textContent()).toBe('Never backed up');
+    expect(await page.locator('#client-status .card-head .badge').textContent()).toBe('Never backed up');
   });
 
   it('creates a user with a retention policy', async () => {

@@ -142,7 +142,7 @@ describe.skipIf(!chromiumAvailable())('enrollment keys and schedules in Chromium
     await page.waitForURL(/notice=saved/);
     expect(await page.inputValue('input[name=cron]')).toBe('30 2 * * 1-5');
     expect(await page.isChecked('input[name=scheduleKind][value=cron]')).toBe(true);
-    expect(await page.locator('main dl.kv').first().textContent()).toContain('cron 30 2 * * 1-5 (America/New_York), window 01:00-05:00');
+    expect(await page.locator('#client-status dl.kv').textContent()).toContain('cron 30 2 * * 1-5 (America/New_York), window 01:00-05:00');
     // 02:30 in New York is 07:30 UTC in winter, 06:30 in summer.
     const next = await page.locator('#status-next-run time').getAttribute('datetime');
     const at = new Date(next!);
