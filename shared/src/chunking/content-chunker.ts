@@ -88,13 +88,11 @@ export class ContentChunker {
 
   update(data: Uint8Array): number[] {
     const cuts: number[] = [];
-    const gear = GEAR;
     const n = data.length;
     const min = this.#min;
     const normal = this.#normal;
     const max = this.#max;
     let length = this.#length;
-    let hash = this.#hash;
     let i = 0;
     for (;;) {
       if (length < min) {
@@ -104,45 +102,51 @@ export class ContentChunker {
         if (length < min) break;
       }
       let cut = false;
+      // Normalized chunking: the stricter mask up to the average size, the looser one after it.
       if (length < normal) {
-        const mask = this.#maskSmall;
-        const stop = i + Math.min(normal - length, n - i);
-        let j = i;
-        while (j < stop) {
-          hash = ((hash << 1) + gear[data[j]!]!) | 0;
-          j += 1;
-          if ((hash & mask) === 0) {
-            cut = true;
-            break;
-          }
-        }
-        length += j - i;
-        i = j;
+        const end = this.#roll(data, i, i + Math.min(normal - length, n - i), this.#maskSmall);
+        cut = this.#cut;
+        length += end - i;
+        i = end;
         if (!cut && length < normal) break;
       }
       if (!cut) {
-        const mask = this.#maskLarge;
-        const stop = i + Math.min(max - length, n - i);
-        let j = i;
-        while (j < stop) {
-          hash = ((hash << 1) + gear[data[j]!]!) | 0;
-          j += 1;
-          if ((hash & mask) === 0) {
-            cut = true;
-            break;
-          }
-        }
-        length += j - i;
-        i = j;
+        const end = this.#roll(data, i, i + Math.min(max - length, n - i), this.#maskLarge);
+        cut = this.#cut;
+        length += end - i;
+        i = end;
         if (!cut && length < max) break;
       }
       cuts.push(length);
       length = 0;
-      hash = 0;
+      this.#hash = 0;
     }
     this.#length = length;
-    this.#hash = hash;
     return cuts;
+  }
+
+  /** Whether the last #roll stopped at a cut (rather than at its end). */
+  #cut = false;
+
+  /**
+   * Rolls the gear hash over data[from, stop) and stops just after the first
+   * byte where `hash & mask` is 0 (setting #cut); returns where it stopped.
+   */
+  #roll(data: Uint8Array, from: number, stop: number, mask: number): number {
+    const gear = GEAR;
+    let hash = this.#hash;
+    let j = from;
+    this.#cut = false;
+    while (j < stop) {
+      hash = ((hash << 1) + gear[data[j]!]!) | 0;
+      j += 1;
+      if ((hash & mask) === 0) {
+        this.#cut = true;
+        break;
+      }
+    }
+    this.#hash = hash;
+    return j;
   }
 
   /** Ends the stream: the length of the last chunk, if any bytes are left. */
