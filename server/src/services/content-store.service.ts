@@ -22,7 +22,7 @@ import { ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDa
  */
 
 /** The content named by `hash` (a column of bytea hashes) is stored: a contents row, else a chunk (decision 91). */
-function STORED(hash: string): SQL {
+function isStored(hash: string): SQL {
   const column = sql.raw(hash);
   return sql`(exists (select 1 from ${chunks} ch where ch.sha256 = ${column}) or exists (select 1 from ${contents} ct where ct.sha256 = ${column}))`;
 }
@@ -45,7 +45,7 @@ export async function findMissingContents(ctx: AppContext, userId: string, hashe
     await ctx.database.db.execute(sql`
       with held as (
         select oc.content_sha256 as sha256 from ${ownerContents} oc
-        where oc.user_id = ${userId} and oc.content_sha256 in ${hashSet(hashes)} and ${STORED('oc.content_sha256')}
+        where oc.user_id = ${userId} and oc.content_sha256 in ${hashSet(hashes)} and ${isStored('oc.content_sha256')}
       ), touched_chunks as (
         update ${chunks} set touched_at = now()
         where sha256 in (select sha256 from held) and touched_at < now() - make_interval(secs => ${slackSeconds})
