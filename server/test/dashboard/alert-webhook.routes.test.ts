@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { and, eq } from 'drizzle-orm';
 import { auditLog, users } from '../../src/db/schema.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
-import { addUser, Browser, startDashboardHarness, type DashboardHarness } from './dashboard-harness.ts';
+import { addUser, Browser, signedInUser, startDashboardHarness, type DashboardHarness } from './dashboard-harness.ts';
 
 const SECRET = 'alice-hook-secret-5d2c81e0f9ab';
 
@@ -15,13 +15,9 @@ describe.each(testDatabaseKinds())('alert webhook on the user page (%s)', (kind)
 
   beforeAll(async () => {
     h = await startDashboardHarness(kind);
-    await addUser(h.ctx, 'root', 'root-password-1', true);
-    aliceId = (await addUser(h.ctx, 'alice', 'alice-password-1')).id;
+    ({ browser: admin } = await signedInUser(h, 'root', true));
+    ({ id: aliceId, browser: alice } = await signedInUser(h, 'alice'));
     bobId = (await addUser(h.ctx, 'bob', 'bob-password-1')).id;
-    admin = new Browser(h.url);
-    alice = new Browser(h.url);
-    await admin.login('root', 'root-password-1');
-    await alice.login('alice', 'alice-password-1');
   });
   afterAll(() => h?.close());
 

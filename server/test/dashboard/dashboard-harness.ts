@@ -57,6 +57,15 @@ export async function addUser(ctx: AppContext, username: string, password: strin
   return createUser(ctx, { username, password, isAdmin }, SYSTEM_ACTOR);
 }
 
+/** A user added (password `<username>-password-1`) and signed in with a browser of their own. */
+export async function signedInUser(h: DashboardHarness, username: string, isAdmin = false): Promise<{ id: string; browser: Browser }> {
+  const password = `${username}-password-1`;
+  const { id } = await addUser(h.ctx, username, password, isAdmin);
+  const browser = new Browser(h.url);
+  await browser.login(username, password);
+  return { id, browser };
+}
+
 export interface PageResponse {
   status: number;
   location: string | null;

@@ -3,7 +3,7 @@ import { eq } from 'drizzle-orm';
 import { enrollmentKeys } from '../../src/db/schema.ts';
 import { parseEnrollmentKeyForm } from '../../src/dashboard/enrollment-keys.routes.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
-import { addUser, Browser, startDashboardHarness, type DashboardHarness } from './dashboard-harness.ts';
+import { Browser, signedInUser, startDashboardHarness, type DashboardHarness } from './dashboard-harness.ts';
 
 const keyIn = (body: string) => /value="(cairn_enroll_[^"]+)" id="enrollment-key"/.exec(body)?.[1];
 
@@ -17,15 +17,9 @@ describe.each(testDatabaseKinds())('dashboard enrollment keys (%s)', (kind) => {
 
   beforeAll(async () => {
     h = await startDashboardHarness(kind);
-    await addUser(h.ctx, 'root', 'root-password-1', true);
-    aliceId = (await addUser(h.ctx, 'alice', 'alice-password-1')).id;
-    bobId = (await addUser(h.ctx, 'bob', 'bob-password-1')).id;
-    admin = new Browser(h.url);
-    alice = new Browser(h.url);
-    bob = new Browser(h.url);
-    await admin.login('root', 'root-password-1');
-    await alice.login('alice', 'alice-password-1');
-    await bob.login('bob', 'bob-password-1');
+    ({ browser: admin } = await signedInUser(h, 'root', true));
+    ({ id: aliceId, browser: alice } = await signedInUser(h, 'alice'));
+    ({ id: bobId, browser: bob } = await signedInUser(h, 'bob'));
   });
   afterAll(() => h?.close());
 
