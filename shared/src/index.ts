@@ -9,3 +9,4 @@ export * from './process.ts';
 export * from './schedule.ts';
 
 export * from './chunking/index.ts';
+export * from './assemble-format.ts';

@@ -194,13 +194,34 @@ export type MissingResponse = Static<typeof MissingResponse>;
 export const UploadResult = Type.Object({
   sha256: Sha256,
   size: Type.Integer({ minimum: 0 }),
-  /** `stored`: new bytes were written; `existing`: the server had them, the bytes were hashed and discarded. */
+  /**
+   * `stored`: this user did not hold these bytes before; `existing`: they did. Whether anyone else
+   * holds them never changes the answer, the figures or the work done (decision 126).
+   */
   status: Type.Union([Type.Literal('stored'), Type.Literal('existing')]),
 });
 export type UploadResult = Static<typeof UploadResult>;
 
 export const UploadResponse = Type.Object({ results: Type.Array(UploadResult) });
 export type UploadResponse = Static<typeof UploadResponse>;
+
+/**
+ * `POST /contents/assemble` (body: shared/src/assemble-format.ts): contents
+ * of several chunks, each committed as its hash, size and ordered chunk list
+ * once this user holds every chunk. The server reads the chunks back and
+ * checks that they add up to the content's hash and size before it accepts
+ * the content; a chunk the user does not hold refuses the request (409
+ * naming the `missing` chunks) and keeps the contents before it.
+ * `stored`: the user did not hold the content before; `existing`: they did.
+ */
+export const AssembleResult = Type.Object({
+  sha256: Sha256,
+  size: ByteCount,
+  status: Type.Union([Type.Literal('stored'), Type.Literal('existing')]),
+});
+export type AssembleResult = Static<typeof AssembleResult>;
+export const AssembleResponse = Type.Object({ results: Type.Array(AssembleResult) });
+export type AssembleResponse = Static<typeof AssembleResponse>;
 
 /**
  * `POST /contents?runId=`: optional. The run the upload belongs to, so the

@@ -17,6 +17,7 @@ import {
   jsonb,
   pgTable,
   primaryKey,
+  smallint,
   text,
   timestamp,
   uniqueIndex,
@@ -100,15 +101,48 @@ export const clients = pgTable(
 );
 
 /**
- * Physical objects in the blob store, stored once for the whole server. A v1
- * object's store key is its hash in hex.
+ * Pack objects (`packs/<sha256>` in the blob store, format in
+ * storage/pack-format.ts): many compressed chunks each, written with one put
+ * and then recorded here, rows after objects (decision 127). `retired_at` is
+ * set when GC or a repack has moved every live chunk out of the pack (or
+ * none is left): the object is deleted once the grace period has passed
+ * since, so a read that found its location before the switch still finds
+ * the bytes.
  */
-export const chunks = pgTable('chunks', {
-  sha256: sha256Column('sha256').primaryKey(),
-  size: bigint('size', { mode: 'number' }).notNull(),
-  /** Bumped whenever something asserts it still needs this chunk; GC spares recently touched rows. */
-  touchedAt: timestamp('touched_at', { withTimezone: true }).notNull().defaultNow(),
+export const packs = pgTable('packs', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  sha256: sha256Column('sha256').notNull().unique(),
+  /** The object's whole length (header, chunks, index, footer). */
+  bytes: bigint('bytes', { mode: 'number' }).notNull(),
+  chunkCount: integer('chunk_count').notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+  retiredAt: timestamp('retired_at', { withTimezone: true }),
 });
+
+/**
+ * Chunks, stored once for the whole server. A chunk in a pack has its
+ * location (pack, offset, stored length, codec; `size` is its raw size); a
+ * v1 chunk (pack_id null) is the whole-content object keyed by its hash in
+ * hex. `damaged_at`: a read or the verify job found its bytes missing or
+ * wrong; "which are missing?" then answers missing for it (and for every
+ * content containing it), and the next upload of the bytes heals it.
+ */
+export const chunks = pgTable(
+  'chunks',
+  {
+    sha256: sha256Column('sha256').primaryKey(),
+    size: bigint('size', { mode: 'number' }).notNull(),
+    /** Bumped whenever something asserts it still needs this chunk; GC spares recently touched rows. */
+    touchedAt: timestamp('touched_at', { withTimezone: true }).notNull().defaultNow(),
+    packId: integer('pack_id').references(() => packs.id),
+    packOffset: bigint('pack_offset', { mode: 'number' }),
+    storedLength: integer('stored_length'),
+    /** storage/chunk-codec.ts CHUNK_CODECS: 0 raw, 1 zstd. */
+    codec: smallint('codec'),
+    damagedAt: timestamp('damaged_at', { withTimezone: true }),
+  },
+  (t) => [index('chunks_pack_idx').on(t.packId)],
+);
 
 /**
  * A content of more than one chunk: its whole-file hash, size and (in
@@ -123,6 +157,8 @@ export const contents = pgTable('contents', {
   size: bigint('size', { mode: 'number' }).notNull(),
   chunkCount: integer('chunk_count').notNull(),
   touchedAt: timestamp('touched_at', { withTimezone: true }).notNull().defaultNow(),
+  /** Set with the damage of any of its chunks; cleared when every chunk is whole again (decision 128). */
+  damagedAt: timestamp('damaged_at', { withTimezone: true }),
 });
 
 /** The ordered chunks of a content of more than one chunk. */
