@@ -20,6 +20,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { codecOfId, decodeChunk, defaultZstdBackend } from '../../server/src/storage/chunk-codec.ts';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createScratchPostgres } from '../../server/test/helpers/test-database.ts';
@@ -273,12 +274,14 @@ describe.skipIf(!pgAvailable && !process.env.CI)(`compose deployments run from t
       expect(dump.toString('utf8')).toContain('PostgreSQL database dump');
       expect(versions.dump.content_sha256).toBe(createHash('sha256').update(dump).digest('hex'));
 
-      // The bytes are in the bucket: every chunk of hello.txt's content (one: itself, decision 91), found by its
-      // name (its hash) and fetched back, hashes to it.
-      const chunks = await sql!<{ sha256: string; storage_key: string }[]>`
-        select encode(ch.sha256, 'hex') as sha256, encode(ch.sha256, 'hex') as storage_key from chunks ch
+      // The bytes are in the bucket: hello.txt's content is one chunk (decision 91) inside a pack; a ranged GET of
+      // its stored bytes there, decoded, hashes to it.
+      const chunks = await sql!<{ sha256: string; pack: string; offset: string; length: number; codec: number; size: string }[]>`
+        select encode(ch.sha256, 'hex') as sha256, encode(p.sha256, 'hex') as pack, ch.pack_offset as offset,
+               ch.stored_length as length, ch.codec, ch.size
+        from chunks ch join packs p on p.id = ch.pack_id
         where ch.sha256 = decode(${versions.hello.content_sha256}, 'hex')`;
-      expect(chunks.length).toBeGreaterThan(0);
+      expect(chunks.length).toBe(1);
       const client = new S3Client({
         endpoint: s3!.endpoint,
         region: 'us-east-1',
@@ -290,10 +293,15 @@ describe.skipIf(!pgAvailable && !process.env.CI)(`compose deployments run from t
         const keys = (listed.Contents ?? []).map((object) => object.Key ?? '');
         const bytes: Buffer[] = [];
         for (const chunk of chunks) {
-          const key = keys.find((k) => k === chunk.storage_key || k.endsWith(`/${chunk.storage_key}`));
-          expect(key, `no object for chunk ${chunk.sha256} among ${keys.join(', ')}`).toBeDefined();
-          const object = await client.send(new GetObjectCommand({ Bucket: s3!.bucket, Key: key }));
-          const body = Buffer.from(await object.Body!.transformToByteArray());
+          const key = keys.find((k) => k.endsWith(chunk.pack));
+          expect(key, `no pack ${chunk.pack} for chunk ${chunk.sha256} among ${keys.join(', ')}`).toBeDefined();
+          const start = Number(chunk.offset);
+          const range = `bytes=${start}-${start + chunk.length - 1}`;
+          const object = await client.send(new GetObjectCommand({ Bucket: s3!.bucket, Key: key, Range: range }));
+          const stored = Buffer.from(await object.Body!.transformToByteArray());
+          const codec = codecOfId(chunk.codec);
+          expect(codec).not.toBeNull();
+          const body = await decodeChunk(codec!, stored, Number(chunk.size), await defaultZstdBackend());
           expect(createHash('sha256').update(body).digest('hex')).toBe(chunk.sha256);
           bytes.push(body);
         }
