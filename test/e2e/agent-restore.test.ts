@@ -4,7 +4,8 @@ import { chmod, lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, sy
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_PASSWORD, AGENT_MAIN, envModeAgentEnv, readAgentState, runAgentOnce } from '../helpers/agent-e2e.ts';
+import { chunkLengths, DEFAULT_CHUNKER_PARAMS, sha256Hex } from '@cairn/shared';
+import { ADMIN_PASSWORD, AGENT_MAIN, damageStoredChunk, envModeAgentEnv, readAgentState, runAgentOnce } from '../helpers/agent-e2e.ts';
 import { startProcess, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
 
 interface Snapshot {
@@ -133,17 +134,23 @@ describe('restore round trip through the real server', () => {
     expect(output).toContain('restoring 0 files');
   });
 
-  it('damaged or missing stored objects fail those files loudly and the rest still restore', async () => {
-    const objectPath = (sha256: string) => path.join(dataDir, 'blobs', sha256.slice(0, 2), sha256.slice(2, 4), sha256);
+  it('damaged stored chunks fail those files loudly and the rest still restore', async () => {
     const deep = original['a/b/c/d/deep.txt']?.sha256 as string;
     const medium = original['a/medium.bin']?.sha256 as string;
     const unicode = original['Ünïcødé ✓/日本語/ファイル.txt']?.sha256 as string;
-    // Same length, other bytes; one byte flipped in the middle of a large object; an object gone.
-    await writeFile(objectPath(deep), 'DEEP\n');
-    const bytes = await readFile(objectPath(medium));
-    bytes[1_500_000] = bytes[1_500_000]! ^ 0x01;
-    await writeFile(objectPath(medium), bytes);
-    await rm(objectPath(unicode));
+    // The chunk of a.medium.bin that holds its byte 1,500,000, as the agent cut it.
+    const mediumBytes = await readFile(path.join(tree, 'a/medium.bin'));
+    let at = 0;
+    let middleChunk = '';
+    for (const length of chunkLengths(mediumBytes, DEFAULT_CHUNKER_PARAMS)) {
+      if (at <= 1_500_000 && 1_500_000 < at + length) middleChunk = sha256Hex(mediumBytes.subarray(at, at + length));
+      at += length;
+    }
+    // A small file's stored bytes overwritten; one byte flipped in a chunk in the middle of a large file; a small
+    // file's stored bytes cut to zeros (each a chunk inside a pack, found by the packs' own indexes).
+    await damageStoredChunk(dataDir, deep, (stored) => stored.fill(0x44));
+    await damageStoredChunk(dataDir, middleChunk, (stored) => (stored[Math.floor(stored.length / 2)]! ^= 0x01));
+    await damageStoredChunk(dataDir, unicode, (stored) => stored.fill(0));
 
     const target = path.join(base, 'corrupt');
     const { code, output } = await restore(['--target', target, '--state', stateDir]);

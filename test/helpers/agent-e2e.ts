@@ -4,11 +4,12 @@
  * agent's own token, and a small dashboard session (cookies + CSRF) for what
  * only the dashboard can do (central pre-commands, "back up now").
  */
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { API_PREFIX } from '@cairn/shared';
 import { REPO_ROOT, startProcess, type ManagedProcess } from './processes.ts';
+import { parsePack } from '../../server/src/storage/pack-format.ts';
 
 export const AGENT_MAIN = path.join(REPO_ROOT, 'client/src/main.ts');
 export const ADMIN_PASSWORD = 'e2e-admin-password';
@@ -97,17 +98,46 @@ export async function agentApiGet<T>(serverUrl: string, token: string, route: st
   return (await response.json()) as T;
 }
 
-/** Objects in a disk blob store (DATA_DIR/blobs/ab/cd/<sha256>), temp files excluded. */
+/**
+ * The chunks a disk blob store holds, read from the stores' own files: every
+ * chunk each pack's index lists (DATA_DIR/blobs/packs/ab/<sha256>) and every
+ * v1 whole-content object (DATA_DIR/blobs/ab/cd/<sha256>), each hash once,
+ * sorted. Independent of the database, so a test sees what is really stored.
+ */
 export async function storedObjects(dataDir: string): Promise<string[]> {
   const root = path.join(dataDir, 'blobs');
-  const found: string[] = [];
-  for (const first of await readdir(root).catch(() => [] as string[])) {
-    if (first === 'tmp') continue;
-    for (const second of await readdir(path.join(root, first))) {
-      for (const name of await readdir(path.join(root, first, second))) found.push(name);
+  const found = new Set<string>();
+  for (const entry of await readdir(root, { recursive: true, withFileTypes: true }).catch(() => [])) {
+    if (!entry.isFile() || !/^[a-f0-9]{64}$/.test(entry.name)) continue;
+    const relative = path.relative(root, path.join(entry.parentPath, entry.name));
+    if (relative.startsWith('tmp')) continue;
+    if (!relative.startsWith(`packs${path.sep}`)) {
+      found.add(entry.name);
+      continue;
     }
+    for (const chunk of parsePack(`packs/${entry.name}`, await readFile(path.join(entry.parentPath, entry.name))).entries) found.add(chunk.sha256);
   }
-  return found.sort();
+  return [...found].sort();
+}
+
+/**
+ * Damages a chunk's stored bytes in place, in whichever pack of a disk blob
+ * store its index lists it: `change` edits the stored (possibly compressed)
+ * bytes. Throws when no pack holds the chunk.
+ */
+export async function damageStoredChunk(dataDir: string, chunkSha256: string, change: (stored: Buffer) => void): Promise<void> {
+  const root = path.join(dataDir, 'blobs', 'packs');
+  for (const entry of await readdir(root, { recursive: true, withFileTypes: true }).catch(() => [])) {
+    if (!entry.isFile() || !/^[a-f0-9]{64}$/.test(entry.name)) continue;
+    const file = path.join(entry.parentPath, entry.name);
+    const bytes = await readFile(file);
+    const found = parsePack(`packs/${entry.name}`, bytes).entries.find((e) => e.sha256 === chunkSha256);
+    if (!found) continue;
+    change(bytes.subarray(found.offset, found.offset + found.length));
+    await writeFile(file, bytes);
+    return;
+  }
+  throw new Error(`no pack under ${root} holds chunk ${chunkSha256}`);
 }
 
 /** A dashboard session over real HTTP: keeps cookies, fills in the CSRF token of the last page. */
