@@ -7,14 +7,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { parsePack } from '../../server/src/storage/pack-format.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256Hex } from '@cairn/shared';
+import { chunkLengths, DEFAULT_CHUNKER_PARAMS, sha256Hex } from '@cairn/shared';
 import { startS3rver, type RunningS3rver } from '../../server/test/helpers/s3rver.ts';
 import { ADMIN_PASSWORD, AGENT_MAIN, envModeAgentEnv, runAgentOnce } from '../helpers/agent-e2e.ts';
 import { startProcess, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
 
-const objectKey = (sha256: string) => `blobs/${sha256.slice(0, 2)}/${sha256.slice(2, 4)}/${sha256}`;
 
 describe('restore from a damaged S3 store', () => {
   let base: string;
@@ -56,13 +56,32 @@ describe('restore from a damaged S3 store', () => {
   });
 
   it('fails the damaged files with a clear message, restores the rest, and exits 1', async () => {
-    const flipped = objectKey(sha256Hex(files['flipped.bin']));
-    const object = await admin.send(new GetObjectCommand({ Bucket: s3.bucket, Key: flipped }));
-    const bytes = Buffer.from(await object.Body!.transformToByteArray());
-    bytes[2_000_000] = bytes[2_000_000]! ^ 0x80;
-    await admin.send(new PutObjectCommand({ Bucket: s3.bucket, Key: flipped, Body: bytes }));
-    await admin.send(new PutObjectCommand({ Bucket: s3.bucket, Key: objectKey(sha256Hex(files['rewritten.txt'])), Body: 'THE ORIGINAL WORDS\n' }));
-    await admin.send(new DeleteObjectCommand({ Bucket: s3.bucket, Key: objectKey(sha256Hex(files['deleted.txt'])) }));
+    // Each file's bytes are chunks inside a pack in the bucket (decisions 126, 127): edit them there, in place.
+    const damage = async (chunkSha256: string, change: (stored: Buffer) => void) => {
+      const listed = await admin.send(new ListObjectsV2Command({ Bucket: s3.bucket }));
+      for (const { Key } of listed.Contents ?? []) {
+        const name = Key?.split('/').at(-1) ?? '';
+        if (!Key || !Key.includes('packs/') || !/^[a-f0-9]{64}$/.test(name)) continue;
+        const object = await admin.send(new GetObjectCommand({ Bucket: s3.bucket, Key }));
+        const bytes = Buffer.from(await object.Body!.transformToByteArray());
+        const entry = parsePack(`packs/${name}`, bytes).entries.find((e) => e.sha256 === chunkSha256);
+        if (!entry) continue;
+        change(bytes.subarray(entry.offset, entry.offset + entry.length));
+        await admin.send(new PutObjectCommand({ Bucket: s3.bucket, Key, Body: bytes }));
+        return;
+      }
+      throw new Error(`no pack in the bucket holds chunk ${chunkSha256}`);
+    };
+    // The chunk of flipped.bin that holds its byte 2,000,000, as the agent's chunker cut it.
+    let at = 0;
+    let middle = '';
+    for (const length of chunkLengths(files['flipped.bin'], DEFAULT_CHUNKER_PARAMS)) {
+      if (at <= 2_000_000 && 2_000_000 < at + length) middle = sha256Hex(files['flipped.bin'].subarray(at, at + length));
+      at += length;
+    }
+    await damage(middle, (stored) => (stored[Math.floor(stored.length / 2)]! ^= 0x80));
+    await damage(sha256Hex(files['rewritten.txt']), (stored) => stored.fill(0x54));
+    await damage(sha256Hex(files['deleted.txt']), (stored) => stored.fill(0));
 
     const target = path.join(base, 'restored');
     const proc = startProcess(AGENT_MAIN, ['restore', '--target', target, '--state', stateDir], {});

@@ -46,6 +46,7 @@ async function restore(args: string[]): Promise<{ code: number | null; output: s
 }
 
 describe('restore round trip through the real server', () => {
+  const mediumBytes = randomBytes(3 * 1024 * 1024 + 17);
   let base: string;
   let dataDir: string;
   let tree: string;
@@ -80,7 +81,7 @@ describe('restore round trip through the real server', () => {
     }
     await big.close();
     // Several MiB: the server has sent its first bytes before it can know they are damaged.
-    await writeFile(path.join(tree, 'a/medium.bin'), randomBytes(3 * 1024 * 1024 + 17));
+    await writeFile(path.join(tree, 'a/medium.bin'), mediumBytes);
     await utimes(path.join(tree, 'a/empty'), new Date('2001-02-03T04:05:06.789Z'), new Date('2001-02-03T04:05:06.789Z'));
     original = await snapshot(tree);
 
@@ -139,7 +140,6 @@ describe('restore round trip through the real server', () => {
     const medium = original['a/medium.bin']?.sha256 as string;
     const unicode = original['Ünïcødé ✓/日本語/ファイル.txt']?.sha256 as string;
     // The chunk of a.medium.bin that holds its byte 1,500,000, as the agent cut it.
-    const mediumBytes = await readFile(path.join(tree, 'a/medium.bin'));
     let at = 0;
     let middleChunk = '';
     for (const length of chunkLengths(mediumBytes, DEFAULT_CHUNKER_PARAMS)) {

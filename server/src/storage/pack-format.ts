@@ -6,7 +6,8 @@ import { CHUNK_CODECS, codecOfId, type ChunkCodec } from './chunk-codec.ts';
  * The pack format, version 1 (docs/storage.md, "Packs", has the byte map).
  * All integers are unsigned big-endian.
  *
- *   header  16 bytes        magic "CAIRNPAK", u16 version = 1, 6 zero bytes
+ *   header  16 bytes        magic "CAIRNPAK", u16 version = 1, 6 bytes of nonce (random per pack
+ *                           written; readers ignore them)
  *   data    stored chunks   back to back, in index order, from offset 16
  *   index   48 bytes each   sha256 (32), offset u32, length u32, raw size u32, codec u8, 3 zero bytes
  *   footer  48 bytes        entry count u32, index offset u32,
@@ -52,15 +53,23 @@ export interface PackIndex {
   packBytes: number;
 }
 
-export function encodePackHeader(): Buffer {
+/**
+ * `nonce`: 6 bytes that make this pack's bytes, and so its name, its own.
+ * The writer passes random ones (decision 130): two puts of the same chunks
+ * then never share a key, so a pack GC is deleting can never be the object
+ * an upload has just put and is about to record. Default: zeros.
+ */
+export function encodePackHeader(nonce: Buffer = Buffer.alloc(6)): Buffer {
+  if (nonce.length !== 6) throw new RangeError('a pack nonce is 6 bytes');
   const header = Buffer.alloc(PACK_HEADER_BYTES);
   PACK_MAGIC.copy(header, 0);
   header.writeUInt16BE(PACK_VERSION, 8);
+  nonce.copy(header, 10);
   return header;
 }
 
-/** The index and footer for `entries`, whose data ends at `indexOffset`. */
-export function encodePackTrailer(entries: readonly PackEntry[], indexOffset: number): Buffer {
+/** The index and footer for `entries`, whose data ends at `indexOffset`, after `header` (default: the zero-nonce header). */
+export function encodePackTrailer(entries: readonly PackEntry[], indexOffset: number, header: Buffer = encodePackHeader()): Buffer {
   const trailer = Buffer.alloc(entries.length * PACK_ENTRY_BYTES + PACK_FOOTER_BYTES);
   entries.forEach((entry, i) => {
     const at = i * PACK_ENTRY_BYTES;
@@ -73,7 +82,7 @@ export function encodePackTrailer(entries: readonly PackEntry[], indexOffset: nu
   const footerAt = entries.length * PACK_ENTRY_BYTES;
   trailer.writeUInt32BE(entries.length, footerAt);
   trailer.writeUInt32BE(indexOffset, footerAt + 4);
-  indexChecksum(encodePackHeader(), trailer.subarray(0, footerAt + 8)).copy(trailer, footerAt + 8);
+  indexChecksum(header, trailer.subarray(0, footerAt + 8)).copy(trailer, footerAt + 8);
   PACK_MAGIC.copy(trailer, footerAt + 40);
   return trailer;
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { packKeyOf, type BlobStore } from '../blob/blob-store.ts';
 import { HashMismatchError } from '../errors.ts';
@@ -117,8 +117,8 @@ export class PackWriter {
   }
 
   async #writePack(): Promise<ChunkLocation[]> {
-    const header = encodePackHeader();
-    const trailer = encodePackTrailer(this.#entries, PACK_HEADER_BYTES + this.#dataBytes);
+    const header = encodePackHeader(randomBytes(6));
+    const trailer = encodePackTrailer(this.#entries, PACK_HEADER_BYTES + this.#dataBytes, header);
     const pieces = [header, ...this.#parts.filter((part) => part.length > 0), trailer];
     const hash = createHash('sha256');
     for (const piece of pieces) hash.update(piece);
