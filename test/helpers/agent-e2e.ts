@@ -63,7 +63,7 @@ export function runReports(agent: ManagedProcess): RunReport[] {
 }
 
 /** Waits until the agent has logged `count` finished runs; returns the last one. */
-export async function waitForRuns(agent: ManagedProcess, count: number, timeoutMs = 120_000): Promise<RunReport> {
+export async function waitForRuns(agent: ManagedProcess, count: number, timeoutMs = 100_000): Promise<RunReport> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const reports = runReports(agent);

@@ -145,6 +145,18 @@ export const chunks = pgTable(
 );
 
 /**
+ * Objects found in the blob store with no row that names them (an upload
+ * that died between its put and its commit, a GC that died between rows and
+ * objects), and when GC first saw each: it deletes one only when it is still
+ * unnamed a grace period later, since an upload's pack has no row until its
+ * commit (decision 131).
+ */
+export const orphanObjects = pgTable('orphan_objects', {
+  key: text('key').primaryKey(),
+  firstSeenAt: timestamp('first_seen_at', { withTimezone: true }).notNull().defaultNow(),
+});
+
+/**
  * A content of more than one chunk: its whole-file hash, size and (in
  * content_chunks) its ordered chunks. A content of one chunk (every v1
  * content) is that chunk, same hash, and has no row here nor in

@@ -18,8 +18,8 @@ import { backupRuns, chunks, clientPaths, contentChunks, contents, fileVersions,
 import { hashSet, hashValue } from '../db/sha256-sql.ts';
 import { BadRequestError, ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDamagedError } from '../errors.ts';
 import { ChunkReadDamageError, readChunksInOrder } from '../storage/content-reader.ts';
-import { chunkLocations, markChunksDamaged, recordPack, type StoredChunk } from '../storage/pack-index.ts';
-import { PACK_ENTRY_BYTES, PACK_FOOTER_BYTES, PACK_HEADER_BYTES, type ChunkLocation } from '../storage/pack-format.ts';
+import { chunkLocations, markChunksDamaged, packBytesOf, recordPack, type StoredChunk } from '../storage/pack-index.ts';
+import type { ChunkLocation } from '../storage/pack-format.ts';
 import { PackWriter } from '../storage/pack-writer.ts';
 
 /**
@@ -242,7 +242,16 @@ class UploadSession {
     const packKey = locations[0]?.packKey;
     const ctx = this.#ctx;
     const results = await lockManagerFor(ctx.database).inReferencingTransaction(async (tx) => {
-      if (packKey) await recordPack(tx, { packKey, bytes: packBytesOf(locations), locations });
+      if (packKey) {
+        // GC deletes unnamed objects under the exclusive lock only after a grace period; a commit later than
+        // that finds its pack gone and is refused, never recorded against a missing object (decision 131).
+        if ((await ctx.blobs.stat(packKey)) === null) {
+          throw new ConflictError('an uploaded pack was collected before it was committed; upload these contents again', {
+            missing: ready.map((part) => part.sha256),
+          });
+        }
+        await recordPack(tx, { packKey, bytes: packBytesOf(locations), locations });
+      }
       return this.#grant(tx, ready);
     });
     this.results.push(...results);
@@ -296,11 +305,6 @@ class UploadSession {
     }
     return results;
   }
-}
-
-/** A pack's whole length from its index entries (pack-format.ts: header, data, index, footer). */
-function packBytesOf(locations: readonly ChunkLocation[]): number {
-  return PACK_HEADER_BYTES + locations.reduce((sum, l) => sum + l.length, 0) + locations.length * PACK_ENTRY_BYTES + PACK_FOOTER_BYTES;
 }
 
 /** Inserts `owner_contents` rows; returns the hashes the user did not hold before. */

@@ -8,13 +8,18 @@ import { packKeyOf } from '../blob/blob-store.ts';
 import { rowsOf, type Db, type Tx } from '../db/database.ts';
 import { hashSet } from '../db/sha256-sql.ts';
 import { CHUNK_CODECS, codecOfId, type ChunkCodec } from './chunk-codec.ts';
-import type { ChunkLocation } from './pack-format.ts';
+import { PACK_ENTRY_BYTES, PACK_FOOTER_BYTES, PACK_HEADER_BYTES, type ChunkLocation } from './pack-format.ts';
 
 /** A pack that was put to the store: its key, its whole length and the chunks in it. */
 export interface StoredPack {
   packKey: string;
   bytes: number;
   locations: readonly ChunkLocation[];
+}
+
+/** A pack's whole length from its index entries (pack-format.ts: header, data, index, footer). */
+export function packBytesOf(locations: readonly ChunkLocation[]): number {
+  return PACK_HEADER_BYTES + locations.reduce((sum, l) => sum + l.length, 0) + locations.length * PACK_ENTRY_BYTES + PACK_FOOTER_BYTES;
 }
 
 /** The SHA-256 (hex) a pack key names. */

@@ -1,12 +1,15 @@
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq, sql } from 'drizzle-orm';
 import { sha256Hex, type FileVersion } from '@cairn/shared';
 import { LOCK_KEYS, lockManagerFor } from '../../src/db/advisory-locks.ts';
 import { rowsOf } from '../../src/db/database.ts';
 import { chunks, clientPaths, contents, fileVersions } from '../../src/db/schema.ts';
+import { packKeyOf } from '../../src/blob/blob-store.ts';
+import { chunkLocations } from '../../src/storage/pack-index.ts';
 import { collectGarbage, type GcDeletedBatch, type GcResult } from '../../src/services/garbage-collector.ts';
 import { previewClientPrune, pruneClientVersions, sweepRetention } from '../../src/services/retention.service.ts';
-import { addUser, callApi, fileUpsert, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
+import { addUser, callApi, download, fileUpsert, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 
 const DAY_MS = 86_400_000;
@@ -75,7 +78,26 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
                end)`),
     );
     expect(unreadable).toEqual([]);
-    for (const { key } of referenced) expect(await h.blobs.stat(key), `object ${key}`).not.toBeNull();
+    const locations = await chunkLocations(h.ctx.database.db, referenced.map((r) => r.key));
+    for (const { key } of referenced) {
+      const location = locations.get(key);
+      expect(location, `chunk ${key}`).toBeDefined();
+      expect(await h.blobs.stat(location!.kind === 'pack' ? location!.packKey : location!.key), `object of chunk ${key}`).not.toBeNull();
+    }
+  }
+
+  /** Whether a chunk is stored: its row, and the object (its pack) it points into. */
+  async function stored(sha256: string): Promise<boolean> {
+    const location = (await chunkLocations(h.ctx.database.db, [sha256])).get(sha256);
+    if (!location) return false;
+    return (await h.blobs.stat(location.kind === 'pack' ? location.packKey : location.key)) !== null;
+  }
+
+  /** Pack objects in the store. */
+  async function packObjects(): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const object of h.blobs.list()) if (object.key.startsWith('packs/')) keys.push(object.key);
+    return keys.sort();
   }
 
   function pausedGc(): { paused: Promise<GcDeletedBatch>; resume: () => void; done: Promise<GcResult> } {
@@ -176,15 +198,18 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       await upload(h, agent.token, [orphan]);
       await agent.backup({ '/kept': kept });
 
+      const orphanPack = ((await chunkLocations(h.ctx.database.db, [sha256Hex(orphan)])).get(sha256Hex(orphan)) as { packKey: string }).packKey;
       const early = await collectGarbage(h.ctx);
       expect(early.ran).toBe(true);
-      expect(await h.blobs.stat(sha256Hex(orphan))).not.toBeNull();
+      expect(await stored(sha256Hex(orphan))).toBe(true);
 
       const late = await collectGarbage(h.ctx, { graceSeconds: 0 });
       expect(late.chunksDeleted).toBeGreaterThanOrEqual(1);
-      expect(await h.blobs.stat(sha256Hex(orphan))).toBeNull();
+      // Its pack held nothing else: retired and, the grace period being 0, deleted in the same run.
+      expect(late.packsDeleted).toBeGreaterThanOrEqual(1);
+      expect(await h.blobs.stat(orphanPack)).toBeNull();
       expect(await h.ctx.database.db.select().from(chunks).where(eq(chunks.sha256, sha256Hex(orphan)))).toEqual([]);
-      expect(await h.blobs.stat(sha256Hex(kept))).not.toBeNull();
+      expect(await stored(sha256Hex(kept))).toBe(true);
       const missing = await agent.post<{ missing: string[] }>('/contents/missing', { hashes: [sha256Hex(orphan), sha256Hex(kept)] });
       expect(missing.body.missing).toEqual([sha256Hex(orphan)]);
       await expectEveryVersionReadable();
@@ -199,7 +224,7 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       await h.ctx.database.db.update(chunks).set({ touchedAt: sql`now() - interval '2 days'` }).where(eq(chunks.sha256, hash));
       expect((await agent.post<{ missing: string[] }>('/contents/missing', { hashes: [hash] })).body.missing).toEqual([]);
       await collectGarbage(h.ctx, { graceSeconds: 86_400 });
-      expect(await h.blobs.stat(hash)).not.toBeNull();
+      expect(await stored(hash)).toBe(true);
       await agent.backup({ '/touched': bytes });
       await expectEveryVersionReadable();
     });
@@ -210,8 +235,10 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       await agent.backup({ '/p': old });
       await agent.backup({ '/p': Buffer.from('new version bytes') });
       expect(await agent.versions('/p')).toHaveLength(1);
+      const oldPack = ((await chunkLocations(h.ctx.database.db, [sha256Hex(old)])).get(sha256Hex(old)) as { packKey: string }).packKey;
       await collectGarbage(h.ctx, { graceSeconds: 0 });
-      expect(await h.blobs.stat(sha256Hex(old))).toBeNull();
+      expect(await stored(sha256Hex(old))).toBe(false);
+      expect(await h.blobs.stat(oldPack)).toBeNull();
       await expectEveryVersionReadable();
     });
 
@@ -239,7 +266,7 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       const batch = await gc.paused;
       // A one-chunk content is its chunk (decision 91): GC deletes the chunk row.
       expect(batch.chunks.map((c) => c.sha256)).toContain(hash);
-      expect(await h.blobs.stat(hash)).not.toBeNull(); // rows are gone, the object is not yet
+      expect(await packObjects()).not.toEqual([]); // rows are gone, the pack is not yet
 
       const commit = agent.post<{ missing?: string[] }>(`/runs/${run}/changes`, { upserts: [fileUpsert('/raced', bytes)], deletes: [] });
       await waitUntil(async () => (await waiters()) >= 1, 'the commit to wait for the content lock');
@@ -259,7 +286,7 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       await expectEveryVersionReadable();
     });
 
-    it('an upload landing while GC deletes the same object is refused naming the hash, and the retry is stored', async () => {
+    it('an upload landing while GC deletes the same chunk stores a fresh copy in a pack of its own, and it stays readable', async () => {
       const agent = await agentFor('race-upload');
       const bytes = Buffer.from('collected and uploaded again at the same moment');
       const hash = sha256Hex(bytes);
@@ -267,18 +294,56 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
 
       const gc = pausedGc();
       expect((await gc.paused).chunks.map((c) => c.sha256)).toContain(hash);
-      const uploading = upload<{ missing?: string[] }>(h, agent.token, [bytes]);
+      // The upload puts its pack (no lock), then waits to record it while GC holds the lock.
+      const uploading = upload<{ results: { status: string }[] }>(h, agent.token, [bytes]);
       await waitUntil(async () => (await waiters()) >= 1, 'the upload commit to wait for the content lock');
       gc.resume();
       await gc.done;
-      const refused = await uploading;
-      expect(refused.status).toBe(409);
-      expect(refused.body.missing).toEqual([hash]);
-      expect(await h.ctx.database.db.select().from(chunks).where(eq(chunks.sha256, hash))).toEqual([]);
+      const uploaded = await uploading;
+      expect(uploaded.status).toBe(200);
+      // GC had removed the user's hold with the chunk: the bytes are new to the user again.
+      expect(uploaded.body.results[0]?.status).toBe('stored');
+      expect(await stored(hash)).toBe(true);
+      // A later GC (the pack is named now) keeps it; a version can reference it.
+      await collectGarbage(h.ctx, { graceSeconds: 0 });
+      await agent.backup({ '/raced-upload': bytes });
+      expect(await stored(hash)).toBe(true);
+      await expectEveryVersionReadable();
+    });
 
-      const retry = await upload<{ results: { status: string }[] }>(h, agent.token, [bytes]);
-      expect(retry.body.results[0]?.status).toBe('stored');
-      expect(await h.blobs.stat(hash)).not.toBeNull();
+    it('repacks a mostly dead pack: the live chunks move to a new pack, the old one goes, every version still reads', async () => {
+      const agent = await agentFor('repack');
+      const keep = Buffer.from('the one file of this pack that stays');
+      const dead = Array.from({ length: 8 }, (_, i) => Buffer.from(`a file never committed, number ${i}, `.repeat(40)));
+      // One upload request: all nine in one pack; only `keep` is committed into a version, the rest GC collects.
+      await upload(h, agent.token, [keep, ...dead]);
+      const oldPack = ((await chunkLocations(h.ctx.database.db, [sha256Hex(keep)])).get(sha256Hex(keep)) as { packKey: string }).packKey;
+      await agent.backup({ '/keep': keep });
+
+      const moves: { from: string; to: string; chunks: string[] }[] = [];
+      const result = await collectGarbage(h.ctx, { graceSeconds: 0, afterRepackWritten: async (move) => void moves.push(move) });
+      expect(result.packsRepacked).toBeGreaterThanOrEqual(1);
+      const move = moves.find((m) => m.from === oldPack);
+      expect(move?.chunks).toEqual([sha256Hex(keep)]);
+      const now = (await chunkLocations(h.ctx.database.db, [sha256Hex(keep)])).get(sha256Hex(keep)) as { packKey: string };
+      expect(now.packKey).toBe(move!.to);
+      // Retired by this run; deleted by the next one (the grace period is 0, but it was retired after this run's delete step).
+      await collectGarbage(h.ctx, { graceSeconds: 0 });
+      expect(await h.blobs.stat(oldPack)).toBeNull();
+      expect(await download(h, agent.token, sha256Hex(keep))).toMatchObject({ status: 200 });
+      expect((await download(h, agent.token, sha256Hex(keep))).bytes.equals(keep)).toBe(true);
+      await expectEveryVersionReadable();
+    });
+
+    it('an object no row names is deleted only when a later GC run still finds it unnamed after the grace period', async () => {
+      const stray = Buffer.from('an upload that died between its put and its commit');
+      const key = packKeyOf(sha256Hex(stray));
+      await h.blobs.put(key, Readable.from([stray]), sha256Hex(stray));
+      await collectGarbage(h.ctx, { graceSeconds: 0 });
+      expect(await h.blobs.stat(key)).not.toBeNull();
+      const again = await collectGarbage(h.ctx, { graceSeconds: 0 });
+      expect(again.orphansDeleted).toBeGreaterThanOrEqual(1);
+      expect(await h.blobs.stat(key)).toBeNull();
       await expectEveryVersionReadable();
     });
 
@@ -318,7 +383,7 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       release();
       await commit;
       expect((await gc).ran).toBe(true);
-      expect(await h.blobs.stat(hash)).not.toBeNull();
+      expect(await stored(hash)).toBe(true);
       await expectEveryVersionReadable();
     });
 
@@ -340,7 +405,7 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       });
       expect(chosen).toBe(true);
       expect(result.ran).toBe(true);
-      expect(await h.blobs.stat(hash)).not.toBeNull();
+      expect(await stored(hash)).toBe(true);
       expect(await h.ctx.database.db.select().from(chunks).where(eq(chunks.sha256, hash))).toHaveLength(1);
       await expectEveryVersionReadable();
     });
@@ -360,7 +425,7 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       await upload(h, agent.token, [second]);
       expect((await agent.post(`/runs/${run}/changes`, { upserts: [fileUpsert('/second', second)], deletes: [] })).status).toBe(200);
       await collectGarbage(h.ctx, { graceSeconds: 0 });
-      expect(await h.blobs.stat(sha256Hex(second))).not.toBeNull();
+      expect(await stored(sha256Hex(second))).toBe(true);
       await expectEveryVersionReadable();
     });
   });
