@@ -172,7 +172,16 @@ export const StartRunRequest = Type.Object({
 });
 export type StartRunRequest = Static<typeof StartRunRequest>;
 
-export const StartRunResponse = Type.Object({ runId: Uuid });
+export const StartRunResponse = Type.Object({
+  runId: Uuid,
+  /**
+   * Contents of this client's current files that the server found damaged
+   * (decision 128): the agent reads those files again even when they look
+   * unchanged, so "which are missing?" gets to ask for the bytes and the
+   * store heals. At most 10,000; absent from older servers.
+   */
+  recheck: Type.Optional(Type.Array(Sha256, { maxItems: 10_000 })),
+});
 export type StartRunResponse = Static<typeof StartRunResponse>;
 
 export const MissingRequest = Type.Object({

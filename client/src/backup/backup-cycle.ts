@@ -126,12 +126,16 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
 
   let cache: ScanCache = new Map();
   let cacheDirty = false;
+  let recheck = new Set<string>();
 
   try {
     progress.phase = 'config';
     const config = await api.config();
     deps.onConfig?.(config);
-    ({ runId } = await api.startRun({ trigger: deps.trigger }));
+    const started = await api.startRun({ trigger: deps.trigger });
+    runId = started.runId;
+    // Contents the server found damaged: their files are read again even if unchanged, so the bytes are sent again.
+    recheck = new Set(started.recheck ?? []);
     progress.runId = runId;
     log.info({ runId, trigger: deps.trigger }, 'backup run started');
 
@@ -149,7 +153,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     const known = await knownFiles(api, deps.cache, log);
     const serverFiles = known.serverFiles;
     if (known.cache !== null) cache = known.cache;
-    const { seen, todo, directories } = changedEntries(scan.entries, cache, fileFailed);
+    const { seen, todo, directories } = changedEntries(scan.entries, cache, recheck, fileFailed);
     progress.filesToCheck = todo.length;
     progress.bytesToHash = todo.reduce((sum, e) => sum + (e.kind === 'file' ? e.size : 0), 0);
 
@@ -397,6 +401,7 @@ async function knownFiles(api: ApiClient, store: CacheStore, log: Logger): Promi
 function changedEntries(
   entries: readonly ScannedEntry[],
   cache: ScanCache,
+  recheck: ReadonlySet<string>,
   fileFailed: (path: string, reason: string) => void,
 ): { seen: Set<string>; todo: ScannedEntry[]; directories: ScannedEntry[] } {
   const seen = new Set<string>();
@@ -405,7 +410,9 @@ function changedEntries(
   for (const entry of entries) {
     seen.add(entry.path);
     if (Buffer.byteLength(entry.path) > LIMITS.pathBytes) fileFailed(entry.path, 'path too long to store');
-    else if (!isUnchanged(entry, cache.get(entry.path))) (entry.kind === 'directory' ? directories : todo).push(entry);
+    else if (!isUnchanged(entry, cache.get(entry.path)) || recheck.has(cache.get(entry.path)?.sha256 ?? '')) {
+      (entry.kind === 'directory' ? directories : todo).push(entry);
+    }
   }
   // Path order (readdir order is the filesystem's whim): batches and their commits become predictable.
   const byPath = (a: ScannedEntry, b: ScannedEntry) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0);

@@ -20,6 +20,7 @@ import { authenticateApiToken, type ApiTokenIdentity } from '../services/api-tok
 import { listRuns, listTreeAsOf } from '../services/backup-repository.ts';
 import { findClient, listClients, requestRun, updateClientSettings, type ClientSummary } from '../services/clients.service.ts';
 import { findUser, listUsers, type Actor, type UserSummary } from '../services/users.service.ts';
+import { listDamage, listVerifyRuns, startVerifyRun } from '../storage/verify-job.ts';
 import {
   ALERT_STATES,
   Acknowledged,
@@ -38,6 +39,8 @@ import {
   RunRequested,
   RunsQuery,
   UserList,
+  VerifyReport,
+  VerifyStarted,
   AdminUser,
 } from './admin-api.schemas.ts';
 
@@ -297,6 +300,48 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
         throw new ConflictError(`this alert is already ${alert.state === 'open' ? 'acknowledged or resolved' : alert.state}`);
       }
       return { ok: true };
+    },
+  );
+
+  app.get(
+    '/verify-runs',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'Verify runs, newest first, and the chunks damaged now with the clients, paths and versions they affect (administrators only)',
+        security: TOKEN_AUTH,
+        response: { 200: VerifyReport, ...errors },
+      },
+    },
+    async (request) => {
+      if (!viewerOf(request).isAdmin) throw new ForbiddenError('only administrators can read verify runs');
+      const [runs, damaged] = await Promise.all([listVerifyRuns(ctx), listDamage(ctx)]);
+      return {
+        runs: runs.map((r) => ({ ...r, startedAt: r.startedAt.toISOString(), finishedAt: iso(r.finishedAt) })),
+        damaged: damaged.map((d) => ({
+          sha256: d.sha256,
+          damagedAt: d.damagedAt.toISOString(),
+          problem: d.problem,
+          affected: d.affected.map((a) => ({ ...a, validFrom: a.validFrom.toISOString(), validTo: iso(a.validTo) })),
+        })),
+      };
+    },
+  );
+
+  app.post(
+    '/verify-runs',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'Start a verify run that reads every pack (administrators only; 409 while one runs)',
+        security: TOKEN_AUTH,
+        response: { 202: VerifyStarted, ...errors, 409: AdminError },
+      },
+    },
+    async (request, reply) => {
+      if (!viewerOf(request).isAdmin) throw new ForbiddenError('only administrators can start a verify run');
+      if (!(await startVerifyRun(ctx))) throw new ConflictError('a verify run is already running');
+      return reply.code(202).send({ started: true });
     },
   );
 };

@@ -122,3 +122,39 @@ export const AdminAlert = Type.Object({
 });
 export const AlertList = Type.Object({ alerts: Type.Array(AdminAlert) });
 export const Acknowledged = Type.Object({ ok: Type.Boolean() });
+
+const VerifyRun = Type.Object({
+  id: Type.Integer(),
+  trigger: Type.String(),
+  status: Type.String(),
+  startedAt: Type.String({ format: 'date-time' }),
+  finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  packsPlanned: Type.Integer(),
+  packsChecked: Type.Integer(),
+  objectsChecked: Type.Integer(),
+  chunksChecked: Type.Integer(),
+  bytesRead: Type.Integer(),
+  damagedChunks: Type.Integer(),
+  error: Type.Union([Type.String(), Type.Null()]),
+});
+export const VerifyReport = Type.Object({
+  runs: Type.Array(VerifyRun),
+  damaged: Type.Array(
+    Type.Object({
+      sha256: Type.String(),
+      damagedAt: Type.String({ format: 'date-time' }),
+      problem: Type.Union([Type.String(), Type.Null()]),
+      affected: Type.Array(
+        Type.Object({
+          clientId: Type.String(),
+          clientName: Type.String(),
+          path: Type.String(),
+          versionId: Type.Integer(),
+          validFrom: Type.String({ format: 'date-time' }),
+          validTo: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+        }),
+      ),
+    }),
+  ),
+});
+export const VerifyStarted = Type.Object({ started: Type.Literal(true) });

@@ -62,6 +62,12 @@ export interface ServerConfig {
     graceSeconds: number;
     intervalSeconds: number;
   };
+  verify: {
+    /** Period of the scheduled verify run; 0: only on demand. */
+    intervalSeconds: number;
+    /** Every pack is read at least once in this many days: each run reads its share. */
+    fullPassDays: number;
+  };
   alerts: {
     /** Period of the alert engine's pass over every client (it also runs after each finished run). */
     intervalSeconds: number;
@@ -244,6 +250,10 @@ export function loadServerConfig(env: Env): ServerConfig {
     gc: {
       graceSeconds: r.integer('GC_GRACE_SECONDS', 86_400, 0),
       intervalSeconds: r.integer('GC_INTERVAL_SECONDS', 3600, 10),
+    },
+    verify: {
+      intervalSeconds: r.integer('VERIFY_INTERVAL_SECONDS', 86_400, 0),
+      fullPassDays: r.integer('VERIFY_FULL_PASS_DAYS', 30, 1, 3650),
     },
     alerts: {
       intervalSeconds: r.integer('ALERTS_INTERVAL_SECONDS', 300, 10),

@@ -69,6 +69,8 @@ export function isSecureRequest(request: FastifyRequest): boolean {
 
 const NOTICES: Record<string, string> = {
   saved: 'Saved.',
+  'verify-started': 'Verify run started: it reads every pack; reload to follow it.',
+  'verify-running': 'A verify run is already running; reload to follow it.',
   'run-requested': 'Backup requested: a connected agent starts it within seconds, any other at its next heartbeat.',
   'token-revoked': 'Token revoked: the agent can no longer connect until it gets a new token.',
   'key-revoked': 'Enrollment key revoked: no agent can register with it any more; clients it registered keep working.',

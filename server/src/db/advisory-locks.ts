@@ -15,9 +15,11 @@ export const LOCK_KEYS = {
   retentionSweep: 7_146_003,
   /** One periodic alert-engine pass at a time across replicas. */
   alertEngine: 7_146_004,
+  /** One verify run at a time across replicas. */
+  verifyRun: 7_146_005,
 } as const;
 
-export type JobLockKey = typeof LOCK_KEYS.gcRun | typeof LOCK_KEYS.retentionSweep | typeof LOCK_KEYS.alertEngine;
+export type JobLockKey = typeof LOCK_KEYS.gcRun | typeof LOCK_KEYS.retentionSweep | typeof LOCK_KEYS.alertEngine | typeof LOCK_KEYS.verifyRun;
 
 export type TryLockResult<T> = { ran: true; value: T } | { ran: false };
 

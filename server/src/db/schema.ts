@@ -117,7 +117,41 @@ export const packs = pgTable('packs', {
   chunkCount: integer('chunk_count').notNull(),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
   retiredAt: timestamp('retired_at', { withTimezone: true }),
+  /** When the verify job last read this pack whole (null: never); it reads the least recently verified first. */
+  verifiedAt: timestamp('verified_at', { withTimezone: true }),
 });
+
+/** One run of the verify job (decision 132): what it read, and what it found damaged (verify_findings). */
+export const verifyRuns = pgTable('verify_runs', {
+  id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
+  trigger: text('trigger').$type<'schedule' | 'manual'>().notNull(),
+  status: text('status').$type<'running' | 'succeeded' | 'failed'>().notNull().default('running'),
+  startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+  finishedAt: timestamp('finished_at', { withTimezone: true }),
+  packsPlanned: integer('packs_planned').notNull().default(0),
+  packsChecked: integer('packs_checked').notNull().default(0),
+  objectsChecked: integer('objects_checked').notNull().default(0),
+  chunksChecked: integer('chunks_checked').notNull().default(0),
+  bytesRead: bigint('bytes_read', { mode: 'number' }).notNull().default(0),
+  damagedChunks: integer('damaged_chunks').notNull().default(0),
+  error: text('error'),
+});
+
+/** A damaged chunk a verify run found: where and why. */
+export const verifyFindings = pgTable(
+  'verify_findings',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    runId: integer('run_id')
+      .notNull()
+      .references(() => verifyRuns.id, { onDelete: 'cascade' }),
+    chunkSha256: sha256Column('chunk_sha256').notNull(),
+    /** The store key it was read from (a pack, or a v1 object). */
+    objectKey: text('object_key').notNull(),
+    problem: text('problem').notNull(),
+  },
+  (t) => [index('verify_findings_run_idx').on(t.runId)],
+);
 
 /**
  * Chunks, stored once for the whole server. A chunk in a pack has its
@@ -141,7 +175,11 @@ export const chunks = pgTable(
     codec: smallint('codec'),
     damagedAt: timestamp('damaged_at', { withTimezone: true }),
   },
-  (t) => [index('chunks_pack_idx').on(t.packId)],
+  (t) => [
+    index('chunks_pack_idx').on(t.packId),
+    // Damage is rare: a partial index finds it without a scan (run start, the verify page).
+    index('chunks_damaged_idx').on(t.damagedAt).where(sql`${t.damagedAt} is not null`),
+  ],
 );
 
 /**
@@ -171,7 +209,7 @@ export const contents = pgTable('contents', {
   touchedAt: timestamp('touched_at', { withTimezone: true }).notNull().defaultNow(),
   /** Set with the damage of any of its chunks; cleared when every chunk is whole again (decision 128). */
   damagedAt: timestamp('damaged_at', { withTimezone: true }),
-});
+}, (t) => [index('contents_damaged_idx').on(t.damagedAt).where(sql`${t.damagedAt} is not null`)]);
 
 /** The ordered chunks of a content of more than one chunk. */
 export const contentChunks = pgTable(

@@ -3,6 +3,7 @@ import type { AppContext } from '../app-context.ts';
 import { timedJobRun } from '../metrics/process-metrics.ts';
 import { collectGarbage } from '../services/garbage-collector.ts';
 import { sweepRetention } from '../services/retention.service.ts';
+import { runVerify } from '../storage/verify-job.ts';
 
 export interface PeriodicJobs {
   /** Stops scheduling and waits for a job that is running to finish. */
@@ -26,6 +27,9 @@ export function startPeriodicJobs(ctx: AppContext): PeriodicJobs {
     { name: 'retention-sweep', intervalSeconds: ctx.config.retention.sweepIntervalSeconds, run: () => sweepRetention(ctx) },
     { name: 'gc', intervalSeconds: ctx.config.gc.intervalSeconds, run: () => collectGarbage(ctx) },
     { name: 'alerts', intervalSeconds: ctx.config.alerts.intervalSeconds, run: () => runAlertEngine(ctx) },
+    ...(ctx.config.verify.intervalSeconds > 0
+      ? [{ name: 'verify', intervalSeconds: ctx.config.verify.intervalSeconds, run: () => runVerify(ctx, 'schedule') }]
+      : []),
   ];
   let stopped = false;
   const timers = new Set<NodeJS.Timeout>();

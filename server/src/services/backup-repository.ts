@@ -62,8 +62,8 @@ function toRunDetail(row: RunRow): RunDetail {
  * restarted mid-run) is closed as failed, and a pending "back up now" request
  * is cleared.
  */
-export async function startRun(ctx: AppContext, clientId: string, request: StartRunRequest): Promise<{ runId: string }> {
-  return ctx.database.db.transaction(async (tx) => {
+export async function startRun(ctx: AppContext, clientId: string, request: StartRunRequest): Promise<{ runId: string; recheck: string[] }> {
+  const started = await ctx.database.db.transaction(async (tx) => {
     await tx
       .update(backupRuns)
       .set({ status: 'failed', finishedAt: sql`now()`, error: 'abandoned: the agent started a new run before finishing this one' })
@@ -76,6 +76,18 @@ export async function startRun(ctx: AppContext, clientId: string, request: Start
     await tx.update(clients).set({ runRequestedAt: null }).where(eq(clients.id, clientId));
     return { runId: run.id };
   });
+  // From the (few) damaged rows to this client's current versions, through the partial damage indexes.
+  const recheck = rowsOf<{ sha256: string }>(
+    await ctx.database.db.execute(sql`
+      with d as (
+        select sha256 from contents where damaged_at is not null
+        union select sha256 from chunks where damaged_at is not null)
+      select distinct encode(fv.content_sha256, 'hex') as sha256
+      from d join file_versions fv on fv.content_sha256 = d.sha256 and fv.valid_to is null
+      join client_paths cp on cp.id = fv.path_id and cp.client_id = ${clientId}
+      limit 10000`),
+  ).map((row) => row.sha256);
+  return { ...started, recheck };
 }
 
 /** The run when it belongs to `clientId`; NotFoundError otherwise (another client's run is not revealed). */

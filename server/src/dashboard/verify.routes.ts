@@ -1,0 +1,19 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { listDamage, listVerifyRuns, startVerifyRun } from '../storage/verify-job.ts';
+import { type DashboardDeps, redirectAfterPost, renderPage, requireAdmin } from './dashboard-context.ts';
+
+/** The verify job's page (admins): its runs, what is damaged now and what that affects, and "Verify now" (decision 132). */
+export const verifyRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
+  app.get('/verify', async (request, reply) => {
+    requireAdmin(request);
+    const [runs, damaged] = await Promise.all([listVerifyRuns(deps.ctx), listDamage(deps.ctx)]);
+    const config = deps.ctx.config.verify;
+    return renderPage(request, reply, deps, 'verify', { title: 'Verify', nav: 'verify', runs, damaged, config });
+  });
+
+  app.post('/verify', async (request, reply) => {
+    requireAdmin(request);
+    const started = await startVerifyRun(deps.ctx);
+    return redirectAfterPost(reply, `/verify?notice=${started ? 'verify-started' : 'verify-running'}`);
+  });
+};
