@@ -25,4 +25,5 @@ ALTER TABLE "packs" ADD COLUMN "verified_at" timestamp with time zone;--> statem
 ALTER TABLE "verify_findings" ADD CONSTRAINT "verify_findings_run_id_verify_runs_id_fk" FOREIGN KEY ("run_id") REFERENCES "public"."verify_runs"("id") ON DELETE cascade ON UPDATE no action;--> statement-breakpoint
 CREATE INDEX "verify_findings_run_idx" ON "verify_findings" USING btree ("run_id");--> statement-breakpoint
 CREATE INDEX "chunks_damaged_idx" ON "chunks" USING btree ("damaged_at") WHERE "chunks"."damaged_at" is not null;--> statement-breakpoint
+CREATE INDEX "chunks_v1_idx" ON "chunks" USING btree ("sha256") WHERE "chunks"."pack_id" is null;--> statement-breakpoint
 CREATE INDEX "contents_damaged_idx" ON "contents" USING btree ("damaged_at") WHERE "contents"."damaged_at" is not null;

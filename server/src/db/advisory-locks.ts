@@ -17,9 +17,16 @@ export const LOCK_KEYS = {
   alertEngine: 7_146_004,
   /** One verify run at a time across replicas. */
   verifyRun: 7_146_005,
+  /** One run moving v1 objects into packs at a time across replicas. */
+  v1Migration: 7_146_006,
 } as const;
 
-export type JobLockKey = typeof LOCK_KEYS.gcRun | typeof LOCK_KEYS.retentionSweep | typeof LOCK_KEYS.alertEngine | typeof LOCK_KEYS.verifyRun;
+export type JobLockKey =
+  | typeof LOCK_KEYS.gcRun
+  | typeof LOCK_KEYS.retentionSweep
+  | typeof LOCK_KEYS.alertEngine
+  | typeof LOCK_KEYS.verifyRun
+  | typeof LOCK_KEYS.v1Migration;
 
 export type TryLockResult<T> = { ran: true; value: T } | { ran: false };
 

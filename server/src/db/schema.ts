@@ -179,6 +179,8 @@ export const chunks = pgTable(
     index('chunks_pack_idx').on(t.packId),
     // Damage is rare: a partial index finds it without a scan (run start, the verify page).
     index('chunks_damaged_idx').on(t.damagedAt).where(sql`${t.damagedAt} is not null`),
+    // v1 objects left to move into packs (decision 133): empty once they are moved.
+    index('chunks_v1_idx').on(t.sha256).where(sql`${t.packId} is null`),
   ],
 );
 

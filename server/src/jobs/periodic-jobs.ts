@@ -3,6 +3,7 @@ import type { AppContext } from '../app-context.ts';
 import { timedJobRun } from '../metrics/process-metrics.ts';
 import { collectGarbage } from '../services/garbage-collector.ts';
 import { sweepRetention } from '../services/retention.service.ts';
+import { migrateV1Objects } from '../storage/v1-migration-job.ts';
 import { runVerify } from '../storage/verify-job.ts';
 
 export interface PeriodicJobs {
@@ -26,6 +27,8 @@ export function startPeriodicJobs(ctx: AppContext): PeriodicJobs {
   const specs: JobSpec[] = [
     { name: 'retention-sweep', intervalSeconds: ctx.config.retention.sweepIntervalSeconds, run: () => sweepRetention(ctx) },
     { name: 'gc', intervalSeconds: ctx.config.gc.intervalSeconds, run: () => collectGarbage(ctx) },
+    // Until no v1 object is left; then one indexed look per interval (decision 133).
+    { name: 'v1-to-packs', intervalSeconds: ctx.config.gc.intervalSeconds, run: () => migrateV1Objects(ctx) },
     { name: 'alerts', intervalSeconds: ctx.config.alerts.intervalSeconds, run: () => runAlertEngine(ctx) },
     ...(ctx.config.verify.intervalSeconds > 0
       ? [{ name: 'verify', intervalSeconds: ctx.config.verify.intervalSeconds, run: () => runVerify(ctx, 'schedule') }]
