@@ -5,7 +5,15 @@ import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '.
 import { listClients } from '../services/clients.service.ts';
 import { parseAlertEmailSetting, parseAlertWebhookSetting, setUserAlertEmail, setUserAlertWebhook, USER_ALERT_TYPES } from '../services/alert-recipients.service.ts';
 import { effectiveRetentionPolicy, type RetentionPolicy } from '../services/retention-policy.ts';
-import { previewClientPrune } from '../services/retention.service.ts';
+import { effectiveStoredRules, type StoredRetentionRules } from '../services/retention-rules.ts';
+import {
+  parseRetentionRules,
+  RESTORE_POINT_FIELDS,
+  retentionRulesInput,
+  retentionRulesInputFrom,
+  type RetentionRulesInput,
+} from '../services/retention-rules-form.ts';
+import { previewClientPrune, type PrunePreview } from '../services/retention.service.ts';
 import { API_TOKEN_DEFAULT_DAYS, API_TOKEN_MAX_DAYS, createApiToken, listApiTokens, parseApiTokenForm, revokeApiToken } from '../services/api-tokens.service.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
 import { listUserSessions, revokeSession } from '../services/sessions.service.ts';
@@ -39,6 +47,48 @@ interface PolicyInput {
   retentionDays: string;
 }
 
+/** The simulator's table rows, for one client or summed over a user's clients (views/_prune-preview.eta). */
+export interface PreviewView {
+  heading: string;
+  count: number;
+  bytes: number;
+  bytesComplete: boolean;
+  shown: { clientName: string; path: string; validFrom: string; validTo: string | null; size: number }[];
+  keptCount: number;
+  kept: { clientName: string; path: string; validFrom: string; validTo: string | null; reasons: string[]; expiresAt: string | null }[];
+  restorePoints: { clientName: string; runId: string; clientId: string; finishedAt: Date; keptBy: string[] }[];
+  overridden: string[];
+  held: string[];
+}
+
+export function emptyPreview(heading: string): PreviewView {
+  return { heading, count: 0, bytes: 0, bytesComplete: true, shown: [], keptCount: 0, kept: [], restorePoints: [], overridden: [], held: [] };
+}
+
+/** Adds one client's simulator answer to `view`, at most `shownLimit` rows of each table. */
+export function addToPreview(view: PreviewView, client: { id: string; name: string }, preview: PrunePreview, shownLimit: number): void {
+  view.count += preview.total;
+  view.keptCount += preview.keptTotal;
+  for (const version of preview.versions) {
+    view.bytes += version.size;
+    if (view.shown.length < shownLimit) view.shown.push({ clientName: client.name, ...version });
+  }
+  view.bytesComplete = view.count <= shownLimit;
+  for (const k of preview.kept) {
+    if (view.kept.length < shownLimit) view.kept.push({ clientName: client.name, path: k.path, validFrom: k.validFrom, validTo: k.validTo, reasons: k.reasons, expiresAt: k.expiresAt });
+  }
+  for (const point of preview.restorePoints) view.restorePoints.push({ clientName: client.name, clientId: client.id, ...point });
+}
+
+/** "keep 3 versions and 30 days, /dumps 3.1 2.15, last 5 daily 7": the rules a preview is for. */
+export function describeRules(policy: RetentionPolicy, rules: StoredRetentionRules): string {
+  const parts = [`keep ${policy.versions} version${policy.versions === 1 ? '' : 's'}${policy.days ? ` and ${policy.days} days` : ''}`];
+  for (const f of rules.folders) parts.push(`${f.folder} ${f.rules.map((r) => `${r.count}.${r.minAgeDays}`).join(' ')}`);
+  const points = RESTORE_POINT_FIELDS.filter(({ kind }) => rules.restorePoints[kind] > 0).map(({ kind }) => `${kind} ${rules.restorePoints[kind]}`);
+  if (points.length > 0) parts.push(`restore points: ${points.join(', ')}`);
+  return parts.join('; ');
+}
+
 /** Validates the policy fields; errors are keyed by field name. */
 export function parsePolicy(input: PolicyInput): { policy: RetentionPolicy | null; errors: FieldErrors } {
   const errors: FieldErrors = {};
@@ -54,8 +104,12 @@ export function parsePolicy(input: PolicyInput): { policy: RetentionPolicy | nul
   return Object.keys(errors).length > 0 ? { policy: null, errors } : { policy: { versions, days }, errors };
 }
 
-function policyInput(user: UserSummary): PolicyInput {
-  return { retentionVersions: String(user.retentionVersions), retentionDays: user.retentionDays === null ? '' : String(user.retentionDays) };
+function policyInput(user: UserSummary): PolicyInput & RetentionRulesInput {
+  return {
+    retentionVersions: String(user.retentionVersions),
+    retentionDays: user.retentionDays === null ? '' : String(user.retentionDays),
+    ...retentionRulesInput(user.retentionRules),
+  };
 }
 
 export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
@@ -78,7 +132,7 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     reply: FastifyReply,
     target: UserSummary,
     extra: {
-      policyForm?: PolicyInput;
+      policyForm?: PolicyInput & RetentionRulesInput;
       policyErrors?: FieldErrors;
       passwordError?: string;
       preview?: unknown;
@@ -108,6 +162,7 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
         clients,
         policyForm: extra.policyForm ?? policyInput(target),
         policyErrors: extra.policyErrors ?? {},
+        restorePointFields: RESTORE_POINT_FIELDS,
         passwordError: extra.passwordError ?? null,
         preview: extra.preview ?? null,
         error: extra.error ?? null,
@@ -136,26 +191,18 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     );
   }
 
-  /** What `policy` as this user's policy would prune now, client by client (clients with an override keep theirs). */
-  async function previewUserPolicy(target: UserSummary, policy: RetentionPolicy) {
+  /** What `policy` and `rules` as this user's would prune now, client by client (clients with an override keep theirs). */
+  async function previewUserPolicy(target: UserSummary, policy: RetentionPolicy, rules: StoredRetentionRules): Promise<PreviewView> {
     const now = deps.now();
     const owner = { retentionVersions: policy.versions, retentionDays: policy.days };
-    const shown: { clientName: string; path: string; validFrom: string; validTo: string | null; size: number }[] = [];
-    const overridden: string[] = [];
-    const held: string[] = [];
-    let count = 0;
-    let bytes = 0;
+    const view = emptyPreview(describeRules(policy, rules));
     for (const client of await listClients(db, { ownerId: target.id })) {
-      if (client.retentionVersions !== null) overridden.push(client.name);
-      if (await isPruningHeld(db, client.id)) held.push(client.name);
-      const preview = await previewClientPrune(ctx, client.id, { now, policy: effectiveRetentionPolicy(owner, client), limit: PREVIEW_SHOWN });
-      count += preview.total;
-      for (const version of preview.versions) {
-        bytes += version.size;
-        if (shown.length < PREVIEW_SHOWN) shown.push({ clientName: client.name, ...version });
-      }
+      if (client.retentionVersions !== null || client.retentionRules !== null) view.overridden.push(client.name);
+      if (await isPruningHeld(db, client.id)) view.held.push(client.name);
+      const clientRules = { base: effectiveRetentionPolicy(owner, client), ...effectiveStoredRules(rules, client.retentionRules) };
+      addToPreview(view, client, await previewClientPrune(ctx, client.id, { now, rules: clientRules, limit: PREVIEW_SHOWN }), PREVIEW_SHOWN);
     }
-    return { policy, count, bytes, bytesComplete: count <= PREVIEW_SHOWN, shown, overridden, held };
+    return view;
   }
 
   app.get('/users', async (request, reply) => {
@@ -253,13 +300,18 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
   app.post<{ Params: { id: string } }>('/users/:id/policy', async (request, reply) => {
     const admin = requireAdmin(request);
     const target = await loadUser(request.params.id);
-    const form = { retentionVersions: field(request.body, 'retentionVersions'), retentionDays: field(request.body, 'retentionDays') };
+    const form = {
+      retentionVersions: field(request.body, 'retentionVersions'),
+      retentionDays: field(request.body, 'retentionDays'),
+      ...retentionRulesInputFrom((name) => field(request.body, name)),
+    };
     const { policy, errors } = parsePolicy(form);
-    if (!policy) return renderUser(request, reply, target, { policyForm: form, policyErrors: errors }, 400);
+    const parsedRules = parseRetentionRules(form);
+    if (!policy || !parsedRules.rules) return renderUser(request, reply, target, { policyForm: form, policyErrors: { ...errors, ...parsedRules.errors } }, 400);
     if (field(request.body, 'action') === 'preview') {
-      return renderUser(request, reply, target, { policyForm: form, preview: await previewUserPolicy(target, policy) });
+      return renderUser(request, reply, target, { policyForm: form, preview: await previewUserPolicy(target, policy, parsedRules.rules) });
     }
-    await setUserRetention(ctx, target.id, policy, actorOf(admin));
+    await setUserRetention(ctx, target.id, { ...policy, rules: parsedRules.rules }, actorOf(admin));
     return redirectAfterPost(reply, `/users/${target.id}?notice=policy-saved`);
   });
 
