@@ -42,7 +42,7 @@ describe.each(testDatabaseKinds())('retention rules on the dashboard (%s)', (kin
     const preview = await admin.post(`/users/${owner.id}/policy`, form);
     expect(preview.status).toBe(200);
     // /etc/app.conf: 3 old versions pruned; /dumps/db.sql: 2 kept by the folder rule (current and one more), 2 pruned.
-    expect(preview.body).toMatch(/<strong>5<\/strong> old versions[^<]*would be pruned now; <strong>1<\/strong> old version stay/);
+    expect(preview.body).toMatch(/<strong>5<\/strong> old versions[^<]*would be pruned now; <strong>1<\/strong> old version stays/);
     expect(preview.body).toContain('Restore points kept');
     expect(preview.body).toMatch(/<td class="small">last<\/td>/);
     expect(preview.body).toContain('no fixed date');
