@@ -27,7 +27,7 @@ import { effectiveRetentionPolicy } from '../services/retention-policy.ts';
 import { effectiveStoredRules, NO_STORED_RULES, type StoredRetentionRules } from '../services/retention-rules.ts';
 import { parseRetentionRules, RESTORE_POINT_FIELDS, retentionRulesInput, retentionRulesInputFrom, type RetentionRulesInput } from '../services/retention-rules-form.ts';
 import { previewClientPrune } from '../services/retention.service.ts';
-import { addToPreview, describeRules, emptyPreview, type PreviewView } from './users.routes.ts';
+import { addToPreview, describeRules, emptyPreview, type PreviewView } from './prune-preview.ts';
 import {
   type ClientConfigInput,
   configFormValues,

@@ -13,7 +13,7 @@ import {
   retentionRulesInputFrom,
   type RetentionRulesInput,
 } from '../services/retention-rules-form.ts';
-import { previewClientPrune, type PrunePreview } from '../services/retention.service.ts';
+import { previewClientPrune } from '../services/retention.service.ts';
 import { API_TOKEN_DEFAULT_DAYS, API_TOKEN_MAX_DAYS, createApiToken, listApiTokens, parseApiTokenForm, revokeApiToken } from '../services/api-tokens.service.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
 import { listUserSessions, revokeSession } from '../services/sessions.service.ts';
@@ -30,6 +30,7 @@ import {
   type UserSummary,
 } from '../services/users.service.ts';
 import type { FieldErrors } from './client-config-form.ts';
+import { addToPreview, describeRules, emptyPreview, type PreviewView } from './prune-preview.ts';
 import { actorOf, type DashboardDeps, field, redirectAfterPost, renderPage, requireAdmin, viewer } from './dashboard-context.ts';
 import { isUuid, type Viewer } from './dashboard.repository.ts';
 
@@ -45,48 +46,6 @@ const USERNAME = /^[A-Za-z0-9._@-]{1,64}$/;
 interface PolicyInput {
   retentionVersions: string;
   retentionDays: string;
-}
-
-/** The simulator's table rows, for one client or summed over a user's clients (views/_prune-preview.eta). */
-export interface PreviewView {
-  heading: string;
-  count: number;
-  bytes: number;
-  bytesComplete: boolean;
-  shown: { clientName: string; path: string; validFrom: string; validTo: string | null; size: number }[];
-  keptCount: number;
-  kept: { clientName: string; path: string; validFrom: string; validTo: string | null; reasons: string[]; expiresAt: string | null }[];
-  restorePoints: { clientName: string; runId: string; clientId: string; finishedAt: Date; keptBy: string[] }[];
-  overridden: string[];
-  held: string[];
-}
-
-export function emptyPreview(heading: string): PreviewView {
-  return { heading, count: 0, bytes: 0, bytesComplete: true, shown: [], keptCount: 0, kept: [], restorePoints: [], overridden: [], held: [] };
-}
-
-/** Adds one client's simulator answer to `view`, at most `shownLimit` rows of each table. */
-export function addToPreview(view: PreviewView, client: { id: string; name: string }, preview: PrunePreview, shownLimit: number): void {
-  view.count += preview.total;
-  view.keptCount += preview.keptTotal;
-  for (const version of preview.versions) {
-    view.bytes += version.size;
-    if (view.shown.length < shownLimit) view.shown.push({ clientName: client.name, ...version });
-  }
-  view.bytesComplete = view.count <= shownLimit;
-  for (const k of preview.kept) {
-    if (view.kept.length < shownLimit) view.kept.push({ clientName: client.name, path: k.path, validFrom: k.validFrom, validTo: k.validTo, reasons: k.reasons, expiresAt: k.expiresAt });
-  }
-  for (const point of preview.restorePoints) view.restorePoints.push({ clientName: client.name, clientId: client.id, ...point });
-}
-
-/** "keep 3 versions and 30 days, /dumps 3.1 2.15, last 5 daily 7": the rules a preview is for. */
-export function describeRules(policy: RetentionPolicy, rules: StoredRetentionRules): string {
-  const parts = [`keep ${policy.versions} version${policy.versions === 1 ? '' : 's'}${policy.days ? ` and ${policy.days} days` : ''}`];
-  for (const f of rules.folders) parts.push(`${f.folder} ${f.rules.map((r) => `${r.count}.${r.minAgeDays}`).join(' ')}`);
-  const points = RESTORE_POINT_FIELDS.filter(({ kind }) => rules.restorePoints[kind] > 0).map(({ kind }) => `${kind} ${rules.restorePoints[kind]}`);
-  if (points.length > 0) parts.push(`restore points: ${points.join(', ')}`);
-  return parts.join('; ');
 }
 
 /** Validates the policy fields; errors are keyed by field name. */
