@@ -219,14 +219,18 @@ export async function previewClientPrune(
 }
 
 /**
- * How many of the client's paths had a version current at `at` that pruning
- * has since deleted: what the tree as of `at` lacks (decision 211).
+ * How many of the client's paths (under `prefix`, a canonical folder; `/`:
+ * all) had a version current at `at` that pruning has since deleted: what
+ * the tree as of `at` lacks (decision 211).
  */
-export async function prunedPathsAsOf(db: Db, clientId: string, at: Date): Promise<number> {
+export async function prunedPathsAsOf(db: Db, clientId: string, at: Date, prefix = '/'): Promise<number> {
+  const under = prefix === '/' ? sql`true` : sql`(${clientPaths.path} = ${prefix} or starts_with(${clientPaths.path}, ${prefix + '/'}))`;
   const [row] = rowsOf<{ n: number }>(
     await db.execute(sql`
       select count(distinct ${prunedVersionSpans.pathId})::int as n from ${prunedVersionSpans}
-      where ${prunedVersionSpans.clientId} = ${clientId} and ${prunedVersionSpans.validFrom} <= ${at.toISOString()} and ${prunedVersionSpans.validTo} > ${at.toISOString()}`),
+      join ${clientPaths} on ${clientPaths.id} = ${prunedVersionSpans.pathId}
+      where ${prunedVersionSpans.clientId} = ${clientId} and ${prunedVersionSpans.validFrom} <= ${at.toISOString()}
+        and ${prunedVersionSpans.validTo} > ${at.toISOString()} and ${under}`),
   );
   return row?.n ?? 0;
 }

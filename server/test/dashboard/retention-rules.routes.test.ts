@@ -99,5 +99,7 @@ describe.each(testDatabaseKinds())('retention rules on the dashboard (%s)', (kin
     const earlier = await owner.browser.get(`/clients/${agent.clientId}/files?asOf=${encodeURIComponent(secondRun.toISOString())}`);
     expect(earlier.status).toBe(200);
     expect(earlier.body).toContain("the tree may be incomplete: <strong>2</strong> files' versions from then were pruned.");
+    const folder = await owner.browser.get(`/clients/${agent.clientId}/files?path=%2Fdumps&asOf=${encodeURIComponent(secondRun.toISOString())}`);
+    expect(folder.body).toContain("the tree may be incomplete: <strong>1</strong> file's version from then was pruned in this folder.");
   });
 });

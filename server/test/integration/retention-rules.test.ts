@@ -129,7 +129,10 @@ describe.each(testDatabaseKinds())('retention rules through the server (%s)', (k
     expect(ages).toEqual([0, 1, 2, 15]);
     expect(await agent.versions('/home/notes')).toHaveLength(1);
     // Five days ago both files had a version that is gone now.
-    expect(await prunedPathsAsOf(h.ctx.database.db, agent.clientId, new Date(Date.now() - 5 * DAY_MS))).toBe(2);
+    const fiveDaysAgo = new Date(Date.now() - 5 * DAY_MS);
+    expect(await prunedPathsAsOf(h.ctx.database.db, agent.clientId, fiveDaysAgo)).toBe(2);
+    expect(await prunedPathsAsOf(h.ctx.database.db, agent.clientId, fiveDaysAgo, '/dumps')).toBe(1);
+    expect(await prunedPathsAsOf(h.ctx.database.db, agent.clientId, fiveDaysAgo, '/dump')).toBe(0);
   });
 
   it('simulates before saving: what would be pruned, what stays and until when, which runs are restore points', async () => {
