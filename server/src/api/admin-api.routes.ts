@@ -20,6 +20,8 @@ import { authenticateApiToken, type ApiTokenIdentity } from '../services/api-tok
 import { listRuns, listTreeAsOf } from '../services/backup-repository.ts';
 import { findClient, listClients, requestRun, updateClientSettings, type ClientSummary } from '../services/clients.service.ts';
 import { findUser, listUsers, type Actor, type UserSummary } from '../services/users.service.ts';
+import type { StoredRetentionRules } from '../services/retention-rules.ts';
+import { parseRetentionRules, RESTORE_POINT_FIELDS, retentionRulesInput } from '../services/retention-rules-form.ts';
 import { listDamage, listVerifyRuns, startVerifyRun } from '../storage/verify-job.ts';
 import {
   ALERT_STATES,
@@ -86,13 +88,28 @@ function clientJson(client: ClientSummary): AdminClient {
     runRequestedAt: iso(client.runRequestedAt),
     backupIntervalSeconds: client.backupIntervalSeconds,
     retention: { versions: client.retentionVersions, days: client.retentionDays },
+    retentionRules: client.retentionRules,
     createdAt: client.createdAt.toISOString(),
   };
 }
 
 function userJson(user: UserSummary) {
-  const { id, username, isAdmin, disabled, retentionVersions, retentionDays, createdAt } = user;
-  return { id, username, isAdmin, disabled, retentionVersions, retentionDays, createdAt: createdAt.toISOString() };
+  const { id, username, isAdmin, disabled, retentionVersions, retentionDays, retentionRules, createdAt } = user;
+  return { id, username, isAdmin, disabled, retentionVersions, retentionDays, retentionRules, createdAt: createdAt.toISOString() };
+}
+
+/** The API's retention rules checked by the dashboard form's parser, its errors under the API's field names. */
+function parseApiRetentionRules(rules: StoredRetentionRules): { rules: StoredRetentionRules | null; errors: Record<string, string> } {
+  const input = retentionRulesInput(rules);
+  // A 0 shows as empty in the form; the API's 0 is the same "none".
+  const parsed = parseRetentionRules(input);
+  const errors = Object.fromEntries(
+    Object.entries(parsed.errors).map(([name, message]) => {
+      const point = RESTORE_POINT_FIELDS.find((f) => f.field === name);
+      return [point ? `retentionRules.restorePoints.${point.kind}` : 'retentionRules.folders', message];
+    }),
+  );
+  return { rules: parsed.rules, errors };
 }
 
 /** The form's field names as the API's. */
@@ -190,12 +207,22 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
     async (request) => {
       const client = await visibleClient(request, request.params.id);
       const result = validateClientConfig(asFormInput(configFormValues(client), request.body));
-      if (!result.ok) {
-        const fields = Object.fromEntries(Object.entries(result.errors).map(([name, message]) => [API_FIELD[name] ?? name, message ?? 'invalid']));
-        throw new BadRequestError(Object.entries(fields).map(([name, message]) => `${name}: ${message}`).join('; '), { fields });
+      const rulesChange = request.body.retentionRules;
+      const parsedRules = rulesChange === undefined || rulesChange === null ? { rules: rulesChange ?? null, errors: {} } : parseApiRetentionRules(rulesChange);
+      const apiErrors = {
+        ...(result.ok ? {} : Object.fromEntries(Object.entries(result.errors).map(([name, message]) => [API_FIELD[name] ?? name, message ?? 'invalid']))),
+        ...parsedRules.errors,
+      };
+      if (!result.ok || Object.keys(apiErrors).length > 0) {
+        throw new BadRequestError(Object.entries(apiErrors).map(([name, message]) => `${name}: ${message}`).join('; '), { fields: apiErrors });
       }
       const { retentionVersions, retentionDays, ...settings } = result.values;
-      await updateClientSettings(ctx, client.id, { ...settings, retention: { versions: retentionVersions, days: retentionDays } }, actorOf(request));
+      await updateClientSettings(
+        ctx,
+        client.id,
+        { ...settings, retention: { versions: retentionVersions, days: retentionDays }, ...(rulesChange !== undefined && { retentionRules: parsedRules.rules }) },
+        actorOf(request),
+      );
       const updated = (await findClient(db, client.id))!;
       return { ...clientJson(updated), monitoredPaths: updated.monitoredPaths, excludes: updated.excludes, preCommands: updated.preCommands };
     },

@@ -26,6 +26,28 @@ export const Retention = Type.Object({
   days: Nullable(Type.Integer()),
 });
 
+const Count = Type.Integer({ minimum: 0 });
+/** Folder rules and restore-point counts (decision 210); checked by the dashboard form's rules, with its messages. */
+export const RetentionRules = Type.Object(
+  {
+    folders: Type.Array(
+      Type.Object(
+        {
+          folder: Line(4096),
+          rules: Type.Array(Type.Object({ count: Type.Integer(), minAgeDays: Type.Integer() }, { additionalProperties: false }), { maxItems: 10 }),
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: 100 },
+    ),
+    restorePoints: Type.Object(
+      { last: Count, hourly: Count, daily: Count, weekly: Count, monthly: Count, yearly: Count },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const AdminClient = Type.Object({
   id: Uuid,
   name: Type.String(),
@@ -39,6 +61,8 @@ export const AdminClient = Type.Object({
   runRequestedAt: Nullable(IsoTime),
   backupIntervalSeconds: Type.Integer(),
   retention: Retention,
+  /** null: the owner's folder rules and restore points apply. */
+  retentionRules: Nullable(RetentionRules),
   createdAt: IsoTime,
 });
 export type AdminClient = Static<typeof AdminClient>;
@@ -66,6 +90,8 @@ export const ClientConfigUpdate = Type.Object(
     backupIntervalSeconds: Type.Optional(Type.Integer()),
     /** null: use the owner's policy; an object: this client's own (days null = no age limit). */
     retention: Type.Optional(Nullable(Type.Object({ versions: Type.Integer(), days: Nullable(Type.Integer()) }, { additionalProperties: false }))),
+    /** null: use the owner's folder rules and restore points; an object: this client's own. */
+    retentionRules: Type.Optional(Nullable(RetentionRules)),
   },
   { additionalProperties: false },
 );
@@ -86,6 +112,7 @@ export const AdminUser = Type.Object({
   disabled: Type.Boolean(),
   retentionVersions: Type.Integer(),
   retentionDays: Nullable(Type.Integer()),
+  retentionRules: RetentionRules,
   createdAt: IsoTime,
 });
 export const UserList = Type.Object({ users: Type.Array(AdminUser) });

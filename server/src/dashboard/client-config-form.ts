@@ -208,16 +208,7 @@ export function validateClientConfig(
 
   const schedule = validateScheduleFields(input, interval ?? 3600, errors);
 
-  let retentionVersions: number | null = null;
-  let retentionDays: number | null = null;
-  if (input.retentionOverride === 'on') {
-    const versions = optionalInteger(input.retentionVersions, 1, 100_000);
-    if (versions === null || versions === 'invalid') errors.retentionVersions = 'a whole number from 1 to 100000';
-    else retentionVersions = versions;
-    const days = optionalInteger(input.retentionDays, 1, 36_500);
-    if (days === 'invalid') errors.retentionDays = 'empty (no age limit) or a whole number of days from 1 to 36500';
-    else retentionDays = days;
-  }
+  const { retentionVersions, retentionDays } = parseRetentionOverride(input, errors);
 
   if (Object.keys(errors).length > 0) return { ok: false, errors };
   return {
@@ -232,4 +223,25 @@ export function validateClientConfig(
       retentionDays,
     },
   };
+}
+
+/**
+ * The client's base-policy override (versions, days) from its form fields:
+ * both null without `retentionOverride`; adds messages to `errors`.
+ */
+export function parseRetentionOverride(
+  input: Pick<ClientConfigInput, 'retentionOverride' | 'retentionVersions' | 'retentionDays'>,
+  errors: FieldErrors,
+): { retentionVersions: number | null; retentionDays: number | null } {
+  let retentionVersions: number | null = null;
+  let retentionDays: number | null = null;
+  if (input.retentionOverride === 'on') {
+    const versions = optionalInteger(input.retentionVersions, 1, 100_000);
+    if (versions === null || versions === 'invalid') errors.retentionVersions = 'a whole number from 1 to 100000';
+    else retentionVersions = versions;
+    const days = optionalInteger(input.retentionDays, 1, 36_500);
+    if (days === 'invalid') errors.retentionDays = 'empty (no age limit) or a whole number of days from 1 to 36500';
+    else retentionDays = days;
+  }
+  return { retentionVersions, retentionDays };
 }

@@ -23,11 +23,17 @@ import {
   updateClientSettings,
 } from '../services/clients.service.ts';
 import { findUser, listUsers } from '../services/users.service.ts';
+import { effectiveRetentionPolicy } from '../services/retention-policy.ts';
+import { effectiveStoredRules, NO_STORED_RULES, type StoredRetentionRules } from '../services/retention-rules.ts';
+import { parseRetentionRules, RESTORE_POINT_FIELDS, retentionRulesInput, retentionRulesInputFrom, type RetentionRulesInput } from '../services/retention-rules-form.ts';
+import { previewClientPrune } from '../services/retention.service.ts';
+import { addToPreview, describeRules, emptyPreview, type PreviewView } from './prune-preview.ts';
 import {
   type ClientConfigInput,
   configFormValues,
   DEFAULT_PRE_COMMAND_TIMEOUT_SECONDS,
   type FieldErrors,
+  parseRetentionOverride,
   validateClientConfig,
 } from './client-config-form.ts';
 import { classifyClientHealth, HEALTH_STATES, scheduleFacts } from './client-health.ts';
@@ -39,6 +45,30 @@ import { clientsWithHealth } from './overview.routes.ts';
 const TIME_ZONES: readonly string[] = ['UTC', ...Intl.supportedValuesOf('timeZone').filter((zone) => zone !== 'UTC')];
 const LOG_LEVELS: LogLevelFilter[] = ['debug', 'info', 'warn', 'error'];
 const LOG_PAGE_SIZE = 200;
+const PREVIEW_SHOWN = 200;
+
+/** The client page's retention card (views/_client-retention.eta): the base override, then folder and restore-point rules. */
+type RetentionFormInput = { retentionOverride: string; retentionVersions: string; retentionDays: string; rulesOverride: string } & RetentionRulesInput;
+
+interface RetentionCard {
+  values: RetentionFormInput;
+  errors: FieldErrors;
+  preview: PreviewView | null;
+}
+
+function retentionFormValues(
+  client: { retentionVersions: number | null; retentionDays: number | null; retentionRules: StoredRetentionRules | null },
+  ownerRules: StoredRetentionRules,
+): RetentionFormInput {
+  return {
+    retentionOverride: client.retentionVersions === null ? '' : 'on',
+    retentionVersions: client.retentionVersions === null ? '' : String(client.retentionVersions),
+    retentionDays: client.retentionDays === null ? '' : String(client.retentionDays),
+    rulesOverride: client.retentionRules === null ? '' : 'on',
+    // Without an override the owner's rules are shown, as the starting point of one.
+    ...retentionRulesInput(client.retentionRules ?? ownerRules),
+  };
+}
 
 export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
   const { repo, ctx } = deps;
@@ -69,11 +99,13 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     status = 200,
     alertForm: { values: AlertSettingsInput; errors: Record<string, string> } | null = null,
     moveError: string | null = null,
+    retentionCard: RetentionCard | null = null,
   ) {
     const client = await repo.getClient(user, clientId);
     const [listed] = await repo.listClientSummaries(user, { clientId: client.id });
     const summary = listed ? { ...listed, ...scheduleFacts(listed, deps.now()) } : undefined;
     const defaults = await loadAlertDefaults(db);
+    const owner = await findUser(db, client.ownerId);
     return renderPage(
       request,
       reply,
@@ -86,7 +118,9 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
         client,
         summary,
         health: summary ? classifyClientHealth(summary, deps.now()) : 'ok',
-        owner: await findUser(db, client.ownerId),
+        owner,
+        retention: retentionCard ?? { values: retentionFormValues(client, owner?.retentionRules ?? NO_STORED_RULES), errors: {}, preview: null },
+        restorePointFields: RESTORE_POINT_FIELDS,
         owners: user.isAdmin ? await listUsers(db) : [],
         moveError,
         runs: await listRuns(db, client.id, { limit: 20 }),
@@ -155,15 +189,48 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
       timeZone: field(request.body, 'timeZone'),
       windowStart: field(request.body, 'windowStart'),
       windowEnd: field(request.body, 'windowEnd'),
-      retentionOverride: field(request.body, 'retentionOverride'),
-      retentionVersions: field(request.body, 'retentionVersions'),
-      retentionDays: field(request.body, 'retentionDays'),
     };
     const result = validateClientConfig(input);
     if (!result.ok) return renderClientPage(request, reply, user, client.id, { values: input, errors: result.errors }, 400);
-    const { retentionVersions, retentionDays, ...settings } = result.values;
-    await updateClientSettings(ctx, client.id, { ...settings, retention: { versions: retentionVersions, days: retentionDays } }, actorOf(user));
+    // Retention has its own card and route (below); this form leaves it as it is.
+    const { retentionVersions: _versions, retentionDays: _days, ...settings } = result.values;
+    await updateClientSettings(ctx, client.id, settings, actorOf(user));
     return redirectAfterPost(reply, `/clients/${client.id}?notice=saved`);
+  });
+
+  // The client's retention override, and its prune simulator (action=preview): nothing is saved or pruned by a preview.
+  app.post<{ Params: { id: string } }>('/clients/:id/retention', async (request, reply) => {
+    const user = viewer(request);
+    const client = await repo.getClient(user, request.params.id);
+    const values: RetentionFormInput = {
+      retentionOverride: field(request.body, 'retentionOverride'),
+      retentionVersions: field(request.body, 'retentionVersions'),
+      retentionDays: field(request.body, 'retentionDays'),
+      rulesOverride: field(request.body, 'rulesOverride'),
+      ...retentionRulesInputFrom((name) => field(request.body, name)),
+    };
+    const errors: FieldErrors = {};
+    const base = parseRetentionOverride(values, errors);
+    const parsedRules = values.rulesOverride === 'on' ? parseRetentionRules(values) : { rules: null, errors: {} };
+    Object.assign(errors, parsedRules.errors);
+    if (Object.keys(errors).length > 0) return renderClientPage(request, reply, user, client.id, null, 400, null, null, { values, errors, preview: null });
+    const rulesOverride = values.rulesOverride === 'on' ? parsedRules.rules : null;
+    if (field(request.body, 'action') === 'preview') {
+      const owner = await findUser(db, client.ownerId);
+      if (!owner) throw new BadRequestError('the client has no owner');
+      const policy = effectiveRetentionPolicy(owner, { retentionVersions: base.retentionVersions, retentionDays: base.retentionDays });
+      const stored = effectiveStoredRules(owner.retentionRules, rulesOverride);
+      const view = emptyPreview(describeRules(policy, stored));
+      addToPreview(view, client, await previewClientPrune(ctx, client.id, { now: deps.now(), rules: { base: policy, ...stored }, limit: PREVIEW_SHOWN }), PREVIEW_SHOWN);
+      return renderClientPage(request, reply, user, client.id, null, 200, null, null, { values, errors: {}, preview: view });
+    }
+    await updateClientSettings(
+      ctx,
+      client.id,
+      { retention: { versions: base.retentionVersions, days: base.retentionDays }, retentionRules: rulesOverride },
+      actorOf(user),
+    );
+    return redirectAfterPost(reply, `/clients/${client.id}?notice=retention-saved#retention`);
   });
 
   app.post<{ Params: { id: string } }>('/clients/:id/alerts', async (request, reply) => {

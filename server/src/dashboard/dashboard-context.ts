@@ -84,6 +84,7 @@ const NOTICES: Record<string, string> = {
   'user-deleted': 'User deleted, with their clients and backups.',
   'client-moved': 'Client moved to its new owner.',
   'policy-saved': 'Retention policy saved.',
+  'retention-saved': 'Retention saved.',
   'alert-email-saved': 'Alert email saved.',
   'alert-webhook-saved': 'Alert webhook saved.',
   'logged-out': 'You are signed out.',

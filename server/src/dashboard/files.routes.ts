@@ -5,6 +5,7 @@ import { FilePath, PathPrefix, displayPath } from '@cairn/shared';
 import { BadRequestError, NotFoundError } from '../errors.ts';
 import { listPathVersions, listRuns, listTreeAsOf } from '../services/backup-repository.ts';
 import { openContentForUser } from '../services/content-store.service.ts';
+import { clientRestorePoints, clientRetentionRules, prunedPathsAsOf } from '../services/retention.service.ts';
 import { type DashboardDeps, renderPage, viewer } from './dashboard-context.ts';
 import { createTarGzStream, type TreeEntry } from './tar-export.ts';
 
@@ -54,6 +55,8 @@ function attachment(filename: string): string {
   return `attachment; filename="${fallback}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
 }
 
+const RESTORE_POINTS_SHOWN = 60;
+
 export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
   const { repo, ctx } = deps;
 
@@ -77,6 +80,11 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const after = request.query.after;
     const listing = await repo.listDirectory(client.id, dir, asOf, { limit: FILE_LIMIT, after });
     const runs = (await listRuns(ctx.database.db, client.id, { limit: 30 })).filter((run) => run.finishedAt !== null);
+    const rules = await clientRetentionRules(ctx.database.db, client.id);
+    const restorePoints = await clientRestorePoints(ctx.database.db, client.id, rules.restorePoints, deps.now());
+    // A tree as of a time that is no kept restore point may lack versions pruning took since (decision 211).
+    const isRestorePoint = restorePoints.some((point) => point.finishedAt.getTime() === asOf.getTime());
+    const incomplete = explicit && !isRestorePoint ? { prunedFiles: await prunedPathsAsOf(ctx.database.db, client.id, asOf, dir) } : null;
     return renderPage(request, reply, deps, 'client-files', {
       title: `${client.name}: files`,
       nav: 'clients',
@@ -92,6 +100,10 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       listing,
       after: after ?? null,
       runs,
+      restorePoints: restorePoints.slice(0, RESTORE_POINTS_SHOWN),
+      restorePointsTotal: restorePoints.length,
+      isRestorePoint,
+      incomplete,
     });
   });
 

@@ -5,6 +5,14 @@ import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '.
 import { listClients } from '../services/clients.service.ts';
 import { parseAlertEmailSetting, parseAlertWebhookSetting, setUserAlertEmail, setUserAlertWebhook, USER_ALERT_TYPES } from '../services/alert-recipients.service.ts';
 import { effectiveRetentionPolicy, type RetentionPolicy } from '../services/retention-policy.ts';
+import { effectiveStoredRules, type StoredRetentionRules } from '../services/retention-rules.ts';
+import {
+  parseRetentionRules,
+  RESTORE_POINT_FIELDS,
+  retentionRulesInput,
+  retentionRulesInputFrom,
+  type RetentionRulesInput,
+} from '../services/retention-rules-form.ts';
 import { previewClientPrune } from '../services/retention.service.ts';
 import { API_TOKEN_DEFAULT_DAYS, API_TOKEN_MAX_DAYS, createApiToken, listApiTokens, parseApiTokenForm, revokeApiToken } from '../services/api-tokens.service.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
@@ -22,6 +30,7 @@ import {
   type UserSummary,
 } from '../services/users.service.ts';
 import type { FieldErrors } from './client-config-form.ts';
+import { addToPreview, describeRules, emptyPreview, type PreviewView } from './prune-preview.ts';
 import { actorOf, type DashboardDeps, field, redirectAfterPost, renderPage, requireAdmin, viewer } from './dashboard-context.ts';
 import { isUuid, type Viewer } from './dashboard.repository.ts';
 
@@ -54,8 +63,12 @@ export function parsePolicy(input: PolicyInput): { policy: RetentionPolicy | nul
   return Object.keys(errors).length > 0 ? { policy: null, errors } : { policy: { versions, days }, errors };
 }
 
-function policyInput(user: UserSummary): PolicyInput {
-  return { retentionVersions: String(user.retentionVersions), retentionDays: user.retentionDays === null ? '' : String(user.retentionDays) };
+function policyInput(user: UserSummary): PolicyInput & RetentionRulesInput {
+  return {
+    retentionVersions: String(user.retentionVersions),
+    retentionDays: user.retentionDays === null ? '' : String(user.retentionDays),
+    ...retentionRulesInput(user.retentionRules),
+  };
 }
 
 export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
@@ -78,7 +91,7 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     reply: FastifyReply,
     target: UserSummary,
     extra: {
-      policyForm?: PolicyInput;
+      policyForm?: PolicyInput & RetentionRulesInput;
       policyErrors?: FieldErrors;
       passwordError?: string;
       preview?: unknown;
@@ -108,6 +121,7 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
         clients,
         policyForm: extra.policyForm ?? policyInput(target),
         policyErrors: extra.policyErrors ?? {},
+        restorePointFields: RESTORE_POINT_FIELDS,
         passwordError: extra.passwordError ?? null,
         preview: extra.preview ?? null,
         error: extra.error ?? null,
@@ -136,26 +150,18 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     );
   }
 
-  /** What `policy` as this user's policy would prune now, client by client (clients with an override keep theirs). */
-  async function previewUserPolicy(target: UserSummary, policy: RetentionPolicy) {
+  /** What `policy` and `rules` as this user's would prune now, client by client (clients with an override keep theirs). */
+  async function previewUserPolicy(target: UserSummary, policy: RetentionPolicy, rules: StoredRetentionRules): Promise<PreviewView> {
     const now = deps.now();
     const owner = { retentionVersions: policy.versions, retentionDays: policy.days };
-    const shown: { clientName: string; path: string; validFrom: string; validTo: string | null; size: number }[] = [];
-    const overridden: string[] = [];
-    const held: string[] = [];
-    let count = 0;
-    let bytes = 0;
+    const view = emptyPreview(describeRules(policy, rules));
     for (const client of await listClients(db, { ownerId: target.id })) {
-      if (client.retentionVersions !== null) overridden.push(client.name);
-      if (await isPruningHeld(db, client.id)) held.push(client.name);
-      const preview = await previewClientPrune(ctx, client.id, { now, policy: effectiveRetentionPolicy(owner, client), limit: PREVIEW_SHOWN });
-      count += preview.total;
-      for (const version of preview.versions) {
-        bytes += version.size;
-        if (shown.length < PREVIEW_SHOWN) shown.push({ clientName: client.name, ...version });
-      }
+      if (client.retentionVersions !== null || client.retentionRules !== null) view.overridden.push(client.name);
+      if (await isPruningHeld(db, client.id)) view.held.push(client.name);
+      const clientRules = { base: effectiveRetentionPolicy(owner, client), ...effectiveStoredRules(rules, client.retentionRules) };
+      addToPreview(view, client, await previewClientPrune(ctx, client.id, { now, rules: clientRules, limit: PREVIEW_SHOWN }), PREVIEW_SHOWN);
     }
-    return { policy, count, bytes, bytesComplete: count <= PREVIEW_SHOWN, shown, overridden, held };
+    return view;
   }
 
   app.get('/users', async (request, reply) => {
@@ -253,13 +259,18 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
   app.post<{ Params: { id: string } }>('/users/:id/policy', async (request, reply) => {
     const admin = requireAdmin(request);
     const target = await loadUser(request.params.id);
-    const form = { retentionVersions: field(request.body, 'retentionVersions'), retentionDays: field(request.body, 'retentionDays') };
+    const form = {
+      retentionVersions: field(request.body, 'retentionVersions'),
+      retentionDays: field(request.body, 'retentionDays'),
+      ...retentionRulesInputFrom((name) => field(request.body, name)),
+    };
     const { policy, errors } = parsePolicy(form);
-    if (!policy) return renderUser(request, reply, target, { policyForm: form, policyErrors: errors }, 400);
+    const parsedRules = parseRetentionRules(form);
+    if (!policy || !parsedRules.rules) return renderUser(request, reply, target, { policyForm: form, policyErrors: { ...errors, ...parsedRules.errors } }, 400);
     if (field(request.body, 'action') === 'preview') {
-      return renderUser(request, reply, target, { policyForm: form, preview: await previewUserPolicy(target, policy) });
+      return renderUser(request, reply, target, { policyForm: form, preview: await previewUserPolicy(target, policy, parsedRules.rules) });
     }
-    await setUserRetention(ctx, target.id, policy, actorOf(admin));
+    await setUserRetention(ctx, target.id, { ...policy, rules: parsedRules.rules }, actorOf(admin));
     return redirectAfterPost(reply, `/users/${target.id}?notice=policy-saved`);
   });
 

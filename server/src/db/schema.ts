@@ -26,6 +26,7 @@ import {
 import type { FileKind, PreCommand, PreCommandResult } from '@cairn/shared';
 import type { AlertSeverity, AlertType } from '../alerts/alert-event.ts';
 import type { AlertSettingsOverride } from '../alerts/alert-settings.ts';
+import type { StoredRetentionRules } from '../services/retention-rules.ts';
 
 /**
  * A SHA-256 stored as its 32 bytes (bytea), read and written as 64 lower-case
@@ -57,6 +58,12 @@ export const users = pgTable('users', {
   alertEmailTypes: jsonb('alert_email_types').$type<AlertType[]>().notNull().default(sql`'[]'::jsonb`),
   ...userAlertWebhookColumns(),
   createdAt: createdAt(),
+  // ---- retention rules (issue 14, decision 210) ----
+  /** Folder rules and restore-point keep counts, beside retentionVersions/Days (services/retention-rules.ts). */
+  retentionRules: jsonb('retention_rules')
+    .$type<StoredRetentionRules>()
+    .notNull()
+    .default(sql`'{"folders":[],"restorePoints":{"last":0,"hourly":0,"daily":0,"weekly":0,"monthly":0,"yearly":0}}'::jsonb`),
 });
 
 export const clients = pgTable(
@@ -96,6 +103,9 @@ export const clients = pgTable(
     /** Daily window (`HH:MM`) in which runs may start; both null = any time. */
     backupWindowStart: text('backup_window_start'),
     backupWindowEnd: text('backup_window_end'),
+    // ---- retention rules (issue 14, decision 210) ----
+    /** This client's own folder rules and restore points; null = the owner's (independent of retentionVersions). */
+    retentionRules: jsonb('retention_rules').$type<StoredRetentionRules>(),
   },
   (t) => [uniqueIndex('clients_owner_name_uq').on(t.ownerId, t.name), uniqueIndex('clients_token_hash_uq').on(t.tokenHash)],
 );
@@ -523,3 +533,27 @@ export const clientLiveProgress = pgTable('client_live_progress', {
   progress: jsonb('progress').$type<Record<string, unknown>>().notNull(),
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 });
+
+// ---- retention rules (issue 14, decision 211) ------------------------------
+
+/**
+ * What pruning deleted, one row per pruned version: its path and the span it
+ * was current. Only to tell the file browser how many files' versions of a
+ * tree "as of" some time are gone (decision 211); no content, no name text.
+ */
+export const prunedVersionSpans = pgTable(
+  'pruned_version_spans',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    clientId: uuid('client_id')
+      .notNull()
+      .references(() => clients.id, { onDelete: 'cascade' }),
+    pathId: bigint('path_id', { mode: 'number' })
+      .notNull()
+      .references(() => clientPaths.id, { onDelete: 'cascade' }),
+    validFrom: timestamp('valid_from', { withTimezone: true }).notNull(),
+    validTo: timestamp('valid_to', { withTimezone: true }).notNull(),
+  },
+  // The browser's "how many were pruned from the tree as of T": valid_from <= T < valid_to, per client.
+  (t) => [index('pruned_version_spans_client_from_idx').on(t.clientId, t.validFrom)],
+);

@@ -22,6 +22,7 @@ import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from
 import { notifyAgent } from '../live/live-hub.ts';
 import { recordAudit } from './audit-log.service.ts';
 import { assertRetention, verifyUserCredentials, type Actor } from './users.service.ts';
+import type { StoredRetentionRules } from './retention-rules.ts';
 
 /** The agent behind a bearer token. */
 export interface AgentIdentity {
@@ -343,6 +344,8 @@ export interface ClientSettings {
   pingIntervalSeconds?: number;
   /** Both null: use the owner's policy. versions set: this client's own policy (days null = no age limit). */
   retention?: { versions: number | null; days: number | null };
+  /** Folder and restore-point rules of this client's own; null: the owner's (decision 210). */
+  retentionRules?: StoredRetentionRules | null;
 }
 
 /**
@@ -389,6 +392,7 @@ export async function updateClientSettings(ctx: AppContext, clientId: string, se
         retentionVersions: settings.retention.versions,
         retentionDays: settings.retention.versions === null ? null : settings.retention.days,
       }),
+      ...(settings.retentionRules !== undefined && { retentionRules: settings.retentionRules }),
     };
     if (Object.keys(set).length === 0) return;
     await tx.update(clients).set(set).where(eq(clients.id, clientId));
@@ -429,6 +433,7 @@ export interface ClientSummary {
   pingIntervalSeconds: number;
   retentionVersions: number | null;
   retentionDays: number | null;
+  retentionRules: StoredRetentionRules | null;
   createdAt: Date;
 }
 
@@ -452,6 +457,7 @@ const clientSummaryColumns = {
   pingIntervalSeconds: clients.pingIntervalSeconds,
   retentionVersions: clients.retentionVersions,
   retentionDays: clients.retentionDays,
+  retentionRules: clients.retentionRules,
   createdAt: clients.createdAt,
 };
 

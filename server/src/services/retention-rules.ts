@@ -2,8 +2,9 @@
  * Retention rules, pure: one function decides, for all versions of one
  * client, which are kept, which are pruned, and when each kept one expires
  * under the current rules (for the prune simulator). Golden-table tested in
- * test/unit/retention-rules.test.ts. Not yet wired into pruning (see
- * decision 119): retention.service.ts still uses retention-policy.ts.
+ * test/unit/retention-rules.test.ts. Pruning (retention.service.ts) runs
+ * it a batch of paths at a time: keptRestorePoints once per client, then
+ * planVersions per batch (decisions 119, 210).
  *
  * A version is kept if ANY rule keeps it:
  *  - the base policy (the user's "N versions, D days", or the client's
@@ -50,6 +51,9 @@ export interface RetentionRules {
   restorePoints: RestorePointRules;
 }
 
+/** The rules stored beside the base policy, on a user and (as an override) on a client. */
+export type StoredRetentionRules = Omit<RetentionRules, 'base'>;
+
 export interface ClientVersion {
   id: number;
   path: string;
@@ -62,6 +66,11 @@ export interface FinishedRun {
   id: number;
   finishedAt: Date;
 }
+
+export type RestorePointKind = keyof RestorePointRules;
+
+/** A run kept as a restore point, with the kinds of rule that keep it. */
+export type KeptRun<R extends FinishedRun = FinishedRun> = R & { keptBy: RestorePointKind[] };
 
 export type KeepReason = 'current' | 'base' | 'folder' | 'restore-point';
 
@@ -85,6 +94,21 @@ export interface RetentionPlan {
 
 export const NO_RESTORE_POINTS: RestorePointRules = { last: 0, hourly: 0, daily: 0, weekly: 0, monthly: 0, yearly: 0 };
 
+/** No folder rules, no restore points: the base policy alone, as before issue 14. */
+export const NO_STORED_RULES: StoredRetentionRules = { folders: [], restorePoints: NO_RESTORE_POINTS };
+
+/**
+ * The rules that apply to a client: its own override when it has one (null =
+ * none), else its owner's. Independent of the base policy's override.
+ */
+export function effectiveStoredRules(owner: StoredRetentionRules, client: StoredRetentionRules | null): StoredRetentionRules {
+  return client ?? owner;
+}
+
+export function hasRestorePoints(rules: RestorePointRules): boolean {
+  return Object.values(rules).some((count) => count > 0);
+}
+
 function isUnder(path: string, folder: string): boolean {
   const f = folder.endsWith('/') && folder.length > 1 ? folder.slice(0, -1) : folder;
   return path === f || path.startsWith(f === '/' ? '/' : `${f}/`);
@@ -107,11 +131,16 @@ const BUCKETS: [keyof RestorePointRules, (d: Date) => string][] = [
   ['yearly', (d) => d.toISOString().slice(0, 4)],
 ];
 
-/** The runs kept as restore points, newest first (restic's --keep-last/-hourly/... semantics, UTC). */
-export function keptRestorePoints(runs: readonly FinishedRun[], rules: RestorePointRules): FinishedRun[] {
+/** The runs kept as restore points, newest first (restic's --keep-last/-hourly/... semantics, UTC), each with what keeps it. */
+export function keptRestorePoints<R extends FinishedRun>(runs: readonly R[], rules: RestorePointRules): KeptRun<R>[] {
   const newestFirst = [...runs].sort((a, b) => b.finishedAt.getTime() - a.finishedAt.getTime() || b.id - a.id);
-  const kept = new Set<number>();
-  newestFirst.slice(0, Math.max(0, rules.last)).forEach((run) => kept.add(run.id));
+  const keptBy = new Map<number, RestorePointKind[]>();
+  const keep = (run: R, kind: RestorePointKind) => {
+    const kinds = keptBy.get(run.id);
+    if (kinds) kinds.push(kind);
+    else keptBy.set(run.id, [kind]);
+  };
+  newestFirst.slice(0, Math.max(0, rules.last)).forEach((run) => keep(run, 'last'));
   for (const [kind, bucketOf] of BUCKETS) {
     let left = rules[kind];
     let lastBucket: string | null = null;
@@ -120,11 +149,14 @@ export function keptRestorePoints(runs: readonly FinishedRun[], rules: RestorePo
       const bucket = bucketOf(run.finishedAt);
       if (bucket === lastBucket) continue;
       lastBucket = bucket;
-      kept.add(run.id);
+      keep(run, kind);
       left -= 1;
     }
   }
-  return newestFirst.filter((run) => kept.has(run.id));
+  return newestFirst.flatMap((run) => {
+    const kinds = keptBy.get(run.id);
+    return kinds ? [{ ...run, keptBy: kinds }] : [];
+  });
 }
 
 /** Whether `version` is in the tree as of `at` (it became current at or before, and was still current after). */
@@ -161,6 +193,21 @@ export function planRetention(
     runs.filter((run) => run.finishedAt.getTime() <= now.getTime()),
     rules.restorePoints,
   );
+  return { ...planVersions(versions, keptRuns, rules, now), keptRuns: keptRuns.map((run) => run.id) };
+}
+
+/**
+ * planRetention for some of a client's paths (all versions of each), with
+ * the client's kept restore points computed once beforehand: what pruning
+ * runs per batch of paths. `rules.restorePoints` is not read here.
+ */
+export function planVersions(
+  versions: readonly ClientVersion[],
+  keptRuns: readonly FinishedRun[],
+  rules: RetentionRules,
+  now: Date,
+): Omit<RetentionPlan, 'keptRuns'> {
+  const keptTimes = keptRuns.map((run) => run.finishedAt);
   const byPath = new Map<string, ClientVersion[]>();
   for (const version of versions) {
     const list = byPath.get(version.path) ?? [];
@@ -193,7 +240,7 @@ export function planRetention(
         reasons.push('folder');
         fixedOnly = false;
       }
-      if (keptRuns.some((run) => visibleAt(version, run.finishedAt))) {
+      if (keptTimes.some((at) => visibleAt(version, at))) {
         reasons.push('restore-point');
         fixedOnly = false;
       }
@@ -201,5 +248,5 @@ export function planRetention(
       else kept.set(version.id, { reasons, expiresAt: fixedOnly ? expiresAt : null });
     }
   }
-  return { kept, pruned: pruned.sort((a, b) => a - b), keptRuns: keptRuns.map((run) => run.id) };
+  return { kept, pruned: pruned.sort((a, b) => a - b) };
 }

@@ -8,6 +8,7 @@ import { clientPaths, clients, fileVersions, users } from '../db/schema.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
 import { recordAudit } from './audit-log.service.ts';
 import { endUserSessions } from './sessions.service.ts';
+import type { StoredRetentionRules } from './retention-rules.ts';
 
 /** Who performs a change, for the audit log. */
 export interface Actor {
@@ -26,6 +27,8 @@ export interface UserSummary {
   disabled: boolean;
   retentionVersions: number;
   retentionDays: number | null;
+  /** Folder rules and restore points beside the base policy (decision 210). */
+  retentionRules: StoredRetentionRules;
   /** Where this user's own alert emails go, and for which types (decision 89). */
   alertEmail: string | null;
   alertEmailTypes: AlertType[];
@@ -43,6 +46,7 @@ const userSummaryColumns = {
   disabled: users.disabled,
   retentionVersions: users.retentionVersions,
   retentionDays: users.retentionDays,
+  retentionRules: users.retentionRules,
   alertEmail: users.alertEmail,
   alertEmailTypes: users.alertEmailTypes,
   alertWebhookUrl: users.alertWebhookUrl,
@@ -227,18 +231,22 @@ export async function setUserDisabled(ctx: AppContext, userId: string, disabled:
   });
 }
 
-/** Sets a user's default retention policy (versions >= 1; days null = no age limit, else >= 1). */
+/**
+ * Sets a user's default retention policy (versions >= 1; days null = no age
+ * limit, else >= 1) and, when given, their folder and restore-point rules
+ * (parsed by retention-rules-form.ts).
+ */
 export async function setUserRetention(
   ctx: AppContext,
   userId: string,
-  policy: { versions: number; days: number | null },
+  policy: { versions: number; days: number | null; rules?: StoredRetentionRules },
   actor: Actor,
 ): Promise<void> {
   assertRetention(policy);
   await ctx.database.db.transaction(async (tx) => {
     const updated = await tx
       .update(users)
-      .set({ retentionVersions: policy.versions, retentionDays: policy.days })
+      .set({ retentionVersions: policy.versions, retentionDays: policy.days, ...(policy.rules !== undefined && { retentionRules: policy.rules }) })
       .where(eq(users.id, userId))
       .returning({ id: users.id });
     if (updated.length === 0) throw new NotFoundError('no such user');

@@ -185,6 +185,24 @@ describe.each(testDatabaseKinds())('API tokens and /api/v1/admin (%s)', (kind) =
     expect((await agent.ping()).runRequested).toBe(true);
   });
 
+  it('reads and changes retention rules (folder rules, restore points), refusing a bad rule with 400 naming the field', async () => {
+    const none = { last: 0, hourly: 0, daily: 0, weekly: 0, monthly: 0, yearly: 0 };
+    expect(await json(await call(readToken, 'GET', `/clients/${agent.clientId}`))).toMatchObject({ retentionRules: null });
+    expect(await json(await call(readToken, 'GET', `/users/${aliceId}`))).toMatchObject({ retentionRules: { folders: [], restorePoints: none } });
+    const bad = await call(fullToken, 'PATCH', `/clients/${agent.clientId}/config`, {
+      retentionRules: { folders: [{ folder: '/dumps', rules: [{ count: 0, minAgeDays: 1 }] }], restorePoints: none },
+    });
+    expect(bad.status).toBe(400);
+    expect((await json(bad)).fields).toEqual({ 'retentionRules.folders': expect.stringContaining('"0.1" is not count.min_age') });
+    const rules = { folders: [{ folder: '/dumps', rules: [{ count: 3, minAgeDays: 1 }, { count: 2, minAgeDays: 15 }] }], restorePoints: { ...none, daily: 7 } };
+    const ok = await call(fullToken, 'PATCH', `/clients/${agent.clientId}/config`, { retentionRules: rules });
+    expect(ok.status).toBe(200);
+    expect(await json(ok)).toMatchObject({ retentionRules: rules });
+    const [row] = await h.ctx.database.db.select().from(clients).where(eq(clients.id, agent.clientId));
+    expect(row!.retentionRules).toEqual(rules);
+    expect(await json(await call(fullToken, 'PATCH', `/clients/${agent.clientId}/config`, { retentionRules: null }))).toMatchObject({ retentionRules: null });
+  });
+
   it('lists and acknowledges alerts of the user’s own clients only', async () => {
     const db = h.ctx.database.db;
     const values = { type: 'mass_change' as const, severity: 'critical' as const, dedupeKey: 'mass_change', observed: '90%', reference: '2%', message: 'mass change' };
@@ -208,7 +226,7 @@ describe.each(testDatabaseKinds())('API tokens and /api/v1/admin (%s)', (kind) =
     }
     const patch = doc.paths['/api/v1/admin/clients/{id}/config'].patch;
     expect(patch.security).toEqual([{ bearer: [] }]);
-    expect(Object.keys(patch.requestBody.content['application/json'].schema.properties)).toEqual(['monitoredPaths', 'excludes', 'preCommands', 'backupIntervalSeconds', 'retention']);
+    expect(Object.keys(patch.requestBody.content['application/json'].schema.properties)).toEqual(['monitoredPaths', 'excludes', 'preCommands', 'backupIntervalSeconds', 'retention', 'retentionRules']);
   });
 
   it('answers 401 to a revoked token, an expired one and one of a disabled user', async () => {

@@ -222,9 +222,6 @@ describe.each(testDatabaseKinds())('dashboard routes (%s)', (kind) => {
       excludes: '**/.cache/**',
       preCommands: '[10m] pg_dump app > /backup/app.sql\nsync',
       backupInterval: '6h',
-      retentionOverride: 'on',
-      retentionVersions: '3',
-      retentionDays: '',
     });
     expect(saved.status).toBe(303);
     expect(saved.location).toBe(`${url}?notice=saved`);

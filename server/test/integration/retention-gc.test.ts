@@ -8,6 +8,7 @@ import { chunks, clientPaths, contents, fileVersions } from '../../src/db/schema
 import { packKeyOf } from '../../src/blob/blob-store.ts';
 import { chunkLocations } from '../../src/storage/pack-index.ts';
 import { collectGarbage, type GcDeletedBatch, type GcResult } from '../../src/services/garbage-collector.ts';
+import { NO_STORED_RULES } from '../../src/services/retention-rules.ts';
 import { previewClientPrune, pruneClientVersions, sweepRetention } from '../../src/services/retention.service.ts';
 import { addUser, callApi, download, fileUpsert, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
@@ -136,11 +137,11 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
 
       expect((await previewClientPrune(h.ctx, agent.clientId, { now: inSixDays })).total).toBe(0);
       const preview = await previewClientPrune(h.ctx, agent.clientId, { now: inEightDays });
-      expect(preview.policy).toEqual({ versions: 100, days: 7 });
+      expect(preview.rules.base).toEqual({ versions: 100, days: 7 });
       expect(preview.versions.map((v) => v.path).sort()).toEqual(['/g', '/g', '/h']);
       expect(preview.total).toBe(3);
       expect(await agent.versions('/g')).toHaveLength(3);
-      const tighter = await previewClientPrune(h.ctx, agent.clientId, { policy: { versions: 2, days: null } });
+      const tighter = await previewClientPrune(h.ctx, agent.clientId, { rules: { base: { versions: 2, days: null }, ...NO_STORED_RULES } });
       expect(tighter.versions.map((v) => v.path)).toEqual(['/g']);
 
       expect(await pruneClientVersions(h.ctx, agent.clientId, { now: inSixDays })).toEqual({ pruned: 0, held: false });

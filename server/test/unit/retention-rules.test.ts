@@ -146,3 +146,16 @@ describe('keptRestorePoints', () => {
     expect(keptRestorePoints([...runs].reverse(), { ...NO_RESTORE_POINTS, ...rules }).map((r) => r.id)).toEqual(ids);
   });
 });
+
+describe('keptRestorePoints says which rules keep each run', () => {
+  it('names every kind that keeps a run, in rule order', () => {
+    const runs: FinishedRun[] = [
+      { id: 2, finishedAt: new Date('2026-06-30T10:30:00Z') },
+      { id: 1, finishedAt: new Date('2026-06-29T10:30:00Z') },
+    ];
+    expect(keptRestorePoints(runs, { ...NO_RESTORE_POINTS, last: 1, daily: 2, yearly: 1 }).map((r) => [r.id, r.keptBy])).toEqual([
+      [2, ['last', 'daily', 'yearly']],
+      [1, ['daily']],
+    ]);
+  });
+});
