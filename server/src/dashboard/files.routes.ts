@@ -3,10 +3,9 @@ import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from 'typebox';
 import { FilePath, PathPrefix, displayPath } from '@cairn/shared';
 import { BadRequestError, NotFoundError } from '../errors.ts';
-import { listPathVersions, listRuns, listTreeAsOf } from '../services/backup-repository.ts';
-import { openContentForUser } from '../services/content-store.service.ts';
+import { listPathVersions, listRuns } from '../services/backup-repository.ts';
 import { type DashboardDeps, renderPage, viewer } from './dashboard-context.ts';
-import { createTarGzStream, type TreeEntry } from './tar-export.ts';
+import { sendArchive, sendVersion } from './downloads.ts';
 
 const FILE_LIMIT = 2000;
 
@@ -48,27 +47,8 @@ function breadcrumbs(dir: string): { name: string; path: string }[] {
   return crumbs;
 }
 
-/** `attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266). */
-function attachment(filename: string): string {
-  const fallback = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');
-  return `attachment; filename="${fallback}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
-}
-
 export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
   const { repo, ctx } = deps;
-
-  /** The tree as of `asOf` under `dir`, read a page at a time. */
-  async function* treeEntries(clientId: string, dir: string, asOf: Date): AsyncGenerator<TreeEntry> {
-    let after: string | undefined;
-    for (;;) {
-      const page = await listTreeAsOf(ctx.database.db, clientId, { asOf, prefix: dir, after, limit: 500 });
-      for (const file of page.files) {
-        yield { ...file, contentSha256: file.sha256 };
-      }
-      if (page.nextAfter === null) return;
-      after = page.nextAfter;
-    }
-  }
 
   app.get<{ Params: { id: string }; Querystring: TreeQuery }>('/clients/:id/files', { schema: { querystring: TreeQuery } }, async (request, reply) => {
     const client = await repo.getClient(viewer(request), request.params.id);
@@ -117,33 +97,13 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const versionId = /^\d{1,15}$/.test(request.params.versionId) ? Number(request.params.versionId) : null;
     const version = versionId === null ? null : await repo.findVersion(client.id, versionId);
     if (!version || version.kind !== 'file' || !version.contentSha256) throw new NotFoundError('no such file version');
-    const content = await openContentForUser(ctx, client.ownerId, version.contentSha256, { clientId: client.id, log: request.log });
-    if (!content) throw new NotFoundError('the stored content of that version is missing');
-    // The content's own size, measured when it was stored: a version row claiming another size cannot make this hang.
-    return reply
-      .header('content-type', 'application/octet-stream')
-      .header('content-length', String(content.size))
-      .header('content-disposition', attachment(path.posix.basename(version.path)))
-      .header('cache-control', 'no-store')
-      .send(content.stream);
+    return sendVersion(ctx, reply, client, { path: version.path, contentSha256: version.contentSha256 }, request.log);
   });
 
   app.get<{ Params: { id: string }; Querystring: TreeQuery }>('/clients/:id/archive', { schema: { querystring: TreeQuery } }, async (request, reply) => {
     const client = await repo.getClient(viewer(request), request.params.id);
     const dir = request.query.path ?? '/';
     const { asOf } = parseAsOf(request.query.asOf ?? '', deps.now());
-    const base = dir === '/' ? '/' : path.posix.dirname(dir);
-    const stamp = asOf.toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-');
-    const label = dir === '/' ? 'all' : path.posix.basename(dir);
-    const stream = createTarGzStream({
-      entries: treeEntries(client.id, dir, asOf),
-      openContent: (sha) => openContentForUser(ctx, client.ownerId, sha, { clientId: client.id, log: request.log }),
-      base,
-    });
-    return reply
-      .header('content-type', 'application/gzip')
-      .header('content-disposition', attachment(`${client.name}-${label}-${stamp}.tar.gz`))
-      .header('cache-control', 'no-store')
-      .send(stream);
+    return sendArchive(ctx, reply, client, dir, asOf, request.log);
   });
 };
