@@ -4,7 +4,8 @@ import { Type, type Static } from 'typebox';
 import { FilePath, PathPrefix, displayPath } from '@cairn/shared';
 import { BadRequestError, NotFoundError } from '../errors.ts';
 import { listPathVersions, listRuns } from '../services/backup-repository.ts';
-import { type DashboardDeps, renderPage, viewer } from './dashboard-context.ts';
+import { createDownloadLink, expiryError, parseDuration, type DownloadTarget } from '../services/download-links.service.ts';
+import { actorOf, type DashboardDeps, field, renderPage, viewer } from './dashboard-context.ts';
 import { sendArchive, sendVersion } from './downloads.ts';
 
 const FILE_LIMIT = 2000;
@@ -105,5 +106,41 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const dir = request.query.path ?? '/';
     const { asOf } = parseAsOf(request.query.asOf ?? '', deps.now());
     return sendArchive(ctx, reply, client, dir, asOf, request.log);
+  });
+  /**
+   * Makes a temporary download link (issue 14) for one version (`versionId`)
+   * or a folder's tree (`folder`, `asOf`), valid for `expires` ("1h", "1d",
+   * "7d"...; default 1 hour). The URL is shown once, on the page answering
+   * the POST, never through a redirect.
+   */
+  app.post<{ Params: { id: string } }>('/clients/:id/download-links', async (request, reply) => {
+    const user = viewer(request);
+    const client = await repo.getClient(user, request.params.id);
+    const expiresText = field(request.body, 'expires').trim() || '1h';
+    const seconds = parseDuration(expiresText);
+    const expiry = seconds === null ? 'a duration such as 1h, 1d or 7d' : expiryError(seconds);
+    if (expiry) throw new BadRequestError(`expires: ${expiry}`);
+    const versionText = field(request.body, 'versionId').trim();
+    let target: DownloadTarget;
+    if (versionText !== '') {
+      const version = /^\d{1,15}$/.test(versionText) ? await repo.findVersion(client.id, Number(versionText)) : null;
+      if (!version || version.kind !== 'file' || !version.contentSha256) throw new NotFoundError('no such file version');
+      target = { kind: 'version', versionId: version.id, path: version.path };
+    } else {
+      const folder = field(request.body, 'folder').trim() || '/';
+      if (folder !== '/' && !/^\/./.test(folder)) throw new BadRequestError('folder: an absolute path');
+      const { asOf } = parseAsOf(field(request.body, 'asOf'), deps.now());
+      target = { kind: 'archive', path: folder, asOf };
+    }
+    const link = await createDownloadLink(ctx, { userId: user.id, clientId: client.id, target, expiresInSeconds: seconds! }, actorOf(user), deps.now());
+    return renderPage(request, reply, deps, 'download-link', {
+      title: `${client.name}: download link`,
+      nav: 'clients',
+      client,
+      target,
+      url: `${request.protocol}://${request.host}${link.path}`,
+      expiresAt: link.expiresAt,
+      back: target.kind === 'version' ? `/clients/${client.id}/versions?${new URLSearchParams({ path: target.path })}` : `/clients/${client.id}/files?${new URLSearchParams({ path: target.path })}`,
+    });
   });
 };
