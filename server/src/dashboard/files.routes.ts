@@ -1,10 +1,10 @@
 import path from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from 'typebox';
-import { FilePath, PathPrefix, displayPath } from '@cairn/shared';
+import { FilePath, PathPrefix, displayPath, parseDuration } from '@cairn/shared';
 import { BadRequestError, NotFoundError } from '../errors.ts';
 import { listPathVersions, listRuns } from '../services/backup-repository.ts';
-import { createDownloadLink, expiryError, parseDuration, type DownloadTarget } from '../services/download-links.service.ts';
+import { createDownloadLink, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
 import { actorOf, type DashboardDeps, field, renderPage, viewer } from './dashboard-context.ts';
 import { sendArchive, sendVersion } from './downloads.ts';
 

@@ -51,14 +51,6 @@ export interface CreatedDownloadLink {
   expiresAt: Date;
 }
 
-/** "1h", "30m", "2d", "90s" or plain seconds, as seconds; null when unreadable. */
-export function parseDuration(text: string): number | null {
-  const match = /^\s*(\d{1,9})\s*([smhd]?)\s*$/i.exec(text);
-  if (!match) return null;
-  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[match[2]!.toLowerCase() as '' | 's' | 'm' | 'h' | 'd'];
-  return Number(match[1]) * unit;
-}
-
 /** The error for an expiry outside 1 second to 7 days, naming the field; null when it is fine. */
 export function expiryError(seconds: number): string | null {
   return Number.isInteger(seconds) && seconds >= 1 && seconds <= DOWNLOAD_LINK_MAX_SECONDS ? null : `from 1 second to 7 days (${DOWNLOAD_LINK_MAX_SECONDS} seconds)`;
