@@ -61,7 +61,7 @@ async function api<T = Json>(session: Session, method: string, route: string, bo
     throw new ApiError(0, `cannot reach ${session.server}: ${(error as Error).message}`);
   }
   const text = await response.body.text();
-  let parsed: Json = {};
+  let parsed: Json;
   try {
     parsed = text === '' ? {} : (JSON.parse(text) as Json);
   } catch {
