@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from 'typebox';
-import { FilePath, PathPrefix, displayPath, parseDuration } from '@cairn/shared';
+import { FilePath, LIMITS, PathPrefix, displayPath, isCanonicalBackupPath, parseDuration } from '@cairn/shared';
 import { BadRequestError, NotFoundError } from '../errors.ts';
 import { listPathVersions, listRuns } from '../services/backup-repository.ts';
 import { createDownloadLink, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
@@ -128,7 +128,7 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       target = { kind: 'version', versionId: version.id, path: version.path };
     } else {
       const folder = field(request.body, 'folder').trim() || '/';
-      if (folder !== '/' && !/^\/./.test(folder)) throw new BadRequestError('folder: an absolute path');
+      if (folder !== '/' && !isCanonicalBackupPath(folder, LIMITS.pathBytes)) throw new BadRequestError(`folder: not a canonical absolute path: ${JSON.stringify(folder)}`);
       const { asOf } = parseAsOf(field(request.body, 'asOf'), deps.now());
       target = { kind: 'archive', path: folder, asOf };
     }

@@ -233,6 +233,9 @@ describe.each(testDatabaseKinds())('temporary download links (%s)', (kind) => {
     const bad = await alice.post(`/clients/${agent.clientId}/download-links`, { versionId, expires: '8d' });
     expect(bad.status).toBe(400);
     expect(bad.body).toContain('expires: from 1 second to 7 days');
+    const badFolder = await alice.post(`/clients/${agent.clientId}/download-links`, { folder: '/home//alice/', expires: '1h' });
+    expect(badFolder.status).toBe(400);
+    expect(badFolder.body).toContain('folder: not a canonical absolute path');
 
     await alice.get(`/users/${aliceId}`);
     expect((await alice.post(`/users/${aliceId}/credentials/revoke-all`, {})).status).toBe(303);
