@@ -103,6 +103,19 @@ describe.each(testDatabaseKinds())('temporary download links (%s)', (kind) => {
     expect((await json(bad)).message).toContain('expiresInDays');
   });
 
+  it('limits failed password-for-token attempts per account, as the sign-in page does', async () => {
+    await addUser(h.ctx, 'carol', 'carol-password-1');
+    const attempt = (password: string) =>
+      fetch(`${h.url}/api/v1/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ username: 'carol', password }) });
+    for (let i = 0; i < 5; i++) expect((await attempt('wrong-password')).status).toBe(401);
+    const limited = await attempt('carol-password-1');
+    expect(limited.status).toBe(429);
+    expect((await json(limited)).message).toContain('too many sign-in attempts');
+    const failed = await h.ctx.database.db.select().from(auditLog).where(and(eq(auditLog.action, 'login.failed'), eq(auditLog.targetId, 'carol')));
+    expect(failed).toHaveLength(5);
+    expect(failed[0]!.details).toMatchObject({ via: 'api' });
+  });
+
   it('downloads the file at a path, as of now and as of an earlier run, with no session or token', async () => {
     const now = await makeLink(token, { path: '/home/alice/notes.txt' });
     expect(now).toMatchObject({ kind: 'version', path: '/home/alice/notes.txt', asOf: null });
