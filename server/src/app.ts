@@ -6,6 +6,9 @@ import type { AppContext } from './app-context.ts';
 import { AppError, dropStreamHeaders } from './errors.ts';
 import { ADMIN_API_PREFIX, adminApiRoutes } from './api/admin-api.routes.ts';
 import { agentApiRoutes } from './api/agent-api.routes.ts';
+import { downloadLinkRoutes } from './api/download-links.routes.ts';
+import { tokenLoginRoutes } from './api/token-login.routes.ts';
+import { DOWNLOAD_PATH } from './services/download-links.service.ts';
 import { dashboardPlugin } from './dashboard/dashboard.plugin.ts';
 import { healthRoutes } from './api/health.routes.ts';
 import { addRequestMetricsHook, metricsRoutes } from './metrics/metrics.routes.ts';
@@ -65,6 +68,8 @@ export async function buildApp(ctx: AppContext): Promise<App> {
   if (ctx.config.metricsToken !== undefined) await app.register(metricsRoutes, { ctx, token: ctx.config.metricsToken });
   await app.register(agentApiRoutes, { ctx, prefix: API_PREFIX });
   await app.register(adminApiRoutes, { ctx, prefix: ADMIN_API_PREFIX });
+  await app.register(tokenLoginRoutes, { ctx, prefix: '/api/v1/auth' });
+  await app.register(downloadLinkRoutes, { ctx, prefix: DOWNLOAD_PATH });
   await app.register(dashboardPlugin, { ctx });
 
   app.get('/docs/json', { schema: { hide: true } }, async () => app.swagger());

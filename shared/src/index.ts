@@ -10,3 +10,4 @@ export * from './schedule.ts';
 
 export * from './chunking/index.ts';
 export * from './assemble-format.ts';
+export * from './duration.ts';

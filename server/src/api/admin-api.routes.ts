@@ -17,8 +17,9 @@ import { configFormValues, type ClientConfigInput, validateClientConfig } from '
 import { createDashboardRepository, type Viewer } from '../dashboard/dashboard.repository.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.ts';
 import { authenticateApiToken, type ApiTokenIdentity } from '../services/api-tokens.service.ts';
-import { listRuns, listTreeAsOf } from '../services/backup-repository.ts';
+import { listPathVersions, listRuns, listTreeAsOf } from '../services/backup-repository.ts';
 import { findClient, listClients, requestRun, updateClientSettings, type ClientSummary } from '../services/clients.service.ts';
+import { createDownloadLink, DOWNLOAD_LINK_DEFAULT_SECONDS, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
 import { findUser, listUsers, type Actor, type UserSummary } from '../services/users.service.ts';
 import type { StoredRetentionRules } from '../services/retention-rules.ts';
 import { parseRetentionRules, RESTORE_POINT_FIELDS, retentionRulesInput } from '../services/retention-rules-form.ts';
@@ -33,6 +34,8 @@ import {
   AlertsQuery,
   ClientConfigUpdate,
   ClientList,
+  DownloadLink,
+  NewDownloadLink,
   FilesPage,
   FilesQuery,
   IdParams,
@@ -149,7 +152,8 @@ function requireApiToken(app: FastifyInstance, ctx: AppContext, now: () => Date)
     if (!match) throw new UnauthorizedError('missing bearer token');
     const token = await authenticateApiToken(ctx.database.db, match[1]!, now());
     if (!token) throw new UnauthorizedError('unknown, expired or revoked token');
-    if (token.readOnly && request.method !== 'GET' && request.method !== 'HEAD') throw new ForbiddenError('this token is read-only');
+    const readsOnly = (request.routeOptions.config as { readOnlyAllowed?: boolean }).readOnlyAllowed === true;
+    if (token.readOnly && request.method !== 'GET' && request.method !== 'HEAD' && !readsOnly) throw new ForbiddenError('this token is read-only');
     request.apiToken = token;
   });
 }
@@ -267,6 +271,67 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
         ...(prefix !== undefined && { prefix }),
         ...(after !== undefined && { after }),
         ...(limit !== undefined && { limit }),
+      });
+    },
+  );
+
+  app.post(
+    '/clients/:id/download-links',
+    {
+      // Making a link reads; it changes no data, so a read-only token may (decision 221).
+      config: { readOnlyAllowed: true },
+      schema: {
+        tags: TAGS,
+        summary:
+          'Make a temporary download URL (default 1 hour, at most 7 days) for one version (`versionId`), the file at `path` as of `asOf`, or the tree under `folder` as of `asOf` (.tar.gz); it works without a session',
+        security: TOKEN_AUTH,
+        params: IdParams,
+        body: NewDownloadLink,
+        response: { 201: DownloadLink, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const client = await visibleClient(request, request.params.id);
+      const { versionId, path: filePath, folder, asOf: asOfText, expiresInSeconds = DOWNLOAD_LINK_DEFAULT_SECONDS } = request.body;
+      const expiry = expiryError(expiresInSeconds);
+      if (expiry) throw new BadRequestError(`expiresInSeconds: ${expiry}`, { fields: { expiresInSeconds: expiry } });
+      const given = [versionId, filePath, folder].filter((v) => v !== undefined).length;
+      if (given !== 1) {
+        const message = 'exactly one of versionId, path or folder';
+        throw new BadRequestError(`versionId: ${message}`, { fields: { versionId: message, path: message, folder: message } });
+      }
+      const asOf = asOfText === undefined ? now() : new Date(asOfText);
+      let target: DownloadTarget;
+      if (folder !== undefined) {
+        target = { kind: 'archive', path: folder, asOf };
+      } else if (versionId !== undefined) {
+        const version = await repo.findVersion(client.id, Number(versionId));
+        if (!version || version.kind !== 'file' || !version.contentSha256) throw new NotFoundError('no such file version');
+        target = { kind: 'version', versionId: version.id, path: version.path };
+      } else {
+        const t = asOf.getTime();
+        const version = (await listPathVersions(db, client.id, filePath!)).find(
+          (v) => new Date(v.validFrom).getTime() <= t && (v.validTo === null || new Date(v.validTo).getTime() > t),
+        );
+        if (!version) throw new NotFoundError(`no version of ${filePath} as of ${asOf.toISOString()}`);
+        if (version.kind !== 'file') throw new BadRequestError(`path: a ${version.kind}, not a file; use folder for an archive`, { fields: { path: 'not a file' } });
+        target = { kind: 'version', versionId: Number(version.versionId), path: version.path };
+      }
+      const token = tokenOf(request);
+      const link = await createDownloadLink(
+        ctx,
+        { userId: token.user.id, apiToken: { id: token.tokenId, expiresAt: token.expiresAt }, clientId: client.id, target, expiresInSeconds },
+        actorOf(request),
+        now(),
+      );
+      return reply.status(201).send({
+        id: link.id,
+        url: `${request.protocol}://${request.host}${link.path}`,
+        kind: target.kind,
+        path: target.path,
+        versionId: target.kind === 'version' ? String(target.versionId) : null,
+        asOf: target.kind === 'archive' ? target.asOf.toISOString() : null,
+        expiresAt: link.expiresAt.toISOString(),
       });
     },
   );

@@ -4,7 +4,7 @@
  * validate requests and appear in the OpenAPI document (/docs/json).
  */
 import { Type, type Static } from 'typebox';
-import { ErrorBody, FilesPage, FilesQuery, IsoTime, PreCommand, RunSummary, Uuid } from '@cairn/shared';
+import { ErrorBody, FilePath, FilesPage, FilesQuery, IsoTime, PathPrefix, PreCommand, RunSummary, Uuid } from '@cairn/shared';
 import { ALERT_TYPE_LABELS } from '../dashboard/view-helpers.ts';
 
 /** Null first: with coerceTypes, ajv would turn a null into 0 or "" for a first non-null branch. */
@@ -185,3 +185,32 @@ export const VerifyReport = Type.Object({
   ),
 });
 export const VerifyStarted = Type.Object({ started: Type.Literal(true) });
+
+/**
+ * A temporary download link to make: exactly one of `versionId` (one file
+ * version), `path` (the file at that path as of `asOf`, default now) or
+ * `folder` (the folder's tree as of `asOf` as a .tar.gz; `/` for everything).
+ */
+export const NewDownloadLink = Type.Object(
+  {
+    versionId: Type.Optional(Type.String({ pattern: '^[0-9]{1,15}$' })),
+    path: Type.Optional(FilePath),
+    folder: Type.Optional(PathPrefix),
+    asOf: Type.Optional(IsoTime),
+    /** Default 3600 (1 hour); at most 604800 (7 days). */
+    expiresInSeconds: Type.Optional(Type.Integer()),
+  },
+  { additionalProperties: false },
+);
+export type NewDownloadLink = Static<typeof NewDownloadLink>;
+
+export const DownloadLink = Type.Object({
+  id: Uuid,
+  /** The URL to hand out: works without a session until `expiresAt`. Shown once. */
+  url: Type.String(),
+  kind: Type.Union([Type.Literal('version'), Type.Literal('archive')]),
+  path: Type.String(),
+  versionId: Nullable(Type.String()),
+  asOf: Nullable(IsoTime),
+  expiresAt: IsoTime,
+});

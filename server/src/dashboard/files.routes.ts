@@ -1,13 +1,13 @@
 import path from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from 'typebox';
-import { FilePath, PathPrefix, displayPath } from '@cairn/shared';
+import { FilePath, LIMITS, PathPrefix, displayPath, isCanonicalBackupPath, parseDuration } from '@cairn/shared';
 import { BadRequestError, NotFoundError } from '../errors.ts';
-import { listPathVersions, listRuns, listTreeAsOf } from '../services/backup-repository.ts';
-import { openContentForUser } from '../services/content-store.service.ts';
+import { listPathVersions, listRuns } from '../services/backup-repository.ts';
+import { createDownloadLink, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
 import { clientRestorePoints, clientRetentionRules, prunedPathsAsOf } from '../services/retention.service.ts';
-import { type DashboardDeps, renderPage, viewer } from './dashboard-context.ts';
-import { createTarGzStream, type TreeEntry } from './tar-export.ts';
+import { actorOf, type DashboardDeps, field, renderPage, viewer } from './dashboard-context.ts';
+import { sendArchive, sendVersion } from './downloads.ts';
 
 const FILE_LIMIT = 2000;
 
@@ -49,29 +49,10 @@ function breadcrumbs(dir: string): { name: string; path: string }[] {
   return crumbs;
 }
 
-/** `attachment` with an ASCII fallback name and the exact UTF-8 name (RFC 6266). */
-function attachment(filename: string): string {
-  const fallback = filename.replace(/[^\x20-\x7e]|["\\]/g, '_');
-  return `attachment; filename="${fallback}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
-}
-
 const RESTORE_POINTS_SHOWN = 60;
 
 export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
   const { repo, ctx } = deps;
-
-  /** The tree as of `asOf` under `dir`, read a page at a time. */
-  async function* treeEntries(clientId: string, dir: string, asOf: Date): AsyncGenerator<TreeEntry> {
-    let after: string | undefined;
-    for (;;) {
-      const page = await listTreeAsOf(ctx.database.db, clientId, { asOf, prefix: dir, after, limit: 500 });
-      for (const file of page.files) {
-        yield { ...file, contentSha256: file.sha256 };
-      }
-      if (page.nextAfter === null) return;
-      after = page.nextAfter;
-    }
-  }
 
   app.get<{ Params: { id: string }; Querystring: TreeQuery }>('/clients/:id/files', { schema: { querystring: TreeQuery } }, async (request, reply) => {
     const client = await repo.getClient(viewer(request), request.params.id);
@@ -129,33 +110,49 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const versionId = /^\d{1,15}$/.test(request.params.versionId) ? Number(request.params.versionId) : null;
     const version = versionId === null ? null : await repo.findVersion(client.id, versionId);
     if (!version || version.kind !== 'file' || !version.contentSha256) throw new NotFoundError('no such file version');
-    const content = await openContentForUser(ctx, client.ownerId, version.contentSha256, { clientId: client.id, log: request.log });
-    if (!content) throw new NotFoundError('the stored content of that version is missing');
-    // The content's own size, measured when it was stored: a version row claiming another size cannot make this hang.
-    return reply
-      .header('content-type', 'application/octet-stream')
-      .header('content-length', String(content.size))
-      .header('content-disposition', attachment(path.posix.basename(version.path)))
-      .header('cache-control', 'no-store')
-      .send(content.stream);
+    return sendVersion(ctx, reply, client, { path: version.path, contentSha256: version.contentSha256 }, request.log);
   });
 
   app.get<{ Params: { id: string }; Querystring: TreeQuery }>('/clients/:id/archive', { schema: { querystring: TreeQuery } }, async (request, reply) => {
     const client = await repo.getClient(viewer(request), request.params.id);
     const dir = request.query.path ?? '/';
     const { asOf } = parseAsOf(request.query.asOf ?? '', deps.now());
-    const base = dir === '/' ? '/' : path.posix.dirname(dir);
-    const stamp = asOf.toISOString().slice(0, 16).replace(/[-:]/g, '').replace('T', '-');
-    const label = dir === '/' ? 'all' : path.posix.basename(dir);
-    const stream = createTarGzStream({
-      entries: treeEntries(client.id, dir, asOf),
-      openContent: (sha) => openContentForUser(ctx, client.ownerId, sha, { clientId: client.id, log: request.log }),
-      base,
+    return sendArchive(ctx, reply, client, dir, asOf, request.log);
+  });
+  /**
+   * Makes a temporary download link (issue 14) for one version (`versionId`)
+   * or a folder's tree (`folder`, `asOf`), valid for `expires` ("1h", "1d",
+   * "7d"...; default 1 hour). The URL is shown once, on the page answering
+   * the POST, never through a redirect.
+   */
+  app.post<{ Params: { id: string } }>('/clients/:id/download-links', async (request, reply) => {
+    const user = viewer(request);
+    const client = await repo.getClient(user, request.params.id);
+    const expiresText = field(request.body, 'expires').trim() || '1h';
+    const seconds = parseDuration(expiresText);
+    const expiry = seconds === null ? 'a duration such as 1h, 1d or 7d' : expiryError(seconds);
+    if (expiry) throw new BadRequestError(`expires: ${expiry}`);
+    const versionText = field(request.body, 'versionId').trim();
+    let target: DownloadTarget;
+    if (versionText !== '') {
+      const version = /^\d{1,15}$/.test(versionText) ? await repo.findVersion(client.id, Number(versionText)) : null;
+      if (!version || version.kind !== 'file' || !version.contentSha256) throw new NotFoundError('no such file version');
+      target = { kind: 'version', versionId: version.id, path: version.path };
+    } else {
+      const folder = field(request.body, 'folder').trim() || '/';
+      if (folder !== '/' && !isCanonicalBackupPath(folder, LIMITS.pathBytes)) throw new BadRequestError(`folder: not a canonical absolute path: ${JSON.stringify(folder)}`);
+      const { asOf } = parseAsOf(field(request.body, 'asOf'), deps.now());
+      target = { kind: 'archive', path: folder, asOf };
+    }
+    const link = await createDownloadLink(ctx, { userId: user.id, clientId: client.id, target, expiresInSeconds: seconds! }, actorOf(user), deps.now());
+    return renderPage(request, reply, deps, 'download-link', {
+      title: `${client.name}: download link`,
+      nav: 'clients',
+      client,
+      target,
+      url: `${request.protocol}://${request.host}${link.path}`,
+      expiresAt: link.expiresAt,
+      back: target.kind === 'version' ? `/clients/${client.id}/versions?${new URLSearchParams({ path: target.path })}` : `/clients/${client.id}/files?${new URLSearchParams({ path: target.path })}`,
     });
-    return reply
-      .header('content-type', 'application/gzip')
-      .header('content-disposition', attachment(`${client.name}-${label}-${stamp}.tar.gz`))
-      .header('cache-control', 'no-store')
-      .send(stream);
   });
 };

@@ -14,6 +14,7 @@ import {
   type RetentionRulesInput,
 } from '../services/retention-rules-form.ts';
 import { previewClientPrune } from '../services/retention.service.ts';
+import { revokeAllCredentials } from '../services/download-links.service.ts';
 import { API_TOKEN_DEFAULT_DAYS, API_TOKEN_MAX_DAYS, createApiToken, listApiTokens, parseApiTokenForm, revokeApiToken } from '../services/api-tokens.service.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
 import { listUserSessions, revokeSession } from '../services/sessions.service.ts';
@@ -329,6 +330,13 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     if (!isUuid(request.params.tokenId)) throw new NotFoundError('no such token');
     await revokeApiToken(ctx, target.id, request.params.tokenId, actorOf(actor), deps.now());
     return redirectAfterPost(reply, `/users/${target.id}?notice=api-token-revoked#api-tokens`);
+  });
+
+  app.post<{ Params: { id: string } }>('/users/:id/credentials/revoke-all', async (request, reply) => {
+    const actor = requireSelfOrAdmin(request);
+    const target = await loadUser(request.params.id);
+    await revokeAllCredentials(ctx, target.id, actorOf(actor), deps.now());
+    return redirectAfterPost(reply, `/users/${target.id}?notice=credentials-revoked#api-tokens`);
   });
 
   app.post<{ Params: { id: string } }>('/users/:id/delete', async (request, reply) => {

@@ -557,3 +557,43 @@ export const prunedVersionSpans = pgTable(
   // The browser's "how many were pruned from the tree as of T": valid_from <= T < valid_to, per client.
   (t) => [index('pruned_version_spans_client_from_idx').on(t.clientId, t.validFrom)],
 );
+
+// ---- temporary download links (issue 14, decisions 220-222) ----------------
+
+/**
+ * A signed, expiring URL for one file version or one folder archive, usable
+ * without a session. The URL carries 256 random bits; only their SHA-256 is
+ * stored. It works while it has not expired, has not been revoked (its own
+ * revoked_at, or the API token that made it), and its user is enabled and
+ * may still see the client. `file_version_id` has no foreign key on purpose:
+ * retention deletes versions in bulk and must not touch this table; a link
+ * to a pruned version answers 410.
+ */
+export const downloadLinks = pgTable(
+  'download_links',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    tokenHash: text('token_hash').notNull(),
+    /** First characters of the URL's token, for the audit log and a person. */
+    tokenPrefix: text('token_prefix').notNull(),
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    /** The personal access token that made it; null when made on the dashboard. */
+    apiTokenId: uuid('api_token_id').references(() => apiTokens.id, { onDelete: 'cascade' }),
+    clientId: uuid('client_id')
+      .notNull()
+      .references(() => clients.id, { onDelete: 'cascade' }),
+    /** 'version': one file version; 'archive': a folder's tree as of `as_of`, as .tar.gz. */
+    kind: text('kind').$type<'version' | 'archive'>().notNull(),
+    fileVersionId: bigint('file_version_id', { mode: 'number' }),
+    /** The file's path (version) or the folder (archive). */
+    path: text('path').notNull(),
+    asOf: timestamp('as_of', { withTimezone: true }),
+    createdAt: createdAt(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    revokedAt: timestamp('revoked_at', { withTimezone: true }),
+    uses: integer('uses').notNull().default(0),
+  },
+  (t) => [uniqueIndex('download_links_token_hash_uq').on(t.tokenHash), index('download_links_user_idx').on(t.userId), index('download_links_api_token_idx').on(t.apiTokenId)],
+);

@@ -134,6 +134,7 @@ export interface ApiTokenIdentity {
   tokenId: string;
   tokenName: string;
   readOnly: boolean;
+  expiresAt: Date;
   user: { id: string; username: string; isAdmin: boolean };
 }
 
@@ -161,5 +162,5 @@ export async function authenticateApiToken(db: Db, token: string, now: Date): Pr
   if (row.lastUsedAt === null || now.getTime() - row.lastUsedAt.getTime() >= LAST_USED_GRANULARITY_MS) {
     await db.update(apiTokens).set({ lastUsedAt: now }).where(eq(apiTokens.id, row.id));
   }
-  return { tokenId: row.id, tokenName: row.name, readOnly: row.readOnly, user: { id: row.userId, username: row.username, isAdmin: row.isAdmin } };
+  return { tokenId: row.id, tokenName: row.name, readOnly: row.readOnly, expiresAt: row.expiresAt, user: { id: row.userId, username: row.username, isAdmin: row.isAdmin } };
 }

@@ -1,0 +1,150 @@
+/**
+ * The `cairn` CLI (issue 14) as a real process against a real server: login
+ * with a password read from stdin saves a token in a 0600 file, account and
+ * clients read the admin API, files lists a tree as of a time, file url and
+ * folder url print temporary download URLs that work without a session,
+ * file get downloads, and errors are clear with a non-zero exit.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listRuns } from '../../server/src/services/backup-repository.ts';
+import { TestAgent } from '../../server/test/dashboard/agent-fixture.ts';
+import { addUser, startDashboardHarness, type DashboardHarness } from '../../server/test/dashboard/dashboard-harness.ts';
+import { REPO_ROOT } from '../helpers/processes.ts';
+
+/** The installed bin, which finds tsx itself, so it runs from any folder. */
+const CLI = path.join(REPO_ROOT, 'client/bin/cairn.js');
+
+describe('cairn CLI', () => {
+  let h: DashboardHarness;
+  let dir: string;
+  let configFile: string;
+  let firstRunAt: string;
+
+  /** Runs `cairn args...` to its end, with `stdin` piped in. */
+  function cairn(args: string[], stdin = '', cwd = REPO_ROOT): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [CLI, ...args], {
+        cwd,
+        env: { PATH: process.env.PATH ?? '', HOME: dir, CAIRN_CLI_CONFIG: configFile },
+        stdio: ['pipe', 'pipe', 'pipe'],
+      });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
+      child.stdin.end(stdin);
+    });
+  }
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'cairn-cli-'));
+    configFile = path.join(dir, 'config', 'cli.json');
+    h = await startDashboardHarness('embedded');
+    await addUser(h.ctx, 'alice', 'alice-password-1');
+    const agent = await TestAgent.register(h.url, 'alice', 'alice-password-1', 'alice-laptop');
+    await agent.backup([{ path: '/home/alice/notes.txt', content: 'first notes' }]);
+    firstRunAt = (await listRuns(h.ctx.database.db, agent.clientId))[0]!.finishedAt!;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await agent.backup([
+      { path: '/home/alice/notes.txt', content: 'second notes' },
+      { path: '/home/alice/docs/plan.md', content: '# plan' },
+    ]);
+  });
+
+  afterAll(async () => {
+    await h?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('refuses commands before login, and a wrong password', async () => {
+    const before = await cairn(['clients']);
+    expect(before.code).toBe(2);
+    expect(before.stderr).toContain('not signed in: run cairn login first');
+    const wrong = await cairn(['login', '--server', h.url, '--username', 'alice'], 'wrong-password\n');
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('invalid username or password');
+  });
+
+  it('logs in with a password from stdin and saves a token in a 0600 file', async () => {
+    const result = await cairn(['login', '--server', h.url + '/', '--username', 'alice'], 'alice-password-1\n');
+    expect(result.stderr).toContain('Token "cairn CLI (');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain(`Signed in to ${h.url} as alice`);
+    expect((await stat(configFile)).mode & 0o777).toBe(0o600);
+    const saved = JSON.parse(await readFile(configFile, 'utf8')) as { server: string; token: string; username: string };
+    expect(saved).toMatchObject({ server: h.url, username: 'alice' });
+    expect(saved.token).toMatch(/^cairn_pat_/);
+    expect(await readFile(configFile, 'utf8')).not.toContain('alice-password-1');
+  });
+
+  it('shows the account and the clients with their last run', async () => {
+    const account = await cairn(['account']);
+    expect(account.code).toBe(0);
+    expect(account.stdout).toContain(`alice on ${h.url}`);
+    expect(account.stdout).toContain('clients: alice-laptop');
+    const clients = await cairn(['clients']);
+    expect(clients.code).toBe(0);
+    expect(clients.stdout).toMatch(/^alice-laptop\t[0-9a-f-]{36}\tlast run succeeded /);
+    const asJson = JSON.parse((await cairn(['clients', '--json'])).stdout) as { clients: { name: string; lastRun: { status: string } }[] };
+    expect(asJson.clients[0]).toMatchObject({ name: 'alice-laptop', lastRun: { status: 'succeeded' } });
+  });
+
+  it('lists files now and as of an earlier time', async () => {
+    const now = await cairn(['files', 'alice-laptop', '/home/alice']);
+    expect(now.code).toBe(0);
+    expect(now.stdout).toContain('/home/alice/docs/plan.md');
+    expect(now.stdout).toContain('/home/alice/notes.txt');
+    const then = JSON.parse((await cairn(['files', 'alice-laptop', '--as-of', firstRunAt, '--json'])).stdout) as { files: { path: string }[] };
+    expect(then.files.map((f) => f.path)).toEqual(['/home/alice/notes.txt']);
+    const unknown = await cairn(['files', 'nope']);
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('no client "nope"; yours: alice-laptop');
+  });
+
+  it('prints temporary download URLs that work without a session', async () => {
+    const file = await cairn(['file', 'url', 'alice-laptop', '/home/alice/notes.txt', '--as-of', firstRunAt, '--expires', '10m']);
+    expect(file.code).toBe(0);
+    const url = file.stdout.trim();
+    expect(url).toMatch(new RegExp(`^${h.url}/api/v1/download/cairn_dl_`));
+    expect(file.stderr).toContain('valid until');
+    expect(await (await fetch(url)).text()).toBe('first notes');
+
+    const folder = await cairn(['folder', 'url', 'alice-laptop', '/home/alice/docs']);
+    expect(folder.code).toBe(0);
+    const archive = gunzipSync(Buffer.from(await (await fetch(folder.stdout.trim())).arrayBuffer())).toString('latin1');
+    expect(archive).toContain('# plan');
+
+    const tooLong = await cairn(['file', 'url', 'alice-laptop', '/home/alice/notes.txt', '--expires', '8d']);
+    expect(tooLong.code).toBe(1);
+    expect(tooLong.stderr).toContain('expiresInSeconds: from 1 second to 7 days');
+    const unreadable = await cairn(['file', 'url', 'alice-laptop', '/home/alice/notes.txt', '--expires', 'soon']);
+    expect(unreadable.code).toBe(2);
+    expect(unreadable.stderr).toContain('--expires: not a duration');
+  });
+
+  it('downloads a file with file get, refusing to overwrite', async () => {
+    const got = await cairn(['file', 'get', 'alice-laptop', '/home/alice/notes.txt'], '', dir);
+    expect(got.code).toBe(0);
+    expect(await readFile(path.join(dir, 'notes.txt'), 'utf8')).toBe('second notes');
+    const again = await cairn(['file', 'get', 'alice-laptop', '/home/alice/notes.txt'], '', dir);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('not overwriting an existing file');
+  });
+
+  it('logs in with an existing token too', async () => {
+    const saved = JSON.parse(await readFile(configFile, 'utf8')) as { token: string };
+    const bad = await cairn(['login', '--server', h.url, '--token', 'cairn_pat_nope']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('unknown, expired or revoked token');
+    const good = await cairn(['login', '--server', h.url, '--token', saved.token]);
+    expect(good.code).toBe(0);
+    expect(good.stdout).toContain('as alice');
+  });
+});
