@@ -79,7 +79,10 @@ describe('assemble records', () => {
     expect(Buffer.concat(pieces)).toEqual(encodeAssembleRecord(record));
     expect(assembleRecordBytes(list)).toBe(encodeAssembleRecord(record).length);
     const decoded = [];
-    for await (const r of decodeAssembleRecords([...pieces, ...pieces])) decoded.push(r);
+    async function* stream(): AsyncGenerator<Uint8Array> {
+      yield* [...pieces, ...pieces];
+    }
+    for await (const r of decodeAssembleRecords(stream())) decoded.push(r);
     expect(decoded).toEqual([record, record]);
   });
 
