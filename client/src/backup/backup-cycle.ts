@@ -546,16 +546,10 @@ async function ensureHeld(
     const byHash = new Map<string, HashedEntry[]>();
     const byPath = new Map<string, HashedEntry[]>();
     for (const item of pending) {
-      for (const [map, key] of [
-        [byHash, item.hashed.sha256],
-        [byPath, uploadSource(item).path],
-      ] as const) {
-        const list = map.get(key);
-        if (list) list.push(item);
-        else map.set(key, [item]);
-      }
+      addTo(byHash, item.hashed.sha256, item);
+      addTo(byPath, uploadSource(item).path, item);
     }
-    const sending: PartSending = { api, runId, stats, progress, log, byPath, changed: new Set<HashedEntry>() };
+    const sending: PartSending = { api, runId, stats, progress, log, byPath, changed: new Set<HashedEntry>(), resend: new Set<string>() };
     const { changed } = sending;
     /** Contents the server refused to assemble for a reason other than missing chunks, with that reason. */
     const refused = new Map<string, string>();
@@ -606,6 +600,12 @@ async function ensureHeld(
   return held;
 }
 
+function addTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
 /** What sending parts needs: where to count bytes, and which files turned out changed (by the path their bytes are read from). */
 interface PartSending {
   api: ApiClient;
@@ -615,6 +615,8 @@ interface PartSending {
   log: Logger;
   byPath: ReadonlyMap<string, readonly HashedEntry[]>;
   changed: Set<HashedEntry>;
+  /** Chunks an assemble answer named as not held: sent again even if "which are missing?" says otherwise. */
+  resend: Set<string>;
 }
 
 /**
@@ -667,9 +669,11 @@ async function uploadMissingChunks(sending: PartSending, contents: readonly Hash
   let window: { entry: HashedEntry; sha256: string; offset: number; size: number }[] = [];
   const flush = async (): Promise<Error | null> => {
     const missing = await askMissing(sending.api, [...new Set(window.map((chunk) => chunk.sha256))]);
+    for (const sha256 of sending.resend) missing.add(sha256);
     const items: UploadItem[] = [];
     for (const { entry, sha256, offset, size } of window) {
-      if (!missing.delete(sha256) || sending.changed.has(entry)) continue;
+      if (sending.changed.has(entry) || !missing.delete(sha256)) continue;
+      sending.resend.delete(sha256);
       items.push({ sha256, size, offset, fileSize: entry.hashed.size, ...uploadSource(entry) });
     }
     window = [];
@@ -724,6 +728,7 @@ async function assembleOnce(sending: PartSending, batch: readonly HashedEntry[])
   } catch (error) {
     if (error instanceof PermanentError && error.statusCode === 409 && error.missing.length > 0) {
       sending.log.info({ chunks: error.missing.length, contents: batch.length }, 'the server lacks chunks of contents to assemble; uploading them again');
+      for (const sha256 of error.missing) sending.resend.add(sha256);
       return null;
     }
     if (error instanceof PermanentError && !isAuthError(error)) return { refused: error.message };
