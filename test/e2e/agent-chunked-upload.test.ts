@@ -1,6 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, open, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
@@ -10,7 +13,7 @@ import { READ_BYTES, hashFile } from '../../client/src/backup/file-hasher.ts';
 import { uploadBatch } from '../../client/src/backup/uploader.ts';
 import { ApiClient } from '../../client/src/net/api-client.ts';
 import { parseDatabaseUrl } from '../../server/src/db/database-url.ts';
-import { ADMIN_PASSWORD, AGENT_MAIN, envModeAgentEnv, readAgentState, runAgentOnce, type RunReport } from '../helpers/agent-e2e.ts';
+import { ADMIN_PASSWORD, AGENT_MAIN, envModeAgentEnv, readAgentState, runAgentOnce, startAgent, waitForRuns, type RunReport } from '../helpers/agent-e2e.ts';
 import { startProcess, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
 
 const MB = 1_000_000;
@@ -33,6 +36,46 @@ function serverDatabase(dataDir: string): postgres.Sql {
   const password = readFileSync(path.join(dataDir, 'pg-password'), 'utf8').trim();
   const url = `postgres://cairn:${encodeURIComponent(password)}@localhost:5432/cairn?host=${encodeURIComponent(path.join(dataDir, 'pg'))}`;
   return postgres({ ...parseDatabaseUrl(url).options, max: 1, onnotice: () => {} });
+}
+
+/**
+ * A loopback proxy to the server that holds the `nth` request whose path
+ * matches `held` until `release()`; everything else is forwarded as it is.
+ */
+async function holdingProxy(target: string, held: RegExp, nth: number): Promise<{ url: string; arrived: Promise<void>; release: () => void; close: () => Promise<void> }> {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let arrivedResolve!: () => void;
+  const arrived = new Promise<void>((resolve) => (arrivedResolve = resolve));
+  let seen = 0;
+  const server = createServer((request, reply) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      void (async () => {
+        if (held.test(request.url ?? '') && ++seen === nth) {
+          arrivedResolve();
+          await gate;
+        }
+        const headers = new Headers();
+        for (const [name, value] of Object.entries(request.headers)) {
+          if (typeof value === 'string' && !['host', 'connection', 'content-length', 'transfer-encoding'].includes(name)) headers.set(name, value);
+        }
+        const body = chunks.length > 0 ? Buffer.concat(chunks) : undefined;
+        const answer = await fetch(`${target}${request.url}`, { method: request.method, headers, ...(body ? { body } : {}) });
+        const bytes = Buffer.from(await answer.arrayBuffer());
+        reply.writeHead(answer.status, { 'content-type': answer.headers.get('content-type') ?? 'application/octet-stream' });
+        reply.end(bytes);
+      })().catch((error: unknown) => {
+        reply.writeHead(502);
+        reply.end(String(error));
+      });
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const address = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${address.port}`, arrived, release, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }
 
 async function restore(args: string[]): Promise<{ code: number | null; output: string }> {
@@ -148,5 +191,37 @@ describe('a large file is uploaded as chunks, and a re-run sends only the change
     expect(code, output).toBe(0);
     expect(sha256(await readFile(path.join(target, file)))).toBe(hashed.sha256);
     expect((await stat(path.join(target, file))).size).toBe(2 * MB);
+  });
+
+  it('a chunk that changed between hashing and its upload (same size and mtime) is caught, and the file is read again', async () => {
+    const otherTree = path.join(base, 'tree-changing');
+    const otherState = path.join(base, 'agent-changing');
+    await mkdir(otherTree);
+    const file = path.join(otherTree, 'changing.sql');
+    const data = dumpLike(1 * MB);
+    await writeFile(file, data);
+    // The second "which are missing?" is the one about chunks: the file has been hashed, nothing of it sent yet.
+    const proxy = await holdingProxy(server.url, /^\/api\/v1\/contents\/missing/, 2);
+    const agent = startAgent(envModeAgentEnv(proxy.url, otherState, [otherTree]));
+    try {
+      await proxy.arrived;
+      const before = await stat(file);
+      const handle = await open(file, 'r+');
+      await handle.write(Buffer.from('CHANGED WHILE QUEUED'), 0, 20, 500_000);
+      await handle.close();
+      await utimes(file, before.atime, before.mtime);
+      proxy.release();
+      const report = await waitForRuns(agent, 1);
+      expect(report.status, agent.output().slice(-3000)).toBe('succeeded');
+      expect(agent.output()).toContain('file changed while uploading; it will be read again');
+    } finally {
+      await agent.stop();
+      await proxy.close();
+    }
+    const target = path.join(base, 'restored-changing');
+    const { code, output } = await restore(['--target', target, '--state', otherState]);
+    expect(code, output).toBe(0);
+    expect(sha256(await readFile(path.join(target, file)))).toBe(sha256(await readFile(file)));
+    expect(sha256(await readFile(file))).not.toBe(sha256(data));
   });
 });
