@@ -5,7 +5,7 @@
  *
  *   32 bytes  the content's SHA-256
  *    8 bytes  its size, unsigned big-endian (at most 2^53 - 1)
- *    4 bytes  how many chunks, unsigned big-endian (2 to ASSEMBLE_MAX_CHUNKS)
+ *    4 bytes  how many chunks, unsigned big-endian (2 to ASSEMBLE_MAX_CHUNKS, and at most the size)
  *   32 bytes  each chunk's SHA-256, in file order
  *
  * Binary and streamed rather than JSON because a content's chunk list grows
@@ -15,8 +15,13 @@
  */
 export const ASSEMBLE_CONTENT_TYPE = 'application/octet-stream';
 export const ASSEMBLE_HEADER_BYTES = 32 + 8 + 4;
-/** Chunks of one content: 2^24, 128 GiB at the 8 KiB average and 32 GiB if every chunk were the 2 KiB minimum. */
-export const ASSEMBLE_MAX_CHUNKS = 2 ** 24;
+/**
+ * Chunks of one content in one record: 2^20, 8 GiB at the 8 KiB average.
+ * The server holds a record's list while it checks it (about 90 bytes a
+ * chunk); the agent sends a larger file whole, as one part, and the server
+ * cuts it itself (decision 125).
+ */
+export const ASSEMBLE_MAX_CHUNKS = 2 ** 20;
 
 export interface AssembleRecord {
   sha256: string;
@@ -58,7 +63,7 @@ export async function* decodeAssembleRecords(
         const size = buffered.readBigUInt64BE(at + 32);
         const count = buffered.readUInt32BE(at + 40);
         if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new AssembleFormatError('a content size is past 2^53 - 1');
-        if (count < 2 || count > maxChunks) {
+        if (count < 2 || count > maxChunks || BigInt(count) > size) {
           throw new AssembleFormatError(`a content must list 2 to ${maxChunks} chunks (one listed ${count}); a content of one chunk is that chunk`);
         }
         record = { sha256: buffered.toString('hex', at, at + 32), size: Number(size), count, chunks: [] };

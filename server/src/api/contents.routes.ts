@@ -4,7 +4,11 @@ import { Type } from 'typebox';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
+  AssembleFormatError,
+  AssembleResponse,
+  ASSEMBLE_CONTENT_TYPE,
   ContentParams,
+  decodeAssembleRecords,
   ErrorBody,
   isSha256,
   MissingRequest,
@@ -19,6 +23,7 @@ import type { AppContext } from '../app-context.ts';
 import { BadRequestError, NotFoundError } from '../errors.ts';
 import { getRunOfClient } from '../services/backup-repository.ts';
 import {
+  assembleContents,
   findMissingContents,
   openContentForUser,
   storeUploadedContents,
@@ -97,6 +102,42 @@ export const contentRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext }> = asy
         throw error;
       }
       return { results };
+    },
+  );
+
+  // The assemble body is read as a stream of binary records (decision 125), never buffered whole.
+  app.addContentTypeParser(ASSEMBLE_CONTENT_TYPE, (_request, payload, done) => done(null, payload));
+
+  app.post(
+    '/contents/assemble',
+    {
+      schema: {
+        tags: ['agent'],
+        summary: 'Commit contents of several chunks from their ordered chunk lists',
+        description:
+          'Body: application/octet-stream, records of (32-byte content SHA-256, 8-byte size, 4-byte chunk count, the ' +
+          'chunks\' 32-byte SHA-256s), as in shared/src/assemble-format.ts. Every chunk must be one this user holds; ' +
+          'the server reads the chunks back and checks they hash to the content and add up to its size. Chunks the ' +
+          'user does not hold are a 409 naming them (`missing`), after the other contents are committed.',
+        security: BEARER,
+        consumes: [ASSEMBLE_CONTENT_TYPE],
+        response: { 200: AssembleResponse, ...errors, 409: ErrorBody },
+      },
+    },
+    async (request, reply) => {
+      const agent = agentOf(request);
+      const body = request.body as NodeJS.ReadableStream | undefined;
+      if (!body || typeof (body as AsyncIterable<Buffer>)[Symbol.asyncIterator] !== 'function') {
+        throw new BadRequestError(`body: expected ${ASSEMBLE_CONTENT_TYPE} with content records`);
+      }
+      try {
+        const results = await assembleContents(ctx, agent.userId, decodeAssembleRecords(body as AsyncIterable<Buffer>));
+        return { results };
+      } catch (error) {
+        if (!request.raw.complete) reply.header('connection', 'close');
+        if (error instanceof AssembleFormatError) throw new BadRequestError(`body: ${error.message}`);
+        throw error;
+      }
     },
   );
 

@@ -1,17 +1,26 @@
 import { createHash } from 'node:crypto';
 import { pipeline, Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
-import { deflateRawSync } from 'node:zlib';
-import { and, asc, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, sql, type SQL } from 'drizzle-orm';
 import type { BaseLogger } from 'pino';
-import type { UploadResult } from '@cairn/shared';
+import {
+  CHUNKING_THRESHOLD_BYTES,
+  ContentChunker,
+  DEFAULT_CHUNKER_PARAMS,
+  type AssembleRecord,
+  type AssembleResult,
+  type UploadResult,
+} from '@cairn/shared';
 import type { AppContext } from '../app-context.ts';
 import { lockManagerFor } from '../db/advisory-locks.ts';
 import { VerifyingStream } from '../blob/verifying-stream.ts';
-import { rowsOf } from '../db/database.ts';
+import { rowsOf, type Tx } from '../db/database.ts';
 import { backupRuns, chunks, clientPaths, contentChunks, contents, fileVersions, ownerContents } from '../db/schema.ts';
 import { hashSet, hashValue } from '../db/sha256-sql.ts';
-import { ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDamagedError } from '../errors.ts';
+import { BadRequestError, ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDamagedError } from '../errors.ts';
+import { ChunkReadDamageError, readChunksInOrder } from '../storage/content-reader.ts';
+import { chunkLocations, markChunksDamaged, recordPack, type StoredChunk } from '../storage/pack-index.ts';
+import { PACK_ENTRY_BYTES, PACK_FOOTER_BYTES, PACK_HEADER_BYTES, type ChunkLocation } from '../storage/pack-format.ts';
+import { PackWriter } from '../storage/pack-writer.ts';
 
 /**
  * Content bytes and who holds them. A content is proven held by a user once
@@ -21,10 +30,14 @@ import { ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDa
  * seam for content-defined chunking.
  */
 
-/** The content named by `hash` (a column of bytea hashes) is stored: a contents row, else a chunk (decision 91). */
-function isStored(hash: string): SQL {
+/**
+ * The content named by `hash` (a column of bytea hashes) is stored and not
+ * known damaged: a contents row, else a chunk (decisions 91, 128).
+ */
+function isWhole(hash: string): SQL {
   const column = sql.raw(hash);
-  return sql`(exists (select 1 from ${chunks} ch where ch.sha256 = ${column}) or exists (select 1 from ${contents} ct where ct.sha256 = ${column}))`;
+  return sql`(exists (select 1 from ${chunks} ch where ch.sha256 = ${column} and ch.damaged_at is null)
+    or exists (select 1 from ${contents} ct where ct.sha256 = ${column} and ct.damaged_at is null))`;
 }
 
 /** How recent a touch makes another one unnecessary (at most half the GC grace period). */
@@ -45,7 +58,7 @@ export async function findMissingContents(ctx: AppContext, userId: string, hashe
     await ctx.database.db.execute(sql`
       with held as (
         select oc.content_sha256 as sha256 from ${ownerContents} oc
-        where oc.user_id = ${userId} and oc.content_sha256 in ${hashSet(hashes)} and ${isStored('oc.content_sha256')}
+        where oc.user_id = ${userId} and oc.content_sha256 in ${hashSet(hashes)} and ${isWhole('oc.content_sha256')}
       ), touched_chunks as (
         update ${chunks} set touched_at = now()
         where sha256 in (select sha256 from held) and touched_at < now() - make_interval(secs => ${slackSeconds})
@@ -67,227 +80,211 @@ export interface IncomingContent {
 
 export interface UploadOptions {
   userId: string;
-  /** When given, bytes this upload newly stores are added to this run's bytes_new; the caller checked it is the uploader's run. */
+  /** When given, bytes new to this user are added to this run's bytes_new; the caller checked it is the uploader's run. */
   runId?: string | null;
-  /** Larger parts are refused with PayloadTooLargeError, keeping nothing of them. */
+  /** Larger parts are refused with PayloadTooLargeError, and none of their bytes is referenced. */
   maxBytes: number;
 }
 
 export type UploadInput = IncomingContent & UploadOptions;
 
-/** Parts received and verified before their rows are committed together: one transaction per batch, not per file. */
-const COMMIT_BATCH = 500;
 /**
- * Parts whose object writes may still be finishing (fsync, rename) while the
- * next part's bytes already stream in. Small files are bound by the store's
- * per-object durability work, which overlaps well.
+ * Bytes read from the request but not yet through the pack writer, at most:
+ * the request's bytes stream in while the previous pack is compressed and
+ * put, and stop streaming in beyond this.
  */
-const PUTS_IN_FLIGHT = 8;
+const QUEUED_BYTES = 16 * 1024 * 1024;
 
-interface ReceivedContent {
+/** A part whose bytes were read, hashed and queued for the pack writer: granted to the user once its pack is recorded. */
+interface ReceivedPart {
   sha256: string;
   size: number;
-  /** true: this upload wrote the object; false: a chunk row existed, the bytes were hashed and discarded. */
-  wrote: boolean;
-  /** The compression sample of a written part of a run (0 and 0 otherwise): its raw and deflated sizes. */
-  sampleRaw: number;
-  sampleCompressed: number;
+  /** Its chunks in order: just its own hash for a part of at most CHUNKING_THRESHOLD_BYTES (decision 110). */
+  chunks: string[];
+  chunkSizes: number[];
 }
 
 /**
- * Bytes at the start of each part a run newly stores whose compressibility
- * is measured (decision 120): bounded work per part whatever its size, and
- * enough for deflate to tell text, databases and binaries (which shrink)
- * from encrypted or already compressed bytes (which do not). 16 KiB, not
- * 64: deflate on random bytes costs about 9x more for 64 KiB than for
- * 16 KiB (1.3 ms against 0.14 ms here), and text deflates to the same
- * share either way (21% and 22%).
+ * One upload request's parts on their way into packs (decisions 126, 127).
+ * The producer (`receive`) reads each part, hashes it, cuts it into chunks
+ * when it is larger than the chunking threshold, and queues the chunks; the
+ * consumer (one promise chain) adds them to the request's PackWriter and,
+ * after each pack is put, records it and grants the user the parts whose
+ * chunks are all in recorded packs, in part order, in one transaction.
  */
-export const COMPRESSION_SAMPLE_BYTES = 16 * 1024;
-/** Level 1; a window and hash table sized to the sample (a bigger window cannot find more in 16 KiB), so less state to set up per part. */
-const SAMPLE_DEFLATE = { level: 1, windowBits: 14, memLevel: 6 } as const;
+class UploadSession {
+  readonly results: UploadResult[] = [];
+  readonly #ctx: AppContext;
+  readonly #options: UploadOptions;
+  readonly #writer: PackWriter;
+  #tail: Promise<void> = Promise.resolve();
+  #queuedBytes = 0;
+  #failure: { error: unknown } | undefined;
+  readonly #awaiting: ReceivedPart[] = [];
+  /** Raw and stored sizes of the chunks this request recorded, for the run's compression figures. */
+  readonly #encoded = new Map<string, { raw: number; stored: number }>();
 
-/**
- * A copy of the first COMPRESSION_SAMPLE_BYTES of a part, fed by the store's
- * own verifying stream as the bytes pass (PutOptions.observe): no stream
- * stage of its own, and nothing at all once the sample is full.
- */
-class CompressionSample {
-  readonly #pieces: Buffer[] = [];
-  #kept = 0;
-  readonly add = (chunk: Buffer): void => {
-    if (this.#kept >= COMPRESSION_SAMPLE_BYTES) return;
-    const piece = Buffer.from(chunk.subarray(0, COMPRESSION_SAMPLE_BYTES - this.#kept));
-    this.#pieces.push(piece);
-    this.#kept += piece.length;
-  };
+  constructor(ctx: AppContext, options: UploadOptions) {
+    this.#ctx = ctx;
+    this.#options = options;
+    this.#writer = new PackWriter(ctx.blobs);
+  }
+
+  /** Reads one part whole and queues it; throws its own fault (mismatch, too large) or an earlier failure of the consumer. */
+  async receive(part: IncomingContent): Promise<void> {
+    this.#throwIfFailed();
+    const { maxBytes } = this.#options;
+    const whole = createHash('sha256');
+    let size = 0;
+    const chunks: string[] = [];
+    const chunkSizes: number[] = [];
+    // Up to the threshold the part is one chunk named by its own hash; past it the same chunker as the agent's cuts it.
+    const head: Buffer[] = [];
+    let headBytes = 0;
+    let chunker: ContentChunker | null = null;
+    let carry: Buffer[] = [];
+    const emit = async (chunk: Buffer) => {
+      const sha256 = createHash('sha256').update(chunk).digest('hex');
+      chunks.push(sha256);
+      chunkSizes.push(chunk.length);
+      await this.#queueChunk(sha256, chunk);
+    };
+    const cut = async (data: Buffer) => {
+      let position = 0;
+      for (const length of chunker!.update(data)) {
+        const carried = carry.reduce((sum, piece) => sum + piece.length, 0);
+        const tail = data.subarray(position, position + length - carried);
+        position += length - carried;
+        await emit(Buffer.concat([...carry, tail], length));
+        carry = [];
+      }
+      if (position < data.length) carry.push(data.subarray(position));
+    };
+    for await (const piece of part.source as AsyncIterable<Buffer>) {
+      size += piece.length;
+      if (size > maxBytes) throw new PayloadTooLargeError(`upload part larger than ${maxBytes} bytes`);
+      whole.update(piece);
+      if (chunker) {
+        await cut(piece);
+        continue;
+      }
+      head.push(piece);
+      headBytes += piece.length;
+      if (headBytes > CHUNKING_THRESHOLD_BYTES) {
+        chunker = new ContentChunker(DEFAULT_CHUNKER_PARAMS);
+        const buffered = Buffer.concat(head, headBytes);
+        head.length = 0;
+        await cut(buffered);
+      }
+    }
+    const actual = whole.digest('hex');
+    if (actual !== part.sha256) throw new HashMismatchError(part.sha256, actual);
+    if (chunker) {
+      if (chunker.final().length > 0) await emit(Buffer.concat(carry));
+    } else {
+      // A copy: the parser's pieces may be views of larger buffers that a pack would otherwise keep alive.
+      const bytes = Buffer.concat(head, headBytes);
+      chunks.push(part.sha256);
+      chunkSizes.push(bytes.length);
+      await this.#queueChunk(part.sha256, bytes);
+    }
+    const received: ReceivedPart = { sha256: part.sha256, size, chunks, chunkSizes };
+    this.#enqueue(async () => {
+      this.#awaiting.push(received);
+    });
+  }
+
+  /** Writes the open pack, records it, grants the rest; then rethrows a failure of the consumer, if any. */
+  async finish(): Promise<void> {
+    this.#enqueue(async () => {
+      const locations = await this.#writer.flush();
+      await this.#commit(locations);
+    });
+    await this.#tail;
+    this.#throwIfFailed();
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure) throw this.#failure.error;
+  }
+
+  /** `raw` was hashed to `sha256` by the caller; the writer does not hash it again. */
+  async #queueChunk(sha256: string, raw: Buffer): Promise<void> {
+    this.#queuedBytes += raw.length;
+    this.#enqueue(async () => {
+      const locations = await this.#writer.add(sha256, raw, { hashed: true });
+      if (locations.length > 0) await this.#commit(locations);
+    }, raw.length);
+    if (this.#queuedBytes > QUEUED_BYTES) await this.#tail;
+    this.#throwIfFailed();
+  }
+
+  #enqueue(task: () => Promise<void>, bytes = 0): void {
+    this.#tail = this.#tail.then(async () => {
+      try {
+        if (!this.#failure) await task();
+      } catch (error) {
+        this.#failure ??= { error };
+      } finally {
+        this.#queuedBytes -= bytes;
+      }
+    });
+  }
+
+  /** Records the pack just put (if any) and grants every waiting part whose chunks are all recorded, in order. */
+  async #commit(locations: readonly ChunkLocation[]): Promise<void> {
+    for (const l of locations) this.#encoded.set(l.sha256, { raw: l.rawSize, stored: l.length });
+    const ready: ReceivedPart[] = [];
+    while (this.#awaiting.length > 0 && this.#awaiting[0]!.chunks.every((chunk) => !this.#writer.has(chunk))) {
+      ready.push(this.#awaiting.shift()!);
+    }
+    if (locations.length === 0 && ready.length === 0) return;
+    const packKey = locations[0]?.packKey;
+    const ctx = this.#ctx;
+    const results = await lockManagerFor(ctx.database).inReferencingTransaction(async (tx) => {
+      if (packKey) await recordPack(tx, { packKey, bytes: packBytesOf(locations), locations });
+      return this.#grant(tx, ready);
+    });
+    this.results.push(...results);
+  }
 
   /**
-   * The sample's raw and deflated (no header) sizes. Synchronous, like the
-   * hashing of every piece: at most about 0.2 ms of CPU for 16 KiB of random
-   * bytes, 0.05 ms for text; the thread-pool form cost 1.5-2x that in CPU
-   * (measured, decision 120) for a hop that only adds latency.
+   * Records the user as holding each part (and each chunk of a part of
+   * several), the contents rows of parts of several chunks, and the run's
+   * new bytes: those of parts the user did not hold before, whoever else
+   * did (decision 126).
    */
-  measure(): { raw: number; compressed: number } {
-    if (this.#kept === 0) return { raw: 0, compressed: 0 };
-    const sample = this.#pieces.length === 1 ? this.#pieces[0]! : Buffer.concat(this.#pieces, this.#kept);
-    this.#pieces.length = 0;
-    const compressed = deflateRawSync(sample, SAMPLE_DEFLATE);
-    return { raw: sample.length, compressed: compressed.length };
-  }
-}
-
-/**
- * Takes uploaded contents, in order. Each one's bytes are hashed while they
- * stream; a mismatch throws HashMismatchError and leaves no object and no row
- * for that part. Bytes the server already stores are hashed and discarded,
- * never written. On success the user is recorded as holding each content.
- *
- * Rows are committed in batches. When a part fails, the parts already
- * received and verified (before it, and any still finishing after it) are
- * committed, so nothing verified is left as an orphan object, and then the
- * first failure is thrown.
- *
- * Races with GC (docs/decisions.md #5): rows are committed under the shared
- * content lock after checking that each object (or chunk row) is still
- * there; what GC removed meanwhile is refused with ConflictError naming the
- * `missing` hashes (the rest of the batch is committed), and the agent
- * uploads those again.
- */
-export async function storeUploadedContents(
-  ctx: AppContext,
-  options: UploadOptions,
-  parts: AsyncIterable<IncomingContent> | Iterable<IncomingContent>,
-): Promise<UploadResult[]> {
-  const results: UploadResult[] = [];
-  let received: ReceivedContent[] = [];
-  const inFlight: Promise<ReceivedContent>[] = [];
-  let failure: { error: unknown } | undefined;
-  const settleOldest = async () => {
-    try {
-      received.push(await inFlight.shift()!);
-    } catch (error) {
-      failure ??= { error };
+  async #grant(tx: Tx, parts: readonly ReceivedPart[]): Promise<UploadResult[]> {
+    if (parts.length === 0) return [];
+    const { userId, runId } = this.#options;
+    const multi = unique(parts.filter((p) => p.chunks.length > 1));
+    if (multi.length > 0) await insertContents(tx, multi);
+    const held = new Set<string>();
+    for (const part of parts) {
+      held.add(part.sha256);
+      if (part.chunks.length > 1) for (const chunk of part.chunks) held.add(chunk);
     }
-  };
-  const flush = async () => {
-    const batch = received;
-    received = [];
-    if (batch.length > 0) results.push(...(await commitReceived(ctx, options, batch)));
-  };
-  try {
-    for await (const part of parts) {
-      const receiving = receiveContent(ctx, part, options.maxBytes, Boolean(options.runId));
-      let refused = false;
-      // Rejections are taken up, in order, by settleOldest; the flag stops reading further parts at once.
-      receiving.catch(() => (refused = true));
-      inFlight.push(receiving);
-      // The next part arrives only once this one's bytes are read; the write may still be finishing.
-      await Promise.race([finished(part.source).catch(() => undefined), receiving.then(noop, noop)]);
-      if (refused) {
-        // A store that gave up without reading the part would leave the parser waiting for it forever.
-        part.source.destroy();
-        break;
+    const granted = new Set(await grantOwnership(tx, userId, [...held]));
+    const reported = new Set<string>();
+    let bytesNew = 0;
+    let sampleRaw = 0;
+    let sampleCompressed = 0;
+    const results = parts.map((part): UploadResult => {
+      const stored = granted.has(part.sha256) && !reported.has(part.sha256);
+      reported.add(part.sha256);
+      if (stored) {
+        bytesNew += part.size;
+        for (const chunk of new Set(part.chunks)) {
+          const encoded = this.#encoded.get(chunk);
+          if (encoded) {
+            sampleRaw += encoded.raw;
+            sampleCompressed += encoded.stored;
+          }
+        }
       }
-      while (inFlight.length >= PUTS_IN_FLIGHT) await settleOldest();
-      if (failure) break;
-      if (received.length >= COMMIT_BATCH) await flush();
-    }
-  } catch (error) {
-    failure ??= { error };
-  }
-  while (inFlight.length > 0) await settleOldest();
-  try {
-    await flush();
-  } catch (error) {
-    if (!failure) throw error;
-    ctx.log.warn({ err: error }, 'could not commit the parts received before a failed one; the agent will upload them again');
-  }
-  if (failure) throw failure.error;
-  return results;
-}
-
-function noop(): void {}
-
-/** One content; see storeUploadedContents. */
-export async function storeUploadedContent(ctx: AppContext, input: UploadInput): Promise<UploadResult> {
-  const [result] = await storeUploadedContents(ctx, input, [input]);
-  if (!result) throw new Error('upload produced no result');
-  return result;
-}
-
-/** `sample`: measure the compressibility of the part's bytes if they turn out new (uploads for a run). */
-async function receiveContent(ctx: AppContext, part: IncomingContent, maxBytes: number, sample: boolean): Promise<ReceivedContent> {
-  const { sha256 } = part;
-  // A chunk row never outlives its object (puts write the object first, GC deletes rows first), so a
-  // missing object means new bytes, without a database round trip per part (most of the cost of many small files).
-  const maybeKnown = ctx.blobs.kind !== 'disk' || (await ctx.blobs.stat(sha256)) !== null;
-  // Touching first keeps a GC that starts now from choosing this chunk while its bytes stream in.
-  const known = maybeKnown
-    ? rowsOf(await ctx.database.db.execute(sql`update ${chunks} set touched_at = now() where sha256 = ${hashValue(sha256)} returning 1`))
-    : [];
-  if (known.length > 0) {
-    const received = await hashAndDiscard(part.source, maxBytes);
-    if (received.sha256 !== sha256) throw new HashMismatchError(sha256, received.sha256);
-    return { sha256, size: received.size, wrote: false, sampleRaw: 0, sampleCompressed: 0 };
-  }
-  const sampler = sample ? new CompressionSample() : null;
-  const stored = await ctx.blobs.put(sha256, part.source, sha256, { maxBytes, observe: sampler?.add });
-  const measured = sampler ? sampler.measure() : { raw: 0, compressed: 0 };
-  return { sha256, size: stored.size, wrote: true, sampleRaw: measured.raw, sampleCompressed: measured.compressed };
-}
-
-async function commitReceived(ctx: AppContext, options: UploadOptions, batch: ReceivedContent[]): Promise<UploadResult[]> {
-  const { results, gone } = await lockManagerFor(ctx.database).inReferencingTransaction(async (tx) => {
-    const gone = new Set<string>();
-    // GC may have deleted a key after our put if it held old rows for it: then no row may point at it.
-    const written = unique(batch.filter((c) => c.wrote));
-    for (let i = 0; i < written.length; i += 32) {
-      const slice = written.slice(i, i + 32);
-      const stats = await Promise.all(slice.map((c) => ctx.blobs.stat(c.sha256)));
-      stats.forEach((info, j) => info === null && gone.add(slice[j]!.sha256));
-    }
-    const knownHashes = unique(batch.filter((c) => !c.wrote)).map((c) => c.sha256);
-    if (knownHashes.length > 0) {
-      const still = new Set(
-        rowsOf<{ sha256: string }>(
-          await tx.execute(sql`
-            update ${chunks} set touched_at = now()
-            where sha256 in ${hashSet(knownHashes)}
-            returning encode(sha256, 'hex') as sha256`),
-        ).map((row) => row.sha256),
-      );
-      for (const hash of knownHashes) if (!still.has(hash)) gone.add(hash);
-    }
-    const valid = unique(batch.filter((c) => !gone.has(c.sha256)));
-    const newChunks = valid.filter((c) => c.wrote);
-    const inserted = new Set<string>();
-    if (newChunks.length > 0) {
-      const rows = rowsOf<{ sha256: string }>(
-        await tx.execute(sql`
-          insert into ${chunks} (sha256, size)
-          select decode(x.sha256, 'hex'), x.size from ${recordsOf(newChunks)}
-          on conflict (sha256) do nothing
-          returning encode(sha256, 'hex') as sha256`),
-      );
-      for (const row of rows) inserted.add(row.sha256);
-      const raced = newChunks.filter((c) => !inserted.has(c.sha256)).map((c) => c.sha256);
-      if (raced.length > 0) await tx.update(chunks).set({ touchedAt: sql`now()` }).where(inArray(chunks.sha256, raced));
-    }
-    if (valid.length > 0) {
-      // A one-chunk content is its chunk alone: no contents and no content_chunks row (decision 91).
-      // One JSON parameter per statement: cheaper to parse and plan than a 500-row VALUES list (decision 38).
-      await tx.execute(sql`
-        insert into ${ownerContents} (content_sha256, user_id)
-        select decode(x.sha256, 'hex'), ${options.userId}::uuid from ${recordsOf(valid)}
-        on conflict do nothing`);
-    }
-    // Only what this upload newly stored counts, for the run's bytes and its compression sample alike.
-    const storedNew = newChunks.filter((c) => inserted.has(c.sha256));
-    const bytesNew = storedNew.reduce((sum, c) => sum + c.size, 0);
-    const sampleRaw = storedNew.reduce((sum, c) => sum + c.sampleRaw, 0);
-    const sampleCompressed = storedNew.reduce((sum, c) => sum + c.sampleCompressed, 0);
-    if (options.runId && bytesNew > 0) {
+      return { sha256: part.sha256, size: part.size, status: stored ? 'stored' : 'existing' };
+    });
+    if (runId && bytesNew > 0) {
       await tx
         .update(backupRuns)
         .set({
@@ -295,46 +292,263 @@ async function commitReceived(ctx: AppContext, options: UploadOptions, batch: Re
           sampleRawBytes: sql`${backupRuns.sampleRawBytes} + ${sampleRaw}`,
           sampleCompressedBytes: sql`${backupRuns.sampleCompressedBytes} + ${sampleCompressed}`,
         })
-        .where(eq(backupRuns.id, options.runId));
+        .where(eq(backupRuns.id, runId));
     }
-    const reported = new Set<string>();
-    const results = batch
-      .filter((c) => !gone.has(c.sha256))
-      .map((c): UploadResult => {
-        const stored = inserted.has(c.sha256) && !reported.has(c.sha256);
-        reported.add(c.sha256);
-        return { sha256: c.sha256, size: c.size, status: stored ? 'stored' : 'existing' };
+    return results;
+  }
+}
+
+/** A pack's whole length from its index entries (pack-format.ts: header, data, index, footer). */
+function packBytesOf(locations: readonly ChunkLocation[]): number {
+  return PACK_HEADER_BYTES + locations.reduce((sum, l) => sum + l.length, 0) + locations.length * PACK_ENTRY_BYTES + PACK_FOOTER_BYTES;
+}
+
+/** Inserts `owner_contents` rows; returns the hashes the user did not hold before. */
+async function grantOwnership(tx: Tx, userId: string, hashes: readonly string[]): Promise<string[]> {
+  const granted: string[] = [];
+  for (let i = 0; i < hashes.length; i += 50_000) {
+    const rows = rowsOf<{ sha256: string }>(
+      await tx.execute(sql`
+        insert into ${ownerContents} (content_sha256, user_id)
+        select h, ${userId}::uuid from ${hashSet(hashes.slice(i, i + 50_000))} as s(h)
+        on conflict do nothing
+        returning encode(content_sha256, 'hex') as sha256`),
+    );
+    for (const row of rows) granted.push(row.sha256);
+  }
+  return granted;
+}
+
+/**
+ * The `contents` and `content_chunks` rows of contents of several chunks;
+ * a content that has a row keeps it (its chunk list names the same bytes),
+ * and loses its damage mark when none of its chunks is damaged any more.
+ */
+async function insertContents(tx: Tx, list: readonly { sha256: string; size: number; chunks: string[]; chunkSizes: number[] }[]): Promise<void> {
+  const inserted = new Set(
+    rowsOf<{ sha256: string; inserted: boolean }>(
+      await tx.execute(sql`
+        insert into ${contents} (sha256, size, chunk_count)
+        select decode(x.sha256, 'hex'), x.size, x.chunk_count
+        from jsonb_to_recordset(${JSON.stringify(list.map((c) => ({ sha256: c.sha256, size: c.size, chunk_count: c.chunks.length })))}::jsonb)
+          as x(sha256 text, size bigint, chunk_count integer)
+        on conflict (sha256) do update set touched_at = now()
+        returning encode(sha256, 'hex') as sha256, (xmax = 0) as inserted`),
+    )
+      .filter((row) => row.inserted)
+      .map((row) => row.sha256),
+  );
+  for (const content of list) {
+    if (!inserted.has(content.sha256)) continue;
+    let offset = 0;
+    const rows = content.chunks.map((chunk, seq) => {
+      const row = { c: chunk, s: seq, o: offset };
+      offset += content.chunkSizes[seq]!;
+      return row;
+    });
+    for (let i = 0; i < rows.length; i += 50_000) {
+      await tx.execute(sql`
+        insert into ${contentChunks} (content_sha256, seq, chunk_sha256, "offset")
+        select decode(${content.sha256}, 'hex'), x.s, decode(x.c, 'hex'), x.o
+        from jsonb_to_recordset(${JSON.stringify(rows.slice(i, i + 50_000))}::jsonb) as x(c text, s integer, o bigint)`);
+    }
+  }
+  const existing = list.filter((c) => !inserted.has(c.sha256)).map((c) => c.sha256);
+  if (existing.length > 0) {
+    await tx.execute(sql`
+      update ${contents} ct set damaged_at = null
+      where ct.sha256 in ${hashSet(existing)} and ct.damaged_at is not null
+        and not exists (
+          select 1 from content_chunks cc join chunks ch on ch.sha256 = cc.chunk_sha256
+          where cc.content_sha256 = ct.sha256 and ch.damaged_at is not null)`);
+  }
+}
+
+function unique<T extends { sha256: string }>(list: readonly T[]): T[] {
+  const seen = new Set<string>();
+  return list.filter((c) => !seen.has(c.sha256) && (seen.add(c.sha256), true));
+}
+
+/**
+ * Takes uploaded contents, in order (decisions 126, 127). Each part is hashed
+ * while it streams; a mismatch throws HashMismatchError and the user is
+ * granted nothing of that part. Every part's chunks are compressed into the
+ * request's packs whoever else holds the bytes; a pack is put when it
+ * reaches 8 MiB and at the end, and after each put its rows and the user's
+ * hold on the parts in it are committed together. When a part fails, the
+ * parts before it are committed (their pack is flushed first) and then the
+ * failure is thrown.
+ */
+export async function storeUploadedContents(
+  ctx: AppContext,
+  options: UploadOptions,
+  parts: AsyncIterable<IncomingContent> | Iterable<IncomingContent>,
+): Promise<UploadResult[]> {
+  const session = new UploadSession(ctx, options);
+  let failure: { error: unknown } | undefined;
+  try {
+    for await (const part of parts) await session.receive(part);
+  } catch (error) {
+    failure = { error };
+  }
+  try {
+    await session.finish();
+  } catch (error) {
+    if (!failure) throw error;
+    ctx.log.warn({ err: error }, 'could not commit the parts received before a failed one; the agent will upload them again');
+  }
+  if (failure) throw failure.error;
+  return session.results;
+}
+
+/** One content; see storeUploadedContents. */
+export async function storeUploadedContent(ctx: AppContext, input: UploadInput): Promise<UploadResult[]> {
+  return storeUploadedContents(ctx, input, [input]);
+}
+
+type Assembling = AssembleRecord & { chunkSizes: number[] };
+
+/** Contents assembled per transaction, and chunks listed per transaction at most. */
+const ASSEMBLE_BATCH_CONTENTS = 500;
+const ASSEMBLE_BATCH_CHUNKS = 100_000;
+
+/**
+ * Commits contents of several chunks from their chunk lists (decision 125).
+ * A content this user already holds (and that is not damaged) is
+ * `existing` at once. Otherwise every chunk must be one the user holds and
+ * is not damaged: a record naming others is left out and, after the rest
+ * are committed, the request fails with ConflictError naming every such
+ * chunk (`missing`), for the agent to upload and send again. The chunks of
+ * each other record are read back from the store and must hash to the
+ * content's hash and add up to its size; a record that does not is a
+ * BadRequestError naming it (after the records before it are committed).
+ */
+export async function assembleContents(ctx: AppContext, userId: string, records: AsyncIterable<AssembleRecord>): Promise<AssembleResult[]> {
+  const results: AssembleResult[] = [];
+  const missing = new Set<string>();
+  let batch: Assembling[] = [];
+  let batchChunks = 0;
+  const flush = async () => {
+    const list = batch;
+    batch = [];
+    batchChunks = 0;
+    if (list.length === 0) return;
+    const { committed, gone } = await lockManagerFor(ctx.database).inReferencingTransaction(async (tx) => {
+      // GC may have taken chunks since they were checked: such a content is left for the agent to upload again.
+      const present = new Set(
+        rowsOf<{ sha256: string }>(
+          await tx.execute(sql`
+            select encode(sha256, 'hex') as sha256 from ${chunks}
+            where sha256 in ${hashSet([...new Set(list.flatMap((r) => r.chunks))])} and damaged_at is null`),
+        ).map((row) => row.sha256),
+      );
+      const gone = list.flatMap((r) => r.chunks.filter((c) => !present.has(c)));
+      const whole = list.filter((r) => r.chunks.every((c) => present.has(c)));
+      if (whole.length === 0) return { committed: [], gone };
+      await tx.execute(sql`update ${chunks} set touched_at = now() where sha256 in ${hashSet([...present])}`);
+      await insertContents(tx, whole);
+      const granted = new Set(await grantOwnership(tx, userId, whole.map((r) => r.sha256)));
+      const reported = new Set<string>();
+      const committed = whole.map((r): AssembleResult => {
+        const stored = granted.has(r.sha256) && !reported.has(r.sha256);
+        reported.add(r.sha256);
+        return { sha256: r.sha256, size: r.size, status: stored ? 'stored' : 'existing' };
       });
-    return { results, gone: [...gone] };
-  });
-  if (gone.length > 0) {
-    throw new ConflictError(`${gone.length} content(s) were removed by garbage collection while they were uploaded; upload them again`, {
-      missing: gone,
+      return { committed, gone };
+    });
+    results.push(...committed);
+    for (const chunk of gone) missing.add(chunk);
+  };
+  try {
+    for await (const record of records) {
+      if (await userHoldsWholeContent(ctx, userId, record.sha256)) {
+        results.push({ sha256: record.sha256, size: record.size, status: 'existing' });
+        continue;
+      }
+      const unique = [...new Set(record.chunks)];
+      const held = await heldChunks(ctx, userId, unique);
+      const lacking = unique.filter((c) => !held.has(c));
+      if (lacking.length > 0) {
+        for (const chunk of lacking) missing.add(chunk);
+        continue;
+      }
+      const locations = await chunkLocations(ctx.database.db, unique);
+      const ordered = record.chunks.map((c) => locations.get(c)!);
+      const checked = await checkAssembly(ctx, record, ordered);
+      if (checked.damaged.length > 0) {
+        for (const chunk of checked.damaged) missing.add(chunk);
+        continue;
+      }
+      batch.push({ ...record, chunkSizes: ordered.map((l) => l.rawSize) });
+      batchChunks += record.chunks.length;
+      if (batch.length >= ASSEMBLE_BATCH_CONTENTS || batchChunks >= ASSEMBLE_BATCH_CHUNKS) await flush();
+    }
+  } catch (error) {
+    try {
+      await flush();
+    } catch (flushError) {
+      ctx.log.warn({ err: flushError }, 'could not commit the contents assembled before a failed one');
+    }
+    throw error;
+  }
+  await flush();
+  if (missing.size > 0) {
+    throw new ConflictError(`${missing.size} chunk(s) are not stored for this user; upload them and assemble again`, {
+      missing: [...missing],
     });
   }
   return results;
 }
 
-/** Contents as a set of (sha256, size) rows for set-based statements. */
-function recordsOf(list: readonly ReceivedContent[]): SQL {
-  return sql`jsonb_to_recordset(${JSON.stringify(list.map((c) => ({ sha256: c.sha256, size: c.size })))}::jsonb) as x(sha256 text, size bigint)`;
+/** Whether the user holds the content as a whole, undamaged content (a contents row, else its one chunk). */
+async function userHoldsWholeContent(ctx: AppContext, userId: string, sha256: string): Promise<boolean> {
+  const rows = rowsOf(
+    await ctx.database.db.execute(sql`
+      select 1 from ${ownerContents} oc
+      where oc.user_id = ${userId} and oc.content_sha256 = ${hashValue(sha256)} and ${isWhole('oc.content_sha256')}
+      limit 1`),
+  );
+  return rows.length > 0;
 }
 
-/** First occurrence of each hash. */
-function unique(list: ReceivedContent[]): ReceivedContent[] {
-  const seen = new Set<string>();
-  return list.filter((c) => !seen.has(c.sha256) && (seen.add(c.sha256), true));
-}
-
-async function hashAndDiscard(source: Readable, maxBytes: number): Promise<{ sha256: string; size: number }> {
-  const hash = createHash('sha256');
-  let size = 0;
-  for await (const chunk of source as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) throw new PayloadTooLargeError(`upload part larger than ${maxBytes} bytes`);
-    hash.update(chunk);
+/** Of `hashes`, the chunks the user holds that are stored and not damaged. */
+async function heldChunks(ctx: AppContext, userId: string, hashes: readonly string[]): Promise<Set<string>> {
+  const held = new Set<string>();
+  for (let i = 0; i < hashes.length; i += 10_000) {
+    const rows = rowsOf<{ sha256: string }>(
+      await ctx.database.db.execute(sql`
+        select encode(oc.content_sha256, 'hex') as sha256 from ${ownerContents} oc
+        join ${chunks} ch on ch.sha256 = oc.content_sha256 and ch.damaged_at is null
+        where oc.user_id = ${userId} and oc.content_sha256 in ${hashSet(hashes.slice(i, i + 10_000))}`),
+    );
+    for (const row of rows) held.add(row.sha256);
   }
-  return { sha256: hash.digest('hex'), size };
+  return held;
+}
+
+/**
+ * Reads a content's chunks back and checks them against its hash and size.
+ * Chunks found damaged on the way are marked (and returned) instead.
+ */
+async function checkAssembly(ctx: AppContext, record: AssembleRecord, ordered: readonly StoredChunk[]): Promise<{ damaged: string[] }> {
+  const total = ordered.reduce((sum, chunk) => sum + chunk.rawSize, 0);
+  if (total !== record.size) {
+    throw new BadRequestError(`content ${record.sha256}: its ${ordered.length} chunks add up to ${total} bytes, not the ${record.size} declared`);
+  }
+  const hash = createHash('sha256');
+  try {
+    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true })) hash.update(raw);
+  } catch (error) {
+    if (!(error instanceof ChunkReadDamageError)) throw error;
+    await markChunksDamaged(ctx.database.db, error.chunkHashes);
+    ctx.log.error({ chunks: error.chunkHashes, key: error.key, detail: error.detail }, 'stored chunk is damaged or missing; it will be asked for again');
+    return { damaged: [...error.chunkHashes] };
+  }
+  const actual = hash.digest('hex');
+  if (actual !== record.sha256) {
+    throw new BadRequestError(`content ${record.sha256}: its chunks hash to ${actual}, not to the content's hash`);
+  }
+  return { damaged: [] };
 }
 
 /** Whether `userId` holds the content (uploaded its bytes once). */
@@ -384,29 +598,46 @@ export async function openContentForUser(
   );
   if (!row) return null;
   const content = { size: Number(row.size), chunkCount: Number(row.chunk_count) };
-  // A one-chunk content is its chunk (decision 91); a v1 object's key is its hash.
-  const parts =
+  const chunkList =
     content.chunkCount === 1
-      ? [{ key: sha256 }]
-      : await ctx.database.db
-          .select({ key: contentChunks.chunkSha256 })
-          .from(contentChunks)
-          .where(eq(contentChunks.contentSha256, sha256))
-          .orderBy(asc(contentChunks.seq));
+      ? [sha256]
+      : (
+          await ctx.database.db
+            .select({ chunk: contentChunks.chunkSha256 })
+            .from(contentChunks)
+            .where(eq(contentChunks.contentSha256, sha256))
+            .orderBy(asc(contentChunks.seq))
+        ).map((r) => r.chunk);
   const damaged = (detail: string): StoredContentDamagedError => {
     const error = new StoredContentDamagedError(sha256, detail);
     void logDamage(ctx, reader, error);
     return error;
   };
-  const first = parts.length === 1 ? await ctx.blobs.get(parts[0]!.key) : undefined;
-  if (first === null) throw damaged(`stored object ${parts[0]!.key} is missing`);
-  const blobs = ctx.blobs;
-  async function* concatenated(): AsyncGenerator<Buffer> {
-    for (const part of parts) {
-      const stream = await blobs.get(part.key);
-      if (!stream) throw damaged(`stored object ${part.key} is missing`);
-      yield* stream as AsyncIterable<Buffer>;
+  const locations = await chunkLocations(ctx.database.db, [...new Set(chunkList)]);
+  const ordered: StoredChunk[] = [];
+  for (const chunk of chunkList) {
+    const location = locations.get(chunk);
+    if (!location) throw damaged(`chunk ${chunk} has no row in the index`);
+    ordered.push(location);
+  }
+  const chunkStream = readChunksInOrder(ctx.blobs, ordered, { verifyObjects: content.chunkCount > 1 });
+  const next = async (): Promise<IteratorResult<Buffer>> => {
+    try {
+      return await chunkStream.next();
+    } catch (error) {
+      if (!(error instanceof ChunkReadDamageError)) throw error;
+      await markChunksDamaged(ctx.database.db, error.chunkHashes).catch((markError: unknown) =>
+        reader.log.warn({ err: markError }, 'could not mark damaged chunks'),
+      );
+      throw damaged(`${error.detail} (chunk ${error.chunkHashes[0]} in ${error.key})`);
     }
+  };
+  // The first read happens now, so damage found there is an error before any header is sent.
+  const first = await next();
+  async function* all(): AsyncGenerator<Buffer> {
+    if (first.done) return;
+    yield first.value;
+    for (let step = await next(); !step.done; step = await next()) yield step.value;
   }
   const verifier = new VerifyingStream(sha256, {
     maxBytes: content.size,
@@ -418,9 +649,11 @@ export async function openContentForUser(
       ),
   });
   // Errors reach the consumer through `verifier`; a consumer that stops reading destroys it, which closes the source.
-  pipeline(first ?? Readable.from(concatenated()), verifier, noop);
+  pipeline(Readable.from(all(), { objectMode: false }), verifier, noop);
   return { size: content.size, stream: verifier };
 }
+
+function noop(): void {}
 
 /** Files of the client that hold a content, for the damage report; a few are enough to name. */
 const DAMAGE_REPORT_PATHS = 20;

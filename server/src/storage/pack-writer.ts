@@ -74,14 +74,17 @@ export class PackWriter {
   }
 
   /**
-   * Adds one chunk. Throws HashMismatchError when `raw` does not hash to
+   * Adds one chunk. Unless `hashed`, throws HashMismatchError when `raw` does not hash to
    * `sha256`; a chunk already in the open pack is not added twice. Resolves
    * to the locations of the pack this call wrote (empty when it wrote none).
    */
-  add(sha256: string, raw: Buffer): Promise<ChunkLocation[]> {
+  add(sha256: string, raw: Buffer, options: { hashed?: boolean } = {}): Promise<ChunkLocation[]> {
     return this.#serially(async () => {
-      const actual = createHash('sha256').update(raw).digest('hex');
-      if (actual !== sha256) throw new HashMismatchError(sha256, actual);
+      // `hashed`: the caller named the chunk by hashing these very bytes; a second SHA-256 would only cost time.
+      if (!options.hashed) {
+        const actual = createHash('sha256').update(raw).digest('hex');
+        if (actual !== sha256) throw new HashMismatchError(sha256, actual);
+      }
       if (this.#pending.has(sha256)) return [];
       const { codec, stored } = await encodeChunk(raw, await this.#zstd, this.#level);
       const packBytes = this.#packBytesWith(stored.length, 1);

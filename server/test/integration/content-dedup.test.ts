@@ -1,9 +1,9 @@
-import { readdir, stat } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { count, eq } from 'drizzle-orm';
+import { asc, count, desc, eq } from 'drizzle-orm';
 import { sha256Hex } from '@cairn/shared';
-import { backupRuns, chunks, contents, ownerContents } from '../../src/db/schema.ts';
+import { backupRuns, chunks, contents, ownerContents, packs } from '../../src/db/schema.ts';
 import { addUser, callApi, download, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 
@@ -48,40 +48,68 @@ describe.each(testDatabaseKinds())('content upload and dedup (%s)', (kind) => {
     expect(again.body.results[0]?.status).toBe('existing');
 
     expect(await rowCounts(hash)).toEqual({ chunks: 1, contents: 0, owners: 1 });
-    const objects = (await filesUnder(path.join(h.dataDir, 'blobs'))).filter((f) => f.endsWith(hash));
-    expect(objects).toHaveLength(1);
+    // The chunk stays where the first upload put it; the second copy is dead space for repack (decision 126).
+    const [row] = await h.ctx.database.db.select({ packId: chunks.packId }).from(chunks).where(eq(chunks.sha256, hash));
+    const [firstPack] = await h.ctx.database.db.select({ id: packs.id }).from(packs).orderBy(asc(packs.id)).limit(1);
+    expect(row?.packId).toBe(firstPack?.id);
   });
 
-  it("tells a second user 'missing' until it uploads, then hashes and discards its bytes", async () => {
+  it("answers a second user exactly as if nobody held the bytes: missing, then stored, counted as new", async () => {
     const first = await addUser(h, 'first-owner');
     const second = await addUser(h, 'second-owner');
     const a = await registerAgent(h, first, 'a');
     const b = await registerAgent(h, second, 'b');
-    const bytes = Buffer.from('a file both users happen to have');
-    const hash = sha256Hex(bytes);
-    expect((await upload<UploadBody>(h, a.token, [bytes])).body.results[0]?.status).toBe('stored');
-    const objectPath = (await filesUnder(path.join(h.dataDir, 'blobs'))).find((f) => f.endsWith(hash));
-    expect(objectPath).toBeDefined();
-    const before = await stat(objectPath!);
+    const shared = Buffer.from('a file both users happen to have');
+    const unique = Buffer.from('a file that only user b has, too'); // the same length as `shared`
+    expect(unique.length).toBe(shared.length);
+    expect((await upload<UploadBody>(h, a.token, [shared])).body.results[0]?.status).toBe('stored');
 
-    const asked = await callApi<{ missing: string[] }>(h, 'POST', '/contents/missing', { token: b.token, json: { hashes: [hash] } });
-    expect(asked.body.missing).toEqual([hash]);
-    expect((await download(h, b.token, hash)).status).toBe(404);
+    const asked = await callApi<{ missing: string[] }>(h, 'POST', '/contents/missing', {
+      token: b.token,
+      json: { hashes: [sha256Hex(shared), sha256Hex(unique)] },
+    });
+    expect(asked.body.missing).toEqual([sha256Hex(shared), sha256Hex(unique)]);
+    expect((await download(h, b.token, sha256Hex(shared))).status).toBe(404);
 
-    const uploaded = await upload<UploadBody>(h, b.token, [bytes]);
-    expect(uploaded.body.results).toEqual([{ sha256: hash, size: bytes.length, status: 'existing' }]);
-    const after = await stat(objectPath!);
-    // The object was not rewritten: same inode and modification time (a put writes a temp file and renames it).
-    expect(after.ino).toBe(before.ino);
-    expect(after.mtimeMs).toBe(before.mtimeMs);
-    expect(await rowCounts(hash)).toEqual({ chunks: 1, contents: 0, owners: 2 });
+    const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: b.token, json: {} });
+    const uploaded = await upload<UploadBody>(h, b.token, [shared, unique], `?runId=${run.body.runId}`);
+    expect(uploaded.body.results).toEqual([
+      { sha256: sha256Hex(shared), size: shared.length, status: 'stored' },
+      { sha256: sha256Hex(unique), size: unique.length, status: 'stored' },
+    ]);
+    const [runRow] = await h.ctx.database.db.select().from(backupRuns).where(eq(backupRuns.id, run.body.runId));
+    expect(runRow?.bytesNew).toBe(shared.length + unique.length);
+    // Both parts were written to the request's pack alike: the same work whoever else held them.
+    const [pack] = await h.ctx.database.db.select().from(packs).orderBy(desc(packs.id)).limit(1);
+    expect(pack?.chunkCount).toBe(2);
+    expect(await rowCounts(sha256Hex(shared))).toEqual({ chunks: 1, contents: 0, owners: 2 });
 
-    const now = await callApi<{ missing: string[] }>(h, 'POST', '/contents/missing', { token: b.token, json: { hashes: [hash] } });
+    const now = await callApi<{ missing: string[] }>(h, 'POST', '/contents/missing', { token: b.token, json: { hashes: [sha256Hex(shared)] } });
     expect(now.body.missing).toEqual([]);
-    const got = await download(h, b.token, hash);
+    const got = await download(h, b.token, sha256Hex(shared));
     expect(got.status).toBe(200);
-    expect(got.bytes.equals(bytes)).toBe(true);
-    expect(got.contentLength).toBe(String(bytes.length));
+    expect(got.bytes.equals(shared)).toBe(true);
+    expect(got.contentLength).toBe(String(shared.length));
+  });
+
+  it('answers an over-size part with the same 413 whether or not another user holds the bytes', async () => {
+    const limit = 100_000;
+    const small = await startHarness(kind, { MAX_UPLOAD_PART_BYTES: String(limit) });
+    try {
+      const owner = await addUser(small, 'big-owner');
+      const prober = await addUser(small, 'big-prober');
+      const ownerAgent = await registerAgent(small, owner, 'big-o');
+      const proberAgent = await registerAgent(small, prober, 'big-p');
+      // The owner holds the first `limit` bytes as a content; the prober sends them with one byte more, and fresh bytes alike.
+      const held = Buffer.alloc(limit, 7);
+      expect((await upload(small, ownerAgent.token, [held])).status).toBe(200);
+      const probeHeld = await upload<{ message: string }>(small, proberAgent.token, [Buffer.concat([held, Buffer.from([7])])]);
+      const probeFresh = await upload<{ message: string }>(small, proberAgent.token, [Buffer.alloc(limit + 1, 8)]);
+      expect(probeHeld.status).toBe(413);
+      expect([probeHeld.status, probeHeld.body.message]).toEqual([probeFresh.status, probeFresh.body.message]);
+    } finally {
+      await small.close();
+    }
   });
 
   it('leaves no object, no row and no temp file after a wrong-hash upload', async () => {
@@ -141,15 +169,14 @@ describe.each(testDatabaseKinds())('content upload and dedup (%s)', (kind) => {
     expect(result.body.message).toMatch(/mismatch/);
     expect(await rowCounts(declared)).toEqual({ chunks: 0, contents: 0, owners: 0 });
     expect(await h.blobs.stat(declared)).toBeNull();
-    // Parts after the refused one that were already received may be kept, but never as an object without its rows.
+    // Parts after the refused one that were already received may be kept, but only whole: a contents row with its holder.
     for (const part of rest) {
       const rows = await rowCounts(sha256Hex(part));
-      const object = await h.blobs.stat(sha256Hex(part));
-      expect(rows.chunks === 1 && rows.owners === 1, `rows of part ${part[0]}`).toBe(object !== null);
+      expect(rows.contents, `rows of part ${part[0]}`).toBe(rows.owners);
     }
   });
 
-  it("counts bytes newly stored into the run named by runId, not bytes it already had", async () => {
+  it("counts the bytes new to this user into the run named by runId, whoever else held them", async () => {
     const user = await addUser(h, 'counter');
     const agent = await registerAgent(h, user, 'counted');
     const known = Buffer.from('already on the server before this run');
@@ -159,7 +186,12 @@ describe.each(testDatabaseKinds())('content upload and dedup (%s)', (kind) => {
     const fresh = Buffer.alloc(1000, 1);
     await upload(h, agent.token, [fresh, known], `?runId=${run.body.runId}`);
     const [row] = await h.ctx.database.db.select().from(backupRuns).where(eq(backupRuns.id, run.body.runId));
-    expect(row?.bytesNew).toBe(1000);
+    expect(row?.bytesNew).toBe(1000 + known.length);
+    // What this user already held is not counted again.
+    const second = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: agent.token, json: {} });
+    await upload(h, agent.token, [fresh], `?runId=${second.body.runId}`);
+    const [again] = await h.ctx.database.db.select().from(backupRuns).where(eq(backupRuns.id, second.body.runId));
+    expect(again?.bytesNew).toBe(0);
   });
 
   it('downloads an empty content', async () => {

@@ -10,14 +10,15 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { and, eq, sql } from 'drizzle-orm';
+import { and, asc, eq, sql } from 'drizzle-orm';
 import tar from 'tar-stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_PREFIX, sha256Hex } from '@cairn/shared';
 import { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
 import { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
-import { clientPaths, fileVersions } from '../../src/db/schema.ts';
+import { chunks, clientPaths, contentChunks, contents, fileVersions } from '../../src/db/schema.ts';
+import { chunkLocations } from '../../src/storage/pack-index.ts';
 import { TestAgent } from '../dashboard/agent-fixture.ts';
 import { addUser, Browser, startDashboardHarness, type DashboardHarness } from '../dashboard/dashboard-harness.ts';
 import { startS3rver, type RunningS3rver } from '../helpers/s3rver.ts';
@@ -30,24 +31,42 @@ const DAMAGE_MESSAGE = /stored content is damaged or missing/;
 interface StoreKind {
   name: 'disk' | 's3';
   env(): Record<string, string>;
+  /** Flips the stored byte that holds byte `offset` of the content (its chunks are stored raw: random or tiny bytes). */
   flipByte(h: DashboardHarness, sha256: string, offset: number): Promise<void>;
+  /** Deletes the object (the pack) that holds the content's first chunk. */
   remove(h: DashboardHarness, sha256: string): Promise<void>;
 }
 
 let s3: RunningS3rver | undefined;
 let s3Admin: S3Client | undefined;
 
+/** The store key and the position in it of byte `offset` of a content, from the database's index. */
+async function locate(h: DashboardHarness, sha256: string, offset: number): Promise<{ key: string; at: number }> {
+  const listed = await h.ctx.database.db
+    .select({ chunk: contentChunks.chunkSha256, offset: contentChunks.offset })
+    .from(contentChunks)
+    .where(eq(contentChunks.contentSha256, sha256))
+    .orderBy(asc(contentChunks.seq));
+  const pieces = listed.length > 0 ? listed : [{ chunk: sha256, offset: 0 }];
+  const piece = pieces.filter((p) => p.offset <= offset).at(-1)!;
+  const location = (await chunkLocations(h.ctx.database.db, [piece.chunk])).get(piece.chunk)!;
+  if (location.kind !== 'pack') return { key: location.key, at: offset - piece.offset };
+  expect(location.codec).toBe('raw');
+  return { key: location.packKey, at: location.offset + Math.min(offset - piece.offset, location.length - 1) };
+}
+
 const disk: StoreKind = {
   name: 'disk',
   env: () => ({}),
   async flipByte(h, sha256, offset) {
-    const file = (h.ctx.blobs as DiskBlobStore).pathOf(sha256);
+    const { key, at } = await locate(h, sha256, offset);
+    const file = (h.ctx.blobs as DiskBlobStore).pathOf(key);
     const bytes = await readFile(file);
-    bytes[offset] = bytes[offset]! ^ 0xff;
+    bytes[at] = bytes[at]! ^ 0xff;
     await writeFile(file, bytes);
   },
   async remove(h, sha256) {
-    await h.ctx.blobs.delete(sha256);
+    await h.ctx.blobs.delete((await locate(h, sha256, 0)).key);
   },
 };
 
@@ -55,14 +74,16 @@ const s3Store: StoreKind = {
   name: 's3',
   env: () => s3!.env,
   async flipByte(h, sha256, offset) {
-    const Key = (h.ctx.blobs as S3BlobStore).objectKeyOf(sha256);
+    const { key, at } = await locate(h, sha256, offset);
+    const Key = (h.ctx.blobs as S3BlobStore).objectKeyOf(key);
     const object = await s3Admin!.send(new GetObjectCommand({ Bucket: s3!.bucket, Key }));
     const bytes = Buffer.from(await object.Body!.transformToByteArray());
-    bytes[offset] = bytes[offset]! ^ 0xff;
+    bytes[at] = bytes[at]! ^ 0xff;
     await s3Admin!.send(new PutObjectCommand({ Bucket: s3!.bucket, Key, Body: bytes }));
   },
   async remove(h, sha256) {
-    await s3Admin!.send(new DeleteObjectCommand({ Bucket: s3!.bucket, Key: (h.ctx.blobs as S3BlobStore).objectKeyOf(sha256) }));
+    const { key } = await locate(h, sha256, 0);
+    await s3Admin!.send(new DeleteObjectCommand({ Bucket: s3!.bucket, Key: (h.ctx.blobs as S3BlobStore).objectKeyOf(key) }));
   },
 };
 
@@ -147,9 +168,10 @@ describe.each(combinations)('damaged stored content (%s)', (_label, store, db) =
     await agent.backup([
       { path: '/data/damaged/large.bin', content: large },
       { path: '/data/damaged/small.txt', content: small },
-      { path: '/data/gone.txt', content: gone },
       { path: '/data/good/intact.txt', content: good },
     ]);
+    // A run of its own, so its pack holds nothing else.
+    await agent.backup([{ path: '/data/gone.txt', content: gone }]);
     browser = new Browser(h.url);
     expect((await browser.login(USER.username, USER.password)).status).toBe(303);
     await store.flipByte(h, largeSha, 1024 * 1024 + 7);
@@ -277,5 +299,33 @@ describe.each(combinations)('damaged stored content (%s)', (_label, store, db) =
     expect(archive.status).toBe(200);
     expect(archive.bodyError).toBeUndefined();
     expect((await untar(archive.bytes)).get('good/intact.txt')).toEqual({ size: good.length, body: good });
+  });
+
+  it('damage found on a read is recorded, "which are missing?" then asks for the bytes, and the next upload heals the store', async () => {
+    // The reads above found the damage: the chunks are marked, and the large content with them (decision 128).
+    const marked = await h.ctx.database.db.select({ sha256: chunks.sha256 }).from(chunks).where(sql`${chunks.damagedAt} is not null`);
+    expect(marked.map((m) => m.sha256)).toEqual(expect.arrayContaining([smallSha, goneSha]));
+    const [largeRow] = await h.ctx.database.db.select().from(contents).where(eq(contents.sha256, largeSha));
+    expect(largeRow?.damagedAt).not.toBeNull();
+    const asked = await request(`${h.url}${API_PREFIX}/contents/missing`, {
+      method: 'POST',
+      headers: { ...agentHeaders(), 'content-type': 'application/json' },
+      body: JSON.stringify({ hashes: [largeSha, smallSha, goneSha, goodSha] }),
+    });
+    expect(((await asked.body.json()) as { missing: string[] }).missing.sort()).toEqual([largeSha, smallSha, goneSha].sort());
+
+    await agent.backup([
+      { path: '/data/damaged/large.bin', content: large },
+      { path: '/data/damaged/small.txt', content: small },
+      { path: '/data/gone.txt', content: gone },
+    ]);
+    const healed = await h.ctx.database.db.select({ sha256: chunks.sha256 }).from(chunks).where(sql`${chunks.damagedAt} is not null`);
+    expect(healed).toEqual([]);
+    for (const [sha, bytes] of [[largeSha, large], [smallSha, small], [goneSha, gone]] as const) {
+      const outcome = await get(`${h.url}${API_PREFIX}/contents/${sha}`, agentHeaders());
+      expect(outcome.status, sha).toBe(200);
+      expect(outcome.bodyError).toBeUndefined();
+      expect(outcome.bytes.equals(bytes), sha).toBe(true);
+    }
   });
 });

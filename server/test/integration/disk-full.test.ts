@@ -6,8 +6,8 @@ import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { count } from 'drizzle-orm';
-import { sha256Hex } from '@cairn/shared';
-import { chunks, contents, ownerContents } from '../../src/db/schema.ts';
+import { chunkLengths, DEFAULT_CHUNKER_PARAMS, sha256Hex } from '@cairn/shared';
+import { chunks, contents, ownerContents, packs } from '../../src/db/schema.ts';
 import { addUser, callApi, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 
@@ -51,10 +51,12 @@ describe.each(testDatabaseKinds())('uploads when the disk is full (%s)', (kind) 
     expect(refused.body.message).toMatch(/storage/i);
     const db = h.ctx.database.db;
     const counts = await Promise.all([chunks, contents, ownerContents].map(async (table) => (await db.select({ n: count() }).from(table))[0]?.n));
-    // The earlier upload alone: its chunk, no contents row (a one-chunk content is its chunk, decision 91), its holder.
-    expect(counts).toEqual([1, 0, 1]);
+    // The earlier upload alone: its chunks, its contents row, its holder of the content and of each chunk; and its one pack.
+    const earlierChunks = chunkLengths(earlier, DEFAULT_CHUNKER_PARAMS).length;
+    expect(counts).toEqual([earlierChunks, 1, earlierChunks + 1]);
     const stored = (await readdir(path.join(mountPoint, 'blobs'), { recursive: true, withFileTypes: true })).filter((e) => e.isFile());
-    expect(stored.map((e) => e.name)).toEqual([sha256Hex(earlier)]);
+    const packRows = await db.select({ sha256: packs.sha256 }).from(packs);
+    expect(stored.map((e) => e.name)).toEqual(packRows.map((p) => p.sha256));
 
     const small = randomBytes(50 * 1024);
     expect((await upload(h, agent.token, [small])).status).toBe(200);

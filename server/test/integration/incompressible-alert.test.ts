@@ -1,7 +1,7 @@
 /**
  * The compressibility half of the mass-change alert, through the real upload
- * API: the server samples the new parts of a run as they stream in
- * (backup_runs.sample_*), and a run whose new bytes stop compressing opens
+ * API: the server adds up the raw and compressed sizes of the chunks a run
+ * newly stores as it packs them (backup_runs.sample_*, decision 129), and a run whose new bytes stop compressing opens
  * `mass_change:incompressible`, which holds pruning until acknowledged
  * (decisions 79, 120, 121).
  */
@@ -11,7 +11,6 @@ import type { FileVersion, RunStats } from '@cairn/shared';
 import { and, eq } from 'drizzle-orm';
 import { acknowledgeAlert, evaluateClientAlerts } from '../../src/alerts/alert-engine.ts';
 import { alerts, backupRuns, users } from '../../src/db/schema.ts';
-import { COMPRESSION_SAMPLE_BYTES } from '../../src/services/content-store.service.ts';
 import { sweepRetention } from '../../src/services/retention.service.ts';
 import { addUser, callApi, fileUpsert, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
@@ -63,25 +62,25 @@ describe.each(testDatabaseKinds())('incompressible new content (%s)', (kind) => 
       return runWith(files);
     };
 
-    // Six runs of new text: each samples the first 16 KiB of its five files, which deflate to well under half.
+    // Six runs of new text: all of their five files is measured, and it compresses to well under half.
     for (let i = 0; i < 6; i++) {
       const row = await normalRun(i);
-      expect(row.sampleRawBytes).toBe(5 * COMPRESSION_SAMPLE_BYTES);
+      expect(row.sampleRawBytes).toBe(24 * KiB + 4 * 40 * KiB);
       expect(row.sampleCompressedBytes).toBeGreaterThan(0);
       expect(row.sampleCompressedBytes / row.sampleRawBytes).toBeLessThan(0.5);
     }
     expect(await versions('/data/doc.txt')).toHaveLength(2);
     expect(await clientAlerts()).toEqual([]);
 
-    // Ransomware: the same files, and many more, rewritten as random bytes. Each is sampled by its first 16 KiB only.
+    // Ransomware: the same files, and many more, rewritten as random bytes, which are stored raw.
     const encrypted: Record<string, Buffer> = { '/data/doc.txt': randomBytes(24 * KiB), '/data/big.db': randomBytes(2048 * KiB) };
     for (let i = 0; i < 70; i++) encrypted[`/data/photos/${i}.jpg`] = randomBytes(64 * KiB);
     const bad = await runWith(encrypted);
-    expect(bad.sampleRawBytes).toBe(72 * COMPRESSION_SAMPLE_BYTES);
-    expect(bad.sampleCompressedBytes).toBeGreaterThanOrEqual(bad.sampleRawBytes);
+    expect(bad.sampleRawBytes).toBe(24 * KiB + 2048 * KiB + 70 * 64 * KiB);
+    expect(bad.sampleCompressedBytes).toBe(bad.sampleRawBytes);
     const [alert] = await clientAlerts();
     expect(alert).toMatchObject({ type: 'mass_change', dedupeKey: 'mass_change:incompressible', state: 'open', severity: 'critical' });
-    expect(alert!.observed).toMatch(/^new bytes compress to 100% of their size \(1\.\d+ MiB sampled\)$/);
+    expect(alert!.observed).toMatch(/^new bytes compress to 100% of their size \(6\.\d+ MiB sampled\)$/);
     expect(alert!.reference).toMatch(/^median \d\d?% ± \d+% over 6 runs$/);
 
     // Bytes the server already holds are not sampled again: the same random parts for another run add nothing.
@@ -112,7 +111,7 @@ describe.each(testDatabaseKinds())('incompressible new content (%s)', (kind) => 
     const post = <T = Record<string, unknown>>(route: string, json: unknown) => callApi<T>(h, 'POST', route, { token: reg.token, json });
     for (let run = 0; run < 7; run++) {
       const files: Record<string, Buffer> = {};
-      // The last run brings 1.1 MiB of samples, enough to be judged; the earlier ones 128 KiB each.
+      // The last run brings 4.5 MiB, enough to be judged; the earlier ones 512 KiB each, enough for the baseline.
       for (let i = 0; i < (run === 6 ? 72 : 8); i++) files[`/photos/${run}-${i}.jpg`] = randomBytes(64 * KiB);
       const runId = (await post<{ runId: string }>('/runs', {})).body.runId;
       expect((await upload(h, reg.token, Object.values(files), `?runId=${runId}`)).status).toBe(200);
@@ -120,7 +119,7 @@ describe.each(testDatabaseKinds())('incompressible new content (%s)', (kind) => 
       expect((await post(`/runs/${runId}/finish`, { status: 'succeeded', stats: usual, preCommands: [] })).status).toBe(200);
     }
     const [last] = await h.ctx.database.db.select().from(backupRuns).where(eq(backupRuns.clientId, reg.clientId)).orderBy(backupRuns.startedAt).offset(6);
-    expect(last!.sampleRawBytes).toBe(72 * COMPRESSION_SAMPLE_BYTES);
+    expect(last!.sampleRawBytes).toBe(72 * 64 * KiB);
     expect(await h.ctx.database.db.select().from(alerts).where(eq(alerts.clientId, reg.clientId))).toEqual([]);
   });
 });

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createCipheriv, createHash, randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -100,6 +100,11 @@ describe.each(testDatabaseKinds())('a 1 GiB upload to a server process (%s)', (k
     if (dataDir) await rm(dataDir, { recursive: true, force: true });
   });
 
+  async function packFiles(dir: string): Promise<number[]> {
+    const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+    return Promise.all(entries.filter((e) => e.isFile()).map(async (e) => (await stat(path.join(e.parentPath, e.name))).size));
+  }
+
   async function uploadStream(sha256: string, bytes: AsyncIterable<Buffer>) {
     const boundary = `----cairn-${randomUUID()}`;
     async function* body(): AsyncGenerator<Buffer> {
@@ -137,8 +142,10 @@ describe.each(testDatabaseKinds())('a 1 GiB upload to a server process (%s)', (k
 
     expect(result.status).toBe(200);
     expect(result.body.results).toEqual([{ sha256, size: FILE_BYTES, status: 'stored' }]);
-    const object = path.join(dataDir, 'blobs', sha256.slice(0, 2), sha256.slice(2, 4), sha256);
-    expect((await stat(object)).size).toBe(FILE_BYTES);
+    // Cut into chunks and packed (random bytes are stored raw): the packs hold every byte, in objects of at most 8 MiB.
+    const stored = await packFiles(path.join(dataDir, 'blobs', 'packs'));
+    expect(stored.reduce((sum, size) => sum + size, 0)).toBeGreaterThan(FILE_BYTES);
+    expect(Math.max(...stored)).toBeLessThanOrEqual(8 * MiB);
 
     const growthMiB = (after.hwmKiB - before.rssKiB) / 1024;
     console.info(
