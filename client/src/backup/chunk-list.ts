@@ -1,5 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
-import { ASSEMBLE_HEADER_BYTES, ContentChunker, DEFAULT_CHUNKER_PARAMS } from '@cairn/shared';
+import { ASSEMBLE_HEADER_BYTES, ASSEMBLE_MAX_CHUNKS, ContentChunker, DEFAULT_CHUNKER_PARAMS } from '@cairn/shared';
 
 /**
  * The chunks of one content, in file order: each chunk's SHA-256 as its 32
@@ -59,22 +59,33 @@ export class ChunkList {
  * Cuts a stream with the shared chunker (DEFAULT_CHUNKER_PARAMS) while it is
  * read and hashes each chunk as it passes: feed the pieces in order with
  * `update` (the piece may be reused by the caller afterwards: nothing is
- * kept), then `final` once for the list.
+ * kept), then `final` once for the list. Past `maxChunks` (what one assemble
+ * record may list) it gives up and `final` returns null: such a file is sent
+ * whole and the server cuts it.
  */
 export class ChunkingHasher {
   readonly #chunker = new ContentChunker(DEFAULT_CHUNKER_PARAMS);
-  readonly #list = new ChunkList();
+  #list: ChunkList | null = new ChunkList();
   #hash: Hash = createHash('sha256');
   /** Bytes of the current chunk already fed to #hash. */
   #pending = 0;
 
+  constructor(readonly maxChunks: number = ASSEMBLE_MAX_CHUNKS) {}
+
   update(data: Buffer): void {
+    const list = this.#list;
+    if (list === null) return;
+    if (list.count > this.maxChunks) {
+      // Sent whole: no use keeping (or hashing) more.
+      this.#list = null;
+      return;
+    }
     let position = 0;
     for (const length of this.#chunker.update(data)) {
       const take = length - this.#pending;
       this.#hash.update(data.subarray(position, position + take));
       position += take;
-      this.#list.push(this.#hash.digest(), length);
+      list.push(this.#hash.digest(), length);
       this.#hash = createHash('sha256');
       this.#pending = 0;
     }
@@ -84,9 +95,11 @@ export class ChunkingHasher {
     }
   }
 
-  final(): ChunkList {
-    for (const length of this.#chunker.final()) this.#list.push(this.#hash.digest(), length);
-    return this.#list;
+  final(): ChunkList | null {
+    const list = this.#list;
+    if (list === null) return null;
+    for (const length of this.#chunker.final()) list.push(this.#hash.digest(), length);
+    return list.count <= this.maxChunks ? list : null;
   }
 }
 

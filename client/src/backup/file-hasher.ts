@@ -31,7 +31,9 @@ export interface HashedFile {
   /**
    * For a content larger than the chunking threshold (isChunkedSize): its
    * chunks as cut by the shared chunker while it was hashed, in order.
-   * Absent for smaller contents, which are one chunk named by `sha256`.
+   * Absent for smaller contents, which are one chunk named by `sha256`, and
+   * for one of more than ASSEMBLE_MAX_CHUNKS chunks (8 GiB at the average),
+   * which is sent whole for the server to cut.
    */
   chunks?: ChunkList;
 }
@@ -84,7 +86,8 @@ export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: str
     const after = await handle.stat();
     const hashed: HashedFile = { sha256: hash.digest('hex'), size: total, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs, ino: before.ino, mode: before.mode };
     // By the bytes read: a file that shrank while read to the threshold or less is one chunk after all.
-    if (chunker !== undefined && isChunkedSize(total)) hashed.chunks = chunker.final();
+    const chunks = chunker !== undefined && isChunkedSize(total) ? chunker.final() : null;
+    if (chunks !== null) hashed.chunks = chunks;
     if (total === before.size && after.size === before.size && after.mtimeMs === before.mtimeMs) return hashed;
     if (spool === undefined || spoolPath === undefined) throw new FileChangedError(filePath, `size ${before.size} -> ${after.size}, read ${total}`);
     keepSpool = true;

@@ -47,15 +47,28 @@ describe('ChunkingHasher', () => {
         hasher.update(scratch.subarray(0, n));
         scratch.fill(0xee);
       }
-      expect(listed(hasher.final()), `pieces of ${pieceSize}`).toEqual(expected);
+      expect(listed(hasher.final() as ChunkList), `pieces of ${pieceSize}`).toEqual(expected);
     }
+  });
+
+  it('gives up past maxChunks (what one assemble record may list): such a file is sent whole', async () => {
+    const data = dumpLike(600 * 1024);
+    const count = (await referenceChunks(data)).length;
+    const exact = new ChunkingHasher(count);
+    exact.update(data.subarray(0, 300_000));
+    exact.update(data.subarray(300_000));
+    expect(exact.final()?.count).toBe(count);
+    const under = new ChunkingHasher(count - 1);
+    under.update(data.subarray(0, 300_000));
+    under.update(data.subarray(300_000));
+    expect(under.final()).toBeNull();
   });
 
   it('lists offsets that tile the content, and a list grows past its first allocation', async () => {
     const data = randomBytes(3 * 1024 * 1024);
     const hasher = new ChunkingHasher();
     hasher.update(data);
-    const list = hasher.final();
+    const list = hasher.final() as ChunkList;
     expect(list.count).toBeGreaterThan(64);
     let offset = 0;
     for (const chunk of list.entries()) {
@@ -73,7 +86,7 @@ describe('assemble records', () => {
     const data = dumpLike(200 * 1024);
     const hasher = new ChunkingHasher();
     hasher.update(data);
-    const list = hasher.final();
+    const list = hasher.final() as ChunkList;
     const record = { sha256: sha256(data), size: data.length, chunks: [...list.entries()].map((c) => c.sha256) };
     const pieces = assembleRecordPieces(record.sha256, record.size, list);
     expect(Buffer.concat(pieces)).toEqual(encodeAssembleRecord(record));
