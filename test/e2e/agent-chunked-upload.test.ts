@@ -219,7 +219,9 @@ describe('a large file is uploaded as chunks, and a re-run sends only the change
       await proxy.close();
     }
     const target = path.join(base, 'restored-changing');
-    const { code, output } = await restore(['--target', target, '--state', otherState]);
+    // Straight to the server: the state directory names the proxy, which is gone.
+    const { token } = await readAgentState(otherState);
+    const { code, output } = await restore(['--target', target, '--server', server.url, '--token', token]);
     expect(code, output).toBe(0);
     expect(sha256(await readFile(path.join(target, file)))).toBe(sha256(await readFile(file)));
     expect(sha256(await readFile(file))).not.toBe(sha256(data));
