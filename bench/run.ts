@@ -33,7 +33,7 @@ import {
 import { PgbenchDatabase, SqlDump, pgbenchUnavailable } from './dump-datasets.ts';
 import { renderMarkdown, renderText, verdictsFor, type BenchReport } from './report.ts';
 import { ResticRepository, resticVersion } from './restic-runner.ts';
-import { DUMP_DAYS, SCENARIOS, type Measurement, type ScenarioId, type SystemId } from './scenarios.ts';
+import { DUMP_DAYS, type Measurement, type ScenarioId, type SystemId } from './scenarios.ts';
 
 const SEED = 'cairn-bench-v1';
 const KiB = 1024;
@@ -199,8 +199,9 @@ function describe(m: Measurement): string {
 /**
  * S6/S7: day 0 and DUMP_DAYS more, each `prepareDay(day)` (which rewrites
  * the dump in `source`) followed by a backup into one restic repository of
- * the scenario's own; the stored size per day is in each measurement.
- * Cairn systems of a scenario with `cairnPending` are listed as "not yet".
+ * the scenario's own and by one run of Cairn's agent against each Cairn
+ * system (started for the scenario, so its store holds this dump's days
+ * only); the stored size after each day is in each measurement.
  */
 async function runDumpScenario(
   scenario: ScenarioId,
@@ -210,11 +211,13 @@ async function runDumpScenario(
   wanted: Set<SystemId>,
   resticOk: boolean,
   measurements: Measurement[],
+  onSystems: (systems: Systems | null) => void,
 ): Promise<void> {
-  const pending = SCENARIOS.find((s) => s.id === scenario)?.cairnPending;
   const restic = wanted.has('restic') && resticOk ? new ResticRepository(workDir, `restic-${scenario}`) : null;
-  await restic?.init();
+  const systems = await startSystems(workDir, new Set([...wanted].filter((s) => s !== 'restic')), false);
+  onSystems(systems);
   try {
+    await restic?.init();
     for (let day = 0; day <= DUMP_DAYS; day += 1) {
       progress(`${scenario} day ${day}: ${prepareDay(day)}`);
       if (restic) {
@@ -222,16 +225,16 @@ async function runDumpScenario(
         measurements.push(m);
         progress(describe(m));
       }
+      for (const system of systems.cairn) {
+        const m = { ...(await system.backup(scenario, source)), day };
+        measurements.push(m);
+        progress(describe(m));
+      }
     }
   } finally {
     await restic?.remove();
-  }
-  for (const system of wanted) {
-    if (system === 'restic') continue;
-    if (pending === undefined) throw new Error(`${scenario}: Cairn's side is not wired into the bench yet`);
-    const m: Measurement = { scenario, system, ok: false, notYet: pending, seconds: 0, filesScanned: 0, bytesScanned: 0, bytesUploaded: 0, storedBytes: 0 };
-    measurements.push(m);
-    progress(describe(m));
+    await stopSystems(systems);
+    onSystems(null);
   }
 }
 
@@ -353,9 +356,10 @@ async function main(): Promise<number> {
           return `${(bytes / 1e6).toFixed(1)} MB${edits ? `; ${edits.updated} rows edited (${edits.sameLength} same length), ${edits.inserted} inserted, ${edits.deleted} deleted` : ''}`;
         },
         workDir,
-        wanted,
+        cairnWanted,
         restic !== null,
         report.measurements,
+        (systems) => (active = systems),
       );
       await rm(dir, { recursive: true, force: true });
     }
@@ -385,9 +389,10 @@ async function main(): Promise<number> {
               return day === 0 ? `pgbench -i -s ${scale}, pg_dump ${(bytes / 1e6).toFixed(1)} MB` : `pgbench -t ${transactions}, pg_dump ${(bytes / 1e6).toFixed(1)} MB`;
             },
             workDir,
-            wanted,
+            cairnWanted,
             restic !== null,
             report.measurements,
+            (systems) => (active = systems),
           );
         } finally {
           database.drop();

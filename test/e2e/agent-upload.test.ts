@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -71,6 +71,41 @@ describe('the uploader against the real server', () => {
     const outcome = await uploadBatch(api, runId, [declared], () => {});
     expect(outcome.changed.map((c) => c.path)).toEqual([file]);
     expect(await storedObjects(dataDir)).not.toContain(declared.sha256);
+  });
+
+  it('a chunk is sent as a byte range of its file; one whose bytes changed since hashing is caught and not stored', async () => {
+    const file = path.join(base, 'large.bin');
+    const data = Buffer.alloc(100_000);
+    for (let i = 0; i < data.length; i += 1) data[i] = (i * 31 + (i >> 8)) & 0xff;
+    await writeFile(file, data);
+    const { mtimeMs } = await stat(file);
+    const range = (offset: number, size: number): UploadItem => ({
+      sha256: createHash('sha256').update(data.subarray(offset, offset + size)).digest('hex'),
+      size,
+      offset,
+      fileSize: data.length,
+      path: file,
+      mtimeMs,
+    });
+    const [first, second] = [range(0, 20_000), range(40_000, 30_000)];
+    let sent = 0;
+    const outcome = await uploadBatch(api, runId, [first, second] as UploadItem[], (bytes) => (sent += bytes));
+    expect(outcome.changed).toEqual([]);
+    expect(outcome.uploaded.map((r) => [r.sha256, r.size, r.status])).toEqual([
+      [first?.sha256, 20_000, 'stored'],
+      [second?.sha256, 30_000, 'stored'],
+    ]);
+    expect(sent).toBe(50_000);
+
+    const third = range(70_000, 20_000);
+    const before = await stat(file);
+    const handle = await open(file, 'r+');
+    await handle.write(Buffer.from('changed'), 0, 7, 80_000);
+    await handle.close();
+    await utimes(file, before.atime, before.mtime); // the same size and mtime: only the chunk's hash can tell
+    const changed = await uploadBatch(api, runId, [third], () => {});
+    expect(changed.changed).toEqual([third]);
+    expect((await api.missing({ hashes: [third.sha256] })).missing).toEqual([third.sha256]);
   });
 
   it('a changes request naming content the user does not hold is a permanent error naming it', async () => {

@@ -15,7 +15,8 @@ import { PermanentError, RetryableError, errorMessage, isAuthError } from '../ne
 import { DEFAULT_RETRY_POLICY, backoffDelayMs } from '../net/retry-policy.ts';
 import type { CacheEntry, ScanCache } from '../state/scan-cache.ts';
 import { emptyStats, newProgress, type CycleProgress, type CycleReport, type CycleTrigger } from './backup-progress.ts';
-import { chunked, deletedPaths, isUnchanged, sameAsServerVersion, uploadBatches, upsertOf } from './change-detector.ts';
+import { assembleBatches, chunked, deletedPaths, isUnchanged, sameAsServerVersion, uploadBatches, upsertOf } from './change-detector.ts';
+import { assembleRecordBytes, assembleRecordPieces, type ChunkList } from './chunk-list.ts';
 import { commandFailed, runCommand } from './command-runner.ts';
 import { FileChangedError, READ_BYTES, hashFile, mapConcurrent, type HashedFile } from './file-hasher.ts';
 import { decideRemoteCommand } from './remote-command-policy.ts';
@@ -65,6 +66,10 @@ const CHANGED_FILE_ATTEMPTS = 3;
 /** Upload requests in flight at once, and the fewest parts worth a request of their own. */
 const UPLOAD_CONCURRENCY = 4;
 const UPLOAD_MIN_PARTS = 64;
+/** Chunks of large files per "which chunks are missing?" question (one request): bounds the parts in hand however large a file is. */
+const CHUNK_WINDOW = LIMITS.missingBatch;
+/** Bytes of chunk lists per assemble request (about 130,000 chunks, 1 GiB of content); a longer list travels alone. */
+const ASSEMBLE_REQUEST_BYTES = 4 * 1024 * 1024;
 const PROBLEMS_KEPT = 50;
 /** Problems sent to the server per run: the rest of a batch is one "more not sent" line and the run's summary. */
 const LOGS_SENT = LIMITS.logBatch - 2;
@@ -527,9 +532,11 @@ function readError(error: unknown): string {
 
 /**
  * Makes sure the server holds the content of every hashed file: asks which
- * hashes are missing, uploads those in batched multipart requests, retries
- * network trouble after asking again, and re-hashes files that changed while
- * being uploaded. Returns the entries whose content the server now holds.
+ * hashes are missing, uploads the missing small contents whole and, of each
+ * missing large one, only the chunks the server does not hold (then commits
+ * it from its chunk list), in batched multipart requests; retries network
+ * trouble after asking again, and re-hashes files that changed while being
+ * uploaded. Returns the entries whose content the server now holds.
  */
 async function ensureHeld(
   api: ApiClient,
@@ -544,50 +551,32 @@ async function ensureHeld(
   const held: HashedEntry[] = [];
   for (let round = 1; pending.length > 0; round += 1) {
     const byHash = new Map<string, HashedEntry[]>();
+    const byPath = new Map<string, HashedEntry[]>();
     for (const item of pending) {
-      const list = byHash.get(item.hashed.sha256);
-      if (list) list.push(item);
-      else byHash.set(item.hashed.sha256, [item]);
+      addTo(byHash, item.hashed.sha256, item);
+      addTo(byPath, uploadSource(item).path, item);
     }
-    const changed = new Set<HashedEntry>();
+    const sending: PartSending = { api, runId, stats, progress, log, byPath, changed: new Set<HashedEntry>(), resend: new Set<string>() };
+    const { changed } = sending;
+    /** Contents the server refused to assemble for a reason other than missing chunks, with that reason. */
+    const refused = new Map<string, string>();
     let missing = await askMissing(api, [...byHash.keys()]);
     progress.phase = 'uploading';
     // Bounded: network trouble gets the usual retries, changed files their own; what is still missing then fails per file.
     for (let attempt = 0; missing.size > 0 && attempt < DEFAULT_RETRY_POLICY.attempts + CHANGED_FILE_ATTEMPTS; attempt += 1) {
-      const items: UploadItem[] = [];
+      const whole: UploadItem[] = [];
+      const chunked: HashedEntry[] = [];
       for (const sha of missing) {
+        if (refused.has(sha)) continue;
         const source = byHash.get(sha)?.find((candidate) => !changed.has(candidate));
-        if (source) items.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source) });
+        if (source === undefined) continue;
+        if (source.hashed.chunks !== undefined) chunked.push(source);
+        else whole.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source) });
       }
-      if (items.length === 0) break;
-      // Several requests at once: the server's per-object fsync and commit overlap instead of queueing.
-      const partsPerRequest = Math.max(UPLOAD_MIN_PARTS, Math.min(UPLOAD_LIMITS.maxParts, Math.ceil(items.length / UPLOAD_CONCURRENCY)));
-      const outcomes = await mapConcurrent(uploadBatches(items, UPLOAD_LIMITS.maxBytes, partsPerRequest), UPLOAD_CONCURRENCY, async (batch) => {
-        try {
-          return await uploadBatch(api, runId, batch, (bytes) => {
-            progress.bytesUploaded += bytes;
-          });
-        } catch (error) {
-          return error instanceof Error ? error : new Error(String(error));
-        }
-      });
-      let failure: Error | null = null;
-      for (const outcome of outcomes) {
-        if (isCollectedWhileUploading(outcome)) {
-          // The documented GC race (docs/server.md): the named contents are missing again, asked for below and re-sent.
-          log.info({ contents: outcome.missing.length, err: outcome.message }, 'contents collected while uploading; uploading them again');
-          continue;
-        }
-        if (outcome instanceof Error) {
-          failure ??= outcome;
-          continue;
-        }
-        for (const result of outcome.uploaded) stats.bytesUploaded += result.size;
-        for (const item of outcome.changed) {
-          for (const candidate of byHash.get(item.sha256) ?? []) if (uploadSource(candidate).path === item.path) changed.add(candidate);
-          log.info({ path: item.path }, 'file changed while uploading; it will be read again');
-        }
-      }
+      if (whole.length === 0 && chunked.length === 0) break;
+      let failure = await sendParts(sending, whole);
+      if (failure === null) failure = await uploadMissingChunks(sending, chunked);
+      if (failure === null) failure = await assembleContents(sending, chunked, refused);
       if (failure !== null) {
         if (!(failure instanceof RetryableError) || attempt + 1 >= DEFAULT_RETRY_POLICY.attempts) throw failure;
         const delay = backoffDelayMs(attempt, DEFAULT_RETRY_POLICY, Math.random());
@@ -600,7 +589,7 @@ async function ensureHeld(
     for (const [sha, list] of byHash) {
       for (const item of list) {
         if (changed.has(item)) again.push(item);
-        else if (missing.has(sha)) fileFailed(item.entry.path, 'its content could not be uploaded');
+        else if (missing.has(sha)) fileFailed(item.entry.path, `its content could not be uploaded${refused.has(sha) ? `: ${refused.get(sha)}` : ''}`);
         else held.push(item);
       }
     }
@@ -616,6 +605,142 @@ async function ensureHeld(
     );
   }
   return held;
+}
+
+function addTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+/** What sending parts needs: where to count bytes, and which files turned out changed (by the path their bytes are read from). */
+interface PartSending {
+  api: ApiClient;
+  runId: string;
+  stats: { bytesUploaded: number };
+  progress: CycleProgress;
+  log: Logger;
+  byPath: ReadonlyMap<string, readonly HashedEntry[]>;
+  changed: Set<HashedEntry>;
+  /** Chunks an assemble answer named as not held: sent again even if "which are missing?" says otherwise. */
+  resend: Set<string>;
+}
+
+/**
+ * Uploads parts in several requests at once (the server's pack writes and
+ * commits overlap instead of queueing). Counts the bytes of every part the
+ * server answered for, marks the files whose bytes changed, and returns the
+ * first failure (or null) for the caller to retry after asking again.
+ */
+async function sendParts(sending: PartSending, items: readonly UploadItem[]): Promise<Error | null> {
+  if (items.length === 0) return null;
+  const { api, runId, stats, progress, log } = sending;
+  const partsPerRequest = Math.max(UPLOAD_MIN_PARTS, Math.min(UPLOAD_LIMITS.maxParts, Math.ceil(items.length / UPLOAD_CONCURRENCY)));
+  const outcomes = await mapConcurrent(uploadBatches(items, UPLOAD_LIMITS.maxBytes, partsPerRequest), UPLOAD_CONCURRENCY, async (batch) => {
+    try {
+      return await uploadBatch(api, runId, batch, (bytes) => {
+        progress.bytesUploaded += bytes;
+      });
+    } catch (error) {
+      return error instanceof Error ? error : new Error(String(error));
+    }
+  });
+  let failure: Error | null = null;
+  for (const outcome of outcomes) {
+    if (isCollectedWhileUploading(outcome)) {
+      // The documented GC race (docs/server.md): the named contents are missing again, asked for below and re-sent.
+      log.info({ contents: outcome.missing.length, err: outcome.message }, 'contents collected while uploading; uploading them again');
+      continue;
+    }
+    if (outcome instanceof Error) {
+      failure ??= outcome;
+      continue;
+    }
+    for (const result of outcome.uploaded) stats.bytesUploaded += result.size;
+    for (const item of outcome.changed) {
+      for (const candidate of sending.byPath.get(item.path) ?? []) sending.changed.add(candidate);
+      log.info({ path: item.path }, 'file changed while uploading; it will be read again');
+    }
+  }
+  return failure;
+}
+
+/**
+ * Uploads the chunks of these contents that the server does not hold, a
+ * window of chunks at a time (one "which are missing?" question each), so
+ * the parts in hand stay bounded however large a file is. A chunk is read
+ * from its file (or spooled copy) by range and must still hash to its name;
+ * one that does not marks the file changed (its other chunks are skipped).
+ */
+async function uploadMissingChunks(sending: PartSending, contents: readonly HashedEntry[]): Promise<Error | null> {
+  let window: { entry: HashedEntry; sha256: string; offset: number; size: number }[] = [];
+  const flush = async (): Promise<Error | null> => {
+    const missing = await askMissing(sending.api, [...new Set(window.map((chunk) => chunk.sha256))]);
+    for (const sha256 of sending.resend) missing.add(sha256);
+    const items: UploadItem[] = [];
+    for (const { entry, sha256, offset, size } of window) {
+      if (sending.changed.has(entry) || !missing.delete(sha256)) continue;
+      sending.resend.delete(sha256);
+      items.push({ sha256, size, offset, fileSize: entry.hashed.size, ...uploadSource(entry) });
+    }
+    window = [];
+    return sendParts(sending, items);
+  };
+  for (const entry of contents) {
+    if (sending.changed.has(entry)) continue;
+    for (const chunk of entry.hashed.chunks?.entries() ?? []) {
+      window.push({ entry, sha256: chunk.sha256, offset: chunk.offset, size: chunk.size });
+      if (window.length < CHUNK_WINDOW) continue;
+      const failure = await flush();
+      if (failure !== null) return failure;
+    }
+  }
+  return window.length > 0 ? flush() : null;
+}
+
+/**
+ * Commits contents from their chunk lists (`POST /contents/assemble`),
+ * several to a request, up to ASSEMBLE_REQUEST_BYTES of records (a longer
+ * list travels alone). A 409 naming chunks the server does not hold (GC
+ * took them, or an upload of them was cut short) is not a failure: the
+ * caller asks again what is missing and uploads those chunks. Any other
+ * refusal is tried once more per content alone, and a content refused alone
+ * is recorded in `refused` with the server's reason (its files fail).
+ */
+async function assembleContents(sending: PartSending, contents: readonly HashedEntry[], refused: Map<string, string>): Promise<Error | null> {
+  const records = contents.filter((entry) => !sending.changed.has(entry) && entry.hashed.chunks !== undefined);
+  for (const batch of assembleBatches(records, (entry) => assembleRecordBytes(entry.hashed.chunks as ChunkList), ASSEMBLE_REQUEST_BYTES)) {
+    const outcome = await assembleOnce(sending, batch);
+    if (outcome instanceof Error) return outcome;
+    if (outcome === null) continue;
+    if (batch.length === 1) {
+      refused.set((batch[0] as HashedEntry).hashed.sha256, outcome.refused);
+      continue;
+    }
+    for (const entry of batch) {
+      const alone = await assembleOnce(sending, [entry]);
+      if (alone instanceof Error) return alone;
+      if (alone !== null) refused.set(entry.hashed.sha256, alone.refused);
+    }
+  }
+  return null;
+}
+
+/** One assemble request: null when answered (or 409 for missing chunks), the reason when refused otherwise, or the failure. */
+async function assembleOnce(sending: PartSending, batch: readonly HashedEntry[]): Promise<{ refused: string } | Error | null> {
+  const pieces = batch.flatMap((entry) => assembleRecordPieces(entry.hashed.sha256, entry.hashed.size, entry.hashed.chunks as ChunkList));
+  try {
+    await sending.api.assemble(pieces);
+    return null;
+  } catch (error) {
+    if (error instanceof PermanentError && error.statusCode === 409 && error.missing.length > 0) {
+      sending.log.info({ chunks: error.missing.length, contents: batch.length }, 'the server lacks chunks of contents to assemble; uploading them again');
+      for (const sha256 of error.missing) sending.resend.add(sha256);
+      return null;
+    }
+    if (error instanceof PermanentError && !isAuthError(error)) return { refused: error.message };
+    return error instanceof Error ? error : new Error(String(error));
+  }
 }
 
 /** The server's 409 for an upload whose object GC deleted before its rows were committed: upload those contents again. */

@@ -117,3 +117,25 @@ export function uploadBatches<T extends { size: number }>(items: readonly T[], m
   if (current.length > 0) batches.push(current);
   return batches;
 }
+
+/**
+ * Groups contents into assemble requests of about `maxBytes` of records
+ * (`bytesOf` each), in order; a record larger than `maxBytes` travels alone.
+ */
+export function assembleBatches<T>(items: readonly T[], bytesOf: (item: T) => number, maxBytes: number): T[][] {
+  const batches: T[][] = [];
+  let current: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = bytesOf(item);
+    if (current.length > 0 && bytes + size > maxBytes) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(item);
+    bytes += size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}

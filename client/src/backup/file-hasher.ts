@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
-import { fsPath } from '@cairn/shared';
+import { fsPath, isChunkedSize } from '@cairn/shared';
+import { ChunkingHasher, type ChunkList } from './chunk-list.ts';
 
 /** Reads of 1 MiB: hashing speed halves with 64 KiB stream chunks. */
 export const READ_BYTES = 1 << 20;
@@ -27,6 +28,14 @@ export interface HashedFile {
    * upload must read it, not the file.
    */
   spool?: { path: string; mtimeMs: number };
+  /**
+   * For a content larger than the chunking threshold (isChunkedSize): its
+   * chunks as cut by the shared chunker while it was hashed, in order.
+   * Absent for smaller contents, which are one chunk named by `sha256`, and
+   * for one of more than ASSEMBLE_MAX_CHUNKS chunks (8 GiB at the average),
+   * which is sent whole for the server to cut.
+   */
+  chunks?: ChunkList;
 }
 
 /** Opens a regular file, by its text spelling (decision 41), without following a symlink that replaced it since the scan. */
@@ -47,6 +56,9 @@ export function openNoFollow(filePath: string): Promise<FileHandle> {
  * the result keeps that copy (`spool`) instead of throwing, so what is
  * uploaded is exactly what was hashed. If it did not change, the copy is
  * removed and the result is an ordinary one.
+ *
+ * A file larger than the chunking threshold is also cut into chunks as it is
+ * read, each hashed on its own (`chunks`): the same single read serves both.
  */
 export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: string): Promise<HashedFile> {
   const handle = await openNoFollow(filePath);
@@ -57,12 +69,14 @@ export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: str
     if (!before.isFile()) throw new FileChangedError(filePath, 'no longer a regular file');
     if (spoolPath !== undefined) spool = await open(spoolPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     const hash = createHash('sha256');
+    const chunker = isChunkedSize(before.size) ? new ChunkingHasher() : undefined;
     let total = 0;
     // Never past the size seen at open: a file appended to faster than it is read would otherwise never end.
     while (total < before.size) {
       const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, before.size - total), null);
       if (bytesRead === 0) break;
       hash.update(buffer.subarray(0, bytesRead));
+      chunker?.update(buffer.subarray(0, bytesRead));
       if (spool !== undefined) {
         let written = 0;
         while (written < bytesRead) written += (await spool.write(buffer, written, bytesRead - written)).bytesWritten;
@@ -71,6 +85,9 @@ export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: str
     }
     const after = await handle.stat();
     const hashed: HashedFile = { sha256: hash.digest('hex'), size: total, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs, ino: before.ino, mode: before.mode };
+    // By the bytes read: a file that shrank while read to the threshold or less is one chunk after all.
+    const chunks = chunker !== undefined && isChunkedSize(total) ? chunker.final() : null;
+    if (chunks !== null) hashed.chunks = chunks;
     if (total === before.size && after.size === before.size && after.mtimeMs === before.mtimeMs) return hashed;
     if (spool === undefined || spoolPath === undefined) throw new FileChangedError(filePath, `size ${before.size} -> ${after.size}, read ${total}`);
     keepSpool = true;

@@ -1,14 +1,22 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { FileHandle } from 'node:fs/promises';
 import { LIMITS, type UploadResult } from '@cairn/shared';
 import type { ApiClient } from '../net/api-client.ts';
 import { FileChangedError, READ_BYTES, openNoFollow } from './file-hasher.ts';
 
-/** One content to upload, read from `path`, which hashed to `sha256` with these stats. */
+/**
+ * One part to upload: `size` bytes of `path` from `offset` (0: a whole
+ * file), which hashed to `sha256`; the file had `fileSize` bytes (default:
+ * `size`) and this mtime when it was hashed. A chunk of a large file is a
+ * range of it.
+ */
 export interface UploadItem {
   sha256: string;
   size: number;
   path: string;
   mtimeMs: number;
+  offset?: number;
+  fileSize?: number;
 }
 
 export interface UploadOutcome {
@@ -20,9 +28,11 @@ export interface UploadOutcome {
 
 /**
  * Sends one multipart request with a part per item (field name = SHA-256).
- * Each file is read with large reads and streamed, never buffered whole; its
- * bytes are hashed on the way and the part is only closed when they still
- * hash to what was declared. A file that changed aborts the request: the
+ * Each part is read with large reads (positioned, from its offset) and
+ * streamed, never buffered whole; its bytes are hashed on the way and the
+ * part is only closed when they still hash to what was declared. Parts of
+ * the same file one after another (the chunks of a large file) share one
+ * open descriptor. A file that changed aborts the request: the
  * server never sees the end of that part and keeps nothing of it. The caller
  * then asks again what is missing (parts before it may have been stored).
  */
@@ -35,20 +45,25 @@ export async function uploadBatch(
   const boundary = `cairn-${randomBytes(12).toString('hex')}`;
   let changedItem: UploadItem | undefined;
   async function* body(): AsyncGenerator<Uint8Array> {
-    for (const item of items) {
-      yield Buffer.from(
-        `--${boundary}\r\nContent-Disposition: form-data; name="${item.sha256}"; filename="${item.sha256}"\r\n` +
-          `Content-Type: application/octet-stream\r\n\r\n`,
-      );
-      try {
-        yield* fileBytes(item, onBytes);
-      } catch (error) {
-        if (error instanceof FileChangedError) changedItem = item;
-        throw error;
+    const files = new OpenFiles();
+    try {
+      for (const item of items) {
+        yield Buffer.from(
+          `--${boundary}\r\nContent-Disposition: form-data; name="${item.sha256}"; filename="${item.sha256}"\r\n` +
+            `Content-Type: application/octet-stream\r\n\r\n`,
+        );
+        try {
+          yield* partBytes(await files.open(item), item, onBytes);
+        } catch (error) {
+          if (error instanceof FileChangedError) changedItem = item;
+          throw error;
+        }
+        yield Buffer.from('\r\n');
       }
-      yield Buffer.from('\r\n');
+      yield Buffer.from(`--${boundary}--\r\n`);
+    } finally {
+      await files.close();
     }
-    yield Buffer.from(`--${boundary}--\r\n`);
   }
   try {
     const response = await api.upload({ runId }, boundary, body());
@@ -59,33 +74,52 @@ export async function uploadBatch(
   }
 }
 
-async function* fileBytes(item: UploadItem, onBytes: (bytes: number) => void): AsyncGenerator<Uint8Array> {
-  let handle;
-  try {
-    handle = await openNoFollow(item.path);
-  } catch (error) {
-    throw new FileChangedError(item.path, `cannot open: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
-  }
-  try {
-    const stats = await handle.stat();
-    if (stats.size !== item.size || stats.mtimeMs !== item.mtimeMs) throw new FileChangedError(item.path, 'size or mtime differ from when it was hashed');
-    const hash = createHash('sha256');
-    let remaining = item.size;
-    while (remaining > 0) {
-      // A fresh buffer per read: the previous one may still be queued on the socket.
-      const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, remaining));
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) throw new FileChangedError(item.path, 'shorter than when it was hashed');
-      const chunk = buffer.subarray(0, bytesRead);
-      hash.update(chunk);
-      remaining -= bytesRead;
-      onBytes(bytesRead);
-      yield chunk;
+/** The one file a request is reading, kept open while its next part is from the same file (checked once per open). */
+class OpenFiles {
+  #path: string | undefined;
+  #handle: FileHandle | undefined;
+
+  async open(item: UploadItem): Promise<FileHandle> {
+    if (this.#handle !== undefined && this.#path === item.path) return this.#handle;
+    await this.close();
+    let handle: FileHandle;
+    try {
+      handle = await openNoFollow(item.path);
+    } catch (error) {
+      throw new FileChangedError(item.path, `cannot open: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
     }
-    if (hash.digest('hex') !== item.sha256) throw new FileChangedError(item.path, 'content no longer matches its hash');
-  } finally {
-    await handle.close();
+    this.#handle = handle;
+    this.#path = item.path;
+    const stats = await handle.stat();
+    if (stats.size !== (item.fileSize ?? item.size) || stats.mtimeMs !== item.mtimeMs) throw new FileChangedError(item.path, 'size or mtime differ from when it was hashed');
+    return handle;
   }
+
+  async close(): Promise<void> {
+    const handle = this.#handle;
+    this.#handle = undefined;
+    this.#path = undefined;
+    await handle?.close();
+  }
+}
+
+async function* partBytes(handle: FileHandle, item: UploadItem, onBytes: (bytes: number) => void): AsyncGenerator<Uint8Array> {
+  const hash = createHash('sha256');
+  let position = item.offset ?? 0;
+  let remaining = item.size;
+  while (remaining > 0) {
+    // A fresh buffer per read: the previous one may still be queued on the socket.
+    const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, remaining));
+    const { bytesRead } = await handle.read(buffer, 0, buffer.length, position);
+    if (bytesRead === 0) throw new FileChangedError(item.path, 'shorter than when it was hashed');
+    const chunk = buffer.subarray(0, bytesRead);
+    hash.update(chunk);
+    position += bytesRead;
+    remaining -= bytesRead;
+    onBytes(bytesRead);
+    yield chunk;
+  }
+  if (hash.digest('hex') !== item.sha256) throw new FileChangedError(item.path, 'content no longer matches its hash');
 }
 
 export const UPLOAD_LIMITS = { maxBytes: LIMITS.uploadBatchBytes, maxParts: LIMITS.uploadParts };

@@ -2,6 +2,8 @@ import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import {
   API_PREFIX,
+  ASSEMBLE_CONTENT_TYPE,
+  type AssembleResponse,
   STORED_CONTENT_DAMAGED,
   type ChangesRequest,
   type ChangesResponse,
@@ -163,6 +165,32 @@ export class ApiClient {
       headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
     });
     return (await response.body.json()) as UploadResponse;
+  }
+
+  /**
+   * `POST /contents/assemble`: commits contents of several chunks the server
+   * holds, from their binary records (shared/src/assemble-format.ts), given
+   * as pieces sent one after another. Idempotent, so retried like a JSON
+   * call; a 409 naming chunks the server does not hold is a PermanentError
+   * with those hashes in `missing`.
+   */
+  assemble(pieces: readonly Uint8Array[]): Promise<AssembleResponse> {
+    const length = pieces.reduce((sum, piece) => sum + piece.byteLength, 0);
+    return withRetry(
+      async () => {
+        const response = await this.#send('POST', '/contents/assemble', {
+          body: Readable.from(pieces, { objectMode: false }),
+          headers: { 'content-type': ASSEMBLE_CONTENT_TYPE, 'content-length': String(length) },
+        });
+        try {
+          return (await response.body.json()) as AssembleResponse;
+        } catch (error) {
+          throw new RetryableError(`POST /contents/assemble: unreadable response (${errorMessage(error)})`, response.statusCode, { cause: error });
+        }
+      },
+      this.#retry,
+      (error, attempt, delay) => this.#onRetry?.('POST /contents/assemble', error, attempt, delay),
+    );
   }
 
   /**
