@@ -5,6 +5,7 @@ import { createBlobStore } from './blob/create-blob-store.ts';
 import type { ServerConfig } from './config/server-config.ts';
 import { createNotifier } from './alerts/notifiers/create-notifier.ts';
 import { openDatabase } from './db/database.ts';
+import type { EmbeddedPostgres } from './db/embedded-postgres.ts';
 import { startPeriodicJobs } from './jobs/periodic-jobs.ts';
 import { alertRecipientLookup, alertWebhookLookup } from './services/alert-recipients.service.ts';
 import { ensureInitialAdmin } from './services/users.service.ts';
@@ -16,10 +17,25 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+export interface StartServerOptions {
+  /** The embedded PostgreSQL, already being started by main.ts (see openDatabase); started here when absent. */
+  embedded?: Promise<EmbeddedPostgres> | undefined;
+}
+
 /** Opens storage, applies migrations, and listens. Used by main.ts and by tests that need a real server. */
-export async function startServer(config: ServerConfig, log: Logger): Promise<RunningServer> {
-  const database = await openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteImport: config.pgliteImport, log });
-  const blobs = await createBlobStore(config, log);
+export async function startServer(config: ServerConfig, log: Logger, options: StartServerOptions = {}): Promise<RunningServer> {
+  // The blob store's sweep of leftovers does not wait for the database's start and migrations.
+  const [opened, created] = await Promise.allSettled([
+    openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteImport: config.pgliteImport, log, embedded: options.embedded }),
+    createBlobStore(config, log),
+  ]);
+  if (opened.status === 'rejected' || created.status === 'rejected') {
+    if (opened.status === 'fulfilled') await opened.value.close();
+    if (created.status === 'fulfilled') await created.value.close();
+    throw opened.status === 'rejected' ? opened.reason : (created as PromiseRejectedResult).reason;
+  }
+  const database = opened.value;
+  const blobs = created.value;
   const alertNotifier = createNotifier(config, log, { recipients: alertRecipientLookup(database.db), webhooks: alertWebhookLookup(database.db) });
   const ctx: AppContext = { config, database, blobs, log, alertNotifier };
   await ensureInitialAdmin(ctx);

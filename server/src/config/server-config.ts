@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { EnvReader, variablesRead, type Env } from '@cairn/shared';
+import { EnvReader, variablesRead, type Env } from '@cairn/shared/env';
 import { DatabaseUrlError, parseDatabaseUrl } from '../db/database-url.ts';
 
 export interface S3Config {

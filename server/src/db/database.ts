@@ -6,8 +6,9 @@ import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { pino, type Logger } from 'pino';
 import postgres, { type Options } from 'postgres';
+import { DatabaseUnavailableError } from './database-errors.ts';
 import { parseDatabaseUrl } from './database-url.ts';
-import { EmbeddedPostgresError, startEmbeddedPostgres } from './embedded-postgres.ts';
+import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.ts';
 import { importPgliteIfPresent, PgliteImportUnavailableError } from './pglite-import.ts';
 import * as schema from './schema.ts';
 
@@ -42,6 +43,12 @@ export interface OpenDatabaseOptions {
   maxConnections?: number;
   /** Where PGlite comes from if DATA_DIR/db must be imported (PGLITE_IMPORT_*); by default fetched into DATA_DIR/pglite-import. */
   pgliteImport?: { moduleDir?: string | undefined; cacheDir?: string | undefined } | undefined;
+  /**
+   * The embedded PostgreSQL of `dataDir`, already being started by the caller
+   * (main.ts starts it before importing the rest of the server, so initdb and
+   * the postmaster's start overlap the imports); started here when absent.
+   */
+  embedded?: Promise<EmbeddedPostgres> | undefined;
 }
 
 /**
@@ -51,14 +58,14 @@ export interface OpenDatabaseOptions {
  */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   const log = options.log ?? pino({ level: 'silent' });
-  let embedded: Awaited<ReturnType<typeof startEmbeddedPostgres>> | undefined;
+  let embedded: EmbeddedPostgres | undefined;
   let connection: { options: Options<Record<string, never>>; description: string };
   if (options.databaseUrl) {
     connection = parseDatabaseUrl(options.databaseUrl);
   } else {
     if (!options.dataDir) throw new Error('openDatabase needs a DATABASE_URL or a DATA_DIR');
     try {
-      embedded = await startEmbeddedPostgres({ dataDir: options.dataDir, log });
+      embedded = await (options.embedded ?? startEmbeddedPostgres({ dataDir: options.dataDir, log }));
     } catch (error) {
       if (error instanceof EmbeddedPostgresError) throw new DatabaseUnavailableError(error.message, { cause: error });
       throw error;
@@ -109,10 +116,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   }
 }
 
-/** The database could not be reached or opened at start-up; the message is one line for the operator. */
-export class DatabaseUnavailableError extends Error {
-  override name = 'DatabaseUnavailableError';
-}
+export { DatabaseUnavailableError };
 
 // Failures of reaching or entering the database, as opposed to a fault in a
 // migration: SQLSTATE classes 08 (connection), 28 (authorization), 3D (no
