@@ -1,5 +1,5 @@
 /**
- * The server's entry point. Start-up order is chosen for speed (decision 230):
+ * The server's entry point. Start-up order is chosen for speed:
  * only the configuration, the logger and the embedded PostgreSQL's starter are
  * imported first; the cluster's initdb and postmaster start run as child
  * processes while the rest of the server (Fastify, its routes, TypeBox,

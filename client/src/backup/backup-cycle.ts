@@ -131,7 +131,6 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
 
   let cache: ScanCache = new Map();
   let cacheDirty = false;
-  let recheck = new Set<string>();
 
   try {
     progress.phase = 'config';
@@ -140,7 +139,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     const started = await api.startRun({ trigger: deps.trigger });
     runId = started.runId;
     // Contents the server found damaged: their files are read again even if unchanged, so the bytes are sent again.
-    recheck = new Set(started.recheck ?? []);
+    const recheck = new Set(started.recheck ?? []);
     progress.runId = runId;
     log.info({ runId, trigger: deps.trigger }, 'backup run started');
 

@@ -278,7 +278,7 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
   app.post(
     '/clients/:id/download-links',
     {
-      // Making a link reads; it changes no data, so a read-only token may (decision 221).
+      // Making a link reads; it changes no data, so a read-only token may (decision 137).
       config: { readOnlyAllowed: true },
       schema: {
         tags: TAGS,

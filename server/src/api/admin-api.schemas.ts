@@ -27,7 +27,7 @@ export const Retention = Type.Object({
 });
 
 const Count = Type.Integer({ minimum: 0 });
-/** Folder rules and restore-point counts (decision 210); checked by the dashboard form's rules, with its messages. */
+/** Folder rules and restore-point counts (decision 134); checked by the dashboard form's rules, with its messages. */
 export const RetentionRules = Type.Object(
   {
     folders: Type.Array(

@@ -63,7 +63,7 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const runs = (await listRuns(ctx.database.db, client.id, { limit: 30 })).filter((run) => run.finishedAt !== null);
     const rules = await clientRetentionRules(ctx.database.db, client.id);
     const restorePoints = await clientRestorePoints(ctx.database.db, client.id, rules.restorePoints, deps.now());
-    // A tree as of a time that is no kept restore point may lack versions pruning took since (decision 211).
+    // A tree as of a time that is no kept restore point may lack versions pruning took since (decision 135).
     const isRestorePoint = restorePoints.some((point) => point.finishedAt.getTime() === asOf.getTime());
     const incomplete = explicit && !isRestorePoint ? { prunedFiles: await prunedPathsAsOf(ctx.database.db, client.id, asOf, dir) } : null;
     return renderPage(request, reply, deps, 'client-files', {

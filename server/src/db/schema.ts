@@ -58,7 +58,7 @@ export const users = pgTable('users', {
   alertEmailTypes: jsonb('alert_email_types').$type<AlertType[]>().notNull().default(sql`'[]'::jsonb`),
   ...userAlertWebhookColumns(),
   createdAt: createdAt(),
-  // ---- retention rules (issue 14, decision 210) ----
+  // ---- retention rules (issue 14, decision 134) ----
   /** Folder rules and restore-point keep counts, beside retentionVersions/Days (services/retention-rules.ts). */
   retentionRules: jsonb('retention_rules')
     .$type<StoredRetentionRules>()
@@ -103,7 +103,7 @@ export const clients = pgTable(
     /** Daily window (`HH:MM`) in which runs may start; both null = any time. */
     backupWindowStart: text('backup_window_start'),
     backupWindowEnd: text('backup_window_end'),
-    // ---- retention rules (issue 14, decision 210) ----
+    // ---- retention rules (issue 14, decision 134) ----
     /** This client's own folder rules and restore points; null = the owner's (independent of retentionVersions). */
     retentionRules: jsonb('retention_rules').$type<StoredRetentionRules>(),
   },
@@ -534,12 +534,12 @@ export const clientLiveProgress = pgTable('client_live_progress', {
   updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
-// ---- retention rules (issue 14, decision 211) ------------------------------
+// ---- retention rules (issue 14, decision 135) ------------------------------
 
 /**
  * What pruning deleted, one row per pruned version: its path and the span it
  * was current. Only to tell the file browser how many files' versions of a
- * tree "as of" some time are gone (decision 211); no content, no name text.
+ * tree "as of" some time are gone (decision 135); no content, no name text.
  */
 export const prunedVersionSpans = pgTable(
   'pruned_version_spans',
@@ -558,7 +558,7 @@ export const prunedVersionSpans = pgTable(
   (t) => [index('pruned_version_spans_client_from_idx').on(t.clientId, t.validFrom)],
 );
 
-// ---- temporary download links (issue 14, decisions 220-222) ----------------
+// ---- temporary download links (issue 14, decisions 136-138) ----------------
 
 /**
  * A signed, expiring URL for one file version or one folder archive, usable

@@ -344,7 +344,7 @@ export interface ClientSettings {
   pingIntervalSeconds?: number;
   /** Both null: use the owner's policy. versions set: this client's own policy (days null = no age limit). */
   retention?: { versions: number | null; days: number | null };
-  /** Folder and restore-point rules of this client's own; null: the owner's (decision 210). */
+  /** Folder and restore-point rules of this client's own; null: the owner's (decision 134). */
   retentionRules?: StoredRetentionRules | null;
 }
 

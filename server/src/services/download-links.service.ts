@@ -1,5 +1,5 @@
 /**
- * Temporary download links (issue 14, decisions 220-222): a URL for one file
+ * Temporary download links (issue 14, decisions 136-138): a URL for one file
  * version or one folder archive that works without a session until it
  * expires (default 1 hour, at most 7 days) or is revoked. The URL carries
  * `cairn_dl_` + 256 random bits; only their SHA-256 is stored, with what the

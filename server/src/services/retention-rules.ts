@@ -4,7 +4,7 @@
  * under the current rules (for the prune simulator). Golden-table tested in
  * test/unit/retention-rules.test.ts. Pruning (retention.service.ts) runs
  * it a batch of paths at a time: keptRestorePoints once per client, then
- * planVersions per batch (decisions 119, 210).
+ * planVersions per batch (decisions 119, 134).
  *
  * A version is kept if ANY rule keeps it:
  *  - the base policy (the user's "N versions, D days", or the client's

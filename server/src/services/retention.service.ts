@@ -135,7 +135,7 @@ async function forEachPlannedBatch(
  * (default: the server's clock now) and returns how many. The contents they
  * referenced become garbage for GC once unreferenced and past the grace period.
  * Each deleted version leaves its path and span in pruned_version_spans, so
- * the file browser can say what a tree as of an earlier time lost (decision 211).
+ * the file browser can say what a tree as of an earlier time lost (decision 135).
  * Prunes nothing (`held: true`) while the client has an unacknowledged
  * mass-change alert: the older versions may be the only good copies (decision 79).
  */
@@ -221,7 +221,7 @@ export async function previewClientPrune(
 /**
  * How many of the client's paths (under `prefix`, a canonical folder; `/`:
  * all) had a version current at `at` that pruning has since deleted: what
- * the tree as of `at` lacks (decision 211).
+ * the tree as of `at` lacks (decision 135).
  */
 export async function prunedPathsAsOf(db: Db, clientId: string, at: Date, prefix = '/'): Promise<number> {
   const under = prefix === '/' ? sql`true` : sql`(${clientPaths.path} = ${prefix} or starts_with(${clientPaths.path}, ${prefix + '/'}))`;

@@ -27,7 +27,7 @@ export interface UserSummary {
   disabled: boolean;
   retentionVersions: number;
   retentionDays: number | null;
-  /** Folder rules and restore points beside the base policy (decision 210). */
+  /** Folder rules and restore points beside the base policy (decision 134). */
   retentionRules: StoredRetentionRules;
   /** Where this user's own alert emails go, and for which types (decision 89). */
   alertEmail: string | null;
