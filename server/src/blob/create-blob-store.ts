@@ -15,7 +15,9 @@ export async function createBlobStore(config: ServerConfig, log: Logger): Promis
   const store: BlobStore = config.s3 ? new S3BlobStore(config.s3) : new DiskBlobStore(path.join(config.dataDir, 'blobs'));
   try {
     const removed = store.kind === 'disk' ? await store.sweepTemp(0) : await store.sweepTemp();
-    log.info({ blobStore: store.location, removed }, `swept ${removed} temp leftover(s) from interrupted uploads`);
+    // Nothing swept is not news: at info level it would be the one line printed before a database error.
+    const level = removed > 0 ? 'info' : 'debug';
+    log[level]({ blobStore: store.location, removed }, `swept ${removed} temp leftover(s) from interrupted uploads`);
   } catch (error) {
     // A store that cannot list its leftovers still serves; start anyway and say so.
     log.warn(
