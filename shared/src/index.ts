@@ -11,3 +11,4 @@ export * from './schedule.ts';
 export * from './chunking/index.ts';
 export * from './assemble-format.ts';
 export * from './duration.ts';
+export * from './restore-jobs.ts';

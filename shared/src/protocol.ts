@@ -162,6 +162,8 @@ export const PingResponse = Type.Object({
   runRequested: Type.Boolean(),
   /** The current schedule, so an agent waiting for a cron time learns of an edit at its next ping. */
   schedule: Type.Optional(BackupScheduleBody),
+  /** A restore job waits for this agent (see restore-jobs.ts): claim it. Absent from servers before restore jobs. */
+  restoreJobsPending: Type.Optional(Type.Boolean()),
 });
 export type PingResponse = Static<typeof PingResponse>;
 
@@ -445,10 +447,10 @@ export type OkResponse = Static<typeof OkResponse>;
  * names what changed, never carries the data: the agent then pings (and
  * fetches /config), so the heartbeat's answer stays the one source of truth.
  * `hello` comes first on every connection (catch up on anything missed while
- * away); `revoked` comes just before the server closes a stream whose token
+ * away); `restore`: a restore job was queued or cancelled for this agent; `revoked` comes just before the server closes a stream whose token
  * was revoked or replaced.
  */
-export const LIVE_EVENTS = ['hello', 'run', 'config', 'revoked'] as const;
+export const LIVE_EVENTS = ['hello', 'run', 'config', 'revoked', 'restore'] as const;
 export type LiveEvent = (typeof LIVE_EVENTS)[number];
 
 /** POST /progress: the running backup's progress, at most once a second (LIMITS-free: a small fixed body). */

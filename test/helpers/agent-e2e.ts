@@ -231,6 +231,16 @@ export class DashboardSession {
     if (answer.status !== 302 && answer.status !== 303) throw new Error(`saving the alert webhook failed: ${answer.status}\n${answer.body.slice(0, 2000)}`);
   }
 
+  /** Any page, as a signed-in browser would GET it (the CSRF token of a form on it is kept). */
+  async get(url: string): Promise<{ status: number; body: string; location: string | null }> {
+    return this.#request('GET', url);
+  }
+
+  /** A form POST from the page last fetched (its CSRF token filled in). */
+  async post(url: string, fields: Record<string, string>): Promise<{ status: number; body: string; location: string | null }> {
+    return this.#request('POST', url, fields);
+  }
+
   async requestRun(clientId: string): Promise<void> {
     await this.#request('GET', `/clients/${clientId}`);
     const answer = await this.#request('POST', `/clients/${clientId}/run`, {});

@@ -11,6 +11,7 @@ import { errorMessage, isAuthError } from '../net/http-errors.ts';
 import { backoffDelayMs, type RetryPolicy } from '../net/retry-policy.ts';
 import { readAgentState, removeScanCache, stateFiles, writeAgentState, type AgentState } from '../state/agent-state.ts';
 import type { ValidSetup } from '../setup/setup-form.ts';
+import { runRestoreJob } from '../restore/restore-job-runner.ts';
 import { FileCacheStore } from './cache-store.ts';
 import { AGENT_VERSION } from './version.ts';
 
@@ -91,6 +92,8 @@ export class AgentRuntime {
   #liveConnected = false;
   #progressTimer: NodeJS.Timeout | null = null;
   #progressInFlight = false;
+  /** The restore jobs being worked through (one at a time), or null. */
+  #restoring: Promise<void> | null = null;
   /** Bumped by start(): a ping loop of an earlier start ends instead of running twice. */
   #generation = 0;
 
@@ -427,6 +430,7 @@ export class AgentRuntime {
       this.#lastPingError = null;
       this.#onServerSchedule(answer.schedule);
       if (answer.runRequested && this.requestRun('server') === 'started') this.log.info('the server asked for a backup; starting one');
+      if (answer.restoreJobsPending) this.#startRestoreJobs(api);
     } catch (error) {
       this.#lastPingError = errorMessage(error);
       this.log.warn({ err: this.#lastPingError }, 'ping failed');
@@ -458,7 +462,7 @@ export class AgentRuntime {
           this.#liveConnected = true;
           failures = 0;
           if (event === 'config') await this.#refreshConfig(api);
-          if (event === 'hello' || event === 'run' || event === 'config') await this.#pingOnce(api);
+          if (event === 'hello' || event === 'run' || event === 'config' || event === 'restore') await this.#pingOnce(api);
           if (event === 'revoked') this.log.warn('the server closed the live channel: this agent\'s token was revoked or replaced');
         }
       } catch (error) {
@@ -474,6 +478,36 @@ export class AgentRuntime {
       failures += 1;
       await sleep(backoffDelayMs(failures, LIVE_RECONNECT, Math.random()));
     }
+  }
+
+  /**
+   * Works through the restore jobs queued for this agent (decision 143), one
+   * at a time, beside backups (a restore writes into its own target). A
+   * second call while they run does nothing: the loop claims until the
+   * server has none left.
+   */
+  #startRestoreJobs(api: ApiClient): void {
+    if (this.#restoring !== null || this.#stopped) return;
+    const settings = { allowRemoteCommands: this.config.allowRemoteCommands, remoteCommandAllowlist: this.config.remoteCommandAllowlist };
+    this.#restoring = (async () => {
+      while (!this.#stopped && api === this.#api) {
+        let job;
+        try {
+          job = await api.claimRestoreJob();
+        } catch (error) {
+          this.log.warn({ err: errorMessage(error) }, 'could not claim a restore job; trying again at the next ping');
+          return;
+        }
+        if (job === null) return;
+        const outcome = await runRestoreJob(api, job, settings, this.log);
+        if (outcome.status !== 'succeeded' && outcome.status !== 'cancelled') {
+          const message = `Restore job ${job.jobId} ended ${outcome.status}: ${outcome.error ?? ''}`.trim();
+          this.#recentErrors = [{ at: new Date().toISOString(), message }, ...this.#recentErrors].slice(0, RECENT_ERRORS);
+        }
+      }
+    })().finally(() => {
+      this.#restoring = null;
+    });
   }
 
   /** A config edit on the dashboard: take the new configuration now (the next cycle would fetch it too). */

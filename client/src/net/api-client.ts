@@ -27,6 +27,11 @@ import {
   type UploadQuery,
   type UploadResponse,
   type VersionsResponse,
+  type RestoreJobFinish,
+  type RestoreJobProgress,
+  type RestoreJobProgressAnswer,
+  type RestoreJobSpec,
+  LIMITS,
 } from '@cairn/shared';
 import { PermanentError, RetryableError, StoredContentDamagedError, errorMessage } from './http-errors.ts';
 import { DEFAULT_RETRY_POLICY, withRetry, type RetryPolicy } from './retry-policy.ts';
@@ -115,6 +120,45 @@ export class ApiClient {
 
   /** Every current file (as of `asOf`), page by page. */
   /** Reports the running backup's progress; one attempt (the next report follows within seconds). */
+  /**
+   * Takes the oldest queued restore job of this client; null when none waits.
+   * Not retried: a claim whose answer was lost leaves its job running, and
+   * the next claim (at the next ping) ends it as interrupted.
+   */
+  async claimRestoreJob(): Promise<RestoreJobSpec | null> {
+    const response = await this.#send('POST', '/restore-jobs/claim', { body: '{}', headers: { 'content-type': 'application/json' } });
+    if (response.statusCode === 204) {
+      await response.body.dump();
+      return null;
+    }
+    try {
+      return (await response.body.json()) as RestoreJobSpec;
+    } catch (error) {
+      throw new RetryableError(`POST /restore-jobs/claim: unreadable response (${errorMessage(error)})`, response.statusCode, { cause: error });
+    }
+  }
+
+  /** Every file of a running restore job, page by page. */
+  async *restoreJobFiles(jobId: string): AsyncGenerator<FilesPage['files']> {
+    let cursor: string | undefined;
+    do {
+      const page: { files: FilesPage['files']; nextCursor: string | null } = await this.#json(
+        'GET',
+        `/restore-jobs/${encodeURIComponent(jobId)}/files${queryString({ cursor, limit: LIMITS.maxPageSize })}`,
+      );
+      yield page.files;
+      cursor = page.nextCursor ?? undefined;
+    } while (cursor !== undefined);
+  }
+
+  async restoreJobProgress(jobId: string, body: RestoreJobProgress): Promise<RestoreJobProgressAnswer> {
+    return this.#json('POST', `/restore-jobs/${encodeURIComponent(jobId)}/progress`, body, { attempts: 2, baseDelayMs: 500, maxDelayMs: 1000 });
+  }
+
+  async finishRestoreJob(jobId: string, body: RestoreJobFinish): Promise<OkResponse> {
+    return this.#json('POST', `/restore-jobs/${encodeURIComponent(jobId)}/finish`, body);
+  }
+
   async progress(body: ProgressRequest): Promise<OkResponse> {
     return this.#json('POST', '/progress', body, { attempts: 1, baseDelayMs: 0, maxDelayMs: 0 });
   }

@@ -76,12 +76,24 @@ export async function runRestoreCommand(argv: readonly string[], env: Env, io: R
   }
 }
 
-interface RestoreRun {
+/** Where a restore counts and reports: RestoreProgress on a terminal, a restore job's report otherwise. */
+export interface RestoreTally {
+  doneFiles: number;
+  doneBytes: number;
+  failed: number;
+  update(): void;
+  /** One path that could not be restored (as it was), and why. */
+  failure(path: string, error: string): void;
+}
+
+export interface RestoreRun {
   api: ApiClient;
   target: string;
   options: RestoreOptions;
-  progress: RestoreProgress;
+  progress: RestoreTally;
   concurrency: number;
+  /** Aborted: no further file or directory is started (a cancelled restore job). */
+  signal?: AbortSignal;
 }
 
 /**
@@ -89,26 +101,28 @@ interface RestoreRun {
  * and counted (files in `progress.failed`) and the rest goes on; returns how
  * many directories could not be made or given their metadata.
  */
-async function carryOut(plan: RestorePlan, { api, target, options, progress, concurrency }: RestoreRun): Promise<number> {
+export async function carryOut(plan: RestorePlan, { api, target, options, progress, concurrency, signal }: RestoreRun): Promise<number> {
   const onBytes = (bytes: number) => {
     progress.doneBytes += bytes;
     progress.update();
   };
   let directoriesFailed = 0;
   const directoryStep = async (directory: FileVersion, step: () => Promise<unknown>) => {
+    if (signal?.aborted) return;
     try {
       await step();
     } catch (error) {
       directoriesFailed += 1;
-      progress.print(`FAILED ${directory.path}: ${errorMessage(error)}`);
+      progress.failure(directory.path, errorMessage(error));
     }
   };
   const fileStep = async (file: FileVersion, step: () => Promise<unknown>) => {
+    if (signal?.aborted) return;
     try {
       await step();
     } catch (error) {
       progress.failed += 1;
-      progress.print(`FAILED ${file.path}: ${errorMessage(error)}`);
+      progress.failure(file.path, errorMessage(error));
     } finally {
       progress.doneFiles += 1;
       progress.update();

@@ -39,6 +39,10 @@ export class RestoreProgress {
     if (this.out.isTTY) this.#lastDraw = 0;
   }
 
+  failure(path: string, error: string): void {
+    this.print(`FAILED ${path}: ${error}`);
+  }
+
   finish(): void {
     const seconds = ((Date.now() - this.#started) / 1000).toFixed(1);
     const text = `${this.line().replace('restoring:', 'restored:')} in ${seconds} s`;

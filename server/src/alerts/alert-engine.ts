@@ -10,6 +10,8 @@
  * acknowledged it, and while it is open (not yet acknowledged) retention does
  * not prune the client (`isPruningHeld`).
  */
+import { failedScheduledRestores } from '../services/restore-jobs.service.ts';
+import { detectRestoreFailures } from './restore-failures.ts';
 import { and, asc, desc, eq, inArray, isNull, lte, max, ne, sql } from 'drizzle-orm';
 import type { AppContext } from '../app-context.ts';
 import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
@@ -118,6 +120,7 @@ export async function evaluateClientAlerts(ctx: AppContext, clientId: string, op
     },
     settings,
   );
+  conditions.push(...detectRestoreFailures(await failedScheduledRestores(db, clientId)));
   const kept = settings.fileShrank.enabled ? await shrankAlertsStillStanding(db, clientId, settings.expectedFile.folders) : [];
   const events = await reconcile(db, clientId, conditions, now, kept);
   return notifyEvents(ctx, clientId, events.map((event) => ({ kind: event.kind, alert: toSnapshot(event.row, client.name, client.ownerId) })));

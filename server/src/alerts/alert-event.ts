@@ -13,7 +13,8 @@ export type AlertType =
   | 'storage_filling'
   | 'expected_file_missing'
   | 'file_shrank'
-  | 'mass_change';
+  | 'mass_change'
+  | 'restore_failed';
 
 export type AlertSeverity = 'info' | 'warning' | 'critical';
 

@@ -20,6 +20,8 @@ import { agentOf, BEARER, requireAgentToken } from './agent-auth.ts';
 import { contentRoutes } from './contents.routes.ts';
 import { fileRoutes } from './files.routes.ts';
 import { runRoutes } from './runs.routes.ts';
+import { restoreJobRoutes } from './restore-jobs.routes.ts';
+import { hasQueuedRestoreJob } from '../services/restore-jobs.service.ts';
 import { LiveHub } from '../live/live-hub.ts';
 import { liveRoutes } from '../live/live.routes.ts';
 
@@ -78,7 +80,11 @@ export const agentApiRoutes: FastifyPluginAsync<{ ctx: AppContext }> = async (pl
           response: { 200: PingResponse, ...errors },
         },
       },
-      async (request) => recordPing(ctx.database.db, agentOf(request).clientId, request.body),
+      async (request) => {
+        const { clientId } = agentOf(request);
+        const answer = await recordPing(ctx.database.db, clientId, request.body);
+        return { ...answer, restoreJobsPending: await hasQueuedRestoreJob(ctx.database.db, clientId) };
+      },
     );
 
     routes.get(
@@ -113,6 +119,7 @@ export const agentApiRoutes: FastifyPluginAsync<{ ctx: AppContext }> = async (pl
 
     await routes.register(liveRoutes, { ctx, hub });
     await routes.register(runRoutes, { ctx });
+    await routes.register(restoreJobRoutes, { ctx });
     await routes.register(contentRoutes, { ctx });
     await routes.register(fileRoutes, { ctx });
   });

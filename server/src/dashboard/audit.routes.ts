@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { BadRequestError } from '../errors.ts';
 import { type DashboardDeps, queryParam, renderPage, requireAdmin } from './dashboard-context.ts';
 
-const FILTERS = ['client', 'user', 'login'] as const;
+const FILTERS = ['client', 'user', 'login', 'restore'] as const;
 
 export const auditRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
   app.get('/audit', async (request, reply) => {

@@ -90,6 +90,11 @@ const NOTICES: Record<string, string> = {
   'alert-webhook-saved': 'Alert webhook saved.',
   'logged-out': 'You are signed out.',
   'alert-acknowledged': 'Alert acknowledged.',
+  'restore-queued': 'Restore job queued: a connected agent starts it within seconds, any other at its next heartbeat.',
+  'restore-scheduled': 'Restore schedule saved.',
+  'restore-cancelled': 'Restore job cancelled before it started.',
+  'restore-cancelling': 'Cancel requested: the agent stops before its next file.',
+  'restore-schedule-deleted': 'Restore schedule deleted; its past jobs stay listed.',
   expired: 'Your session expired. Please sign in again.',
 };
 

@@ -14,6 +14,7 @@ import { AppError, dropStreamHeaders, StoredContentDamagedError } from '../error
 import { alertsRoutes } from './alerts.routes.ts';
 import { auditRoutes } from './audit.routes.ts';
 import { authRoutes, sessionHook, TOO_MANY_LOGINS } from './auth.routes.ts';
+import { restoresRoutes } from './restores.routes.ts';
 import { enrollmentKeysRoutes } from './enrollment-keys.routes.ts';
 import { clientsRoutes } from './clients.routes.ts';
 import { type DashboardDeps, renderPage } from './dashboard-context.ts';
@@ -113,6 +114,7 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
     await authed.register(overviewRoutes, { deps });
     await authed.register(clientsRoutes, { deps });
     await authed.register(enrollmentKeysRoutes, { deps });
+    await authed.register(restoresRoutes, { deps });
     await authed.register(verifyRoutes, { deps });
     await authed.register(filesRoutes, { deps });
     await authed.register(usersRoutes, { deps });

@@ -13,6 +13,7 @@ export const ALERT_TYPE_LABELS: Record<AlertType, string> = {
   storage_filling: 'Storage filling',
   expected_file_missing: 'Expected file missing',
   file_shrank: 'File shrank',
+  restore_failed: 'Restore failed',
 };
 
 type TimeValue = Date | string | number | null | undefined;

@@ -23,7 +23,7 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
-import type { FileKind, PreCommand, PreCommandResult } from '@cairn/shared';
+import type { FileKind, PreCommand, PreCommandResult, RestoreJobFailure, RestoreJobProgress, RestoreJobStatus } from '@cairn/shared';
 import type { AlertSeverity, AlertType } from '../alerts/alert-event.ts';
 import type { AlertSettingsOverride } from '../alerts/alert-settings.ts';
 import type { StoredRetentionRules } from '../services/retention-rules.ts';
@@ -596,4 +596,95 @@ export const downloadLinks = pgTable(
     uses: integer('uses').notNull().default(0),
   },
   (t) => [uniqueIndex('download_links_token_hash_uq').on(t.tokenHash), index('download_links_user_idx').on(t.userId), index('download_links_api_token_idx').on(t.apiTokenId)],
+);
+
+// ---- restore jobs (issue 13, decisions 142-146) ----
+
+/** What a restore job's agent reported at the end (shared RestoreJobFinish less its status). */
+export interface RestoreJobResult {
+  filesRestored: number;
+  bytesRestored: number;
+  filesFailed: number;
+  failures: RestoreJobFailure[];
+  command: PreCommandResult | null;
+}
+
+/**
+ * Restores made on the dashboard (or by a schedule) and carried out by the
+ * target client's agent: `source_client_id`'s tree as of `as_of`, under
+ * `paths`, written into `target_dir` on `target_client_id`'s machine (the
+ * same client or another of the same owner). Queued until the target's
+ * agent claims it; a cancel of a queued job ends it at once, of a running
+ * one sets `cancel_requested_at` for the agent to see in its next progress
+ * answer.
+ */
+export const restoreJobs = pgTable(
+  'restore_jobs',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    sourceClientId: uuid('source_client_id')
+      .notNull()
+      .references(() => clients.id, { onDelete: 'cascade' }),
+    targetClientId: uuid('target_client_id')
+      .notNull()
+      .references(() => clients.id, { onDelete: 'cascade' }),
+    asOf: timestamp('as_of', { withTimezone: true }).notNull(),
+    paths: jsonb('paths').$type<string[]>().notNull(),
+    targetDir: text('target_dir').notNull(),
+    overwrite: boolean('overwrite').notNull().default(false),
+    postCommand: text('post_command'),
+    postCommandTimeoutSeconds: integer('post_command_timeout_seconds').notNull().default(600),
+    scheduleId: uuid('schedule_id').references(() => restoreSchedules.id, { onDelete: 'set null' }),
+    status: text('status').$type<RestoreJobStatus>().notNull().default('queued'),
+    createdByUserId: uuid('created_by_user_id').references(() => users.id, { onDelete: 'set null' }),
+    createdByName: text('created_by_name').notNull(),
+    createdAt: createdAt(),
+    startedAt: timestamp('started_at', { withTimezone: true }),
+    finishedAt: timestamp('finished_at', { withTimezone: true }),
+    cancelRequestedAt: timestamp('cancel_requested_at', { withTimezone: true }),
+    /** Last progress report (RestoreJobProgress) and when it came. */
+    progress: jsonb('progress').$type<RestoreJobProgress>(),
+    progressAt: timestamp('progress_at', { withTimezone: true }),
+    result: jsonb('result').$type<RestoreJobResult>(),
+    error: text('error'),
+  },
+  (t) => [
+    index('restore_jobs_target_status_idx').on(t.targetClientId, t.status, t.createdAt),
+    index('restore_jobs_source_created_idx').on(t.sourceClientId, t.createdAt),
+    index('restore_jobs_schedule_created_idx').on(t.scheduleId, t.createdAt),
+  ],
+);
+
+/**
+ * Restore jobs made on a schedule ("every night at 04:00, restore the latest
+ * /dumps/app.sql from A onto B and load it"): the same fields as a job, and
+ * the schedule in the backup schedule's form (interval or cron in a zone).
+ * `next_run_at` is when the schedule sweep next queues a job.
+ */
+export const restoreSchedules = pgTable(
+  'restore_schedules',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    sourceClientId: uuid('source_client_id')
+      .notNull()
+      .references(() => clients.id, { onDelete: 'cascade' }),
+    targetClientId: uuid('target_client_id')
+      .notNull()
+      .references(() => clients.id, { onDelete: 'cascade' }),
+    paths: jsonb('paths').$type<string[]>().notNull(),
+    targetDir: text('target_dir').notNull(),
+    overwrite: boolean('overwrite').notNull().default(false),
+    postCommand: text('post_command'),
+    postCommandTimeoutSeconds: integer('post_command_timeout_seconds').notNull().default(600),
+    intervalSeconds: integer('interval_seconds').notNull().default(86_400),
+    cron: text('cron'),
+    timeZone: text('time_zone').notNull().default('UTC'),
+    enabled: boolean('enabled').notNull().default(true),
+    nextRunAt: timestamp('next_run_at', { withTimezone: true }),
+    lastQueuedAt: timestamp('last_queued_at', { withTimezone: true }),
+    createdByUserId: uuid('created_by_user_id').references(() => users.id, { onDelete: 'set null' }),
+    createdByName: text('created_by_name').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('restore_schedules_next_idx').on(t.nextRunAt), index('restore_schedules_target_idx').on(t.targetClientId)],
 );

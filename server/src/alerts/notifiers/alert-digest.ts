@@ -30,6 +30,7 @@ export const TYPE_LABELS: Record<AlertType, string> = {
   expected_file_missing: 'expected file missing',
   file_shrank: 'file shrank',
   mass_change: 'mass change',
+  restore_failed: 'scheduled restore failed',
 };
 
 const SEVERITY_RANK: Record<AlertSeverity, number> = { critical: 0, warning: 1, info: 2 };

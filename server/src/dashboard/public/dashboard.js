@@ -75,3 +75,24 @@ if (livePanel) {
   };
   void poll();
 }
+
+// A restore job's page: while the job is queued or running, poll its
+// status.json and reload when the status or the progress changes.
+const restoreJob = document.getElementById('restore-job');
+if (restoreJob && restoreJob.dataset.open === 'yes') {
+  let last = null;
+  const poll = async () => {
+    try {
+      const response = await fetch(restoreJob.dataset.statusUrl, { headers: { accept: 'application/json' }, credentials: 'same-origin' });
+      if (response.ok) {
+        const text = await response.text();
+        if (last !== null && text !== last) return window.location.reload();
+        last = text;
+      }
+    } catch {
+      // the next poll tries again
+    }
+    setTimeout(poll, 1500);
+  };
+  poll();
+}
