@@ -24,6 +24,7 @@ import { findUser, listUsers, type Actor, type UserSummary } from '../services/u
 import type { StoredRetentionRules } from '../services/retention-rules.ts';
 import { parseRetentionRules, RESTORE_POINT_FIELDS, retentionRulesInput } from '../services/retention-rules-form.ts';
 import { listDamage, listVerifyRuns, startVerifyRun } from '../storage/verify-job.ts';
+import { registerRestoreJobAdminRoutes } from './admin-restore-jobs.routes.ts';
 import {
   ALERT_STATES,
   Acknowledged,
@@ -172,6 +173,8 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
     if (!client || (!user.isAdmin && client.ownerId !== user.id)) throw new NotFoundError('no such client');
     return client;
   }
+
+  registerRestoreJobAdminRoutes(app, ctx, { viewerOf, actorOf, visibleClient, tags: TAGS, security: TOKEN_AUTH });
 
   app.get('/me', { schema: { tags: TAGS, summary: 'The token and the user it acts as', security: TOKEN_AUTH, response: { 200: Me, ...errors } } }, async (request) => {
     const token = tokenOf(request);

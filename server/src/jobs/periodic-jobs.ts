@@ -3,6 +3,7 @@ import type { AppContext } from '../app-context.ts';
 import { timedJobRun } from '../metrics/process-metrics.ts';
 import { collectGarbage } from '../services/garbage-collector.ts';
 import { sweepRetention } from '../services/retention.service.ts';
+import { sweepRestoreSchedules } from '../services/restore-jobs.service.ts';
 import { migrateV1Objects } from '../storage/v1-migration-job.ts';
 import { runVerify } from '../storage/verify-job.ts';
 
@@ -11,6 +12,9 @@ export interface PeriodicJobs {
   stop(): Promise<void>;
 }
 
+/** How often due restore schedules are looked for: a scheduled restore starts within this of its time. */
+export const RESTORE_SCHEDULE_SWEEP_SECONDS = 30;
+
 interface JobSpec {
   name: string;
   intervalSeconds: number;
@@ -18,7 +22,8 @@ interface JobSpec {
 }
 
 /**
- * Starts the periodic jobs: the retention sweep, GC and the alert engine. Each run takes its
+ * Starts the periodic jobs: the retention sweep, GC, verify, the alert engine and the
+ * restore-schedule sweep. Each run takes its
  * advisory try-lock inside the service, so with N replicas one of them works
  * and the others skip. A job is scheduled again only after it finished, so a
  * slow run never overlaps the next one in this process.
@@ -30,6 +35,8 @@ export function startPeriodicJobs(ctx: AppContext): PeriodicJobs {
     // Until no v1 object is left; then one indexed look per interval (decision 133).
     { name: 'v1-to-packs', intervalSeconds: ctx.config.gc.intervalSeconds, run: () => migrateV1Objects(ctx) },
     { name: 'alerts', intervalSeconds: ctx.config.alerts.intervalSeconds, run: () => runAlertEngine(ctx) },
+    // Row locks (FOR UPDATE SKIP LOCKED), not an advisory lock: replicas sweeping at once queue each time once (decision 146).
+    { name: 'restore-schedules', intervalSeconds: RESTORE_SCHEDULE_SWEEP_SECONDS, run: () => sweepRestoreSchedules(ctx) },
     ...(ctx.config.verify.intervalSeconds > 0
       ? [{ name: 'verify', intervalSeconds: ctx.config.verify.intervalSeconds, run: () => runVerify(ctx, 'schedule') }]
       : []),
