@@ -86,7 +86,7 @@ if (restoreJob && restoreJob.dataset.open === 'yes') {
       const response = await fetch(restoreJob.dataset.statusUrl, { headers: { accept: 'application/json' }, credentials: 'same-origin' });
       if (response.ok) {
         const text = await response.text();
-        if (last !== null && text !== last) return window.location.reload();
+        if (last !== null && text !== last) return window.location.replace(window.location.pathname);
         last = text;
       }
     } catch {
