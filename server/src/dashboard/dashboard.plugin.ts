@@ -25,6 +25,7 @@ import { overviewRoutes } from './overview.routes.ts';
 import { statsRoutes } from './stats.routes.ts';
 import { resolveSecretKey } from './secret-key.ts';
 import { usersRoutes } from './users.routes.ts';
+import { serversRoutes } from './servers.routes.ts';
 import { verifyRoutes } from './verify.routes.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -114,6 +115,7 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
     await authed.register(clientsRoutes, { deps });
     await authed.register(enrollmentKeysRoutes, { deps });
     await authed.register(verifyRoutes, { deps });
+    await authed.register(serversRoutes, { deps });
     await authed.register(filesRoutes, { deps });
     await authed.register(usersRoutes, { deps });
     await authed.register(auditRoutes, { deps });
