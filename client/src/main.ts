@@ -5,7 +5,8 @@ import { envFilePath, loadAgentConfig, type AgentConfig } from './config/agent-c
 import { createLogger, type Logger } from './logger.ts';
 import { isAuthError, errorMessage, PermanentError } from './net/http-errors.ts';
 import { runRestoreCommand } from './restore/restore-command.ts';
-import { ensureStateDir, type AgentState } from './state/agent-state.ts';
+import { serverUrlsOf } from './net/server-urls.ts';
+import { ensureStateDir, writeAgentState, type AgentState } from './state/agent-state.ts';
 
 const USAGE = `Usage: cairn-agent            run the agent (setup page on :8080, or CLIENT_UI_ENABLED=false for env mode)
        cairn-agent restore ...  restore files from the server (see: cairn-agent restore --help)`;
@@ -80,7 +81,16 @@ async function runAgent(): Promise<void> {
 async function envModeState(runtime: AgentRuntime, config: AgentConfig, state: AgentState | null, log: Logger): Promise<AgentState | null> {
   const credentials = config.credentials;
   if (credentials === undefined) return null;
-  if (state && state.serverUrl === credentials.serverUrl && state.clientName === config.clientName) return state;
+  if (state && state.clientName === config.clientName) {
+    // The same server when the lists share a URL (replicas added or dropped, decision 173): keep the token, store the new list.
+    if (state.serverUrl === credentials.serverUrl) return state;
+    if (serverUrlsOf(state.serverUrl).some((url) => serverUrlsOf(credentials.serverUrl).includes(url))) {
+      const updated = { ...state, serverUrl: credentials.serverUrl };
+      await writeAgentState(config.stateDir, updated);
+      log.info({ serverUrl: updated.serverUrl }, 'SERVER_URL lists other replicas of the same server; keeping this agent\'s registration');
+      return updated;
+    }
+  }
   for (let attempt = 0; ; attempt += 1) {
     try {
       return await runtime.register(registrationFrom(credentials, config.clientName, config.monitoredPaths));

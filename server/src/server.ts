@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { buildApp, type App } from './app.ts';
 import type { AppContext } from './app-context.ts';
@@ -8,6 +9,7 @@ import { openDatabase } from './db/database.ts';
 import type { EmbeddedPostgres } from './db/embedded-postgres.ts';
 import { startPeriodicJobs } from './jobs/periodic-jobs.ts';
 import { alertRecipientLookup, alertWebhookLookup } from './services/alert-recipients.service.ts';
+import { registerServer } from './services/server-registry.service.ts';
 import { ensureInitialAdmin } from './services/users.service.ts';
 
 export interface RunningServer {
@@ -37,7 +39,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: St
   const database = opened.value;
   const blobs = created.value;
   const alertNotifier = createNotifier(config, log, { recipients: alertRecipientLookup(database.db), webhooks: alertWebhookLookup(database.db) });
-  const ctx: AppContext = { config, database, blobs, log, alertNotifier };
+  const ctx: AppContext & { serverId: string } = { config, database, blobs, log, alertNotifier, serverId: randomUUID() };
   await ensureInitialAdmin(ctx);
   const app = await buildApp(ctx);
   const address = await app.listen({ port: config.port, host: config.host });
@@ -45,6 +47,8 @@ export async function startServer(config: ServerConfig, log: Logger, options: St
     { database: database.location, blobStore: blobs.location, dataDir: config.dataDir, url: address },
     `Cairn server listening on ${address}; metadata in ${database.location}; blobs in ${blobs.location}`,
   );
+  // Before the jobs start, so the first job lock taken is already shown.
+  const registration = await registerServer(ctx, address);
   const jobs = startPeriodicJobs(ctx);
   return {
     app,
@@ -53,6 +57,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: St
     async close() {
       await jobs.stop();
       await app.close();
+      await registration.stop();
       // After the jobs and requests that raise alerts: what is still queued goes out now.
       await alertNotifier.close();
       await blobs.close();

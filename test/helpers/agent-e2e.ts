@@ -241,6 +241,19 @@ export class DashboardSession {
     return this.#request('POST', url, fields);
   }
 
+  /** Any dashboard page, as HTML. */
+  async page(url: string): Promise<string> {
+    return (await this.#request('GET', url)).body;
+  }
+
+  /** "Verify now" on the Verify page; false when a verify run (maybe on another replica) holds the lock. */
+  async startVerify(): Promise<boolean> {
+    await this.#request('GET', '/verify');
+    const answer = await this.#request('POST', '/verify', {});
+    if (answer.status !== 302 && answer.status !== 303) throw new Error(`starting a verify run failed: ${answer.status}`);
+    return answer.location?.includes('verify-started') ?? false;
+  }
+
   async requestRun(clientId: string): Promise<void> {
     await this.#request('GET', `/clients/${clientId}`);
     const answer = await this.#request('POST', `/clients/${clientId}/run`, {});

@@ -212,11 +212,7 @@ export class AgentRuntime {
   async start(state: AgentState): Promise<void> {
     await this.stop();
     this.#state = state;
-    this.#api = new ApiClient({
-      serverUrl: state.serverUrl,
-      token: state.token,
-      onRetry: (what, error, attempt, delayMs) => this.log.warn({ what, err: error.message, attempt, delayMs }, 'request failed; retrying'),
-    });
+    this.#api = this.#apiFor(state);
     this.#cacheStore = new FileCacheStore(stateFiles(this.config.stateDir).cache, state.clientId);
     this.#serverConfig = null;
     this.#stopped = false;
@@ -344,13 +340,22 @@ export class AgentRuntime {
       const state = await this.register(registrationFrom(credentials, this.config.clientName, this.config.monitoredPaths));
       this.#state = state;
       await this.#api?.close();
-      this.#api = new ApiClient({ serverUrl: state.serverUrl, token: state.token });
+      this.#api = this.#apiFor(state);
       this.#cacheStore = new FileCacheStore(stateFiles(this.config.stateDir).cache, state.clientId);
       this.#lastStart = 0; // the next cycle starts at once with the new token
       this.log.info('registered again after the server refused the token');
     } catch (error) {
       this.log.error({ err: errorMessage(error) }, 'the server refused this agent\'s token and registering again failed');
     }
+  }
+
+  #apiFor(state: AgentState): ApiClient {
+    return new ApiClient({
+      serverUrl: state.serverUrl,
+      token: state.token,
+      onRetry: (what, error, attempt, delayMs) => this.log.warn({ what, err: error.message, attempt, delayMs }, 'request failed; retrying'),
+      onFailover: (from, to, error) => this.log.warn({ from, to, err: error.message }, `server ${from} did not answer; going on with ${to}`),
+    });
   }
 
   #settings(): LocalBackupSettings {

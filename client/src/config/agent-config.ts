@@ -1,6 +1,7 @@
 import os from 'node:os';
 import path from 'node:path';
 import { EnvReader, normaliseBackupPath, variablesRead, type Env } from '@cairn/shared';
+import { formatServerUrls, parseServerUrls } from '../net/server-urls.ts';
 
 export type LogLevelName = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -109,8 +110,15 @@ export function loadAgentConfig(env: Env): AgentConfig {
   let username: string;
   let password: string;
   let monitoredRaw: string[];
+  const serverUrls = (raw: string | undefined): string | undefined => {
+    if (raw === undefined || raw.trim() === '') return undefined;
+    const parsed = parseServerUrls(raw);
+    if ('urls' in parsed) return formatServerUrls(parsed.urls);
+    r.problems.push(`SERVER_URL must be an http(s) URL, or several separated by commas, got "${raw}"`);
+    return undefined;
+  };
   if (uiEnabled) {
-    serverUrl = r.url('SERVER_URL');
+    serverUrl = serverUrls(r.optionalString('SERVER_URL'));
     username = r.string('USERNAME', '');
     password = '';
     r.optionalString('PASSWORD');
@@ -119,7 +127,7 @@ export function loadAgentConfig(env: Env): AgentConfig {
   } else {
     const why = 'CLIENT_UI_ENABLED=false configures the agent from the environment only';
     const rawUrl = r.required('SERVER_URL', why);
-    serverUrl = rawUrl === '' ? undefined : r.url('SERVER_URL');
+    serverUrl = serverUrls(rawUrl);
     enrollmentKey = r.optionalString('ENROLLMENT_KEY')?.trim() || undefined;
     if (enrollmentKey === undefined) {
       username = r.required('USERNAME', `${why}: set ENROLLMENT_KEY, or USERNAME and PASSWORD`);

@@ -35,15 +35,22 @@ import {
 } from '@cairn/shared';
 import { PermanentError, RetryableError, StoredContentDamagedError, errorMessage } from './http-errors.ts';
 import { DEFAULT_RETRY_POLICY, withRetry, type RetryPolicy } from './retry-policy.ts';
+import { formatServerUrls, serverUrlsOf } from './server-urls.ts';
 
 type Method = 'GET' | 'POST';
 
 export interface ApiClientOptions {
+  /** One server URL, or several replicas' separated by commas (decision 173). */
   serverUrl: string;
   token?: string;
   retry?: RetryPolicy;
   onRetry?: (what: string, error: RetryableError, attempt: number, delayMs: number) => void;
+  /** Told when a request's failure moved the client from one of several server URLs to the next. */
+  onFailover?: (from: string, to: string, error: RetryableError) => void;
 }
+
+/** Answers that say "this replica cannot serve now", unlike a 500 from the application: the proxy's or the server's own. */
+const REPLICA_UNAVAILABLE = new Set([502, 503, 504]);
 
 /**
  * The agent's side of protocol v1 (shared/src/protocol.ts), over undici with
@@ -51,21 +58,49 @@ export interface ApiClientOptions {
  * 429) and PermanentError (other 4xx); JSON calls are retried with backoff.
  * The one 5xx that is not retried: StoredContentDamagedError, the server's
  * report that its stored copy of a content is bad.
+ *
+ * With several server URLs (replicas of one server on one database and
+ * store), requests go to one of them; a request that finds it unreachable
+ * (refused, reset, timed out) or answered 502/503/504 moves the client on to
+ * the next, and its retry goes there. Every later request stays on the new
+ * one, so a run goes on where it was: its id and everything it sent live in
+ * the shared database.
  */
 export class ApiClient {
+  /** The URL list as given, normalised (what the agent stores). */
   readonly serverUrl: string;
+  readonly #urls: string[];
+  #current = 0;
+  readonly #onFailover: ApiClientOptions['onFailover'];
   readonly #token: string | undefined;
   readonly #dispatcher: Agent;
   readonly #retry: RetryPolicy;
   readonly #onRetry: ApiClientOptions['onRetry'];
 
   constructor(options: ApiClientOptions) {
-    this.serverUrl = options.serverUrl.replace(/\/+$/, '');
+    this.#urls = serverUrlsOf(options.serverUrl);
+    if (this.#urls.length === 0) this.#urls = [options.serverUrl.replace(/\/+$/, '')];
+    this.serverUrl = formatServerUrls(this.#urls);
+    this.#onFailover = options.onFailover;
     this.#token = options.token;
     this.#retry = options.retry ?? DEFAULT_RETRY_POLICY;
     this.#onRetry = options.onRetry;
     // No body timeout: a large upload or download may legitimately stay busy for a long time.
     this.#dispatcher = new Agent({ keepAliveTimeout: 10_000, connections: 8, bodyTimeout: 0, headersTimeout: 600_000 });
+  }
+
+  /** The URL requests go to now. */
+  get activeUrl(): string {
+    return this.#urls[this.#current] as string;
+  }
+
+  /** After a failure on `index`'s URL: the next one, unless another request already moved on. */
+  #failOver(index: number, error: RetryableError): RetryableError {
+    if (this.#urls.length > 1 && index === this.#current) {
+      this.#current = (index + 1) % this.#urls.length;
+      this.#onFailover?.(this.#urls[index] as string, this.activeUrl, error);
+    }
+    return error;
   }
 
   async close(): Promise<void> {
@@ -294,8 +329,9 @@ export class ApiClient {
     const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
     let response: Dispatcher.ResponseData;
+    const index = this.#current;
     try {
-      response = await request(`${this.serverUrl}${API_PREFIX}${route}`, {
+      response = await request(`${this.#urls[index]}${API_PREFIX}${route}`, {
         method,
         headers,
         body: options.body,
@@ -303,12 +339,14 @@ export class ApiClient {
         ...(options.signal !== undefined && { signal: options.signal }),
       });
     } catch (error) {
-      throw new RetryableError(`${method} ${route}: ${networkMessage(error)}`, undefined, { cause: error });
+      if (options.signal?.aborted) throw new RetryableError(`${method} ${route}: aborted`, undefined, { cause: error });
+      throw this.#failOver(index, new RetryableError(`${method} ${route}: ${networkMessage(error)}`, undefined, { cause: error }));
     }
     if (response.statusCode < 400) return response;
     const detail = await readErrorBody(response);
     if (detail?.error === STORED_CONTENT_DAMAGED) throw new StoredContentDamagedError();
     const message = `${method} ${route}: ${response.statusCode} ${detail?.message ?? ''}`.trim();
+    if (REPLICA_UNAVAILABLE.has(response.statusCode)) throw this.#failOver(index, new RetryableError(message, response.statusCode));
     if (response.statusCode >= 500 || response.statusCode === 429 || response.statusCode === 408) {
       throw new RetryableError(message, response.statusCode);
     }

@@ -1,4 +1,5 @@
 import { parseMonitoredPaths } from '../config/agent-config.ts';
+import { addedServerUrls, formatServerUrls, parseServerUrls } from '../net/server-urls.ts';
 
 export interface SetupFormValues {
   serverUrl: string;
@@ -46,18 +47,6 @@ export function readSetupForm(body: unknown): SetupFormValues {
   };
 }
 
-/** Normalises a server URL for comparison and storage (no trailing slash). */
-export function normaliseServerUrl(input: string): string | null {
-  try {
-    const url = new URL(input);
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') return null;
-    if (url.username || url.password) return null;
-    return url.toString().replace(/\/+$/, '');
-  } catch {
-    return null;
-  }
-}
-
 /**
  * Validates the setup form; every field's problem at once. `current` is the
  * configured server when the agent is already set up: moving to another one
@@ -65,9 +54,12 @@ export function normaliseServerUrl(input: string): string | null {
  */
 export function validateSetupForm(values: SetupFormValues, current?: { serverUrl: string }): { setup?: ValidSetup; errors: FieldErrors } {
   const errors: FieldErrors = {};
-  const serverUrl = normaliseServerUrl(values.serverUrl);
-  if (values.serverUrl === '') errors.serverUrl = 'Enter the address of your Cairn server.';
-  else if (serverUrl === null) errors.serverUrl = 'Enter a full http:// or https:// address, e.g. https://backup.example.com.';
+  const parsedUrls = parseServerUrls(values.serverUrl);
+  const serverUrl = 'urls' in parsedUrls ? formatServerUrls(parsedUrls.urls) : null;
+  if (values.serverUrl.trim() === '') errors.serverUrl = 'Enter the address of your Cairn server.';
+  else if (serverUrl === null) {
+    errors.serverUrl = 'Enter a full http:// or https:// address, e.g. https://backup.example.com (several replicas: separated by commas).';
+  }
   // A key registers a new agent only; changing a configured one proves the account with its password.
   const byKey = current === undefined && values.enrollmentKey !== '';
   if (byKey) {
@@ -87,7 +79,8 @@ export function validateSetupForm(values: SetupFormValues, current?: { serverUrl
   const monitored = parseMonitoredPaths(lines);
   if (lines.length === 0) errors.monitoredPaths = 'List at least one folder to back up.';
   else if (monitored.invalid.length > 0) errors.monitoredPaths = `Use absolute paths (starting with /): ${monitored.invalid.join(', ')}`;
-  const moving = current !== undefined && serverUrl !== null && serverUrl !== normaliseServerUrl(current.serverUrl);
+  // Adding an address is a move (a page visitor must not slip in a server of theirs); dropping one or reordering is not.
+  const moving = current !== undefined && serverUrl !== null && addedServerUrls(current.serverUrl, serverUrl).length > 0;
   if (moving) {
     if (values.currentUsername === '') errors.currentUsername = `Moving to another server needs your account on ${current.serverUrl}.`;
     if (values.currentPassword === '') errors.currentPassword = 'Enter the password of that account.';

@@ -32,6 +32,12 @@ describe('loadAgentConfig', () => {
     });
   });
 
+  it('takes several server replicas in SERVER_URL, separated by commas, and names a bad entry', () => {
+    const config = loadAgentConfig({ ...ENV_MODE, SERVER_URL: 'http://a:8000/, https://b.example' });
+    expect(config.credentials).toMatchObject({ serverUrl: 'http://a:8000,https://b.example' });
+    expect(() => loadAgentConfig({ ...ENV_MODE, SERVER_URL: 'http://a:8000,b.example' })).toThrow('SERVER_URL must be an http(s) URL, or several separated by commas, got "http://a:8000,b.example"');
+  });
+
   it('lists every missing variable of env mode at once', () => {
     let error: unknown;
     try {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isCrossOriginRequest, normaliseServerUrl, validateSetupForm, type SetupFormValues } from '../../src/setup/setup-form.ts';
+import { addedServerUrls, normaliseServerUrl, parseServerUrls } from '../../src/net/server-urls.ts';
+import { isCrossOriginRequest, validateSetupForm, type SetupFormValues } from '../../src/setup/setup-form.ts';
 
 const valid: SetupFormValues = {
   serverUrl: 'http://backup.example.com:8000/',
@@ -58,6 +59,22 @@ describe('validateSetupForm', () => {
   it('normalises server URLs', () => {
     expect(normaliseServerUrl('https://x.example/')).toBe('https://x.example');
     expect(normaliseServerUrl('nope')).toBeNull();
+  });
+
+  it('takes several replicas separated by commas, normalised, in order, without duplicates', () => {
+    expect(parseServerUrls(' http://a:8000/ , https://b.example,http://a:8000')).toEqual({ urls: ['http://a:8000', 'https://b.example'] });
+    expect(parseServerUrls('http://a, b.example, ftp://c')).toEqual({ invalid: ['b.example', 'ftp://c'] });
+    expect(parseServerUrls(' , ')).toEqual({ invalid: [] });
+    expect(validateSetupForm({ ...valid, serverUrl: 'http://a:8000/, http://b:8000' }).setup).toMatchObject({ serverUrl: 'http://a:8000,http://b:8000' });
+    expect(Object.keys(validateSetupForm({ ...valid, serverUrl: 'http://a:8000, nope' }).errors)).toEqual(['serverUrl']);
+  });
+
+  it('adding a replica address to a configured agent is a move (needs the account); dropping or reordering is not', () => {
+    const current = { serverUrl: 'http://a:8000,http://b:8000' };
+    expect(addedServerUrls(current.serverUrl, 'http://b:8000,http://evil.example')).toEqual(['http://evil.example']);
+    expect(Object.keys(validateSetupForm({ ...valid, serverUrl: 'http://evil.example,http://a:8000' }, current).errors).sort()).toEqual(['currentPassword', 'currentUsername']);
+    expect(validateSetupForm({ ...valid, serverUrl: 'http://b:8000,http://a:8000' }, current).errors).toEqual({});
+    expect(validateSetupForm({ ...valid, serverUrl: 'http://b:8000' }, current).errors).toEqual({});
   });
 });
 

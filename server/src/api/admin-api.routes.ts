@@ -20,6 +20,7 @@ import { authenticateApiToken, type ApiTokenIdentity } from '../services/api-tok
 import { listPathVersions, listRuns, listTreeAsOf } from '../services/backup-repository.ts';
 import { findClient, listClients, requestRun, updateClientSettings, type ClientSummary } from '../services/clients.service.ts';
 import { createDownloadLink, DOWNLOAD_LINK_DEFAULT_SECONDS, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
+import { listServers } from '../services/server-registry.service.ts';
 import { findUser, listUsers, type Actor, type UserSummary } from '../services/users.service.ts';
 import type { StoredRetentionRules } from '../services/retention-rules.ts';
 import { parseRetentionRules, RESTORE_POINT_FIELDS, retentionRulesInput } from '../services/retention-rules-form.ts';
@@ -44,6 +45,7 @@ import {
   RunList,
   RunRequested,
   RunsQuery,
+  ServerList,
   UserList,
   VerifyReport,
   VerifyStarted,
@@ -437,6 +439,25 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
       if (!viewerOf(request).isAdmin) throw new ForbiddenError('only administrators can start a verify run');
       if (!(await startVerifyRun(ctx))) throw new ConflictError('a verify run is already running');
       return reply.code(202).send({ started: true });
+    },
+  );
+
+  app.get(
+    '/servers',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'The server replicas: state (running, lost, stopped), last heartbeat and the periodic jobs each runs now (administrators only)',
+        security: TOKEN_AUTH,
+        response: { 200: ServerList, ...errors },
+      },
+    },
+    async (request) => {
+      if (!viewerOf(request).isAdmin) throw new ForbiddenError('only administrators can list the servers');
+      const servers = await listServers(ctx);
+      return {
+        servers: servers.map((s) => ({ ...s, startedAt: s.startedAt.toISOString(), heartbeatAt: s.heartbeatAt.toISOString(), stoppedAt: iso(s.stoppedAt) })),
+      };
     },
   );
 };

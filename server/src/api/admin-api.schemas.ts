@@ -154,6 +154,8 @@ const VerifyRun = Type.Object({
   id: Type.Integer(),
   trigger: Type.String(),
   status: Type.String(),
+  /** The replica that ran it (GET /servers lists them); null for runs older than the registry. */
+  serverId: Type.Union([Type.String(), Type.Null()]),
   startedAt: Type.String({ format: 'date-time' }),
   finishedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
   packsPlanned: Type.Integer(),
@@ -213,4 +215,26 @@ export const DownloadLink = Type.Object({
   versionId: Nullable(Type.String()),
   asOf: Nullable(IsoTime),
   expiresAt: IsoTime,
+});
+
+/** The server replicas (decision 170); `state` and `heartbeatAgeSeconds` on the database's clock. */
+export const ServerList = Type.Object({
+  servers: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      host: Type.String(),
+      pid: Type.Integer(),
+      version: Type.String(),
+      listenUrl: Type.String(),
+      startedAt: Type.String({ format: 'date-time' }),
+      heartbeatAt: Type.String({ format: 'date-time' }),
+      stoppedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+      heartbeatAgeSeconds: Type.Number(),
+      state: Type.Union([Type.Literal('running'), Type.Literal('lost'), Type.Literal('stopped')]),
+      /** Job locks it holds now (retention, gc, verify, v1-to-packs, alerts); for a lost replica, those it held when it went silent. */
+      runningJobs: Type.Array(Type.String()),
+      /** The replica that answered this request. */
+      isThisServer: Type.Boolean(),
+    }),
+  ),
 });

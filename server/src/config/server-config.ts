@@ -86,6 +86,12 @@ export interface ServerConfig {
     maxHours: number;
   };
   notifications: NotificationsConfig;
+  cluster: {
+    /** How often this replica updates its row in `servers` (decision 170). */
+    heartbeatSeconds: number;
+    /** A replica whose last heartbeat is older than this is shown as lost. */
+    lostAfterSeconds: number;
+  };
 }
 
 const EMAIL_ADDRESS = /^[^\s@<>,;"]+@[^\s@<>,;"]+$/;
@@ -222,6 +228,11 @@ export function loadServerConfig(env: Env): ServerConfig {
   if (metricsToken !== undefined && !/^[\x21-\x7e]{32,}$/.test(metricsToken)) {
     r.problems.push('METRICS_TOKEN must be at least 32 visible ASCII characters, no spaces (try: openssl rand -hex 32)');
   }
+  const heartbeatSeconds = r.integer('CLUSTER_HEARTBEAT_SECONDS', 10, 1, 3600);
+  const lostAfterSeconds = r.integer('CLUSTER_LOST_AFTER_SECONDS', 60, 2, 86_400);
+  if (lostAfterSeconds < 2 * heartbeatSeconds) {
+    r.problems.push(`CLUSTER_LOST_AFTER_SECONDS must be at least twice CLUSTER_HEARTBEAT_SECONDS (${2 * heartbeatSeconds}), got ${lostAfterSeconds}: one late heartbeat must not make a replica look lost`);
+  }
   const config: ServerConfig = {
     port,
     host,
@@ -269,6 +280,7 @@ export function loadServerConfig(env: Env): ServerConfig {
       maxHours: r.integer('SESSION_MAX_HOURS', 24 * 7, 1, 24 * 365),
     },
     notifications: readNotifications(r),
+    cluster: { heartbeatSeconds, lostAfterSeconds },
   };
   r.done();
   return config;

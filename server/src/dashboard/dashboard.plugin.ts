@@ -26,6 +26,7 @@ import { overviewRoutes } from './overview.routes.ts';
 import { statsRoutes } from './stats.routes.ts';
 import { resolveSecretKey } from './secret-key.ts';
 import { usersRoutes } from './users.routes.ts';
+import { serversRoutes } from './servers.routes.ts';
 import { verifyRoutes } from './verify.routes.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -116,6 +117,7 @@ export const dashboardPlugin: FastifyPluginAsync<{ ctx: AppContext; now?: () => 
     await authed.register(enrollmentKeysRoutes, { deps });
     await authed.register(restoresRoutes, { deps });
     await authed.register(verifyRoutes, { deps });
+    await authed.register(serversRoutes, { deps });
     await authed.register(filesRoutes, { deps });
     await authed.register(usersRoutes, { deps });
     await authed.register(auditRoutes, { deps });

@@ -27,7 +27,11 @@ function toDate(value: TimeValue): Date | null {
 const utcText = (d: Date): string => d.toISOString().slice(0, 19).replace('T', ' ') + ' UTC';
 
 function relative(now: Date, d: Date): string {
-  const seconds = Math.round((now.getTime() - d.getTime()) / 1000);
+  return secondsAgo((now.getTime() - d.getTime()) / 1000);
+}
+
+function secondsAgo(elapsed: number): string {
+  const seconds = Math.round(elapsed);
   if (seconds < 0) return 'just now';
   if (seconds < 60) return `${seconds}s ago`;
   if (seconds < 3600) return `${Math.floor(seconds / 60)} min ago`;
@@ -67,6 +71,8 @@ export function viewHelpers(now: Date) {
       if (!d) return 'never';
       return `<time datetime="${d.toISOString()}" title="${utcText(d)}">${relative(now, d)}</time>`;
     },
+    /** `4s ago`, `2 min ago` for an age already measured (e.g. on the database's clock); text. */
+    secondsAgo,
     interval(seconds: number): string {
       if (seconds % 86_400 === 0) return `every ${seconds / 86_400} d`;
       if (seconds % 3600 === 0) return `every ${seconds / 3600} h`;

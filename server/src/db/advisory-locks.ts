@@ -28,6 +28,8 @@ export type JobLockKey =
   | typeof LOCK_KEYS.verifyRun
   | typeof LOCK_KEYS.v1Migration;
 
+export type JobLockListener = (key: JobLockKey, held: boolean) => void;
+
 export type TryLockResult<T> = { ran: true; value: T } | { ran: false };
 
 /**
@@ -52,6 +54,12 @@ export interface LockManager {
   withExclusiveContentLock<T>(deleteRows: (tx: Tx) => Promise<T>, afterCommit: (result: T) => Promise<void>): Promise<T>;
   /** Runs `fn` unless another holder of `key` (in any replica) is running; then returns `{ ran: false }` at once. */
   tryExclusive<T>(key: JobLockKey, fn: () => Promise<T>): Promise<TryLockResult<T>>;
+  /**
+   * Calls `listener` with `held: true` right after `tryExclusive` took a job's
+   * lock and with `held: false` once it let go (the replica registry shows
+   * this as the jobs a replica runs). Returns the function that unsubscribes.
+   */
+  watchJobLocks(listener: JobLockListener): () => void;
   /** How many transactions wait for the content lock right now (lets tests observe a blocked commit without timing). */
   contentLockWaiters(): Promise<number>;
 }
@@ -70,6 +78,10 @@ export function lockManagerFor(database: Database): LockManager {
 
 function postgresLocks(db: Db): LockManager {
   const key = LOCK_KEYS.contentReferences;
+  const listeners = new Set<JobLockListener>();
+  const tell = (jobKey: JobLockKey, held: boolean) => {
+    for (const listener of listeners) listener(jobKey, held);
+  };
   return {
     inReferencingTransaction(fn) {
       return db.transaction(async (tx) => {
@@ -97,8 +109,17 @@ function postgresLocks(db: Db): LockManager {
           await lockTx.execute(sql`select pg_try_advisory_xact_lock(${jobKey}::bigint) as locked`),
         );
         if (!row?.locked) return { ran: false } as const;
-        return { ran: true, value: await fn() } as const;
+        tell(jobKey, true);
+        try {
+          return { ran: true, value: await fn() } as const;
+        } finally {
+          tell(jobKey, false);
+        }
       });
+    },
+    watchJobLocks(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
     },
     async contentLockWaiters() {
       const [row] = rowsOf<{ waiting: number }>(

@@ -135,7 +135,10 @@ export const packs = pgTable('packs', {
 export const verifyRuns = pgTable('verify_runs', {
   id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
   trigger: text('trigger').$type<'schedule' | 'manual'>().notNull(),
-  status: text('status').$type<'running' | 'succeeded' | 'failed'>().notNull().default('running'),
+  /** `interrupted`: its server died mid-run (decision 172); a later run went on with the packs it had not read. */
+  status: text('status').$type<'running' | 'succeeded' | 'failed' | 'interrupted'>().notNull().default('running'),
+  /** The replica (servers.id) that ran it; no foreign key: old servers rows are pruned, the run stays. */
+  serverId: uuid('server_id'),
   startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
   finishedAt: timestamp('finished_at', { withTimezone: true }),
   packsPlanned: integer('packs_planned').notNull().default(0),
@@ -688,3 +691,23 @@ export const restoreSchedules = pgTable(
   },
   (t) => [index('restore_schedules_next_idx').on(t.nextRunAt), index('restore_schedules_target_idx').on(t.targetClientId)],
 );
+/**
+ * The server replicas (decision 170): each registers at start with an id of
+ * its own, heartbeats, names the periodic jobs whose advisory lock it holds
+ * right now, and sets stopped_at at a clean shutdown. A row whose heartbeat
+ * is older than CLUSTER_LOST_AFTER_SECONDS (on the database's clock) is a
+ * lost replica; stopped and lost rows are deleted a day later.
+ */
+export const servers = pgTable('servers', {
+  id: uuid('id').primaryKey(),
+  host: text('host').notNull(),
+  pid: integer('pid').notNull(),
+  version: text('version').notNull(),
+  /** The address it listens on, as it logged it at start. */
+  listenUrl: text('listen_url').notNull(),
+  startedAt: timestamp('started_at', { withTimezone: true }).notNull().defaultNow(),
+  heartbeatAt: timestamp('heartbeat_at', { withTimezone: true }).notNull().defaultNow(),
+  stoppedAt: timestamp('stopped_at', { withTimezone: true }),
+  /** Job names (see JOB_NAMES in server-registry.service.ts) whose lock this replica holds now. */
+  runningJobs: text('running_jobs').array().notNull().default(sql`'{}'::text[]`),
+});

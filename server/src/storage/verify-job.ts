@@ -52,10 +52,21 @@ export async function runVerify(ctx: AppContext, trigger: VerifyTrigger): Promis
   const totals: VerifyRunResult = { ran: true, packsChecked: 0, objectsChecked: 0, chunksChecked: 0, bytesRead: 0, damagedChunks: 0 };
   const outcome = await lockManagerFor(ctx.database).tryExclusive(LOCK_KEYS.verifyRun, async () => {
     const [count] = rowsOf<{ n: number | string }>(await db.execute(sql`select count(*) as n from packs where retired_at is null`));
-    const planned = packsPerRun(Number(count?.n ?? 0), trigger, ctx.config.verify);
-    const [run] = await db.insert(verifyRuns).values({ trigger, packsPlanned: planned }).returning({ id: verifyRuns.id });
+    const total = Number(count?.n ?? 0);
+    const orphans = await interruptedRuns(ctx);
+    const leftOver = orphans.reduce((sum, run) => sum + run.unread, 0);
+    const planned = Math.min(total, Math.max(packsPerRun(total, trigger, ctx.config.verify), leftOver));
+    const readsAllObjects = trigger === 'manual' || orphans.some((run) => run.trigger === 'manual');
+    const [run] = await db.insert(verifyRuns).values({ trigger, packsPlanned: planned, serverId: ctx.serverId ?? null }).returning({ id: verifyRuns.id });
     const runId = run!.id;
     totals.runId = runId;
+    for (const orphan of orphans) {
+      await db
+        .update(verifyRuns)
+        .set({ status: 'interrupted', finishedAt: sql`now()`, error: `its server stopped before the run finished; run #${runId} went on with the ${orphan.unread} packs it had not read` })
+        .where(eq(verifyRuns.id, orphan.id));
+      ctx.log.warn({ runId, interruptedRunId: orphan.id, packs: orphan.unread }, 'taking over an interrupted verify run');
+    }
     ctx.log.info({ runId, trigger, packs: planned }, 'verify run started');
     const record = async (findings: Finding[]) => {
       if (findings.length === 0) return;
@@ -90,7 +101,7 @@ export async function runVerify(ctx: AppContext, trigger: VerifyTrigger): Promis
           ctx.log.info({ runId, packsChecked: totals.packsChecked, of: planned, bytesRead: totals.bytesRead }, 'verify run progress');
         }
       }
-      await record(await verifyObjects(ctx, trigger, totals));
+      await record(await verifyObjects(ctx, readsAllObjects, totals));
       await db
         .update(verifyRuns)
         .set({
@@ -156,9 +167,24 @@ async function verifyOnePack(ctx: AppContext, packId: number, key: string, total
   return findings;
 }
 
-/** v1 whole-content objects (chunk rows without a pack): all on demand, a random sample on schedule. */
-async function verifyObjects(ctx: AppContext, trigger: VerifyTrigger, totals: VerifyRunResult): Promise<Finding[]> {
-  const limit = trigger === 'manual' ? sql`` : sql`order by random() limit ${V1_SAMPLE}`;
+/**
+ * Runs left `running` by a replica that died mid-run (decision 172). Only
+ * called by the holder of the verify lock, so no live run is among them. A
+ * run's unread packs are those of its plan not verified since it started.
+ */
+async function interruptedRuns(ctx: AppContext): Promise<{ id: number; trigger: string; unread: number }[]> {
+  const rows = rowsOf<{ id: number; trigger: string; unread: number | string }>(
+    await ctx.database.db.execute(sql`
+      select r.id, r.trigger,
+        greatest(0, r.packs_planned - (select count(*) from packs p where p.retired_at is null and p.verified_at >= r.started_at))::int as unread
+      from verify_runs r where r.status = 'running' order by r.id`),
+  );
+  return rows.map((row) => ({ id: Number(row.id), trigger: row.trigger, unread: Number(row.unread) }));
+}
+
+/** v1 whole-content objects (chunk rows without a pack): all on demand (or when taking over such a run), a random sample on schedule. */
+async function verifyObjects(ctx: AppContext, readAll: boolean, totals: VerifyRunResult): Promise<Finding[]> {
+  const limit = readAll ? sql`` : sql`order by random() limit ${V1_SAMPLE}`;
   const hashes = rowsOf<{ sha256: string }>(
     await ctx.database.db.execute(sql`select encode(sha256, 'hex') as sha256 from chunks where pack_id is null ${limit}`),
   ).map((row) => row.sha256);
@@ -183,6 +209,7 @@ export interface VerifyRunRow {
   id: number;
   trigger: string;
   status: string;
+  serverId: string | null;
   startedAt: Date;
   finishedAt: Date | null;
   packsPlanned: number;
@@ -265,7 +292,12 @@ export async function listDamage(ctx: AppContext, limit = 200): Promise<DamagedC
  * was started; its outcome is in verify_runs and the log.
  */
 export async function startVerifyRun(ctx: AppContext): Promise<boolean> {
-  const [running] = rowsOf(await ctx.database.db.execute(sql`select 1 from verify_runs where status = 'running' and started_at > now() - interval '1 day' limit 1`));
+  // The lock, not a `running` row: a row left by a replica that died must not block a new run (decision 172).
+  const [running] = rowsOf(
+    await ctx.database.db.execute(sql`
+      select 1 from pg_locks where locktype = 'advisory' and granted and classid = 0 and objid = ${LOCK_KEYS.verifyRun} and objsubid = 1
+        and database = (select oid from pg_database where datname = current_database()) limit 1`),
+  );
   if (running) return false;
   void runVerify(ctx, 'manual').catch((error: unknown) => ctx.log.error({ err: error }, 'verify run failed'));
   return true;
