@@ -24,6 +24,7 @@ import type { Actor } from '../services/users.service.ts';
 import type { AlertEvent, AlertNotifier, AlertSnapshot } from './alert-event.ts';
 import { loadAlertDefaults, mergeAlertSettings } from './alert-settings.ts';
 import { detectAlertConditions, type AlertCondition, type AlertSettings, type WatchedFolder, type WatchedFolderFacts } from './detectors.ts';
+import { detectStorageDamage, gatherDamageFacts } from './storage-damaged.ts';
 import { DEFAULT_STORAGE_ALERT_SETTINGS, detectStorageFilling, gatherStorageFacts, type StorageAlertSettings } from './storage-filling.ts';
 
 /** Runs read per client: enough for every detector's history and window (see AlertSettings). */
@@ -171,6 +172,8 @@ export async function evaluateStorageAlert(ctx: AppContext, options: EngineOptio
   const now = options.now ?? new Date();
   const facts = await gatherStorageFacts(ctx, now);
   const conditions = facts ? detectStorageFilling(facts, options.storageSettings ?? DEFAULT_STORAGE_ALERT_SETTINGS) : [];
+  // One reconcile for every server-wide condition: an alert missing from it would count as resolved.
+  conditions.push(...detectStorageDamage(await gatherDamageFacts(ctx.database.db)));
   const events = await reconcile(ctx.database.db, null, conditions, now);
   return notifyEvents(ctx, null, events.map((event) => ({ kind: event.kind, alert: toSnapshot(event.row, null, null) })));
 }

@@ -14,7 +14,8 @@ export type AlertType =
   | 'expected_file_missing'
   | 'file_shrank'
   | 'mass_change'
-  | 'restore_failed';
+  | 'restore_failed'
+  | 'storage_damaged';
 
 export type AlertSeverity = 'info' | 'warning' | 'critical';
 

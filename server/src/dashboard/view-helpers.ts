@@ -14,6 +14,7 @@ export const ALERT_TYPE_LABELS: Record<AlertType, string> = {
   expected_file_missing: 'Expected file missing',
   file_shrank: 'File shrank',
   restore_failed: 'Restore failed',
+  storage_damaged: 'Storage damaged',
 };
 
 type TimeValue = Date | string | number | null | undefined;

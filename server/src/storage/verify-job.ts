@@ -6,6 +6,7 @@
  * is marked (decision 128), so the next backup holding those bytes uploads
  * them again and the store heals; each run and each finding is recorded.
  */
+import { evaluateStorageAlert } from '../alerts/alert-engine.ts';
 import { desc, eq, sql } from 'drizzle-orm';
 import type { AppContext } from '../app-context.ts';
 import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
@@ -115,6 +116,10 @@ export async function runVerify(ctx: AppContext, trigger: VerifyTrigger): Promis
         })
         .where(eq(verifyRuns.id, runId));
       ctx.log.info({ ...totals }, 'verify run finished');
+      // Damage found: the storage_damaged alert opens now, not at the alert engine's next pass.
+      if (totals.damagedChunks > 0) {
+        await evaluateStorageAlert(ctx).catch((error: unknown) => ctx.log.error({ err: error }, 'storage alert after a verify run failed'));
+      }
     } catch (error) {
       await progress();
       await db

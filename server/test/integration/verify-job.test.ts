@@ -16,7 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_PREFIX, sha256Hex } from '@cairn/shared';
 import type { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
 import type { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
-import { chunks, contentChunks, verifyFindings, verifyRuns } from '../../src/db/schema.ts';
+import { alerts, chunks, contentChunks, verifyFindings, verifyRuns } from '../../src/db/schema.ts';
+import { evaluateStorageAlert } from '../../src/alerts/alert-engine.ts';
 import { chunkLocations } from '../../src/storage/pack-index.ts';
 import { listDamage, packsPerRun, runVerify } from '../../src/storage/verify-job.ts';
 import { TestAgent } from '../dashboard/agent-fixture.ts';
@@ -119,12 +120,18 @@ describe.each(combinations)('the verify job (%s)', (_label, store, db) => {
     const damage = await listDamage(h.ctx);
     expect(damage.map((d) => d.sha256)).toEqual([middle!.chunk]);
     expect(damage[0]!.affected).toEqual([expect.objectContaining({ clientId: agent.clientId, clientName: 'vera-box', path: '/data/big.bin', validTo: null })]);
+    // The run opened the server-wide storage_damaged alert (critical).
+    const damagedAlert = () => h.ctx.database.db.select().from(alerts).where(eq(alerts.type, 'storage_damaged'));
+    expect(await damagedAlert()).toEqual([expect.objectContaining({ state: 'open', severity: 'critical', clientId: null, observed: expect.stringMatching(/^1 damaged chunk since /) })]);
 
     // The agent is told the content is missing; its next upload writes the bytes again and clears the marks.
     expect(await missing([bigSha, sha256Hex(small)])).toEqual([bigSha]);
     await agent.backup([{ path: '/data/big.bin', content: big }]);
     expect(await h.ctx.database.db.select().from(chunks).where(sql`${chunks.damagedAt} is not null`)).toEqual([]);
     expect(await missing([bigSha])).toEqual([]);
+    // Healed: the alert engine's pass resolves it.
+    await evaluateStorageAlert(h.ctx);
+    expect(await damagedAlert()).toEqual([expect.objectContaining({ state: 'resolved' })]);
     const download = await request(`${h.url}${API_PREFIX}/contents/${bigSha}`, { headers: { authorization: `Bearer ${agent.token}` } });
     expect(Buffer.from(await download.body.arrayBuffer()).equals(big)).toBe(true);
     // The damaged copy is dead now: a new run finds nothing wrong with the live chunks.

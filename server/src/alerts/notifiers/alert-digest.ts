@@ -31,6 +31,7 @@ export const TYPE_LABELS: Record<AlertType, string> = {
   file_shrank: 'file shrank',
   mass_change: 'mass change',
   restore_failed: 'scheduled restore failed',
+  storage_damaged: 'stored data damaged',
 };
 
 const SEVERITY_RANK: Record<AlertSeverity, number> = { critical: 0, warning: 1, info: 2 };
