@@ -94,10 +94,23 @@ describe('start-up order and exposure', () => {
       expect(conditionOf(services['minio-init'], 'minio')).toBe('service_healthy');
       expect(conditionOf(services.server, 'postgres')).toBe('service_healthy');
       expect(conditionOf(services.server, 'minio-init')).toBe('service_completed_successfully');
-      expect(services.server?.ports).toEqual(['8000:8000']);
+      // All in one: the server itself on :8000; the server stack: the proxy in front of its replicas.
+      const front = file === 'docker-compose.yml' ? services.server : services.proxy;
+      expect(front?.ports).toEqual(['8000:8000']);
       expect(services['minio-init']?.command?.toString()).toContain('mc mb --ignore-existing');
     },
   );
+
+  it('docker-compose.server.yml runs its servers unpublished behind Caddy, which waits for a healthy server and reads deploy/Caddyfile', () => {
+    const { services } = readCompose('docker-compose.server.yml', values);
+    expect(services.server?.ports).toBeUndefined();
+    expect(services.server?.container_name).toBeUndefined(); // --scale needs generated names
+    expect(serviceEnvironment(services.server!).TRUST_PROXY).toBe('true');
+    expect(services.proxy?.image).toMatch(/^caddy:2\.\d+-alpine$/);
+    expect(conditionOf(services.proxy, 'server')).toBe('service_healthy');
+    expect(JSON.stringify(services.proxy?.volumes)).toContain('./deploy/Caddyfile:/etc/caddy/Caddyfile:ro');
+    expect(services.proxy?.healthcheck?.test).toBeDefined();
+  });
 
   it('starts the all-in-one agent after a healthy server, which it reaches by its service name', () => {
     const { services } = readCompose('docker-compose.yml', values);

@@ -95,6 +95,7 @@ export interface ComposeService {
   volumes?: (string | { source?: string; target: string })[];
   ports?: (string | number | { target: number; published?: string | number })[];
   healthcheck?: { test?: string | string[]; disable?: boolean };
+  container_name?: string;
 }
 
 export interface ComposeFile {
