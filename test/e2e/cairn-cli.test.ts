@@ -3,14 +3,17 @@
  * with a password read from stdin saves a token in a 0600 file, account and
  * clients read the admin API, files lists a tree as of a time, file url and
  * folder url print temporary download URLs that work without a session,
- * file get downloads, and errors are clear with a non-zero exit.
+ * file get downloads, logout revokes the token and deletes the file, and
+ * errors are clear with a non-zero exit.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { and, eq } from 'drizzle-orm';
+import { auditLog } from '../../server/src/db/schema.ts';
 import { listRuns } from '../../server/src/services/backup-repository.ts';
 import { TestAgent } from '../../server/test/dashboard/agent-fixture.ts';
 import { addUser, startDashboardHarness, type DashboardHarness } from '../../server/test/dashboard/dashboard-harness.ts';
@@ -24,6 +27,7 @@ describe('cairn CLI', () => {
   let dir: string;
   let configFile: string;
   let firstRunAt: string;
+  let aliceId: string;
 
   /** Runs `cairn args...` to its end, with `stdin` piped in. */
   function cairn(args: string[], stdin = '', cwd = REPO_ROOT): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -47,7 +51,7 @@ describe('cairn CLI', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'cairn-cli-'));
     configFile = path.join(dir, 'config', 'cli.json');
     h = await startDashboardHarness('embedded');
-    await addUser(h.ctx, 'alice', 'alice-password-1');
+    aliceId = (await addUser(h.ctx, 'alice', 'alice-password-1')).id;
     const agent = await TestAgent.register(h.url, 'alice', 'alice-password-1', 'alice-laptop');
     await agent.backup([{ path: '/home/alice/notes.txt', content: 'first notes' }]);
     firstRunAt = (await listRuns(h.ctx.database.db, agent.clientId))[0]!.finishedAt!;
@@ -146,5 +150,44 @@ describe('cairn CLI', () => {
     const good = await cairn(['login', '--server', h.url, '--token', saved.token]);
     expect(good.code).toBe(0);
     expect(good.stdout).toContain('as alice');
+  });
+
+  it('logs out: revokes the saved token on the server and deletes the file', async () => {
+    const saved = JSON.parse(await readFile(configFile, 'utf8')) as { token: string };
+    const me = () => fetch(`${h.url}/api/v1/admin/me`, { headers: { authorization: `Bearer ${saved.token}` } });
+    expect((await me()).status).toBe(200);
+    const out = await cairn(['logout']);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`Signed out of ${h.url}: token revoked on the server; removed ${configFile}`);
+    await expect(stat(configFile)).rejects.toThrow(/ENOENT/);
+    expect((await me()).status).toBe(401);
+    const revoked = await h.ctx.database.db.select().from(auditLog).where(and(eq(auditLog.action, 'user.api-token.revoke'), eq(auditLog.targetId, aliceId)));
+    expect(revoked.map((r) => r.actorName)).toEqual([expect.stringMatching(/^alice \(API token "cairn CLI \(/)]);
+    const after = await cairn(['clients']);
+    expect(after.code).toBe(2);
+    expect(after.stderr).toContain('not signed in');
+    const again = await cairn(['logout']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('Not signed in');
+  });
+
+  it('logs out with exit code 0 when the server already refuses the token, and keeps the file when it cannot ask', async () => {
+    expect((await cairn(['login', '--server', h.url, '--username', 'alice'], 'alice-password-1\n')).code).toBe(0);
+    const saved = JSON.parse(await readFile(configFile, 'utf8')) as { token: string };
+    // Revoked elsewhere first (here: by itself, as a script would).
+    expect((await fetch(`${h.url}/api/v1/admin/me/token`, { method: 'DELETE', headers: { authorization: `Bearer ${saved.token}` } })).status).toBe(200);
+    const out = await cairn(['logout']);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain('the server already refused the token (revoked or expired)');
+    await expect(stat(configFile)).rejects.toThrow(/ENOENT/);
+
+    await mkdir(path.dirname(configFile), { recursive: true });
+    await writeFile(configFile, JSON.stringify({ server: 'http://127.0.0.1:9', token: saved.token, username: 'alice' }), { mode: 0o600 });
+    const unreachable = await cairn(['logout']);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toContain('cannot reach http://127.0.0.1:9');
+    expect(unreachable.stderr).toContain('the token is still valid and still saved in');
+    expect((await stat(configFile)).isFile()).toBe(true);
+    await rm(configFile);
   });
 });

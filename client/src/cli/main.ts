@@ -9,15 +9,16 @@ import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { formatBytes, parseDuration } from '@cairn/shared';
-import { cliConfigPath, readCliConfig, writeCliConfig, type CliConfig } from './cli-config.ts';
+import { cliConfigPath, readCliConfig, removeCliConfig, writeCliConfig, type CliConfig } from './cli-config.ts';
 
 const USAGE = `Usage: cairn <command> [options]
 
   login [--server URL] [--username NAME] [--token TOKEN] [--read-only] [--days N]
         sign in (asks for what is missing; the password is read from the terminal,
         or from the first line of stdin) and save a new personal access token
+  logout                                    revoke the saved token on the server and delete it here
   account                                   who you are signed in as, and your clients
   clients                                   your clients and their last run
   files <client> [folder] [--as-of TIME]     the files under a folder (default /)
@@ -53,7 +54,7 @@ async function api<T = Json>(session: Session, method: string, route: string, bo
   let response;
   try {
     response = await request(`${session.server}/api/v1${route}`, {
-      method: method as 'GET' | 'POST',
+      method: method as Dispatcher.HttpMethod,
       headers: { ...(session.token ? { authorization: `Bearer ${session.token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
@@ -174,6 +175,33 @@ async function login(values: Record<string, string | boolean | undefined>, env: 
   console.log(`Signed in to ${server} as ${config.username}; saved to ${file}`);
 }
 
+/**
+ * Revokes the saved token on the server and deletes the saved file. A token
+ * the server already refuses (revoked, expired) is only deleted here, and
+ * that is still a success; when the server cannot be asked, the file stays so
+ * that the token can still be revoked.
+ */
+async function logout(env: NodeJS.ProcessEnv): Promise<void> {
+  const file = cliConfigPath(env);
+  const saved = await readCliConfig(file);
+  if (!saved) {
+    console.log(`Not signed in (no ${file}); nothing to do.`);
+    return;
+  }
+  const server = saved.server.replace(/\/+$/, '');
+  let outcome: string;
+  try {
+    await api({ server, token: saved.token }, 'DELETE', '/admin/me/token');
+    outcome = 'token revoked on the server';
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (error.status !== 401) throw new ApiError(error.status, `${error.message}; the token is still valid and still saved in ${file}: try again, or revoke it on your user page`);
+    outcome = 'the server already refused the token (revoked or expired), so there was nothing to revoke';
+  }
+  await removeCliConfig(file);
+  console.log(`Signed out of ${server}: ${outcome}; removed ${file}`);
+}
+
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   let parsed;
   try {
@@ -207,6 +235,10 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     }
     if (command === 'login') {
       await login(values, env);
+      return 0;
+    }
+    if (command === 'logout') {
+      await logout(env);
       return 0;
     }
     const s = await session(env);

@@ -16,7 +16,7 @@ import type { AppContext } from '../app-context.ts';
 import { configFormValues, type ClientConfigInput, validateClientConfig } from '../dashboard/client-config-form.ts';
 import { createDashboardRepository, type Viewer } from '../dashboard/dashboard.repository.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.ts';
-import { authenticateApiToken, type ApiTokenIdentity } from '../services/api-tokens.service.ts';
+import { authenticateApiToken, revokeApiToken, type ApiTokenIdentity } from '../services/api-tokens.service.ts';
 import { listPathVersions, listRuns, listTreeAsOf } from '../services/backup-repository.ts';
 import { findClient, listClients, requestRun, updateClientSettings, type ClientSummary } from '../services/clients.service.ts';
 import { createDownloadLink, DOWNLOAD_LINK_DEFAULT_SECONDS, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
@@ -43,6 +43,7 @@ import {
   RunList,
   RunRequested,
   RunsQuery,
+  TokenRevoked,
   UserList,
   VerifyReport,
   VerifyStarted,
@@ -177,6 +178,20 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
     const token = tokenOf(request);
     return { user: token.user, token: { id: token.tokenId, name: token.tokenName, readOnly: token.readOnly } };
   });
+
+  app.delete(
+    '/me/token',
+    {
+      // Giving up one's own access changes nothing else, so a read-only token may too (what `cairn logout` calls).
+      config: { readOnlyAllowed: true },
+      schema: { tags: TAGS, summary: 'Revoke the token making this request (sign out a script or the CLI)', security: TOKEN_AUTH, response: { 200: TokenRevoked, ...errors } },
+    },
+    async (request) => {
+      const token = tokenOf(request);
+      await revokeApiToken(ctx, token.user.id, token.tokenId, actorOf(request), now());
+      return { revoked: true as const, tokenId: token.tokenId };
+    },
+  );
 
   app.get(
     '/clients',

@@ -122,6 +122,8 @@ export const Me = Type.Object({
   token: Type.Object({ id: Uuid, name: Type.String(), readOnly: Type.Boolean() }),
 });
 
+export const TokenRevoked = Type.Object({ revoked: Type.Literal(true), tokenId: Uuid });
+
 const ALERT_TYPES = Object.keys(ALERT_TYPE_LABELS);
 export const ALERT_STATES = ['unresolved', 'open', 'acknowledged', 'resolved', 'all'] as const;
 
