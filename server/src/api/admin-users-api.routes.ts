@@ -81,14 +81,14 @@ export const adminUsersApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; n
   const schema = <T extends object>(summary: string, extra: T) => ({ tags: TAGS, summary, security: TOKEN_AUTH, ...extra });
 
   app.post('/users', { schema: schema('Create a user (administrators only); 409 when the username is taken', { body: NewUser, response: { 201: AdminUser, ...ERRORS, 409: AdminError } }) }, async (request, reply) => {
-    const admin = requireAdminToken(request, 'create users');
+    requireAdminToken(request, 'create users');
     const { username, password, isAdmin = false } = request.body;
     const defaults = ctx.config.retention;
     const versions = request.body.retentionVersions ?? defaults.defaultVersions;
     const days = request.body.retentionDays === undefined ? (defaults.defaultDays ?? null) : request.body.retentionDays;
     const { input, errors } = parseNewUser({ username: username.trim(), password, isAdmin, retentionVersions: String(versions), retentionDays: days === null ? '' : String(days) });
     if (!input) throw fieldErrors(errors);
-    const created = await createUser(ctx, input, { ...actorOf(request), userId: admin.id });
+    const created = await createUser(ctx, input, actorOf(request));
     return reply.code(201).send(userJson(created));
   });
 
