@@ -3,7 +3,8 @@
  * with a password read from stdin saves a token in a 0600 file, account and
  * clients read the admin API, files lists a tree as of a time, file url and
  * folder url print temporary download URLs that work without a session,
- * file get downloads, logout revokes the token and deletes the file, and
+ * file get downloads, alerts lists and acknowledges, verify lists and starts
+ * runs (administrators), logout revokes the token and deletes the file, and
  * errors are clear with a non-zero exit.
  */
 import { spawn } from 'node:child_process';
@@ -13,7 +14,7 @@ import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { and, eq } from 'drizzle-orm';
-import { auditLog } from '../../server/src/db/schema.ts';
+import { alerts, auditLog } from '../../server/src/db/schema.ts';
 import { listRuns } from '../../server/src/services/backup-repository.ts';
 import { TestAgent } from '../../server/test/dashboard/agent-fixture.ts';
 import { addUser, startDashboardHarness, type DashboardHarness } from '../../server/test/dashboard/dashboard-harness.ts';
@@ -28,6 +29,7 @@ describe('cairn CLI', () => {
   let configFile: string;
   let firstRunAt: string;
   let aliceId: string;
+  let clientId: string;
 
   /** Runs `cairn args...` to its end, with `stdin` piped in. */
   function cairn(args: string[], stdin = '', cwd = REPO_ROOT): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -53,6 +55,7 @@ describe('cairn CLI', () => {
     h = await startDashboardHarness('embedded');
     aliceId = (await addUser(h.ctx, 'alice', 'alice-password-1')).id;
     const agent = await TestAgent.register(h.url, 'alice', 'alice-password-1', 'alice-laptop');
+    clientId = agent.clientId;
     await agent.backup([{ path: '/home/alice/notes.txt', content: 'first notes' }]);
     firstRunAt = (await listRuns(h.ctx.database.db, agent.clientId))[0]!.finishedAt!;
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -189,5 +192,46 @@ describe('cairn CLI', () => {
     expect(unreachable.stderr).toContain('the token is still valid and still saved in');
     expect((await stat(configFile)).isFile()).toBe(true);
     await rm(configFile);
+  });
+
+  it('lists and acknowledges alerts, and lists and starts verify runs as an administrator', async () => {
+    const [alert] = await h.ctx.database.db
+      .insert(alerts)
+      .values({ clientId, type: 'mass_change', severity: 'critical', dedupeKey: 'mass_change', observed: '90%', reference: '2%', message: '90% of the files changed' })
+      .returning();
+    expect((await cairn(['login', '--server', h.url, '--username', 'alice'], 'alice-password-1\n')).code).toBe(0);
+    const listed = await cairn(['alerts']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toBe(`${alert!.id}\topen\tcritical\tmass_change\talice-laptop\t${listed.stdout.split('\t')[5]}\t90% of the files changed\n`);
+    const forClient = JSON.parse((await cairn(['alerts', '--client', 'alice-laptop', '--json'])).stdout) as { alerts: { id: string; state: string }[] };
+    expect(forClient.alerts).toEqual([expect.objectContaining({ id: alert!.id, state: 'open' })]);
+    const acked = await cairn(['alerts', 'ack', alert!.id]);
+    expect(acked.code).toBe(0);
+    expect(acked.stdout).toContain(`Alert ${alert!.id} acknowledged.`);
+    const twice = await cairn(['alerts', 'ack', alert!.id]);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toContain('cairn: this alert is already acknowledged');
+    expect((await cairn(['alerts', '--state', 'acknowledged'])).stdout).toContain(`${alert!.id}\tacknowledged`);
+    const badState = await cairn(['alerts', '--state', 'sideways']);
+    expect(badState.code).toBe(1);
+    expect(badState.stderr).toContain('state');
+    expect((await cairn(['alerts', 'ack'])).code).toBe(2);
+
+    const notAdmin = await cairn(['verify']);
+    expect(notAdmin.code).toBe(1);
+    expect(notAdmin.stderr).toContain('only administrators can read verify runs');
+    await addUser(h.ctx, 'root', 'root-password-1', true);
+    expect((await cairn(['login', '--server', h.url, '--username', 'root'], 'root-password-1\n')).code).toBe(0);
+    const none = await cairn(['verify']);
+    expect(none.code).toBe(0);
+    expect(none.stdout).toBe('No verify runs yet.\nNothing is damaged.\n');
+    const started = await cairn(['verify', 'start']);
+    expect(started.code).toBe(0);
+    expect(started.stdout).toContain('Verify run started');
+    const report = JSON.parse((await cairn(['verify', '--json'])).stdout) as { runs: { trigger: string; status: string }[]; damaged: unknown[] };
+    expect(report.runs).toHaveLength(1);
+    expect(report.runs[0]).toMatchObject({ trigger: expect.any(String), status: expect.stringMatching(/^(running|succeeded)$/) });
+    expect(report.damaged).toEqual([]);
+    expect((await cairn(['logout'])).code).toBe(0);
   });
 });

@@ -28,6 +28,10 @@ const USAGE = `Usage: cairn <command> [options]
                                             a temporary download URL for a .tar.gz
   file get <client> <path> [--as-of TIME] [-o FILE]
                                             download the file (default: its name here)
+  alerts [--state STATE] [--client NAME]    alerts of your clients (default: open and acknowledged)
+  alerts ack <id>                           acknowledge an open alert
+  verify                                    verify runs and what is damaged (administrators)
+  verify start                              start a verify run that reads every pack
 
   <client> is a client's name or id. TIME is an ISO time (UTC when it has no zone).
   --expires: 90s, 30m, 1h (default), 1d ... at most 7d. --json prints the answer as JSON.
@@ -217,6 +221,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
         'as-of': { type: 'string' },
         expires: { type: 'string' },
         output: { type: 'string', short: 'o' },
+        state: { type: 'string' },
+        client: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -317,6 +323,45 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       }
       await pipeline(response.body, out === '-' ? process.stdout : createWriteStream(out, { flags: 'wx' }));
       if (out !== '-') console.error(`saved ${link.path} to ${out}`);
+      return 0;
+    }
+    if (command === 'alerts' && args[0] === 'ack') {
+      if (!args[1]) throw new UsageError('name the alert: cairn alerts ack <id> (cairn alerts lists them)');
+      const answer = await api(s, 'POST', `/admin/alerts/${encodeURIComponent(args[1])}/acknowledge`);
+      print(json, answer, () => `Alert ${args[1]} acknowledged.`);
+      return 0;
+    }
+    if (command === 'alerts' && args[0] === undefined) {
+      const query = new URLSearchParams({ ...(values.state ? { state: values.state } : {}) });
+      if (values.client) query.set('clientId', (await findClient(s, values.client)).id as string);
+      const { alerts } = await api<{ alerts: Json[] }>(s, 'GET', `/admin/alerts?${query}`);
+      print(json, { alerts }, () =>
+        alerts.length === 0
+          ? 'No alerts.'
+          : alerts
+              .map((a) => [a.id, a.state, a.severity, a.type, a.clientName ?? '-', time(a.openedAt), a.message].join('\t'))
+              .join('\n'),
+      );
+      return 0;
+    }
+    if (command === 'verify' && args[0] === 'start') {
+      const answer = await api(s, 'POST', '/admin/verify-runs');
+      print(json, answer, () => 'Verify run started: it reads every pack; cairn verify shows how it goes.');
+      return 0;
+    }
+    if (command === 'verify' && args[0] === undefined) {
+      const report = await api<{ runs: Json[]; damaged: Json[] }>(s, 'GET', '/admin/verify-runs');
+      print(json, report, () => {
+        const runs = report.runs.map(
+          (r) =>
+            `${String(r.id)}\t${r.status as string}\t${r.trigger as string}\t${time(r.startedAt)}\tpacks ${String(r.packsChecked)}/${String(r.packsPlanned)}\tchunks ${String(r.chunksChecked)}\tdamaged ${String(r.damagedChunks)}${r.error ? `\t${r.error as string}` : ''}`,
+        );
+        const damaged = report.damaged.map((d) => {
+          const affected = (d.affected as Json[]).map((a) => `${a.clientName as string}:${a.path as string}`);
+          return `damaged ${d.sha256 as string} (${(d.problem as string | null) ?? 'unreadable'}): ${affected.join(', ') || 'no version refers to it'}`;
+        });
+        return [runs.length === 0 ? 'No verify runs yet.' : runs.join('\n'), ...(damaged.length === 0 ? ['Nothing is damaged.'] : damaged)].join('\n');
+      });
       return 0;
     }
     throw new UsageError(`unknown command ${JSON.stringify([command, ...args.slice(0, 1)].join(' '))}`);
