@@ -3,14 +3,18 @@
  * with a password read from stdin saves a token in a 0600 file, account and
  * clients read the admin API, files lists a tree as of a time, file url and
  * folder url print temporary download URLs that work without a session,
- * file get downloads, and errors are clear with a non-zero exit.
+ * file get downloads, alerts lists and acknowledges, verify lists and starts
+ * runs (administrators), logout revokes the token and deletes the file, and
+ * errors are clear with a non-zero exit.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { and, eq } from 'drizzle-orm';
+import { alerts, auditLog } from '../../server/src/db/schema.ts';
 import { listRuns } from '../../server/src/services/backup-repository.ts';
 import { TestAgent } from '../../server/test/dashboard/agent-fixture.ts';
 import { addUser, startDashboardHarness, type DashboardHarness } from '../../server/test/dashboard/dashboard-harness.ts';
@@ -24,6 +28,8 @@ describe('cairn CLI', () => {
   let dir: string;
   let configFile: string;
   let firstRunAt: string;
+  let aliceId: string;
+  let clientId: string;
 
   /** Runs `cairn args...` to its end, with `stdin` piped in. */
   function cairn(args: string[], stdin = '', cwd = REPO_ROOT): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -47,8 +53,9 @@ describe('cairn CLI', () => {
     dir = await mkdtemp(path.join(os.tmpdir(), 'cairn-cli-'));
     configFile = path.join(dir, 'config', 'cli.json');
     h = await startDashboardHarness('embedded');
-    await addUser(h.ctx, 'alice', 'alice-password-1');
+    aliceId = (await addUser(h.ctx, 'alice', 'alice-password-1')).id;
     const agent = await TestAgent.register(h.url, 'alice', 'alice-password-1', 'alice-laptop');
+    clientId = agent.clientId;
     await agent.backup([{ path: '/home/alice/notes.txt', content: 'first notes' }]);
     firstRunAt = (await listRuns(h.ctx.database.db, agent.clientId))[0]!.finishedAt!;
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -146,5 +153,85 @@ describe('cairn CLI', () => {
     const good = await cairn(['login', '--server', h.url, '--token', saved.token]);
     expect(good.code).toBe(0);
     expect(good.stdout).toContain('as alice');
+  });
+
+  it('logs out: revokes the saved token on the server and deletes the file', async () => {
+    const saved = JSON.parse(await readFile(configFile, 'utf8')) as { token: string };
+    const me = () => fetch(`${h.url}/api/v1/admin/me`, { headers: { authorization: `Bearer ${saved.token}` } });
+    expect((await me()).status).toBe(200);
+    const out = await cairn(['logout']);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain(`Signed out of ${h.url}: token revoked on the server; removed ${configFile}`);
+    await expect(stat(configFile)).rejects.toThrow(/ENOENT/);
+    expect((await me()).status).toBe(401);
+    const revoked = await h.ctx.database.db.select().from(auditLog).where(and(eq(auditLog.action, 'user.api-token.revoke'), eq(auditLog.targetId, aliceId)));
+    expect(revoked.map((r) => r.actorName)).toEqual([expect.stringMatching(/^alice \(API token "cairn CLI \(/)]);
+    const after = await cairn(['clients']);
+    expect(after.code).toBe(2);
+    expect(after.stderr).toContain('not signed in');
+    const again = await cairn(['logout']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('Not signed in');
+  });
+
+  it('logs out with exit code 0 when the server already refuses the token, and keeps the file when it cannot ask', async () => {
+    expect((await cairn(['login', '--server', h.url, '--username', 'alice'], 'alice-password-1\n')).code).toBe(0);
+    const saved = JSON.parse(await readFile(configFile, 'utf8')) as { token: string };
+    // Revoked elsewhere first (here: by itself, as a script would).
+    expect((await fetch(`${h.url}/api/v1/admin/me/token`, { method: 'DELETE', headers: { authorization: `Bearer ${saved.token}` } })).status).toBe(200);
+    const out = await cairn(['logout']);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toContain('the server already refused the token (revoked or expired)');
+    await expect(stat(configFile)).rejects.toThrow(/ENOENT/);
+
+    await mkdir(path.dirname(configFile), { recursive: true });
+    await writeFile(configFile, JSON.stringify({ server: 'http://127.0.0.1:9', token: saved.token, username: 'alice' }), { mode: 0o600 });
+    const unreachable = await cairn(['logout']);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toContain('cannot reach http://127.0.0.1:9');
+    expect(unreachable.stderr).toContain('the token is still valid and still saved in');
+    expect((await stat(configFile)).isFile()).toBe(true);
+    await rm(configFile);
+  });
+
+  it('lists and acknowledges alerts, and lists and starts verify runs as an administrator', async () => {
+    const [alert] = await h.ctx.database.db
+      .insert(alerts)
+      .values({ clientId, type: 'mass_change', severity: 'critical', dedupeKey: 'mass_change', observed: '90%', reference: '2%', message: '90% of the files changed' })
+      .returning();
+    expect((await cairn(['login', '--server', h.url, '--username', 'alice'], 'alice-password-1\n')).code).toBe(0);
+    const listed = await cairn(['alerts']);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toBe(`${alert!.id}\topen\tcritical\tmass_change\talice-laptop\t${listed.stdout.split('\t')[5]}\t90% of the files changed\n`);
+    const forClient = JSON.parse((await cairn(['alerts', '--client', 'alice-laptop', '--json'])).stdout) as { alerts: { id: string; state: string }[] };
+    expect(forClient.alerts).toEqual([expect.objectContaining({ id: alert!.id, state: 'open' })]);
+    const acked = await cairn(['alerts', 'ack', alert!.id]);
+    expect(acked.code).toBe(0);
+    expect(acked.stdout).toContain(`Alert ${alert!.id} acknowledged.`);
+    const twice = await cairn(['alerts', 'ack', alert!.id]);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toContain('cairn: this alert is already acknowledged');
+    expect((await cairn(['alerts', '--state', 'acknowledged'])).stdout).toContain(`${alert!.id}\tacknowledged`);
+    const badState = await cairn(['alerts', '--state', 'sideways']);
+    expect(badState.code).toBe(1);
+    expect(badState.stderr).toContain('state');
+    expect((await cairn(['alerts', 'ack'])).code).toBe(2);
+
+    const notAdmin = await cairn(['verify']);
+    expect(notAdmin.code).toBe(1);
+    expect(notAdmin.stderr).toContain('only administrators can read verify runs');
+    await addUser(h.ctx, 'root', 'root-password-1', true);
+    expect((await cairn(['login', '--server', h.url, '--username', 'root'], 'root-password-1\n')).code).toBe(0);
+    const none = await cairn(['verify']);
+    expect(none.code).toBe(0);
+    expect(none.stdout).toBe('No verify runs yet.\nNothing is damaged.\n');
+    const started = await cairn(['verify', 'start']);
+    expect(started.code).toBe(0);
+    expect(started.stdout).toContain('Verify run started');
+    const report = JSON.parse((await cairn(['verify', '--json'])).stdout) as { runs: { trigger: string; status: string }[]; damaged: unknown[] };
+    expect(report.runs).toHaveLength(1);
+    expect(report.runs[0]).toMatchObject({ trigger: expect.any(String), status: expect.stringMatching(/^(running|succeeded)$/) });
+    expect(report.damaged).toEqual([]);
+    expect((await cairn(['logout'])).code).toBe(0);
   });
 });

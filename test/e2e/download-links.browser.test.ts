@@ -3,7 +3,7 @@
  * (Debian's Chromium) against a real server: the "Temporary link" buttons of
  * a file's versions page and of a folder page show a URL once; that URL
  * downloads in a browser with no session; "Revoke all tokens and links"
- * stops it. Screenshots land in test-artifacts/download-links/.
+ * stops it, and the user page lists live links, each with its own Revoke. Screenshots land in test-artifacts/download-links/.
  */
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -96,5 +96,25 @@ describe.skipIf(!chromiumAvailable())('download links in Chromium', () => {
     const response = await fetch(url);
     expect(response.status).toBe(200);
     expect(gunzipSync(Buffer.from(await response.arrayBuffer())).toString('latin1')).toContain('# plan');
+
+    // The user page lists it (what, made, expires, uses) with a Revoke button of its own.
+    await page.goto(`${h.url}/users/${aliceId}#download-links`);
+    const rows = page.locator('table.download-links tbody tr');
+    expect(await rows.count()).toBe(1);
+    const row = (await rows.first().textContent())!;
+    expect(row).toContain('/home/alice/docs');
+    expect(row).toContain('folder as .tar.gz');
+    expect(row).toContain('alice-laptop');
+    expect((await rows.first().locator('td').nth(4).textContent())!.trim()).toBe('1');
+    // From the top, so the sticky top bar does not sit over the section in a full-page shot.
+    await page.evaluate('window.scrollTo(0, 0)');
+    await shot(page, '05-user-page-links');
+    await rows.first().locator('button[type=submit]').click();
+    await page.waitForURL(/notice=download-link-revoked/);
+    expect(await page.locator('.notice').textContent()).toContain('Link revoked');
+    expect(await page.locator('#download-links').textContent()).toContain('No live links.');
+    await page.evaluate('window.scrollTo(0, 0)');
+    await shot(page, '06-link-revoked');
+    expect((await fetch(url)).status).toBe(410);
   });
 });

@@ -4,7 +4,7 @@
  * `~/.config/cairn/cli.json`. The file is written with mode 0600 (its folder
  * 0700), replaced atomically, since the token acts as the user.
  */
-import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -40,4 +40,9 @@ export async function writeCliConfig(file: string, config: CliConfig): Promise<v
   // writeFile's mode only applies to a new file, and the umask may narrow it: set it exactly.
   await chmod(temp, 0o600);
   await rename(temp, file);
+}
+
+/** Deletes the saved configuration (`cairn logout`); an absent file is fine. */
+export async function removeCliConfig(file: string): Promise<void> {
+  await rm(file, { force: true });
 }

@@ -9,15 +9,16 @@ import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { formatBytes, parseDuration } from '@cairn/shared';
-import { cliConfigPath, readCliConfig, writeCliConfig, type CliConfig } from './cli-config.ts';
+import { cliConfigPath, readCliConfig, removeCliConfig, writeCliConfig, type CliConfig } from './cli-config.ts';
 
 const USAGE = `Usage: cairn <command> [options]
 
   login [--server URL] [--username NAME] [--token TOKEN] [--read-only] [--days N]
         sign in (asks for what is missing; the password is read from the terminal,
         or from the first line of stdin) and save a new personal access token
+  logout                                    revoke the saved token on the server and delete it here
   account                                   who you are signed in as, and your clients
   clients                                   your clients and their last run
   files <client> [folder] [--as-of TIME]     the files under a folder (default /)
@@ -27,6 +28,10 @@ const USAGE = `Usage: cairn <command> [options]
                                             a temporary download URL for a .tar.gz
   file get <client> <path> [--as-of TIME] [-o FILE]
                                             download the file (default: its name here)
+  alerts [--state STATE] [--client NAME]    alerts of your clients (default: open and acknowledged)
+  alerts ack <id>                           acknowledge an open alert
+  verify                                    verify runs and what is damaged (administrators)
+  verify start                              start a verify run that reads every pack
 
   <client> is a client's name or id. TIME is an ISO time (UTC when it has no zone).
   --expires: 90s, 30m, 1h (default), 1d ... at most 7d. --json prints the answer as JSON.
@@ -53,7 +58,7 @@ async function api<T = Json>(session: Session, method: string, route: string, bo
   let response;
   try {
     response = await request(`${session.server}/api/v1${route}`, {
-      method: method as 'GET' | 'POST',
+      method: method as Dispatcher.HttpMethod,
       headers: { ...(session.token ? { authorization: `Bearer ${session.token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
     });
@@ -174,6 +179,33 @@ async function login(values: Record<string, string | boolean | undefined>, env: 
   console.log(`Signed in to ${server} as ${config.username}; saved to ${file}`);
 }
 
+/**
+ * Revokes the saved token on the server and deletes the saved file. A token
+ * the server already refuses (revoked, expired) is only deleted here, and
+ * that is still a success; when the server cannot be asked, the file stays so
+ * that the token can still be revoked.
+ */
+async function logout(env: NodeJS.ProcessEnv): Promise<void> {
+  const file = cliConfigPath(env);
+  const saved = await readCliConfig(file);
+  if (!saved) {
+    console.log(`Not signed in (no ${file}); nothing to do.`);
+    return;
+  }
+  const server = saved.server.replace(/\/+$/, '');
+  let outcome: string;
+  try {
+    await api({ server, token: saved.token }, 'DELETE', '/admin/me/token');
+    outcome = 'token revoked on the server';
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (error.status !== 401) throw new ApiError(error.status, `${error.message}; the token is still valid and still saved in ${file}: try again, or revoke it on your user page`);
+    outcome = 'the server already refused the token (revoked or expired), so there was nothing to revoke';
+  }
+  await removeCliConfig(file);
+  console.log(`Signed out of ${server}: ${outcome}; removed ${file}`);
+}
+
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   let parsed;
   try {
@@ -189,6 +221,8 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
         'as-of': { type: 'string' },
         expires: { type: 'string' },
         output: { type: 'string', short: 'o' },
+        state: { type: 'string' },
+        client: { type: 'string' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -207,6 +241,10 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
     }
     if (command === 'login') {
       await login(values, env);
+      return 0;
+    }
+    if (command === 'logout') {
+      await logout(env);
       return 0;
     }
     const s = await session(env);
@@ -285,6 +323,45 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       }
       await pipeline(response.body, out === '-' ? process.stdout : createWriteStream(out, { flags: 'wx' }));
       if (out !== '-') console.error(`saved ${link.path} to ${out}`);
+      return 0;
+    }
+    if (command === 'alerts' && args[0] === 'ack') {
+      if (!args[1]) throw new UsageError('name the alert: cairn alerts ack <id> (cairn alerts lists them)');
+      const answer = await api(s, 'POST', `/admin/alerts/${encodeURIComponent(args[1])}/acknowledge`);
+      print(json, answer, () => `Alert ${args[1]} acknowledged.`);
+      return 0;
+    }
+    if (command === 'alerts' && args[0] === undefined) {
+      const query = new URLSearchParams({ ...(values.state ? { state: values.state } : {}) });
+      if (values.client) query.set('clientId', (await findClient(s, values.client)).id as string);
+      const { alerts } = await api<{ alerts: Json[] }>(s, 'GET', `/admin/alerts?${query}`);
+      print(json, { alerts }, () =>
+        alerts.length === 0
+          ? 'No alerts.'
+          : alerts
+              .map((a) => [a.id, a.state, a.severity, a.type, a.clientName ?? '-', time(a.openedAt), a.message].join('\t'))
+              .join('\n'),
+      );
+      return 0;
+    }
+    if (command === 'verify' && args[0] === 'start') {
+      const answer = await api(s, 'POST', '/admin/verify-runs');
+      print(json, answer, () => 'Verify run started: it reads every pack; cairn verify shows how it goes.');
+      return 0;
+    }
+    if (command === 'verify' && args[0] === undefined) {
+      const report = await api<{ runs: Json[]; damaged: Json[] }>(s, 'GET', '/admin/verify-runs');
+      print(json, report, () => {
+        const runs = report.runs.map(
+          (r) =>
+            `${String(r.id)}\t${r.status as string}\t${r.trigger as string}\t${time(r.startedAt)}\tpacks ${String(r.packsChecked)}/${String(r.packsPlanned)}\tchunks ${String(r.chunksChecked)}\tdamaged ${String(r.damagedChunks)}${r.error ? `\t${r.error as string}` : ''}`,
+        );
+        const damaged = report.damaged.map((d) => {
+          const affected = (d.affected as Json[]).map((a) => `${a.clientName as string}:${a.path as string}`);
+          return `damaged ${d.sha256 as string} (${(d.problem as string | null) ?? 'unreadable'}): ${affected.join(', ') || 'no version refers to it'}`;
+        });
+        return [runs.length === 0 ? 'No verify runs yet.' : runs.join('\n'), ...(damaged.length === 0 ? ['Nothing is damaged.'] : damaged)].join('\n');
+      });
       return 0;
     }
     throw new UsageError(`unknown command ${JSON.stringify([command, ...args.slice(0, 1)].join(' '))}`);

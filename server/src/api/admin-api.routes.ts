@@ -14,22 +14,22 @@ import { acknowledgeAlert } from '../alerts/alert-engine.ts';
 import type { AlertType } from '../alerts/alert-event.ts';
 import type { AppContext } from '../app-context.ts';
 import { configFormValues, type ClientConfigInput, validateClientConfig } from '../dashboard/client-config-form.ts';
-import { createDashboardRepository, type Viewer } from '../dashboard/dashboard.repository.ts';
+import { createDashboardRepository } from '../dashboard/dashboard.repository.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.ts';
-import { authenticateApiToken, type ApiTokenIdentity } from '../services/api-tokens.service.ts';
+import { authenticateApiToken, revokeApiToken } from '../services/api-tokens.service.ts';
+import { adminClientsApiRoutes } from './admin-clients-api.routes.ts';
+import { adminUsersApiRoutes } from './admin-users-api.routes.ts';
+import { actorOf, clientJson, ERRORS, iso, parseApiRetentionRules, TAGS, TOKEN_AUTH, tokenOf, userJson, viewerOf, visibleClient as visibleClientOf } from './admin-api-context.ts';
 import { listPathVersions, listRuns, listTreeAsOf } from '../services/backup-repository.ts';
-import { findClient, listClients, requestRun, updateClientSettings, type ClientSummary } from '../services/clients.service.ts';
-import { createDownloadLink, DOWNLOAD_LINK_DEFAULT_SECONDS, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
+import { findClient, listClients, requestRun, updateClientSettings } from '../services/clients.service.ts';
+import { createDownloadLink, downloadLinkUrl, DOWNLOAD_LINK_DEFAULT_SECONDS, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
+import { findUser, listUsers } from '../services/users.service.ts';
 import { listServers } from '../services/server-registry.service.ts';
-import { findUser, listUsers, type Actor, type UserSummary } from '../services/users.service.ts';
-import type { StoredRetentionRules } from '../services/retention-rules.ts';
-import { parseRetentionRules, RESTORE_POINT_FIELDS, retentionRulesInput } from '../services/retention-rules-form.ts';
 import { listDamage, listVerifyRuns, startVerifyRun } from '../storage/verify-job.ts';
 import { registerRestoreJobAdminRoutes } from './admin-restore-jobs.routes.ts';
 import {
   ALERT_STATES,
   Acknowledged,
-  AdminClient,
   AdminClientDetail,
   AdminError,
   AlertList,
@@ -46,77 +46,14 @@ import {
   RunRequested,
   RunsQuery,
   ServerList,
+  TokenRevoked,
   UserList,
   VerifyReport,
   VerifyStarted,
   AdminUser,
 } from './admin-api.schemas.ts';
 
-declare module 'fastify' {
-  interface FastifyRequest {
-    /** The personal access token behind an /api/v1/admin request and its user. */
-    apiToken: ApiTokenIdentity | null;
-  }
-}
-
 export const ADMIN_API_PREFIX = '/api/v1/admin';
-const TOKEN_AUTH = [{ bearer: [] }];
-const TAGS = ['admin'];
-
-function tokenOf(request: FastifyRequest): ApiTokenIdentity {
-  if (!request.apiToken) throw new UnauthorizedError();
-  return request.apiToken;
-}
-
-function viewerOf(request: FastifyRequest): Viewer {
-  return tokenOf(request).user;
-}
-
-/** Audited as the user, naming the token, so the log shows which script did it. */
-function actorOf(request: FastifyRequest): Actor {
-  const token = tokenOf(request);
-  return { userId: token.user.id, name: `${token.user.username} (API token "${token.tokenName}")` };
-}
-
-const iso = (value: Date | null): string | null => (value === null ? null : value.toISOString());
-
-function clientJson(client: ClientSummary): AdminClient {
-  return {
-    id: client.id,
-    name: client.name,
-    hostname: client.hostname,
-    ownerId: client.ownerId,
-    ownerUsername: client.ownerUsername,
-    agentVersion: client.agentVersion,
-    tokenPrefix: client.tokenPrefix,
-    lastPingAt: iso(client.lastPingAt),
-    lastBackupAt: iso(client.lastBackupAt),
-    runRequestedAt: iso(client.runRequestedAt),
-    backupIntervalSeconds: client.backupIntervalSeconds,
-    retention: { versions: client.retentionVersions, days: client.retentionDays },
-    retentionRules: client.retentionRules,
-    createdAt: client.createdAt.toISOString(),
-  };
-}
-
-function userJson(user: UserSummary) {
-  const { id, username, isAdmin, disabled, retentionVersions, retentionDays, retentionRules, createdAt } = user;
-  return { id, username, isAdmin, disabled, retentionVersions, retentionDays, retentionRules, createdAt: createdAt.toISOString() };
-}
-
-/** The API's retention rules checked by the dashboard form's parser, its errors under the API's field names. */
-function parseApiRetentionRules(rules: StoredRetentionRules): { rules: StoredRetentionRules | null; errors: Record<string, string> } {
-  const input = retentionRulesInput(rules);
-  // A 0 shows as empty in the form; the API's 0 is the same "none".
-  const parsed = parseRetentionRules(input);
-  const errors = Object.fromEntries(
-    Object.entries(parsed.errors).map(([name, message]) => {
-      const point = RESTORE_POINT_FIELDS.find((f) => f.field === name);
-      return [point ? `retentionRules.restorePoints.${point.kind}` : 'retentionRules.folders', message];
-    }),
-  );
-  return { rules: parsed.rules, errors };
-}
 
 /** The form's field names as the API's. */
 const API_FIELD: Record<string, string> = {
@@ -155,7 +92,7 @@ function requireApiToken(app: FastifyInstance, ctx: AppContext, now: () => Date)
     if (!match) throw new UnauthorizedError('missing bearer token');
     const token = await authenticateApiToken(ctx.database.db, match[1]!, now());
     if (!token) throw new UnauthorizedError('unknown, expired or revoked token');
-    const readsOnly = (request.routeOptions.config as { readOnlyAllowed?: boolean }).readOnlyAllowed === true;
+    const readsOnly = request.routeOptions.config.readOnlyAllowed === true;
     if (token.readOnly && request.method !== 'GET' && request.method !== 'HEAD' && !readsOnly) throw new ForbiddenError('this token is read-only');
     request.apiToken = token;
   });
@@ -166,15 +103,12 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
   const db = ctx.database.db;
   const repo = createDashboardRepository(db);
   requireApiToken(app, ctx, now);
-  const errors = { 400: AdminError, 401: AdminError, 403: AdminError, 404: AdminError };
+  // Registered after the hook, so it guards their routes too.
+  await app.register(adminUsersApiRoutes, { ctx, now });
+  await app.register(adminClientsApiRoutes, { ctx, now });
+  const errors = ERRORS;
 
-  /** The client if the token's user may see it (admins: any); 404 otherwise, as in the dashboard. */
-  async function visibleClient(request: FastifyRequest, id: string) {
-    const user = viewerOf(request);
-    const client = await findClient(db, id);
-    if (!client || (!user.isAdmin && client.ownerId !== user.id)) throw new NotFoundError('no such client');
-    return client;
-  }
+  const visibleClient = (request: FastifyRequest, id: string) => visibleClientOf(db, request, id);
 
   registerRestoreJobAdminRoutes(app, ctx, { viewerOf, actorOf, visibleClient, tags: TAGS, security: TOKEN_AUTH });
 
@@ -182,6 +116,20 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
     const token = tokenOf(request);
     return { user: token.user, token: { id: token.tokenId, name: token.tokenName, readOnly: token.readOnly } };
   });
+
+  app.delete(
+    '/me/token',
+    {
+      // Giving up one's own access changes nothing else, so a read-only token may too (what `cairn logout` calls).
+      config: { readOnlyAllowed: true },
+      schema: { tags: TAGS, summary: 'Revoke the token making this request (sign out a script or the CLI)', security: TOKEN_AUTH, response: { 200: TokenRevoked, ...errors } },
+    },
+    async (request) => {
+      const token = tokenOf(request);
+      await revokeApiToken(ctx, token.user.id, token.tokenId, actorOf(request), now());
+      return { revoked: true as const, tokenId: token.tokenId };
+    },
+  );
 
   app.get(
     '/clients',
@@ -331,7 +279,7 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
       );
       return reply.status(201).send({
         id: link.id,
-        url: `${request.protocol}://${request.host}${link.path}`,
+        url: downloadLinkUrl(ctx.config, `${request.protocol}://${request.host}`, link.path),
         kind: target.kind,
         path: target.path,
         versionId: target.kind === 'version' ? String(target.versionId) : null,

@@ -5,6 +5,7 @@
  */
 import { Type, type Static } from 'typebox';
 import { ErrorBody, FilePath, FilesPage, FilesQuery, IsoTime, PathPrefix, PreCommand, RunSummary, Uuid } from '@cairn/shared';
+import { DETECTOR_LABELS, THRESHOLD_FIELDS } from '../alerts/alert-settings.ts';
 import { ALERT_TYPE_LABELS } from '../dashboard/view-helpers.ts';
 
 /** Null first: with coerceTypes, ajv would turn a null into 0 or "" for a first non-null branch. */
@@ -122,6 +123,8 @@ export const Me = Type.Object({
   token: Type.Object({ id: Uuid, name: Type.String(), readOnly: Type.Boolean() }),
 });
 
+export const TokenRevoked = Type.Object({ revoked: Type.Literal(true), tokenId: Uuid });
+
 const ALERT_TYPES = Object.keys(ALERT_TYPE_LABELS);
 export const ALERT_STATES = ['unresolved', 'open', 'acknowledged', 'resolved', 'all'] as const;
 
@@ -237,4 +240,204 @@ export const ServerList = Type.Object({
       isThisServer: Type.Boolean(),
     }),
   ),
+});
+export const UserIdParams = Type.Object({ id: Uuid });
+export const UserTokenParams = Type.Object({ id: Uuid, tokenId: Uuid });
+export const UserSessionParams = Type.Object({ id: Uuid, sessionId: Uuid });
+export const UserLinkParams = Type.Object({ id: Uuid, linkId: Uuid });
+export const Ok = Type.Object({ ok: Type.Literal(true) });
+
+/** A new user: the dashboard's form (username 1 to 64 of letters, digits, . _ @ -; password 8 to 1024 characters). */
+export const NewUser = Type.Object(
+  {
+    username: Type.String({ maxLength: 64 }),
+    password: Type.String({ maxLength: 1024 }),
+    isAdmin: Type.Optional(Type.Boolean()),
+    /** Default: the server's DEFAULT_RETENTION_VERSIONS / _DAYS. */
+    retentionVersions: Type.Optional(Type.Integer()),
+    retentionDays: Type.Optional(Nullable(Type.Integer())),
+  },
+  { additionalProperties: false },
+);
+export const UserStatus = Type.Object({ disabled: Type.Boolean() }, { additionalProperties: false });
+export const PasswordReset = Type.Object({ password: Type.String({ maxLength: 1024 }) }, { additionalProperties: false });
+export const PasswordChange = Type.Object({ currentPassword: Type.String({ maxLength: 1024 }), newPassword: Type.String({ maxLength: 1024 }) }, { additionalProperties: false });
+
+/** A user's retention policy: versions and days per file, folder rules and restore points. */
+export const UserPolicy = Type.Object(
+  { retentionVersions: Type.Integer(), retentionDays: Nullable(Type.Integer()), retentionRules: RetentionRules },
+  { additionalProperties: false },
+);
+/** A client's retention override to preview: nulls use the owner's (as in PATCH /clients/:id/config). */
+export const ClientRetentionPreview = Type.Object(
+  {
+    retention: Nullable(Type.Object({ versions: Type.Integer(), days: Nullable(Type.Integer()) }, { additionalProperties: false })),
+    retentionRules: Nullable(RetentionRules),
+  },
+  { additionalProperties: false },
+);
+const PreviewRow = Type.Object({ clientName: Type.String(), path: Type.String(), validFrom: Type.String(), validTo: Nullable(Type.String()) });
+/** The prune simulator's answer: nothing is saved or pruned by a preview. */
+export const PrunePreview = Type.Object({
+  rules: Type.String(),
+  pruneCount: Type.Integer(),
+  pruneBytes: Type.Integer(),
+  /** False when more versions would go than are listed (the bytes are of the listed ones). */
+  bytesComplete: Type.Boolean(),
+  pruned: Type.Array(Type.Object({ ...PreviewRow.properties, size: Type.Integer() })),
+  keptCount: Type.Integer(),
+  kept: Type.Array(Type.Object({ ...PreviewRow.properties, reasons: Type.Array(Type.String()), expiresAt: Nullable(Type.String()) })),
+  restorePoints: Type.Array(Type.Object({ clientName: Type.String(), clientId: Uuid, runId: Type.String(), finishedAt: IsoTime, keptBy: Type.Array(Type.String()) })),
+  /** Clients with their own override (a user's preview leaves them as they are) and those whose pruning a mass-change alert holds. */
+  overridden: Type.Array(Type.String()),
+  held: Type.Array(Type.String()),
+});
+
+export const AlertEmailSetting = Type.Object(
+  {
+    /** null: no email to this user. */
+    email: Nullable(Type.String({ maxLength: 254 })),
+    /** The alert types to send (all but storage_filling may be chosen). */
+    types: Type.Array(Type.String({ maxLength: 40 }), { maxItems: 20 }),
+  },
+  { additionalProperties: false },
+);
+export const AlertWebhookSetting = Type.Object(
+  {
+    /** null: no webhook (its stored secret goes too). */
+    url: Nullable(Type.String({ maxLength: 2048 })),
+    /** A new signing secret; omitted or null keeps the stored one (required while none is stored). */
+    secret: Type.Optional(Nullable(Type.String({ maxLength: 256 }))),
+    types: Type.Array(Type.String({ maxLength: 40 }), { maxItems: 20 }),
+  },
+  { additionalProperties: false },
+);
+export const AlertRecipientSettings = Type.Object({
+  email: Nullable(Type.String()),
+  emailTypes: Type.Array(Type.String()),
+  webhookUrl: Nullable(Type.String()),
+  /** The stored secret is never sent back: only its last 4 characters. */
+  webhookSecretHint: Nullable(Type.String()),
+  webhookTypes: Type.Array(Type.String()),
+});
+
+export const SessionList = Type.Object({
+  sessions: Type.Array(Type.Object({ id: Uuid, createdAt: IsoTime, lastSeenAt: IsoTime, userAgent: Type.String(), ip: Type.String() })),
+});
+export const ApiTokenList = Type.Object({
+  tokens: Type.Array(
+    Type.Object({
+      id: Uuid,
+      name: Type.String(),
+      readOnly: Type.Boolean(),
+      tokenPrefix: Type.String(),
+      createdAt: IsoTime,
+      expiresAt: IsoTime,
+      lastUsedAt: Nullable(IsoTime),
+      revokedAt: Nullable(IsoTime),
+    }),
+  ),
+});
+export const NewApiToken = Type.Object(
+  { name: Type.String({ maxLength: 100 }), readOnly: Type.Boolean(), expiresInDays: Type.Optional(Type.Integer()) },
+  { additionalProperties: false },
+);
+export const CreatedApiToken = Type.Object({ id: Uuid, token: Type.String(), name: Type.String(), readOnly: Type.Boolean(), expiresAt: IsoTime });
+export const CredentialsRevoked = Type.Object({ tokens: Type.Integer(), links: Type.Integer() });
+export const DeleteUserQuery = Type.Object({ confirmUsername: Type.String({ maxLength: 64 }) });
+export const UserDeleted = Type.Object({ username: Type.String(), clients: Type.Integer(), versions: Type.Integer() });
+
+export const DownloadLinkList = Type.Object({
+  links: Type.Array(
+    Type.Object({
+      id: Uuid,
+      tokenPrefix: Type.String(),
+      clientId: Uuid,
+      clientName: Type.String(),
+      kind: Type.Union([Type.Literal('version'), Type.Literal('archive')]),
+      path: Type.String(),
+      versionId: Nullable(Type.String()),
+      asOf: Nullable(IsoTime),
+      createdAt: IsoTime,
+      expiresAt: IsoTime,
+      uses: Type.Integer(),
+      /** The personal access token that made it; null when made on the dashboard. */
+      apiTokenName: Nullable(Type.String()),
+    }),
+  ),
+});
+
+export const NewClient = Type.Object(
+  {
+    name: Line(200),
+    hostname: Type.Optional(Line(255)),
+    /** Administrators may make it for another user; default: the caller. */
+    ownerId: Type.Optional(Uuid),
+  },
+  { additionalProperties: false },
+);
+/** A client's agent token, shown once (set it as the agent's token). */
+export const ClientWithToken = Type.Object({ client: AdminClient, token: Type.String() });
+export const ClientOwner = Type.Object({ ownerId: Uuid }, { additionalProperties: false });
+
+/**
+ * Alert settings as the dashboard's form has them, per detector: `enabled`
+ * and its thresholds (alert-settings.ts THRESHOLD_FIELDS, with the form's
+ * limits), `expectedFile.folders` the watched folders.
+ */
+function alertSettingsSchema(optional: boolean) {
+  const wrap = <T extends Parameters<typeof Type.Optional>[0]>(schema: T) => (optional ? Type.Optional(schema) : schema);
+  const detectors = Object.keys(DETECTOR_LABELS).map((detector) => {
+    const thresholds = THRESHOLD_FIELDS.filter((f) => f.detector === detector).map((f) => [f.setting, wrap(f.integer ? Type.Integer() : Type.Number())] as const);
+    const folders =
+      detector === 'expectedFile' ? [['folders', wrap(Type.Array(Type.Object({ path: Type.String({ maxLength: 4096 }), maxAgeHours: Type.Number() }, { additionalProperties: false }), { maxItems: 50 }))] as const] : [];
+    return [detector, wrap(Type.Object(Object.fromEntries([['enabled', wrap(Type.Boolean())], ...thresholds, ...folders]), { additionalProperties: false }))] as const;
+  });
+  return Type.Object(Object.fromEntries(detectors), { additionalProperties: false });
+}
+export const AlertSettingsValues = alertSettingsSchema(false);
+export const AlertSettingsAnswer = Type.Object({
+  settings: AlertSettingsValues,
+  /** True when something differs from the layer below (the server's defaults for a client, the built-in ones for the defaults). */
+  overridden: Type.Boolean(),
+});
+/** Only the values sent change; `reset: true` (alone) goes back to the layer below. */
+export const AlertSettingsChange = Type.Object({ ...alertSettingsSchema(true).properties, reset: Type.Optional(Type.Literal(true)) }, { additionalProperties: false });
+
+export const EnrollmentKeyList = Type.Object({
+  keys: Type.Array(
+    Type.Object({
+      id: Uuid,
+      keyPrefix: Type.String(),
+      description: Type.String(),
+      ownerId: Uuid,
+      ownerUsername: Type.String(),
+      singleUse: Type.Boolean(),
+      expiresAt: Nullable(IsoTime),
+      namePrefix: Nullable(Type.String()),
+      useCount: Type.Integer(),
+      lastUsedAt: Nullable(IsoTime),
+      revokedAt: Nullable(IsoTime),
+      createdAt: IsoTime,
+      state: Type.String(),
+    }),
+  ),
+});
+export const NewEnrollmentKey = Type.Object(
+  {
+    description: Type.Optional(Type.String({ maxLength: 200 })),
+    singleUse: Type.Boolean(),
+    /** Seconds from now, at least 60; null: never (single-use keys only); multi-use at most 90 days. Default 7 days. */
+    expiresInSeconds: Type.Optional(Nullable(Type.Integer())),
+    /** Clients it registers must have names starting with this. */
+    namePrefix: Type.Optional(Nullable(Type.String({ maxLength: 100 }))),
+    /** Administrators may make one for another user; default: the caller. */
+    ownerId: Type.Optional(Uuid),
+  },
+  { additionalProperties: false },
+);
+/** The key, shown once: an agent registers with it (ENROLLMENT_KEY). */
+export const CreatedEnrollmentKey = Type.Object({ id: Uuid, key: Type.String() });
+export const NotificationTestResult = Type.Object({
+  outcomes: Type.Array(Type.Object({ channel: Type.String(), target: Type.String(), ok: Type.Boolean(), attempts: Type.Integer(), error: Type.Optional(Type.String()) })),
 });

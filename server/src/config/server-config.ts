@@ -35,6 +35,8 @@ export interface ServerConfig {
   dataDir: string;
   /** Where the server is reached by people and agents; used in links. */
   publicUrl: string;
+  /** PUBLIC_URL was set, so publicUrl is an address people reach, not the localhost default. */
+  publicUrlConfigured: boolean;
   databaseUrl: string | undefined;
   /** Where PGlite comes from if an earlier release's DATA_DIR/db must be imported (decision 95). */
   pgliteImport: {
@@ -192,7 +194,8 @@ export function loadServerConfig(env: Env): ServerConfig {
   const port = r.integer('PORT', 8000, 0, 65535);
   const host = r.string('HOST', '0.0.0.0');
   const dataDir = path.resolve(r.string('DATA_DIR', './data'));
-  const publicUrl = r.url('PUBLIC_URL') ?? `http://localhost:${port}`;
+  const configuredPublicUrl = r.url('PUBLIC_URL');
+  const publicUrl = configuredPublicUrl ?? `http://localhost:${port}`;
   const databaseUrl = r.optionalString('DATABASE_URL');
   if (databaseUrl !== undefined) {
     try {
@@ -238,6 +241,7 @@ export function loadServerConfig(env: Env): ServerConfig {
     host,
     dataDir,
     publicUrl,
+    publicUrlConfigured: configuredPublicUrl !== undefined,
     databaseUrl,
     pgliteImport: {
       moduleDir: pgliteModule === undefined ? undefined : path.resolve(pgliteModule),

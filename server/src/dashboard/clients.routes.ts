@@ -23,11 +23,9 @@ import {
   updateClientSettings,
 } from '../services/clients.service.ts';
 import { findUser, listUsers } from '../services/users.service.ts';
-import { effectiveRetentionPolicy } from '../services/retention-policy.ts';
-import { effectiveStoredRules, NO_STORED_RULES, type StoredRetentionRules } from '../services/retention-rules.ts';
+import { NO_STORED_RULES, type StoredRetentionRules } from '../services/retention-rules.ts';
 import { parseRetentionRules, RESTORE_POINT_FIELDS, retentionRulesInput, retentionRulesInputFrom, type RetentionRulesInput } from '../services/retention-rules-form.ts';
-import { previewClientPrune } from '../services/retention.service.ts';
-import { addToPreview, describeRules, emptyPreview, type PreviewView } from './prune-preview.ts';
+import { previewClientRules, type PreviewView } from './prune-preview.ts';
 import {
   type ClientConfigInput,
   configFormValues,
@@ -45,7 +43,6 @@ import { clientsWithHealth } from './overview.routes.ts';
 const TIME_ZONES: readonly string[] = ['UTC', ...Intl.supportedValuesOf('timeZone').filter((zone) => zone !== 'UTC')];
 const LOG_LEVELS: LogLevelFilter[] = ['debug', 'info', 'warn', 'error'];
 const LOG_PAGE_SIZE = 200;
-const PREVIEW_SHOWN = 200;
 
 /** The client page's retention card (views/_client-retention.eta): the base override, then folder and restore-point rules. */
 type RetentionFormInput = { retentionOverride: string; retentionVersions: string; retentionDays: string; rulesOverride: string } & RetentionRulesInput;
@@ -216,12 +213,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     if (Object.keys(errors).length > 0) return renderClientPage(request, reply, user, client.id, null, 400, null, null, { values, errors, preview: null });
     const rulesOverride = values.rulesOverride === 'on' ? parsedRules.rules : null;
     if (field(request.body, 'action') === 'preview') {
-      const owner = await findUser(db, client.ownerId);
-      if (!owner) throw new BadRequestError('the client has no owner');
-      const policy = effectiveRetentionPolicy(owner, { retentionVersions: base.retentionVersions, retentionDays: base.retentionDays });
-      const stored = effectiveStoredRules(owner.retentionRules, rulesOverride);
-      const view = emptyPreview(describeRules(policy, stored));
-      addToPreview(view, client, await previewClientPrune(ctx, client.id, { now: deps.now(), rules: { base: policy, ...stored }, limit: PREVIEW_SHOWN }), PREVIEW_SHOWN);
+      const view = await previewClientRules(ctx, client, base, rulesOverride, deps.now());
       return renderClientPage(request, reply, user, client.id, null, 200, null, null, { values, errors: {}, preview: view });
     }
     await updateClientSettings(

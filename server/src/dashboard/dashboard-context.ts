@@ -81,6 +81,7 @@ const NOTICES: Record<string, string> = {
   'password-changed': 'Password changed. Your other sessions ended.',
   'session-revoked': 'Session ended.',
   'api-token-revoked': 'Token revoked: requests with it are refused from now on.',
+  'download-link-revoked': 'Link revoked: it no longer downloads anything.',
   'credentials-revoked': 'Every API token and temporary download link of this user is revoked.',
   'user-deleted': 'User deleted, with their clients and backups.',
   'client-moved': 'Client moved to its new owner.',

@@ -4,7 +4,7 @@ import { Type, type Static } from 'typebox';
 import { FilePath, LIMITS, PathPrefix, displayPath, isCanonicalBackupPath, parseDuration } from '@cairn/shared';
 import { BadRequestError, NotFoundError } from '../errors.ts';
 import { listPathVersions, listRuns } from '../services/backup-repository.ts';
-import { createDownloadLink, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
+import { createDownloadLink, downloadLinkUrl, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
 import { clientRestorePoints, clientRetentionRules, prunedPathsAsOf } from '../services/retention.service.ts';
 import { actorOf, type DashboardDeps, field, renderPage, viewer } from './dashboard-context.ts';
 import { sendArchive, sendVersion } from './downloads.ts';
@@ -150,7 +150,7 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       nav: 'clients',
       client,
       target,
-      url: `${request.protocol}://${request.host}${link.path}`,
+      url: downloadLinkUrl(ctx.config, `${request.protocol}://${request.host}`, link.path),
       expiresAt: link.expiresAt,
       back: target.kind === 'version' ? `/clients/${client.id}/versions?${new URLSearchParams({ path: target.path })}` : `/clients/${client.id}/files?${new URLSearchParams({ path: target.path })}`,
     });

@@ -2,10 +2,18 @@
  * The prune simulator's answer as the pages show it (views/_prune-preview.eta):
  * one client's previewClientPrune, or several summed for a user's page.
  */
-import type { RetentionPolicy } from '../services/retention-policy.ts';
-import type { StoredRetentionRules } from '../services/retention-rules.ts';
+import { isPruningHeld } from '../alerts/alert-engine.ts';
+import type { AppContext } from '../app-context.ts';
+import { BadRequestError } from '../errors.ts';
+import { listClients } from '../services/clients.service.ts';
+import { effectiveRetentionPolicy, type RetentionPolicy } from '../services/retention-policy.ts';
+import { effectiveStoredRules, type StoredRetentionRules } from '../services/retention-rules.ts';
 import { RESTORE_POINT_FIELDS } from '../services/retention-rules-form.ts';
-import type { PrunePreview } from '../services/retention.service.ts';
+import { previewClientPrune, type PrunePreview } from '../services/retention.service.ts';
+import { findUser } from '../services/users.service.ts';
+
+/** At most this many rows of each table of a preview. */
+export const PREVIEW_SHOWN = 200;
 
 /** The simulator's table rows, for one client or summed over a user's clients (views/_prune-preview.eta). */
 export interface PreviewView {
@@ -47,4 +55,35 @@ export function describeRules(policy: RetentionPolicy, rules: StoredRetentionRul
   const points = RESTORE_POINT_FIELDS.filter(({ kind }) => rules.restorePoints[kind] > 0).map(({ kind }) => `${kind} ${rules.restorePoints[kind]}`);
   if (points.length > 0) parts.push(`restore points: ${points.join(', ')}`);
   return parts.join('; ');
+}
+
+/** What `policy` and `rules` as this user's would prune now, client by client (clients with an override keep theirs). */
+export async function previewUserRules(ctx: AppContext, userId: string, policy: RetentionPolicy, rules: StoredRetentionRules, now: Date): Promise<PreviewView> {
+  const db = ctx.database.db;
+  const owner = { retentionVersions: policy.versions, retentionDays: policy.days };
+  const view = emptyPreview(describeRules(policy, rules));
+  for (const client of await listClients(db, { ownerId: userId })) {
+    if (client.retentionVersions !== null || client.retentionRules !== null) view.overridden.push(client.name);
+    if (await isPruningHeld(db, client.id)) view.held.push(client.name);
+    const clientRules = { base: effectiveRetentionPolicy(owner, client), ...effectiveStoredRules(rules, client.retentionRules) };
+    addToPreview(view, client, await previewClientPrune(ctx, client.id, { now, rules: clientRules, limit: PREVIEW_SHOWN }), PREVIEW_SHOWN);
+  }
+  return view;
+}
+
+/** What the client's retention with this override (nulls: the owner's) would prune now. */
+export async function previewClientRules(
+  ctx: AppContext,
+  client: { id: string; name: string; ownerId: string },
+  override: { retentionVersions: number | null; retentionDays: number | null },
+  rulesOverride: StoredRetentionRules | null,
+  now: Date,
+): Promise<PreviewView> {
+  const owner = await findUser(ctx.database.db, client.ownerId);
+  if (!owner) throw new BadRequestError('the client has no owner');
+  const policy = effectiveRetentionPolicy(owner, override);
+  const stored = effectiveStoredRules(owner.retentionRules, rulesOverride);
+  const view = emptyPreview(describeRules(policy, stored));
+  addToPreview(view, client, await previewClientPrune(ctx, client.id, { now, rules: { base: policy, ...stored }, limit: PREVIEW_SHOWN }), PREVIEW_SHOWN);
+  return view;
 }

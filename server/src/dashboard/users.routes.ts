@@ -1,11 +1,8 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import { isPruningHeld } from '../alerts/alert-engine.ts';
 import { TYPE_LABELS } from '../alerts/notifiers/alert-digest.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../errors.ts';
-import { listClients } from '../services/clients.service.ts';
 import { parseAlertEmailSetting, parseAlertWebhookSetting, setUserAlertEmail, setUserAlertWebhook, USER_ALERT_TYPES } from '../services/alert-recipients.service.ts';
-import { effectiveRetentionPolicy, type RetentionPolicy } from '../services/retention-policy.ts';
-import { effectiveStoredRules, type StoredRetentionRules } from '../services/retention-rules.ts';
+import type { RetentionPolicy } from '../services/retention-policy.ts';
 import {
   parseRetentionRules,
   RESTORE_POINT_FIELDS,
@@ -13,8 +10,7 @@ import {
   retentionRulesInputFrom,
   type RetentionRulesInput,
 } from '../services/retention-rules-form.ts';
-import { previewClientPrune } from '../services/retention.service.ts';
-import { revokeAllCredentials } from '../services/download-links.service.ts';
+import { listLiveDownloadLinks, revokeAllCredentials, revokeDownloadLink } from '../services/download-links.service.ts';
 import { API_TOKEN_DEFAULT_DAYS, API_TOKEN_MAX_DAYS, createApiToken, listApiTokens, parseApiTokenForm, revokeApiToken } from '../services/api-tokens.service.ts';
 import { recordAudit } from '../services/audit-log.service.ts';
 import { listUserSessions, revokeSession } from '../services/sessions.service.ts';
@@ -28,14 +24,13 @@ import {
   WrongPasswordError,
   setUserDisabled,
   setUserRetention,
+  type NewUser,
   type UserSummary,
 } from '../services/users.service.ts';
 import type { FieldErrors } from './client-config-form.ts';
-import { addToPreview, describeRules, emptyPreview, type PreviewView } from './prune-preview.ts';
+import { previewUserRules } from './prune-preview.ts';
 import { actorOf, type DashboardDeps, field, redirectAfterPost, renderPage, requireAdmin, viewer } from './dashboard-context.ts';
 import { isUuid, type Viewer } from './dashboard.repository.ts';
-
-const PREVIEW_SHOWN = 200;
 
 /** The values of a group of checkboxes: one arrives as a string, several as an array, none as nothing. */
 function checkedValues(body: unknown, name: string): string[] {
@@ -44,7 +39,7 @@ function checkedValues(body: unknown, name: string): string[] {
 }
 const USERNAME = /^[A-Za-z0-9._@-]{1,64}$/;
 
-interface PolicyInput {
+export interface PolicyInput {
   retentionVersions: string;
   retentionDays: string;
 }
@@ -62,6 +57,15 @@ export function parsePolicy(input: PolicyInput): { policy: RetentionPolicy | nul
     if (!(days >= 1 && days <= 36_500)) errors.retentionDays = 'empty (no age limit) or a whole number of days from 1 to 36500';
   }
   return Object.keys(errors).length > 0 ? { policy: null, errors } : { policy: { versions, days }, errors };
+}
+
+/** The new-user form's checks (the admin API's too); errors keyed by field name. */
+export function parseNewUser(form: PolicyInput & { username: string; password: string; isAdmin: boolean }): { input: NewUser | null; errors: FieldErrors } {
+  const { policy, errors } = parsePolicy(form);
+  if (!USERNAME.test(form.username)) errors.username = '1 to 64 letters, digits or . _ @ -';
+  if (form.password.length < MIN_PASSWORD_LENGTH || form.password.length > 1024) errors.password = `at least ${MIN_PASSWORD_LENGTH} characters`;
+  if (!policy || Object.keys(errors).length > 0) return { input: null, errors };
+  return { input: { username: form.username, password: form.password, isAdmin: form.isAdmin, retentionVersions: policy.versions, retentionDays: policy.days }, errors };
 }
 
 function policyInput(user: UserSummary): PolicyInput & RetentionRulesInput {
@@ -143,26 +147,13 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
         tokenForm: extra.tokenForm ?? { name: '', access: 'read', expiresInDays: String(API_TOKEN_DEFAULT_DAYS) },
         tokenErrors: extra.tokenErrors ?? {},
         tokenMaxDays: API_TOKEN_MAX_DAYS,
+        downloadLinks: await listLiveDownloadLinks(db, target.id, deps.now()),
         newToken: extra.newToken ?? null,
         deleteError: extra.deleteError ?? null,
         minPasswordLength: MIN_PASSWORD_LENGTH,
       },
       status,
     );
-  }
-
-  /** What `policy` and `rules` as this user's would prune now, client by client (clients with an override keep theirs). */
-  async function previewUserPolicy(target: UserSummary, policy: RetentionPolicy, rules: StoredRetentionRules): Promise<PreviewView> {
-    const now = deps.now();
-    const owner = { retentionVersions: policy.versions, retentionDays: policy.days };
-    const view = emptyPreview(describeRules(policy, rules));
-    for (const client of await listClients(db, { ownerId: target.id })) {
-      if (client.retentionVersions !== null || client.retentionRules !== null) view.overridden.push(client.name);
-      if (await isPruningHeld(db, client.id)) view.held.push(client.name);
-      const clientRules = { base: effectiveRetentionPolicy(owner, client), ...effectiveStoredRules(rules, client.retentionRules) };
-      addToPreview(view, client, await previewClientPrune(ctx, client.id, { now, rules: clientRules, limit: PREVIEW_SHOWN }), PREVIEW_SHOWN);
-    }
-    return view;
   }
 
   app.get('/users', async (request, reply) => {
@@ -179,17 +170,10 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       retentionVersions: field(request.body, 'retentionVersions'),
       retentionDays: field(request.body, 'retentionDays'),
     };
-    const password = field(request.body, 'password');
-    const { policy, errors } = parsePolicy(form);
-    if (!USERNAME.test(form.username)) errors.username = '1 to 64 letters, digits or . _ @ -';
-    if (password.length < MIN_PASSWORD_LENGTH || password.length > 1024) errors.password = `at least ${MIN_PASSWORD_LENGTH} characters`;
-    if (!policy || Object.keys(errors).length > 0) return renderUsers(request, reply, form, errors, 400);
+    const { input, errors } = parseNewUser({ ...form, password: field(request.body, 'password'), isAdmin: form.isAdmin === 'on' });
+    if (!input) return renderUsers(request, reply, form, errors, 400);
     try {
-      const created = await createUser(
-        ctx,
-        { username: form.username, password, isAdmin: form.isAdmin === 'on', retentionVersions: policy.versions, retentionDays: policy.days },
-        actorOf(admin),
-      );
+      const created = await createUser(ctx, input, actorOf(admin));
       return redirectAfterPost(reply, `/users/${created.id}?notice=user-created`);
     } catch (error) {
       if (error instanceof ConflictError) return renderUsers(request, reply, form, { username: error.message }, 409);
@@ -269,7 +253,7 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     const parsedRules = parseRetentionRules(form);
     if (!policy || !parsedRules.rules) return renderUser(request, reply, target, { policyForm: form, policyErrors: { ...errors, ...parsedRules.errors } }, 400);
     if (field(request.body, 'action') === 'preview') {
-      return renderUser(request, reply, target, { policyForm: form, preview: await previewUserPolicy(target, policy, parsedRules.rules) });
+      return renderUser(request, reply, target, { policyForm: form, preview: await previewUserRules(ctx, target.id, policy, parsedRules.rules, deps.now()) });
     }
     await setUserRetention(ctx, target.id, { ...policy, rules: parsedRules.rules }, actorOf(admin));
     return redirectAfterPost(reply, `/users/${target.id}?notice=policy-saved`);
@@ -330,6 +314,14 @@ export const usersRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     if (!isUuid(request.params.tokenId)) throw new NotFoundError('no such token');
     await revokeApiToken(ctx, target.id, request.params.tokenId, actorOf(actor), deps.now());
     return redirectAfterPost(reply, `/users/${target.id}?notice=api-token-revoked#api-tokens`);
+  });
+
+  app.post<{ Params: { id: string; linkId: string } }>('/users/:id/download-links/:linkId/revoke', async (request, reply) => {
+    const actor = requireSelfOrAdmin(request);
+    const target = await loadUser(request.params.id);
+    if (!isUuid(request.params.linkId)) throw new NotFoundError('no such download link');
+    await revokeDownloadLink(ctx, target.id, request.params.linkId, actorOf(actor), deps.now());
+    return redirectAfterPost(reply, `/users/${target.id}?notice=download-link-revoked#download-links`);
   });
 
   app.post<{ Params: { id: string } }>('/users/:id/credentials/revoke-all', async (request, reply) => {

@@ -16,11 +16,13 @@
  * dashboard (no token) is stopped early.
  */
 import { randomBytes } from 'node:crypto';
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, isNull, or, sql } from 'drizzle-orm';
 import { sha256Hex } from '@cairn/shared';
 import type { AppContext } from '../app-context.ts';
+import type { ServerConfig } from '../config/server-config.ts';
 import type { Db } from '../db/database.ts';
 import { apiTokens, clients, downloadLinks, users } from '../db/schema.ts';
+import { NotFoundError } from '../errors.ts';
 import { recordAudit } from './audit-log.service.ts';
 import type { Actor } from './users.service.ts';
 
@@ -49,6 +51,15 @@ export interface CreatedDownloadLink {
   /** `DOWNLOAD_PATH/<token>`, to put after the server's origin. */
   path: string;
   expiresAt: Date;
+}
+
+/**
+ * A link's full URL: under PUBLIC_URL when it is set (the address people
+ * reach, e.g. behind a proxy that rewrites the host), else under the origin
+ * the request making it reached (decision 151).
+ */
+export function downloadLinkUrl(config: Pick<ServerConfig, 'publicUrl' | 'publicUrlConfigured'>, requestOrigin: string, linkPath: string): string {
+  return `${(config.publicUrlConfigured ? config.publicUrl : requestOrigin).replace(/\/+$/, '')}${linkPath}`;
 }
 
 /** The error for an expiry outside 1 second to 7 days, naming the field; null when it is fine. */
@@ -187,6 +198,82 @@ export async function recordDownloadLinkUse(
       targetType: 'client',
       targetId: link.clientId,
       details: { linkId: link.id, ...details },
+    });
+  });
+}
+
+export interface LiveDownloadLink {
+  id: string;
+  tokenPrefix: string;
+  clientId: string;
+  clientName: string;
+  kind: 'version' | 'archive';
+  path: string;
+  versionId: number | null;
+  asOf: Date | null;
+  createdAt: Date;
+  expiresAt: Date;
+  uses: number;
+  /** The personal access token that made it; null when made on the dashboard. */
+  apiTokenName: string | null;
+}
+
+/** At most this many are listed; a user rarely has more than a handful alive (7 days at most each). */
+export const LIVE_LINKS_LISTED = 500;
+
+/** The user's links that work now (not expired, not revoked, their token alive), newest first. */
+export async function listLiveDownloadLinks(db: Db, userId: string, now: Date): Promise<LiveDownloadLink[]> {
+  const rows = await db
+    .select({
+      id: downloadLinks.id,
+      tokenPrefix: downloadLinks.tokenPrefix,
+      clientId: downloadLinks.clientId,
+      clientName: clients.name,
+      kind: downloadLinks.kind,
+      path: downloadLinks.path,
+      versionId: downloadLinks.fileVersionId,
+      asOf: downloadLinks.asOf,
+      createdAt: downloadLinks.createdAt,
+      expiresAt: downloadLinks.expiresAt,
+      uses: downloadLinks.uses,
+      apiTokenName: apiTokens.name,
+    })
+    .from(downloadLinks)
+    .innerJoin(clients, eq(clients.id, downloadLinks.clientId))
+    .leftJoin(apiTokens, eq(apiTokens.id, downloadLinks.apiTokenId))
+    .where(
+      and(
+        eq(downloadLinks.userId, userId),
+        isNull(downloadLinks.revokedAt),
+        gt(downloadLinks.expiresAt, now),
+        or(isNull(downloadLinks.apiTokenId), and(isNull(apiTokens.revokedAt), gt(apiTokens.expiresAt, now))),
+      ),
+    )
+    .orderBy(desc(downloadLinks.createdAt))
+    .limit(LIVE_LINKS_LISTED);
+  return rows;
+}
+
+/**
+ * Revokes one live link of the user; NotFoundError when the user has no such
+ * live link (another user's link is "no such link" too). Audited as
+ * `download-link.revoke` on the link's client.
+ */
+export async function revokeDownloadLink(ctx: AppContext, userId: string, linkId: string, actor: Actor, now: Date): Promise<void> {
+  await ctx.database.db.transaction(async (tx) => {
+    const [row] = await tx
+      .update(downloadLinks)
+      .set({ revokedAt: now })
+      .where(and(eq(downloadLinks.id, linkId), eq(downloadLinks.userId, userId), isNull(downloadLinks.revokedAt), gt(downloadLinks.expiresAt, now)))
+      .returning({ clientId: downloadLinks.clientId, tokenPrefix: downloadLinks.tokenPrefix, kind: downloadLinks.kind, path: downloadLinks.path });
+    if (!row) throw new NotFoundError('no such download link');
+    await recordAudit(tx, {
+      actorUserId: actor.userId,
+      actorName: actor.name,
+      action: 'download-link.revoke',
+      targetType: 'client',
+      targetId: row.clientId,
+      details: { linkId, tokenPrefix: row.tokenPrefix, kind: row.kind, path: row.path, userId },
     });
   });
 }

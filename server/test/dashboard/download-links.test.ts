@@ -119,6 +119,7 @@ describe.each(testDatabaseKinds())('temporary download links (%s)', (kind) => {
   it('downloads the file at a path, as of now and as of an earlier run, with no session or token', async () => {
     const now = await makeLink(token, { path: '/home/alice/notes.txt' });
     expect(now).toMatchObject({ kind: 'version', path: '/home/alice/notes.txt', asOf: null });
+    // Without PUBLIC_URL the origin is the one the request reached (127.0.0.1:port), not PUBLIC_URL's default http://localhost:0.
     expect(now.url).toMatch(new RegExp(`^${h.url}/api/v1/download/cairn_dl_[A-Za-z0-9_-]{43}$`));
     // Default: one hour.
     expect(Date.parse(now.expiresAt) - Date.now()).toBeGreaterThan(3500_000);
@@ -260,6 +261,54 @@ describe.each(testDatabaseKinds())('temporary download links (%s)', (kind) => {
     expect((entry!.details as { links: number }).links).toBeGreaterThanOrEqual(2);
   });
 
+  it('lists the user’s live links on their page and the API, and revokes one at a time (CSRF, audited); another user’s link is 404', async () => {
+    token = await passwordToken('alice', 'alice-password-1', { tokenName: 'links CLI' });
+    const keep = await makeLink(token, { path: '/home/alice/notes.txt' });
+    const stop = await makeLink(token, { folder: '/home/alice/docs', expiresInSeconds: 600 });
+    const listed = await json(await call(token, 'GET', `/users/${aliceId}/download-links`));
+    expect(listed.links.map((l: { id: string }) => l.id)).toEqual([stop.id, keep.id]);
+    expect(listed.links[0]).toMatchObject({ kind: 'archive', path: '/home/alice/docs', clientName: 'alice-laptop', uses: 0, apiTokenName: 'links CLI' });
+    await download(keep.url);
+    const page = await alice.get(`/users/${aliceId}`);
+    expect(page.body).toContain('Temporary download links');
+    expect(page.body).toContain(`/users/${aliceId}/download-links/${stop.id}/revoke`);
+    // Without the CSRF token the form is refused and the link keeps working.
+    expect((await alice.post(`/users/${aliceId}/download-links/${stop.id}/revoke`, {}, { withCsrf: false })).status).toBe(403);
+    expect((await download(stop.url)).status).toBe(200);
+    await alice.get(`/users/${aliceId}`);
+    const revoked = await alice.post(`/users/${aliceId}/download-links/${stop.id}/revoke`, {});
+    expect(revoked.status).toBe(303);
+    expect(revoked.location).toContain('notice=download-link-revoked');
+    expect((await json(await download(stop.url))).message).toBe('this download link no longer works: revoked');
+    expect((await download(keep.url)).status).toBe(200);
+    const [entry] = await h.ctx.database.db.select().from(auditLog).where(eq(auditLog.action, 'download-link.revoke'));
+    expect(entry).toMatchObject({ actorName: 'alice', targetId: agent.clientId, details: { linkId: stop.id, path: '/home/alice/docs' } });
+    const after = await json(await call(token, 'GET', `/users/${aliceId}/download-links`));
+    expect(after.links.map((l: { id: string }) => l.id)).toEqual([keep.id]);
+    expect(after.links[0].uses).toBe(2);
+    // Twice, or a made-up id: 404; through the API as well.
+    expect((await alice.post(`/users/${aliceId}/download-links/${stop.id}/revoke`, {})).status).toBe(404);
+    expect((await alice.post(`/users/${aliceId}/download-links/not-a-uuid/revoke`, {})).status).toBe(404);
+
+    // Bob cannot see or stop Alice's links: her page is 403, her link under his name 404.
+    const bob = new Browser(h.url);
+    await bob.login('bob', 'bob-password-1');
+    const bobId = (await json(await call(await passwordToken('bob', 'bob-password-1'), 'GET', '/me'))).user.id as string;
+    await bob.get(`/users/${bobId}`);
+    expect((await bob.post(`/users/${aliceId}/download-links/${keep.id}/revoke`, {})).status).toBe(403);
+    expect((await bob.post(`/users/${bobId}/download-links/${keep.id}/revoke`, {})).status).toBe(404);
+    const bobToken = await passwordToken('bob', 'bob-password-1');
+    expect((await call(bobToken, 'GET', `/users/${aliceId}/download-links`)).status).toBe(403);
+    expect((await call(bobToken, 'DELETE', `/users/${bobId}/download-links/${keep.id}`)).status).toBe(404);
+    expect((await download(keep.url)).status).toBe(200);
+    // Alice revokes it through the API (a read-only token may: it only takes access away).
+    const readOnly = await passwordToken('alice', 'alice-password-1', { readOnly: true });
+    expect(await json(await call(readOnly, 'DELETE', `/users/${aliceId}/download-links/${keep.id}`))).toEqual({ ok: true });
+    expect((await download(keep.url)).status).toBe(410);
+    expect((await call(readOnly, 'DELETE', `/users/${aliceId}/download-links/${keep.id}`)).status).toBe(404);
+    expect((await json(await call(token, 'GET', `/users/${aliceId}/download-links`))).links).toEqual([]);
+  });
+
   it('stops working when its user is disabled', async () => {
     token = await passwordToken('alice', 'alice-password-1');
     const link = await makeLink(token, { path: '/home/alice/notes.txt' });
@@ -281,5 +330,44 @@ describe.each(testDatabaseKinds())('temporary download links (%s)', (kind) => {
     expect(create.security).toEqual([{ bearer: [] }]);
     expect(Object.keys(create.requestBody.content['application/json'].schema.properties)).toEqual(['versionId', 'path', 'folder', 'asOf', 'expiresInSeconds']);
     expect(doc.paths['/api/v1/auth/token'].post).toBeDefined();
+  });
+});
+
+describe('temporary download links with PUBLIC_URL set', () => {
+  let h: DashboardHarness;
+
+  beforeAll(async () => {
+    h = await startDashboardHarness('embedded', { PUBLIC_URL: 'https://backup.example.test/cairn/' });
+    await addUser(h.ctx, 'alice', 'alice-password-1');
+  });
+
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('builds the URL under PUBLIC_URL (the address people reach), from the API and the dashboard', async () => {
+    const agent = await TestAgent.register(h.url, 'alice', 'alice-password-1', 'alice-laptop');
+    await agent.backup([{ path: '/home/alice/notes.txt', content: 'notes' }]);
+    const issued = await fetch(`${h.url}/api/v1/auth/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username: 'alice', password: 'alice-password-1' }),
+    });
+    const { token } = (await issued.json()) as { token: string };
+    const made = await fetch(`${h.url}${API}/clients/${agent.clientId}/download-links`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ path: '/home/alice/notes.txt' }),
+    });
+    const { url } = (await made.json()) as { url: string };
+    expect(url).toMatch(/^https:\/\/backup\.example\.test\/cairn\/api\/v1\/download\/cairn_dl_[A-Za-z0-9_-]{43}$/);
+    // The proxy would strip /cairn; here the same path on the server itself downloads.
+    expect(await (await fetch(url.replace('https://backup.example.test/cairn', h.url))).text()).toBe('notes');
+
+    const alice = new Browser(h.url);
+    await alice.login('alice', 'alice-password-1');
+    await alice.get(`/clients/${agent.clientId}/files?path=/home/alice`);
+    const page = await alice.post(`/clients/${agent.clientId}/download-links`, { folder: '/home/alice', asOf: '', expires: '1h' });
+    expect(/value="([^"]+)" id="download-link"/.exec(page.body)![1]).toMatch(/^https:\/\/backup\.example\.test\/cairn\/api\/v1\/download\/cairn_dl_/);
   });
 });
