@@ -3,7 +3,9 @@
  * with a password read from stdin saves a token in a 0600 file, account and
  * clients read the admin API, files lists a tree as of a time, file url and
  * folder url print temporary download URLs that work without a session,
- * file get downloads, alerts lists and acknowledges, verify lists and starts
+ * file get downloads, users, runs, rules and file versions read the admin
+ * API, restore makes a restore job and --wait follows it to its outcome,
+ * alerts lists and acknowledges, verify lists and starts
  * runs (administrators), logout revokes the token and deletes the file, and
  * errors are clear with a non-zero exit.
  */
@@ -19,6 +21,9 @@ import { listRuns } from '../../server/src/services/backup-repository.ts';
 import { TestAgent } from '../../server/test/dashboard/agent-fixture.ts';
 import { addUser, startDashboardHarness, type DashboardHarness } from '../../server/test/dashboard/dashboard-harness.ts';
 import { REPO_ROOT } from '../helpers/processes.ts';
+
+/** The client's agent, played over the agent API where a test needs one. */
+const cliAgent: { agent: TestAgent } = { agent: undefined as unknown as TestAgent };
 
 /** The installed bin, which finds tsx itself, so it runs from any folder. */
 const CLI = path.join(REPO_ROOT, 'client/bin/cairn.js');
@@ -55,6 +60,7 @@ describe('cairn CLI', () => {
     h = await startDashboardHarness('embedded');
     aliceId = (await addUser(h.ctx, 'alice', 'alice-password-1')).id;
     const agent = await TestAgent.register(h.url, 'alice', 'alice-password-1', 'alice-laptop');
+    cliAgent.agent = agent;
     clientId = agent.clientId;
     await agent.backup([{ path: '/home/alice/notes.txt', content: 'first notes' }]);
     firstRunAt = (await listRuns(h.ctx.database.db, agent.clientId))[0]!.finishedAt!;
@@ -143,6 +149,55 @@ describe('cairn CLI', () => {
     const again = await cairn(['file', 'get', 'alice-laptop', '/home/alice/notes.txt'], '', dir);
     expect(again.code).toBe(1);
     expect(again.stderr).toContain('not overwriting an existing file');
+  });
+
+  it('lists users, runs, the retention in force and a file\'s versions', async () => {
+    const users = await cairn(['users']);
+    expect(users.code).toBe(0);
+    expect(users.stdout).toMatch(/^alice\t[0-9a-f-]{36}\tuser\tkeeps \d+ versions/);
+    const runs = await cairn(['runs', 'alice-laptop', '--limit', '5']);
+    expect(runs.code).toBe(0);
+    expect(runs.stdout.trim().split('\n')).toHaveLength(2);
+    expect(runs.stdout).toMatch(/succeeded/);
+    expect((await cairn(['runs', 'alice-laptop', '--limit', 'lots'])).code).toBe(2);
+    const rules = await cairn(['rules', 'alice-laptop']);
+    expect(rules.code).toBe(0);
+    expect(rules.stdout).toMatch(/each file: the last \d+ versions.*\(owner's policy\)/);
+    const versions = await cairn(['file', 'versions', 'alice-laptop', '/home/alice/notes.txt', '--json']);
+    const listed = JSON.parse(versions.stdout) as { versions: { size: number; validTo: string | null }[] };
+    expect(listed.versions.map((v) => [v.size, v.validTo === null])).toEqual([[12, true], [11, false]]);
+  });
+
+  it('makes a restore job and follows it with --wait to the agent\'s outcome, exit 0 on success', async () => {
+    const { agent } = cliAgent;
+    const waiting = cairn(['restore', 'alice-laptop', '/home/alice/docs', '--into', '/srv/restored', '--then', 'ls', '--wait']);
+    // Play the target agent over the real agent API: claim the job, report progress, finish it.
+    let claimed: { jobId: string; paths: string[]; targetDir: string; postCommand: string | null } | null = null;
+    for (let i = 0; i < 200 && claimed === null; i++) {
+      const answer = await fetch(`${h.url}/api/v1/restore-jobs/claim`, { method: 'POST', headers: { authorization: `Bearer ${agent.token}`, 'content-type': 'application/json' }, body: '{}' });
+      if (answer.status === 200) claimed = (await answer.json()) as typeof claimed;
+      else await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(claimed).toMatchObject({ paths: ['/home/alice/docs'], targetDir: '/srv/restored', postCommand: 'ls' });
+    const command = { command: 'ls', source: 'server', exitCode: 0, durationMs: 3, timedOut: false, output: 'plan.md' };
+    const finish = await fetch(`${h.url}/api/v1/restore-jobs/${claimed!.jobId}/finish`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${agent.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ status: 'succeeded', filesRestored: 1, bytesRestored: 6, filesFailed: 0, failures: [], command, error: null }),
+    });
+    expect(finish.status).toBe(200);
+    const done = await waiting;
+    expect(done.code, done.stderr).toBe(0);
+    expect(done.stdout).toContain(`Restore job ${claimed!.jobId} succeeded`);
+    expect(done.stdout).toContain('command ls: exit code 0');
+    const listed = await cairn(['restores', 'alice-laptop']);
+    expect(listed.stdout).toContain(`${claimed!.jobId}\tsucceeded\talice-laptop → alice-laptop\t/home/alice/docs`);
+    // A finished job cannot be cancelled; a bad path is the server's 400, exit 1; no --into is a usage error.
+    expect((await cairn(['restore', 'cancel', claimed!.jobId])).code).toBe(1);
+    const bad = await cairn(['restore', 'alice-laptop', 'relative', '--into', '/srv/x']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('paths: not an absolute path');
+    expect((await cairn(['restore', 'alice-laptop', '/home'])).code).toBe(2);
   });
 
   it('logs in with an existing token too', async () => {

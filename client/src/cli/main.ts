@@ -28,6 +28,16 @@ const USAGE = `Usage: cairn <command> [options]
                                             a temporary download URL for a .tar.gz
   file get <client> <path> [--as-of TIME] [-o FILE]
                                             download the file (default: its name here)
+  file versions <client> <path>             every retained version of that file
+  users                                     the users (administrators; others: themselves)
+  runs <client> [--limit N]                 the client's backup runs, newest first
+  rules <client>                            the retention in force for the client: versions, days,
+                                            folder rules and restore points (its own or its owner's)
+  restore <client> <path>... --into DIR [--to CLIENT] [--as-of TIME] [--overwrite]
+          [--then COMMAND] [--wait]         a restore job: the target's agent restores the paths
+                                            into DIR and runs COMMAND after; --wait follows it
+  restores <client>                         restore jobs from or onto the client
+  restore cancel <job-id>                   cancel a queued or running restore job
   alerts [--state STATE] [--client NAME]    alerts of your clients (default: open and acknowledged)
   alerts ack <id>                           acknowledge an open alert
   verify                                    verify runs and what is damaged (administrators)
@@ -206,6 +216,23 @@ async function logout(env: NodeJS.ProcessEnv): Promise<void> {
   console.log(`Signed out of ${server}: ${outcome}; removed ${file}`);
 }
 
+function restoreLine(j: Json): string {
+  return [j.id, j.status, `${j.sourceClientName as string} → ${j.targetClientName as string}`, (j.paths as string[]).join(','), `into ${j.targetDir as string}`, `as of ${time(j.asOf)}`, `made ${time(j.createdAt)}`].join('\t');
+}
+
+/** A finished job as a person reads it: what was restored, what failed, the command's result. */
+function restoreOutcome(j: Json): string {
+  const result = j.result as Json | null;
+  const lines = [`Restore job ${j.id as string} ${j.status as string}${j.error ? `: ${j.error as string}` : ''}`];
+  if (result) {
+    lines.push(`restored ${String(result.filesRestored)} files, ${formatBytes(result.bytesRestored as number)}; ${String(result.filesFailed)} failed`);
+    for (const f of result.failures as Json[]) lines.push(`FAILED ${f.path as string}: ${f.error as string}`);
+    const command = result.command as Json | null;
+    if (command) lines.push(`command ${command.command as string}: ${command.refused ? 'refused' : command.timedOut ? 'timed out' : `exit code ${String(command.exitCode)}`}${command.output ? `\n${command.output as string}` : ''}`);
+  }
+  return lines.join('\n');
+}
+
 async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
   let parsed;
   try {
@@ -223,6 +250,12 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
         output: { type: 'string', short: 'o' },
         state: { type: 'string' },
         client: { type: 'string' },
+        limit: { type: 'string' },
+        into: { type: 'string' },
+        to: { type: 'string' },
+        overwrite: { type: 'boolean' },
+        then: { type: 'string' },
+        wait: { type: 'boolean' },
         json: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -324,6 +357,105 @@ async function main(argv: string[], env: NodeJS.ProcessEnv): Promise<number> {
       await pipeline(response.body, out === '-' ? process.stdout : createWriteStream(out, { flags: 'wx' }));
       if (out !== '-') console.error(`saved ${link.path} to ${out}`);
       return 0;
+    }
+    if (command === 'file' && args[0] === 'versions') {
+      const client = await findClient(s, args[1]);
+      if (!args[2]) throw new UsageError('name the file: cairn file versions <client> <path>');
+      const { versions } = await api<{ versions: Json[] }>(s, 'GET', `/admin/clients/${client.id as string}/versions?${new URLSearchParams({ path: args[2] })}`);
+      print(json, { versions }, () =>
+        versions.length === 0
+          ? 'No version of that path is kept.'
+          : versions
+              .map((v) => `${time(v.validFrom)} → ${v.validTo ? time(v.validTo) : 'current'}	${v.kind === 'file' ? formatBytes(v.size as number) : (v.kind as string)}	${typeof v.sha256 === 'string' ? v.sha256.slice(0, 12) : '-'}`)
+              .join('\n'),
+      );
+      return 0;
+    }
+    if (command === 'users') {
+      const me = await api<{ user: Json }>(s, 'GET', '/admin/me');
+      const users = me.user.isAdmin ? (await api<{ users: Json[] }>(s, 'GET', '/admin/users')).users : [await api<Json>(s, 'GET', `/admin/users/${me.user.id as string}`)];
+      print(json, { users }, () =>
+        users
+          .map((u) => `${u.username as string}\t${u.id as string}\t${u.isAdmin ? 'admin' : 'user'}${u.disabled ? ' (disabled)' : ''}\tkeeps ${String(u.retentionVersions)} versions${u.retentionDays === null ? '' : `, ${String(u.retentionDays)} days`}`)
+          .join('\n'),
+      );
+      return 0;
+    }
+    if (command === 'runs') {
+      const client = await findClient(s, args[0]);
+      const limit = values.limit === undefined ? 20 : Number(values.limit);
+      if (!Number.isInteger(limit) || limit < 1 || limit > 500) throw new UsageError('--limit: a whole number from 1 to 500');
+      const { runs } = await api<{ runs: Json[] }>(s, 'GET', `/admin/clients/${client.id as string}/runs?limit=${limit}`);
+      print(json, { runs }, () =>
+        runs.length === 0
+          ? 'No runs yet.'
+          : runs
+              .map((r) => `${time(r.startedAt)}\t${(r.status as string).padEnd(9)}\t${r.trigger as string}\tscanned ${String(r.filesScanned)}, changed ${String(r.filesChanged)}, failed ${String(r.filesFailed)}\t${formatBytes(r.bytesUploaded as number)} uploaded${r.error ? `\t${r.error as string}` : ''}`)
+              .join('\n'),
+      );
+      return 0;
+    }
+    if (command === 'rules') {
+      const client = await findClient(s, args[0]);
+      const own = client.retentionRules as Json | null;
+      const owner = own === null || client.retention === null || (client.retention as Json).versions === null ? await api<Json>(s, 'GET', `/admin/users/${client.ownerId as string}`).catch(() => null) : null;
+      const base = (client.retention as Json | null)?.versions != null ? (client.retention as Json) : owner ? { versions: owner.retentionVersions, days: owner.retentionDays } : null;
+      const rules = (own ?? owner?.retentionRules ?? null) as { folders: { folder: string; rules: { count: number; minAgeDays: number }[] }[]; restorePoints: Record<string, number> } | null;
+      const answer = { client: client.name, retention: base, retentionFrom: (client.retention as Json | null)?.versions != null ? 'client' : 'owner', retentionRules: rules, rulesFrom: own !== null ? 'client' : 'owner' };
+      print(json, answer, () => {
+        const lines = [`${client.name as string}:`];
+        lines.push(base ? `  each file: the last ${String(base.versions)} versions${base.days == null ? '' : `, for at most ${String(base.days)} days`} (${answer.retentionFrom}'s policy)` : '  each file: the owner\'s policy (not readable with this token)');
+        if (rules) {
+          for (const f of rules.folders) lines.push(`  ${f.folder}: ${f.rules.map((r) => `${r.count}.${r.minAgeDays}`).join(' ')} (count.min_age_days)`);
+          const points = Object.entries(rules.restorePoints).filter(([, n]) => n > 0).map(([kind, n]) => `${n} ${kind}`);
+          lines.push(`  restore points: ${points.length > 0 ? points.join(', ') : 'none kept beyond the rules above'} (${answer.rulesFrom}'s rules)`);
+        }
+        return lines.join('\n');
+      });
+      return 0;
+    }
+    if (command === 'restores') {
+      const client = await findClient(s, args[0]);
+      const { jobs } = await api<{ jobs: Json[] }>(s, 'GET', `/admin/clients/${client.id as string}/restore-jobs`);
+      print(json, { jobs }, () => (jobs.length === 0 ? 'No restore jobs.' : jobs.map(restoreLine).join('\n')));
+      return 0;
+    }
+    if (command === 'restore' && args[0] === 'cancel') {
+      if (!args[1]) throw new UsageError('name the job: cairn restore cancel <job-id> (cairn restores <client> lists them)');
+      const answer = await api<{ status: string }>(s, 'POST', `/admin/restore-jobs/${encodeURIComponent(args[1])}/cancel`);
+      print(json, answer, () => (answer.status === 'cancelled' ? 'Cancelled before it started.' : 'Cancel requested: the agent stops before its next file.'));
+      return 0;
+    }
+    if (command === 'restore') {
+      const client = await findClient(s, args[0]);
+      const paths = args.slice(1);
+      if (paths.length === 0) throw new UsageError('name what to restore: cairn restore <client> <path>... --into DIR (/ for everything)');
+      if (!values.into) throw new UsageError('--into: the directory on the target machine to restore into');
+      const target = values.to ? await findClient(s, values.to) : client;
+      const asOf = asOfParam(values['as-of']);
+      let job = await api<Json>(s, 'POST', `/admin/clients/${client.id as string}/restore-jobs`, {
+        targetClientId: target.id,
+        paths,
+        targetDir: values.into,
+        overwrite: values.overwrite === true,
+        ...(values.then ? { postCommand: values.then } : {}),
+        ...(asOf ? { asOf } : {}),
+      });
+      if (!values.wait) {
+        print(json, job, () => `Restore job ${job.id as string} queued for ${job.targetClientName as string}; cairn restores ${client.name as string} follows it.`);
+        return 0;
+      }
+      if (!json) console.error(`restore job ${job.id as string} queued for ${job.targetClientName as string}; waiting for it`);
+      let shown = '';
+      while (job.status === 'queued' || job.status === 'running') {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        job = await api<Json>(s, 'GET', `/admin/restore-jobs/${job.id as string}`);
+        const progress = job.progress as Json | null;
+        const line = progress ? `${job.status as string}: ${String(progress.filesDone)}/${String(progress.filesTotal)} files, ${formatBytes(progress.bytesDone as number)}/${formatBytes(progress.bytesTotal as number)}` : (job.status as string);
+        if (!json && line !== shown) console.error((shown = line));
+      }
+      print(json, job, () => restoreOutcome(job));
+      return job.status === 'succeeded' ? 0 : 1;
     }
     if (command === 'alerts' && args[0] === 'ack') {
       if (!args[1]) throw new UsageError('name the alert: cairn alerts ack <id> (cairn alerts lists them)');

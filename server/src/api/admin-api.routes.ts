@@ -26,6 +26,7 @@ import { createDownloadLink, downloadLinkUrl, DOWNLOAD_LINK_DEFAULT_SECONDS, exp
 import { findUser, listUsers } from '../services/users.service.ts';
 import { listServers } from '../services/server-registry.service.ts';
 import { listDamage, listVerifyRuns, startVerifyRun } from '../storage/verify-job.ts';
+import { VersionsQuery, VersionsResponse } from '@cairn/shared';
 import { registerRestoreJobAdminRoutes } from './admin-restore-jobs.routes.ts';
 import {
   ALERT_STATES,
@@ -225,6 +226,24 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
         ...(after !== undefined && { after }),
         ...(limit !== undefined && { limit }),
       });
+    },
+  );
+
+  app.get(
+    '/clients/:id/versions',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'Every retained version of one path of the client, newest first',
+        security: TOKEN_AUTH,
+        params: IdParams,
+        querystring: VersionsQuery,
+        response: { 200: VersionsResponse, ...errors },
+      },
+    },
+    async (request) => {
+      const client = await visibleClient(request, request.params.id);
+      return { versions: await listPathVersions(db, client.id, request.query.path) };
     },
   );
 
