@@ -64,7 +64,8 @@ describe.each(testDatabaseKinds())('the client page (%s)', (kind) => {
     expect(card.indexOf('pg_dump app')).toBeLessThan(card.indexOf('echo &lt;local-dump&gt; &amp;&amp; sync'));
     expect(card).toContain('refused by the agent');
     expect(card).toContain('ALLOW_REMOTE_COMMANDS=false');
-    expect(card).toContain('every 2 h (BACKUP_INTERVAL on the agent)');
+    expect(card).toContain('<span class="small">every 2 h (BACKUP_INTERVAL on the agent)');
+    expect(card).toContain('timeout 10 min');
     const [stored] = rowsOf<{ local_config: unknown }>(await h.ctx.database.db.execute(sql`select local_config from clients where id = ${agent.clientId}`));
     expect(JSON.stringify(stored!.local_config)).not.toContain('hunter2');
 
