@@ -31,6 +31,8 @@ export const LIMITS = {
   logBatch: 1_000,
   /** Captured output of one pre-command, in bytes. */
   commandOutputBytes: 64 * 1024,
+  /** Items per list of an agent's local configuration report (paths, excludes, pre-commands, allow-list). */
+  localConfigItems: 1_000,
   /** Page size of file listings. */
   pageSize: 1_000,
   maxPageSize: 10_000,
@@ -148,11 +150,41 @@ export const ClientConfig = Type.Object({
 });
 export type ClientConfig = Static<typeof ClientConfig>;
 
+/**
+ * What the agent is configured with on its own machine (its environment or
+ * its setup page), which it adds to the central configuration: sent with
+ * every ping so the dashboard shows it beside the central one, each item
+ * marked local. Only these fields, never a secret: no password, token or
+ * enrollment key (decision 160). A list longer than LIMITS.localConfigItems,
+ * or an item the schema would refuse, is left out by the agent and
+ * `truncated` says so, so a report never costs the heartbeat.
+ */
+export const LocalConfigReport = Type.Object({
+  /** Local monitored paths (MONITORED_PATHS or the setup page), normalised. */
+  monitoredPaths: Type.Array(Text({ minLength: 1, maxLength: LIMITS.pathBytes }), { maxItems: LIMITS.localConfigItems }),
+  /** EXCLUDES: fast-glob patterns. */
+  excludes: Type.Array(Text({ minLength: 1, maxLength: 4096 }), { maxItems: LIMITS.localConfigItems }),
+  /** PRE_COMMANDS, each with PRE_COMMAND_TIMEOUT; run after the central ones. */
+  preCommands: Type.Array(PreCommand, { maxItems: LIMITS.localConfigItems }),
+  /** ALLOW_REMOTE_COMMANDS: whether commands from the server run on this machine at all. */
+  allowRemoteCommands: Type.Boolean(),
+  // Null first: the server's Ajv coerces types, and would turn null into the first branch's 0 or ''.
+  /** REMOTE_COMMAND_ALLOWLIST when set: a server command runs only when equal to one of these. */
+  remoteCommandAllowlist: Type.Union([Type.Null(), Type.Array(Text({ minLength: 1, maxLength: 4096 }), { maxItems: LIMITS.localConfigItems })]),
+  /** BACKUP_INTERVAL when set: it overrides the server's schedule on this machine. */
+  backupIntervalSeconds: Type.Union([Type.Null(), Type.Integer({ minimum: 1, maximum: INT32_MAX })]),
+  /** Some item was left out (too many, or too long to report). */
+  truncated: Type.Optional(Type.Boolean()),
+});
+export type LocalConfigReport = Static<typeof LocalConfigReport>;
+
 export const PingRequest = Type.Object({
   agentVersion: Type.Optional(Text({ maxLength: 64 })),
   hostname: Type.Optional(Text({ maxLength: 255 })),
   /** What the agent is doing right now, for the dashboard. */
   state: Type.Optional(Type.Union([Type.Literal('idle'), Type.Literal('running')])),
+  /** The agent's local configuration; absent from older agents (the server then keeps what it last had). */
+  localConfig: Type.Optional(LocalConfigReport),
 });
 export type PingRequest = Static<typeof PingRequest>;
 

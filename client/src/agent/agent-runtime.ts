@@ -5,6 +5,7 @@ import { DEFAULT_TIME_ZONE, describeSchedule, nextRunAt, type BackupSchedule, ty
 import { runBackupCycle, type LocalBackupSettings } from '../backup/backup-cycle.ts';
 import { newProgress, type CycleProgress, type CycleReport, type CycleTrigger } from '../backup/backup-progress.ts';
 import { DEFAULT_BACKUP_INTERVAL_SECONDS, DEFAULT_PING_INTERVAL_SECONDS, type AgentConfig, type EnvCredentials } from '../config/agent-config.ts';
+import { localConfigReport } from '../config/local-config-report.ts';
 import type { Logger } from '../logger.ts';
 import { ApiClient } from '../net/api-client.ts';
 import { errorMessage, isAuthError } from '../net/http-errors.ts';
@@ -358,10 +359,14 @@ export class AgentRuntime {
     });
   }
 
+  /** The local monitored paths: the setup page's in UI mode, MONITORED_PATHS in env mode. */
+  #localMonitoredPaths(): string[] {
+    return this.config.uiEnabled ? (this.#state?.monitoredPaths ?? []) : this.config.monitoredPaths;
+  }
+
   #settings(): LocalBackupSettings {
-    const state = this.#state as AgentState;
     return {
-      monitoredPaths: this.config.uiEnabled ? state.monitoredPaths : this.config.monitoredPaths,
+      monitoredPaths: this.#localMonitoredPaths(),
       excludes: this.config.excludes,
       preCommands: this.config.preCommands,
       preCommandTimeoutSeconds: this.config.preCommandTimeoutSeconds,
@@ -430,7 +435,12 @@ export class AgentRuntime {
   /** One heartbeat: records it, applies the schedule it brings and starts a requested run. */
   async #pingOnce(api: ApiClient): Promise<void> {
     try {
-      const answer = await api.ping({ agentVersion: AGENT_VERSION, hostname: os.hostname(), state: this.#current ? 'running' : 'idle' });
+      const answer = await api.ping({
+        agentVersion: AGENT_VERSION,
+        hostname: os.hostname(),
+        state: this.#current ? 'running' : 'idle',
+        localConfig: localConfigReport(this.config, this.#localMonitoredPaths()),
+      });
       this.#lastPingAt = new Date().toISOString();
       this.#lastPingError = null;
       this.#onServerSchedule(answer.schedule);

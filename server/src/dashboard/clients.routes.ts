@@ -11,7 +11,8 @@ import {
   THRESHOLD_FIELDS,
 } from '../alerts/alert-settings.ts';
 import { BadRequestError, ConflictError } from '../errors.ts';
-import { listRuns } from '../services/backup-repository.ts';
+import { findRun, listRuns } from '../services/backup-repository.ts';
+import type { RunStatus } from '@cairn/shared';
 import { liveProgressOf } from '../live/live-progress.ts';
 import {
   createClient,
@@ -35,6 +36,7 @@ import {
   validateClientConfig,
 } from './client-config-form.ts';
 import { classifyClientHealth, HEALTH_STATES, scheduleFacts } from './client-health.ts';
+import { effectiveConfig } from './client-config-sources.ts';
 import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, renderPage, requireAdmin, viewer } from './dashboard-context.ts';
 import type { LogLevelFilter, Viewer } from './dashboard.repository.ts';
 import { clientsWithHealth } from './overview.routes.ts';
@@ -43,6 +45,9 @@ import { clientsWithHealth } from './overview.routes.ts';
 const TIME_ZONES: readonly string[] = ['UTC', ...Intl.supportedValuesOf('timeZone').filter((zone) => zone !== 'UTC')];
 const LOG_LEVELS: LogLevelFilter[] = ['debug', 'info', 'warn', 'error'];
 const LOG_PAGE_SIZE = 200;
+const RUN_PAGE_SIZE = 50;
+const RUN_STATUSES: RunStatus[] = ['succeeded', 'partial', 'failed', 'running'];
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The client page's retention card (views/_client-retention.eta): the base override, then folder and restore-point rules. */
 type RetentionFormInput = { retentionOverride: string; retentionVersions: string; retentionDays: string; rulesOverride: string } & RetentionRulesInput;
@@ -121,6 +126,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
         owners: user.isAdmin ? await listUsers(db) : [],
         moveError,
         runs: await listRuns(db, client.id, { limit: 20 }),
+        effective: effectiveConfig(client, client.localConfig, client.localConfigAt),
         alerts: await repo.listAlerts(user, { state: 'unresolved', clientId: client.id, limit: 50 }),
         changes: await repo.listAudit({ limit: 10, targetId: client.id }),
         form: form ?? { values: configFormValues(client), errors: {} },
@@ -270,6 +276,36 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     const client = await repo.getClient(user, request.params.id);
     await revokeClientToken(ctx, client.id, actorOf(user));
     return redirectAfterPost(reply, `/clients/${client.id}?notice=token-revoked`);
+  });
+
+  // The whole run history, a page at a time (keyset: `before` is the last run shown).
+  app.get<{ Params: { id: string } }>('/clients/:id/runs', async (request, reply) => {
+    const client = await repo.getClient(viewer(request), request.params.id);
+    const statusText = queryParam(request, 'status');
+    const status = RUN_STATUSES.find((s) => s === statusText);
+    if (statusText !== '' && status === undefined) throw new BadRequestError(`status: one of ${RUN_STATUSES.join(', ')}`);
+    const before = queryParam(request, 'before');
+    if (before !== '' && (!UUID_PATTERN.test(before) || (await findRun(db, before))?.clientId !== client.id)) {
+      throw new BadRequestError('before: must be the id of a run of this client');
+    }
+    const page = await listRuns(db, client.id, {
+      limit: RUN_PAGE_SIZE + 1,
+      ...(before !== '' && { afterRun: before }),
+      ...(status !== undefined && { status }),
+    });
+    const runs = page.slice(0, RUN_PAGE_SIZE);
+    return renderPage(request, reply, deps, 'client-runs', {
+      title: `${client.name}: runs`,
+      nav: 'clients',
+      tab: 'runs',
+      client,
+      runs,
+      status: status ?? null,
+      statuses: RUN_STATUSES,
+      pageSize: RUN_PAGE_SIZE,
+      paged: before !== '',
+      nextBefore: page.length > RUN_PAGE_SIZE ? runs[runs.length - 1]!.runId : null,
+    });
   });
 
   app.get<{ Params: { id: string } }>('/clients/:id/logs', async (request, reply) => {

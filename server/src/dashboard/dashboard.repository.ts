@@ -16,6 +16,7 @@ import { alerts, auditLog, backupRuns, clientLogs, clientPaths, clients, fileVer
 import { versionColumns, versionPathJoin } from '../db/version-columns.ts';
 import { NotFoundError } from '../errors.ts';
 import { scheduleColumnsOfRaw } from '../services/clients.service.ts';
+import type { FileSearchPatterns } from './file-search.ts';
 
 export interface Viewer {
   id: string;
@@ -32,6 +33,36 @@ export type AlertState = AlertRow['state'];
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export const isUuid = (value: string): boolean => UUID.test(value);
 
+
+/**
+ * The file search's candidates (decision 162): `limit + 1` of the client's
+ * paths that match (`path_id`, and the `sort_key` they are ordered by), after the path id `after` (one more than a page tells
+ * that a next page exists). A name search goes through client_path_names
+ * and its (client_id, name gin_trgm_ops) index, ordered by name; a path
+ * search (the term has a `/`) reads the client's paths in path order
+ * (client_paths_client_path_uq) until it has enough. A query of its own so
+ * a test can EXPLAIN it.
+ */
+export function fileSearchQuery(clientId: string, patterns: FileSearchPatterns, page: { limit: number; after?: number | undefined }): SQL {
+  if (patterns.namePattern !== null) {
+    const after =
+      page.after === undefined
+        ? sql`true`
+        : sql`(n.name, n.path_id) > (select a.name, a.path_id from client_path_names a where a.path_id = ${page.after} and a.client_id = ${clientId})`;
+    return sql`
+      select n.path_id, n.name as sort_key from client_path_names n
+      where n.client_id = ${clientId} and n.name ilike ${patterns.namePattern} and ${after}
+      order by n.name, n.path_id limit ${page.limit + 1}`;
+  }
+  const after =
+    page.after === undefined
+      ? sql`true`
+      : sql`(p.path, p.id) > (select a.path, a.id from client_paths a where a.id = ${page.after} and a.client_id = ${clientId})`;
+  return sql`
+    select p.id as path_id, p.path as sort_key from client_paths p
+    where p.client_id = ${clientId} and p.path ilike ${patterns.pathPattern} and ${after}
+    order by p.path, p.id limit ${page.limit + 1}`;
+}
 
 function ownerFilter(viewer: Viewer): SQL | undefined {
   return viewer.isAdmin ? undefined : eq(clients.ownerId, viewer.id);
@@ -359,6 +390,114 @@ export function createDashboardRepository(db: Db) {
     return row ?? null;
   }
 
+  // ---- file search and deleted files (issue 13, decisions 162 and 163) --------
+
+  /** The newest retained version of the path `pathId` names, as `lv`: every path of a client that has versions has exactly one. */
+  const latestVersion = (pathId: SQL) => sql`
+    cross join lateral (select fv.id, fv.kind, fv.size, fv.mtime_ms, fv.link_target, fv.valid_from, fv.valid_to
+                        from file_versions fv where fv.path_id = ${pathId} order by fv.valid_from desc limit 1) lv`;
+
+  const pathHit = (row: Record<string, unknown>) => ({
+    path: String(row.path),
+    /** The newest version: the current one, or the last before the path was deleted. */
+    versionId: numberOf(row.id),
+    kind: String(row.kind) as FileKind,
+    size: numberOf(row.size),
+    mtimeMs: numberOf(row.mtime_ms),
+    linkTarget: (row.link_target ?? null) as string | null,
+    validFrom: dateOf(row.valid_from)!,
+    /** Set when the path is deleted: when its last version stopped being current. */
+    validTo: dateOf(row.valid_to),
+  });
+
+  /**
+   * A page of the client's paths (any that still has a retained version,
+   * current or deleted) matching a search, ordered by path, after `after`;
+   * `nextAfter` continues it (fileSearchQuery).
+   */
+  /**
+   * Brings client_path_names up to date with the client's paths: the paths
+   * added since the last search, found by id (client_paths.id only grows).
+   * The mark moves only while no run of the client is running: a batch of
+   * changes still being committed may hold lower ids than those already
+   * visible, and the next search must still find its paths.
+   */
+  async function indexSearchNames(clientId: string): Promise<void> {
+    const [client] = await db.select({ done: clients.searchIndexedPathId }).from(clients).where(eq(clients.id, clientId));
+    if (!client) return;
+    await db.execute(sql`
+      with fresh as (
+        select p.id, p.path from client_paths p where p.id > ${client.done} and p.client_id = ${clientId}),
+      named as (
+        insert into client_path_names (path_id, client_id, name)
+        select fresh.id, ${clientId}, regexp_replace(fresh.path, '^.*/', '') from fresh
+        on conflict (path_id) do nothing)
+      update clients c set search_indexed_path_id = (select max(fresh.id) from fresh)
+      where c.id = ${clientId} and (select max(fresh.id) from fresh) > c.search_indexed_path_id
+        and not exists (select from backup_runs r where r.client_id = ${clientId} and r.status = 'running')`);
+  }
+
+  async function searchPaths(clientId: string, patterns: FileSearchPatterns, page: { limit: number; after?: number | undefined }) {
+    if (patterns.namePattern !== null) await indexSearchNames(clientId);
+    // The candidates in their order, then each one's newest version: a path whose versions were all pruned has none and is left out.
+    const rows = rowsOf<Record<string, unknown>>(
+      await db.execute(sql`
+        select hit.path_id, p.path, lv.*, (select count(*) from file_versions c where c.path_id = hit.path_id) as versions
+        from (${fileSearchQuery(clientId, patterns, page)}) hit
+        join client_paths p on p.id = hit.path_id
+        left join lateral (select fv.id, fv.kind, fv.size, fv.mtime_ms, fv.link_target, fv.valid_from, fv.valid_to
+                           from file_versions fv where fv.path_id = hit.path_id order by fv.valid_from desc limit 1) lv on true
+        order by hit.sort_key, hit.path_id`),
+    );
+    const more = rows.length > page.limit;
+    const examined = rows.slice(0, page.limit);
+    const hits = examined.filter((row) => row.id !== null).map((row) => ({ ...pathHit(row), pathId: numberOf(row.path_id), versions: numberOf(row.versions) }));
+    return { hits, nextAfter: more ? numberOf(examined[examined.length - 1]!.path_id) : null };
+  }
+
+  /**
+   * A page of the client's deleted paths under `dir` (anywhere for `/`),
+   * newest deletion first: paths a run deleted (client_paths.deleted_at,
+   * decision 163) that still have a retained version, the last one before
+   * the deletion. `before` is the path id the previous page ended with;
+   * `nextBefore` continues it. Each row also names the run that deleted it
+   * (the latest one started by then; null when none is left).
+   */
+  async function listDeletedPaths(clientId: string, dir: string, page: { limit: number; before?: number | undefined }) {
+    const prefix = dir === '/' ? '/' : dir + '/';
+    const rows = rowsOf<Record<string, unknown>>(
+      await db.execute(sql`
+        select gone.*,
+               (select r.started_at from backup_runs r where r.client_id = ${clientId} and r.started_at <= gone.deleted_at
+                order by r.started_at desc limit 1) as run_started_at
+        from (select p.id as path_id, p.path, p.deleted_at, lv.*
+              from client_paths p ${latestVersion(sql`p.id`)}
+              where p.client_id = ${clientId} and p.deleted_at is not null and starts_with(p.path, ${prefix})
+                and ${
+                  page.before === undefined
+                    ? sql`true`
+                    : sql`(p.deleted_at, p.id) < (select b.deleted_at, b.id from client_paths b where b.id = ${page.before} and b.client_id = ${clientId})`
+                }
+              order by p.deleted_at desc, p.id desc limit ${page.limit + 1}) gone
+        order by gone.deleted_at desc, gone.path_id desc`),
+    );
+    const deleted = rows.map((row) => ({
+      ...pathHit(row),
+      pathId: numberOf(row.path_id),
+      deletedAt: dateOf(row.deleted_at)!,
+      runStartedAt: dateOf(row.run_started_at),
+    }));
+    const more = deleted.length > page.limit;
+    if (more) deleted.pop();
+    return { deleted, nextBefore: more ? deleted[deleted.length - 1]!.pathId : null };
+  }
+
+  /** Whether `pathId` is one of the client's paths (a page key from the deleted view). */
+  async function isClientPath(clientId: string, pathId: number): Promise<boolean> {
+    const [row] = await db.select({ id: clientPaths.id }).from(clientPaths).where(and(eq(clientPaths.clientId, clientId), eq(clientPaths.id, pathId)));
+    return row !== undefined;
+  }
+
   // ---- audit -------------------------------------------------------------------
 
   /** Newest entries first, with the target's current name when it is a client or a user. */
@@ -450,6 +589,9 @@ export function createDashboardRepository(db: Db) {
     recentRunFigures,
     listDirectory,
     findVersion,
+    searchPaths,
+    listDeletedPaths,
+    isClientPath,
     listAudit,
     recentLoginFailures,
   };

@@ -8,6 +8,7 @@ import { createDownloadLink, downloadLinkUrl, expiryError, type DownloadTarget }
 import { clientRestorePoints, clientRetentionRules, prunedPathsAsOf } from '../services/retention.service.ts';
 import { actorOf, type DashboardDeps, field, renderPage, viewer } from './dashboard-context.ts';
 import { sendArchive, sendVersion } from './downloads.ts';
+import { fileSearchPatterns, SEARCH_TERM_MAX } from './file-search.ts';
 
 const FILE_LIMIT = 2000;
 
@@ -25,6 +26,14 @@ const TreeQuery = Type.Object({
 type TreeQuery = Static<typeof TreeQuery>;
 const VersionsQuery = Type.Object({ path: FilePath });
 type VersionsQuery = Static<typeof VersionsQuery>;
+/** A page key of the search and deleted views: the id of the last path shown. */
+const PathIdKey = Type.String({ pattern: '^[1-9][0-9]{0,14}$' });
+const SearchQuery = Type.Object({ q: Type.Optional(Type.String({ maxLength: 1000 })), after: Type.Optional(PathIdKey) });
+type SearchQuery = Static<typeof SearchQuery>;
+const DeletedQuery = Type.Object({ path: Type.Optional(PathPrefix), before: Type.Optional(PathIdKey) });
+type DeletedQuery = Static<typeof DeletedQuery>;
+const SEARCH_PAGE_SIZE = 100;
+const DELETED_PAGE_SIZE = 100;
 
 /**
  * `?asOf=`: an ISO time, or the `YYYY-MM-DDTHH:MM` of a datetime-local input
@@ -102,6 +111,51 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
       dir: path.posix.dirname(filePath),
       crumbs: breadcrumbs(filePath),
       versions,
+    });
+  });
+
+  // File search across every retained version (decision 162): 100 paths a page, `after` the last path id shown.
+  app.get<{ Params: { id: string }; Querystring: SearchQuery }>('/clients/:id/search', { schema: { querystring: SearchQuery } }, async (request, reply) => {
+    const client = await repo.getClient(viewer(request), request.params.id);
+    const q = field(request.query, 'q');
+    const after = request.query.after === undefined ? undefined : Number(request.query.after);
+    const patterns = q.trim() === '' ? null : fileSearchPatterns(q);
+    if (patterns !== null && 'error' in patterns) throw new BadRequestError(`q: ${patterns.error}`);
+    if (after !== undefined && !(await repo.isClientPath(client.id, after))) throw new BadRequestError('after: not a path of this client');
+    const found = patterns === null ? { hits: [], nextAfter: null } : await repo.searchPaths(client.id, patterns, { limit: SEARCH_PAGE_SIZE, after });
+    return renderPage(request, reply, deps, 'client-search', {
+      title: `${client.name}: find files`,
+      nav: 'clients',
+      tab: 'files',
+      client,
+      q,
+      maxLength: SEARCH_TERM_MAX,
+      error: null,
+      searched: patterns !== null,
+      hits: found.hits,
+      nextAfter: found.nextAfter,
+      paged: after !== undefined,
+    });
+  });
+
+  // Paths deleted by a backup whose last version is kept (decision 163), newest deletion first.
+  app.get<{ Params: { id: string }; Querystring: DeletedQuery }>('/clients/:id/deleted', { schema: { querystring: DeletedQuery } }, async (request, reply) => {
+    const client = await repo.getClient(viewer(request), request.params.id);
+    const dir = request.query.path ?? '/';
+    const before = request.query.before === undefined ? undefined : Number(request.query.before);
+    if (before !== undefined && !(await repo.isClientPath(client.id, before))) throw new BadRequestError('before: not a path of this client');
+    const { deleted, nextBefore } = await repo.listDeletedPaths(client.id, dir, { limit: DELETED_PAGE_SIZE, before });
+    const [latest] = await listRuns(ctx.database.db, client.id, { limit: 1 });
+    return renderPage(request, reply, deps, 'client-deleted', {
+      title: `${client.name}: deleted files`,
+      nav: 'clients',
+      tab: 'files',
+      client,
+      dir,
+      deleted,
+      nextBefore,
+      paged: before !== undefined,
+      latestRunStartedAt: latest ? new Date(latest.startedAt) : null,
     });
   });
 

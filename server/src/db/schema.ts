@@ -23,7 +23,7 @@ import {
   uniqueIndex,
   uuid,
 } from 'drizzle-orm/pg-core';
-import type { FileKind, PreCommand, PreCommandResult, RestoreJobFailure, RestoreJobProgress, RestoreJobStatus } from '@cairn/shared';
+import type { FileKind, LocalConfigReport, PreCommand, PreCommandResult, RestoreJobFailure, RestoreJobProgress, RestoreJobStatus } from '@cairn/shared';
 import type { AlertSeverity, AlertType } from '../alerts/alert-event.ts';
 import type { AlertSettingsOverride } from '../alerts/alert-settings.ts';
 import type { StoredRetentionRules } from '../services/retention-rules.ts';
@@ -106,6 +106,13 @@ export const clients = pgTable(
     // ---- retention rules (issue 14, decision 134) ----
     /** This client's own folder rules and restore points; null = the owner's (independent of retentionVersions). */
     retentionRules: jsonb('retention_rules').$type<StoredRetentionRules>(),
+    // ---- the agent's local configuration (issue 13, decision 160) ----
+    /** What the agent last reported of its own paths, excludes and pre-commands (PingRequest.localConfig); null = never. */
+    localConfig: jsonb('local_config').$type<LocalConfigReport>(),
+    /** When that report arrived (server clock). */
+    localConfigAt: timestamp('local_config_at', { withTimezone: true }),
+    /** client_path_names holds this client's paths up to this id (decision 162). */
+    searchIndexedPathId: bigint('search_indexed_path_id', { mode: 'number' }).notNull().default(0),
   },
   (t) => [uniqueIndex('clients_owner_name_uq').on(t.ownerId, t.name), uniqueIndex('clients_token_hash_uq').on(t.tokenHash)],
 );
@@ -303,8 +310,18 @@ export const clientPaths = pgTable(
       .notNull()
       .references(() => clients.id, { onDelete: 'cascade' }),
     path: text('path').notNull(),
+    /**
+     * When a run deleted the path (its current version was closed by a
+     * delete); null while it exists or was never deleted. Set and cleared by
+     * applyChanges, for the dashboard's deleted-files view (decision 163).
+     */
+    deletedAt: timestamp('deleted_at', { withTimezone: true }),
   },
-  (t) => [uniqueIndex('client_paths_client_path_uq').on(t.clientId, t.path)],
+  (t) => [
+    uniqueIndex('client_paths_client_path_uq').on(t.clientId, t.path),
+    // Deleted paths, newest deletion first: only those rows are in it.
+    index('client_paths_deleted_idx').on(t.clientId, t.deletedAt, t.id).where(sql`${t.deletedAt} is not null`),
+  ],
 );
 
 /**
@@ -312,6 +329,22 @@ export const clientPaths = pgTable(
  * tree as of T is every version with valid_from <= T < coalesce(valid_to, infinity).
  * Times are the server's clock. The client is the path's (client_paths).
  */
+/**
+ * The file names the dashboard's file search looks in (decision 162): one
+ * row per client path, its last segment, with a trigram index (the
+ * migration's `client_path_names_search_idx`, when pg_trgm and btree_gin can
+ * be had). Filled lazily, by the first search after new paths arrived
+ * (`clients.search_indexed_path_id` is how far), so a backup never pays for
+ * the index: a GIN insert costs about as much again as the path's own row.
+ */
+export const clientPathNames = pgTable('client_path_names', {
+  pathId: bigint('path_id', { mode: 'number' })
+    .primaryKey()
+    .references(() => clientPaths.id, { onDelete: 'cascade' }),
+  clientId: uuid('client_id').notNull(),
+  name: text('name').notNull(),
+});
+
 export const fileVersions = pgTable(
   'file_versions',
   {

@@ -11,6 +11,7 @@ import {
   type FinishRunRequest,
   type LogEntry,
   type PreCommandResult,
+  type RunStatus,
   type RunSummary,
   type StartRunRequest,
 } from '@cairn/shared';
@@ -107,13 +108,30 @@ export async function findRun(db: Db, runId: string): Promise<RunDetail | null> 
   return row ? toRunDetail(row) : null;
 }
 
-/** A client's runs, newest first, `limit` at most (default 50), older than `before` when given. */
-export async function listRuns(db: Db, clientId: string, options: { limit?: number; before?: Date } = {}): Promise<RunDetail[]> {
+/**
+ * A client's runs, newest first (ties by id), `limit` at most (default 50):
+ * older than `before` when given, after the run `afterRun` of a previous
+ * page (a keyset: the run must be the client's), of one `status` when given.
+ */
+export async function listRuns(
+  db: Db,
+  clientId: string,
+  options: { limit?: number; before?: Date; afterRun?: string; status?: RunStatus } = {},
+): Promise<RunDetail[]> {
   const rows = await db
     .select()
     .from(backupRuns)
-    .where(and(eq(backupRuns.clientId, clientId), options.before ? lt(backupRuns.startedAt, options.before) : undefined))
-    .orderBy(desc(backupRuns.startedAt))
+    .where(
+      and(
+        eq(backupRuns.clientId, clientId),
+        options.before ? lt(backupRuns.startedAt, options.before) : undefined,
+        options.afterRun === undefined
+          ? undefined
+          : sql`(${backupRuns.startedAt}, ${backupRuns.id}) < (select r.started_at, r.id from backup_runs r where r.id = ${options.afterRun} and r.client_id = ${clientId})`,
+        options.status === undefined ? undefined : eq(backupRuns.status, options.status),
+      ),
+    )
+    .orderBy(desc(backupRuns.startedAt), desc(backupRuns.id))
     .limit(options.limit ?? 50);
   return rows.map(toRunDetail);
 }
@@ -225,7 +243,11 @@ export async function applyChanges(
                    x.uid, x.gid, x.hardlink_group, x.changed_while_read, ${COMMIT_TIME}
             from ${input}
             where not exists (select 1 from file_versions fv where fv.path_id = x.path_id and fv.valid_to is null)
-            returning 1)
+            returning path_id),
+          -- A deleted path that is back is no longer deleted (decision 163); only its row is touched.
+          back as (
+            update client_paths cp set deleted_at = null
+            from inserted where cp.id = inserted.path_id and cp.deleted_at is not null)
           select count(*)::int as n from inserted`),
       );
     }
@@ -238,7 +260,10 @@ export async function applyChanges(
               select cp.id from client_paths cp
               where cp.client_id = ${agent.clientId}
                 and cp.path in (select value from jsonb_array_elements_text(${JSON.stringify(deletes)}::jsonb)))
-            returning 1)
+            returning path_id, valid_to),
+          -- The deleted-files view reads deletions from the path rows (decision 163).
+          marked as (
+            update client_paths cp set deleted_at = gone.valid_to from gone where cp.id = gone.path_id)
           select count(*)::int as n from gone`),
       );
     }

@@ -7,6 +7,7 @@ import {
   windowMinutes,
   type BackupSchedule,
   type ClientConfig,
+  type LocalConfigReport,
   type PingRequest,
   type PingResponse,
   type PreCommand,
@@ -280,7 +281,24 @@ export function assertBackupSchedule(schedule: BackupSchedule, now: Date): void 
   if (nextRunAt(schedule, null, now) === null) throw new BadRequestError('backupWindow: no time of the cron expression falls inside the window');
 }
 
-/** Records a heartbeat (server clock) and tells the agent whether a person asked for a run. */
+/**
+ * The fields of a local configuration report the server keeps, picked one by
+ * one: the schema lets unknown properties through (a newer agent's report
+ * must not fail its ping), and nothing the protocol does not name is stored.
+ */
+function localConfigToStore(report: LocalConfigReport): LocalConfigReport {
+  return {
+    monitoredPaths: report.monitoredPaths,
+    excludes: report.excludes,
+    preCommands: report.preCommands.map((pre) => ({ command: pre.command, timeoutSeconds: pre.timeoutSeconds })),
+    allowRemoteCommands: report.allowRemoteCommands,
+    remoteCommandAllowlist: report.remoteCommandAllowlist,
+    backupIntervalSeconds: report.backupIntervalSeconds,
+    ...(report.truncated === true && { truncated: true }),
+  };
+}
+
+/** Records a heartbeat (server clock) and the agent's local configuration, and tells the agent whether a person asked for a run. */
 export async function recordPing(db: Db, clientId: string, ping: PingRequest): Promise<PingResponse> {
   const [row] = await db
     .update(clients)
@@ -289,6 +307,8 @@ export async function recordPing(db: Db, clientId: string, ping: PingRequest): P
       ...(ping.agentVersion !== undefined && { agentVersion: ping.agentVersion }),
       ...(ping.hostname !== undefined && { hostname: ping.hostname }),
       ...(ping.state !== undefined && { agentState: ping.state }),
+      // Older agents send none: what an earlier one reported stays, with its time (decision 160).
+      ...(ping.localConfig !== undefined && { localConfig: localConfigToStore(ping.localConfig), localConfigAt: sql`now()` }),
     })
     .where(eq(clients.id, clientId))
     .returning({

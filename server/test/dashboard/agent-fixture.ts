@@ -47,8 +47,19 @@ export class TestAgent {
     return (await response.json()) as T;
   }
 
-  async ping(): Promise<{ runRequested: boolean }> {
-    return this.call('POST', '/ping', { state: 'idle' });
+  /** A heartbeat; `extra` adds fields, e.g. a `localConfig` report. */
+  async ping(extra: Record<string, unknown> = {}): Promise<{ runRequested: boolean }> {
+    return this.call('POST', '/ping', { state: 'idle', ...extra });
+  }
+
+  /** A raw agent API request with this agent's token: the status and the parsed body, whatever the status. */
+  async request(method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+    const response = await fetch(`${this.baseUrl}${API_PREFIX}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
   }
 
   /** Sends log lines stamped with the agent's clock: now, unless an entry sets `at`. */
