@@ -200,7 +200,7 @@ describe.each(testDatabaseKinds())('the client page (%s)', (kind) => {
       select ${bobAgent.clientId}, '/srv/data/dir' || (i % 500) || '/' || (array['report','notes','main','invoice'])[1 + i % 4] || '_' || md5(i::text) || '.txt'
       from generate_series(1, 100000) i`);
     const repo = createDashboardRepository(db);
-    const patterns = fileSearchPatterns('invoice_3f') as FileSearchPatterns;
+    const patterns = fileSearchPatterns('invoice_3f2a') as FileSearchPatterns;
     await repo.searchPaths(bobAgent.clientId, patterns, { limit: 100 });
     await db.execute(sql`analyze client_paths`);
     await db.execute(sql`analyze client_path_names`);
