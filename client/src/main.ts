@@ -82,7 +82,7 @@ async function envModeState(runtime: AgentRuntime, config: AgentConfig, state: A
   const credentials = config.credentials;
   if (credentials === undefined) return null;
   if (state && state.clientName === config.clientName) {
-    // The same server when the lists share a URL (replicas added or dropped, decision 173): keep the token, store the new list.
+    // The same server when the lists share a URL (replicas added or dropped, decision 152): keep the token, store the new list.
     if (state.serverUrl === credentials.serverUrl) return state;
     if (serverUrlsOf(state.serverUrl).some((url) => serverUrlsOf(credentials.serverUrl).includes(url))) {
       const updated = { ...state, serverUrl: credentials.serverUrl };

@@ -16,7 +16,7 @@ WHERE last."path_id" = p."id" AND last."valid_to" IS NOT NULL;--> statement-brea
 CREATE INDEX "client_paths_deleted_idx" ON "client_paths" USING btree ("client_id","deleted_at","id") WHERE "client_paths"."deleted_at" is not null;;--> statement-breakpoint
 -- The file search's trigram index needs pg_trgm and btree_gin (both trusted since PostgreSQL 13: the database's
 -- owner may create them). A database user that may not still gets a working server: the search then reads the
--- client's names without the index (decision 162), so none of these statements may fail the migration.
+-- client's names without the index (decision 159), so none of these statements may fail the migration.
 DO $$
 BEGIN
   CREATE EXTENSION IF NOT EXISTS pg_trgm;

@@ -12,6 +12,6 @@ export interface AppContext {
   log: Logger;
   /** Receives the alerts the engine opens and resolves; absent: nobody is notified (the dashboard still shows them). */
   alertNotifier?: AlertNotifier;
-  /** This process's id in the `servers` table (decision 170); absent in tests that build a context without registering. */
+  /** This process's id in the `servers` table (decision 149); absent in tests that build a context without registering. */
   serverId?: string;
 }

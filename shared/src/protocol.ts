@@ -155,7 +155,7 @@ export type ClientConfig = Static<typeof ClientConfig>;
  * its setup page), which it adds to the central configuration: sent with
  * every ping so the dashboard shows it beside the central one, each item
  * marked local. Only these fields, never a secret: no password, token or
- * enrollment key (decision 160). A list longer than LIMITS.localConfigItems,
+ * enrollment key (decision 157). A list longer than LIMITS.localConfigItems,
  * or an item the schema would refuse, is left out by the agent and
  * `truncated` says so, so a report never costs the heartbeat.
  */

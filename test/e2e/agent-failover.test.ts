@@ -2,7 +2,7 @@
  * An agent given two server replicas (SERVER_URL with two URLs; both on one
  * PostgreSQL and one S3 store) whose first replica is killed with SIGKILL in
  * the middle of a run: the agent moves on to the second and the same run
- * goes on there and succeeds (decision 173): one run row, not a second one,
+ * goes on there and succeeds (decision 152): one run row, not a second one,
  * and the tree restores byte for byte from the second replica.
  */
 import { randomBytes } from 'node:crypto';

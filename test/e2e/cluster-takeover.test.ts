@@ -3,7 +3,7 @@
  * S3 store (s3rver), an agent backing up through each. A verify run of
  * every pack is started; the replica running it, found in the servers
  * table, is killed with SIGKILL mid-run. Another replica takes the run over
- * and finishes it (decision 172), the Servers page of a survivor shows the
+ * and finishes it (decision 151), the Servers page of a survivor shows the
  * dead one as lost with the job it was running, and every agent's tree
  * restores byte for byte through a survivor.
  */

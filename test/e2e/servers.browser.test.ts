@@ -1,5 +1,5 @@
 /**
- * The Servers page in Chromium (decision 170): two real server processes on
+ * The Servers page in Chromium (decision 149): two real server processes on
  * one PostgreSQL database; the page on the first lists both running, marks
  * itself as this one, and once the second is killed (SIGKILL, no clean
  * shutdown) shows it as lost. Screenshots land in test-artifacts/servers/.

@@ -4,7 +4,7 @@ import type { AgentConfig } from './agent-config.ts';
 const PATTERN_CHARS = 4096;
 
 /**
- * What the agent tells the server of its own configuration (decision 160),
+ * What the agent tells the server of its own configuration (decision 157),
  * built field by field from the settings it backs up with, never by copying
  * the config object: nothing that is not named here can reach the server, so
  * no password, token or enrollment key ever does. An item the protocol's

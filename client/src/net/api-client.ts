@@ -40,7 +40,7 @@ import { formatServerUrls, serverUrlsOf } from './server-urls.ts';
 type Method = 'GET' | 'POST';
 
 export interface ApiClientOptions {
-  /** One server URL, or several replicas' separated by commas (decision 173). */
+  /** One server URL, or several replicas' separated by commas (decision 152). */
   serverUrl: string;
   token?: string;
   retry?: RetryPolicy;

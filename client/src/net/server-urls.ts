@@ -1,5 +1,5 @@
 /**
- * A server address as the agent keeps it (decision 173): one URL, or several
+ * A server address as the agent keeps it (decision 152): one URL, or several
  * replicas' URLs separated by commas, tried in that order. Stored and
  * compared in the normalised form `formatServerUrls` writes.
  */

@@ -220,7 +220,7 @@ export const DownloadLink = Type.Object({
   expiresAt: IsoTime,
 });
 
-/** The server replicas (decision 170); `state` and `heartbeatAgeSeconds` on the database's clock. */
+/** The server replicas (decision 149); `state` and `heartbeatAgeSeconds` on the database's clock. */
 export const ServerList = Type.Object({
   servers: Type.Array(
     Type.Object({

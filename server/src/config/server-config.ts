@@ -89,7 +89,7 @@ export interface ServerConfig {
   };
   notifications: NotificationsConfig;
   cluster: {
-    /** How often this replica updates its row in `servers` (decision 170). */
+    /** How often this replica updates its row in `servers` (decision 149). */
     heartbeatSeconds: number;
     /** A replica whose last heartbeat is older than this is shown as lost. */
     lostAfterSeconds: number;

@@ -1,7 +1,7 @@
 import type { LocalConfigReport, PreCommand } from '@cairn/shared';
 
 /**
- * The client page's "What the agent backs up" card, pure (decision 160): the
+ * The client page's "What the agent backs up" card, pure (decision 157): the
  * central configuration beside what the agent reported of its own, each item
  * marked with where it comes from, in the order and with the effect the
  * agent gives them (docs/agent.md, "One backup cycle"): paths and excludes

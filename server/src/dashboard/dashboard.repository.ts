@@ -35,7 +35,7 @@ export const isUuid = (value: string): boolean => UUID.test(value);
 
 
 /**
- * The file search's candidates (decision 162): `limit + 1` of the client's
+ * The file search's candidates (decision 159): `limit + 1` of the client's
  * paths that match (`path_id`, and the `sort_key` they are ordered by), after the path id `after` (one more than a page tells
  * that a next page exists). A name search goes through client_path_names
  * and its (client_id, name gin_trgm_ops) index, ordered by name; a path
@@ -390,7 +390,7 @@ export function createDashboardRepository(db: Db) {
     return row ?? null;
   }
 
-  // ---- file search and deleted files (issue 13, decisions 162 and 163) --------
+  // ---- file search and deleted files (issue 13, decisions 159 and 160) --------
 
   /** The newest retained version of the path `pathId` names, as `lv`: every path of a client that has versions has exactly one. */
   const latestVersion = (pathId: SQL) => sql`
@@ -458,7 +458,7 @@ export function createDashboardRepository(db: Db) {
   /**
    * A page of the client's deleted paths under `dir` (anywhere for `/`),
    * newest deletion first: paths a run deleted (client_paths.deleted_at,
-   * decision 163) that still have a retained version, the last one before
+   * decision 160) that still have a retained version, the last one before
    * the deletion. `before` is the path id the previous page ended with;
    * `nextBefore` continues it. Each row also names the run that deleted it
    * (the latest one started by then; null when none is left).

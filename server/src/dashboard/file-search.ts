@@ -1,5 +1,5 @@
 /**
- * The file search's query language (decision 162), pure: what a person types
+ * The file search's query language (decision 159), pure: what a person types
  * becomes LIKE patterns (matched with ILIKE, so case-insensitively).
  *
  * - Without `*` or `?` the term is a substring; with them a glob: `*` any run

@@ -114,7 +114,7 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     });
   });
 
-  // File search across every retained version (decision 162): 100 paths a page, `after` the last path id shown.
+  // File search across every retained version (decision 159): 100 paths a page, `after` the last path id shown.
   app.get<{ Params: { id: string }; Querystring: SearchQuery }>('/clients/:id/search', { schema: { querystring: SearchQuery } }, async (request, reply) => {
     const client = await repo.getClient(viewer(request), request.params.id);
     const q = field(request.query, 'q');
@@ -138,7 +138,7 @@ export const filesRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (a
     });
   });
 
-  // Paths deleted by a backup whose last version is kept (decision 163), newest deletion first.
+  // Paths deleted by a backup whose last version is kept (decision 160), newest deletion first.
   app.get<{ Params: { id: string }; Querystring: DeletedQuery }>('/clients/:id/deleted', { schema: { querystring: DeletedQuery } }, async (request, reply) => {
     const client = await repo.getClient(viewer(request), request.params.id);
     const dir = request.query.path ?? '/';

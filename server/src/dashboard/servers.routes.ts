@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { FORGET_AFTER_HOURS, JOB_NAMES, listServers } from '../services/server-registry.service.ts';
 import { type DashboardDeps, renderPage, requireAdmin } from './dashboard-context.ts';
 
-/** The server replicas (admins): each one's state, heartbeat age and the jobs it runs now (decision 170). */
+/** The server replicas (admins): each one's state, heartbeat age and the jobs it runs now (decision 149). */
 export const serversRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
   app.get('/servers', async (request, reply) => {
     requireAdmin(request);

@@ -106,12 +106,12 @@ export const clients = pgTable(
     // ---- retention rules (issue 14, decision 134) ----
     /** This client's own folder rules and restore points; null = the owner's (independent of retentionVersions). */
     retentionRules: jsonb('retention_rules').$type<StoredRetentionRules>(),
-    // ---- the agent's local configuration (issue 13, decision 160) ----
+    // ---- the agent's local configuration (issue 13, decision 157) ----
     /** What the agent last reported of its own paths, excludes and pre-commands (PingRequest.localConfig); null = never. */
     localConfig: jsonb('local_config').$type<LocalConfigReport>(),
     /** When that report arrived (server clock). */
     localConfigAt: timestamp('local_config_at', { withTimezone: true }),
-    /** client_path_names holds this client's paths up to this id (decision 162). */
+    /** client_path_names holds this client's paths up to this id (decision 159). */
     searchIndexedPathId: bigint('search_indexed_path_id', { mode: 'number' }).notNull().default(0),
   },
   (t) => [uniqueIndex('clients_owner_name_uq').on(t.ownerId, t.name), uniqueIndex('clients_token_hash_uq').on(t.tokenHash)],
@@ -142,7 +142,7 @@ export const packs = pgTable('packs', {
 export const verifyRuns = pgTable('verify_runs', {
   id: integer('id').primaryKey().generatedAlwaysAsIdentity(),
   trigger: text('trigger').$type<'schedule' | 'manual'>().notNull(),
-  /** `interrupted`: its server died mid-run (decision 172); a later run went on with the packs it had not read. */
+  /** `interrupted`: its server died mid-run (decision 151); a later run went on with the packs it had not read. */
   status: text('status').$type<'running' | 'succeeded' | 'failed' | 'interrupted'>().notNull().default('running'),
   /** The replica (servers.id) that ran it; no foreign key: old servers rows are pruned, the run stays. */
   serverId: uuid('server_id'),
@@ -313,7 +313,7 @@ export const clientPaths = pgTable(
     /**
      * When a run deleted the path (its current version was closed by a
      * delete); null while it exists or was never deleted. Set and cleared by
-     * applyChanges, for the dashboard's deleted-files view (decision 163).
+     * applyChanges, for the dashboard's deleted-files view (decision 160).
      */
     deletedAt: timestamp('deleted_at', { withTimezone: true }),
   },
@@ -330,7 +330,7 @@ export const clientPaths = pgTable(
  * Times are the server's clock. The client is the path's (client_paths).
  */
 /**
- * The file names the dashboard's file search looks in (decision 162): one
+ * The file names the dashboard's file search looks in (decision 159): one
  * row per client path, its last segment, with a trigram index (the
  * migration's `client_path_names_search_idx`, when pg_trgm and btree_gin can
  * be had). Filled lazily, by the first search after new paths arrived
@@ -725,7 +725,7 @@ export const restoreSchedules = pgTable(
   (t) => [index('restore_schedules_next_idx').on(t.nextRunAt), index('restore_schedules_target_idx').on(t.targetClientId)],
 );
 /**
- * The server replicas (decision 170): each registers at start with an id of
+ * The server replicas (decision 149): each registers at start with an id of
  * its own, heartbeats, names the periodic jobs whose advisory lock it holds
  * right now, and sets stopped_at at a clean shutdown. A row whose heartbeat
  * is older than CLUSTER_LOST_AFTER_SECONDS (on the database's clock) is a

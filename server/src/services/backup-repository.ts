@@ -244,7 +244,7 @@ export async function applyChanges(
             from ${input}
             where not exists (select 1 from file_versions fv where fv.path_id = x.path_id and fv.valid_to is null)
             returning path_id),
-          -- A deleted path that is back is no longer deleted (decision 163); only its row is touched.
+          -- A deleted path that is back is no longer deleted (decision 160); only its row is touched.
           back as (
             update client_paths cp set deleted_at = null
             from inserted where cp.id = inserted.path_id and cp.deleted_at is not null)
@@ -261,7 +261,7 @@ export async function applyChanges(
               where cp.client_id = ${agent.clientId}
                 and cp.path in (select value from jsonb_array_elements_text(${JSON.stringify(deletes)}::jsonb)))
             returning path_id, valid_to),
-          -- The deleted-files view reads deletions from the path rows (decision 163).
+          -- The deleted-files view reads deletions from the path rows (decision 160).
           marked as (
             update client_paths cp set deleted_at = gone.valid_to from gone where cp.id = gone.path_id)
           select count(*)::int as n from gone`),

@@ -307,7 +307,7 @@ export async function recordPing(db: Db, clientId: string, ping: PingRequest): P
       ...(ping.agentVersion !== undefined && { agentVersion: ping.agentVersion }),
       ...(ping.hostname !== undefined && { hostname: ping.hostname }),
       ...(ping.state !== undefined && { agentState: ping.state }),
-      // Older agents send none: what an earlier one reported stays, with its time (decision 160).
+      // Older agents send none: what an earlier one reported stays, with its time (decision 157).
       ...(ping.localConfig !== undefined && { localConfig: localConfigToStore(ping.localConfig), localConfigAt: sql`now()` }),
     })
     .where(eq(clients.id, clientId))

@@ -56,7 +56,7 @@ export interface CreatedDownloadLink {
 /**
  * A link's full URL: under PUBLIC_URL when it is set (the address people
  * reach, e.g. behind a proxy that rewrites the host), else under the origin
- * the request making it reached (decision 151).
+ * the request making it reached (decision 154).
  */
 export function downloadLinkUrl(config: Pick<ServerConfig, 'publicUrl' | 'publicUrlConfigured'>, requestOrigin: string, linkPath: string): string {
   return `${(config.publicUrlConfigured ? config.publicUrl : requestOrigin).replace(/\/+$/, '')}${linkPath}`;

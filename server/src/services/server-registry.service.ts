@@ -1,5 +1,5 @@
 /**
- * The replica registry (decision 170): every server process has a row in
+ * The replica registry (decision 149): every server process has a row in
  * `servers`, refreshed by a heartbeat, naming the periodic jobs whose
  * advisory lock it holds right now, and marked stopped at a clean shutdown.
  * Ages and "lost" are computed on the database's clock, so replicas whose

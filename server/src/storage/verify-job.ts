@@ -173,7 +173,7 @@ async function verifyOnePack(ctx: AppContext, packId: number, key: string, total
 }
 
 /**
- * Runs left `running` by a replica that died mid-run (decision 172). Only
+ * Runs left `running` by a replica that died mid-run (decision 151). Only
  * called by the holder of the verify lock, so no live run is among them. A
  * run's unread packs are those of its plan not verified since it started.
  */
@@ -297,7 +297,7 @@ export async function listDamage(ctx: AppContext, limit = 200): Promise<DamagedC
  * was started; its outcome is in verify_runs and the log.
  */
 export async function startVerifyRun(ctx: AppContext): Promise<boolean> {
-  // The lock, not a `running` row: a row left by a replica that died must not block a new run (decision 172).
+  // The lock, not a `running` row: a row left by a replica that died must not block a new run (decision 151).
   const [running] = rowsOf(
     await ctx.database.db.execute(sql`
       select 1 from pg_locks where locktype = 'advisory' and granted and classid = 0 and objid = ${LOCK_KEYS.verifyRun} and objsubid = 1

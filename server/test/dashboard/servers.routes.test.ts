@@ -1,5 +1,5 @@
 /**
- * The replica registry and the Servers page (decision 170), against a real
+ * The replica registry and the Servers page (decision 149), against a real
  * server and database: this replica registers, names the job lock it holds
  * while it holds it, a silent replica is shown as lost, a stopped one as
  * stopped, rows a day old are pruned, and only admins see any of it (the
