@@ -6,7 +6,8 @@ import { LOCK_KEYS, lockManagerFor } from '../../src/db/advisory-locks.ts';
 import { rowsOf } from '../../src/db/database.ts';
 import { chunks, clientPaths, contents, fileVersions } from '../../src/db/schema.ts';
 import { packKeyOf } from '../../src/blob/blob-store.ts';
-import { chunkLocations } from '../../src/storage/pack-index.ts';
+import { chunkLocations, type StoredChunk } from '../../src/storage/pack-index.ts';
+import { readChunksInOrder } from '../../src/storage/content-reader.ts';
 import { collectGarbage, type GcDeletedBatch, type GcResult } from '../../src/services/garbage-collector.ts';
 import { NO_STORED_RULES } from '../../src/services/retention-rules.ts';
 import { previewClientPrune, pruneClientVersions, sweepRetention } from '../../src/services/retention.service.ts';
@@ -256,6 +257,93 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
   });
 
   describe('GC racing commits (forced interleavings)', () => {
+    /** One pack holding `keep` (committed) and dead parts, so the next GC (grace 0) repacks it. */
+    async function mostlyDeadPack(username: string, keep: Buffer) {
+      const agent = await agentFor(username);
+      const dead = Array.from({ length: 8 }, (_, i) => Buffer.from(`${username}: never committed, number ${i}, `.repeat(40)));
+      await upload(h, agent.token, [keep, ...dead]);
+      await agent.backup({ '/keep': keep });
+      const location = (await chunkLocations(h.ctx.database.db, [sha256Hex(keep)])).get(sha256Hex(keep))!;
+      expect(location.kind).toBe('pack');
+      return { agent, location, oldPack: (location as { packKey: string }).packKey };
+    }
+
+    async function readWith(location: StoredChunk): Promise<Buffer> {
+      const parts: Buffer[] = [];
+      for await (const raw of readChunksInOrder(h.blobs, [location], { verifyObjects: true })) parts.push(raw);
+      return Buffer.concat(parts);
+    }
+
+    it('a restore reading the old pack while a repack switches the index gets its bytes, before and after the switch, until the grace period ends', async () => {
+      const keep = Buffer.from('bytes a restore is reading while their pack is repacked');
+      const { agent, location: stale, oldPack } = await mostlyDeadPack('repack-read', keep);
+      // Two hours old: past the one-hour grace period this test's GC runs use, so the dead chunks go and the pack is repacked.
+      const db = h.ctx.database.db;
+      await db.execute(sql`update chunks set touched_at = now() - interval '2 hours' where pack_id = (select id from packs where sha256 = decode(${oldPack.slice('packs/'.length)}, 'hex'))`);
+      await db.execute(sql`update packs set created_at = now() - interval '2 hours' where sha256 = decode(${oldPack.slice('packs/'.length)}, 'hex')`);
+      let during: Buffer | null = null;
+      const result = await collectGarbage(h.ctx, {
+        graceSeconds: 3600,
+        afterRepackWritten: async (move) => {
+          if (move.from !== oldPack) return;
+          // The new pack is stored, the index still points at the old one: a download now reads the old pack.
+          during = (await download(h, agent.token, sha256Hex(keep))).bytes;
+        },
+      });
+      expect(result.packsRepacked).toBeGreaterThanOrEqual(1);
+      expect(during!.equals(keep)).toBe(true);
+      const now = (await chunkLocations(db, [sha256Hex(keep)])).get(sha256Hex(keep)) as { packKey: string };
+      expect(now.packKey).not.toBe(oldPack);
+      // Retired, not deleted: a reader that looked the chunk up before the switch still reads the old pack,
+      expect(await h.blobs.stat(oldPack)).not.toBeNull();
+      expect((await readWith(stale)).equals(keep)).toBe(true);
+      // and it stays through every GC run until the grace period has passed since it was retired.
+      await collectGarbage(h.ctx, { graceSeconds: 3600 });
+      expect((await readWith(stale)).equals(keep)).toBe(true);
+      await db.execute(sql`update packs set retired_at = now() - interval '2 hours' where sha256 = decode(${oldPack.slice('packs/'.length)}, 'hex')`);
+      await collectGarbage(h.ctx, { graceSeconds: 3600 });
+      expect(await h.blobs.stat(oldPack)).toBeNull();
+      expect((await download(h, agent.token, sha256Hex(keep))).bytes.equals(keep)).toBe(true);
+      await expectEveryVersionReadable();
+    });
+
+    it("a second replica's GC while one is in the middle of a repack skips, and the repack completes", async () => {
+      const keep = Buffer.from('bytes repacked while another replica tries to collect');
+      const { agent, oldPack } = await mostlyDeadPack('repack-replica', keep);
+      let second: GcResult | null = null;
+      await collectGarbage(h.ctx, {
+        graceSeconds: 0,
+        afterRepackWritten: async (move) => {
+          if (move.from === oldPack) second = await collectGarbage(h.ctx, { graceSeconds: 0 });
+        },
+      });
+      expect(second).toMatchObject({ ran: false });
+      await collectGarbage(h.ctx, { graceSeconds: 0 });
+      expect((await download(h, agent.token, sha256Hex(keep))).bytes.equals(keep)).toBe(true);
+      await expectEveryVersionReadable();
+    });
+
+    it('an upload and a commit of the very chunk being repacked, between the new pack and the switch, lose nothing', async () => {
+      const keep = Buffer.from('bytes uploaded again while their pack is repacked');
+      const { agent, oldPack } = await mostlyDeadPack('repack-upload', keep);
+      await collectGarbage(h.ctx, {
+        graceSeconds: 0,
+        afterRepackWritten: async (move) => {
+          if (move.from !== oldPack) return;
+          // Another file with the same bytes, uploaded (a fresh copy, decision 126) and committed now.
+          await agent.backup({ '/copy-of-keep': keep });
+        },
+      });
+      for (let i = 0; i < 2; i++) await collectGarbage(h.ctx, { graceSeconds: 0 });
+      expect(await h.blobs.stat(oldPack)).toBeNull();
+      for (const path of ['/keep', '/copy-of-keep']) {
+        const [version] = await agent.versions(path);
+        expect(version?.sha256).toBe(sha256Hex(keep));
+      }
+      expect((await download(h, agent.token, sha256Hex(keep))).bytes.equals(keep)).toBe(true);
+      await expectEveryVersionReadable();
+    });
+
     it('a changes commit arriving while GC deletes waits, then is refused naming the missing hash', async () => {
       const agent = await agentFor('race-commit');
       const bytes = Buffer.from('uploaded, then collected while the commit waits');
@@ -328,7 +416,7 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       expect(move?.chunks).toEqual([sha256Hex(keep)]);
       const now = (await chunkLocations(h.ctx.database.db, [sha256Hex(keep)])).get(sha256Hex(keep)) as { packKey: string };
       expect(now.packKey).toBe(move!.to);
-      // Retired by this run; deleted by the next one (the grace period is 0, but it was retired after this run's delete step).
+      // Retired and, the grace period being 0, deleted by this same run (the next one finds nothing left to do).
       await collectGarbage(h.ctx, { graceSeconds: 0 });
       expect(await h.blobs.stat(oldPack)).toBeNull();
       expect(await download(h, agent.token, sha256Hex(keep))).toMatchObject({ status: 200 });
