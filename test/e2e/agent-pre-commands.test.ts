@@ -91,7 +91,7 @@ describe('pre-commands set on the server, run by the agent', () => {
     const { report } = await runAgentOnce(env);
     expect(report.status).toBe('succeeded');
     const page = await dashboard.clientPage(clientId);
-    const latest = /<tbody>[\s\S]*?<tr>([\s\S]*?)<\/tr>/.exec(page)?.[1] ?? '';
+    const latest = /id="recent-runs"[\s\S]*?<tbody>[\s\S]*?<tr[^>]*>([\s\S]*?)<\/tr>/.exec(page)?.[1] ?? '';
     expect(latest).toContain('succeeded');
     expect(page).toContain('<pre class="output">a\u2400b</pre>');
   });
