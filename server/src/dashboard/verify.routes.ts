@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { replicaStatus } from '../storage/replication-job.ts';
 import { listDamage, listVerifyRuns, startVerifyRun } from '../storage/verify-job.ts';
 import { type DashboardDeps, redirectAfterPost, renderPage, requireAdmin } from './dashboard-context.ts';
 
@@ -6,9 +7,18 @@ import { type DashboardDeps, redirectAfterPost, renderPage, requireAdmin } from 
 export const verifyRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
   app.get('/verify', async (request, reply) => {
     requireAdmin(request);
-    const [runs, damaged] = await Promise.all([listVerifyRuns(deps.ctx), listDamage(deps.ctx)]);
+    const [runs, damaged, replica] = await Promise.all([listVerifyRuns(deps.ctx), listDamage(deps.ctx), replicaStatus(deps.ctx, deps.now())]);
     const config = deps.ctx.config.verify;
-    return renderPage(request, reply, deps, 'verify', { title: 'Verify', nav: 'verify', runs, damaged, config });
+    return renderPage(request, reply, deps, 'verify', {
+      title: 'Verify',
+      nav: 'verify',
+      runs,
+      damaged,
+      config,
+      replica,
+      replicaLagAlertSeconds: deps.ctx.config.alerts.replicaLagSeconds,
+      replicaDeleteGraceSeconds: deps.ctx.config.replica?.deleteGraceSeconds ?? 0,
+    });
   });
 
   app.post('/verify', async (request, reply) => {

@@ -7,6 +7,7 @@ import { packKeyOf } from '../blob/blob-store.ts';
 import { CHUNK_CODECS } from '../storage/chunk-codec.ts';
 import { ChunkReadDamageError, readChunksInOrder } from '../storage/content-reader.ts';
 import { chunkLocations, markChunksDamaged, packBytesOf } from '../storage/pack-index.ts';
+import { readFallbackFor } from '../storage/replica-repair.ts';
 import type { ChunkLocation } from '../storage/pack-format.ts';
 import { PackWriter } from '../storage/pack-writer.ts';
 
@@ -303,7 +304,7 @@ async function repack(ctx: AppContext, pack: { id: number; key: string }, hooks:
   const written: ChunkLocation[] = [];
   let index = 0;
   try {
-    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true })) {
+    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx) })) {
       written.push(...(await writer.add(ordered[index]!.sha256, raw, { hashed: true })));
       index++;
     }
