@@ -1,7 +1,15 @@
 import type { FastifyPluginAsync } from 'fastify';
+import { formatDuration } from '@cairn/shared';
 import { replicaStatus } from '../storage/replication-job.ts';
 import { listDamage, listVerifyRuns, startVerifyRun } from '../storage/verify-job.ts';
 import { type DashboardDeps, redirectAfterPost, renderPage, requireAdmin } from './dashboard-context.ts';
+
+/** REPLICA_DELETE_GRACE_SECONDS for people: "7 days later", "12h 00m later", "at the next pass". */
+function graceText(seconds: number): string {
+  if (seconds === 0) return 'at the next pass';
+  if (seconds % 86_400 === 0) return `${seconds / 86_400} day${seconds === 86_400 ? '' : 's'} later`;
+  return `${formatDuration(seconds * 1000)} later`;
+}
 
 /** The verify job's page (admins): its runs, what is damaged now and what that affects, and "Verify now" (decision 132). */
 export const verifyRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (app, { deps }) => {
@@ -17,7 +25,7 @@ export const verifyRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async (
       config,
       replica,
       replicaLagAlertSeconds: deps.ctx.config.alerts.replicaLagSeconds,
-      replicaDeleteGraceSeconds: deps.ctx.config.replica?.deleteGraceSeconds ?? 0,
+      replicaDeleteGrace: graceText(deps.ctx.config.replica?.deleteGraceSeconds ?? 0),
     });
   });
 

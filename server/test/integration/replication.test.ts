@@ -24,7 +24,9 @@ import type { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
 import type { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
 import { rowsOf } from '../../src/db/database.ts';
 import { alerts, chunks, contents, replicaObjects } from '../../src/db/schema.ts';
+import { createApiToken } from '../../src/services/api-tokens.service.ts';
 import { collectGarbage } from '../../src/services/garbage-collector.ts';
+import { SYSTEM_ACTOR } from '../../src/services/users.service.ts';
 import { chunkLocations } from '../../src/storage/pack-index.ts';
 import { replicaStatus, runReplication } from '../../src/storage/replication-job.ts';
 import { runVerify } from '../../src/storage/verify-job.ts';
@@ -263,6 +265,30 @@ describe.each(combinations)('replication (%s)', (_label, primary, replicaKind, d
     expect(resolved).toMatchObject({ id: opened!.id, state: 'resolved' });
   });
 
+  it('GET /api/v1/admin/replica gives admins the lag, and other users a 403', async () => {
+    const root = await addUser(h.ctx, `root-${db}`, 'root-password-1', true);
+    const { token: adminToken } = await createApiToken(h.ctx, root.id, { name: 'lag', readOnly: true, expiresInDays: 1 }, SYSTEM_ACTOR, new Date());
+    const { token: userToken } = await createApiToken(h.ctx, (await addUser(h.ctx, `ursula-${db}`, 'ursula-password-1')).id, { name: 'lag', readOnly: true, expiresInDays: 1 }, SYSTEM_ACTOR, new Date());
+    const get = (token: string) => request(`${h.url}/api/v1/admin/replica`, { headers: { authorization: `Bearer ${token}` } });
+    await agent.backup([{ path: '/data/api.bin', content: randomBytes(40_000) }]);
+
+    const behind = await get(adminToken);
+    expect(behind.statusCode).toBe(200);
+    const report = (await behind.body.json()) as Record<string, unknown>;
+    expect(report).toMatchObject({ configured: true, location: h.ctx.replica!.location, packsBehind: 1, objectsBehind: 0, lagAlertSeconds: 21_600 });
+    expect(report.bytesBehind).toBeGreaterThan(0);
+    expect(typeof report.oldestPendingAt).toBe('string');
+
+    await runReplication(h.ctx);
+    const caughtUp = (await (await get(adminToken)).body.json()) as Record<string, unknown>;
+    expect(caughtUp).toMatchObject({ packsBehind: 0, bytesBehind: 0, oldestPendingAt: null, lagSeconds: 0 });
+    expect(typeof caughtUp.lastCopiedAt).toBe('string');
+
+    const refused = await get(userToken);
+    expect(refused.statusCode).toBe(403);
+    await refused.body.dump();
+  });
+
   it('deletes a copy only after GC deleted its pack from the primary and the delete grace passed', async () => {
     const gone = files[4]!;
     const key = await packOf(gone.content);
@@ -283,5 +309,33 @@ describe.each(combinations)('replication (%s)', (_label, primary, replicaKind, d
     expect((await replicaStatus(h.ctx)).awaitingDeletion).toBe(0);
     // Every live pack is still there.
     for (const live of await packKeys()) expect(await h.ctx.replica!.stat(live)).not.toBeNull();
+  });
+});
+
+describe.each(testDatabaseKinds())('without a replica store (%s)', (db) => {
+  let h: DashboardHarness;
+  beforeAll(async () => {
+    h = await startDashboardHarness(db);
+  });
+  afterAll(() => h?.close());
+
+  it('does not replicate, reports no replica, and resolves a lag alert left from when one was configured', async () => {
+    expect(h.ctx.replica).toBeUndefined();
+    expect(await runReplication(h.ctx)).toMatchObject({ ran: false, copied: 0 });
+    expect(await replicaStatus(h.ctx)).toMatchObject({ configured: false, location: null, packsBehind: 0, lagSeconds: 0 });
+    await h.ctx.database.db.insert(alerts).values({
+      type: 'replica_lagging',
+      severity: 'warning',
+      clientId: null,
+      dedupeKey: 'replica_lagging',
+      path: null,
+      observed: 'old',
+      reference: 'old',
+      message: 'the replica store is 7h 00m behind',
+      openedAt: new Date(),
+    });
+    await evaluateServerAlerts(h.ctx);
+    const [alert] = await h.ctx.database.db.select().from(alerts).where(eq(alerts.type, 'replica_lagging'));
+    expect(alert?.state).toBe('resolved');
   });
 });
