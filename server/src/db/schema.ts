@@ -213,7 +213,9 @@ export const orphanObjects = pgTable('orphan_objects', {
 
 /**
  * What the replica store holds (decision 180): one row per object copied
- * there and read back verified (its bytes hash to its name). Its own table,
+ * there, written before the copy starts (so nothing is ever on the replica
+ * without a row that can have it deleted) and stamped `replicated_at` once
+ * the copy was read back verified (its bytes hash to its name). Its own table,
  * not a column on `packs`, because a row must outlive the primary's: when
  * GC deletes a pack (or a v1 object) here, the replication job stamps
  * `primary_gone_at`, and deletes the replica's copy only
@@ -226,7 +228,8 @@ export const replicaObjects = pgTable(
     /** `pack`: the object `packs/<sha256>`; `object`: a v1 whole-content object keyed by its hash. */
     kind: text('kind').$type<'pack' | 'object'>().notNull(),
     bytes: bigint('bytes', { mode: 'number' }).notNull(),
-    replicatedAt: timestamp('replicated_at', { withTimezone: true }).notNull().defaultNow(),
+    /** When its copy was read back and found to hash to its name; null while a copy is under way (the row comes first). */
+    replicatedAt: timestamp('replicated_at', { withTimezone: true }),
     /** When a pass last found the copy still there (a few least recently checked per pass), so a replica emptied behind Cairn's back is refilled. */
     checkedAt: timestamp('checked_at', { withTimezone: true }).notNull().defaultNow(),
     /** When the job first found the primary's row gone (GC deleted it); null while the primary holds it. */

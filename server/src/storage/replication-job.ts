@@ -1,12 +1,13 @@
 /**
  * The replication job (decisions 180-181): copies every committed pack, and
  * every v1 object still in use, from the primary store to the replica store,
- * in commit order (packs by id, then v1 objects), and reads each copy back
- * to check that its bytes hash to its name before it records it in
- * `replica_objects`. Work per pass is bounded; what is not recorded is
- * copied again by the next pass, so a pass killed anywhere resumes (a put
- * is atomic and idempotent, and a leftover of an interrupted put is swept at
- * start-up). A copy is deleted from the replica only once GC deleted the
+ * in commit order (packs by id, then v1 objects). Each copy gets its
+ * `replica_objects` row first, and is stamped `replicated_at` only after it
+ * was read back and its bytes hash to its name. Work per pass is bounded;
+ * what is not stamped is copied again by the next pass, so a pass killed
+ * anywhere resumes (a put is atomic and idempotent, and a leftover of an
+ * interrupted put is swept at start-up), and an object whose copy was cut
+ * off is still deleted from the replica when GC deletes it here. A copy is deleted from the replica only once GC deleted the
  * object from the primary and REPLICA_DELETE_GRACE_SECONDS have passed
  * since the job noticed.
  */
@@ -63,8 +64,8 @@ function keyOf(object: { sha256: string; kind: 'pack' | 'object' }): string {
 }
 
 /** The SQL condition "the replica holds no verified copy of this" for packs `p` and v1 chunk rows `ch`. */
-const PACK_NOT_REPLICATED = sql`not exists (select 1 from replica_objects r where r.kind = 'pack' and r.sha256 = p.sha256)`;
-const OBJECT_NOT_REPLICATED = sql`not exists (select 1 from replica_objects r where r.kind = 'object' and r.sha256 = ch.sha256)`;
+const PACK_NOT_REPLICATED = sql`not exists (select 1 from replica_objects r where r.kind = 'pack' and r.sha256 = p.sha256 and r.replicated_at is not null)`;
+const OBJECT_NOT_REPLICATED = sql`not exists (select 1 from replica_objects r where r.kind = 'object' and r.sha256 = ch.sha256 and r.replicated_at is not null)`;
 
 /** One pass (see the module comment); one replica of the server at a time. */
 export async function runReplication(ctx: AppContext, options: ReplicationOptions = {}): Promise<ReplicationResult> {
@@ -111,6 +112,10 @@ async function copyPending(ctx: AppContext, replica: BlobStore, options: Replica
     if (attempted >= maxObjects || totals.bytesCopied >= maxBytes) break;
     attempted++;
     const key = keyOf(object);
+    // The row before the object, as in the primary: a copy cut off here and then deleted by GC is still cleaned up.
+    await db.execute(sql`
+      insert into replica_objects (sha256, kind, bytes) values (decode(${object.sha256}, 'hex'), ${object.kind}, ${object.bytes})
+      on conflict (sha256, kind) do nothing`);
     const problem = await copyOne(ctx, replica, key, object);
     if (problem !== null) {
       totals.failed++;
@@ -118,8 +123,8 @@ async function copyPending(ctx: AppContext, replica: BlobStore, options: Replica
       continue;
     }
     await db.execute(sql`
-      insert into replica_objects (sha256, kind, bytes) values (decode(${object.sha256}, 'hex'), ${object.kind}, ${object.bytes})
-      on conflict (sha256, kind) do update set replicated_at = now(), checked_at = now(), primary_gone_at = null`);
+      update replica_objects set replicated_at = now(), checked_at = now()
+      where sha256 = decode(${object.sha256}, 'hex') and kind = ${object.kind}`);
     totals.copied++;
     totals.bytesCopied += object.bytes;
     if (totals.copied % 50 === 0) {
@@ -166,7 +171,7 @@ async function checkCopies(ctx: AppContext, replica: BlobStore, totals: Replicat
   const sample = rowsOf<{ sha256: string; kind: 'pack' | 'object'; bytes: number | string }>(
     await db.execute(sql`
       select encode(sha256, 'hex') as sha256, kind, bytes from replica_objects
-      where primary_gone_at is null order by checked_at limit ${REPLICATION_PASS_CHECKS}`),
+      where primary_gone_at is null and replicated_at is not null order by checked_at limit ${REPLICATION_PASS_CHECKS}`),
   );
   for (const row of sample) {
     const key = keyOf(row);
@@ -262,8 +267,8 @@ export async function replicaStatus(ctx: AppContext, now: Date = new Date()): Pr
   );
   const [copies] = rowsOf<{ n: number | string; bytes: number | string; gone: number | string; last: Date | string | null }>(
     await db.execute(sql`
-      select count(*) filter (where primary_gone_at is null) as n,
-             coalesce(sum(bytes) filter (where primary_gone_at is null), 0) as bytes,
+      select count(*) filter (where primary_gone_at is null and replicated_at is not null) as n,
+             coalesce(sum(bytes) filter (where primary_gone_at is null and replicated_at is not null), 0) as bytes,
              count(*) filter (where primary_gone_at is not null) as gone,
              max(replicated_at) as last
       from replica_objects`),

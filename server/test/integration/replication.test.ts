@@ -13,8 +13,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { and, eq, isNull, sql } from 'drizzle-orm';
+import { and, eq, isNotNull, isNull, sql } from 'drizzle-orm';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_PREFIX, sha256Hex } from '@cairn/shared';
@@ -23,7 +24,7 @@ import { packKeyOf, type BlobStore } from '../../src/blob/blob-store.ts';
 import type { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
 import type { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
 import { rowsOf } from '../../src/db/database.ts';
-import { alerts, chunks, contents, replicaObjects } from '../../src/db/schema.ts';
+import { alerts, chunks, contents, ownerContents, replicaObjects } from '../../src/db/schema.ts';
 import { createApiToken } from '../../src/services/api-tokens.service.ts';
 import { collectGarbage } from '../../src/services/garbage-collector.ts';
 import { SYSTEM_ACTOR } from '../../src/services/users.service.ts';
@@ -97,7 +98,12 @@ describe.each(combinations)('replication (%s)', (_label, primary, replicaKind, d
       (row) => packKeyOf(row.sha256),
     );
   const recorded = async (): Promise<string[]> =>
-    (await h.ctx.database.db.select({ sha256: replicaObjects.sha256 }).from(replicaObjects).where(eq(replicaObjects.kind, 'pack'))).map((r) => packKeyOf(r.sha256));
+    (
+      await h.ctx.database.db
+        .select({ sha256: replicaObjects.sha256 })
+        .from(replicaObjects)
+        .where(and(eq(replicaObjects.kind, 'pack'), isNotNull(replicaObjects.replicatedAt)))
+    ).map((r) => packKeyOf(r.sha256));
   const download = async (sha: string) => {
     const response = await request(`${h.url}${API_PREFIX}/contents/${sha}`, { headers: { authorization: `Bearer ${agent.token}` } });
     return { status: response.statusCode, bytes: Buffer.from(await response.body.arrayBuffer()) };
@@ -175,6 +181,30 @@ describe.each(combinations)('replication (%s)', (_label, primary, replicaKind, d
     const result = await runReplication(h.ctx);
     expect(result).toMatchObject({ vanished: 1, copied: 1 });
     expect(await sha256Of(h.ctx.replica!, key!)).toBe(key!.slice('packs/'.length));
+  });
+
+  it('copies a v1 whole-content object still in use, serves it from the replica when the primary lost it, and puts it back', async () => {
+    const bytes = Buffer.from('a v1 object, stored whole under its hash\n'.repeat(50));
+    const sha = sha256Hex(bytes);
+    // As v1 wrote it: one object under its hash, a chunk row with no pack, the uploader as holder; then a version names it.
+    await h.ctx.blobs.put(sha, Readable.from([bytes]), sha);
+    await h.ctx.database.db.insert(chunks).values({ sha256: sha, size: bytes.length });
+    const [owner] = rowsOf<{ owner_id: string }>(await h.ctx.database.db.execute(sql`select owner_id from clients where name = 'rita-box'`));
+    await h.ctx.database.db.insert(ownerContents).values({ contentSha256: sha, userId: owner!.owner_id });
+    await agent.backup([{ path: '/data/v1.txt', content: bytes }]);
+    expect((await replicaStatus(h.ctx)).objectsBehind).toBe(1);
+
+    const result = await runReplication(h.ctx);
+    expect(result).toMatchObject({ copied: 1, failed: 0, remaining: 0 });
+    const [row] = await h.ctx.database.db.select().from(replicaObjects).where(eq(replicaObjects.sha256, sha));
+    expect(row).toMatchObject({ kind: 'object', bytes: bytes.length, primaryGoneAt: null });
+    expect(await sha256Of(h.ctx.replica!, sha)).toBe(sha);
+
+    await h.ctx.blobs.delete(sha);
+    const served = await download(sha);
+    expect(served.status).toBe(200);
+    expect(served.bytes.equals(bytes)).toBe(true);
+    expect(await sha256Of(h.ctx.blobs, sha)).toBe(sha);
   });
 
   it('serves a pack destroyed in the primary from the replica and puts it back', async () => {
@@ -289,9 +319,12 @@ describe.each(combinations)('replication (%s)', (_label, primary, replicaKind, d
     await refused.body.dump();
   });
 
-  it('deletes a copy only after GC deleted its pack from the primary and the delete grace passed', async () => {
+  it('deletes a copy only after GC deleted its pack from the primary and the delete grace passed, even one whose copy was cut off', async () => {
     const gone = files[4]!;
     const key = await packOf(gone.content);
+    // As a pass killed between the replica's put and the stamp leaves it: the object there, its row not stamped.
+    await h.ctx.database.db.update(replicaObjects).set({ replicatedAt: null }).where(eq(replicaObjects.sha256, key.slice(6)));
+    expect((await replicaStatus(h.ctx)).packsBehind).toBe(1);
     // What retention would do: no version names the content any more; GC then retires and deletes its pack.
     await h.ctx.database.db.execute(sql`delete from file_versions where content_sha256 = decode(${sha256Hex(gone.content)}, 'hex')`);
     await collectGarbage(h.ctx, { graceSeconds: 0 });
