@@ -3,6 +3,7 @@ CREATE TABLE "replica_objects" (
 	"kind" text NOT NULL,
 	"bytes" bigint NOT NULL,
 	"replicated_at" timestamp with time zone,
+	"failed_at" timestamp with time zone,
 	"checked_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"primary_gone_at" timestamp with time zone,
 	CONSTRAINT "replica_objects_sha256_kind_pk" PRIMARY KEY("sha256","kind")

@@ -230,6 +230,8 @@ export const replicaObjects = pgTable(
     bytes: bigint('bytes', { mode: 'number' }).notNull(),
     /** When its copy was read back and found to hash to its name; null while a copy is under way (the row comes first). */
     replicatedAt: timestamp('replicated_at', { withTimezone: true }),
+    /** When the last attempt to copy it failed (the primary's copy missing or damaged); retried after REPLICATION_RETRY_SECONDS. */
+    failedAt: timestamp('failed_at', { withTimezone: true }),
     /** When a pass last found the copy still there (a few least recently checked per pass), so a replica emptied behind Cairn's back is refilled. */
     checkedAt: timestamp('checked_at', { withTimezone: true }).notNull().defaultNow(),
     /** When the job first found the primary's row gone (GC deleted it); null while the primary holds it. */

@@ -24,6 +24,12 @@ import { HashMismatchError } from '../errors.ts';
 export const REPLICATION_PASS_MAX_OBJECTS = 1000;
 /** Bytes a pass copies at most; the object that crosses the bound is the pass's last. */
 export const REPLICATION_PASS_MAX_BYTES = 4 * 1024 ** 3;
+/**
+ * An object whose copy failed (the primary's is missing or damaged) is tried
+ * again this long after, so a run of bad objects at the head of the queue
+ * neither starves newer packs nor fills the log every pass.
+ */
+export const REPLICATION_RETRY_SECONDS = 3600;
 /** Copies a pass stats on the replica (least recently checked first), so one that vanished there is copied again. */
 export const REPLICATION_PASS_CHECKS = 50;
 
@@ -49,7 +55,7 @@ export interface ReplicationResult {
   markedGone: number;
   /** Copies deleted from the replica after the grace period. */
   deleted: number;
-  /** Objects still to copy when the pass ended (0: caught up). */
+  /** Objects still to copy when the pass ended, at least (0: caught up, but for copies that failed within REPLICATION_RETRY_SECONDS, which the lag still counts). */
   remaining: number;
 }
 
@@ -66,6 +72,12 @@ function keyOf(object: { sha256: string; kind: 'pack' | 'object' }): string {
 /** The SQL condition "the replica holds no verified copy of this" for packs `p` and v1 chunk rows `ch`. */
 const PACK_NOT_REPLICATED = sql`not exists (select 1 from replica_objects r where r.kind = 'pack' and r.sha256 = p.sha256 and r.replicated_at is not null)`;
 const OBJECT_NOT_REPLICATED = sql`not exists (select 1 from replica_objects r where r.kind = 'object' and r.sha256 = ch.sha256 and r.replicated_at is not null)`;
+
+/** No copy of `sha256` failed within REPLICATION_RETRY_SECONDS. */
+function notFailedRecently(kind: 'pack' | 'object', sha256: ReturnType<typeof sql>) {
+  return sql`not exists (select 1 from replica_objects f where f.kind = ${kind} and f.sha256 = ${sha256}
+    and f.failed_at > now() - make_interval(secs => ${REPLICATION_RETRY_SECONDS}))`;
+}
 
 /** One pass (see the module comment); one replica of the server at a time. */
 export async function runReplication(ctx: AppContext, options: ReplicationOptions = {}): Promise<ReplicationResult> {
@@ -93,7 +105,7 @@ async function copyPending(ctx: AppContext, replica: BlobStore, options: Replica
     ...rowsOf<{ sha256: string; bytes: number | string }>(
       await db.execute(sql`
         select encode(p.sha256, 'hex') as sha256, p.bytes from packs p
-        where p.retired_at is null and ${PACK_NOT_REPLICATED}
+        where p.retired_at is null and ${PACK_NOT_REPLICATED} and ${notFailedRecently('pack', sql`p.sha256`)}
         order by p.id limit ${maxObjects + 1}`),
     ).map((row) => ({ sha256: row.sha256, kind: 'pack' as const, bytes: Number(row.bytes) })),
   ];
@@ -102,7 +114,7 @@ async function copyPending(ctx: AppContext, replica: BlobStore, options: Replica
       ...rowsOf<{ sha256: string; size: number | string }>(
         await db.execute(sql`
           select encode(ch.sha256, 'hex') as sha256, ch.size from chunks ch
-          where ch.pack_id is null and ${OBJECT_NOT_REPLICATED}
+          where ch.pack_id is null and ${OBJECT_NOT_REPLICATED} and ${notFailedRecently('object', sql`ch.sha256`)}
           order by ch.sha256 limit ${maxObjects + 1 - pending.length}`),
       ).map((row) => ({ sha256: row.sha256, kind: 'object' as const, bytes: Number(row.size) })),
     );
@@ -118,12 +130,13 @@ async function copyPending(ctx: AppContext, replica: BlobStore, options: Replica
       on conflict (sha256, kind) do nothing`);
     const problem = await copyOne(ctx, replica, key, object);
     if (problem !== null) {
+      await db.execute(sql`update replica_objects set failed_at = now() where sha256 = decode(${object.sha256}, 'hex') and kind = ${object.kind}`);
       totals.failed++;
       ctx.log.error({ key, problem }, `could not replicate ${key}: ${problem}`);
       continue;
     }
     await db.execute(sql`
-      update replica_objects set replicated_at = now(), checked_at = now()
+      update replica_objects set replicated_at = now(), checked_at = now(), failed_at = null
       where sha256 = decode(${object.sha256}, 'hex') and kind = ${object.kind}`);
     totals.copied++;
     totals.bytesCopied += object.bytes;

@@ -309,6 +309,30 @@ describe.each(combinations)('replication (%s)', (_label, primary, replicaKind, d
     expect(resolved).toMatchObject({ id: opened!.id, state: 'resolved' });
   });
 
+  it('does not copy a pack the primary holds damaged, counts it behind, and tries it again only after the retry period', async () => {
+    const file = { path: '/data/bad-before-copy.bin', content: randomBytes(45_000) };
+    await agent.backup([file]);
+    const later = { path: '/data/after-it.bin', content: randomBytes(45_000) };
+    await agent.backup([later]);
+    const key = await packOf(file.content);
+    await editObject(h.ctx.blobs, s3!.bucket, key, (bytes) => (bytes[60]! ^= 0x04));
+
+    // The damaged pack comes first in commit order; the one after it is copied all the same.
+    expect(await runReplication(h.ctx)).toMatchObject({ copied: 1, failed: 1 });
+    expect(await h.ctx.replica!.stat(key)).toBeNull();
+    expect(await h.ctx.replica!.stat(await packOf(later.content))).not.toBeNull();
+    expect((await replicaStatus(h.ctx)).packsBehind).toBe(1);
+    // Not retried at every pass.
+    expect(await runReplication(h.ctx)).toMatchObject({ copied: 0, failed: 0 });
+
+    // Healed in the primary (here: the byte put back), and the retry period over: copied.
+    await editObject(h.ctx.blobs, s3!.bucket, key, (bytes) => (bytes[60]! ^= 0x04));
+    await h.ctx.database.db.update(replicaObjects).set({ failedAt: sql`now() - interval '2 hours'` }).where(eq(replicaObjects.sha256, key.slice(6)));
+    expect(await runReplication(h.ctx)).toMatchObject({ copied: 1, failed: 0 });
+    expect(await sha256Of(h.ctx.replica!, key)).toBe(key.slice(6));
+    expect((await replicaStatus(h.ctx)).packsBehind).toBe(0);
+  });
+
   it('GET /api/v1/admin/replica gives admins the lag, and other users a 403', async () => {
     const root = await addUser(h.ctx, `root-${db}`, 'root-password-1', true);
     const { token: adminToken } = await createApiToken(h.ctx, root.id, { name: 'lag', readOnly: true, expiresInDays: 1 }, SYSTEM_ACTOR, new Date());
