@@ -42,6 +42,7 @@ let s3Admin: S3Client | undefined;
 let replicaDir: string | undefined;
 /** The replica's own bucket on the same s3rver: another bucket, as REPLICA_S3_BUCKET must be. */
 const REPLICA_BUCKET = 'cairn-replica';
+const METRICS_TOKEN = 'replication-test-metrics-token-0123456789abcdef';
 
 beforeAll(async () => {
   s3 = await startS3rver();
@@ -133,7 +134,7 @@ describe.each(combinations)('replication (%s)', (_label, primary, replicaKind, d
             REPLICA_S3_ACCESS_KEY_ID: s3!.accessKeyId,
             REPLICA_S3_SECRET_ACCESS_KEY: s3!.secretAccessKey,
           };
-    h = await startDashboardHarness(db, env);
+    h = await startDashboardHarness(db, { ...env, METRICS_TOKEN });
     expect(h.ctx.replica?.kind).toBe(replicaKind);
     expect(h.ctx.blobs.kind).toBe(primary);
     await addUser(h.ctx, 'rita', 'rita-password-1');
@@ -352,6 +353,14 @@ describe.each(combinations)('replication (%s)', (_label, primary, replicaKind, d
     expect(caughtUp).toMatchObject({ packsBehind: 0, bytesBehind: 0, oldestPendingAt: null, lagSeconds: 0 });
     expect(typeof caughtUp.lastCopiedAt).toBe('string');
 
+    // The same figures for Prometheus.
+    const scrape = await request(`${h.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    const metrics = await scrape.body.text();
+    expect(metrics).toMatch(/^cairn_replica_lag_seconds 0$/m);
+    expect(metrics).toMatch(/^cairn_replica_behind_objects 0$/m);
+    expect(metrics).toMatch(/^cairn_replica_behind_bytes 0$/m);
+    expect(metrics).toMatch(new RegExp(`^cairn_replica_copied_bytes ${caughtUp.copiedBytes}$`, 'm'));
+
     const refused = await get(userToken);
     expect(refused.statusCode).toBe(403);
     await refused.body.dump();
@@ -391,7 +400,7 @@ describe.each(combinations)('replication (%s)', (_label, primary, replicaKind, d
 describe.each(testDatabaseKinds())('without a replica store (%s)', (db) => {
   let h: DashboardHarness;
   beforeAll(async () => {
-    h = await startDashboardHarness(db);
+    h = await startDashboardHarness(db, { METRICS_TOKEN });
   });
   afterAll(() => h?.close());
 
@@ -399,6 +408,9 @@ describe.each(testDatabaseKinds())('without a replica store (%s)', (db) => {
     expect(h.ctx.replica).toBeUndefined();
     expect(await runReplication(h.ctx)).toMatchObject({ ran: false, copied: 0 });
     expect(await replicaStatus(h.ctx)).toMatchObject({ configured: false, location: null, packsBehind: 0, lagSeconds: 0 });
+    // No replica, no replica series.
+    const scrape = await request(`${h.url}/metrics`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    expect(await scrape.body.text()).not.toContain('cairn_replica_');
     await h.ctx.database.db.insert(alerts).values({
       type: 'replica_lagging',
       severity: 'warning',
