@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { buildApp, type App } from './app.ts';
 import type { AppContext } from './app-context.ts';
-import { createBlobStore } from './blob/create-blob-store.ts';
+import { createBlobStore, createReplicaStore } from './blob/create-blob-store.ts';
 import type { ServerConfig } from './config/server-config.ts';
 import { createNotifier } from './alerts/notifiers/create-notifier.ts';
 import { openDatabase } from './db/database.ts';
@@ -27,24 +27,27 @@ export interface StartServerOptions {
 /** Opens storage, applies migrations, and listens. Used by main.ts and by tests that need a real server. */
 export async function startServer(config: ServerConfig, log: Logger, options: StartServerOptions = {}): Promise<RunningServer> {
   // The blob store's sweep of leftovers does not wait for the database's start and migrations.
-  const [opened, created] = await Promise.allSettled([
+  const [opened, created, createdReplica] = await Promise.allSettled([
     openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteImport: config.pgliteImport, log, embedded: options.embedded }),
     createBlobStore(config, log),
+    createReplicaStore(config, log),
   ]);
-  if (opened.status === 'rejected' || created.status === 'rejected') {
+  if (opened.status === 'rejected' || created.status === 'rejected' || createdReplica.status === 'rejected') {
     if (opened.status === 'fulfilled') await opened.value.close();
     if (created.status === 'fulfilled') await created.value.close();
-    throw opened.status === 'rejected' ? opened.reason : (created as PromiseRejectedResult).reason;
+    if (createdReplica.status === 'fulfilled') await createdReplica.value?.close();
+    throw [opened, created, createdReplica].find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason;
   }
   const database = opened.value;
   const blobs = created.value;
+  const replica = createdReplica.value;
   const alertNotifier = createNotifier(config, log, { recipients: alertRecipientLookup(database.db), webhooks: alertWebhookLookup(database.db) });
-  const ctx: AppContext & { serverId: string } = { config, database, blobs, log, alertNotifier, serverId: randomUUID() };
+  const ctx: AppContext & { serverId: string } = { config, database, blobs, replica, log, alertNotifier, serverId: randomUUID() };
   await ensureInitialAdmin(ctx);
   const app = await buildApp(ctx);
   const address = await app.listen({ port: config.port, host: config.host });
   log.info(
-    { database: database.location, blobStore: blobs.location, dataDir: config.dataDir, url: address },
+    { database: database.location, blobStore: blobs.location, replicaStore: replica?.location ?? null, dataDir: config.dataDir, url: address },
     `Cairn server listening on ${address}; metadata in ${database.location}; blobs in ${blobs.location}`,
   );
   // Before the jobs start, so the first job lock taken is already shown.
@@ -61,6 +64,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: St
       // After the jobs and requests that raise alerts: what is still queued goes out now.
       await alertNotifier.close();
       await blobs.close();
+      await replica?.close();
       await database.close();
     },
   };

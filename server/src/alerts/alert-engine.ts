@@ -25,6 +25,8 @@ import type { AlertEvent, AlertNotifier, AlertSnapshot } from './alert-event.ts'
 import { loadAlertDefaults, mergeAlertSettings } from './alert-settings.ts';
 import { detectAlertConditions, type AlertCondition, type AlertSettings, type WatchedFolder, type WatchedFolderFacts } from './detectors.ts';
 import { detectStorageDamage, gatherDamageFacts } from './storage-damaged.ts';
+import { replicaStatus } from '../storage/replication-job.ts';
+import { detectReplicaLagging } from './replica-lagging.ts';
 import { DEFAULT_STORAGE_ALERT_SETTINGS, detectStorageFilling, gatherStorageFacts, type StorageAlertSettings } from './storage-filling.ts';
 
 /** Runs read per client: enough for every detector's history and window (see AlertSettings). */
@@ -162,19 +164,39 @@ async function notifyEvents(ctx: AppContext, clientId: string | null, snapshots:
 }
 
 /**
- * The server-wide storage-filling alert (decision 85): gathered and
- * reconciled in the periodic pass only, as the figure changes slowly and
- * statfs or a sum over every chunk is not worth paying after each run.
- * A store without a known capacity (S3 without S3_CAPACITY_BYTES) holds no
- * condition, so an alert opened before the setting was removed resolves.
+ * The server-wide alerts, reconciled together (they share client null, so
+ * one pass must see every condition, or it would resolve the others):
+ * storage filling (decision 85) and replica lagging (decision 184). Gathered
+ * in the periodic pass only, as the figures change slowly and statfs or a
+ * sum over every chunk is not worth paying after each run. A store without
+ * a known capacity (S3 without S3_CAPACITY_BYTES), or no replica, holds no
+ * condition, so an alert opened before the setting was removed resolves. A
+ * figure that cannot be gathered keeps its open alert as it is.
  */
-export async function evaluateStorageAlert(ctx: AppContext, options: EngineOptions = {}): Promise<AlertEvent[]> {
+export async function evaluateServerAlerts(ctx: AppContext, options: EngineOptions = {}): Promise<AlertEvent[]> {
   const now = options.now ?? new Date();
-  const facts = await gatherStorageFacts(ctx, now);
-  const conditions = facts ? detectStorageFilling(facts, options.storageSettings ?? DEFAULT_STORAGE_ALERT_SETTINGS) : [];
-  // One reconcile for every server-wide condition: an alert missing from it would count as resolved.
-  conditions.push(...detectStorageDamage(await gatherDamageFacts(ctx.database.db)));
-  const events = await reconcile(ctx.database.db, null, conditions, now);
+  const conditions: AlertCondition[] = [];
+  const kept: string[] = [];
+  try {
+    const facts = await gatherStorageFacts(ctx, now);
+    if (facts) conditions.push(...detectStorageFilling(facts, options.storageSettings ?? DEFAULT_STORAGE_ALERT_SETTINGS));
+  } catch (error) {
+    ctx.log.error({ err: error }, 'storage alert failed');
+    kept.push('storage_filling');
+  }
+  try {
+    conditions.push(...detectStorageDamage(await gatherDamageFacts(ctx.database.db)));
+  } catch (error) {
+    ctx.log.error({ err: error }, 'storage damage alert failed');
+    kept.push('storage_damaged');
+  }
+  try {
+    conditions.push(...detectReplicaLagging(await replicaStatus(ctx, now), ctx.config.alerts.replicaLagSeconds));
+  } catch (error) {
+    ctx.log.error({ err: error }, 'replica lag alert failed');
+    kept.push('replica_lagging');
+  }
+  const events = await reconcile(ctx.database.db, null, conditions, now, kept);
   return notifyEvents(ctx, null, events.map((event) => ({ kind: event.kind, alert: toSnapshot(event.row, null, null) })));
 }
 
@@ -253,9 +275,9 @@ export async function runAlertEngine(ctx: AppContext, options: EngineOptions = {
       }
     }
     try {
-      events += (await evaluateStorageAlert(ctx, options)).length;
+      events += (await evaluateServerAlerts(ctx, options)).length;
     } catch (error) {
-      ctx.log.error({ err: error }, 'storage alert failed');
+      ctx.log.error({ err: error }, 'server-wide alerts failed');
     }
     return { clients: all.length, events };
   });

@@ -11,6 +11,7 @@ export type AlertType =
   | 'unusual_timing'
   | 'extra_backup'
   | 'storage_filling'
+  | 'replica_lagging'
   | 'expected_file_missing'
   | 'file_shrank'
   | 'mass_change'

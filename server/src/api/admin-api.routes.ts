@@ -25,6 +25,7 @@ import { findClient, listClients, requestRun, updateClientSettings } from '../se
 import { createDownloadLink, downloadLinkUrl, DOWNLOAD_LINK_DEFAULT_SECONDS, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
 import { findUser, listUsers } from '../services/users.service.ts';
 import { listServers } from '../services/server-registry.service.ts';
+import { replicaStatus } from '../storage/replication-job.ts';
 import { listDamage, listVerifyRuns, startVerifyRun } from '../storage/verify-job.ts';
 import { VersionsQuery, VersionsResponse } from '@cairn/shared';
 import { registerRestoreJobAdminRoutes } from './admin-restore-jobs.routes.ts';
@@ -46,6 +47,7 @@ import {
   RunList,
   RunRequested,
   RunsQuery,
+  ReplicaReport,
   ServerList,
   TokenRevoked,
   UserList,
@@ -406,6 +408,28 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
       if (!viewerOf(request).isAdmin) throw new ForbiddenError('only administrators can start a verify run');
       if (!(await startVerifyRun(ctx))) throw new ConflictError('a verify run is already running');
       return reply.code(202).send({ started: true });
+    },
+  );
+
+  app.get(
+    '/replica',
+    {
+      schema: {
+        tags: TAGS,
+        summary: "The replica store's lag: packs and bytes not yet copied, the oldest of them, and what it holds (administrators only)",
+        security: TOKEN_AUTH,
+        response: { 200: ReplicaReport, ...errors },
+      },
+    },
+    async (request) => {
+      if (!viewerOf(request).isAdmin) throw new ForbiddenError('only administrators can read the replica status');
+      const status = await replicaStatus(ctx);
+      return {
+        ...status,
+        oldestPendingAt: iso(status.oldestPendingAt),
+        lastCopiedAt: iso(status.lastCopiedAt),
+        lagAlertSeconds: ctx.config.alerts.replicaLagSeconds,
+      };
     },
   );
 

@@ -167,6 +167,8 @@ const VerifyRun = Type.Object({
   chunksChecked: Type.Integer(),
   bytesRead: Type.Integer(),
   damagedChunks: Type.Integer(),
+  /** Packs and v1 objects it found damaged or missing and put back from the replica store's verified copy. */
+  packsRepaired: Type.Integer(),
   error: Type.Union([Type.String(), Type.Null()]),
 });
 export const VerifyReport = Type.Object({
@@ -188,6 +190,25 @@ export const VerifyReport = Type.Object({
       ),
     }),
   ),
+});
+/** How far the replica store is behind the primary (storage/replication-job.ts ReplicaStatus). */
+export const ReplicaReport = Type.Object({
+  /** false: no REPLICA_DIR or REPLICA_S3_BUCKET is set; every figure is 0. */
+  configured: Type.Boolean(),
+  location: Type.Union([Type.String(), Type.Null()]),
+  packsBehind: Type.Integer(),
+  objectsBehind: Type.Integer(),
+  bytesBehind: Type.Integer(),
+  /** When the oldest pack not yet copied was committed; null when none is behind. */
+  oldestPendingAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  lagSeconds: Type.Integer(),
+  copiedObjects: Type.Integer(),
+  copiedBytes: Type.Integer(),
+  /** Copies of objects GC deleted from the primary, kept until REPLICA_DELETE_GRACE_SECONDS passed. */
+  awaitingDeletion: Type.Integer(),
+  lastCopiedAt: Type.Union([Type.String({ format: 'date-time' }), Type.Null()]),
+  /** The lag past which the replica_lagging alert opens (REPLICA_LAG_ALERT_SECONDS). */
+  lagAlertSeconds: Type.Integer(),
 });
 export const VerifyStarted = Type.Object({ started: Type.Literal(true) });
 

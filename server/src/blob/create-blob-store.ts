@@ -12,7 +12,17 @@ import { S3BlobStore } from './s3-blob-store.ts';
  * S3 (other replicas may be uploading right now).
  */
 export async function createBlobStore(config: ServerConfig, log: Logger): Promise<BlobStore> {
-  const store: BlobStore = config.s3 ? new S3BlobStore(config.s3) : new DiskBlobStore(path.join(config.dataDir, 'blobs'));
+  return swept(config.s3 ? new S3BlobStore(config.s3) : new DiskBlobStore(path.join(config.dataDir, 'blobs')), log);
+}
+
+/** The replica store (decision 180) when REPLICA_DIR or REPLICA_S3_BUCKET is set, swept like the primary; else undefined. */
+export async function createReplicaStore(config: ServerConfig, log: Logger): Promise<BlobStore | undefined> {
+  const replica = config.replica?.store;
+  if (!replica) return undefined;
+  return swept(replica.kind === 's3' ? new S3BlobStore(replica.s3) : new DiskBlobStore(replica.dir), log.child({ store: 'replica' }));
+}
+
+async function swept(store: BlobStore, log: Logger): Promise<BlobStore> {
   try {
     const removed = store.kind === 'disk' ? await store.sweepTemp(0) : await store.sweepTemp();
     // Nothing swept is not news: at info level it would be the one line printed before a database error.

@@ -12,6 +12,17 @@ export interface S3Config {
   secretAccessKey: string | undefined;
 }
 
+/** Where the replica store is (decision 180): a second disk path, or a second S3 bucket. */
+export type ReplicaStoreConfig = { kind: 'disk'; dir: string } | { kind: 's3'; s3: S3Config };
+
+export interface ReplicaConfig {
+  store: ReplicaStoreConfig;
+  /** Period of the replication pass. */
+  intervalSeconds: number;
+  /** A copy is deleted from the replica this long after GC deleted the object from the primary (decision 181). */
+  deleteGraceSeconds: number;
+}
+
 /** SMTP server alert emails go through (from SMTP_URL; the password is never logged). */
 export interface SmtpConfig {
   host: string;
@@ -46,6 +57,8 @@ export interface ServerConfig {
     cacheDir: string | undefined;
   };
   s3: S3Config | undefined;
+  /** The optional second store every pack is copied to; unset: no replica. */
+  replica: ReplicaConfig | undefined;
   adminUsername: string;
   adminPassword: string | undefined;
   /** Signs session cookies; null means "generate one and keep it under DATA_DIR" (single replica only). */
@@ -75,6 +88,8 @@ export interface ServerConfig {
     intervalSeconds: number;
     /** The S3 store's capacity for the storage-filling alert; absent: S3 has no limit to warn about. */
     s3CapacityBytes: number | undefined;
+    /** replica_lagging opens when the oldest pack not yet on the replica was committed longer ago than this. */
+    replicaLagSeconds: number;
   };
   limits: {
     /** Largest single uploaded part (one file's content). */
@@ -173,6 +188,48 @@ function readNotifications(r: EnvReader): NotificationsConfig {
   return { email, webhook };
 }
 
+/**
+ * REPLICA_DIR or REPLICA_S3_* (never both), read whatever is set so
+ * variablesRead() sees them all. The replica must be another place than the
+ * primary: a copy in the same directory or bucket is no second copy.
+ */
+function readReplica(r: EnvReader, primary: { dataDir: string; s3: S3Config | undefined }): ReplicaConfig | undefined {
+  const dirText = r.optionalString('REPLICA_DIR');
+  const bucket = r.optionalString('REPLICA_S3_BUCKET');
+  const endpoint = r.url('REPLICA_S3_ENDPOINT');
+  const forcePathStyle = r.boolean('REPLICA_S3_FORCE_PATH_STYLE', endpoint !== undefined);
+  const region = r.string('REPLICA_S3_REGION', 'us-east-1');
+  const accessKeyId = r.optionalString('REPLICA_S3_ACCESS_KEY_ID');
+  const secretAccessKey = r.optionalString('REPLICA_S3_SECRET_ACCESS_KEY');
+  const intervalSeconds = r.integer('REPLICA_INTERVAL_SECONDS', 60, 1, 86_400);
+  const deleteGraceSeconds = r.integer('REPLICA_DELETE_GRACE_SECONDS', 7 * 86_400, 0);
+  if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
+    r.problems.push('REPLICA_S3_ACCESS_KEY_ID and REPLICA_S3_SECRET_ACCESS_KEY must be set together');
+  }
+  if (dirText !== undefined && bucket !== undefined) {
+    r.problems.push('REPLICA_DIR and REPLICA_S3_BUCKET cannot both be set: the replica is one store, a directory or a bucket');
+    return undefined;
+  }
+  if (bucket === undefined && (endpoint !== undefined || accessKeyId !== undefined)) {
+    r.problems.push('REPLICA_S3_ENDPOINT and REPLICA_S3_ACCESS_KEY_ID need REPLICA_S3_BUCKET (the replica bucket)');
+  }
+  if (dirText !== undefined) {
+    const dir = path.resolve(dirText);
+    const primaryDir = path.join(primary.dataDir, 'blobs');
+    if (primary.s3 === undefined && (dir === primaryDir || dir.startsWith(`${primaryDir}${path.sep}`) || primaryDir.startsWith(`${dir}${path.sep}`))) {
+      r.problems.push(`REPLICA_DIR must be another directory than the primary store (${primaryDir}) and not inside it or around it, got "${dir}"`);
+      return undefined;
+    }
+    return { store: { kind: 'disk', dir }, intervalSeconds, deleteGraceSeconds };
+  }
+  if (bucket === undefined) return undefined;
+  if (primary.s3 !== undefined && primary.s3.bucket === bucket && primary.s3.endpoint === endpoint) {
+    r.problems.push(`REPLICA_S3_BUCKET must be another bucket (or REPLICA_S3_ENDPOINT another endpoint) than the primary's S3_BUCKET "${bucket}"`);
+    return undefined;
+  }
+  return { store: { kind: 's3', s3: { bucket, endpoint, region, forcePathStyle, accessKeyId, secretAccessKey } }, intervalSeconds, deleteGraceSeconds };
+}
+
 /** Whether `dir` holds the package.json of @electric-sql/pglite. */
 function isPglitePackage(dir: string): boolean {
   try {
@@ -236,6 +293,9 @@ export function loadServerConfig(env: Env): ServerConfig {
   if (lostAfterSeconds < 2 * heartbeatSeconds) {
     r.problems.push(`CLUSTER_LOST_AFTER_SECONDS must be at least twice CLUSTER_HEARTBEAT_SECONDS (${2 * heartbeatSeconds}), got ${lostAfterSeconds}: one late heartbeat must not make a replica look lost`);
   }
+  const s3: S3Config | undefined =
+    bucket === undefined ? undefined : { bucket, endpoint: s3Endpoint, region, forcePathStyle, accessKeyId, secretAccessKey };
+  const replica = readReplica(r, { dataDir, s3 });
   const config: ServerConfig = {
     port,
     host,
@@ -247,10 +307,8 @@ export function loadServerConfig(env: Env): ServerConfig {
       moduleDir: pgliteModule === undefined ? undefined : path.resolve(pgliteModule),
       cacheDir: pgliteCache === undefined ? undefined : path.resolve(pgliteCache),
     },
-    s3:
-      bucket === undefined
-        ? undefined
-        : { bucket, endpoint: s3Endpoint, region, forcePathStyle, accessKeyId, secretAccessKey },
+    s3,
+    replica,
     adminUsername: r.string('ADMIN_USERNAME', 'admin'),
     adminPassword,
     secretKey,
@@ -273,6 +331,7 @@ export function loadServerConfig(env: Env): ServerConfig {
     alerts: {
       intervalSeconds: r.integer('ALERTS_INTERVAL_SECONDS', 300, 10),
       s3CapacityBytes: r.optionalInteger('S3_CAPACITY_BYTES', 1, Number.MAX_SAFE_INTEGER),
+      replicaLagSeconds: r.integer('REPLICA_LAG_ALERT_SECONDS', 6 * 3600, 60),
     },
     limits: {
       maxPartBytes: r.integer('MAX_UPLOAD_PART_BYTES', 64 * 1024 ** 3, 1),

@@ -11,6 +11,7 @@ export const ALERT_TYPE_LABELS: Record<AlertType, string> = {
   unusual_timing: 'Unusual timing',
   extra_backup: 'Extra backups',
   storage_filling: 'Storage filling',
+  replica_lagging: 'Replica lagging',
   expected_file_missing: 'Expected file missing',
   file_shrank: 'File shrank',
   restore_failed: 'Restore failed',

@@ -19,6 +19,8 @@ export const LOCK_KEYS = {
   verifyRun: 7_146_005,
   /** One run moving v1 objects into packs at a time across replicas. */
   v1Migration: 7_146_006,
+  /** One replication pass (copies to the replica store) at a time across replicas. */
+  replication: 7_146_007,
 } as const;
 
 export type JobLockKey =
@@ -26,7 +28,8 @@ export type JobLockKey =
   | typeof LOCK_KEYS.retentionSweep
   | typeof LOCK_KEYS.alertEngine
   | typeof LOCK_KEYS.verifyRun
-  | typeof LOCK_KEYS.v1Migration;
+  | typeof LOCK_KEYS.v1Migration
+  | typeof LOCK_KEYS.replication;
 
 export type JobLockListener = (key: JobLockKey, held: boolean) => void;
 

@@ -154,6 +154,8 @@ export const verifyRuns = pgTable('verify_runs', {
   chunksChecked: integer('chunks_checked').notNull().default(0),
   bytesRead: bigint('bytes_read', { mode: 'number' }).notNull().default(0),
   damagedChunks: integer('damaged_chunks').notNull().default(0),
+  /** Damaged or missing packs it put back from the replica store's verified copy (decision 183). */
+  packsRepaired: integer('packs_repaired').notNull().default(0),
   error: text('error'),
 });
 
@@ -215,6 +217,35 @@ export const orphanObjects = pgTable('orphan_objects', {
   key: text('key').primaryKey(),
   firstSeenAt: timestamp('first_seen_at', { withTimezone: true }).notNull().defaultNow(),
 });
+
+/**
+ * What the replica store holds (decision 180): one row per object copied
+ * there, written before the copy starts (so nothing is ever on the replica
+ * without a row that can have it deleted) and stamped `replicated_at` once
+ * the copy was read back verified (its bytes hash to its name). Its own table,
+ * not a column on `packs`, because a row must outlive the primary's: when
+ * GC deletes a pack (or a v1 object) here, the replication job stamps
+ * `primary_gone_at`, and deletes the replica's copy only
+ * REPLICA_DELETE_GRACE_SECONDS after that.
+ */
+export const replicaObjects = pgTable(
+  'replica_objects',
+  {
+    sha256: sha256Column('sha256').notNull(),
+    /** `pack`: the object `packs/<sha256>`; `object`: a v1 whole-content object keyed by its hash. */
+    kind: text('kind').$type<'pack' | 'object'>().notNull(),
+    bytes: bigint('bytes', { mode: 'number' }).notNull(),
+    /** When its copy was read back and found to hash to its name; null while a copy is under way (the row comes first). */
+    replicatedAt: timestamp('replicated_at', { withTimezone: true }),
+    /** When the last attempt to copy it failed (the primary's copy missing or damaged); retried after REPLICATION_RETRY_SECONDS. */
+    failedAt: timestamp('failed_at', { withTimezone: true }),
+    /** When a pass last found the copy still there (a few least recently checked per pass), so a replica emptied behind Cairn's back is refilled. */
+    checkedAt: timestamp('checked_at', { withTimezone: true }).notNull().defaultNow(),
+    /** When the job first found the primary's row gone (GC deleted it); null while the primary holds it. */
+    primaryGoneAt: timestamp('primary_gone_at', { withTimezone: true }),
+  },
+  (t) => [primaryKey({ columns: [t.sha256, t.kind] })],
+);
 
 /**
  * A content of more than one chunk: its whole-file hash, size and (in

@@ -5,6 +5,7 @@ import { collectGarbage } from '../services/garbage-collector.ts';
 import { sweepRetention } from '../services/retention.service.ts';
 import { sweepRestoreSchedules } from '../services/restore-jobs.service.ts';
 import { migrateV1Objects } from '../storage/v1-migration-job.ts';
+import { runReplication } from '../storage/replication-job.ts';
 import { runVerify } from '../storage/verify-job.ts';
 
 export interface PeriodicJobs {
@@ -22,8 +23,8 @@ interface JobSpec {
 }
 
 /**
- * Starts the periodic jobs: the retention sweep, GC, verify, the alert engine and the
- * restore-schedule sweep. Each run takes its
+ * Starts the periodic jobs: the retention sweep, GC, verify, the alert engine, the
+ * restore-schedule sweep and, with a replica store, replication. Each run takes its
  * advisory try-lock inside the service, so with N replicas one of them works
  * and the others skip. A job is scheduled again only after it finished, so a
  * slow run never overlaps the next one in this process.
@@ -39,6 +40,9 @@ export function startPeriodicJobs(ctx: AppContext): PeriodicJobs {
     { name: 'restore-schedules', intervalSeconds: RESTORE_SCHEDULE_SWEEP_SECONDS, run: () => sweepRestoreSchedules(ctx) },
     ...(ctx.config.verify.intervalSeconds > 0
       ? [{ name: 'verify', intervalSeconds: ctx.config.verify.intervalSeconds, run: () => runVerify(ctx, 'schedule') }]
+      : []),
+    ...(ctx.config.replica && ctx.replica
+      ? [{ name: 'replication', intervalSeconds: ctx.config.replica.intervalSeconds, run: () => runReplication(ctx) }]
       : []),
   ];
   let stopped = false;

@@ -14,6 +14,7 @@ import { dateOf, numberOf, rowsOf, type Db } from '../db/database.ts';
 import { alerts } from '../db/schema.ts';
 import { classifyClientHealth, HEALTH_STATES, type ClientHealth } from '../dashboard/client-health.ts';
 import { expectedBackupGaps, scheduleColumnsOfRaw } from '../services/clients.service.ts';
+import type { ReplicaStatus } from '../storage/replication-job.ts';
 
 export const RUN_STATUSES = ['running', 'succeeded', 'partial', 'failed'] as const;
 type RunStatus = (typeof RUN_STATUSES)[number];
@@ -28,6 +29,8 @@ export interface FleetSnapshot {
   storedBytes: number;
   /** Open alerts per alert type: filled in from the alerts table by the alert engine (issue 12). */
   openAlertsByType: Map<string, number>;
+  /** The replica store's lag (decision 184); absent: no replica, and no replica series. */
+  replica?: ReplicaStatus;
 }
 
 
@@ -128,5 +131,12 @@ export async function renderFleetMetrics(snapshot: FleetSnapshot): Promise<strin
   gauge('cairn_stored_bytes', 'Bytes of all objects in the blob store.').set(snapshot.storedBytes);
   const alerts = gauge('cairn_alerts_open', 'Open alerts, by alert type.', ['type']);
   for (const [type, open] of snapshot.openAlertsByType) alerts.set({ type }, open);
+  if (snapshot.replica?.configured) {
+    const replica = snapshot.replica;
+    gauge('cairn_replica_lag_seconds', 'Age of the oldest pack not yet copied to the replica store; 0 when caught up.').set(replica.lagSeconds);
+    gauge('cairn_replica_behind_objects', 'Packs and v1 objects not yet copied to the replica store.').set(replica.packsBehind + replica.objectsBehind);
+    gauge('cairn_replica_behind_bytes', 'Bytes not yet copied to the replica store.').set(replica.bytesBehind);
+    gauge('cairn_replica_copied_bytes', 'Bytes of the verified copies on the replica store of objects the primary holds.').set(replica.copiedBytes);
+  }
   return registry.metrics();
 }

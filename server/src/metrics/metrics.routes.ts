@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { AppContext } from '../app-context.ts';
 import { UnauthorizedError } from '../errors.ts';
+import { replicaStatus } from '../storage/replication-job.ts';
 import { readFleetSnapshot, renderFleetMetrics } from './fleet-metrics.ts';
 import { observeHttpRequest, processRegistry, UNMATCHED_ROUTE } from './process-metrics.ts';
 
@@ -33,7 +34,10 @@ export const metricsRoutes: FastifyPluginAsync<{ ctx: AppContext; token: string 
       reply.header('www-authenticate', 'Bearer realm="metrics"');
       throw new UnauthorizedError('a valid metrics token is required (Authorization: Bearer <METRICS_TOKEN>)');
     }
-    const fleet = await renderFleetMetrics(await readFleetSnapshot(ctx.database.db, new Date()));
+    const now = new Date();
+    const snapshot = await readFleetSnapshot(ctx.database.db, now);
+    if (ctx.replica) snapshot.replica = await replicaStatus(ctx, now);
+    const fleet = await renderFleetMetrics(snapshot);
     const own = await processRegistry.metrics();
     return reply.type(processRegistry.contentType).send(`${fleet}\n${own}`);
   });

@@ -10,7 +10,8 @@ import { recordAudit } from './audit-log.service.ts';
 import type { Actor } from './users.service.ts';
 
 /** Server-wide alerts have no owner: they go to the ALERT_EMAIL_TO admins only, so a user cannot choose them. */
-export const USER_ALERT_TYPES = (Object.keys(TYPE_LABELS) as AlertType[]).filter((type) => type !== 'storage_filling');
+export const SERVER_WIDE_ALERT_TYPES: readonly AlertType[] = ['storage_filling', 'replica_lagging'];
+export const USER_ALERT_TYPES = (Object.keys(TYPE_LABELS) as AlertType[]).filter((type) => !SERVER_WIDE_ALERT_TYPES.includes(type));
 
 /**
  * One mailbox, no display name: it goes into an SMTP envelope as it is, so

@@ -18,6 +18,7 @@ import { backupRuns, chunks, clientPaths, contentChunks, contents, fileVersions,
 import { hashSet, hashValue } from '../db/sha256-sql.ts';
 import { BadRequestError, ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDamagedError } from '../errors.ts';
 import { ChunkReadDamageError, readChunksInOrder } from '../storage/content-reader.ts';
+import { readFallbackFor } from '../storage/replica-repair.ts';
 import { chunkLocations, markChunksDamaged, packBytesOf, recordPack, type StoredChunk } from '../storage/pack-index.ts';
 import type { ChunkLocation } from '../storage/pack-format.ts';
 import { PackWriter } from '../storage/pack-writer.ts';
@@ -541,7 +542,7 @@ async function checkAssembly(ctx: AppContext, record: AssembleRecord, ordered: r
   }
   const hash = createHash('sha256');
   try {
-    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true })) hash.update(raw);
+    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx) })) hash.update(raw);
   } catch (error) {
     if (!(error instanceof ChunkReadDamageError)) throw error;
     await markChunksDamaged(ctx.database.db, error.chunkHashes);
@@ -624,7 +625,7 @@ export async function openContentForUser(
     if (!location) throw damaged(`chunk ${chunk} has no row in the index`);
     ordered.push(location);
   }
-  const chunkStream = readChunksInOrder(ctx.blobs, ordered, { verifyObjects: content.chunkCount > 1 });
+  const chunkStream = readChunksInOrder(ctx.blobs, ordered, { verifyObjects: content.chunkCount > 1, fallback: readFallbackFor(ctx) });
   const next = async (): Promise<IteratorResult<Buffer>> => {
     try {
       return await chunkStream.next();

@@ -7,7 +7,8 @@ import { packKeyOf } from '../blob/blob-store.ts';
 import { CHUNK_CODECS } from '../storage/chunk-codec.ts';
 import { ChunkReadDamageError, readChunksInOrder } from '../storage/content-reader.ts';
 import { chunkLocations, markChunksDamaged, packBytesOf } from '../storage/pack-index.ts';
-import type { ChunkLocation } from '../storage/pack-format.ts';
+import { readFallbackFor } from '../storage/replica-repair.ts';
+import { PACK_ENTRY_BYTES, PACK_FOOTER_BYTES, PACK_HEADER_BYTES, type ChunkLocation } from '../storage/pack-format.ts';
 import { PackWriter } from '../storage/pack-writer.ts';
 
 /**
@@ -197,8 +198,8 @@ export async function collectGarbage(ctx: AppContext, options: GcOptions = {}): 
 }
 
 /**
- * A pack whose live chunks take less than this share of its bytes is
- * repacked: its live chunks are copied into a new pack and it is retired
+ * A pack whose live chunks (their bytes and index entries, plus the fixed
+ * header and footer) take less than this share of its bytes is repacked: its live chunks are copied into a new pack and it is retired
  * (decision 131). Half, as restic's default `--max-unused` of 5% of the
  * repository would repack far more often for little gain on a backup
  * server whose packs mostly die whole (a pruned version's chunks are
@@ -240,7 +241,9 @@ async function collectPacks(
     await db.execute(sql`
       select p.id, encode(p.sha256, 'hex') as sha256 from packs p
       where p.retired_at is null and p.created_at < ${cutoff}
-        and (select coalesce(sum(ch.stored_length), 0) from chunks ch where ch.pack_id = p.id) < p.bytes * ${REPACK_LIVE_SHARE}::float8
+        -- A live chunk costs its bytes and its index entry; the header and footer are paid by any pack (decision 185).
+        and (select coalesce(sum(ch.stored_length), 0) + ${PACK_ENTRY_BYTES} * count(*) + ${PACK_HEADER_BYTES + PACK_FOOTER_BYTES}
+             from chunks ch where ch.pack_id = p.id) < p.bytes * ${REPACK_LIVE_SHARE}::float8
       order by p.id
       limit ${REPACK_PER_RUN}`),
   );
@@ -303,7 +306,7 @@ async function repack(ctx: AppContext, pack: { id: number; key: string }, hooks:
   const written: ChunkLocation[] = [];
   let index = 0;
   try {
-    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true })) {
+    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx) })) {
       written.push(...(await writer.add(ordered[index]!.sha256, raw, { hashed: true })));
       index++;
     }

@@ -22,6 +22,7 @@ export const JOB_NAMES: Record<JobLockKey, string> = {
   [LOCK_KEYS.verifyRun]: 'verify',
   [LOCK_KEYS.v1Migration]: 'v1-to-packs',
   [LOCK_KEYS.alertEngine]: 'alerts',
+  [LOCK_KEYS.replication]: 'replication',
 };
 
 /** Stopped and lost rows are deleted once their last heartbeat is this old. */

@@ -26,6 +26,7 @@ import { CHUNK_CODECS } from './chunk-codec.ts';
 import type { ChunkLocation } from './pack-format.ts';
 import { markChunksDamaged, packBytesOf, recordPack } from './pack-index.ts';
 import { PackWriter } from './pack-writer.ts';
+import { repairFromReplica } from './replica-repair.ts';
 
 export interface V1MigrationResult {
   ran: boolean;
@@ -84,6 +85,8 @@ export async function migrateV1Objects(ctx: AppContext, options: V1MigrationOpti
           }
         } catch (error) {
           if (!(error instanceof V1ObjectDamagedError)) throw error;
+          // Put back from the replica's verified copy (decision 182), it is moved by the next run instead of marked.
+          if (ctx.replica && (await repairV1Object(ctx, row.sha256)) === 'repaired') continue;
           await markChunksDamaged(db, [row.sha256]);
           ctx.log.error({ sha256: row.sha256, detail: error.message }, 'a v1 object is missing or damaged; marked for re-upload');
           result.damaged++;
@@ -101,6 +104,15 @@ export async function migrateV1Objects(ctx: AppContext, options: V1MigrationOpti
 }
 
 class V1ObjectDamagedError extends Error {}
+
+async function repairV1Object(ctx: AppContext, sha256: string): Promise<string> {
+  try {
+    return await repairFromReplica(ctx, sha256);
+  } catch (error) {
+    ctx.log.error({ err: error, sha256 }, 'could not repair a v1 object from the replica');
+    return 'failed';
+  }
+}
 
 /** A v1 object's bytes, checked against its hash and size. */
 async function readWhole(ctx: AppContext, sha256: string, size: number): Promise<Buffer> {

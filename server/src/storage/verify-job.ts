@@ -6,7 +6,7 @@
  * is marked (decision 128), so the next backup holding those bytes uploads
  * them again and the store heals; each run and each finding is recorded.
  */
-import { evaluateStorageAlert } from '../alerts/alert-engine.ts';
+import { evaluateServerAlerts } from '../alerts/alert-engine.ts';
 import { desc, eq, sql } from 'drizzle-orm';
 import type { AppContext } from '../app-context.ts';
 import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
@@ -17,6 +17,7 @@ import { PackChunkDamagedError } from '../errors.ts';
 import { ChunkReadDamageError, readChunksInOrder } from './content-reader.ts';
 import { chunkLocations, markChunksDamaged, type StoredChunk } from './pack-index.ts';
 import { readChunk, verifyPack } from './pack-reader.ts';
+import { repairFromReplica, type RepairOutcome } from './replica-repair.ts';
 
 export type VerifyTrigger = 'schedule' | 'manual';
 
@@ -29,6 +30,8 @@ export interface VerifyRunResult {
   chunksChecked: number;
   bytesRead: number;
   damagedChunks: number;
+  /** Damaged or missing packs and v1 objects put back from the replica's verified copy (decision 183). */
+  packsRepaired: number;
 }
 
 /** v1 whole-content objects a scheduled run samples (a run on demand reads them all). */
@@ -50,7 +53,7 @@ interface Finding {
 /** Runs one verify pass (see the module comment); records it in verify_runs while it goes. */
 export async function runVerify(ctx: AppContext, trigger: VerifyTrigger): Promise<VerifyRunResult> {
   const db = ctx.database.db;
-  const totals: VerifyRunResult = { ran: true, packsChecked: 0, objectsChecked: 0, chunksChecked: 0, bytesRead: 0, damagedChunks: 0 };
+  const totals: VerifyRunResult = { ran: true, packsChecked: 0, objectsChecked: 0, chunksChecked: 0, bytesRead: 0, damagedChunks: 0, packsRepaired: 0 };
   const outcome = await lockManagerFor(ctx.database).tryExclusive(LOCK_KEYS.verifyRun, async () => {
     const [count] = rowsOf<{ n: number | string }>(await db.execute(sql`select count(*) as n from packs where retired_at is null`));
     const total = Number(count?.n ?? 0);
@@ -85,6 +88,7 @@ export async function runVerify(ctx: AppContext, trigger: VerifyTrigger): Promis
           chunksChecked: totals.chunksChecked,
           bytesRead: totals.bytesRead,
           damagedChunks: totals.damagedChunks,
+          packsRepaired: totals.packsRepaired,
         })
         .where(eq(verifyRuns.id, runId));
     try {
@@ -94,7 +98,9 @@ export async function runVerify(ctx: AppContext, trigger: VerifyTrigger): Promis
           order by verified_at asc nulls first, id limit ${planned}`),
       );
       for (const pack of chosen) {
-        await record(await verifyOnePack(ctx, Number(pack.id), packKeyOf(pack.sha256), totals));
+        const key = packKeyOf(pack.sha256);
+        const check = () => verifyOnePack(ctx, Number(pack.id), key, totals);
+        await record(await withReplicaRepair(ctx, key, await check(), check, totals));
         await db.execute(sql`update packs set verified_at = now() where id = ${pack.id}`);
         totals.packsChecked++;
         if (totals.packsChecked % 20 === 0) {
@@ -113,12 +119,13 @@ export async function runVerify(ctx: AppContext, trigger: VerifyTrigger): Promis
           chunksChecked: totals.chunksChecked,
           bytesRead: totals.bytesRead,
           damagedChunks: totals.damagedChunks,
+          packsRepaired: totals.packsRepaired,
         })
         .where(eq(verifyRuns.id, runId));
       ctx.log.info({ ...totals }, 'verify run finished');
       // Damage found: the storage_damaged alert opens now, not at the alert engine's next pass.
       if (totals.damagedChunks > 0) {
-        await evaluateStorageAlert(ctx).catch((error: unknown) => ctx.log.error({ err: error }, 'storage alert after a verify run failed'));
+        await evaluateServerAlerts(ctx).catch((error: unknown) => ctx.log.error({ err: error }, 'storage alert after a verify run failed'));
       }
     } catch (error) {
       await progress();
@@ -173,6 +180,30 @@ async function verifyOnePack(ctx: AppContext, packId: number, key: string, total
 }
 
 /**
+ * Findings of one object, unless the replica's verified copy repairs it
+ * (decision 183): then the object is checked again, and what that finds
+ * (normally nothing) is the result. Without a replica, or when its copy is
+ * missing or damaged too, the findings stand.
+ */
+async function withReplicaRepair(ctx: AppContext, key: string, findings: Finding[], recheck: () => Promise<Finding[]>, totals: VerifyRunResult): Promise<Finding[]> {
+  if (findings.length === 0 || !ctx.replica) return findings;
+  let outcome: RepairOutcome;
+  try {
+    outcome = await repairFromReplica(ctx, key);
+  } catch (error) {
+    ctx.log.error({ err: error, key }, `verify could not repair ${key} from the replica`);
+    return findings;
+  }
+  if (outcome !== 'repaired') {
+    ctx.log.error({ key, outcome }, `verify found ${key} damaged and the replica has no good copy`);
+    return findings;
+  }
+  const after = await recheck();
+  if (after.length === 0) totals.packsRepaired++;
+  return after;
+}
+
+/**
  * Runs left `running` by a replica that died mid-run (decision 151). Only
  * called by the holder of the verify lock, so no live run is among them. A
  * run's unread packs are those of its plan not verified since it started.
@@ -199,15 +230,21 @@ async function verifyObjects(ctx: AppContext, readAll: boolean, totals: VerifyRu
     const location = locations.get(sha);
     if (!location) continue;
     totals.objectsChecked++;
-    totals.chunksChecked++;
-    try {
-      for await (const piece of readChunksInOrder(ctx.blobs, [location], { verifyObjects: true })) totals.bytesRead += piece.length;
-    } catch (error) {
-      if (!(error instanceof ChunkReadDamageError)) throw error;
-      findings.push({ sha256: sha, key: error.key, problem: error.detail });
-    }
+    const check = () => verifyObject(ctx, location, totals);
+    findings.push(...(await withReplicaRepair(ctx, sha, await check(), check, totals)));
   }
   return findings;
+}
+
+async function verifyObject(ctx: AppContext, location: StoredChunk, totals: VerifyRunResult): Promise<Finding[]> {
+  totals.chunksChecked++;
+  try {
+    for await (const piece of readChunksInOrder(ctx.blobs, [location], { verifyObjects: true })) totals.bytesRead += piece.length;
+    return [];
+  } catch (error) {
+    if (!(error instanceof ChunkReadDamageError)) throw error;
+    return [{ sha256: location.sha256, key: error.key, problem: error.detail }];
+  }
 }
 
 export interface VerifyRunRow {
@@ -223,6 +260,7 @@ export interface VerifyRunRow {
   chunksChecked: number;
   bytesRead: number;
   damagedChunks: number;
+  packsRepaired: number;
   error: string | null;
 }
 

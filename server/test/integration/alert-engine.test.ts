@@ -3,7 +3,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FileVersion, PreCommandResult, RunStats } from '@cairn/shared';
-import { acknowledgeAlert, evaluateClientAlerts, evaluateStorageAlert, runAlertEngine } from '../../src/alerts/alert-engine.ts';
+import { acknowledgeAlert, evaluateClientAlerts, evaluateServerAlerts, runAlertEngine } from '../../src/alerts/alert-engine.ts';
 import type { AlertEvent, AlertNotifier } from '../../src/alerts/alert-event.ts';
 import { loadAlertDefaultsOverride, saveAlertDefaults } from '../../src/alerts/alert-settings.ts';
 import { and, asc, eq, isNull, ne, sql } from 'drizzle-orm';
@@ -268,7 +268,7 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
     const serverWide = () => h.ctx.database.db.select().from(alerts).where(and(isNull(alerts.clientId), ne(alerts.state, 'resolved')));
     // Marks no real disk reaches first, then marks every disk is past: the same real statfs figure on both sides.
     const never = { warnPercent: 100.1, criticalPercent: 100.1, forecastDays: 0 };
-    await evaluateStorageAlert(h.ctx, { storageSettings: never });
+    await evaluateServerAlerts(h.ctx, { storageSettings: never });
     expect(await serverWide()).toEqual([]);
 
     await runAlertEngine(h.ctx, { storageSettings: { warnPercent: 0.0001, criticalPercent: 100.1, forecastDays: 0 } });
@@ -279,7 +279,7 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
     const event = notifier.events.find((e) => e.kind === 'opened' && e.alert.type === 'storage_filling');
     expect(event?.alert).toMatchObject({ clientId: null, clientName: null, ownerId: null });
 
-    await evaluateStorageAlert(h.ctx, { storageSettings: never });
+    await evaluateServerAlerts(h.ctx, { storageSettings: never });
     expect(await serverWide()).toEqual([]);
   });
 
@@ -309,13 +309,13 @@ describe.each(testDatabaseKinds())('alert engine (%s)', (kind) => {
     expect(growing!.samples[0]!.value).toBeLessThan(growing!.usedBytes - 12 * perDay);
 
     const marksOutOfReach = { warnPercent: 100.1, criticalPercent: 100.1, forecastDays: 14 };
-    await evaluateStorageAlert(h.ctx, { storageSettings: marksOutOfReach });
+    await evaluateServerAlerts(h.ctx, { storageSettings: marksOutOfReach });
     const [open] = await h.ctx.database.db.select().from(alerts).where(and(isNull(alerts.clientId), ne(alerts.state, 'resolved')));
     expect(open).toMatchObject({ type: 'storage_filling', severity: 'warning' });
     expect(open!.observed).toMatch(/; full in \d+ days? at the recent growth$/);
 
     // The same growth with a 5-day horizon is no alarm.
-    await evaluateStorageAlert(h.ctx, { storageSettings: { ...marksOutOfReach, forecastDays: 5 } });
+    await evaluateServerAlerts(h.ctx, { storageSettings: { ...marksOutOfReach, forecastDays: 5 } });
     expect(await h.ctx.database.db.select().from(alerts).where(and(isNull(alerts.clientId), ne(alerts.state, 'resolved')))).toEqual([]);
     await h.ctx.database.db.delete(backupRuns).where(eq(backupRuns.clientId, agent.clientId));
   });

@@ -422,6 +422,10 @@ describe.each(testDatabaseKinds())('retention and garbage collection (%s)', (kin
       expect(await download(h, agent.token, sha256Hex(keep))).toMatchObject({ status: 200 });
       expect((await download(h, agent.token, sha256Hex(keep))).bytes.equals(keep)).toBe(true);
       await expectEveryVersionReadable();
+      // The new pack holds only live chunks: however small they are beside its index and footer, it is not repacked again.
+      await collectGarbage(h.ctx, { graceSeconds: 0, afterRepackWritten: async (m) => void moves.push(m) });
+      expect(moves.filter((m) => m.from === move!.to)).toEqual([]);
+      expect((await chunkLocations(h.ctx.database.db, [sha256Hex(keep)])).get(sha256Hex(keep))).toMatchObject({ packKey: move!.to });
     });
 
     it('an object no row names is deleted only when a later GC run still finds it unnamed after the grace period', async () => {

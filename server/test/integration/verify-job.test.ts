@@ -17,7 +17,7 @@ import { API_PREFIX, sha256Hex } from '@cairn/shared';
 import type { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
 import type { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
 import { alerts, chunks, contentChunks, verifyFindings, verifyRuns } from '../../src/db/schema.ts';
-import { evaluateStorageAlert } from '../../src/alerts/alert-engine.ts';
+import { evaluateServerAlerts } from '../../src/alerts/alert-engine.ts';
 import { chunkLocations } from '../../src/storage/pack-index.ts';
 import { listDamage, packsPerRun, runVerify } from '../../src/storage/verify-job.ts';
 import { TestAgent } from '../dashboard/agent-fixture.ts';
@@ -130,7 +130,7 @@ describe.each(combinations)('the verify job (%s)', (_label, store, db) => {
     expect(await h.ctx.database.db.select().from(chunks).where(sql`${chunks.damagedAt} is not null`)).toEqual([]);
     expect(await missing([bigSha])).toEqual([]);
     // Healed: the alert engine's pass resolves it.
-    await evaluateStorageAlert(h.ctx);
+    await evaluateServerAlerts(h.ctx);
     expect(await damagedAlert()).toEqual([expect.objectContaining({ state: 'resolved' })]);
     const download = await request(`${h.url}${API_PREFIX}/contents/${bigSha}`, { headers: { authorization: `Bearer ${agent.token}` } });
     expect(Buffer.from(await download.body.arrayBuffer()).equals(big)).toBe(true);

@@ -27,6 +27,7 @@ export const TYPE_LABELS: Record<AlertType, string> = {
   unusual_timing: 'unusual timing',
   extra_backup: 'unexpected extra backup',
   storage_filling: 'storage filling',
+  replica_lagging: 'replica store lagging',
   expected_file_missing: 'expected file missing',
   file_shrank: 'file shrank',
   mass_change: 'mass change',
