@@ -9,7 +9,7 @@ export interface AppContext {
   config: ServerConfig;
   database: Database;
   blobs: BlobStore;
-  /** The replica store (REPLICA_DIR or REPLICA_S3_*, decision 180): receives every pack, serves reads the primary cannot. */
+  /** The replica store (REPLICA_DIR or REPLICA_S3_*, decision 161): receives every pack, serves reads the primary cannot. */
   replica?: BlobStore;
   log: Logger;
   /** Receives the alerts the engine opens and resolves; absent: nobody is notified (the dashboard still shows them). */

@@ -1,5 +1,5 @@
 /**
- * The issue's test of the replica store (issue 15, decisions 180-183), with
+ * The issue's test of the replica store (issue 15, decisions 161-164), with
  * real processes: a server on PostgreSQL (TEST_DATABASE_URL's, else its
  * embedded one) with s3rver as its primary store and a directory as its
  * replica, and a real agent. After the replication job caught up (seen

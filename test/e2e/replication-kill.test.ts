@@ -1,5 +1,5 @@
 /**
- * A replication pass killed midway, for real (decision 181): a server
+ * A replication pass killed midway, for real (decision 162): a server
  * process copying a backlog of packs from its s3rver primary to a second
  * s3rver bucket is SIGKILLed after it recorded some copies and before the
  * last; started again on the same PostgreSQL, it copies only the rest

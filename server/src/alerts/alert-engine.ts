@@ -166,7 +166,7 @@ async function notifyEvents(ctx: AppContext, clientId: string | null, snapshots:
 /**
  * The server-wide alerts, reconciled together (they share client null, so
  * one pass must see every condition, or it would resolve the others):
- * storage filling (decision 85) and replica lagging (decision 184). Gathered
+ * storage filling (decision 85) and replica lagging (decision 165). Gathered
  * in the periodic pass only, as the figures change slowly and statfs or a
  * sum over every chunk is not worth paying after each run. A store without
  * a known capacity (S3 without S3_CAPACITY_BYTES), or no replica, holds no

@@ -1,5 +1,5 @@
 /**
- * replica_lagging, a server-wide alert (client null, decision 184): the
+ * replica_lagging, a server-wide alert (client null, decision 165): the
  * oldest pack not yet copied to the replica store was committed longer ago
  * than REPLICA_LAG_ALERT_SECONDS. Pure, over the figures replicaStatus
  * gathers; it resolves by itself once the replica caught up (or the replica

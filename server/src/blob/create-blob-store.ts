@@ -15,7 +15,7 @@ export async function createBlobStore(config: ServerConfig, log: Logger): Promis
   return swept(config.s3 ? new S3BlobStore(config.s3) : new DiskBlobStore(path.join(config.dataDir, 'blobs')), log);
 }
 
-/** The replica store (decision 180) when REPLICA_DIR or REPLICA_S3_BUCKET is set, swept like the primary; else undefined. */
+/** The replica store (decision 161) when REPLICA_DIR or REPLICA_S3_BUCKET is set, swept like the primary; else undefined. */
 export async function createReplicaStore(config: ServerConfig, log: Logger): Promise<BlobStore | undefined> {
   const replica = config.replica?.store;
   if (!replica) return undefined;

@@ -12,14 +12,14 @@ export interface S3Config {
   secretAccessKey: string | undefined;
 }
 
-/** Where the replica store is (decision 180): a second disk path, or a second S3 bucket. */
+/** Where the replica store is (decision 161): a second disk path, or a second S3 bucket. */
 export type ReplicaStoreConfig = { kind: 'disk'; dir: string } | { kind: 's3'; s3: S3Config };
 
 export interface ReplicaConfig {
   store: ReplicaStoreConfig;
   /** Period of the replication pass. */
   intervalSeconds: number;
-  /** A copy is deleted from the replica this long after GC deleted the object from the primary (decision 181). */
+  /** A copy is deleted from the replica this long after GC deleted the object from the primary (decision 162). */
   deleteGraceSeconds: number;
 }
 

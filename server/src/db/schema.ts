@@ -154,7 +154,7 @@ export const verifyRuns = pgTable('verify_runs', {
   chunksChecked: integer('chunks_checked').notNull().default(0),
   bytesRead: bigint('bytes_read', { mode: 'number' }).notNull().default(0),
   damagedChunks: integer('damaged_chunks').notNull().default(0),
-  /** Damaged or missing packs it put back from the replica store's verified copy (decision 183). */
+  /** Damaged or missing packs it put back from the replica store's verified copy (decision 164). */
   packsRepaired: integer('packs_repaired').notNull().default(0),
   error: text('error'),
 });
@@ -219,7 +219,7 @@ export const orphanObjects = pgTable('orphan_objects', {
 });
 
 /**
- * What the replica store holds (decision 180): one row per object copied
+ * What the replica store holds (decision 161): one row per object copied
  * there, written before the copy starts (so nothing is ever on the replica
  * without a row that can have it deleted) and stamped `replicated_at` once
  * the copy was read back verified (its bytes hash to its name). Its own table,

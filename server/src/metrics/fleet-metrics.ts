@@ -29,7 +29,7 @@ export interface FleetSnapshot {
   storedBytes: number;
   /** Open alerts per alert type: filled in from the alerts table by the alert engine (issue 12). */
   openAlertsByType: Map<string, number>;
-  /** The replica store's lag (decision 184); absent: no replica, and no replica series. */
+  /** The replica store's lag (decision 165); absent: no replica, and no replica series. */
   replica?: ReplicaStatus;
 }
 

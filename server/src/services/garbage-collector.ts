@@ -241,7 +241,7 @@ async function collectPacks(
     await db.execute(sql`
       select p.id, encode(p.sha256, 'hex') as sha256 from packs p
       where p.retired_at is null and p.created_at < ${cutoff}
-        -- A live chunk costs its bytes and its index entry; the header and footer are paid by any pack (decision 185).
+        -- A live chunk costs its bytes and its index entry; the header and footer are paid by any pack (decision 166).
         and (select coalesce(sum(ch.stored_length), 0) + ${PACK_ENTRY_BYTES} * count(*) + ${PACK_HEADER_BYTES + PACK_FOOTER_BYTES}
              from chunks ch where ch.pack_id = p.id) < p.bytes * ${REPACK_LIVE_SHARE}::float8
       order by p.id

@@ -21,7 +21,7 @@ export class ChunkReadDamageError extends Error {
 
 /**
  * A second store to read from when the primary's copy of a pack or v1 object
- * is missing or damaged (decision 182): the replica. Its bytes are checked
+ * is missing or damaged (decision 163): the replica. Its bytes are checked
  * exactly as the primary's would have been; `served` is called once per
  * object after the replica's bytes served what the primary's could not, so
  * the caller can repair the primary.

@@ -1,6 +1,6 @@
 /**
  * Reads the primary store cannot serve, served from the replica store, and
- * the primary repaired from it (decision 182). The replica's bytes are never
+ * the primary repaired from it (decision 163). The replica's bytes are never
  * trusted as they are: a read checks each chunk as it would the primary's,
  * and a repair puts the replica's object back through the primary's put,
  * which hashes it against its name (a pack or v1 object is named by its

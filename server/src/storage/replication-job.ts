@@ -1,5 +1,5 @@
 /**
- * The replication job (decisions 180-181): copies every committed pack, and
+ * The replication job (decisions 161-162): copies every committed pack, and
  * every v1 object still in use, from the primary store to the replica store,
  * in commit order (packs by id, then v1 objects). Each copy gets its
  * `replica_objects` row first, and is stamped `replicated_at` only after it
@@ -20,7 +20,7 @@ import { LOCK_KEYS, lockManagerFor } from '../db/advisory-locks.ts';
 import { rowsOf } from '../db/database.ts';
 import { HashMismatchError } from '../errors.ts';
 
-/** Objects a pass copies at most (decision 181). */
+/** Objects a pass copies at most (decision 162). */
 export const REPLICATION_PASS_MAX_OBJECTS = 1000;
 /** Bytes a pass copies at most; the object that crosses the bound is the pass's last. */
 export const REPLICATION_PASS_MAX_BYTES = 4 * 1024 ** 3;

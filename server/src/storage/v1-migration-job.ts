@@ -85,7 +85,7 @@ export async function migrateV1Objects(ctx: AppContext, options: V1MigrationOpti
           }
         } catch (error) {
           if (!(error instanceof V1ObjectDamagedError)) throw error;
-          // Put back from the replica's verified copy (decision 182), it is moved by the next run instead of marked.
+          // Put back from the replica's verified copy (decision 163), it is moved by the next run instead of marked.
           if (ctx.replica && (await repairV1Object(ctx, row.sha256)) === 'repaired') continue;
           await markChunksDamaged(db, [row.sha256]);
           ctx.log.error({ sha256: row.sha256, detail: error.message }, 'a v1 object is missing or damaged; marked for re-upload');

@@ -30,7 +30,7 @@ export interface VerifyRunResult {
   chunksChecked: number;
   bytesRead: number;
   damagedChunks: number;
-  /** Damaged or missing packs and v1 objects put back from the replica's verified copy (decision 183). */
+  /** Damaged or missing packs and v1 objects put back from the replica's verified copy (decision 164). */
   packsRepaired: number;
 }
 
@@ -181,7 +181,7 @@ async function verifyOnePack(ctx: AppContext, packId: number, key: string, total
 
 /**
  * Findings of one object, unless the replica's verified copy repairs it
- * (decision 183): then the object is checked again, and what that finds
+ * (decision 164): then the object is checked again, and what that finds
  * (normally nothing) is the result. Without a replica, or when its copy is
  * missing or damaged too, the findings stand.
  */

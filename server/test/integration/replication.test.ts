@@ -1,5 +1,5 @@
 /**
- * Replication to a second store (decisions 180-184) against a real server,
+ * Replication to a second store (decisions 161-165) against a real server,
  * PostgreSQL and stores: s3rver as the primary with a disk replica, and a
  * disk primary with a second s3rver bucket as the replica. Every pack is
  * copied in commit order and read back verified; a pass killed midway
