@@ -39,11 +39,11 @@ export const LIMITS = {
 } as const;
 
 /** Largest value of a PostgreSQL `integer` column. */
-const INT32_MAX = 2 ** 31 - 1;
+export const INT32_MAX = 2 ** 31 - 1;
 /** A count of bytes: a `bigint` column read as a JavaScript number, exact up to 2^53. */
-const ByteCount = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
+export const ByteCount = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
 /** A count of files: an `integer` column. */
-const FileCount = Type.Integer({ minimum: 0, maximum: INT32_MAX });
+export const FileCount = Type.Integer({ minimum: 0, maximum: INT32_MAX });
 
 export const Sha256 = Type.String({ pattern: '^[a-f0-9]{64}$', description: 'lower-case hex SHA-256' });
 export const Uuid = Type.String({ format: 'uuid' });

@@ -12,11 +12,7 @@
  *   POST /restore-jobs/:jobId/finish    -> OkResponse
  */
 import { Type, type Static } from 'typebox';
-import { FilePath, IsoTime, LIMITS, PathPrefix, PreCommandResult, Text, Uuid } from './protocol.ts';
-
-const INT32_MAX = 2 ** 31 - 1;
-const ByteCount = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER });
-const FileCount = Type.Integer({ minimum: 0, maximum: INT32_MAX });
+import { ByteCount, FileCount, FilePath, IsoTime, LIMITS, PathPrefix, PreCommandResult, Text, Uuid } from './protocol.ts';
 
 /** Paths one job may name. */
 export const RESTORE_JOB_MAX_PATHS = 100;

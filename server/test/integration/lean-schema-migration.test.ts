@@ -1,17 +1,15 @@
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { rm } from 'node:fs/promises';
 import { asc, sql } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/postgres-js';
 import { migrate } from 'drizzle-orm/postgres-js/migrator';
 import postgres from 'postgres';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '@cairn/shared';
 import { openDatabase, rowsOf, type Database } from '../../src/db/database.ts';
 import { parseDatabaseUrl } from '../../src/db/database-url.ts';
 import { chunks, clientPaths, contentChunks, contents, ownerContents } from '../../src/db/schema.ts';
 import { listPathVersions, listTreeAsOf } from '../../src/services/backup-repository.ts';
+import { baseUrl, migrationsUpTo } from '../helpers/migrations.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 
 /**
@@ -20,26 +18,9 @@ import { testDatabaseKinds } from '../helpers/test-database.ts';
  * way v1 wrote it (hex hashes, paths in every version, a content_chunks row
  * per content), then migrated by the server's own start-up.
  */
-const MIGRATIONS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../drizzle');
 const BEFORE_LEAN = '0006_users_alert_email';
 
-async function migrationsUpTo(tag: string): Promise<string> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'cairn-migrations-'));
-  await cp(MIGRATIONS, dir, { recursive: true });
-  const journalPath = path.join(dir, 'meta/_journal.json');
-  const journal = JSON.parse(await readFile(journalPath, 'utf8')) as { entries: { tag: string }[] };
-  const last = journal.entries.findIndex((e) => e.tag === tag);
-  expect(last, `migration ${tag} exists`).toBeGreaterThanOrEqual(0);
-  journal.entries = journal.entries.slice(0, last + 1);
-  await writeFile(journalPath, JSON.stringify(journal));
-  return dir;
-}
 
-function baseUrl(kind: string): string {
-  const url = kind === 'embedded' ? inject('embeddedPostgresUrl') : process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
-  if (!url) throw new Error('no database for this kind');
-  return url;
-}
 
 describe.each(testDatabaseKinds())('migration 0007 converts v1 data in place (%s)', (kind) => {
   const name = `cairn_lean_${Math.random().toString(16).slice(2, 10)}`;
