@@ -11,6 +11,8 @@ export interface AppContext {
   blobs: BlobStore;
   /** The replica store (REPLICA_DIR or REPLICA_S3_*, decision 161): receives every pack, serves reads the primary cannot. */
   replica?: BlobStore;
+  /** Where the metadata exports go (decision 167): the replica's `exports/`, present exactly when the replica is. */
+  exports?: BlobStore;
   log: Logger;
   /** Receives the alerts the engine opens and resolves; absent: nobody is notified (the dashboard still shows them). */
   alertNotifier?: AlertNotifier;

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { buildApp, type App } from './app.ts';
 import type { AppContext } from './app-context.ts';
-import { createBlobStore, createReplicaStore } from './blob/create-blob-store.ts';
+import { createBlobStore, createExportStore, createReplicaStore } from './blob/create-blob-store.ts';
 import type { ServerConfig } from './config/server-config.ts';
 import { createNotifier } from './alerts/notifiers/create-notifier.ts';
 import { openDatabase } from './db/database.ts';
@@ -27,22 +27,25 @@ export interface StartServerOptions {
 /** Opens storage, applies migrations, and listens. Used by main.ts and by tests that need a real server. */
 export async function startServer(config: ServerConfig, log: Logger, options: StartServerOptions = {}): Promise<RunningServer> {
   // The blob store's sweep of leftovers does not wait for the database's start and migrations.
-  const [opened, created, createdReplica] = await Promise.allSettled([
+  const [opened, created, createdReplica, createdExports] = await Promise.allSettled([
     openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteImport: config.pgliteImport, log, embedded: options.embedded }),
     createBlobStore(config, log),
     createReplicaStore(config, log),
+    createExportStore(config, log),
   ]);
-  if (opened.status === 'rejected' || created.status === 'rejected' || createdReplica.status === 'rejected') {
+  if (opened.status === 'rejected' || created.status === 'rejected' || createdReplica.status === 'rejected' || createdExports.status === 'rejected') {
     if (opened.status === 'fulfilled') await opened.value.close();
     if (created.status === 'fulfilled') await created.value.close();
     if (createdReplica.status === 'fulfilled') await createdReplica.value?.close();
-    throw [opened, created, createdReplica].find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason;
+    if (createdExports.status === 'fulfilled') await createdExports.value?.close();
+    throw [opened, created, createdReplica, createdExports].find((r): r is PromiseRejectedResult => r.status === 'rejected')!.reason;
   }
   const database = opened.value;
   const blobs = created.value;
   const replica = createdReplica.value;
+  const exports = createdExports.value;
   const alertNotifier = createNotifier(config, log, { recipients: alertRecipientLookup(database.db), webhooks: alertWebhookLookup(database.db) });
-  const ctx: AppContext & { serverId: string } = { config, database, blobs, replica, log, alertNotifier, serverId: randomUUID() };
+  const ctx: AppContext & { serverId: string } = { config, database, blobs, replica, exports, log, alertNotifier, serverId: randomUUID() };
   await ensureInitialAdmin(ctx);
   const app = await buildApp(ctx);
   const address = await app.listen({ port: config.port, host: config.host });
@@ -65,6 +68,7 @@ export async function startServer(config: ServerConfig, log: Logger, options: St
       await alertNotifier.close();
       await blobs.close();
       await replica?.close();
+      await exports?.close();
       await database.close();
     },
   };

@@ -147,7 +147,7 @@ export async function startServerProcess(env: Record<string, string>): Promise<S
  * directories (mode 0700), so those (below the temp dir only) get the
  * others' execute bit, as an operator would do for a real DATA_DIR.
  */
-async function letPostgresThrough(dataDir: string): Promise<void> {
+export async function letPostgresThrough(dataDir: string): Promise<void> {
   if (process.getuid?.() !== 0) return;
   const { chmod, stat } = await import('node:fs/promises');
   const { tmpdir } = await import('node:os');

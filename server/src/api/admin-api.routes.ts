@@ -25,6 +25,7 @@ import { findClient, listClients, requestRun, updateClientSettings } from '../se
 import { createDownloadLink, downloadLinkUrl, DOWNLOAD_LINK_DEFAULT_SECONDS, expiryError, type DownloadTarget } from '../services/download-links.service.ts';
 import { findUser, listUsers } from '../services/users.service.ts';
 import { listServers } from '../services/server-registry.service.ts';
+import { runMetadataExport } from '../storage/metadata-export.ts';
 import { replicaStatus } from '../storage/replication-job.ts';
 import { listDamage, listVerifyRuns, startVerifyRun } from '../storage/verify-job.ts';
 import { VersionsQuery, VersionsResponse } from '@cairn/shared';
@@ -47,6 +48,7 @@ import {
   RunList,
   RunRequested,
   RunsQuery,
+  MetadataExportReport,
   ReplicaReport,
   ServerList,
   TokenRevoked,
@@ -430,6 +432,25 @@ export const adminApiRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext; now?: 
         lastCopiedAt: iso(status.lastCopiedAt),
         lagAlertSeconds: ctx.config.alerts.replicaLagSeconds,
       };
+    },
+  );
+
+  app.post(
+    '/replica/export',
+    {
+      schema: {
+        tags: TAGS,
+        summary: 'Write a metadata export to the replica store now, for rebuilding a server from the replica alone (administrators only; 409 without a replica or while one runs)',
+        security: TOKEN_AUTH,
+        response: { 200: MetadataExportReport, ...errors, 409: AdminError },
+      },
+    },
+    async (request) => {
+      if (!viewerOf(request).isAdmin) throw new ForbiddenError('only administrators can export the metadata');
+      if (!ctx.exports) throw new ConflictError('no replica store is configured (REPLICA_DIR or REPLICA_S3_BUCKET): there is nowhere to export to');
+      const result = await runMetadataExport(ctx);
+      if (!result.ran) throw new ConflictError('a metadata export is already running');
+      return result;
     },
   );
 

@@ -192,6 +192,22 @@ export const VerifyReport = Type.Object({
   ),
 });
 /** How far the replica store is behind the primary (storage/replication-job.ts ReplicaStatus). */
+/** A metadata export just written (decision 167). */
+export const MetadataExportReport = Type.Object({
+  /** The manifest's SHA-256: what `npm run recover -- --export` takes. */
+  id: Type.String(),
+  createdAt: Type.String({ format: 'date-time' }),
+  tables: Type.Integer(),
+  rows: Type.Integer(),
+  /** Bytes of COPY text exported. */
+  bytes: Type.Integer(),
+  chunksWritten: Type.Integer(),
+  chunksReused: Type.Integer(),
+  packBytesWritten: Type.Integer(),
+  manifestsDeleted: Type.Integer(),
+  packsDeleted: Type.Integer(),
+});
+
 export const ReplicaReport = Type.Object({
   /** false: no REPLICA_DIR or REPLICA_S3_BUCKET is set; every figure is 0. */
   configured: Type.Boolean(),

@@ -22,6 +22,23 @@ export async function createReplicaStore(config: ServerConfig, log: Logger): Pro
   return swept(replica.kind === 's3' ? new S3BlobStore(replica.s3) : new DiskBlobStore(replica.dir), log.child({ store: 'replica' }));
 }
 
+/**
+ * The metadata exports' store (decision 167), beside the replica's packs and
+ * never listed by it: `REPLICA_DIR/exports`, or the replica bucket's
+ * `exports/` prefix. Undefined without a replica.
+ */
+export async function createExportStore(config: ServerConfig, log: Logger): Promise<BlobStore | undefined> {
+  const replica = config.replica?.store;
+  if (!replica) return undefined;
+  return swept(
+    replica.kind === 's3' ? new S3BlobStore(replica.s3, { keyPrefix: EXPORTS_PREFIX }) : new DiskBlobStore(path.join(replica.dir, 'exports')),
+    log.child({ store: 'exports' }),
+  );
+}
+
+/** The S3 key prefix of the exports in the replica bucket. */
+export const EXPORTS_PREFIX = 'exports/';
+
 async function swept(store: BlobStore, log: Logger): Promise<BlobStore> {
   try {
     const removed = store.kind === 'disk' ? await store.sweepTemp(0) : await store.sweepTemp();

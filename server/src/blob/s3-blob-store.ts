@@ -27,6 +27,17 @@ import { VerifyingStream } from './verifying-stream.ts';
 const PREFIX = 'blobs/';
 const OBJECT_KEY = /^blobs\/([a-f0-9]{2})\/([a-f0-9]{2})\/([a-f0-9]{64})$/;
 const PACK_OBJECT_KEY = /^packs\/([a-f0-9]{2})\/([a-f0-9]{64})$/;
+const KEY_PREFIX = /^(?:[a-z0-9-]+\/)*$/;
+
+export interface S3BlobStoreOptions {
+  /**
+   * Put every object under this prefix (`exports/` makes `exports/blobs/…`
+   * and `exports/packs/…`): a second store in the same bucket whose objects
+   * the store without the prefix never lists (the metadata exports beside
+   * the replica's packs, decision 167). Empty, or segments of [a-z0-9-] each ending in "/".
+   */
+  keyPrefix?: string;
+}
 
 /**
  * Blobs up to this size are buffered, verified, then sent with one PutObject.
@@ -64,10 +75,13 @@ export class S3BlobStore implements BlobStore {
   readonly location: string;
   readonly bucket: string;
   readonly client: S3Client;
+  readonly #keyPrefix: string;
 
-  constructor(config: S3Config) {
+  constructor(config: S3Config, options: S3BlobStoreOptions = {}) {
     this.bucket = config.bucket;
-    this.location = `s3://${config.bucket}/${PREFIX}${config.endpoint ? ` at ${config.endpoint}` : ''}`;
+    this.#keyPrefix = options.keyPrefix ?? '';
+    if (!KEY_PREFIX.test(this.#keyPrefix)) throw new RangeError(`invalid S3 key prefix "${this.#keyPrefix}"`);
+    this.location = `s3://${config.bucket}/${this.#keyPrefix}${PREFIX}${config.endpoint ? ` at ${config.endpoint}` : ''}`;
     this.client = new S3Client({
       region: config.region,
       endpoint: config.endpoint,
@@ -87,8 +101,8 @@ export class S3BlobStore implements BlobStore {
   /** The object key for a blob key. */
   objectKeyOf(key: string): string {
     const sha256 = assertBlobKey(key);
-    if (sha256 !== key) return `${PACK_KEY_PREFIX}${sha256.slice(0, 2)}/${sha256}`;
-    return `${PREFIX}${key.slice(0, 2)}/${key.slice(2, 4)}/${key}`;
+    if (sha256 !== key) return `${this.#keyPrefix}${PACK_KEY_PREFIX}${sha256.slice(0, 2)}/${sha256}`;
+    return `${this.#keyPrefix}${PREFIX}${key.slice(0, 2)}/${key.slice(2, 4)}/${key}`;
   }
 
   async put(key: string, source: Readable, expectedSha256: string, options: PutOptions = {}): Promise<BlobInfo> {
@@ -207,9 +221,10 @@ export class S3BlobStore implements BlobStore {
     let continuationToken: string | undefined;
     do {
       const page = await this.client.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: continuationToken }),
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.#keyPrefix}${prefix}`, ContinuationToken: continuationToken }),
       );
-      yield* page.Contents ?? [];
+      // Keys are yielded without the store's own prefix, as if it were the bucket's root.
+      for (const object of page.Contents ?? []) yield { Key: object.Key?.slice(this.#keyPrefix.length), Size: object.Size };
       continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (continuationToken !== undefined);
   }
@@ -221,7 +236,7 @@ export class S3BlobStore implements BlobStore {
    */
   async sweepTemp(olderThanMs = S3_DEFAULT_TEMP_AGE_MS): Promise<number> {
     let removed = 0;
-    for (const prefix of [PREFIX, PACK_KEY_PREFIX]) removed += await this.#abortUploadsUnder(prefix, Date.now() - olderThanMs);
+    for (const prefix of [PREFIX, PACK_KEY_PREFIX]) removed += await this.#abortUploadsUnder(`${this.#keyPrefix}${prefix}`, Date.now() - olderThanMs);
     return removed;
   }
 

@@ -21,6 +21,10 @@ export interface ReplicaConfig {
   intervalSeconds: number;
   /** A copy is deleted from the replica this long after GC deleted the object from the primary (decision 162). */
   deleteGraceSeconds: number;
+  /** Period of the metadata export to the replica (decision 167): how much a rebuild from the replica alone can lose. */
+  exportIntervalSeconds: number;
+  /** Exports kept however old (beyond them, the newest of each day within deleteGraceSeconds). */
+  exportKeep: number;
 }
 
 /** SMTP server alert emails go through (from SMTP_URL; the password is never logged). */
@@ -203,6 +207,8 @@ function readReplica(r: EnvReader, primary: { dataDir: string; s3: S3Config | un
   const secretAccessKey = r.optionalString('REPLICA_S3_SECRET_ACCESS_KEY');
   const intervalSeconds = r.integer('REPLICA_INTERVAL_SECONDS', 60, 1, 86_400);
   const deleteGraceSeconds = r.integer('REPLICA_DELETE_GRACE_SECONDS', 7 * 86_400, 0);
+  const exportIntervalSeconds = r.integer('REPLICA_EXPORT_INTERVAL_SECONDS', 3600, 1, 7 * 86_400);
+  const exportKeep = r.integer('REPLICA_EXPORT_KEEP', 24, 1, 10_000);
   if ((accessKeyId === undefined) !== (secretAccessKey === undefined)) {
     r.problems.push('REPLICA_S3_ACCESS_KEY_ID and REPLICA_S3_SECRET_ACCESS_KEY must be set together');
   }
@@ -220,14 +226,14 @@ function readReplica(r: EnvReader, primary: { dataDir: string; s3: S3Config | un
       r.problems.push(`REPLICA_DIR must be another directory than the primary store (${primaryDir}) and not inside it or around it, got "${dir}"`);
       return undefined;
     }
-    return { store: { kind: 'disk', dir }, intervalSeconds, deleteGraceSeconds };
+    return { store: { kind: 'disk', dir }, intervalSeconds, deleteGraceSeconds, exportIntervalSeconds, exportKeep };
   }
   if (bucket === undefined) return undefined;
   if (primary.s3 !== undefined && primary.s3.bucket === bucket && primary.s3.endpoint === endpoint) {
     r.problems.push(`REPLICA_S3_BUCKET must be another bucket (or REPLICA_S3_ENDPOINT another endpoint) than the primary's S3_BUCKET "${bucket}"`);
     return undefined;
   }
-  return { store: { kind: 's3', s3: { bucket, endpoint, region, forcePathStyle, accessKeyId, secretAccessKey } }, intervalSeconds, deleteGraceSeconds };
+  return { store: { kind: 's3', s3: { bucket, endpoint, region, forcePathStyle, accessKeyId, secretAccessKey } }, intervalSeconds, deleteGraceSeconds, exportIntervalSeconds, exportKeep };
 }
 
 /** Whether `dir` holds the package.json of @electric-sql/pglite. */

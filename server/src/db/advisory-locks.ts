@@ -21,6 +21,8 @@ export const LOCK_KEYS = {
   v1Migration: 7_146_006,
   /** One replication pass (copies to the replica store) at a time across replicas. */
   replication: 7_146_007,
+  /** One metadata export to the replica store at a time across replicas (decision 167). */
+  metadataExport: 7_146_008,
 } as const;
 
 export type JobLockKey =
@@ -29,7 +31,8 @@ export type JobLockKey =
   | typeof LOCK_KEYS.alertEngine
   | typeof LOCK_KEYS.verifyRun
   | typeof LOCK_KEYS.v1Migration
-  | typeof LOCK_KEYS.replication;
+  | typeof LOCK_KEYS.replication
+  | typeof LOCK_KEYS.metadataExport;
 
 export type JobLockListener = (key: JobLockKey, held: boolean) => void;
 

@@ -5,7 +5,7 @@ import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
 import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { pino, type Logger } from 'pino';
-import postgres, { type Options } from 'postgres';
+import postgres, { type Options, type Sql } from 'postgres';
 import { DatabaseUnavailableError } from './database-errors.ts';
 import { parseDatabaseUrl } from './database-url.ts';
 import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.ts';
@@ -24,6 +24,11 @@ export interface Database {
   /** Human-readable location for the start-up log (never contains a password). */
   location: string;
   /**
+   * The postgres.js pool under `db`, for what drizzle cannot say: COPY
+   * streams and snapshot transactions (the metadata export, decision 167).
+   */
+  sql: Sql;
+  /**
    * LISTEN on a channel. postgres.js holds one extra connection for all of a
    * pool's listeners (not one per call) and re-listens after a reconnect.
    */
@@ -31,7 +36,8 @@ export interface Database {
   close(): Promise<void>;
 }
 
-const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../drizzle');
+/** This release's drizzle migrations. */
+export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../drizzle');
 
 export interface OpenDatabaseOptions {
   /** postgres:// URL; when absent the server runs its own PostgreSQL under `dataDir`. */
@@ -99,6 +105,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
     const db = drizzlePostgres(sql, { schema }) as unknown as Db;
     return {
       db,
+      sql,
       kind: 'postgres',
       location: connection.description,
       async listen(channel, onPayload, onListen) {

@@ -147,7 +147,7 @@ async function migratePglite(old: PgliteClient, migrationsFolder: string): Promi
 }
 
 /** The public tables of the new database, each after every table its foreign keys point to. */
-async function tablesParentsFirst(tx: TransactionSql): Promise<string[]> {
+export async function tablesParentsFirst(tx: TransactionSql | Sql): Promise<string[]> {
   const tables = (await tx`select tablename from pg_tables where schemaname = 'public' order by tablename`).map((row) => row.tablename as string);
   const edges = await tx`
     select c.relname as child, p.relname as parent

@@ -5,6 +5,7 @@ import { collectGarbage } from '../services/garbage-collector.ts';
 import { sweepRetention } from '../services/retention.service.ts';
 import { sweepRestoreSchedules } from '../services/restore-jobs.service.ts';
 import { migrateV1Objects } from '../storage/v1-migration-job.ts';
+import { runMetadataExport } from '../storage/metadata-export.ts';
 import { runReplication } from '../storage/replication-job.ts';
 import { runVerify } from '../storage/verify-job.ts';
 
@@ -24,7 +25,8 @@ interface JobSpec {
 
 /**
  * Starts the periodic jobs: the retention sweep, GC, verify, the alert engine, the
- * restore-schedule sweep and, with a replica store, replication. Each run takes its
+ * restore-schedule sweep and, with a replica store, replication and the
+ * metadata export. Each run takes its
  * advisory try-lock inside the service, so with N replicas one of them works
  * and the others skip. A job is scheduled again only after it finished, so a
  * slow run never overlaps the next one in this process.
@@ -42,7 +44,10 @@ export function startPeriodicJobs(ctx: AppContext): PeriodicJobs {
       ? [{ name: 'verify', intervalSeconds: ctx.config.verify.intervalSeconds, run: () => runVerify(ctx, 'schedule') }]
       : []),
     ...(ctx.config.replica && ctx.replica
-      ? [{ name: 'replication', intervalSeconds: ctx.config.replica.intervalSeconds, run: () => runReplication(ctx) }]
+      ? [
+          { name: 'replication', intervalSeconds: ctx.config.replica.intervalSeconds, run: () => runReplication(ctx) },
+          { name: 'metadata-export', intervalSeconds: ctx.config.replica.exportIntervalSeconds, run: () => runMetadataExport(ctx) },
+        ]
       : []),
   ];
   let stopped = false;

@@ -23,6 +23,7 @@ export const JOB_NAMES: Record<JobLockKey, string> = {
   [LOCK_KEYS.v1Migration]: 'v1-to-packs',
   [LOCK_KEYS.alertEngine]: 'alerts',
   [LOCK_KEYS.replication]: 'replication',
+  [LOCK_KEYS.metadataExport]: 'metadata-export',
 };
 
 /** Stopped and lost rows are deleted once their last heartbeat is this old. */

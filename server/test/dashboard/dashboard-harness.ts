@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { buildApp, type App } from '../../src/app.ts';
 import type { AppContext } from '../../src/app-context.ts';
-import { createBlobStore, createReplicaStore } from '../../src/blob/create-blob-store.ts';
+import { createBlobStore, createExportStore, createReplicaStore } from '../../src/blob/create-blob-store.ts';
 import { loadServerConfig } from '../../src/config/server-config.ts';
 import { createLogger } from '../../src/logger.ts';
 import { createUser, SYSTEM_ACTOR } from '../../src/services/users.service.ts';
@@ -37,7 +37,8 @@ export async function startDashboardHarness(
   const database = await openTestDatabase(kind);
   const blobs = await createBlobStore(config, log);
   const replica = await createReplicaStore(config, log);
-  const ctx: AppContext = { config, database, blobs, log, ...(replica ? { replica } : {}) };
+  const exports = await createExportStore(config, log);
+  const ctx: AppContext = { config, database, blobs, log, ...(replica ? { replica } : {}), ...(exports ? { exports } : {}) };
   const app = await buildApp(ctx);
   const url = await app.listen({ port: 0, host: '127.0.0.1' });
   return {
@@ -49,6 +50,7 @@ export async function startDashboardHarness(
       await app.close();
       await blobs.close();
       await replica?.close();
+      await exports?.close();
       await database.close();
       await rm(dataDir, { recursive: true, force: true });
     },

@@ -87,6 +87,55 @@ describe('S3 blob store on s3rver', () => {
     };
   });
 
+  // The metadata exports' store (decision 167): the same contract under a key prefix of the replica's bucket.
+  describeBlobStoreContract('s3 under a key prefix', async () => {
+    const bucket = `cairn-${randomUUID()}`;
+    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+    const store = new S3BlobStore({ ...s3.s3Config, bucket }, { keyPrefix: 'exports/' });
+    return {
+      store,
+      async rawEntries() {
+        const page = await admin.send(new ListObjectsV2Command({ Bucket: bucket }));
+        return (page.Contents ?? []).map((object) => object.Key ?? '');
+      },
+      plantTempLeftover: 's3rver does not implement ListMultipartUploads, so sweepTemp cannot run against it',
+      rangedEmptyObjectGap: 's3rver announces one byte for a ranged get of an empty object and sends none',
+      async close() {
+        await store.close();
+      },
+    };
+  });
+
+  it('keeps a prefixed store and the bucket-root store apart: neither lists, reads or deletes the other one\'s objects', async () => {
+    const bucket = `cairn-${randomUUID()}`;
+    await admin.send(new CreateBucketCommand({ Bucket: bucket }));
+    const root = new S3BlobStore({ ...s3.s3Config, bucket });
+    const exports = new S3BlobStore({ ...s3.s3Config, bucket }, { keyPrefix: 'exports/' });
+    try {
+      const a = Buffer.from('in the root store');
+      const b = Buffer.from('in the exports store');
+      await root.put(sha256Hex(a), Readable.from([a]), sha256Hex(a));
+      await exports.put(sha256Hex(b), Readable.from([b]), sha256Hex(b));
+      const keysOf = async (store: S3BlobStore) => {
+        const keys: string[] = [];
+        for await (const info of store.list()) keys.push(info.key);
+        return keys;
+      };
+      expect(await keysOf(root)).toEqual([sha256Hex(a)]);
+      expect(await keysOf(exports)).toEqual([sha256Hex(b)]);
+      expect(await root.get(sha256Hex(b))).toBeNull();
+      expect(await exports.stat(sha256Hex(a))).toBeNull();
+      const listed = await admin.send(new ListObjectsV2Command({ Bucket: bucket }));
+      expect((listed.Contents ?? []).map((o) => o.Key).sort()).toEqual(
+        [`blobs/${sha256Hex(a).slice(0, 2)}/${sha256Hex(a).slice(2, 4)}/${sha256Hex(a)}`, `exports/blobs/${sha256Hex(b).slice(0, 2)}/${sha256Hex(b).slice(2, 4)}/${sha256Hex(b)}`].sort(),
+      );
+      expect(() => new S3BlobStore({ ...s3.s3Config, bucket }, { keyPrefix: '../x' })).toThrow(RangeError);
+    } finally {
+      await root.close();
+      await exports.close();
+    }
+  });
+
   it('is what createBlobStore builds when S3_BUCKET is set, and start-up survives a server that cannot sweep', async () => {
     const { log, lines } = captureLog();
     const store = await createBlobStore(loadServerConfig({ ...s3.env, DATA_DIR: os.tmpdir() }), log);

@@ -9,11 +9,13 @@ describe('REPLICA_* settings', () => {
     expect(config.alerts.replicaLagSeconds).toBe(21_600);
   });
 
-  it('take a directory, with a pass every minute and a 7 day delete grace by default', () => {
+  it('take a directory, with a pass every minute, a 7 day delete grace, and an hourly export kept 24 times by default', () => {
     expect(loadServerConfig({ DATA_DIR: '/srv/cairn', REPLICA_DIR: '/mnt/second/replica' }).replica).toEqual({
       store: { kind: 'disk', dir: path.resolve('/mnt/second/replica') },
       intervalSeconds: 60,
       deleteGraceSeconds: 604_800,
+      exportIntervalSeconds: 3600,
+      exportKeep: 24,
     });
   });
 
@@ -28,6 +30,8 @@ describe('REPLICA_* settings', () => {
       REPLICA_S3_SECRET_ACCESS_KEY: 'replica-secret',
       REPLICA_INTERVAL_SECONDS: '30',
       REPLICA_DELETE_GRACE_SECONDS: '0',
+      REPLICA_EXPORT_INTERVAL_SECONDS: '600',
+      REPLICA_EXPORT_KEEP: '3',
     });
     expect(config.replica).toEqual({
       store: {
@@ -43,6 +47,8 @@ describe('REPLICA_* settings', () => {
       },
       intervalSeconds: 30,
       deleteGraceSeconds: 0,
+      exportIntervalSeconds: 600,
+      exportKeep: 3,
     });
   });
 
@@ -57,6 +63,8 @@ describe('REPLICA_* settings', () => {
     [{ REPLICA_S3_BUCKET: 'b', REPLICA_S3_ENDPOINT: 'not a url' }, 'REPLICA_S3_ENDPOINT'],
     [{ REPLICA_DIR: '/r', REPLICA_INTERVAL_SECONDS: '0' }, 'REPLICA_INTERVAL_SECONDS must be an integer between 1 and 86400, got "0"'],
     [{ REPLICA_DIR: '/r', REPLICA_DELETE_GRACE_SECONDS: '-1' }, 'REPLICA_DELETE_GRACE_SECONDS must be an integer'],
+    [{ REPLICA_DIR: '/r', REPLICA_EXPORT_INTERVAL_SECONDS: '0' }, 'REPLICA_EXPORT_INTERVAL_SECONDS must be an integer between 1 and 604800, got "0"'],
+    [{ REPLICA_DIR: '/r', REPLICA_EXPORT_KEEP: '0' }, 'REPLICA_EXPORT_KEEP must be an integer between 1 and 10000'],
     [{ REPLICA_LAG_ALERT_SECONDS: '5' }, 'REPLICA_LAG_ALERT_SECONDS must be an integer between 60'],
   ])('refuses %o, naming the variable', (env, message) => {
     expect(() => loadServerConfig(env)).toThrow(message);
