@@ -1,4 +1,4 @@
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { and, asc, eq, exists, sql } from 'drizzle-orm';
 import {
   cronProblem,
   isKnownTimeZone,
@@ -18,7 +18,7 @@ import type { AppContext } from '../app-context.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { hashAgentToken, newAgentToken } from '../auth/tokens.ts';
 import { numberOf, PG_UNIQUE_VIOLATION, pgErrorCode, rowsOf, type Db } from '../db/database.ts';
-import { clientPaths, clients, fileVersions, ownerContents, users } from '../db/schema.ts';
+import { clientPaths, clients, fileVersions, ownerContents, restoreJobs, users } from '../db/schema.ts';
 import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from '../errors.ts';
 import { notifyAgent } from '../live/live-hub.ts';
 import { recordAudit } from './audit-log.service.ts';
@@ -298,7 +298,11 @@ function localConfigToStore(report: LocalConfigReport): LocalConfigReport {
   };
 }
 
-/** Records a heartbeat (server clock) and the agent's local configuration, and tells the agent whether a person asked for a run. */
+/**
+ * Records a heartbeat (server clock) and the agent's local configuration, and
+ * tells the agent whether a person asked for a run and whether a restore job
+ * waits for it: one statement, so a ping is one round trip.
+ */
 export async function recordPing(db: Db, clientId: string, ping: PingRequest): Promise<PingResponse> {
   const [row] = await db
     .update(clients)
@@ -318,9 +322,20 @@ export async function recordPing(db: Db, clientId: string, ping: PingRequest): P
       scheduleTimeZone: clients.scheduleTimeZone,
       backupWindowStart: clients.backupWindowStart,
       backupWindowEnd: clients.backupWindowEnd,
+      restoreJobsPending: sql<boolean>`${exists(
+        db
+          .select({ one: sql`1` })
+          .from(restoreJobs)
+          .where(and(eq(restoreJobs.targetClientId, clients.id), eq(restoreJobs.status, 'queued'))),
+      )}`,
     });
   if (!row) throw new NotFoundError('no such client');
-  return { serverTime: new Date().toISOString(), runRequested: row.runRequestedAt !== null, schedule: scheduleOf(row) };
+  return {
+    serverTime: new Date().toISOString(),
+    runRequested: row.runRequestedAt !== null,
+    schedule: scheduleOf(row),
+    restoreJobsPending: row.restoreJobsPending,
+  };
 }
 
 /** Asks the client's agent to back up now; it learns at its next ping and the flag clears when it starts a run. */

@@ -223,16 +223,6 @@ export async function cancelRestoreJob(ctx: AppContext, viewer: RestoreViewer, a
 
 // ---- the agent's side ----------------------------------------------------------
 
-/** Whether a job waits for this client's agent (told in every ping answer). */
-export async function hasQueuedRestoreJob(db: Db, clientId: string): Promise<boolean> {
-  const [row] = await db
-    .select({ id: restoreJobs.id })
-    .from(restoreJobs)
-    .where(and(eq(restoreJobs.targetClientId, clientId), eq(restoreJobs.status, 'queued')))
-    .limit(1);
-  return row !== undefined;
-}
-
 /**
  * Hands the oldest queued job of this client to its agent and marks it
  * running; null when none waits. The agent works one job at a time, so a
