@@ -72,22 +72,21 @@ function emptyForm(clientId: string, path: string, asOf: string): RestoreFormVal
 
 const restoreViewer = (user: Viewer): RestoreViewer => ({ userId: user.id, isAdmin: user.isAdmin });
 
-/** The service names the field first ("paths: ..."); the form shows the message under it. */
+/** The form field that shows a service's 400 (its `field` names the service's input); paths when it names none. */
+const FORM_FIELD_OF: Record<string, keyof RestoreFormValues> = {
+  paths: 'paths',
+  targetDir: 'targetDir',
+  targetClientId: 'targetClientId',
+  postCommand: 'postCommand',
+  postCommandTimeoutSeconds: 'postCommandTimeout',
+  asOf: 'asOf',
+  cron: 'cron',
+  timeZone: 'timeZone',
+  intervalSeconds: 'interval',
+};
+
 function fieldError(error: BadRequestError): FieldErrors {
-  const match = /^(\w+): (.*)$/s.exec(error.message);
-  const name = match?.[1] ?? 'paths';
-  const known: Record<string, keyof RestoreFormValues> = {
-    paths: 'paths',
-    targetDir: 'targetDir',
-    targetClientId: 'targetClientId',
-    postCommand: 'postCommand',
-    postCommandTimeoutSeconds: 'postCommandTimeout',
-    asOf: 'asOf',
-    cron: 'cron',
-    timeZone: 'timeZone',
-    intervalSeconds: 'interval',
-  };
-  return { [known[name] ?? 'paths']: match?.[2] ?? error.message };
+  return { [FORM_FIELD_OF[error.field ?? ''] ?? 'paths']: error.problem };
 }
 
 /**

@@ -266,19 +266,19 @@ export function expectedBackupGaps(row: ScheduleColumns, now: Date): { longestSe
  * refused too: it would never run.
  */
 export function assertBackupSchedule(schedule: BackupSchedule, now: Date): void {
-  if (!(Number.isInteger(schedule.intervalSeconds) && schedule.intervalSeconds >= 60)) throw new BadRequestError('backup interval must be at least 60 seconds');
-  if (!isKnownTimeZone(schedule.timeZone)) throw new BadRequestError(`timeZone: unknown time zone "${schedule.timeZone}" (use an IANA name such as Europe/Berlin)`);
+  if (!(Number.isInteger(schedule.intervalSeconds) && schedule.intervalSeconds >= 60)) throw new BadRequestError('backup interval must be at least 60 seconds', {}, { field: 'intervalSeconds' });
+  if (!isKnownTimeZone(schedule.timeZone)) throw BadRequestError.inField('timeZone', `unknown time zone "${schedule.timeZone}" (use an IANA name such as Europe/Berlin)`);
   if (schedule.cron !== null) {
     const problem = cronProblem(schedule.cron);
-    if (problem !== null) throw new BadRequestError(`cron: ${problem}`);
+    if (problem !== null) throw BadRequestError.inField('cron', problem);
   }
   if (schedule.window !== null) {
     const start = windowMinutes(schedule.window.start);
     const end = windowMinutes(schedule.window.end);
-    if (start === null || end === null) throw new BadRequestError('backupWindow: start and end are times of day, HH:MM');
-    if (start === end) throw new BadRequestError('backupWindow: start and end must differ');
+    if (start === null || end === null) throw BadRequestError.inField('backupWindow', 'start and end are times of day, HH:MM');
+    if (start === end) throw BadRequestError.inField('backupWindow', 'start and end must differ');
   }
-  if (nextRunAt(schedule, null, now) === null) throw new BadRequestError('backupWindow: no time of the cron expression falls inside the window');
+  if (nextRunAt(schedule, null, now) === null) throw BadRequestError.inField('backupWindow', 'no time of the cron expression falls inside the window');
 }
 
 /**

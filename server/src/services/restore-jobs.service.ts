@@ -65,24 +65,24 @@ export interface RestoreViewer {
  * into the folder holding them); BadRequestError naming the field.
  */
 export function normaliseRestoreRequest(input: RestoreRequest): RestoreRequest {
-  if (input.paths.length === 0) throw new BadRequestError('paths: name at least one path to restore (/ for everything)');
-  if (input.paths.length > RESTORE_JOB_MAX_PATHS) throw new BadRequestError(`paths: at most ${RESTORE_JOB_MAX_PATHS} paths`);
+  if (input.paths.length === 0) throw BadRequestError.inField('paths', 'name at least one path to restore (/ for everything)');
+  if (input.paths.length > RESTORE_JOB_MAX_PATHS) throw BadRequestError.inField('paths', `at most ${RESTORE_JOB_MAX_PATHS} paths`);
   const paths: string[] = [];
   for (const typed of input.paths) {
     const canonical = normaliseBackupPath(typed.trim(), LIMITS.pathBytes);
-    if (canonical === null) throw new BadRequestError(`paths: not an absolute path: ${JSON.stringify(typed)}`);
+    if (canonical === null) throw BadRequestError.inField('paths', `not an absolute path: ${JSON.stringify(typed)}`);
     paths.push(canonical);
   }
   const targetDir = normaliseBackupPath(input.targetDir.trim(), LIMITS.pathBytes);
   if (targetDir === null || targetDir === '/') {
-    throw new BadRequestError('targetDir: an absolute directory other than / on the target machine (each file lands at that directory + its backed-up path)');
+    throw BadRequestError.inField('targetDir', 'an absolute directory other than / on the target machine (each file lands at that directory + its backed-up path)');
   }
   const postCommand = input.postCommand?.trim() ? input.postCommand.trim() : null;
   if (postCommand !== null && (postCommand.length > RESTORE_COMMAND_MAX_LENGTH || !isStorableText(postCommand))) {
-    throw new BadRequestError(`postCommand: at most ${RESTORE_COMMAND_MAX_LENGTH} characters of text`);
+    throw BadRequestError.inField('postCommand', `at most ${RESTORE_COMMAND_MAX_LENGTH} characters of text`);
   }
   const timeout = input.postCommandTimeoutSeconds;
-  if (!Number.isInteger(timeout) || timeout < 1 || timeout > 86_400) throw new BadRequestError('postCommandTimeoutSeconds: whole seconds from 1 to 86400');
+  if (!Number.isInteger(timeout) || timeout < 1 || timeout > 86_400) throw BadRequestError.inField('postCommandTimeoutSeconds', 'whole seconds from 1 to 86400');
   return { ...input, paths: foldPaths(paths), targetDir, postCommand, postCommandTimeoutSeconds: timeout };
 }
 
@@ -103,8 +103,8 @@ async function assertClientsFor(db: Db | Tx, viewer: RestoreViewer, sourceClient
   const target = rows.find((r) => r.id === targetClientId);
   const visible = (row: { ownerId: string } | undefined) => row !== undefined && (viewer.isAdmin || row.ownerId === viewer.userId);
   if (!visible(source)) throw new NotFoundError('no such client');
-  if (!visible(target)) throw new BadRequestError('targetClientId: no such client');
-  if (source!.ownerId !== target!.ownerId) throw new BadRequestError('targetClientId: the target client must belong to the owner of the backup');
+  if (!visible(target)) throw BadRequestError.inField('targetClientId', 'no such client');
+  if (source!.ownerId !== target!.ownerId) throw BadRequestError.inField('targetClientId', 'the target client must belong to the owner of the backup');
   return { ownerId: source!.ownerId };
 }
 
@@ -118,10 +118,10 @@ export async function createRestoreJob(
   input: RestoreRequest & { asOf: Date | null },
 ): Promise<RestoreJobRow> {
   if (!isUuid(input.sourceClientId)) throw new NotFoundError('no such client');
-  if (!isUuid(input.targetClientId)) throw new BadRequestError('targetClientId: no such client');
+  if (!isUuid(input.targetClientId)) throw BadRequestError.inField('targetClientId', 'no such client');
   const request = normaliseRestoreRequest(input);
   const now = new Date();
-  if (input.asOf !== null && input.asOf.getTime() > now.getTime() + 60_000) throw new BadRequestError('asOf: a time in the past (or empty for the latest backup)');
+  if (input.asOf !== null && input.asOf.getTime() > now.getTime() + 60_000) throw BadRequestError.inField('asOf', 'a time in the past (or empty for the latest backup)');
   return ctx.database.db.transaction(async (tx) => {
     await assertClientsFor(tx, viewer, request.sourceClientId, request.targetClientId);
     const job = await insertJob(tx, request, input.asOf ?? now, null, actor);
@@ -297,7 +297,7 @@ export async function restoreJobFiles(db: Db, clientId: string, jobId: string, c
   let after: string | undefined;
   if (cursor !== undefined && cursor !== '') {
     const match = /^(\d+):(.*)$/s.exec(cursor);
-    if (!match || Number(match[1]) >= job.paths.length) throw new BadRequestError('cursor: not a cursor this job handed out');
+    if (!match || Number(match[1]) >= job.paths.length) throw BadRequestError.inField('cursor', 'not a cursor this job handed out');
     index = Number(match[1]);
     after = match[2] === '' ? undefined : match[2];
   }
@@ -357,14 +357,14 @@ export function scheduleOfRestore(row: { cron: string | null; intervalSeconds: n
 /** Creates a schedule; its first job is queued at the schedule's first time from now (not at once). */
 export async function createRestoreSchedule(ctx: AppContext, viewer: RestoreViewer, actor: Actor, input: RestoreScheduleInput, now = new Date()): Promise<RestoreScheduleRow> {
   if (!isUuid(input.sourceClientId)) throw new NotFoundError('no such client');
-  if (!isUuid(input.targetClientId)) throw new BadRequestError('targetClientId: no such client');
+  if (!isUuid(input.targetClientId)) throw BadRequestError.inField('targetClientId', 'no such client');
   const request = normaliseRestoreRequest(input);
   const schedule: BackupSchedule = { intervalSeconds: input.intervalSeconds, cron: input.cron, timeZone: input.timeZone || DEFAULT_TIME_ZONE, window: null };
   try {
     assertBackupSchedule(schedule, now);
   } catch (error) {
-    // The backup form's message names its interval; this form's field is intervalSeconds.
-    if (error instanceof BadRequestError && error.message.startsWith('backup interval')) throw new BadRequestError('intervalSeconds: at least 60 seconds');
+    // The backup form's message names its interval; this one names the field.
+    if (error instanceof BadRequestError && error.field === 'intervalSeconds') throw BadRequestError.inField('intervalSeconds', 'at least 60 seconds');
     throw error;
   }
   // An interval schedule runs one interval from now; a cron one at its next time.
