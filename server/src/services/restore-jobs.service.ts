@@ -27,7 +27,7 @@ import {
   normaliseBackupPath,
 } from '@cairn/shared';
 import type { AppContext } from '../app-context.ts';
-import type { Db, Tx } from '../db/database.ts';
+import { isUuid, type Db, type Tx } from '../db/database.ts';
 import { clients, restoreJobs, restoreSchedules } from '../db/schema.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
 import { notifyAgent } from '../live/live-hub.ts';
@@ -107,8 +107,6 @@ async function assertClientsFor(db: Db | Tx, viewer: RestoreViewer, sourceClient
   if (source!.ownerId !== target!.ownerId) throw BadRequestError.inField('targetClientId', 'the target client must belong to the owner of the backup');
   return { ownerId: source!.ownerId };
 }
-
-const isUuid = (value: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
 
 /** Queues a job and tells the target's agent at once (live channel; its next ping otherwise). */
 export async function createRestoreJob(
