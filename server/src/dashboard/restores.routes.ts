@@ -11,6 +11,7 @@ import {
   getRestoreJob,
   listRestoreJobs,
   listRestoreSchedules,
+  restoreRequestOf,
   runRestoreScheduleNow,
   scheduleOfRestore,
   type RestoreViewer,
@@ -170,15 +171,14 @@ export const restoresRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
       if (!isKnownTimeZone(timeZone)) errors.timeZone = `unknown time zone "${timeZone}" (use an IANA name such as Europe/Berlin)`;
     }
     if (Object.keys(errors).length > 0) return renderRestores(request, reply, client.id, values, errors, 400);
-    const request_ = {
-      sourceClientId: client.id,
+    const request_ = restoreRequestOf(client.id, {
       targetClientId: values.targetClientId,
       paths: values.paths.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== ''),
       targetDir: values.targetDir,
       overwrite: values.overwrite === 'on',
       postCommand: values.postCommand.trim() === '' ? null : values.postCommand,
       postCommandTimeoutSeconds: timeout!,
-    };
+    });
     try {
       if (values.when === 'now') {
         const job = await createRestoreJob(ctx, restoreViewer(user), actorOf(user), { ...request_, asOf });

@@ -54,6 +54,29 @@ export interface RestoreRequest {
   postCommandTimeoutSeconds: number;
 }
 
+/** A restore request as the admin API and the dashboard's form take it: what is left out gets its default. */
+export interface RestoreRequestFields {
+  targetClientId?: string | undefined;
+  paths: string[];
+  targetDir: string;
+  overwrite?: boolean | undefined;
+  postCommand?: string | null | undefined;
+  postCommandTimeoutSeconds?: number | undefined;
+}
+
+/** The request for restoring `sourceClientId`'s backup: onto the same client unless another is named, no overwrite, no post-command. */
+export function restoreRequestOf(sourceClientId: string, fields: RestoreRequestFields): RestoreRequest {
+  return {
+    sourceClientId,
+    targetClientId: fields.targetClientId ?? sourceClientId,
+    paths: fields.paths,
+    targetDir: fields.targetDir,
+    overwrite: fields.overwrite ?? false,
+    postCommand: fields.postCommand ?? null,
+    postCommandTimeoutSeconds: fields.postCommandTimeoutSeconds ?? DEFAULT_POST_COMMAND_TIMEOUT_SECONDS,
+  };
+}
+
 /** Who may touch which clients: an admin any, anyone else only their own. */
 export interface RestoreViewer {
   userId: string;

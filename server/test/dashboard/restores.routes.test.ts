@@ -163,6 +163,8 @@ describe.each(testDatabaseKinds())('restores on the dashboard and in the admin A
     expect(schedule.status).toBe(201);
     const created = (await schedule.json()) as { id: string; nextRunAt: string; cron: string };
     expect(created.cron).toBe('30 2 * * *');
+    // What the body leaves out takes its default: onto the same client, no overwrite, no post-command.
+    expect(created).toMatchObject({ targetClientId: laptop.clientId, overwrite: false, postCommand: null });
     expect(created.nextRunAt).toMatch(/T02:30:00\.000Z$/);
     expect((await call(fullToken, 'POST', `/restore-schedules/${created.id}/run`)).status).toBe(201);
     expect((await call(readToken, 'DELETE', `/restore-schedules/${created.id}`)).status).toBe(403);
