@@ -21,7 +21,8 @@ import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, rend
 import type { Viewer } from './dashboard.repository.ts';
 import { parseAsOf } from './files.routes.ts';
 
-const JOBS_PAGE = 25;
+/** Restore jobs shown on one page of the Restores tab, newest first. */
+export const RESTORE_JOBS_PAGE = 25;
 
 /** The restore form as typed (views/client-restores.eta), shown again with its errors. */
 export interface RestoreFormValues {
@@ -106,7 +107,7 @@ export const restoresRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
     const beforeText = queryParam(request, 'before');
     const before = beforeText === '' ? undefined : new Date(beforeText);
     if (before !== undefined && Number.isNaN(before.getTime())) throw new BadRequestError('before: not a time');
-    const jobs = await listRestoreJobs(db, client.id, { limit: JOBS_PAGE + 1, before });
+    const jobs = await listRestoreJobs(db, client.id, { limit: RESTORE_JOBS_PAGE + 1, before });
     const schedules = (await listRestoreSchedules(db, client.id)).map((s) => ({
       ...s,
       description: describeSchedule(scheduleOfRestore(s)),
@@ -124,8 +125,8 @@ export const restoresRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
         tab: 'restores',
         client,
         targets,
-        jobs: jobs.slice(0, JOBS_PAGE),
-        olderBefore: jobs.length > JOBS_PAGE ? jobs[JOBS_PAGE - 1]!.createdAt.toISOString() : null,
+        jobs: jobs.slice(0, RESTORE_JOBS_PAGE),
+        olderBefore: jobs.length > RESTORE_JOBS_PAGE ? jobs[RESTORE_JOBS_PAGE - 1]!.createdAt.toISOString() : null,
         paged: before !== undefined,
         schedules,
         form: form ?? emptyForm(client.id, queryParam(request, 'path'), explicit ? pathAsOf.toISOString().slice(0, 16) : ''),
