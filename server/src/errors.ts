@@ -17,8 +17,20 @@ export class AppError extends Error {
 }
 
 export class BadRequestError extends AppError {
-  constructor(message: string, extra: Record<string, unknown> = {}) {
+  /** The input field at fault, when the thrower knows it (a form shows `problem` under it); not part of the answer's body. */
+  readonly field: string | undefined;
+  /** What is wrong, without the field's name: the message itself unless given. */
+  readonly problem: string;
+
+  constructor(message: string, extra: Record<string, unknown> = {}, at: { field?: string; problem?: string } = {}) {
     super(400, message, extra);
+    this.field = at.field;
+    this.problem = at.problem ?? message;
+  }
+
+  /** A 400 whose message reads "field: problem", the form every 400 naming a field has. */
+  static inField(field: string, problem: string, extra: Record<string, unknown> = {}): BadRequestError {
+    return new BadRequestError(`${field}: ${problem}`, extra, { field, problem });
   }
 }
 

@@ -14,7 +14,7 @@ import { loadServerConfig } from '../../server/src/config/server-config.ts';
 import { createLogger } from '../../server/src/logger.ts';
 import { startServer, type RunningServer } from '../../server/src/server.ts';
 import { TestAgent } from '../../server/test/dashboard/agent-fixture.ts';
-import { artifactDir, chromiumAvailable, launchBrowser } from '../helpers/browser.ts';
+import { artifactDir, chromiumAvailable, launchBrowser, signIn } from '../helpers/browser.ts';
 
 const ADMIN_PASSWORD = 'admin-password-e2e';
 
@@ -55,11 +55,7 @@ describe.skipIf(!chromiumAvailable())('client page history and file search in Ch
     browser = await launchBrowser();
     const context = await browser.newContext({ viewport: { width: 1360, height: 900 }, acceptDownloads: true });
     page = await context.newPage();
-    await page.goto(`${server.url}/login`);
-    await page.fill('input[name=username]', 'admin');
-    await page.fill('input[name=password]', ADMIN_PASSWORD);
-    await page.click('button[type=submit]');
-    await page.waitForURL(`${server.url}/`);
+    await signIn(page, server.url, 'admin', ADMIN_PASSWORD);
   });
 
   afterAll(async () => {

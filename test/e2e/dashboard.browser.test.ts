@@ -18,7 +18,7 @@ import { startServer, type RunningServer } from '../../server/src/server.ts';
 import { TestAgent } from '../../server/test/dashboard/agent-fixture.ts';
 import { createUser, SYSTEM_ACTOR } from '../../server/src/services/users.service.ts';
 import { backupRuns } from '../../server/src/db/schema.ts';
-import { artifactDir, chromiumAvailable, launchBrowser } from '../helpers/browser.ts';
+import { artifactDir, chromiumAvailable, launchBrowser, signIn } from '../helpers/browser.ts';
 
 const run = promisify(execFile);
 const ADMIN_PASSWORD = 'admin-password-e2e';
@@ -414,11 +414,7 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
   it("lets a user choose their own alert email from their name in the top bar", async () => {
     const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
     const own = await context.newPage();
-    await own.goto(`${server.url}/login`);
-    await own.fill('input[name=username]', 'alice');
-    await own.fill('input[name=password]', 'alice-password-1');
-    await own.click('button[type=submit]');
-    await own.waitForURL(`${server.url}/`);
+    await signIn(own, server.url, 'alice', 'alice-password-1');
     await own.click('.whoami a');
     await own.fill('input[name=alertEmail]', 'alice@example.com');
     await own.check('input[name=alertEmailTypes][value=failing]');
@@ -437,11 +433,7 @@ describe.skipIf(!chromiumAvailable())('dashboard in Chromium', () => {
   it('lets a user set their own alert webhook: a bad secret is refused by field, the saved one is never shown back', async () => {
     const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
     const own = await context.newPage();
-    await own.goto(`${server.url}/login`);
-    await own.fill('input[name=username]', 'alice');
-    await own.fill('input[name=password]', 'alice-password-1');
-    await own.click('button[type=submit]');
-    await own.waitForURL(`${server.url}/`);
+    await signIn(own, server.url, 'alice', 'alice-password-1');
     await own.click('.whoami a');
     await own.fill('input[name=alertWebhookUrl]', 'https://hooks.example.com/cairn/alice');
     await own.fill('input[name=alertWebhookSecret]', 'too-short');

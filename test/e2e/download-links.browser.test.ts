@@ -11,7 +11,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestAgent } from '../../server/test/dashboard/agent-fixture.ts';
 import { addUser, startDashboardHarness, type DashboardHarness } from '../../server/test/dashboard/dashboard-harness.ts';
-import { artifactDir, chromiumAvailable, launchBrowser } from '../helpers/browser.ts';
+import { artifactDir, chromiumAvailable, launchBrowser, signIn } from '../helpers/browser.ts';
 
 describe.skipIf(!chromiumAvailable())('download links in Chromium', () => {
   let h: DashboardHarness;
@@ -30,11 +30,7 @@ describe.skipIf(!chromiumAvailable())('download links in Chromium', () => {
   }
   async function signedInPage(): Promise<Page> {
     const page = await newPage();
-    await page.goto(`${h.url}/login`);
-    await page.fill('input[name=username]', 'alice');
-    await page.fill('input[name=password]', 'alice-password-1');
-    await page.click('button[type=submit]');
-    await page.waitForURL(`${h.url}/`);
+    await signIn(page, h.url, 'alice', 'alice-password-1');
     return page;
   }
   const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });

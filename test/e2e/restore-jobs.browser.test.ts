@@ -12,7 +12,7 @@ import path from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_PASSWORD, envModeAgentEnv, readAgentState, startAgent, waitForRuns } from '../helpers/agent-e2e.ts';
-import { artifactDir, chromiumAvailable, launchBrowser } from '../helpers/browser.ts';
+import { artifactDir, chromiumAvailable, launchBrowser, signIn } from '../helpers/browser.ts';
 import { startServerProcess, type ManagedProcess, type ServerProcess } from '../helpers/processes.ts';
 
 describe.skipIf(!chromiumAvailable())('the restore form in Chromium', () => {
@@ -42,11 +42,7 @@ describe.skipIf(!chromiumAvailable())('the restore form in Chromium', () => {
     browser = await launchBrowser();
     const context = await browser.newContext({ viewport: { width: 1360, height: 1000 } });
     page = await context.newPage();
-    await page.goto(`${server.url}/login`);
-    await page.fill('input[name=username]', 'admin');
-    await page.fill('input[name=password]', ADMIN_PASSWORD);
-    await page.click('button[type=submit]');
-    await page.waitForURL(`${server.url}/`);
+    await signIn(page, server.url, 'admin', ADMIN_PASSWORD);
   }, 180_000);
 
   afterAll(async () => {

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestAgent } from '../../server/test/dashboard/agent-fixture.ts';
 import { addUser, startDashboardHarness, type DashboardHarness } from '../../server/test/dashboard/dashboard-harness.ts';
 import { listRuns } from '../../server/src/services/backup-repository.ts';
-import { artifactDir, chromiumAvailable, launchBrowser } from '../helpers/browser.ts';
+import { artifactDir, chromiumAvailable, launchBrowser, signIn } from '../helpers/browser.ts';
 
 describe.skipIf(!chromiumAvailable())('retention rules in Chromium', () => {
   let h: DashboardHarness;
@@ -26,11 +26,7 @@ describe.skipIf(!chromiumAvailable())('retention rules in Chromium', () => {
     const context = await browser.newContext({ viewport: { width: 1360, height: 900 } });
     contexts.push(context);
     const page = await context.newPage();
-    await page.goto(`${h.url}/login`);
-    await page.fill('input[name=username]', username);
-    await page.fill('input[name=password]', password);
-    await page.click('button[type=submit]');
-    await page.waitForURL(`${h.url}/`);
+    await signIn(page, h.url, username, password);
     return page;
   }
   const shot = (page: Page, name: string) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });

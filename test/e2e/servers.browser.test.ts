@@ -11,7 +11,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createScratchPostgres } from '../../server/test/helpers/test-database.ts';
 import { ADMIN_PASSWORD, crash } from '../helpers/agent-e2e.ts';
-import { artifactDir, chromiumAvailable, launchBrowser } from '../helpers/browser.ts';
+import { artifactDir, chromiumAvailable, launchBrowser, signIn } from '../helpers/browser.ts';
 import { startServerProcess, type ServerProcess } from '../helpers/processes.ts';
 
 const databaseUrl = process.env.TEST_DATABASE_URL;
@@ -42,11 +42,7 @@ describe.skipIf(!chromiumAvailable() || !databaseUrl)('the Servers page: two rep
     ]);
     browser = await launchBrowser();
     page = await (await browser.newContext({ viewport: { width: 1360, height: 700 } })).newPage();
-    await page.goto(`${first.url}/login`);
-    await page.fill('input[name=username]', 'admin');
-    await page.fill('input[name=password]', ADMIN_PASSWORD);
-    await page.click('button[type=submit]');
-    await page.waitForURL(`${first.url}/`);
+    await signIn(page, first.url, 'admin', ADMIN_PASSWORD);
   }, 180_000);
 
   afterAll(async () => {

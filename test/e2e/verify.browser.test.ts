@@ -15,7 +15,7 @@ import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chunkLengths, DEFAULT_CHUNKER_PARAMS, sha256Hex } from '@cairn/shared';
 import { ADMIN_PASSWORD, AGENT_MAIN, damageStoredChunk, envModeAgentEnv, runAgentOnce } from '../helpers/agent-e2e.ts';
-import { artifactDir, chromiumAvailable, launchBrowser } from '../helpers/browser.ts';
+import { artifactDir, chromiumAvailable, launchBrowser, signIn } from '../helpers/browser.ts';
 import { startProcess, startServerProcess, type ServerProcess } from '../helpers/processes.ts';
 
 describe.skipIf(!chromiumAvailable())('the Verify page: a flipped byte found, then healed by the next backup', () => {
@@ -40,11 +40,7 @@ describe.skipIf(!chromiumAvailable())('the Verify page: a flipped byte found, th
     expect((await runAgentOnce(envModeAgentEnv(server.url, stateDir, [tree]))).report).toMatchObject({ status: 'succeeded', filesFailed: 0 });
     browser = await launchBrowser();
     page = await (await browser.newContext({ viewport: { width: 1360, height: 1000 } })).newPage();
-    await page.goto(`${server.url}/login`);
-    await page.fill('input[name=username]', 'admin');
-    await page.fill('input[name=password]', ADMIN_PASSWORD);
-    await page.click('button[type=submit]');
-    await page.waitForURL(`${server.url}/`);
+    await signIn(page, server.url, 'admin', ADMIN_PASSWORD);
   }, 180_000);
 
   afterAll(async () => {

@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import { REPO_ROOT } from './processes.ts';
 
 export const CHROMIUM_PATH = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
@@ -39,4 +39,13 @@ export async function artifactDir(name: string): Promise<string> {
   const dir = path.join(REPO_ROOT, 'test-artifacts', name);
   await mkdir(dir, { recursive: true });
   return dir;
+}
+
+/** Signs `page` in through the dashboard's login form at `baseUrl` and waits for the overview it lands on. */
+export async function signIn(page: Page, baseUrl: string, username: string, password: string): Promise<void> {
+  await page.goto(`${baseUrl}/login`);
+  await page.fill('input[name=username]', username);
+  await page.fill('input[name=password]', password);
+  await page.click('button[type=submit]');
+  await page.waitForURL(`${baseUrl}/`);
 }

@@ -249,13 +249,7 @@ export class AgentRuntime {
 
   /** Stops the timers and waits for a running cycle to end. */
   async stop(): Promise<void> {
-    this.#stopped = true;
-    this.#liveAbort?.abort();
-    if (this.#backupTimer) clearTimeout(this.#backupTimer);
-    if (this.#pingTimer) clearTimeout(this.#pingTimer);
-    this.#backupTimer = null;
-    this.#pingTimer = null;
-    this.#nextRunAt = null;
+    this.#halt();
     if (this.#current) await this.#current.catch(() => undefined);
     await this.#api?.close().catch(() => undefined);
     this.#api = null;

@@ -8,13 +8,11 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asc, eq } from 'drizzle-orm';
 import { sha256Hex } from '@cairn/shared';
-import { contentChunks } from '../../../server/src/db/schema.ts';
-import { chunkLocations } from '../../../server/src/storage/pack-index.ts';
 import { ApiClient } from '../../src/net/api-client.ts';
 import { RetryableError, StoredContentDamagedError } from '../../src/net/http-errors.ts';
 import { addUser, registerAgent, startHarness, upload, type Harness } from '../../../server/test/helpers/agent-api-harness.ts';
+import { locate } from '../../../server/test/helpers/stored-bytes.ts';
 
 /** Forwards to `port`, but destroys any connection once more than `cutAfterBytes` came back through it. */
 async function startCuttingProxy(port: number, cutAfterBytes: number): Promise<{ url: string; close(): Promise<void> }> {
@@ -51,21 +49,6 @@ async function startCuttingProxy(port: number, cutAfterBytes: number): Promise<{
   };
 }
 
-/** The store key of the pack holding byte `offset` of a content, and that byte's position in it (random and tiny chunks are stored raw). */
-async function locate(h: Harness, sha256: string, offset: number): Promise<{ key: string; at: number }> {
-  const listed = await h.ctx.database.db
-    .select({ chunk: contentChunks.chunkSha256, offset: contentChunks.offset })
-    .from(contentChunks)
-    .where(eq(contentChunks.contentSha256, sha256))
-    .orderBy(asc(contentChunks.seq));
-  const pieces = listed.length > 0 ? listed : [{ chunk: sha256, offset: 0 }];
-  const piece = pieces.filter((p) => p.offset <= offset).at(-1)!;
-  const location = (await chunkLocations(h.ctx.database.db, [piece.chunk])).get(piece.chunk)!;
-  if (location.kind !== 'pack') throw new Error(`chunk ${piece.chunk} is not in a pack`);
-  expect(location.codec).toBe('raw');
-  return { key: location.packKey, at: location.offset + (offset - piece.offset) };
-}
-
 async function readAll(stream: AsyncIterable<unknown>): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
@@ -89,13 +72,13 @@ describe('ApiClient.download', () => {
     expect((await upload(h, token, [gone])).status).toBe(200);
     // `damaged` is hit in its last chunk, so the server has already answered 200 and streamed megabytes when it finds out.
     for (const [bytes, offset] of [[damaged, damaged.length - 10], [small, small.length >> 1]] as const) {
-      const { key, at } = await locate(h, sha256Hex(bytes), offset);
+      const { key, at } = await locate(h.ctx.database.db, sha256Hex(bytes), offset);
       const file = h.blobs.pathOf(key);
       const stored = await readFile(file);
       stored[at] = stored[at]! ^ 0x40;
       await writeFile(file, stored);
     }
-    await h.blobs.delete((await locate(h, sha256Hex(gone), 0)).key);
+    await h.blobs.delete((await locate(h.ctx.database.db, sha256Hex(gone), 0)).key);
   });
 
   afterAll(async () => {

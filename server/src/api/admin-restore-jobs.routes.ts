@@ -14,11 +14,11 @@ import {
   cancelRestoreJob,
   createRestoreJob,
   createRestoreSchedule,
-  DEFAULT_POST_COMMAND_TIMEOUT_SECONDS,
   deleteRestoreSchedule,
   getRestoreJob,
   listRestoreJobs,
   listRestoreSchedules,
+  restoreRequestOf,
   runRestoreScheduleNow,
   type ListedRestoreJob,
   type ListedRestoreSchedule,
@@ -188,13 +188,7 @@ export function registerRestoreJobAdminRoutes(plugin: FastifyInstance, ctx: AppC
       const client = await helpers.visibleClient(request, request.params.id);
       const body = request.body;
       const job = await createRestoreJob(ctx, restoreViewer(request), helpers.actorOf(request), {
-        sourceClientId: client.id,
-        targetClientId: body.targetClientId ?? client.id,
-        paths: body.paths,
-        targetDir: body.targetDir,
-        overwrite: body.overwrite ?? false,
-        postCommand: body.postCommand ?? null,
-        postCommandTimeoutSeconds: body.postCommandTimeoutSeconds ?? DEFAULT_POST_COMMAND_TIMEOUT_SECONDS,
+        ...restoreRequestOf(client.id, body),
         asOf: body.asOf ? new Date(body.asOf) : null,
       });
       return reply.code(201).send(jobJson(await getRestoreJob(db, restoreViewer(request), job.id)));
@@ -246,13 +240,7 @@ export function registerRestoreJobAdminRoutes(plugin: FastifyInstance, ctx: AppC
       const client = await helpers.visibleClient(request, request.params.id);
       const body = request.body;
       const created = await createRestoreSchedule(ctx, restoreViewer(request), helpers.actorOf(request), {
-        sourceClientId: client.id,
-        targetClientId: body.targetClientId ?? client.id,
-        paths: body.paths,
-        targetDir: body.targetDir,
-        overwrite: body.overwrite ?? false,
-        postCommand: body.postCommand ?? null,
-        postCommandTimeoutSeconds: body.postCommandTimeoutSeconds ?? DEFAULT_POST_COMMAND_TIMEOUT_SECONDS,
+        ...restoreRequestOf(client.id, body),
         cron: body.cron ?? null,
         intervalSeconds: body.intervalSeconds ?? 86_400,
         timeZone: body.timeZone ?? 'UTC',

@@ -21,7 +21,6 @@ import { contentRoutes } from './contents.routes.ts';
 import { fileRoutes } from './files.routes.ts';
 import { runRoutes } from './runs.routes.ts';
 import { restoreJobRoutes } from './restore-jobs.routes.ts';
-import { hasQueuedRestoreJob } from '../services/restore-jobs.service.ts';
 import { LiveHub } from '../live/live-hub.ts';
 import { liveRoutes } from '../live/live.routes.ts';
 
@@ -80,11 +79,7 @@ export const agentApiRoutes: FastifyPluginAsync<{ ctx: AppContext }> = async (pl
           response: { 200: PingResponse, ...errors },
         },
       },
-      async (request) => {
-        const { clientId } = agentOf(request);
-        const answer = await recordPing(ctx.database.db, clientId, request.body);
-        return { ...answer, restoreJobsPending: await hasQueuedRestoreJob(ctx.database.db, clientId) };
-      },
+      async (request) => recordPing(ctx.database.db, agentOf(request).clientId, request.body),
     );
 
     routes.get(

@@ -10,6 +10,7 @@ import {
   saveClientAlertSettings,
   THRESHOLD_FIELDS,
 } from '../alerts/alert-settings.ts';
+import { isUuid } from '../db/database.ts';
 import { BadRequestError, ConflictError } from '../errors.ts';
 import { findRun, listRuns } from '../services/backup-repository.ts';
 import type { RunStatus } from '@cairn/shared';
@@ -47,7 +48,6 @@ const LOG_LEVELS: LogLevelFilter[] = ['debug', 'info', 'warn', 'error'];
 const LOG_PAGE_SIZE = 200;
 const RUN_PAGE_SIZE = 50;
 const RUN_STATUSES: RunStatus[] = ['succeeded', 'partial', 'failed', 'running'];
-const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** The client page's retention card (views/_client-retention.eta): the base override, then folder and restore-point rules. */
 type RetentionFormInput = { retentionOverride: string; retentionVersions: string; retentionDays: string; rulesOverride: string } & RetentionRulesInput;
@@ -285,7 +285,7 @@ export const clientsRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async 
     const status = RUN_STATUSES.find((s) => s === statusText);
     if (statusText !== '' && status === undefined) throw new BadRequestError(`status: one of ${RUN_STATUSES.join(', ')}`);
     const before = queryParam(request, 'before');
-    if (before !== '' && (!UUID_PATTERN.test(before) || (await findRun(db, before))?.clientId !== client.id)) {
+    if (before !== '' && (!isUuid(before) || (await findRun(db, before))?.clientId !== client.id)) {
       throw new BadRequestError('before: must be the id of a run of this client');
     }
     const page = await listRuns(db, client.id, {

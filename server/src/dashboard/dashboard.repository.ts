@@ -10,7 +10,7 @@
  */
 import type { FileKind } from '@cairn/shared';
 import { and, count, desc, eq, inArray, isNull, sql, type SQL } from 'drizzle-orm';
-import { dateOf, numberOf, rowsOf, type Db } from '../db/database.ts';
+import { dateOf, isUuid, numberOf, rowsOf, type Db } from '../db/database.ts';
 import type { AlertType } from '../alerts/alert-event.ts';
 import { alerts, auditLog, backupRuns, clientLogs, clientPaths, clients, fileVersions, users } from '../db/schema.ts';
 import { versionColumns, versionPathJoin } from '../db/version-columns.ts';
@@ -29,9 +29,6 @@ export type LogRow = typeof clientLogs.$inferSelect;
 export type LogLevelFilter = 'debug' | 'info' | 'warn' | 'error';
 export type AlertRow = typeof alerts.$inferSelect;
 export type AlertState = AlertRow['state'];
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-export const isUuid = (value: string): boolean => UUID.test(value);
 
 
 /**

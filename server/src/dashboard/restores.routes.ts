@@ -11,6 +11,7 @@ import {
   getRestoreJob,
   listRestoreJobs,
   listRestoreSchedules,
+  restoreRequestOf,
   runRestoreScheduleNow,
   scheduleOfRestore,
   type RestoreViewer,
@@ -20,7 +21,8 @@ import { actorOf, type DashboardDeps, field, queryParam, redirectAfterPost, rend
 import type { Viewer } from './dashboard.repository.ts';
 import { parseAsOf } from './files.routes.ts';
 
-const JOBS_PAGE = 25;
+/** Restore jobs shown on one page of the Restores tab, newest first. */
+export const RESTORE_JOBS_PAGE = 25;
 
 /** The restore form as typed (views/client-restores.eta), shown again with its errors. */
 export interface RestoreFormValues {
@@ -72,22 +74,21 @@ function emptyForm(clientId: string, path: string, asOf: string): RestoreFormVal
 
 const restoreViewer = (user: Viewer): RestoreViewer => ({ userId: user.id, isAdmin: user.isAdmin });
 
-/** The service names the field first ("paths: ..."); the form shows the message under it. */
+/** The form field that shows a service's 400 (its `field` names the service's input); paths when it names none. */
+const FORM_FIELD_OF: Record<string, keyof RestoreFormValues> = {
+  paths: 'paths',
+  targetDir: 'targetDir',
+  targetClientId: 'targetClientId',
+  postCommand: 'postCommand',
+  postCommandTimeoutSeconds: 'postCommandTimeout',
+  asOf: 'asOf',
+  cron: 'cron',
+  timeZone: 'timeZone',
+  intervalSeconds: 'interval',
+};
+
 function fieldError(error: BadRequestError): FieldErrors {
-  const match = /^(\w+): (.*)$/s.exec(error.message);
-  const name = match?.[1] ?? 'paths';
-  const known: Record<string, keyof RestoreFormValues> = {
-    paths: 'paths',
-    targetDir: 'targetDir',
-    targetClientId: 'targetClientId',
-    postCommand: 'postCommand',
-    postCommandTimeoutSeconds: 'postCommandTimeout',
-    asOf: 'asOf',
-    cron: 'cron',
-    timeZone: 'timeZone',
-    intervalSeconds: 'interval',
-  };
-  return { [known[name] ?? 'paths']: match?.[2] ?? error.message };
+  return { [FORM_FIELD_OF[error.field ?? ''] ?? 'paths']: error.problem };
 }
 
 /**
@@ -106,7 +107,7 @@ export const restoresRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
     const beforeText = queryParam(request, 'before');
     const before = beforeText === '' ? undefined : new Date(beforeText);
     if (before !== undefined && Number.isNaN(before.getTime())) throw new BadRequestError('before: not a time');
-    const jobs = await listRestoreJobs(db, client.id, { limit: JOBS_PAGE + 1, before });
+    const jobs = await listRestoreJobs(db, client.id, { limit: RESTORE_JOBS_PAGE + 1, before });
     const schedules = (await listRestoreSchedules(db, client.id)).map((s) => ({
       ...s,
       description: describeSchedule(scheduleOfRestore(s)),
@@ -124,8 +125,8 @@ export const restoresRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
         tab: 'restores',
         client,
         targets,
-        jobs: jobs.slice(0, JOBS_PAGE),
-        olderBefore: jobs.length > JOBS_PAGE ? jobs[JOBS_PAGE - 1]!.createdAt.toISOString() : null,
+        jobs: jobs.slice(0, RESTORE_JOBS_PAGE),
+        olderBefore: jobs.length > RESTORE_JOBS_PAGE ? jobs[RESTORE_JOBS_PAGE - 1]!.createdAt.toISOString() : null,
         paged: before !== undefined,
         schedules,
         form: form ?? emptyForm(client.id, queryParam(request, 'path'), explicit ? pathAsOf.toISOString().slice(0, 16) : ''),
@@ -171,15 +172,14 @@ export const restoresRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
       if (!isKnownTimeZone(timeZone)) errors.timeZone = `unknown time zone "${timeZone}" (use an IANA name such as Europe/Berlin)`;
     }
     if (Object.keys(errors).length > 0) return renderRestores(request, reply, client.id, values, errors, 400);
-    const request_ = {
-      sourceClientId: client.id,
+    const request_ = restoreRequestOf(client.id, {
       targetClientId: values.targetClientId,
       paths: values.paths.split(/\r?\n/).map((line) => line.trim()).filter((line) => line !== ''),
       targetDir: values.targetDir,
       overwrite: values.overwrite === 'on',
       postCommand: values.postCommand.trim() === '' ? null : values.postCommand,
       postCommandTimeoutSeconds: timeout!,
-    };
+    });
     try {
       if (values.when === 'now') {
         const job = await createRestoreJob(ctx, restoreViewer(user), actorOf(user), { ...request_, asOf });

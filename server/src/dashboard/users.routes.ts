@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import { TYPE_LABELS } from '../alerts/notifiers/alert-digest.ts';
+import { isUuid } from '../db/database.ts';
 import { BadRequestError, ConflictError, ForbiddenError, NotFoundError } from '../errors.ts';
 import { parseAlertEmailSetting, parseAlertWebhookSetting, setUserAlertEmail, setUserAlertWebhook, USER_ALERT_TYPES } from '../services/alert-recipients.service.ts';
 import type { RetentionPolicy } from '../services/retention-policy.ts';
@@ -30,7 +31,7 @@ import {
 import type { FieldErrors } from './client-config-form.ts';
 import { previewUserRules } from './prune-preview.ts';
 import { actorOf, type DashboardDeps, field, redirectAfterPost, renderPage, requireAdmin, viewer } from './dashboard-context.ts';
-import { isUuid, type Viewer } from './dashboard.repository.ts';
+import type { Viewer } from './dashboard.repository.ts';
 
 /** The values of a group of checkboxes: one arrives as a string, several as an array, none as nothing. */
 function checkedValues(body: unknown, name: string): string[] {

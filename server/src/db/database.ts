@@ -178,6 +178,9 @@ export function pgErrorCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/** Whether text is a UUID, checked before it meets a uuid column (PostgreSQL refuses other text there with an error, not an empty answer). */
+export const isUuid = (value: string): boolean => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
+
 export const PG_UNIQUE_VIOLATION = '23505';
 export const PG_FOREIGN_KEY_VIOLATION = '23503';
 

@@ -1,4 +1,4 @@
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { and, asc, eq, exists, sql } from 'drizzle-orm';
 import {
   cronProblem,
   isKnownTimeZone,
@@ -18,7 +18,7 @@ import type { AppContext } from '../app-context.ts';
 import type { ServerConfig } from '../config/server-config.ts';
 import { hashAgentToken, newAgentToken } from '../auth/tokens.ts';
 import { numberOf, PG_UNIQUE_VIOLATION, pgErrorCode, rowsOf, type Db } from '../db/database.ts';
-import { clientPaths, clients, fileVersions, ownerContents, users } from '../db/schema.ts';
+import { clientPaths, clients, fileVersions, ownerContents, restoreJobs, users } from '../db/schema.ts';
 import { BadRequestError, ConflictError, NotFoundError, UnauthorizedError } from '../errors.ts';
 import { notifyAgent } from '../live/live-hub.ts';
 import { recordAudit } from './audit-log.service.ts';
@@ -266,19 +266,19 @@ export function expectedBackupGaps(row: ScheduleColumns, now: Date): { longestSe
  * refused too: it would never run.
  */
 export function assertBackupSchedule(schedule: BackupSchedule, now: Date): void {
-  if (!(Number.isInteger(schedule.intervalSeconds) && schedule.intervalSeconds >= 60)) throw new BadRequestError('backup interval must be at least 60 seconds');
-  if (!isKnownTimeZone(schedule.timeZone)) throw new BadRequestError(`timeZone: unknown time zone "${schedule.timeZone}" (use an IANA name such as Europe/Berlin)`);
+  if (!(Number.isInteger(schedule.intervalSeconds) && schedule.intervalSeconds >= 60)) throw new BadRequestError('backup interval must be at least 60 seconds', {}, { field: 'intervalSeconds' });
+  if (!isKnownTimeZone(schedule.timeZone)) throw BadRequestError.inField('timeZone', `unknown time zone "${schedule.timeZone}" (use an IANA name such as Europe/Berlin)`);
   if (schedule.cron !== null) {
     const problem = cronProblem(schedule.cron);
-    if (problem !== null) throw new BadRequestError(`cron: ${problem}`);
+    if (problem !== null) throw BadRequestError.inField('cron', problem);
   }
   if (schedule.window !== null) {
     const start = windowMinutes(schedule.window.start);
     const end = windowMinutes(schedule.window.end);
-    if (start === null || end === null) throw new BadRequestError('backupWindow: start and end are times of day, HH:MM');
-    if (start === end) throw new BadRequestError('backupWindow: start and end must differ');
+    if (start === null || end === null) throw BadRequestError.inField('backupWindow', 'start and end are times of day, HH:MM');
+    if (start === end) throw BadRequestError.inField('backupWindow', 'start and end must differ');
   }
-  if (nextRunAt(schedule, null, now) === null) throw new BadRequestError('backupWindow: no time of the cron expression falls inside the window');
+  if (nextRunAt(schedule, null, now) === null) throw BadRequestError.inField('backupWindow', 'no time of the cron expression falls inside the window');
 }
 
 /**
@@ -298,7 +298,11 @@ function localConfigToStore(report: LocalConfigReport): LocalConfigReport {
   };
 }
 
-/** Records a heartbeat (server clock) and the agent's local configuration, and tells the agent whether a person asked for a run. */
+/**
+ * Records a heartbeat (server clock) and the agent's local configuration, and
+ * tells the agent whether a person asked for a run and whether a restore job
+ * waits for it: one statement, so a ping is one round trip.
+ */
 export async function recordPing(db: Db, clientId: string, ping: PingRequest): Promise<PingResponse> {
   const [row] = await db
     .update(clients)
@@ -318,9 +322,20 @@ export async function recordPing(db: Db, clientId: string, ping: PingRequest): P
       scheduleTimeZone: clients.scheduleTimeZone,
       backupWindowStart: clients.backupWindowStart,
       backupWindowEnd: clients.backupWindowEnd,
+      restoreJobsPending: sql<boolean>`${exists(
+        db
+          .select({ one: sql`1` })
+          .from(restoreJobs)
+          .where(and(eq(restoreJobs.targetClientId, clients.id), eq(restoreJobs.status, 'queued'))),
+      )}`,
     });
   if (!row) throw new NotFoundError('no such client');
-  return { serverTime: new Date().toISOString(), runRequested: row.runRequestedAt !== null, schedule: scheduleOf(row) };
+  return {
+    serverTime: new Date().toISOString(),
+    runRequested: row.runRequestedAt !== null,
+    schedule: scheduleOf(row),
+    restoreJobsPending: row.restoreJobsPending,
+  };
 }
 
 /** Asks the client's agent to back up now; it learns at its next ping and the flag clears when it starts a run. */

@@ -27,7 +27,7 @@ import {
   normaliseBackupPath,
 } from '@cairn/shared';
 import type { AppContext } from '../app-context.ts';
-import type { Db, Tx } from '../db/database.ts';
+import { isUuid, type Db, type Tx } from '../db/database.ts';
 import { clients, restoreJobs, restoreSchedules } from '../db/schema.ts';
 import { BadRequestError, ConflictError, NotFoundError } from '../errors.ts';
 import { notifyAgent } from '../live/live-hub.ts';
@@ -54,6 +54,29 @@ export interface RestoreRequest {
   postCommandTimeoutSeconds: number;
 }
 
+/** A restore request as the admin API and the dashboard's form take it: what is left out gets its default. */
+export interface RestoreRequestFields {
+  targetClientId?: string | undefined;
+  paths: string[];
+  targetDir: string;
+  overwrite?: boolean | undefined;
+  postCommand?: string | null | undefined;
+  postCommandTimeoutSeconds?: number | undefined;
+}
+
+/** The request for restoring `sourceClientId`'s backup: onto the same client unless another is named, no overwrite, no post-command. */
+export function restoreRequestOf(sourceClientId: string, fields: RestoreRequestFields): RestoreRequest {
+  return {
+    sourceClientId,
+    targetClientId: fields.targetClientId ?? sourceClientId,
+    paths: fields.paths,
+    targetDir: fields.targetDir,
+    overwrite: fields.overwrite ?? false,
+    postCommand: fields.postCommand ?? null,
+    postCommandTimeoutSeconds: fields.postCommandTimeoutSeconds ?? DEFAULT_POST_COMMAND_TIMEOUT_SECONDS,
+  };
+}
+
 /** Who may touch which clients: an admin any, anyone else only their own. */
 export interface RestoreViewer {
   userId: string;
@@ -65,24 +88,24 @@ export interface RestoreViewer {
  * into the folder holding them); BadRequestError naming the field.
  */
 export function normaliseRestoreRequest(input: RestoreRequest): RestoreRequest {
-  if (input.paths.length === 0) throw new BadRequestError('paths: name at least one path to restore (/ for everything)');
-  if (input.paths.length > RESTORE_JOB_MAX_PATHS) throw new BadRequestError(`paths: at most ${RESTORE_JOB_MAX_PATHS} paths`);
+  if (input.paths.length === 0) throw BadRequestError.inField('paths', 'name at least one path to restore (/ for everything)');
+  if (input.paths.length > RESTORE_JOB_MAX_PATHS) throw BadRequestError.inField('paths', `at most ${RESTORE_JOB_MAX_PATHS} paths`);
   const paths: string[] = [];
   for (const typed of input.paths) {
     const canonical = normaliseBackupPath(typed.trim(), LIMITS.pathBytes);
-    if (canonical === null) throw new BadRequestError(`paths: not an absolute path: ${JSON.stringify(typed)}`);
+    if (canonical === null) throw BadRequestError.inField('paths', `not an absolute path: ${JSON.stringify(typed)}`);
     paths.push(canonical);
   }
   const targetDir = normaliseBackupPath(input.targetDir.trim(), LIMITS.pathBytes);
   if (targetDir === null || targetDir === '/') {
-    throw new BadRequestError('targetDir: an absolute directory other than / on the target machine (each file lands at that directory + its backed-up path)');
+    throw BadRequestError.inField('targetDir', 'an absolute directory other than / on the target machine (each file lands at that directory + its backed-up path)');
   }
   const postCommand = input.postCommand?.trim() ? input.postCommand.trim() : null;
   if (postCommand !== null && (postCommand.length > RESTORE_COMMAND_MAX_LENGTH || !isStorableText(postCommand))) {
-    throw new BadRequestError(`postCommand: at most ${RESTORE_COMMAND_MAX_LENGTH} characters of text`);
+    throw BadRequestError.inField('postCommand', `at most ${RESTORE_COMMAND_MAX_LENGTH} characters of text`);
   }
   const timeout = input.postCommandTimeoutSeconds;
-  if (!Number.isInteger(timeout) || timeout < 1 || timeout > 86_400) throw new BadRequestError('postCommandTimeoutSeconds: whole seconds from 1 to 86400');
+  if (!Number.isInteger(timeout) || timeout < 1 || timeout > 86_400) throw BadRequestError.inField('postCommandTimeoutSeconds', 'whole seconds from 1 to 86400');
   return { ...input, paths: foldPaths(paths), targetDir, postCommand, postCommandTimeoutSeconds: timeout };
 }
 
@@ -103,12 +126,10 @@ async function assertClientsFor(db: Db | Tx, viewer: RestoreViewer, sourceClient
   const target = rows.find((r) => r.id === targetClientId);
   const visible = (row: { ownerId: string } | undefined) => row !== undefined && (viewer.isAdmin || row.ownerId === viewer.userId);
   if (!visible(source)) throw new NotFoundError('no such client');
-  if (!visible(target)) throw new BadRequestError('targetClientId: no such client');
-  if (source!.ownerId !== target!.ownerId) throw new BadRequestError('targetClientId: the target client must belong to the owner of the backup');
+  if (!visible(target)) throw BadRequestError.inField('targetClientId', 'no such client');
+  if (source!.ownerId !== target!.ownerId) throw BadRequestError.inField('targetClientId', 'the target client must belong to the owner of the backup');
   return { ownerId: source!.ownerId };
 }
-
-const isUuid = (value: string) => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value);
 
 /** Queues a job and tells the target's agent at once (live channel; its next ping otherwise). */
 export async function createRestoreJob(
@@ -118,10 +139,10 @@ export async function createRestoreJob(
   input: RestoreRequest & { asOf: Date | null },
 ): Promise<RestoreJobRow> {
   if (!isUuid(input.sourceClientId)) throw new NotFoundError('no such client');
-  if (!isUuid(input.targetClientId)) throw new BadRequestError('targetClientId: no such client');
+  if (!isUuid(input.targetClientId)) throw BadRequestError.inField('targetClientId', 'no such client');
   const request = normaliseRestoreRequest(input);
   const now = new Date();
-  if (input.asOf !== null && input.asOf.getTime() > now.getTime() + 60_000) throw new BadRequestError('asOf: a time in the past (or empty for the latest backup)');
+  if (input.asOf !== null && input.asOf.getTime() > now.getTime() + 60_000) throw BadRequestError.inField('asOf', 'a time in the past (or empty for the latest backup)');
   return ctx.database.db.transaction(async (tx) => {
     await assertClientsFor(tx, viewer, request.sourceClientId, request.targetClientId);
     const job = await insertJob(tx, request, input.asOf ?? now, null, actor);
@@ -223,16 +244,6 @@ export async function cancelRestoreJob(ctx: AppContext, viewer: RestoreViewer, a
 
 // ---- the agent's side ----------------------------------------------------------
 
-/** Whether a job waits for this client's agent (told in every ping answer). */
-export async function hasQueuedRestoreJob(db: Db, clientId: string): Promise<boolean> {
-  const [row] = await db
-    .select({ id: restoreJobs.id })
-    .from(restoreJobs)
-    .where(and(eq(restoreJobs.targetClientId, clientId), eq(restoreJobs.status, 'queued')))
-    .limit(1);
-  return row !== undefined;
-}
-
 /**
  * Hands the oldest queued job of this client to its agent and marks it
  * running; null when none waits. The agent works one job at a time, so a
@@ -307,7 +318,7 @@ export async function restoreJobFiles(db: Db, clientId: string, jobId: string, c
   let after: string | undefined;
   if (cursor !== undefined && cursor !== '') {
     const match = /^(\d+):(.*)$/s.exec(cursor);
-    if (!match || Number(match[1]) >= job.paths.length) throw new BadRequestError('cursor: not a cursor this job handed out');
+    if (!match || Number(match[1]) >= job.paths.length) throw BadRequestError.inField('cursor', 'not a cursor this job handed out');
     index = Number(match[1]);
     after = match[2] === '' ? undefined : match[2];
   }
@@ -367,14 +378,14 @@ export function scheduleOfRestore(row: { cron: string | null; intervalSeconds: n
 /** Creates a schedule; its first job is queued at the schedule's first time from now (not at once). */
 export async function createRestoreSchedule(ctx: AppContext, viewer: RestoreViewer, actor: Actor, input: RestoreScheduleInput, now = new Date()): Promise<RestoreScheduleRow> {
   if (!isUuid(input.sourceClientId)) throw new NotFoundError('no such client');
-  if (!isUuid(input.targetClientId)) throw new BadRequestError('targetClientId: no such client');
+  if (!isUuid(input.targetClientId)) throw BadRequestError.inField('targetClientId', 'no such client');
   const request = normaliseRestoreRequest(input);
   const schedule: BackupSchedule = { intervalSeconds: input.intervalSeconds, cron: input.cron, timeZone: input.timeZone || DEFAULT_TIME_ZONE, window: null };
   try {
     assertBackupSchedule(schedule, now);
   } catch (error) {
-    // The backup form's message names its interval; this form's field is intervalSeconds.
-    if (error instanceof BadRequestError && error.message.startsWith('backup interval')) throw new BadRequestError('intervalSeconds: at least 60 seconds');
+    // The backup form's message names its interval; this one names the field.
+    if (error instanceof BadRequestError && error.field === 'intervalSeconds') throw BadRequestError.inField('intervalSeconds', 'at least 60 seconds');
     throw error;
   }
   // An interval schedule runs one interval from now; a cron one at its next time.

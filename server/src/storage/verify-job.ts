@@ -79,18 +79,16 @@ export async function runVerify(ctx: AppContext, trigger: VerifyTrigger): Promis
       await db.insert(verifyFindings).values(findings.map((f) => ({ runId, chunkSha256: f.sha256, objectKey: f.key, problem: f.problem })));
       for (const f of findings) ctx.log.error({ runId, sha256: f.sha256, key: f.key, problem: f.problem }, `verify found a damaged chunk: ${f.sha256}`);
     };
-    const progress = () =>
-      db
-        .update(verifyRuns)
-        .set({
-          packsChecked: totals.packsChecked,
-          objectsChecked: totals.objectsChecked,
-          chunksChecked: totals.chunksChecked,
-          bytesRead: totals.bytesRead,
-          damagedChunks: totals.damagedChunks,
-          packsRepaired: totals.packsRepaired,
-        })
-        .where(eq(verifyRuns.id, runId));
+    // The run's row carries the counts so far: at each progress step and at its end.
+    const counts = () => ({
+      packsChecked: totals.packsChecked,
+      objectsChecked: totals.objectsChecked,
+      chunksChecked: totals.chunksChecked,
+      bytesRead: totals.bytesRead,
+      damagedChunks: totals.damagedChunks,
+      packsRepaired: totals.packsRepaired,
+    });
+    const progress = () => db.update(verifyRuns).set(counts()).where(eq(verifyRuns.id, runId));
     try {
       const chosen = rowsOf<{ id: number; sha256: string }>(
         await db.execute(sql`
@@ -114,12 +112,7 @@ export async function runVerify(ctx: AppContext, trigger: VerifyTrigger): Promis
         .set({
           status: 'succeeded',
           finishedAt: sql`now()`,
-          packsChecked: totals.packsChecked,
-          objectsChecked: totals.objectsChecked,
-          chunksChecked: totals.chunksChecked,
-          bytesRead: totals.bytesRead,
-          damagedChunks: totals.damagedChunks,
-          packsRepaired: totals.packsRepaired,
+          ...counts(),
         })
         .where(eq(verifyRuns.id, runId));
       ctx.log.info({ ...totals }, 'verify run finished');

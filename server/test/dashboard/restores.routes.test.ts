@@ -6,6 +6,9 @@
  * a read-only token cannot make or cancel one.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RESTORE_JOBS_PAGE } from '../../src/dashboard/restores.routes.ts';
+import { createRestoreJob, restoreRequestOf } from '../../src/services/restore-jobs.service.ts';
+import { SYSTEM_ACTOR } from '../../src/services/users.service.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 import { TestAgent } from './agent-fixture.ts';
 import { addUser, Browser, startDashboardHarness, type DashboardHarness } from './dashboard-harness.ts';
@@ -97,6 +100,30 @@ describe.each(testDatabaseKinds())('restores on the dashboard and in the admin A
     expect((await alice.get(`/restore-jobs/${id}`)).body).toMatch(/data-restore-status>cancelled</);
   });
 
+  it('pages the Restores tab: older jobs behind a link, each job on exactly one page', async () => {
+    const pager = await TestAgent.register(h.url, 'alice', 'alice-password-1', 'alice-pager');
+    const made: string[] = [];
+    for (let i = 0; i < RESTORE_JOBS_PAGE + 2; i++) {
+      const job = await createRestoreJob(h.ctx, { userId: aliceId, isAdmin: false }, SYSTEM_ACTOR, { ...restoreRequestOf(pager.clientId, { paths: ['/'], targetDir: `/restore-${i}` }), asOf: null });
+      made.push(job.id);
+    }
+    const jobIds = (body: string) => [...body.matchAll(/data-job-id="([0-9a-f-]{36})"/g)].map((m) => m[1]!);
+    const olderLink = (body: string) => /href="([^"]+)"[^>]*>Older jobs/.exec(body)?.[1]?.replaceAll('&amp;', '&');
+
+    const first = await alice.get(`/clients/${pager.clientId}/restores`);
+    expect(jobIds(first.body)).toEqual(made.slice(-RESTORE_JOBS_PAGE).reverse());
+    expect(first.body).not.toContain('← Newest');
+    const link = olderLink(first.body);
+    expect(link).toMatch(new RegExp(`^/clients/${pager.clientId}/restores\\?before=`));
+
+    const older = await alice.get(link!);
+    expect(older.status).toBe(200);
+    expect(jobIds(older.body)).toEqual(made.slice(0, -RESTORE_JOBS_PAGE).reverse());
+    expect(older.body).toContain('← Newest');
+    expect(olderLink(older.body)).toBeUndefined();
+    expect((await alice.get(`/clients/${pager.clientId}/restores?before=yesterday`)).status).toBe(400);
+  });
+
   it.each([
     [{ paths: '' }, 'paths', /at least one path/],
     [{ paths: 'relative/path' }, 'paths', /not an absolute path/],
@@ -163,6 +190,8 @@ describe.each(testDatabaseKinds())('restores on the dashboard and in the admin A
     expect(schedule.status).toBe(201);
     const created = (await schedule.json()) as { id: string; nextRunAt: string; cron: string };
     expect(created.cron).toBe('30 2 * * *');
+    // What the body leaves out takes its default: onto the same client, no overwrite, no post-command.
+    expect(created).toMatchObject({ targetClientId: laptop.clientId, overwrite: false, postCommand: null });
     expect(created.nextRunAt).toMatch(/T02:30:00\.000Z$/);
     expect((await call(fullToken, 'POST', `/restore-schedules/${created.id}/run`)).status).toBe(201);
     expect((await call(readToken, 'DELETE', `/restore-schedules/${created.id}`)).status).toBe(403);

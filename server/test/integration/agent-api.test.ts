@@ -92,12 +92,13 @@ describe.each(testDatabaseKinds())('agent API v1 (%s)', (kind) => {
   describe('ping', () => {
     it('records the heartbeat and reports a requested run until a run starts', async () => {
       const reg = await registerAgent(h, alice, 'pinger');
-      const first = await callApi<{ runRequested: boolean; serverTime: string }>(h, 'POST', '/ping', {
+      const first = await callApi<{ runRequested: boolean; serverTime: string; restoreJobsPending: boolean }>(h, 'POST', '/ping', {
         token: reg.token,
         json: { agentVersion: '1.2.3', state: 'idle' },
       });
       expect(first.status).toBe(200);
       expect(first.body.runRequested).toBe(false);
+      expect(first.body.restoreJobsPending).toBe(false);
       expect(Number.isNaN(Date.parse(first.body.serverTime))).toBe(false);
       const [row] = await h.ctx.database.db.select().from(clients).where(eq(clients.id, reg.clientId));
       expect(row?.lastPingAt).toBeInstanceOf(Date);

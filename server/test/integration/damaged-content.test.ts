@@ -10,18 +10,18 @@ import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { and, asc, eq, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import tar from 'tar-stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { API_PREFIX, sha256Hex } from '@cairn/shared';
 import { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
 import { S3BlobStore } from '../../src/blob/s3-blob-store.ts';
-import { chunks, clientPaths, contentChunks, contents, fileVersions } from '../../src/db/schema.ts';
-import { chunkLocations } from '../../src/storage/pack-index.ts';
+import { chunks, clientPaths, contents, fileVersions } from '../../src/db/schema.ts';
 import { TestAgent } from '../dashboard/agent-fixture.ts';
 import { addUser, Browser, startDashboardHarness, type DashboardHarness } from '../dashboard/dashboard-harness.ts';
 import { startS3rver, type RunningS3rver } from '../helpers/s3rver.ts';
+import { locate } from '../helpers/stored-bytes.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 
 const USER = { username: 'carol', password: 'carol-password-1' };
@@ -40,33 +40,18 @@ interface StoreKind {
 let s3: RunningS3rver | undefined;
 let s3Admin: S3Client | undefined;
 
-/** The store key and the position in it of byte `offset` of a content, from the database's index. */
-async function locate(h: DashboardHarness, sha256: string, offset: number): Promise<{ key: string; at: number }> {
-  const listed = await h.ctx.database.db
-    .select({ chunk: contentChunks.chunkSha256, offset: contentChunks.offset })
-    .from(contentChunks)
-    .where(eq(contentChunks.contentSha256, sha256))
-    .orderBy(asc(contentChunks.seq));
-  const pieces = listed.length > 0 ? listed : [{ chunk: sha256, offset: 0 }];
-  const piece = pieces.filter((p) => p.offset <= offset).at(-1)!;
-  const location = (await chunkLocations(h.ctx.database.db, [piece.chunk])).get(piece.chunk)!;
-  if (location.kind !== 'pack') return { key: location.key, at: offset - piece.offset };
-  expect(location.codec).toBe('raw');
-  return { key: location.packKey, at: location.offset + Math.min(offset - piece.offset, location.length - 1) };
-}
-
 const disk: StoreKind = {
   name: 'disk',
   env: () => ({}),
   async flipByte(h, sha256, offset) {
-    const { key, at } = await locate(h, sha256, offset);
+    const { key, at } = await locate(h.ctx.database.db, sha256, offset);
     const file = (h.ctx.blobs as DiskBlobStore).pathOf(key);
     const bytes = await readFile(file);
     bytes[at] = bytes[at]! ^ 0xff;
     await writeFile(file, bytes);
   },
   async remove(h, sha256) {
-    await h.ctx.blobs.delete((await locate(h, sha256, 0)).key);
+    await h.ctx.blobs.delete((await locate(h.ctx.database.db, sha256, 0)).key);
   },
 };
 
@@ -74,7 +59,7 @@ const s3Store: StoreKind = {
   name: 's3',
   env: () => s3!.env,
   async flipByte(h, sha256, offset) {
-    const { key, at } = await locate(h, sha256, offset);
+    const { key, at } = await locate(h.ctx.database.db, sha256, offset);
     const Key = (h.ctx.blobs as S3BlobStore).objectKeyOf(key);
     const object = await s3Admin!.send(new GetObjectCommand({ Bucket: s3!.bucket, Key }));
     const bytes = Buffer.from(await object.Body!.transformToByteArray());
@@ -82,7 +67,7 @@ const s3Store: StoreKind = {
     await s3Admin!.send(new PutObjectCommand({ Bucket: s3!.bucket, Key, Body: bytes }));
   },
   async remove(h, sha256) {
-    const { key } = await locate(h, sha256, 0);
+    const { key } = await locate(h.ctx.database.db, sha256, 0);
     await s3Admin!.send(new DeleteObjectCommand({ Bucket: s3!.bucket, Key: (h.ctx.blobs as S3BlobStore).objectKeyOf(key) }));
   },
 };

@@ -8,13 +8,14 @@ import { sha256Hex } from '@cairn/shared';
 import type { AppContext } from '../../src/app-context.ts';
 import { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
 import { loadServerConfig } from '../../src/config/server-config.ts';
-import { alerts, backupRuns, chunks } from '../../src/db/schema.ts';
+import { alerts, backupRuns, chunks, restoreJobs, restoreSchedules } from '../../src/db/schema.ts';
 import { eq } from 'drizzle-orm';
-import { startPeriodicJobs } from '../../src/jobs/periodic-jobs.ts';
+import { RESTORE_SCHEDULE_SWEEP_SECONDS, startPeriodicJobs } from '../../src/jobs/periodic-jobs.ts';
 import { REDACT_PATHS } from '../../src/logger.ts';
 import { startServer } from '../../src/server.ts';
 import { createClient } from '../../src/services/clients.service.ts';
 import { storeUploadedContent } from '../../src/services/content-store.service.ts';
+import { createRestoreSchedule, restoreRequestOf } from '../../src/services/restore-jobs.service.ts';
 import { createUser, ensureInitialAdmin, listUsers, SYSTEM_ACTOR, verifyUserCredentials } from '../../src/services/users.service.ts';
 import { createScratchPostgres, openTestDatabase, testDatabaseKinds, type DatabaseKind } from '../helpers/test-database.ts';
 
@@ -115,6 +116,28 @@ describe.each(testDatabaseKinds())('first start and periodic jobs (%s)', (kind) 
     await jobs.stop();
     const opened = await ctx.database.db.select().from(alerts);
     expect(opened.map((a) => [a.clientId, a.dedupeKey, a.state])).toEqual([[clientId, 'failing:run', 'open']]);
+  });
+
+  it('runs the restore-schedule sweep on its interval: a due schedule gets its job queued', async () => {
+    const { ctx } = await context(kind, { GC_INTERVAL_SECONDS: '3600', RETENTION_SWEEP_INTERVAL_SECONDS: '3600', ALERTS_INTERVAL_SECONDS: '3600' });
+    const user = await createUser(ctx, { username: 'restorer', password: 'restorer-password' }, SYSTEM_ACTOR);
+    const { clientId } = await createClient(ctx, user.id, { name: 'db-box', hostname: 'db' }, SYSTEM_ACTOR);
+    const schedule = await createRestoreSchedule(
+      ctx,
+      { userId: user.id, isAdmin: false },
+      SYSTEM_ACTOR,
+      { ...restoreRequestOf(clientId, { paths: ['/'], targetDir: '/restore' }), cron: null, intervalSeconds: 3600, timeZone: 'UTC' },
+    );
+    await ctx.database.db.update(restoreSchedules).set({ nextRunAt: new Date(Date.now() - 1000) }).where(eq(restoreSchedules.id, schedule.id));
+    expect(await ctx.database.db.select().from(restoreJobs)).toEqual([]);
+
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const jobs = startPeriodicJobs(ctx);
+    vi.advanceTimersByTime(RESTORE_SCHEDULE_SWEEP_SECONDS * 1000);
+    vi.useRealTimers();
+    await jobs.stop();
+    const queued = await ctx.database.db.select().from(restoreJobs);
+    expect(queued.map((job) => [job.scheduleId, job.targetClientId, job.status])).toEqual([[schedule.id, clientId, 'queued']]);
   });
 
   it('startServer creates the admin, serves, and closes with its jobs', async () => {
