@@ -16,7 +16,8 @@
  * are not written again, so an export of a database that changed a little
  * costs a little. A manifest (JSON, named by its SHA-256) lists the tables
  * and their chunks with their pack locations; it is written after every
- * pack it names, so a manifest in the store is always whole.
+ * pack it names was read back and checked, and is read back itself, so a
+ * manifest in the store is always whole.
  *
  * Retention: the newest `keep` manifests, and beyond those the newest of
  * each UTC day younger than the replica's delete grace (the week in which
@@ -35,6 +36,7 @@ import { tablesParentsFirst } from '../db/pglite-import.ts';
 import { SERVER_VERSION } from '../services/server-registry.service.ts';
 import { codecOfId, CHUNK_CODECS } from './chunk-codec.ts';
 import type { ChunkLocation } from './pack-format.ts';
+import { verifyPack } from './pack-reader.ts';
 import { PackWriter } from './pack-writer.ts';
 
 export const EXPORT_FORMAT = 'cairn-metadata-export/1';
@@ -201,9 +203,17 @@ async function exportOnce(ctx: AppContext, store: BlobStore, options: MetadataEx
     tables: snapshot.tables.map(({ chunkHashes, ...table }) => ({ ...table, chunks: chunkHashes.map(locate) })),
     sequences: snapshot.sequences,
   };
+  // Read back before the manifest names them, as replication does for data packs: a pack the store mangled fails the export, not a recovery.
+  for (const packKey of new Set([...written.values()].map((l) => l.packKey))) {
+    const check = await verifyPack(store, packKey);
+    if (!check || !check.packHashMatches || check.indexProblem !== null || check.damaged.length > 0) {
+      throw new Error(`export pack ${packKey} read back ${check ? 'damaged' : 'missing'} from ${store.location}; the export was not written`);
+    }
+  }
   const body = Buffer.from(JSON.stringify(manifest));
   const id = createHash('sha256').update(body).digest('hex');
   await store.put(id, Readable.from([body]), id);
+  await readManifest(store, id);
 
   // A manifest that does not hash to its name can restore nothing; it goes with the retention.
   for (const key of damaged) {
