@@ -164,7 +164,7 @@ export function registerRestoreJobAdminRoutes(plugin: FastifyInstance, ctx: AppC
 
   app.get(
     '/clients/:id/restore-jobs',
-    { schema: { tags, summary: 'Restore jobs from or onto the client, newest first (page back with `before`)', security, params: IdParams, querystring: RestoreJobsQuery, response: { 200: RestoreJobList, ...errors } } },
+    { schema: { tags, summary: 'Restore jobs from or onto the client, newest first (page back with `before`: the createdAt of the last job; a page finishes the millisecond of its last job, so it may hold more than `limit`)', security, params: IdParams, querystring: RestoreJobsQuery, response: { 200: RestoreJobList, ...errors } } },
     async (request) => {
       const client = await helpers.visibleClient(request, request.params.id);
       const before = request.query.before === undefined ? undefined : new Date(request.query.before);

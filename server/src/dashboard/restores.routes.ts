@@ -107,7 +107,10 @@ export const restoresRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
     const beforeText = queryParam(request, 'before');
     const before = beforeText === '' ? undefined : new Date(beforeText);
     if (before !== undefined && Number.isNaN(before.getTime())) throw new BadRequestError('before: not a time');
-    const jobs = await listRestoreJobs(db, client.id, { limit: RESTORE_JOBS_PAGE + 1, before });
+    // A page may run past RESTORE_JOBS_PAGE to finish its last millisecond (listRestoreJobs); older jobs are looked for separately.
+    const jobs = await listRestoreJobs(db, client.id, { limit: RESTORE_JOBS_PAGE, before });
+    const oldest = jobs.at(-1);
+    const hasOlder = oldest !== undefined && (await listRestoreJobs(db, client.id, { limit: 1, before: oldest.createdAt })).length > 0;
     const schedules = (await listRestoreSchedules(db, client.id)).map((s) => ({
       ...s,
       description: describeSchedule(scheduleOfRestore(s)),
@@ -125,8 +128,8 @@ export const restoresRoutes: FastifyPluginAsync<{ deps: DashboardDeps }> = async
         tab: 'restores',
         client,
         targets,
-        jobs: jobs.slice(0, RESTORE_JOBS_PAGE),
-        olderBefore: jobs.length > RESTORE_JOBS_PAGE ? jobs[RESTORE_JOBS_PAGE - 1]!.createdAt.toISOString() : null,
+        jobs,
+        olderBefore: hasOlder ? oldest.createdAt.toISOString() : null,
         paged: before !== undefined,
         schedules,
         form: form ?? emptyForm(client.id, queryParam(request, 'path'), explicit ? pathAsOf.toISOString().slice(0, 16) : ''),

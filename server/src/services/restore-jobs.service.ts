@@ -9,7 +9,7 @@
  * machine, whoever asks (checked at creation and again at claim, as a
  * client may have been moved in between).
  */
-import { and, asc, desc, eq, inArray, isNotNull, lt, lte, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNotNull, lte, notInArray, or, sql } from 'drizzle-orm';
 import {
   type BackupSchedule,
   type FilesPage,
@@ -193,23 +193,40 @@ export async function getRestoreJob(db: Db, viewer: RestoreViewer, jobId: string
 
 export type ListedRestoreJob = RestoreJobRow & { sourceClientName: string; targetClientName: string };
 
-/** Jobs restoring from or onto a client, newest first; `before` pages back (a job's createdAt). */
+/**
+ * Jobs restoring from or onto a client, newest first; `before` pages back
+ * (the createdAt of a page's last job, in milliseconds as JSON gives it).
+ * A page never ends inside a millisecond: jobs made in one transaction (a
+ * sweep of due schedules) share their created_at, and a cursor cut to
+ * milliseconds would otherwise skip the ones a page left out. So `limit`
+ * is a minimum once it is reached: the rest of the last job's millisecond
+ * comes along, and the next page starts before that millisecond.
+ */
 export async function listRestoreJobs(db: Db, clientId: string, page: { limit: number; before?: Date | undefined }): Promise<ListedRestoreJob[]> {
-  const rows = await db
-    .select({
-      job: restoreJobs,
-      sourceName: sql<string>`(select name from clients s where s.id = ${restoreJobs.sourceClientId})`,
-      targetName: sql<string>`(select name from clients t where t.id = ${restoreJobs.targetClientId})`,
-    })
-    .from(restoreJobs)
-    .where(
-      and(
-        or(eq(restoreJobs.sourceClientId, clientId), eq(restoreJobs.targetClientId, clientId)),
-        page.before ? lt(restoreJobs.createdAt, page.before) : undefined,
-      ),
-    )
-    .orderBy(desc(restoreJobs.createdAt))
+  const ofClient = or(eq(restoreJobs.sourceClientId, clientId), eq(restoreJobs.targetClientId, clientId));
+  const millisecond = sql`date_trunc('milliseconds', ${restoreJobs.createdAt})`;
+  const select = () =>
+    db
+      .select({
+        job: restoreJobs,
+        sourceName: sql<string>`(select name from clients s where s.id = ${restoreJobs.sourceClientId})`,
+        targetName: sql<string>`(select name from clients t where t.id = ${restoreJobs.targetClientId})`,
+      })
+      .from(restoreJobs);
+  const rows = await select()
+    .where(and(ofClient, page.before ? sql`${millisecond} < ${page.before.toISOString()}::timestamptz` : undefined))
+    .orderBy(desc(restoreJobs.createdAt), desc(restoreJobs.id))
     .limit(page.limit);
+  const last = rows.at(-1);
+  if (last && rows.length === page.limit) {
+    const lastMs = new Date(last.job.createdAt.getTime()).toISOString();
+    const shown = rows.map((r) => r.job.id);
+    rows.push(
+      ...(await select()
+        .where(and(ofClient, sql`${millisecond} = ${lastMs}::timestamptz`, notInArray(restoreJobs.id, shown)))
+        .orderBy(desc(restoreJobs.createdAt), desc(restoreJobs.id))),
+    );
+  }
   return rows.map((r) => ({ ...r.job, sourceClientName: r.sourceName, targetClientName: r.targetName }));
 }
 

@@ -5,9 +5,11 @@
  * named under their field; another user's client, job or schedule is 404;
  * a read-only token cannot make or cancel one.
  */
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RESTORE_JOBS_PAGE } from '../../src/dashboard/restores.routes.ts';
 import { createRestoreJob, restoreRequestOf } from '../../src/services/restore-jobs.service.ts';
+import { createApiToken } from '../../src/services/api-tokens.service.ts';
 import { SYSTEM_ACTOR } from '../../src/services/users.service.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 import { TestAgent } from './agent-fixture.ts';
@@ -122,6 +124,48 @@ describe.each(testDatabaseKinds())('restores on the dashboard and in the admin A
     expect(older.body).toContain('← Newest');
     expect(olderLink(older.body)).toBeUndefined();
     expect((await alice.get(`/clients/${pager.clientId}/restores?before=yesterday`)).status).toBe(400);
+  });
+
+  it('pages jobs that share one created_at (a sweep makes them in one transaction) without skipping any, on the tab and in the admin API', async () => {
+    const pager = await TestAgent.register(h.url, 'alice', 'alice-password-1', 'alice-same-time');
+    const made: string[] = [];
+    for (let i = 0; i < RESTORE_JOBS_PAGE + 4; i++) {
+      const job = await createRestoreJob(h.ctx, { userId: aliceId, isAdmin: false }, SYSTEM_ACTOR, { ...restoreRequestOf(pager.clientId, { paths: ['/'], targetDir: `/same-${i}` }), asOf: null });
+      made.push(job.id);
+    }
+    // Six jobs around the page boundary in one microsecond, and two of them a microsecond apart inside one millisecond.
+    const boundary = made.slice(2, 8);
+    await h.ctx.database.sql`update restore_jobs set created_at = '2026-12-01 10:00:00.123456+00' where id in ${h.ctx.database.sql(boundary)}`;
+    await h.ctx.database.sql`update restore_jobs set created_at = '2026-12-01 10:00:00.123457+00' where id = ${made[8]!}`;
+    await h.ctx.database.sql`update restore_jobs set created_at = '2026-11-30 10:00:00+00' where id in ${h.ctx.database.sql(made.slice(0, 2))}`;
+    const jobIds = (body: string) => [...body.matchAll(/data-job-id="([0-9a-f-]{36})"/g)].map((m) => m[1]!);
+    const olderLink = (body: string) => /href="([^"]+)"[^>]*>Older jobs/.exec(body)?.[1]?.replaceAll('&amp;', '&');
+    const seen: string[] = [];
+    let page = await alice.get(`/clients/${pager.clientId}/restores`);
+    for (let i = 0; i < 5; i++) {
+      seen.push(...jobIds(page.body));
+      const link = olderLink(page.body);
+      if (!link) break;
+      page = await alice.get(link);
+    }
+    expect([...seen].sort()).toEqual([...made].sort());
+    expect(new Set(seen).size).toBe(seen.length);
+
+    const { token } = await createApiToken(h.ctx, aliceId, { name: 'pager', readOnly: true, expiresInDays: 1 }, SYSTEM_ACTOR, new Date());
+    const viaApi: string[] = [];
+    let before: string | undefined;
+    for (let i = 0; i < 20; i++) {
+      const response = await request(`${h.url}/api/v1/admin/clients/${pager.clientId}/restore-jobs?limit=3${before ? `&before=${encodeURIComponent(before)}` : ''}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(response.statusCode).toBe(200);
+      const { jobs } = (await response.body.json()) as { jobs: { id: string; createdAt: string }[] };
+      if (jobs.length === 0) break;
+      viaApi.push(...jobs.map((j) => j.id));
+      before = jobs.at(-1)!.createdAt;
+    }
+    expect([...viaApi].sort()).toEqual([...made].sort());
+    expect(new Set(viaApi).size).toBe(viaApi.length);
   });
 
   it.each([
