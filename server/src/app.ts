@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstanc
 import swagger from '@fastify/swagger';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { API_PREFIX, PROTOCOL_VERSION } from '@cairn/shared';
+import { lazySchemaCompilers } from './lazy-schema-compilers.ts';
 import type { AppContext } from './app-context.ts';
 import { AppError, dropStreamHeaders } from './errors.ts';
 import { ADMIN_API_PREFIX, adminApiRoutes } from './api/admin-api.routes.ts';
@@ -30,6 +31,8 @@ export async function buildApp(ctx: AppContext): Promise<App> {
     // Ajv compiles `pattern` with the `u` flag (unicodeRegExp), which the shared text and path patterns rely on.
     ajv: { customOptions: { allErrors: false, removeAdditional: false, coerceTypes: 'array', unicodeRegExp: true } },
     schemaErrorFormatter: formatSchemaErrors,
+    // Each route's schemas compiled at its first request, not at start-up (decision 170).
+    schemaController: { compilersFactory: lazySchemaCompilers() },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   await app.register(swagger, {

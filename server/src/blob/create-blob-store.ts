@@ -1,9 +1,9 @@
 import path from 'node:path';
 import type { Logger } from 'pino';
-import type { ServerConfig } from '../config/server-config.ts';
+import type { S3Config, ServerConfig } from '../config/server-config.ts';
 import type { BlobStore } from './blob-store.ts';
 import { DiskBlobStore } from './disk-blob-store.ts';
-import { S3BlobStore } from './s3-blob-store.ts';
+import type { S3BlobStore, S3BlobStoreOptions } from './s3-blob-store.ts';
 
 /**
  * The configured blob store: S3 when `config.s3` is set, else files under
@@ -12,14 +12,14 @@ import { S3BlobStore } from './s3-blob-store.ts';
  * S3 (other replicas may be uploading right now).
  */
 export async function createBlobStore(config: ServerConfig, log: Logger): Promise<BlobStore> {
-  return swept(config.s3 ? new S3BlobStore(config.s3) : new DiskBlobStore(path.join(config.dataDir, 'blobs')), log);
+  return swept(config.s3 ? await s3Store(config.s3) : new DiskBlobStore(path.join(config.dataDir, 'blobs')), log);
 }
 
 /** The replica store (decision 161) when REPLICA_DIR or REPLICA_S3_BUCKET is set, swept like the primary; else undefined. */
 export async function createReplicaStore(config: ServerConfig, log: Logger): Promise<BlobStore | undefined> {
   const replica = config.replica?.store;
   if (!replica) return undefined;
-  return swept(replica.kind === 's3' ? new S3BlobStore(replica.s3) : new DiskBlobStore(replica.dir), log.child({ store: 'replica' }));
+  return swept(replica.kind === 's3' ? await s3Store(replica.s3) : new DiskBlobStore(replica.dir), log.child({ store: 'replica' }));
 }
 
 /**
@@ -31,13 +31,22 @@ export async function createExportStore(config: ServerConfig, log: Logger): Prom
   const replica = config.replica?.store;
   if (!replica) return undefined;
   return swept(
-    replica.kind === 's3' ? new S3BlobStore(replica.s3, { keyPrefix: EXPORTS_PREFIX }) : new DiskBlobStore(path.join(replica.dir, 'exports')),
+    replica.kind === 's3' ? await s3Store(replica.s3, { keyPrefix: EXPORTS_PREFIX }) : new DiskBlobStore(path.join(replica.dir, 'exports')),
     log.child({ store: 'exports' }),
   );
 }
 
 /** The S3 key prefix of the exports in the replica bucket. */
 export const EXPORTS_PREFIX = 'exports/';
+
+/**
+ * The S3 store, its module (and the AWS SDK, some 240 ms and 20 MiB) loaded
+ * only when a bucket is configured: the zero-setup default never needs it (decision 170).
+ */
+async function s3Store(config: S3Config, options?: S3BlobStoreOptions): Promise<S3BlobStore> {
+  const { S3BlobStore: Store } = await import('./s3-blob-store.ts');
+  return new Store(config, options);
+}
 
 async function swept(store: BlobStore, log: Logger): Promise<BlobStore> {
   try {
