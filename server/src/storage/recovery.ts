@@ -8,7 +8,8 @@
  * store's put. Run by `npm run recover` (server/src/recover.ts) with the
  * server's own configuration, before the server is started.
  *
- * Nothing here writes to the replica. The database must be empty: a new one,
+ * Nothing here writes to the replica (but for the sweep of stale incomplete
+ * uploads every start of a store does). The database must be empty: a new one,
  * or one a server created but nobody used (no user, client or pack), whose
  * tables are dropped first. A rerun after a failure copies what is still
  * missing in the primary (an object already there with its size is kept).
