@@ -71,6 +71,8 @@ export class CairnSystem {
 
   /** Seconds from spawning the server to its first 200 from /readyz, and PSS of it with its database when idle after that. */
   startup: { seconds: number; idlePssBytes: number } | null = null;
+  /** The metadata database's size right after start-up, before any backup. */
+  #emptyDatabaseBytes: number | undefined;
 
   async start(): Promise<void> {
     await rm(this.#dataDir, { recursive: true, force: true });
@@ -100,6 +102,7 @@ export class CairnSystem {
     // Idle: after start-up work (first migrations, admin creation) has settled.
     await new Promise((resolve) => setTimeout(resolve, 3000));
     this.startup = { seconds, idlePssBytes: await totalPss(await this.#serverProcesses()) };
+    this.#emptyDatabaseBytes = await this.#databaseBytes(false);
   }
 
   /** One backup run of `source` by a fresh agent process on this system's state directory. */
@@ -176,6 +179,7 @@ export class CairnSystem {
       storedBytes: stored.apparentBytes + databaseBytes,
       ...(stored.allocatedBytes !== undefined && { storedAllocatedBytes: stored.allocatedBytes + databaseBytes }),
       metadataBytes: databaseBytes,
+      ...(this.#emptyDatabaseBytes !== undefined && { metadataBaselineBytes: this.#emptyDatabaseBytes }),
       agentPeakRss,
       serverPeakPss,
       status: line.status,
@@ -193,11 +197,11 @@ export class CairnSystem {
   }
 
   /** pg_database_size of the metadata database: tables, indexes, TOAST and free space in them. */
-  async #databaseBytes(): Promise<number> {
+  async #databaseBytes(detail = process.env.CAIRN_BENCH_DB_DETAIL === '1'): Promise<number> {
     const sql = await this.#database();
     try {
       const [row] = await sql<{ bytes: string }[]>`select pg_database_size(current_database())::text as bytes`;
-      if (process.env.CAIRN_BENCH_DB_DETAIL === '1') {
+      if (detail) {
         // Where the bytes are and which indexes the run used (decision 93's audit).
         const relations = await sql<{ name: string; bytes: string; scans: string | null }[]>`
           select c.relname as name, pg_total_relation_size(c.oid)::text as bytes, s.idx_scan::text as scans

@@ -65,6 +65,12 @@ export interface Measurement {
   storedAllocatedBytes?: number;
   /** Cairn only: the metadata database's pg_database_size (included in storedBytes). */
   metadataBytes?: number;
+  /**
+   * Cairn only: the same database's size on the fresh server before its
+   * first backup (system catalogs and empty tables, 8-9 MB), which S6/S7's
+   * stored verdict leaves out: it judges packs plus index rows (decision 178).
+   */
+  metadataBaselineBytes?: number;
   /** Peak RSS in bytes: agent (Cairn) or restic. */
   agentPeakRss?: number | null;
   /** Cairn: peak of the summed PSS of the server process and its PostgreSQL's processes, sampled every 200 ms. */
