@@ -12,3 +12,4 @@ export * from './chunking/index.ts';
 export * from './assemble-format.ts';
 export * from './duration.ts';
 export * from './restore-jobs.ts';
+export * from './upload-hint.ts';

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_CHUNKER_PARAMS } from '@cairn/shared';
 import type { ChunkList } from '../../client/src/backup/chunk-list.ts';
 import { READ_BYTES, hashFile } from '../../client/src/backup/file-hasher.ts';
 import { uploadBatch } from '../../client/src/backup/uploader.ts';
@@ -107,6 +108,8 @@ describe('a large file is uploaded as chunks, and a re-run sends only the change
     return { bytesUploaded: Number(row?.bytesUploaded), bytesNew: Number(row?.bytesNew) };
   };
 
+  const deltaChunks = async () => Number((await db<{ n: string }[]>`select count(*)::text as n from chunks where codec = 2`)[0]?.n);
+
   beforeAll(async () => {
     base = await mkdtemp(path.join(os.tmpdir(), 'cairn-e2e-chunks-'));
     dataDir = path.join(base, 'server');
@@ -132,8 +135,8 @@ describe('a large file is uploaded as chunks, and a re-run sends only the change
     expect(await recorded(report.runId)).toEqual({ bytesUploaded: total, bytesNew: total });
     const [content] = await db<{ chunkCount: number; size: string }[]>`
       select chunk_count as "chunkCount", size::text as size from contents where sha256 = decode(${versions[0]?.hash ?? ''}, 'hex')`;
-    // About 8 KiB a chunk: several hundred for 6 MB.
-    expect(content?.chunkCount).toBeGreaterThan(200);
+    // DEFAULT_CHUNKER_PARAMS.avgSize a chunk on average: dozens for 6 MB.
+    expect(content?.chunkCount).toBeGreaterThan((6 * MB) / (2 * DEFAULT_CHUNKER_PARAMS.avgSize));
     expect(Number(content?.size)).toBe(6 * MB);
   });
 
@@ -142,7 +145,8 @@ describe('a large file is uploaded as chunks, and a re-run sends only the change
     const report = await backUp();
     expect(report.filesChanged).toBe(1);
     expect(report.bytesUploaded).toBeGreaterThan(0);
-    expect(report.bytesUploaded).toBeLessThan(100_000);
+    // The last chunk or two, each at most maxSize.
+    expect(report.bytesUploaded).toBeLessThan(2 * DEFAULT_CHUNKER_PARAMS.maxSize);
     expect((await recorded(report.runId)).bytesUploaded).toBe(report.bytesUploaded);
   });
 
@@ -150,10 +154,13 @@ describe('a large file is uploaded as chunks, and a re-run sends only the change
     const handle = await open(dumpPath(), 'r+');
     await handle.write(Buffer.from('EDITED'), 0, 6, 3 * MB);
     await handle.close();
+    const deltasBefore = await deltaChunks();
     const report = await backUp();
     expect(report.filesChanged).toBe(1);
     expect(report.bytesUploaded).toBeGreaterThan(0);
-    expect(report.bytesUploaded).toBeLessThan(100_000);
+    expect(report.bytesUploaded).toBeLessThan(3 * DEFAULT_CHUNKER_PARAMS.maxSize);
+    // The agent named the file's previous version, and the server stored the changed chunk as a delta against it (decision 176).
+    expect(await deltaChunks()).toBeGreaterThan(deltasBefore);
   });
 
   it('restores every version byte for byte', async () => {

@@ -94,7 +94,7 @@ describe.each(testDatabaseKinds())('agent and the GC race (%s)', (kind) => {
 
   it('an upload waiting while GC removes the same content records its own fresh copy, and the run succeeds', async () => {
     const user = await addUser(h, `gc-race-${kind}`);
-    const raced = randomBytes(64 * 1024);
+    const raced = randomBytes(512 * 1024);
     const hash = sha256Hex(raced);
     // Held by the user but referenced by no version: exactly what GC collects (grace 0).
     const other = await registerAgent(h, user, 'uploaded-earlier');
@@ -117,7 +117,7 @@ describe.each(testDatabaseKinds())('agent and the GC race (%s)', (kind) => {
       },
     });
     const stateDir = path.join(base, 'agent-state');
-    // GC holds the content lock with the rows gone and the pack still there. The file is 64 KiB: a content of
+    // GC holds the content lock with the rows gone and the pack still there. The file is 512 KiB: a content of
     // several chunks, whose contents row and chunk rows go together.
     try {
       expect((await pausedAt).contents).toContain(hash);

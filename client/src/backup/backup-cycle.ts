@@ -8,6 +8,7 @@ import {
   type FileVersion,
   type LogEntry,
   type PreCommandResult,
+  type SimilarHint,
 } from '@cairn/shared';
 import type { Logger } from '../logger.ts';
 import type { ApiClient } from '../net/api-client.ts';
@@ -87,6 +88,8 @@ interface Hashing {
   fileFailed: (path: string, reason: string) => void;
   /** Warned, not failed: the file is backed up with the bytes as read. */
   storedAsRead: (path: string) => void;
+  /** The content this path had at the last backup (the scan cache's), which the server may store new bytes as deltas against. */
+  previousOf: (path: string) => string | undefined;
 }
 
 /**
@@ -120,6 +123,8 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     stats.filesFailed += 1;
     problem('warn', `${displayPath(path)}: ${reason}`, { path });
   };
+  let cache: ScanCache = new Map();
+  let cacheDirty = false;
   const hashing: Hashing = {
     concurrency: settings.hashConcurrency,
     progress,
@@ -127,10 +132,8 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     fileFailed,
     storedAsRead: (path) =>
       problem('warn', `${displayPath(path)}: changed while being read ${CHANGED_FILE_ATTEMPTS} times; stored the bytes as read, which may mix old and new content`, { path }),
+    previousOf: (path) => cache.get(path)?.sha256 ?? undefined,
   };
-
-  let cache: ScanCache = new Map();
-  let cacheDirty = false;
 
   try {
     progress.phase = 'config';
@@ -555,7 +558,20 @@ async function ensureHeld(
       addTo(byHash, item.hashed.sha256, item);
       addTo(byPath, uploadSource(item).path, item);
     }
-    const sending: PartSending = { api, runId, stats, progress, log, byPath, changed: new Set<HashedEntry>(), resend: new Set<string>() };
+    const sending: PartSending = {
+      api,
+      runId,
+      stats,
+      progress,
+      log,
+      byPath,
+      changed: new Set<HashedEntry>(),
+      resend: new Set<string>(),
+      similarTo: (item, offset) => {
+        const previous = hashing.previousOf(item.entry.path);
+        return previous !== undefined && previous !== item.hashed.sha256 ? { similar: { sha256: previous, offset } } : {};
+      },
+    };
     const { changed } = sending;
     /** Contents the server refused to assemble for a reason other than missing chunks, with that reason. */
     const refused = new Map<string, string>();
@@ -570,7 +586,7 @@ async function ensureHeld(
         const source = byHash.get(sha)?.find((candidate) => !changed.has(candidate));
         if (source === undefined) continue;
         if (source.hashed.chunks !== undefined) chunked.push(source);
-        else whole.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source) });
+        else whole.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source), ...sending.similarTo(source, 0) });
       }
       if (whole.length === 0 && chunked.length === 0) break;
       let failure = await sendParts(sending, whole);
@@ -623,6 +639,8 @@ interface PartSending {
   changed: Set<HashedEntry>;
   /** Chunks an assemble answer named as not held: sent again even if "which are missing?" says otherwise. */
   resend: Set<string>;
+  /** The hint for bytes of `item` at `offset`: its file's previous content, when it had another one. */
+  similarTo: (item: HashedEntry, offset: number) => { similar?: SimilarHint };
 }
 
 /**
@@ -680,7 +698,7 @@ async function uploadMissingChunks(sending: PartSending, contents: readonly Hash
     for (const { entry, sha256, offset, size } of window) {
       if (sending.changed.has(entry) || !missing.delete(sha256)) continue;
       sending.resend.delete(sha256);
-      items.push({ sha256, size, offset, fileSize: entry.hashed.size, ...uploadSource(entry) });
+      items.push({ sha256, size, offset, fileSize: entry.hashed.size, ...uploadSource(entry), ...sending.similarTo(entry, offset) });
     }
     window = [];
     return sendParts(sending, items);

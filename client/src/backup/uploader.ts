@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { LIMITS, type UploadResult } from '@cairn/shared';
+import { LIMITS, partFilename, type SimilarHint, type UploadResult } from '@cairn/shared';
 import type { ApiClient } from '../net/api-client.ts';
 import { FileChangedError, READ_BYTES, openNoFollow } from './file-hasher.ts';
 
@@ -17,6 +17,8 @@ export interface UploadItem {
   mtimeMs: number;
   offset?: number;
   fileSize?: number;
+  /** The previous version of this file, for the server to store the bytes as deltas against (decision 176). */
+  similar?: SimilarHint;
 }
 
 export interface UploadOutcome {
@@ -49,7 +51,7 @@ export async function uploadBatch(
     try {
       for (const item of items) {
         yield Buffer.from(
-          `--${boundary}\r\nContent-Disposition: form-data; name="${item.sha256}"; filename="${item.sha256}"\r\n` +
+          `--${boundary}\r\nContent-Disposition: form-data; name="${item.sha256}"; filename="${partFilename(item.sha256, item.similar)}"\r\n` +
             `Content-Type: application/octet-stream\r\n\r\n`,
         );
         try {

@@ -35,7 +35,7 @@ function dumpLike(bytes: number): Buffer {
 
 describe('ChunkingHasher', () => {
   it('gives the shared chunker cuts, each chunk hashed, however the bytes are fed', async () => {
-    const data = dumpLike(600 * 1024);
+    const data = dumpLike(4 * 1024 * 1024);
     const expected = await referenceChunks(data);
     expect(expected.length).toBeGreaterThan(20);
     for (const pieceSize of [1, 777, 8192, 65_536, data.length]) {
@@ -52,20 +52,20 @@ describe('ChunkingHasher', () => {
   });
 
   it('gives up past maxChunks (what one assemble record may list): such a file is sent whole', async () => {
-    const data = dumpLike(600 * 1024);
+    const data = dumpLike(4 * 1024 * 1024);
     const count = (await referenceChunks(data)).length;
     const exact = new ChunkingHasher(count);
-    exact.update(data.subarray(0, 300_000));
-    exact.update(data.subarray(300_000));
+    exact.update(data.subarray(0, 2_000_000));
+    exact.update(data.subarray(2_000_000));
     expect(exact.final()?.count).toBe(count);
     const under = new ChunkingHasher(count - 1);
-    under.update(data.subarray(0, 300_000));
-    under.update(data.subarray(300_000));
+    under.update(data.subarray(0, 2_000_000));
+    under.update(data.subarray(2_000_000));
     expect(under.final()).toBeNull();
   });
 
   it('lists offsets that tile the content, and a list grows past its first allocation', async () => {
-    const data = randomBytes(3 * 1024 * 1024);
+    const data = randomBytes(24 * 1024 * 1024);
     const hasher = new ChunkingHasher();
     hasher.update(data);
     const list = hasher.final() as ChunkList;

@@ -11,6 +11,7 @@ import {
   decodeAssembleRecords,
   ErrorBody,
   isSha256,
+  similarHintOf,
   MissingRequest,
   MissingResponse,
   OkResponse,
@@ -89,7 +90,9 @@ export const contentRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext }> = asy
           if (!isSha256(part.fieldname)) {
             throw new BadRequestError(`part "${part.fieldname.slice(0, 100)}": the field name must be the content's lower-case hex SHA-256`);
           }
-          yield { sha256: part.fieldname, source: part.file };
+          // The filename may carry a hint of the content these bytes resemble (decision 176); a bad one is ignored.
+          const similar = similarHintOf(part.fieldname, part.filename);
+          yield similar ? { sha256: part.fieldname, source: part.file, similar } : { sha256: part.fieldname, source: part.file };
         }
       }
       let results: UploadResult[];

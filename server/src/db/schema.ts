@@ -193,12 +193,19 @@ export const chunks = pgTable(
     packId: integer('pack_id').references(() => packs.id),
     packOffset: bigint('pack_offset', { mode: 'number' }),
     storedLength: integer('stored_length'),
-    /** storage/chunk-codec.ts CHUNK_CODECS: 0 raw, 1 zstd. */
+    /** storage/chunk-codec.ts CHUNK_CODECS: 0 raw, 1 zstd, 2 delta. */
     codec: smallint('codec'),
+    /**
+     * A delta chunk's base (decision 176): a chunk stored whole that this
+     * one's bytes are a delta against. GC keeps a base while a chunk names it.
+     */
+    baseSha256: sha256Column('base_sha256'),
     damagedAt: timestamp('damaged_at', { withTimezone: true }),
   },
   (t) => [
     index('chunks_pack_idx').on(t.packId),
+    // "Is this chunk still some delta's base?" (GC), for the few chunks that are.
+    index('chunks_base_idx').on(t.baseSha256).where(sql`${t.baseSha256} is not null`),
     // Damage is rare: a partial index finds it without a scan (run start, the verify page).
     index('chunks_damaged_idx').on(t.damagedAt).where(sql`${t.damagedAt} is not null`),
     // v1 objects left to move into packs (decision 133): empty once they are moved.

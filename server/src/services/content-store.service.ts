@@ -9,6 +9,7 @@ import {
   type AssembleRecord,
   type AssembleResult,
   type UploadResult,
+  type SimilarHint,
 } from '@cairn/shared';
 import type { AppContext } from '../app-context.ts';
 import { lockManagerFor } from '../db/advisory-locks.ts';
@@ -22,6 +23,7 @@ import { readFallbackFor } from '../storage/replica-repair.ts';
 import { chunkLocations, markChunksDamaged, packBytesOf, recordPack, type StoredChunk } from '../storage/pack-index.ts';
 import type { ChunkLocation } from '../storage/pack-format.ts';
 import { PackWriter } from '../storage/pack-writer.ts';
+import { baseResolverFor, DeltaBaseFinder } from '../storage/delta-base.ts';
 
 /**
  * Content bytes and who holds them. A content is proven held by a user once
@@ -77,6 +79,8 @@ export interface IncomingContent {
   /** The declared SHA-256 (the multipart part's field name), already checked to be 64 lower-case hex digits. */
   sha256: string;
   source: Readable;
+  /** What the agent says these bytes resemble: the previous version of their file, and their offset in it (decision 176). */
+  similar?: SimilarHint;
 }
 
 export interface UploadOptions {
@@ -118,6 +122,7 @@ class UploadSession {
   readonly #ctx: AppContext;
   readonly #options: UploadOptions;
   readonly #writer: PackWriter;
+  readonly #bases: DeltaBaseFinder;
   #tail: Promise<void> = Promise.resolve();
   #queuedBytes = 0;
   #failure: { error: unknown } | undefined;
@@ -129,6 +134,7 @@ class UploadSession {
     this.#ctx = ctx;
     this.#options = options;
     this.#writer = new PackWriter(ctx.blobs);
+    this.#bases = new DeltaBaseFinder(ctx, options.userId);
   }
 
   /** Reads one part whole and queues it; throws its own fault (mismatch, too large) or an earlier failure of the consumer. */
@@ -144,11 +150,14 @@ class UploadSession {
     let headBytes = 0;
     let chunker: ContentChunker | null = null;
     let carry: Buffer[] = [];
+    const similar = part.similar;
+    let emitted = 0;
     const emit = async (chunk: Buffer) => {
       const sha256 = createHash('sha256').update(chunk).digest('hex');
       chunks.push(sha256);
       chunkSizes.push(chunk.length);
-      await this.#queueChunk(sha256, chunk);
+      await this.#queueChunk(sha256, chunk, similar && { sha256: similar.sha256, offset: similar.offset + emitted });
+      emitted += chunk.length;
     };
     const cut = async (data: Buffer) => {
       let position = 0;
@@ -187,7 +196,7 @@ class UploadSession {
       const bytes = Buffer.concat(head, headBytes);
       chunks.push(part.sha256);
       chunkSizes.push(bytes.length);
-      await this.#queueChunk(part.sha256, bytes);
+      await this.#queueChunk(part.sha256, bytes, similar);
     }
     const received: ReceivedPart = { sha256: part.sha256, size, chunks, chunkSizes };
     this.#enqueue(async () => {
@@ -209,11 +218,21 @@ class UploadSession {
     if (this.#failure) throw this.#failure.error;
   }
 
-  /** `raw` was hashed to `sha256` by the caller; the writer does not hash it again. */
-  async #queueChunk(sha256: string, raw: Buffer): Promise<void> {
+  /**
+   * `raw` was hashed to `sha256` by the caller; the writer does not hash it
+   * again. With `similar`, a base is looked for in that content (the same
+   * work whoever else holds these bytes: decision 176).
+   */
+  async #queueChunk(sha256: string, raw: Buffer, similar: SimilarHint | undefined): Promise<void> {
     this.#queuedBytes += raw.length;
+    // Looked up now, while earlier chunks are compressed and put: the lookups' round trips overlap (bounded by
+    // QUEUED_BYTES like the chunks); a failed lookup fails the request where the chunk's turn comes.
+    const lookup = similar ? settled(this.#bases.find(similar.sha256, similar.offset, raw.length)) : undefined;
     this.#enqueue(async () => {
-      const locations = await this.#writer.add(sha256, raw, { hashed: true });
+      const found = lookup ? await lookup : undefined;
+      if (found && 'error' in found) throw found.error;
+      const base = found?.value;
+      const locations = await this.#writer.add(sha256, raw, base ? { hashed: true, base } : { hashed: true });
       if (locations.length > 0) await this.#commit(locations);
     }, raw.length);
     if (this.#queuedBytes > QUEUED_BYTES) await this.#tail;
@@ -306,6 +325,14 @@ class UploadSession {
     }
     return results;
   }
+}
+
+/** A promise that never rejects (so it may wait unobserved), holding its value or its error. */
+function settled<T>(promise: Promise<T>): Promise<{ value: T } | { error: unknown }> {
+  return promise.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
 }
 
 /** Inserts `owner_contents` rows; returns the hashes the user did not hold before. */
@@ -542,7 +569,7 @@ async function checkAssembly(ctx: AppContext, record: AssembleRecord, ordered: r
   }
   const hash = createHash('sha256');
   try {
-    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx) })) hash.update(raw);
+    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx), base: baseResolverFor(ctx) })) hash.update(raw);
   } catch (error) {
     if (!(error instanceof ChunkReadDamageError)) throw error;
     await markChunksDamaged(ctx.database.db, error.chunkHashes);
@@ -625,7 +652,7 @@ export async function openContentForUser(
     if (!location) throw damaged(`chunk ${chunk} has no row in the index`);
     ordered.push(location);
   }
-  const chunkStream = readChunksInOrder(ctx.blobs, ordered, { verifyObjects: content.chunkCount > 1, fallback: readFallbackFor(ctx) });
+  const chunkStream = readChunksInOrder(ctx.blobs, ordered, { verifyObjects: content.chunkCount > 1, fallback: readFallbackFor(ctx), base: baseResolverFor(ctx) });
   const next = async (): Promise<IteratorResult<Buffer>> => {
     try {
       return await chunkStream.next();

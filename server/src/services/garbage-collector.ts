@@ -10,6 +10,7 @@ import { chunkLocations, markChunksDamaged, packBytesOf } from '../storage/pack-
 import { readFallbackFor } from '../storage/replica-repair.ts';
 import { PACK_ENTRY_BYTES, PACK_FOOTER_BYTES, PACK_HEADER_BYTES, type ChunkLocation } from '../storage/pack-format.ts';
 import { PackWriter } from '../storage/pack-writer.ts';
+import { baseResolverFor } from '../storage/delta-base.ts';
 
 /**
  * Garbage collection of contents no file version references and of chunks
@@ -31,10 +32,14 @@ import { PackWriter } from '../storage/pack-writer.ts';
 
 /**
  * `ch` (a chunk row) is in use by nothing: no content of several chunks lists
- * it, and no version names it as its one-chunk content (decision 91).
+ * it, no version names it as its one-chunk content (decision 91), and no
+ * delta chunk is stored against it (decision 176). A base and the last delta
+ * against it go in two runs: the statement that deletes the delta still sees
+ * it.
  */
 const CHUNK_UNUSED = sql`not exists (select 1 from content_chunks cc where cc.chunk_sha256 = ch.sha256)
-  and not exists (select 1 from file_versions fv where fv.content_sha256 = ch.sha256)`;
+  and not exists (select 1 from file_versions fv where fv.content_sha256 = ch.sha256)
+  and not exists (select 1 from chunks d where d.base_sha256 = ch.sha256)`;
 
 export interface GcDeletedBatch {
   contents: string[];
@@ -306,7 +311,7 @@ async function repack(ctx: AppContext, pack: { id: number; key: string }, hooks:
   const written: ChunkLocation[] = [];
   let index = 0;
   try {
-    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx) })) {
+    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx), base: baseResolverFor(ctx) })) {
       written.push(...(await writer.add(ordered[index]!.sha256, raw, { hashed: true })));
       index++;
     }
@@ -334,7 +339,8 @@ async function repack(ctx: AppContext, pack: { id: number; key: string }, hooks:
       // Only rows still in the old pack and not damaged move: an upload may have healed one meanwhile, GC
       // (this run) is the only one deleting rows, and nothing else points chunks into an old pack.
       await tx.execute(sql`
-        update chunks ch set pack_id = ${row!.id}, pack_offset = x."offset", stored_length = x.length, codec = x.codec
+        update chunks ch set pack_id = ${row!.id}, pack_offset = x."offset", stored_length = x.length, codec = x.codec,
+          base_sha256 = null
         from jsonb_to_recordset(${JSON.stringify(list.map((l) => ({ sha256: l.sha256, offset: l.offset, length: l.length, codec: CHUNK_CODECS[l.codec] })))}::jsonb)
           as x(sha256 text, "offset" bigint, length integer, codec smallint)
         where ch.sha256 = decode(x.sha256, 'hex') and ch.pack_id = ${pack.id} and ch.damaged_at is null`);

@@ -1,11 +1,13 @@
 import { createRequire } from 'node:module';
 import zlib from 'node:zlib';
+import { createDelta } from 'fossil-delta';
+import { applyFossilDelta } from './fossil-apply.ts';
 
 /**
  * How a chunk's bytes are stored in a pack. The numbers are written into
  * every pack's index (one byte each): never renumber or reuse one.
  */
-export const CHUNK_CODECS = { raw: 0, zstd: 1 } as const;
+export const CHUNK_CODECS = { raw: 0, zstd: 1, delta: 2 } as const;
 export type ChunkCodec = keyof typeof CHUNK_CODECS;
 
 export function codecOfId(id: number): ChunkCodec | null {
@@ -134,19 +136,74 @@ export async function encodeChunk(raw: Buffer, zstd: ZstdBackend, level = ZSTD_L
   return { codec: 'zstd', stored: compressed };
 }
 
+/**
+ * A delta chunk (codec `delta`, decision 176) is stored as the 32-byte
+ * SHA-256 of its base chunk followed by a zstd frame of a Fossil delta
+ * (fossil-delta) that turns the base's raw bytes into the chunk's. The base
+ * is always a chunk stored whole (raw or zstd), never another delta, so a
+ * read costs at most two chunk reads. It is kept only when it takes at most
+ * this share of the chunk's ordinary encoding: below that the second read is
+ * not worth what it saves.
+ */
+export const DELTA_MAX_SHARE = 1 / 2;
+/** Chunks smaller than this are never stored as deltas: the 32-byte base name and a second read cost more than they save. */
+export const DELTA_MIN_BYTES = 4096;
+const BASE_NAME_BYTES = 32;
+
+/** The raw bytes of a chunk stored whole, by its hash; throws ChunkDecodeError when they cannot be had. */
+export type BaseChunkResolver = (sha256: string) => Promise<Buffer>;
+
+/**
+ * `raw`'s ordinary encoding, or a delta against `base` (whose raw bytes hash
+ * to `base.sha256`) when that is at most DELTA_MAX_SHARE of it.
+ */
+export async function encodeChunkAgainst(
+  raw: Buffer,
+  base: { sha256: string; raw: Buffer } | undefined,
+  zstd: ZstdBackend,
+  level = ZSTD_LEVEL,
+): Promise<EncodedChunk & { baseSha256?: string }> {
+  const plain = await encodeChunk(raw, zstd, level);
+  if (!base || raw.length < DELTA_MIN_BYTES || base.raw.length === 0) return plain;
+  const delta = createDelta(base.raw, raw);
+  if (BASE_NAME_BYTES + delta.length / 8 > plain.stored.length * DELTA_MAX_SHARE) return plain;
+  const frame = await zstd.compress(delta, level);
+  const stored = Buffer.concat([Buffer.from(base.sha256, 'hex'), frame.length < delta.length ? frame : Buffer.from(delta)]);
+  if (stored.length > plain.stored.length * DELTA_MAX_SHARE) return plain;
+  return { codec: 'delta', stored, baseSha256: base.sha256 };
+}
+
+/** The base chunk a stored delta names (its first 32 bytes), or null when `stored` is too short to name one. */
+export function deltaBaseOf(stored: Buffer): string | null {
+  return stored.length > BASE_NAME_BYTES ? stored.toString('hex', 0, BASE_NAME_BYTES) : null;
+}
+
 /** Why stored bytes cannot be decoded; the pack reader turns it into a damage error naming the chunk. */
 export class ChunkDecodeError extends Error {}
 
 /**
  * The raw bytes of a stored chunk. Throws ChunkDecodeError when a zstd frame
  * is malformed, declares a content size other than `rawSize`, or decodes to
- * another length; the caller still checks the bytes' SHA-256.
+ * another length, and for a delta when `base` cannot give its base chunk
+ * (or none is given) or the delta does not apply; the caller still checks
+ * the bytes' SHA-256.
  */
-export async function decodeChunk(codec: ChunkCodec, stored: Buffer, rawSize: number, zstd: ZstdBackend): Promise<Buffer> {
+export async function decodeChunk(
+  codec: ChunkCodec,
+  stored: Buffer,
+  rawSize: number,
+  zstd: ZstdBackend,
+  base?: BaseChunkResolver,
+): Promise<Buffer> {
   if (codec === 'raw') {
     if (stored.length !== rawSize) throw new ChunkDecodeError(`raw chunk is ${stored.length} bytes, not ${rawSize}`);
     return stored;
   }
+  if (codec === 'delta') return decodeDelta(stored, rawSize, zstd, base);
+  return decodeZstd(stored, rawSize, zstd);
+}
+
+async function decodeZstd(stored: Buffer, rawSize: number, zstd: ZstdBackend): Promise<Buffer> {
   const declared = zstdFrameContentSize(stored);
   if (declared === 'malformed') throw new ChunkDecodeError('not a zstd frame');
   if (declared !== null && declared !== rawSize) {
@@ -159,6 +216,34 @@ export async function decodeChunk(codec: ChunkCodec, stored: Buffer, rawSize: nu
     throw new ChunkDecodeError(`zstd frame does not decode: ${error instanceof Error ? error.message : String(error)}`);
   }
   if (raw.length !== rawSize) throw new ChunkDecodeError(`zstd frame decodes to ${raw.length} bytes, not ${rawSize}`);
+  return raw;
+}
+
+async function decodeDelta(stored: Buffer, rawSize: number, zstd: ZstdBackend, base: BaseChunkResolver | undefined): Promise<Buffer> {
+  const baseSha256 = deltaBaseOf(stored);
+  if (baseSha256 === null) throw new ChunkDecodeError('delta chunk too short to name its base');
+  if (!base) throw new ChunkDecodeError(`delta chunk against ${baseSha256} read where bases cannot be resolved`);
+  const body = stored.subarray(BASE_NAME_BYTES);
+  // The delta is a zstd frame unless compressing it did not pay; a delta never exceeds the chunk by much.
+  let delta: Buffer = body;
+  if (zstdFrameContentSize(body) !== 'malformed') {
+    const declared = zstdFrameContentSize(body);
+    const bound = rawSize + (rawSize >> 3) + 1024;
+    if (declared !== null && (declared as number) > bound) throw new ChunkDecodeError(`delta frame declares ${declared} bytes`);
+    try {
+      delta = await zstd.decompress(body, (declared as number | null) ?? bound);
+    } catch (error) {
+      throw new ChunkDecodeError(`delta frame does not decode: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+  const baseRaw = await base(baseSha256);
+  let raw: Buffer;
+  try {
+    raw = applyFossilDelta(baseRaw, delta);
+  } catch (error) {
+    throw new ChunkDecodeError(`delta against ${baseSha256} does not apply: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (raw.length !== rawSize) throw new ChunkDecodeError(`delta decodes to ${raw.length} bytes, not ${rawSize}`);
   return raw;
 }
 

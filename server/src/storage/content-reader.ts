@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { BlobStore } from '../blob/blob-store.ts';
-import { ChunkDecodeError, decodeChunk, defaultZstdBackend, type ZstdBackend } from './chunk-codec.ts';
+import { ChunkDecodeError, decodeChunk, defaultZstdBackend, type BaseChunkResolver, type ZstdBackend } from './chunk-codec.ts';
 import type { StoredChunk } from './pack-index.ts';
 
 /** Neighbouring chunks of one pack are read together up to this many bytes per ranged get. */
@@ -35,6 +35,8 @@ export interface ReadChunksOptions {
   verifyObjects: boolean;
   zstd?: ZstdBackend;
   fallback?: ReadFallback | undefined;
+  /** Where delta chunks get their base (storage/delta-base.ts); without it a delta chunk reads as damaged. */
+  base?: BaseChunkResolver | undefined;
 }
 
 /**
@@ -83,13 +85,13 @@ export async function* readChunksInOrder(store: BlobStore, chunks: readonly Stor
     for (let n = 0; n < run.length; n++) {
       let raw: Buffer;
       try {
-        raw = await checkedChunk(bytes, first.offset, run, n, zstd);
+        raw = await checkedChunk(bytes, first.offset, run, n, zstd, options.base);
       } catch (error) {
         if (!(error instanceof ChunkReadDamageError) || !fallback || fromFallback) throw error;
         const replicaBytes = await readRange(fallback.store, first.packKey, first.offset, end);
         if (replicaBytes === null) throw error;
         try {
-          raw = await checkedChunk(replicaBytes, first.offset, run, n, zstd);
+          raw = await checkedChunk(replicaBytes, first.offset, run, n, zstd, options.base);
         } catch (replicaError) {
           if (replicaError instanceof ChunkReadDamageError) throw new ChunkReadDamageError(error.chunkHashes, error.key, `${error.detail}; the replica's copy is damaged too`);
           throw replicaError;
@@ -110,6 +112,7 @@ async function checkedChunk(
   run: readonly Extract<StoredChunk, { kind: 'pack' }>[],
   n: number,
   zstd: ZstdBackend,
+  baseChunk: BaseChunkResolver | undefined,
 ): Promise<Buffer> {
   const chunk = run[n]!;
   if (bytes === null) throw new ChunkReadDamageError(run.slice(n).map((c) => c.sha256), chunk.packKey, 'the pack is missing');
@@ -119,7 +122,7 @@ async function checkedChunk(
   }
   let raw: Buffer;
   try {
-    raw = await decodeChunk(chunk.codec, bytes.subarray(at, at + chunk.length), chunk.rawSize, zstd);
+    raw = await decodeChunk(chunk.codec, bytes.subarray(at, at + chunk.length), chunk.rawSize, zstd, baseChunk);
   } catch (error) {
     if (error instanceof ChunkDecodeError) throw new ChunkReadDamageError([chunk.sha256], chunk.packKey, error.message);
     throw error;

@@ -36,6 +36,12 @@ export interface PackEntry {
   offset: number;
   /** How many stored bytes. */
   length: number;
+  /**
+   * A delta chunk's base (codec `delta`), as the writer chose it. Not a field
+   * of the pack's index: the stored bytes name their base themselves (their
+   * first 32 bytes), and this copies it into the database's index.
+   */
+  baseSha256?: string;
 }
 
 /** Where a chunk lives: what the database index keeps for it. */

@@ -50,20 +50,35 @@ export async function recordPack(tx: Tx, pack: StoredPack): Promise<{ packId: nu
   const packId = Number(packRow.id);
   if (pack.locations.length === 0) return { packId, placed: new Set() };
   const records = JSON.stringify(
-    pack.locations.map((l) => ({ sha256: l.sha256, size: l.rawSize, offset: l.offset, length: l.length, codec: CHUNK_CODECS[l.codec] })),
+    pack.locations.map((l) => ({
+      sha256: l.sha256,
+      size: l.rawSize,
+      offset: l.offset,
+      length: l.length,
+      codec: CHUNK_CODECS[l.codec],
+      base: l.baseSha256 ?? null,
+    })),
   );
+  const bases = [...new Set(pack.locations.flatMap((l) => (l.baseSha256 ? [l.baseSha256] : [])))];
+  // A delta's base is touched so GC's grace period starts again for it; GC deletes under the exclusive lock
+  // and this runs under the shared one, so a base still here now stays while the delta row names it. One
+  // that GC took after the upload read it leaves the delta unreadable: it is recorded damaged, so "which
+  // are missing?" asks for its bytes again and the next backup stores them whole (decision 176).
+  if (bases.length > 0) await tx.execute(sql`update chunks set touched_at = now() where sha256 in ${hashSet(bases)}`);
   const rows = rowsOf<{ sha256: string; placed: boolean; inserted: boolean }>(
     await tx.execute(sql`
-      insert into chunks as c (sha256, size, pack_id, pack_offset, stored_length, codec)
-      select decode(x.sha256, 'hex'), x.size, ${packId}, x."offset", x.length, x.codec
-      from jsonb_to_recordset(${records}::jsonb) as x(sha256 text, size bigint, "offset" bigint, length integer, codec smallint)
+      insert into chunks as c (sha256, size, pack_id, pack_offset, stored_length, codec, base_sha256, damaged_at)
+      select decode(x.sha256, 'hex'), x.size, ${packId}, x."offset", x.length, x.codec, decode(x.base, 'hex'),
+             case when x.base is not null and not exists (select 1 from chunks b where b.sha256 = decode(x.base, 'hex')) then now() end
+      from jsonb_to_recordset(${records}::jsonb) as x(sha256 text, size bigint, "offset" bigint, length integer, codec smallint, base text)
       on conflict (sha256) do update set
         touched_at = now(),
         pack_id = case when c.damaged_at is null then c.pack_id else excluded.pack_id end,
         pack_offset = case when c.damaged_at is null then c.pack_offset else excluded.pack_offset end,
         stored_length = case when c.damaged_at is null then c.stored_length else excluded.stored_length end,
         codec = case when c.damaged_at is null then c.codec else excluded.codec end,
-        damaged_at = null
+        base_sha256 = case when c.damaged_at is null then c.base_sha256 else excluded.base_sha256 end,
+        damaged_at = case when c.damaged_at is null then null else excluded.damaged_at end
       -- xmax = 0: the row was inserted, not updated (a PostgreSQL idiom for upserts).
       returning encode(c.sha256, 'hex') as sha256, (c.pack_id = ${packId}) as placed, (c.xmax = 0) as inserted`),
   );

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { sha256OfKey, type BlobStore, type ByteRange } from '../blob/blob-store.ts';
 import { PackChunkDamagedError, PackDamagedError } from '../errors.ts';
-import { ChunkDecodeError, decodeChunk, defaultZstdBackend, type ZstdBackend } from './chunk-codec.ts';
+import { ChunkDecodeError, decodeChunk, defaultZstdBackend, type BaseChunkResolver, type ZstdBackend } from './chunk-codec.ts';
 import {
   PACK_FOOTER_BYTES,
   PACK_HEADER_BYTES,
@@ -21,13 +21,15 @@ import {
  * default the location's own) and the recorded raw size. Any fault (the
  * pack missing or cut short, bytes that do not decode, another hash or
  * size) throws PackChunkDamagedError naming this chunk and its pack; other
- * chunks of the same pack are not touched.
+ * chunks of the same pack are not touched. A delta chunk's base comes from
+ * `base` (storage/delta-base.ts); without one a delta reads as damaged.
  */
 export async function readChunk(
   store: BlobStore,
   location: ChunkLocation,
   sha256: string = location.sha256,
   zstd?: ZstdBackend,
+  base?: BaseChunkResolver,
 ): Promise<Buffer> {
   const damaged = (problem: string) => new PackChunkDamagedError(sha256, location.packKey, problem);
   if (location.sha256 !== sha256) throw damaged(`the index entry is for chunk ${location.sha256}`);
@@ -38,7 +40,7 @@ export async function readChunk(
   if (stored.length !== length) throw damaged(`the pack ends ${length - stored.length} bytes short of this chunk`);
   let raw: Buffer;
   try {
-    raw = await decodeChunk(location.codec, stored, location.rawSize, zstd ?? (await defaultZstdBackend()));
+    raw = await decodeChunk(location.codec, stored, location.rawSize, zstd ?? (await defaultZstdBackend()), base);
   } catch (error) {
     if (error instanceof ChunkDecodeError) throw damaged(error.message);
     throw error;
@@ -87,9 +89,15 @@ export interface PackVerification {
  * Null when the pack is absent. It reports rather than throws, so a verify
  * job can record all the damage of a pack at once; chunks that cannot be
  * located because the index itself is damaged are for the caller to check
- * one by one from the database index (`readChunk`).
+ * one by one from the database index (`readChunk`). A delta chunk is checked
+ * against its base from `base`; a damaged base shows as the delta's damage.
  */
-export async function verifyPack(store: BlobStore, packKey: string, zstd?: ZstdBackend): Promise<PackVerification | null> {
+export async function verifyPack(
+  store: BlobStore,
+  packKey: string,
+  zstd?: ZstdBackend,
+  base?: BaseChunkResolver,
+): Promise<PackVerification | null> {
   const pack = await readRange(store, packKey);
   if (pack === null) return null;
   const packHashMatches = createHash('sha256').update(pack).digest('hex') === sha256OfKey(packKey);
@@ -105,7 +113,7 @@ export async function verifyPack(store: BlobStore, packKey: string, zstd?: ZstdB
   for (const entry of result.entries) {
     const stored = pack.subarray(entry.offset, entry.offset + entry.length);
     try {
-      const raw = await decodeChunk(entry.codec, stored, entry.rawSize, backend);
+      const raw = await decodeChunk(entry.codec, stored, entry.rawSize, backend, base);
       const actual = createHash('sha256').update(raw).digest('hex');
       if (actual !== entry.sha256) result.damaged.push({ sha256: entry.sha256, problem: `decodes to a chunk that hashes to ${actual}` });
     } catch (error) {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { packKeyOf, type BlobStore } from '../blob/blob-store.ts';
 import { HashMismatchError } from '../errors.ts';
-import { defaultZstdBackend, encodeChunk, type ZstdBackend } from './chunk-codec.ts';
+import { defaultZstdBackend, encodeChunkAgainst, type ZstdBackend } from './chunk-codec.ts';
 import {
   encodePackHeader,
   encodePackTrailer,
@@ -75,10 +75,13 @@ export class PackWriter {
 
   /**
    * Adds one chunk. Unless `hashed`, throws HashMismatchError when `raw` does not hash to
-   * `sha256`; a chunk already in the open pack is not added twice. Resolves
-   * to the locations of the pack this call wrote (empty when it wrote none).
+   * `sha256`; a chunk already in the open pack is not added twice. With a
+   * `base` (a chunk stored whole, its raw bytes already checked against its
+   * hash), the chunk is stored as a delta against it when that pays
+   * (encodeChunkAgainst). Resolves to the locations of the pack this call
+   * wrote (empty when it wrote none).
    */
-  add(sha256: string, raw: Buffer, options: { hashed?: boolean } = {}): Promise<ChunkLocation[]> {
+  add(sha256: string, raw: Buffer, options: { hashed?: boolean; base?: { sha256: string; raw: Buffer } } = {}): Promise<ChunkLocation[]> {
     return this.#serially(async () => {
       // `hashed`: the caller named the chunk by hashing these very bytes; a second SHA-256 would only cost time.
       if (!options.hashed) {
@@ -86,14 +89,17 @@ export class PackWriter {
         if (actual !== sha256) throw new HashMismatchError(sha256, actual);
       }
       if (this.#pending.has(sha256)) return [];
-      const { codec, stored } = await encodeChunk(raw, await this.#zstd, this.#level);
+      const base = options.base && options.base.sha256 !== sha256 ? options.base : undefined;
+      const { codec, stored, baseSha256 } = await encodeChunkAgainst(raw, base, await this.#zstd, this.#level);
       const packBytes = this.#packBytesWith(stored.length, 1);
       if (raw.length > PACK_MAX_BYTES || PACK_HEADER_BYTES + stored.length + PACK_ENTRY_BYTES + PACK_FOOTER_BYTES > PACK_MAX_BYTES) {
         throw new RangeError(`a chunk of ${raw.length} bytes does not fit in a pack`);
       }
       // At most one pack per call, so a failed put never hides the locations of one that was stored.
       const written = this.#entries.length > 0 && packBytes > this.#targetBytes ? await this.#writePack() : [];
-      this.#entries.push({ sha256, codec, rawSize: raw.length, offset: PACK_HEADER_BYTES + this.#dataBytes, length: stored.length });
+      const entry: PackEntry = { sha256, codec, rawSize: raw.length, offset: PACK_HEADER_BYTES + this.#dataBytes, length: stored.length };
+      if (baseSha256 !== undefined) entry.baseSha256 = baseSha256;
+      this.#entries.push(entry);
       this.#parts.push(stored);
       this.#pending.add(sha256);
       this.#dataBytes += stored.length;

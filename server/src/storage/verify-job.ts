@@ -18,6 +18,7 @@ import { ChunkReadDamageError, readChunksInOrder } from './content-reader.ts';
 import { chunkLocations, markChunksDamaged, type StoredChunk } from './pack-index.ts';
 import { readChunk, verifyPack } from './pack-reader.ts';
 import { repairFromReplica, type RepairOutcome } from './replica-repair.ts';
+import { baseResolverFor } from './delta-base.ts';
 
 export type VerifyTrigger = 'schedule' | 'manual';
 
@@ -146,14 +147,15 @@ async function verifyOnePack(ctx: AppContext, packId: number, key: string, total
   const locations = await chunkLocations(ctx.database.db, live);
   const mine = live.map((sha) => locations.get(sha)).filter((l): l is Extract<StoredChunk, { kind: 'pack' }> => l?.kind === 'pack' && l.packKey === key);
   totals.chunksChecked += mine.length;
-  const checked = await verifyPack(ctx.blobs, key);
+  const base = baseResolverFor(ctx);
+  const checked = await verifyPack(ctx.blobs, key, undefined, base);
   if (checked === null) return mine.map((l) => ({ sha256: l.sha256, key, problem: 'the pack is missing' }));
   totals.bytesRead += checked.bytesRead;
   if (checked.entries === null) {
     const findings: Finding[] = [];
     for (const location of mine) {
       try {
-        await readChunk(ctx.blobs, location);
+        await readChunk(ctx.blobs, location, location.sha256, undefined, base);
       } catch (error) {
         if (!(error instanceof PackChunkDamagedError)) throw error;
         findings.push({ sha256: location.sha256, key, problem: `${error.detail} (the pack's own index is damaged: ${checked.indexProblem})` });

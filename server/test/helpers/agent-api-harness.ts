@@ -102,6 +102,8 @@ export async function download(harness: Harness, token: string, sha256: string):
 export interface Part {
   name: string;
   data: Buffer;
+  /** The part's filename (default: its name); an agent puts its similar-content hint there (decision 176). */
+  filename?: string;
 }
 
 /** A multipart/form-data body with one file part per item. */
@@ -111,7 +113,7 @@ export function multipartBody(parts: readonly Part[]): { boundary: string; body:
   for (const part of parts) {
     chunks.push(
       Buffer.from(
-        `--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"; filename="${part.name}"\r\n` +
+        `--${boundary}\r\nContent-Disposition: form-data; name="${part.name}"; filename="${part.filename ?? part.name}"\r\n` +
           'Content-Type: application/octet-stream\r\n\r\n',
       ),
       part.data,

@@ -55,7 +55,7 @@ describe.each(testDatabaseKinds())('contents of several chunks (%s)', (kind) => 
   it('uploads the chunks, assembles the content, and reads it back byte-identical from a compressed pack', async () => {
     const user = await addUser(h, 'chunker');
     const agent = await registerAgent(h, user, 'chunker-box');
-    const file = dump(20_000);
+    const file = dump(100_000);
     const record = recordOf(file);
     expect(record.chunks.length).toBeGreaterThan(20);
     expect(await missing(agent.token, [record.sha256])).toEqual([record.sha256]);
@@ -87,7 +87,7 @@ describe.each(testDatabaseKinds())('contents of several chunks (%s)', (kind) => 
   it('a whole part above the threshold is cut by the server, so the edited file needs only its changed chunks', async () => {
     const user = await addUser(h, 'old-agent');
     const agent = await registerAgent(h, user, 'old-agent-box');
-    const day1 = dump(30_000, 'day');
+    const day1 = dump(150_000, 'day');
     expect((await upload<Body>(h, agent.token, [day1])).body.results[0]).toMatchObject({ status: 'stored', size: day1.length });
     expect((await download(h, agent.token, sha256Hex(day1))).bytes.equals(day1)).toBe(true);
 
@@ -110,11 +110,11 @@ describe.each(testDatabaseKinds())('contents of several chunks (%s)', (kind) => 
     const prober = await addUser(h, 'chunk-prober');
     const ownerAgent = await registerAgent(h, owner, 'co');
     const proberAgent = await registerAgent(h, prober, 'cp');
-    const secret = randomBytes(100_000);
+    const secret = randomBytes(800_000);
     await upload(h, ownerAgent.token, chunksOf(secret));
     expect((await assemble(ownerAgent.token, [recordOf(secret)])).status).toBe(200);
 
-    const mine = randomBytes(80_000);
+    const mine = randomBytes(640_000);
     await upload(h, proberAgent.token, chunksOf(mine));
     const refused = await assemble(proberAgent.token, [recordOf(secret), recordOf(mine)]);
     expect(refused.status).toBe(409);
@@ -127,7 +127,7 @@ describe.each(testDatabaseKinds())('contents of several chunks (%s)', (kind) => 
   it('refuses a chunk list that does not add up to the content (400 naming it) and a malformed body (400), keeping nothing', async () => {
     const user = await addUser(h, 'liar-chunks');
     const agent = await registerAgent(h, user, 'lc');
-    const file = randomBytes(90_000);
+    const file = randomBytes(720_000);
     await upload(h, agent.token, chunksOf(file));
     const record = recordOf(file);
     const reordered = { ...record, chunks: [...record.chunks].reverse() };
@@ -136,7 +136,7 @@ describe.each(testDatabaseKinds())('contents of several chunks (%s)', (kind) => 
     expect(wrongHash.body.message).toContain(`content ${record.sha256}`);
     const wrongSize = await assemble(agent.token, [{ ...record, size: record.size + 1 }]);
     expect(wrongSize.status).toBe(400);
-    expect(wrongSize.body.message).toMatch(/add up to 90000 bytes, not the 90001 declared/);
+    expect(wrongSize.body.message).toMatch(/add up to 720000 bytes, not the 720001 declared/);
     expect(await missing(agent.token, [record.sha256])).toEqual([record.sha256]);
 
     const cut = encodeAssembleRecord(record).subarray(0, 60);

@@ -42,7 +42,7 @@ describe.each(testDatabaseKinds())('uploads when the disk is full (%s)', (kind) 
     if (!h || mountPoint === undefined) return test.skip(skipReason);
     const user = await addUser(h, 'full');
     const agent = await registerAgent(h, user, 'full-box');
-    const earlier = randomBytes(100 * 1024);
+    const earlier = randomBytes(600 * 1024);
     expect((await upload(h, agent.token, [earlier])).status).toBe(200);
 
     const big = randomBytes(2 * 1024 * 1024);

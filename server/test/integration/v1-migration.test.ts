@@ -31,8 +31,8 @@ describe.each(testDatabaseKinds())('v1 objects into packs (%s)', (kind) => {
     const agent = await registerAgent(h, user, 'v1-box');
     const files: Record<string, Buffer> = {};
     for (let i = 0; i < 12; i++) files[`/v1/small-${i}.txt`] = Buffer.from(`a small v1 file number ${i}\n`.repeat(i + 1));
-    files['/v1/large.bin'] = randomBytes(150_000);
-    files['/v1/dump.sql'] = Buffer.from(Array.from({ length: 4000 }, (_, i) => `insert into t values (${i}, 'row ${i}');\n`).join(''));
+    files['/v1/large.bin'] = randomBytes(1_200_000);
+    files['/v1/dump.sql'] = Buffer.from(Array.from({ length: 40_000 }, (_, i) => `insert into t values (${i}, 'row ${i}');\n`).join(''));
     // As v1 wrote them: one object per content under its hash, a chunk row with no pack, the uploader as holder.
     for (const bytes of Object.values(files)) {
       const sha = sha256Hex(bytes);

@@ -64,7 +64,7 @@ const combinations = testDatabaseKinds().flatMap((db) => (['disk', 's3'] as cons
 describe.each(combinations)('the verify job (%s)', (_label, store, db) => {
   let h: DashboardHarness;
   let agent: TestAgent;
-  const big = randomBytes(200_000);
+  const big = randomBytes(2_000_000);
   const small = Buffer.from('a small file, one chunk\n');
   const bigSha = sha256Hex(big);
 

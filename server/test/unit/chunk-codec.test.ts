@@ -1,10 +1,12 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
   ChunkDecodeError,
   decodeChunk,
   defaultZstdBackend,
+  deltaBaseOf,
   encodeChunk,
+  encodeChunkAgainst,
   MIN_COMPRESS_BYTES,
   nodeZstdBackend,
   wasmZstdBackend,
@@ -106,6 +108,42 @@ describe('chunk codec', () => {
       if (outcome !== 'other bytes') expect(outcome).toBeInstanceOf(ChunkDecodeError);
     }
     await expect(decodeChunk('raw', raw, raw.length - 1, zstd)).rejects.toBeInstanceOf(ChunkDecodeError);
+  });
+
+  it('stores an edited chunk as a delta against its base, and decodes it only through a resolver that gives that base', async () => {
+    const zstd = await defaultZstdBackend();
+    const base = textOf(64 * 1024);
+    const edited = Buffer.from(base);
+    for (let at = 1000; at < edited.length; at += 9000) edited.write('EDITED', at);
+    const baseSha = createHash('sha256').update(base).digest('hex');
+    const encoded = await encodeChunkAgainst(edited, { sha256: baseSha, raw: base }, zstd);
+    expect(encoded.codec).toBe('delta');
+    expect(encoded.baseSha256).toBe(baseSha);
+    expect(deltaBaseOf(encoded.stored)).toBe(baseSha);
+    expect(encoded.stored.length).toBeLessThan((await encodeChunk(edited, zstd)).stored.length / 10);
+    const asked: string[] = [];
+    const resolver = async (sha: string) => {
+      asked.push(sha);
+      return base;
+    };
+    expect((await decodeChunk('delta', encoded.stored, edited.length, zstd, resolver)).equals(edited)).toBe(true);
+    expect(asked).toEqual([baseSha]);
+    // No resolver, a base with other bytes, a resolver that fails: damage, never wrong bytes.
+    await expect(decodeChunk('delta', encoded.stored, edited.length, zstd)).rejects.toBeInstanceOf(ChunkDecodeError);
+    await expect(decodeChunk('delta', encoded.stored, edited.length, zstd, async () => textOf(60 * 1024))).rejects.toBeInstanceOf(ChunkDecodeError);
+    const failing = async (sha: string): Promise<Buffer> => {
+      throw new ChunkDecodeError(`its base chunk ${sha} is damaged`);
+    };
+    await expect(decodeChunk('delta', encoded.stored, edited.length, zstd, failing)).rejects.toThrow(/is damaged/);
+  });
+
+  it('keeps the ordinary encoding when a delta would not save half of it, and never deltas small chunks', async () => {
+    const zstd = await defaultZstdBackend();
+    const unrelated = { sha256: 'ab'.repeat(32), raw: randomBytes(64 * 1024) };
+    expect((await encodeChunkAgainst(randomBytes(64 * 1024), unrelated, zstd)).codec).toBe('raw');
+    expect((await encodeChunkAgainst(textOf(64 * 1024), unrelated, zstd)).codec).toBe('zstd');
+    const small = textOf(2000);
+    expect((await encodeChunkAgainst(small, { sha256: 'cd'.repeat(32), raw: small }, zstd)).codec).not.toBe('delta');
   });
 
   it('reads the content size of every zstd frame header form (RFC 8878)', () => {

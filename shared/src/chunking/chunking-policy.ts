@@ -7,9 +7,9 @@ import type { ChunkerParams } from './content-chunker.ts';
  * format: changing them changes the chunks of every file stored after.
  */
 export const DEFAULT_CHUNKER_PARAMS: Readonly<ChunkerParams> = Object.freeze({
-  minSize: 2 * 1024,
-  avgSize: 8 * 1024,
-  maxSize: 32 * 1024,
+  minSize: 16 * 1024,
+  avgSize: 64 * 1024,
+  maxSize: 256 * 1024,
 });
 
 /**
