@@ -18,6 +18,7 @@ import { collectGarbage } from '../../src/services/garbage-collector.ts';
 import { runVerify } from '../../src/storage/verify-job.ts';
 import { CHUNK_CODECS } from '../../src/storage/chunk-codec.ts';
 import { addUser, callApi, download, fileUpsert, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
+import { startS3rver, type RunningS3rver } from '../helpers/s3rver.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 
 /** A dump-like text of `rows` rows; `edited` rows get other values (same place, other bytes). */
@@ -32,6 +33,14 @@ function dump(rows: number, edited: ReadonlySet<number> = new Set(), tag = 'v2')
 
 /** Every 100th row edited: 1% scattered, as S6 does in a day. */
 const scattered = (rows: number) => new Set(Array.from({ length: Math.floor(rows / 100) }, (_, k) => k * 100 + 37));
+
+let s3: RunningS3rver | undefined;
+beforeAll(async () => {
+  s3 = await startS3rver();
+});
+afterAll(async () => {
+  await s3?.close();
+});
 
 describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
   let h: Harness;
@@ -139,5 +148,29 @@ describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
     expect(again.status).toBe(200);
     expect((await post<{ missing: string[] }>('/contents/missing', { hashes: [sha256Hex(v2)] })).body.missing).toEqual([]);
     expect((await download(h, agent.token, sha256Hex(v2))).bytes.equals(v2)).toBe(true);
+  });
+});
+
+describe('delta chunks on the S3 store (s3rver, embedded)', () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    h = await startHarness('embedded', s3!.env);
+  });
+  afterAll(() => h?.close());
+
+  it('stores the edited version as deltas in packs on S3 and reads it back byte-identical, verified', async () => {
+    const user = await addUser(h, 'delta-s3');
+    const agent = await registerAgent(h, user, 'delta-s3-box');
+    const v1 = dump(30_000, new Set(), 's3a');
+    const v2 = dump(30_000, scattered(30_000), 's3b');
+    expect((await upload(h, agent.token, [v1])).status).toBe(200);
+    expect((await upload(h, agent.token, [{ name: sha256Hex(v2), data: v2, filename: partFilename(sha256Hex(v2), { sha256: sha256Hex(v1), offset: 0 }) }])).status).toBe(200);
+    const rows = rowsOf<{ n: string }>(await h.ctx.database.db.execute(sql`select count(*)::text as n from chunks where codec = ${CHUNK_CODECS.delta}`));
+    expect(Number(rows[0]?.n)).toBeGreaterThan(0);
+    const got = await download(h, agent.token, sha256Hex(v2));
+    expect(got.status).toBe(200);
+    expect(got.bytes.equals(v2)).toBe(true);
+    expect((await runVerify(h.ctx, 'manual')).damagedChunks).toBe(0);
   });
 });
