@@ -225,6 +225,17 @@ function serverSettings(pgdata: string, tcpPort: number | undefined, durable: bo
 }
 
 /**
+ * glibc's malloc raises its mmap threshold (up to 32 MiB) each time a large
+ * block is freed, after which large blocks come from the heap and stay in
+ * the process when freed: a backend that once ran a big statement (a commit
+ * of 1,250 files' rows) kept 10-15 MiB it no longer used. A fixed threshold
+ * keeps blocks of 128 KiB and more in mappings of their own, returned to the
+ * OS when PostgreSQL frees them; the trim threshold returns the heap's free
+ * top too (decision 184). Other allocators ignore these variables.
+ */
+const POSTGRES_MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: String(128 * 1024), MALLOC_TRIM_THRESHOLD_: String(256 * 1024) };
+
+/**
  * A process is alive (signal 0 reaches it; EPERM means it exists but belongs
  * to someone else).
  */
@@ -447,7 +458,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     // which stops PostgreSQL after its own work, not both at once.
     detached: true,
     stdio: ['pipe', 'ignore', 'pipe'],
-    env: { ...process.env, LC_ALL: 'C' },
+    env: { ...process.env, ...POSTGRES_MALLOC_ENV, LC_ALL: 'C' },
   });
   let recent = '';
   createLines(child, (line) => {
