@@ -13,6 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { SERVER_NODE_FLAGS } from '../server/src/node-flags.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tsxLoader = pathToFileURL(path.join(root, 'node_modules/tsx/dist/esm/index.mjs')).href;
@@ -24,8 +25,8 @@ const setupUrl = `http://localhost:${agentPort}`;
 
 const colour = process.stdout.isTTY ? (code: number, text: string) => `\x1b[${code}m${text}\x1b[0m` : (_code: number, text: string) => text;
 
-function launch(name: string, code: number, script: string, env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, ['--import', tsxLoader, script], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function launch(name: string, code: number, script: string, env: Record<string, string>, nodeFlags: readonly string[] = []): ChildProcess {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', tsxLoader, script], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const prefix = colour(code, `[${name}]`.padEnd(9));
   for (const stream of [child.stdout, child.stderr]) {
     createInterface({ input: stream }).on('line', (line) => process.stdout.write(`${prefix}${line}\n`));
@@ -36,7 +37,7 @@ function launch(name: string, code: number, script: string, env: Record<string, 
 const server = launch('server', 36, 'server/src/main.ts', {
   PORT: serverPort,
   DATA_DIR: process.env.DATA_DIR ?? path.join(root, 'data'),
-});
+}, SERVER_NODE_FLAGS);
 const agent = launch('agent', 35, 'client/src/main.ts', {
   CLIENT_UI_PORT: agentPort,
   AGENT_STATE_DIR: process.env.AGENT_STATE_DIR ?? path.join(root, 'data/agent'),

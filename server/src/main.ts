@@ -1,28 +1,34 @@
 /**
  * The server's entry point. Start-up order is chosen for speed:
- * only the configuration, the logger and the embedded PostgreSQL's starter are
- * imported first; the cluster's initdb and postmaster start run as child
- * processes while the rest of the server (Fastify, its routes, TypeBox,
- * drizzle: most of the start-up time under tsx) is imported.
+ * only the configuration, the logger and the database's preparation are
+ * imported first; the embedded cluster's initdb and postmaster start (child
+ * processes) and the migrations run while the rest of the server (Fastify,
+ * its routes, TypeBox, drizzle's query builder: most of the start-up time
+ * under tsx) is imported.
  */
+import { setFlagsFromString } from 'node:v8';
 import dotenv from 'dotenv';
 import { ConfigError } from '@cairn/shared/env';
 import { onStopSignal } from '@cairn/shared/process';
 import { loadServerConfig } from './config/server-config.ts';
 import { DatabaseUnavailableError } from './db/database-errors.ts';
-import { startEmbeddedPostgres } from './db/embedded-postgres.ts';
+import { prepareDatabase } from './db/prepare-database.ts';
 import { createLogger } from './logger.ts';
+import { HEAP_GROWING_PERCENT } from './node-flags.ts';
 
 dotenv.config({ quiet: true });
 
 try {
   const config = loadServerConfig(process.env);
   const log = createLogger(config.logLevel);
-  const embedded = config.databaseUrl ? undefined : startEmbeddedPostgres({ dataDir: config.dataDir, log });
+  const prepared = prepareDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log });
   // Awaited by startServer; until then a failure must not count as unhandled.
-  embedded?.catch(() => {});
+  prepared.catch(() => {});
   const { startServer } = await import('./server.ts');
-  const server = await startServer(config, log, { embedded });
+  const server = await startServer(config, log, { prepared });
+  // Once started: while the modules load, the heap only grows, and collecting
+  // at every 30% of it would slow the start (decision 185).
+  setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down');
     server.close().then(

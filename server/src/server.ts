@@ -6,7 +6,7 @@ import { createBlobStore, createExportStore, createReplicaStore } from './blob/c
 import type { ServerConfig } from './config/server-config.ts';
 import { createNotifier } from './alerts/notifiers/create-notifier.ts';
 import { openDatabase } from './db/database.ts';
-import type { EmbeddedPostgres } from './db/embedded-postgres.ts';
+import type { PreparedDatabase } from './db/prepare-database.ts';
 import { startPeriodicJobs } from './jobs/periodic-jobs.ts';
 import { alertRecipientLookup, alertWebhookLookup } from './services/alert-recipients.service.ts';
 import { registerServer } from './services/server-registry.service.ts';
@@ -20,15 +20,15 @@ export interface RunningServer {
 }
 
 export interface StartServerOptions {
-  /** The embedded PostgreSQL, already being started by main.ts (see openDatabase); started here when absent. */
-  embedded?: Promise<EmbeddedPostgres> | undefined;
+  /** The database (the embedded PostgreSQL started, migrations applied) already being prepared by main.ts; prepared here when absent. */
+  prepared?: Promise<PreparedDatabase> | undefined;
 }
 
 /** Opens storage, applies migrations, and listens. Used by main.ts and by tests that need a real server. */
 export async function startServer(config: ServerConfig, log: Logger, options: StartServerOptions = {}): Promise<RunningServer> {
   // The blob store's sweep of leftovers does not wait for the database's start and migrations.
   const [opened, created, createdReplica, createdExports] = await Promise.allSettled([
-    openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteImport: config.pgliteImport, log, embedded: options.embedded }),
+    openDatabase({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, pgliteImport: config.pgliteImport, log, prepared: options.prepared }),
     createBlobStore(config, log),
     createReplicaStore(config, log),
     createExportStore(config, log),
@@ -46,8 +46,8 @@ export async function startServer(config: ServerConfig, log: Logger, options: St
   const exports = createdExports.value;
   const alertNotifier = createNotifier(config, log, { recipients: alertRecipientLookup(database.db), webhooks: alertWebhookLookup(database.db) });
   const ctx: AppContext & { serverId: string } = { config, database, blobs, replica, exports, log, alertNotifier, serverId: randomUUID() };
-  await ensureInitialAdmin(ctx);
-  const app = await buildApp(ctx);
+  // The admin's password hash (scrypt, on the thread pool) while the routes are registered.
+  const [, app] = await Promise.all([ensureInitialAdmin(ctx), buildApp(ctx)]);
   const address = await app.listen({ port: config.port, host: config.host });
   log.info(
     { database: database.location, blobStore: blobs.location, replicaStore: replica?.location ?? null, dataDir: config.dataDir, url: address },

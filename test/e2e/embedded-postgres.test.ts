@@ -1,13 +1,14 @@
 /**
  * The zero-setup database: real server processes with DATABASE_URL unset,
  * each running its own PostgreSQL under DATA_DIR/pg. Covers the first start
- * (initdb, the password file), a restart, recovery after the server and then
+ * (initdb, the password file), a restart, a first start that never got its
+ * cluster onto disk, recovery after the server and then
  * also its postmaster were SIGKILLed, and the import of a DATA_DIR written by
  * the release that kept its metadata in PGlite.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -111,6 +112,40 @@ describe('the embedded PostgreSQL (DATABASE_URL unset)', () => {
     expect(await readyz(second)).toBe(200);
     expect(second.output()).not.toContain('created the embedded PostgreSQL cluster');
     expect(second.output()).not.toContain('INITIAL ADMIN PASSWORD');
+  });
+
+  it('makes the cluster of a first start that never reached the disk again, and keeps a synced one', async () => {
+    const dataDir = await tempDataDir();
+    const first = await start(dataDir);
+    expect(await readyz(first)).toBe(200);
+    // initdb ran without its sync; the server became ready only after syncing it and removing the marker.
+    expect(existsSync(path.join(dataDir, 'pg-unsynced'))).toBe(false);
+    const sql = embeddedSql(dataDir);
+    // The server's database is initdb's own, renamed: no second copy of template1.
+    expect((await sql`select datname from pg_database where not datistemplate order by datname`).map((r) => r.datname)).toEqual(['cairn']);
+    await sql`create table marker_test (n int)`;
+    await sql.end();
+    const oldPassword = readFileSync(path.join(dataDir, 'pg-password'), 'utf8');
+    expect(await first.stop()).toBe(0);
+
+    // What a power loss during a first start leaves: the marker, written before initdb.
+    await writeFile(path.join(dataDir, 'pg-unsynced'), '');
+    const second = await start(dataDir);
+    expect(await readyz(second)).toBe(200);
+    expect(second.output()).toContain('was never synced to disk; creating it again');
+    expect(second.output()).toContain('created the embedded PostgreSQL cluster');
+    expect(existsSync(path.join(dataDir, 'pg-unsynced'))).toBe(false);
+    expect(readFileSync(path.join(dataDir, 'pg-password'), 'utf8')).not.toBe(oldPassword);
+    const check = embeddedSql(dataDir);
+    expect(await check`select to_regclass('marker_test') as t`).toEqual([{ t: null }]);
+    // Migrated, and its admin made again from ADMIN_PASSWORD.
+    expect(await check`select username from users`).toEqual([{ username: 'admin' }]);
+    await check.end();
+    expect(await second.stop()).toBe(0);
+
+    const third = await start(dataDir);
+    expect(await readyz(third)).toBe(200);
+    expect(third.output()).not.toContain('created the embedded PostgreSQL cluster');
   });
 
   it('recovers after the server is SIGKILLed, and after its postmaster is killed with it', async () => {

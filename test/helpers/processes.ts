@@ -8,11 +8,13 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { SERVER_NODE_FLAGS } from '../../server/src/node-flags.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 // tsx as a loader inside one node process (not the tsx CLI, which runs the
 // script in a child): signals, kill() and peakRss() then reach the real process.
 const TSX_LOADER = pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/esm/index.mjs')).href;
+const SERVER_MAIN = path.join(REPO_ROOT, 'server/src/main.ts');
 
 /** A port that was free a moment ago on 127.0.0.1. */
 export async function freePort(): Promise<number> {
@@ -42,7 +44,9 @@ export interface ManagedProcess {
 }
 
 export function startProcess(script: string, args: string[], env: Record<string, string>, cwd = REPO_ROOT): ManagedProcess {
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, script, ...args], {
+  // The server runs with its V8 flags, as package.json and the Dockerfile start it.
+  const nodeFlags = path.resolve(script) === SERVER_MAIN ? SERVER_NODE_FLAGS : [];
+  const child = spawn(process.execPath, [...nodeFlags, '--import', TSX_LOADER, script, ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],

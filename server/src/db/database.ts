@@ -1,14 +1,11 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { drizzle as drizzlePostgres } from 'drizzle-orm/postgres-js';
-import { migrate as migratePostgres } from 'drizzle-orm/postgres-js/migrator';
 import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
-import { pino, type Logger } from 'pino';
-import postgres, { type Options, type Sql } from 'postgres';
+import { pino } from 'pino';
+import postgres, { type Sql } from 'postgres';
 import { DatabaseUnavailableError } from './database-errors.ts';
-import { parseDatabaseUrl } from './database-url.ts';
-import { EmbeddedPostgresError, startEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.ts';
+import { MIGRATIONS_DIR, prepareDatabase, type PrepareDatabaseOptions, type PreparedDatabase } from './prepare-database.ts';
 import { importPgliteIfPresent, PgliteImportUnavailableError } from './pglite-import.ts';
 import * as schema from './schema.ts';
 
@@ -36,25 +33,19 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** This release's drizzle migrations. */
-export const MIGRATIONS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../drizzle');
+export { MIGRATIONS_DIR };
 
-export interface OpenDatabaseOptions {
-  /** postgres:// URL; when absent the server runs its own PostgreSQL under `dataDir`. */
-  databaseUrl?: string | undefined;
-  /** DATA_DIR: the embedded cluster (`pg/`) and an earlier release's PGlite (`db/`) to import. */
-  dataDir?: string | undefined;
-  log?: Logger | undefined;
+export interface OpenDatabaseOptions extends PrepareDatabaseOptions {
   /** Pool size for the postgres driver. */
   maxConnections?: number;
   /** Where PGlite comes from if DATA_DIR/db must be imported (PGLITE_IMPORT_*); by default fetched into DATA_DIR/pglite-import. */
   pgliteImport?: { moduleDir?: string | undefined; cacheDir?: string | undefined } | undefined;
   /**
-   * The embedded PostgreSQL of `dataDir`, already being started by the caller
-   * (main.ts starts it before importing the rest of the server, so initdb and
-   * the postmaster's start overlap the imports); started here when absent.
+   * The database already being prepared by the caller (main.ts starts the
+   * embedded PostgreSQL and the migrations before importing the rest of the
+   * server, so they overlap the imports); prepared here when absent.
    */
-  embedded?: Promise<EmbeddedPostgres> | undefined;
+  prepared?: Promise<PreparedDatabase> | undefined;
 }
 
 /**
@@ -64,30 +55,15 @@ export interface OpenDatabaseOptions {
  */
 export async function openDatabase(options: OpenDatabaseOptions): Promise<Database> {
   const log = options.log ?? pino({ level: 'silent' });
-  let embedded: EmbeddedPostgres | undefined;
-  let connection: { options: Options<Record<string, never>>; description: string };
-  if (options.databaseUrl) {
-    connection = parseDatabaseUrl(options.databaseUrl);
-  } else {
-    if (!options.dataDir) throw new Error('openDatabase needs a DATABASE_URL or a DATA_DIR');
-    try {
-      embedded = await (options.embedded ?? startEmbeddedPostgres({ dataDir: options.dataDir, log }));
-    } catch (error) {
-      if (error instanceof EmbeddedPostgresError) throw new DatabaseUnavailableError(error.message, { cause: error });
-      throw error;
-    }
-    connection = { options: embedded.connectionOptions(), description: embedded.location };
-  }
+  const { options: connection, description, embedded } = await (options.prepared ?? prepareDatabase(options));
   const stopEmbedded = async () => embedded?.stop();
   try {
-    try {
-      await migratePostgresExclusively(connection.options);
-    } catch (error) {
-      const reason = connectionFailure(error);
-      if (reason === null) throw error;
-      throw new DatabaseUnavailableError(`Cannot use the PostgreSQL database at ${connection.description}: ${reason}`, { cause: error });
-    }
-    const sql = postgres({ ...connection.options, max: options.maxConnections ?? 10, onnotice: () => {} });
+    // No named prepared statements (decision 184): postgres.js keeps every
+    // distinct statement prepared on each connection for the connection's
+    // life, and PostgreSQL its plan, 1.2-1.5 MB per backend for one batch
+    // insert of 1,250 rows; batch sizes vary, so they piled up, in the
+    // backends and in the server's heap, and were seldom used twice.
+    const sql = postgres({ ...connection, max: options.maxConnections ?? 10, prepare: false, onnotice: () => {} });
     if (options.dataDir) {
       const dataDir = path.resolve(options.dataDir);
       const defaultCache = path.join(dataDir, 'pglite-import');
@@ -107,7 +83,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
       db,
       sql,
       kind: 'postgres',
-      location: connection.description,
+      location: description,
       async listen(channel, onPayload, onListen) {
         const { unlisten } = await sql.listen(channel, onPayload, onListen);
         return { unlisten: async () => void (await unlisten()) };
@@ -124,45 +100,6 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
 }
 
 export { DatabaseUnavailableError };
-
-// Failures of reaching or entering the database, as opposed to a fault in a
-// migration: SQLSTATE classes 08 (connection), 28 (authorization), 3D (no
-// such database), 57P03 (starting up), and the socket errors of node:net.
-const CONNECTION_SQLSTATES = /^(08|28|3D)|^57P03$/;
-const CONNECTION_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ETIMEDOUT', 'ENOENT', 'EACCES', 'CONNECT_TIMEOUT']);
-
-/** The message of a connection failure in `error` (looking through drizzle's wrapping), or null for any other error. */
-function connectionFailure(error: unknown): string | null {
-  let current: unknown = error;
-  for (let depth = 0; depth < 5 && current instanceof Error; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string' && (CONNECTION_SQLSTATES.test(code) || CONNECTION_ERRNOS.has(code))) return current.message;
-    current = current.cause;
-  }
-  return null;
-}
-
-/** Advisory lock key held while migrating; next to the others in advisory-locks.ts's LOCK_KEYS range. */
-const MIGRATIONS_LOCK_KEY = 7_146_000;
-
-/**
- * Applies pending migrations while holding a session advisory lock, on one
- * connection of its own. Drizzle's migrator creates its schema and table with
- * `if not exists`, which is not safe against a concurrent creator (PostgreSQL
- * raises a unique violation on pg_type), and two replicas could apply the same
- * migration twice; under the lock the second replica waits, then finds
- * everything applied. The lock ends with the connection, even on a crash.
- */
-async function migratePostgresExclusively(options: Options<Record<string, never>>): Promise<void> {
-  const sql = postgres({ ...options, max: 1, onnotice: () => {} });
-  try {
-    await sql`select pg_advisory_lock(${MIGRATIONS_LOCK_KEY}::bigint)`;
-    await migratePostgres(drizzlePostgres(sql), { migrationsFolder: MIGRATIONS_DIR });
-    await sql`select pg_advisory_unlock(${MIGRATIONS_LOCK_KEY}::bigint)`;
-  } finally {
-    await sql.end({ timeout: 5 });
-  }
-}
 
 /**
  * Postgres error code of a failure, looking through drizzle's wrapping

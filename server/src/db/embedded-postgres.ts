@@ -12,16 +12,26 @@
  *                 its Unix socket lives here too, so there is no TCP port at
  *                 all and parallel servers on other DATA_DIRs never collide
  *   pg-password   the superuser's random password, mode 0600
+ *   pg-unsynced   present only while a new cluster is not yet known to be on
+ *                 disk (see "First start" below)
  *
  * The postmaster runs in a small `sh` wrapper whose stdin is a pipe from this
  * process: when the server exits for any reason, SIGKILL included, the pipe
  * closes and the wrapper asks PostgreSQL for a fast shutdown. A postmaster
  * left running anyway (the wrapper killed too) or a stale postmaster.pid is
  * dealt with on the next start.
+ *
+ * First start (decision 181): initdb runs with --no-sync, and the cluster's
+ * files are fsynced in the background while the postmaster starts and the
+ * migrations run; `durable` resolves when they are on disk, and the server
+ * neither listens nor imports anything before that. `pg-unsynced` is written
+ * (and synced) before initdb and removed (and synced) after the fsyncs, so a
+ * cluster found with it at the next start never served anyone: a power loss
+ * may have torn it, and it is made again.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, lstat, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { tmpdir, userInfo } from 'node:os';
@@ -41,8 +51,9 @@ export interface EmbeddedPostgresOptions {
   dataDir: string;
   log: Logger;
   /**
-   * false for throwaway clusters (the test suite's): initdb without fsync and
-   * the server with fsync off. A server's own database is always durable.
+   * false for throwaway clusters (the test suite's): nothing of initdb's is
+   * synced and the server runs with fsync off. A server's own database is
+   * always durable.
    */
   durable?: boolean;
 }
@@ -54,6 +65,12 @@ export interface EmbeddedPostgres {
   url(database?: string): string;
   /** For the start-up log; no password. */
   location: string;
+  /**
+   * Resolves when the cluster's files are on disk: at once on a restart; on
+   * the first start, when the background fsync of what initdb wrote is done
+   * (decision 181). Nothing may be acknowledged to anyone before it.
+   */
+  durable: Promise<void>;
   /** Fast shutdown; resolves when the postmaster has exited. */
   stop(): Promise<void>;
 }
@@ -208,6 +225,17 @@ function serverSettings(pgdata: string, tcpPort: number | undefined, durable: bo
 }
 
 /**
+ * glibc's malloc raises its mmap threshold (up to 32 MiB) each time a large
+ * block is freed, after which large blocks come from the heap and stay in
+ * the process when freed: a backend that once ran a big statement (a commit
+ * of 1,250 files' rows) kept 10-15 MiB it no longer used. A fixed threshold
+ * keeps blocks of 128 KiB and more in mappings of their own, returned to the
+ * OS when PostgreSQL frees them; the trim threshold returns the heap's free
+ * top too (decision 184). Other allocators ignore these variables.
+ */
+const POSTGRES_MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: String(128 * 1024), MALLOC_TRIM_THRESHOLD_: String(256 * 1024) };
+
+/**
  * A process is alive (signal 0 reaches it; EPERM means it exists but belongs
  * to someone else).
  */
@@ -278,7 +306,8 @@ async function recoverStaleCluster(pgdata: string, ownerFile: string, log: Logge
 // get /dev/null as stdin unless redirected, hence fd 3.
 const WRAPPER = 'exec 3<&0; "$0" "$@" </dev/null & pid=$!; { read -r _ <&3; kill -INT "$pid" 2>/dev/null; } & wait "$pid"';
 
-async function initdb(bin: Binaries, pgdata: string, passwordFile: string, runAs: RunAs, durable: boolean): Promise<void> {
+/** initdb without its own sync (the caller syncs, see syncTree); the password goes to `passwordFile`. */
+async function initdb(bin: Binaries, pgdata: string, passwordFile: string, runAs: RunAs): Promise<void> {
   const password = randomBytes(24).toString('base64url');
   // initdb runs as the cluster's user, which cannot read pg-password (0600, the server's user).
   const pwfile = path.join(path.dirname(pgdata), `.pg-initdb-${randomBytes(6).toString('hex')}`);
@@ -287,7 +316,7 @@ async function initdb(bin: Binaries, pgdata: string, passwordFile: string, runAs
     if (runAs.uid !== undefined && runAs.gid !== undefined) await chown(pwfile, runAs.uid, runAs.gid);
     const result = await run(
       bin.initdb,
-      [`--pgdata=${pgdata}`, `--username=${SUPERUSER}`, `--pwfile=${pwfile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C', ...(durable ? [] : ['--no-sync'])],
+      [`--pgdata=${pgdata}`, `--username=${SUPERUSER}`, `--pwfile=${pwfile}`, '--auth=scram-sha-256', '--encoding=UTF8', '--locale=C', '--no-sync', '--no-instructions'],
       runAs,
     );
     if (result.code !== 0) throw new EmbeddedPostgresError(`initdb of the embedded PostgreSQL in ${pgdata} failed: ${lastLines(result.output)}`);
@@ -313,6 +342,47 @@ function lastLines(text: string): string {
   return text.trim().split('\n').slice(-3).join(' | ');
 }
 
+/** fsync of one file or directory; one that is gone meanwhile (PostgreSQL removed it) needs none. */
+async function fsyncPath(target: string): Promise<void> {
+  let handle;
+  try {
+    handle = await open(target, 'r');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw error;
+  }
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Every file and directory of `dir` (read now), `dir` itself last. */
+async function listTree(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  const files = entries.filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
+  // Directories (their entries) after the files in them; Windows cannot fsync one.
+  const dirs = process.platform === 'win32' ? [] : [...entries.filter((e) => e.isDirectory()).map((e) => path.join(e.parentPath, e.name)).reverse(), dir];
+  return [...files, ...dirs];
+}
+
+/** fsyncs `paths` in order of the list, a few at a time (the thread pool's size). */
+async function syncAll(paths: readonly string[]): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < paths.length) await fsyncPath(paths[next++] as string);
+  };
+  await Promise.all(Array.from({ length: 4 }, worker));
+}
+
+/** Creates the marker that a cluster is not yet on disk, durably (file and directory). */
+async function markUnsynced(marker: string): Promise<void> {
+  await writeFile(marker, 'initdb ran without its sync; the cluster is made again if this file is here at start-up\n');
+  await fsyncPath(marker);
+  if (process.platform !== 'win32') await fsyncPath(path.dirname(marker));
+}
+
 /** Initialises the cluster on first use, starts it, waits until it accepts connections. */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   const { log } = options;
@@ -321,6 +391,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   const pgdata = path.join(dataDir, 'pg');
   const passwordFile = path.join(dataDir, 'pg-password');
   const ownerFile = path.join(dataDir, 'pg-server.pid');
+  const unsyncedMarker = path.join(dataDir, 'pg-unsynced');
   const runAs = runAsUser();
   const bin = await runnableBinaries(await binaries(), runAs);
   await mkdir(dataDir, { recursive: true });
@@ -330,7 +401,18 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     const mode = (await stat(dataDir)).mode & 0o777;
     if ((mode & 0o001) === 0) await chmod(dataDir, mode | 0o001);
   }
-  const initialised = existsSync(path.join(pgdata, 'PG_VERSION'));
+  let initialised = existsSync(path.join(pgdata, 'PG_VERSION'));
+  if (initialised && existsSync(unsyncedMarker)) {
+    // A first start that ended (power loss, crash) before its cluster was on
+    // disk: the server never became ready, so there is nothing in it to keep.
+    await prepareDirectory(pgdata, runAs);
+    await recoverStaleCluster(pgdata, ownerFile, log);
+    log.warn({ pgdata }, 'the embedded PostgreSQL cluster of an interrupted first start was never synced to disk; creating it again');
+    await rm(pgdata, { recursive: true, force: true });
+    initialised = false;
+  }
+  /** The files initdb wrote, to fsync while the postmaster starts (durable clusters, first start only). */
+  let unsynced: string[] | undefined;
   if (!initialised) {
     // initdb works in a staging directory renamed into place when complete,
     // so an interrupted initdb leaves nothing that looks like a cluster.
@@ -340,9 +422,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     const staging = `${pgdata}.initdb`;
     await rm(staging, { recursive: true, force: true });
     await prepareDirectory(staging, runAs);
-    await initdb(bin, staging, passwordFile, runAs, durable);
+    if (durable) await markUnsynced(unsyncedMarker);
+    await initdb(bin, staging, passwordFile, runAs);
     await rm(pgdata, { recursive: true, force: true });
     await rename(staging, pgdata);
+    if (durable) unsynced = [...(await listTree(pgdata)), passwordFile, dataDir];
     log.info({ pgdata }, 'created the embedded PostgreSQL cluster');
   } else {
     await prepareDirectory(pgdata, runAs);
@@ -374,7 +458,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     // which stops PostgreSQL after its own work, not both at once.
     detached: true,
     stdio: ['pipe', 'ignore', 'pipe'],
-    env: { ...process.env, LC_ALL: 'C' },
+    env: { ...process.env, ...POSTGRES_MALLOC_ENV, LC_ALL: 'C' },
   });
   let recent = '';
   createLines(child, (line) => {
@@ -389,9 +473,28 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     if (!stopped) log.error({ code }, 'the embedded PostgreSQL exited');
   });
 
+  // In the background while the postmaster starts and the migrations run.
+  // The files were listed before the postmaster ran, so what it makes later
+  // is its own to sync (WAL, checkpoints); the marker goes last.
+  const durableStart = Date.now();
+  const durablePromise: Promise<void> =
+    unsynced === undefined
+      ? Promise.resolve()
+      : syncAll(unsynced)
+          .then(async () => {
+            await rm(unsyncedMarker);
+            await fsyncPath(dataDir);
+            log.debug({ files: unsynced?.length, ms: Date.now() - durableStart }, 'the new embedded PostgreSQL cluster is on disk');
+          })
+          .catch((error: unknown) => {
+            throw new EmbeddedPostgresError(`Syncing the new embedded PostgreSQL cluster in ${pgdata} to disk failed: ${(error as Error).message}`);
+          });
+  // Awaited by the caller; a failure before then must not count as unhandled.
+  durablePromise.catch(() => {});
+
   const started = Date.now();
   for (;;) {
-    const attempt = postgres({ ...connection('postgres'), max: 1, connect_timeout: 2 });
+    const attempt = postgres({ ...connection('template1'), max: 1, connect_timeout: 2 });
     try {
       await attempt`select 1`;
       break;
@@ -405,15 +508,20 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       await attempt.end({ timeout: 1 });
     }
   }
-  // Also after a first start that stopped between initdb and this.
-  const admin = postgres({ ...connection('postgres'), max: 1 });
+  // Also after initdb's
+  // empty database `postgres` becomes the server's: renaming is a catalog
+  // update, where creating one copies template1 (7.5 MB through the WAL,
+  // 0.2-0.5 s; decision 183). The superuser is named like it, so psql's
+  // default database is this one.
+  const admin = postgres({ ...connection('template1'), max: 1 });
   try {
-    const [exists] = await admin`select 1 from pg_database where datname = ${EMBEDDED_DATABASE}`;
-    if (!exists) await admin.unsafe(`create database ${EMBEDDED_DATABASE}`);
+    const names = (await admin`select datname from pg_database where datname in (${EMBEDDED_DATABASE}, 'postgres')`).map((row) => row.datname as string);
+    if (!names.includes(EMBEDDED_DATABASE)) {
+      await admin.unsafe(names.includes('postgres') ? `alter database postgres rename to ${EMBEDDED_DATABASE}` : `create database ${EMBEDDED_DATABASE}`);
+    }
   } finally {
     await admin.end({ timeout: 1 });
   }
-  log.debug({ pgdata, ms: Date.now() - started }, 'embedded PostgreSQL accepts connections');
 
   return {
     connectionOptions: connection,
@@ -422,6 +530,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
       return `postgres://${SUPERUSER}:${encodeURIComponent(password)}@127.0.0.1:${tcpPort ?? SOCKET_PORT}/${database}${host}`;
     },
     location: `embedded PostgreSQL in ${pgdata}`,
+    durable: durablePromise,
     async stop() {
       if (stopped) return exited.then(() => undefined);
       stopped = true;

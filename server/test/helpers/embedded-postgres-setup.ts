@@ -16,7 +16,7 @@ import { startEmbeddedPostgres } from '../../src/db/embedded-postgres.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
-    /** Superuser URL of the run's embedded PostgreSQL (database `postgres`). */
+    /** Superuser URL of the run's embedded PostgreSQL (its own database, `cairn`, which no test uses). */
     embeddedPostgresUrl: string;
   }
 }
@@ -26,12 +26,12 @@ export const TEMPLATE_DATABASE = 'cairn_template';
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'cairn-test-pg-'));
   const cluster = await startEmbeddedPostgres({ dataDir, log: pino({ level: 'silent' }), durable: false });
-  const admin = postgres(cluster.connectionOptions('postgres'));
+  const admin = postgres(cluster.connectionOptions());
   await admin.unsafe(`create database ${TEMPLATE_DATABASE}`);
   await admin.end();
   const template = await openDatabase({ databaseUrl: cluster.url(TEMPLATE_DATABASE), maxConnections: 1 });
   await template.close();
-  project.provide('embeddedPostgresUrl', cluster.url('postgres'));
+  project.provide('embeddedPostgresUrl', cluster.url());
   return async () => {
     await cluster.stop();
     await rm(dataDir, { recursive: true, force: true });
