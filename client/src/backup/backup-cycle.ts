@@ -1,4 +1,5 @@
 import {
+  CHUNKING_THRESHOLD_BYTES,
   LIMITS,
   displayPath,
   formatBytes,
@@ -62,6 +63,13 @@ export interface CycleDeps {
 /** Files hashed (and then uploaded and committed) together: bounds memory and commits progress as it goes. */
 const WORK_BATCH_FILES = 2_000;
 const WORK_BATCH_BYTES = 256 * 1024 * 1024;
+/**
+ * Bytes of small files (one chunk each) kept in memory from hashing to their
+ * upload, per batch: they are sent without being opened and read again
+ * (decision 171). At most three batches are in hand at once (one hashing,
+ * one uploading, one committing, which has dropped them).
+ */
+const KEPT_BYTES_PER_BATCH = 32 * 1024 * 1024;
 const CHANGED_FILE_ATTEMPTS = 3;
 /** Upload requests in flight at once, and the fewest parts worth a request of their own. */
 const UPLOAD_CONCURRENCY = 4;
@@ -190,7 +198,15 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       }
     };
 
-    const commitWork = async (work: WorkBatch, hashed: HashedEntry[], hashMs: number) => {
+    /** Makes sure the server holds the batch's contents; the kept bytes are dropped after (a re-upload reads the file). */
+    const uploadWork = async (hashed: HashedEntry[]): Promise<{ held: HashedEntry[]; uploadMs: number }> => {
+      const t1 = performance.now();
+      const held = await ensureHeld(api, runId as string, hashed, stats, hashing, log);
+      for (const item of hashed) delete item.hashed.bytes;
+      return { held, uploadMs: performance.now() - t1 };
+    };
+
+    const commitWork = async (work: WorkBatch, uploaded: { held: HashedEntry[]; uploadMs: number }, hashMs: number) => {
       const upserts: FileUpsert[] = [];
       const cacheEntries = new Map<string, CacheEntry>();
       for (const link of work.symlinks) {
@@ -204,9 +220,8 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
           stage(change, upserts, cacheEntries);
         }
       };
-      const t1 = performance.now();
-      let held = await ensureHeld(api, runId as string, hashed, stats, hashing, log);
       const t2 = performance.now();
+      let held = uploaded.held;
       addFiles(held);
       let refused = await commit(upserts, cacheEntries);
       // GC collected contents between their upload and this commit (docs/server.md): upload them again and commit again.
@@ -226,13 +241,15 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       }
       await removeSpools(held);
       log.debug(
-        { files: work.files.length, symlinks: work.symlinks.length, hashMs: Math.round(hashMs), uploadMs: Math.round(t2 - t1), commitMs: Math.round(performance.now() - t2) },
+        { files: work.files.length, symlinks: work.symlinks.length, hashMs: Math.round(hashMs), uploadMs: Math.round(uploaded.uploadMs), commitMs: Math.round(performance.now() - t2) },
         'batch done',
       );
     };
 
-    // Two stages in a pipeline: the next batch is read and hashed while this one uploads and commits,
-    // so the agent's reads and hashing overlap the server's writes instead of taking turns.
+    // Three stages in a pipeline (decision 172): while batch i uploads, batch i+1 is read and hashed and
+    // batch i-1 is committed, so the agent's reads, the uploads and the server's commits overlap instead
+    // of taking turns. Commits stay in batch order, one at a time; a commit only ever follows its own
+    // batch's upload, so nothing is committed before the server holds its bytes.
     const batches = workBatches(todo);
     const hashBatch = (work: WorkBatch | undefined) => {
       if (work === undefined) return null;
@@ -240,21 +257,34 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       return hashAll(work.files, hashing).then((hashed) => ({ hashed, ms: performance.now() - started }));
     };
     let nextHashed = hashBatch(batches[0]);
+    let committing: Promise<void> = Promise.resolve();
+    let commitFailure: { error: unknown } | undefined;
     try {
       for (let i = 0; i < batches.length; i += 1) {
         const { hashed, ms } = await (nextHashed as NonNullable<typeof nextHashed>);
         nextHashed = hashBatch(batches[i + 1]);
         // A failure of the next batch's hashing surfaces when it is awaited, not as an unhandled rejection.
         nextHashed?.catch(() => undefined);
+        if (commitFailure) throw commitFailure.error;
+        let uploaded: Awaited<ReturnType<typeof uploadWork>>;
         try {
-          await commitWork(batches[i] as WorkBatch, hashed, ms);
-        } finally {
+          uploaded = await uploadWork(hashed);
+        } catch (error) {
           await removeSpools(hashed);
+          throw error;
         }
+        const work = batches[i] as WorkBatch;
+        // After a failed commit the later ones are not tried: the chain stays rejected with the first failure.
+        committing = committing.then(() => commitWork(work, uploaded, ms)).finally(() => removeSpools(hashed));
+        committing.catch((error: unknown) => {
+          commitFailure ??= { error };
+        });
       }
+      await committing;
     } finally {
-      // A run that fails mid-way still lets the batch being hashed finish before the cycle reports.
+      // A run that fails mid-way still lets the batch being hashed and the one being committed finish before the cycle reports.
       await nextHashed?.catch(() => undefined);
+      await committing.catch(() => undefined);
     }
 
     // Directories after their contents, and not counted as changed files: one changes whenever a name in it does.
@@ -478,10 +508,13 @@ async function hashAll(files: readonly ScannedEntry[], hashing: Hashing): Promis
   const { progress } = hashing;
   progress.phase = 'hashing';
   const buffers: Buffer[] = [];
+  let kept = 0;
   const results = await mapConcurrent(files, hashing.concurrency, async (entry, worker) => {
     const buffer = (buffers[worker] ??= Buffer.allocUnsafe(READ_BYTES));
     try {
-      const hashed = await hashWithRetry(entry.path, buffer, hashing.spoolDir);
+      const keepUpTo = kept < KEPT_BYTES_PER_BATCH ? CHUNKING_THRESHOLD_BYTES : 0;
+      const hashed = await hashWithRetry(entry.path, buffer, hashing.spoolDir, keepUpTo);
+      kept += hashed.bytes?.length ?? 0;
       if (hashed.spool) hashing.storedAsRead(entry.path);
       progress.bytesHashed += hashed.size;
       return { entry, hashed };
@@ -495,11 +528,11 @@ async function hashAll(files: readonly ScannedEntry[], hashing: Hashing): Promis
   return results.filter((r): r is HashedEntry => r !== null);
 }
 
-async function hashWithRetry(path: string, buffer: Buffer, spoolDir: string): Promise<HashedFile> {
+async function hashWithRetry(path: string, buffer: Buffer, spoolDir: string, keepUpTo: number): Promise<HashedFile> {
   for (let attempt = 1; ; attempt += 1) {
     const last = attempt >= CHANGED_FILE_ATTEMPTS;
     try {
-      return await hashFile(path, buffer, last ? join(spoolDir, `${randomBytes(12).toString('hex')}.spool`) : undefined);
+      return await hashFile(path, buffer, last ? join(spoolDir, `${randomBytes(12).toString('hex')}.spool`) : undefined, keepUpTo);
     } catch (error) {
       if (!(error instanceof FileChangedError) || last) throw error;
     }
@@ -555,7 +588,17 @@ async function ensureHeld(
       addTo(byHash, item.hashed.sha256, item);
       addTo(byPath, uploadSource(item).path, item);
     }
-    const sending: PartSending = { api, runId, stats, progress, log, byPath, changed: new Set<HashedEntry>(), resend: new Set<string>() };
+    const sending: PartSending = {
+      api,
+      runId,
+      stats,
+      progress,
+      log,
+      byPath,
+      changed: new Set<HashedEntry>(),
+      resend: new Set<string>(),
+      answered: new Set<string>(),
+    };
     const { changed } = sending;
     /** Contents the server refused to assemble for a reason other than missing chunks, with that reason. */
     const refused = new Map<string, string>();
@@ -570,7 +613,7 @@ async function ensureHeld(
         const source = byHash.get(sha)?.find((candidate) => !changed.has(candidate));
         if (source === undefined) continue;
         if (source.hashed.chunks !== undefined) chunked.push(source);
-        else whole.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source) });
+        else whole.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source), ...(source.hashed.bytes ? { bytes: source.hashed.bytes } : {}) });
       }
       if (whole.length === 0 && chunked.length === 0) break;
       let failure = await sendParts(sending, whole);
@@ -582,7 +625,9 @@ async function ensureHeld(
         log.warn({ err: failure.message, attempt: attempt + 1, delayMs: delay }, 'upload failed; retrying');
         await sleep(delay);
       }
-      missing = await askMissing(api, [...missing]);
+      // Only what no answer covered is asked about again: after a clean round, nothing (decision 172).
+      const unanswered = [...missing].filter((sha) => !sending.answered.has(sha));
+      missing = unanswered.length === 0 ? new Set() : await askMissing(api, unanswered);
     }
     const again: HashedEntry[] = [];
     for (const [sha, list] of byHash) {
@@ -623,6 +668,8 @@ interface PartSending {
   changed: Set<HashedEntry>;
   /** Chunks an assemble answer named as not held: sent again even if "which are missing?" says otherwise. */
   resend: Set<string>;
+  /** Contents and chunks an upload or assemble answer said the user now holds: not asked about again. */
+  answered: Set<string>;
 }
 
 /**
@@ -655,7 +702,10 @@ async function sendParts(sending: PartSending, items: readonly UploadItem[]): Pr
       failure ??= outcome;
       continue;
     }
-    for (const result of outcome.uploaded) stats.bytesUploaded += result.size;
+    for (const result of outcome.uploaded) {
+      stats.bytesUploaded += result.size;
+      sending.answered.add(result.sha256);
+    }
     for (const item of outcome.changed) {
       for (const candidate of sending.byPath.get(item.path) ?? []) sending.changed.add(candidate);
       log.info({ path: item.path }, 'file changed while uploading; it will be read again');
@@ -729,7 +779,7 @@ async function assembleContents(sending: PartSending, contents: readonly HashedE
 async function assembleOnce(sending: PartSending, batch: readonly HashedEntry[]): Promise<{ refused: string } | Error | null> {
   const pieces = batch.flatMap((entry) => assembleRecordPieces(entry.hashed.sha256, entry.hashed.size, entry.hashed.chunks as ChunkList));
   try {
-    await sending.api.assemble(pieces);
+    for (const result of (await sending.api.assemble(pieces)).results) sending.answered.add(result.sha256);
     return null;
   } catch (error) {
     if (error instanceof PermanentError && error.statusCode === 409 && error.missing.length > 0) {
