@@ -69,7 +69,9 @@ const WORK_BATCH_BYTES = 256 * 1024 * 1024;
  * (decision 171). At most three batches are in hand at once (one hashing,
  * one uploading, one committing, which has dropped them).
  */
-const KEPT_BYTES_PER_BATCH = 32 * 1024 * 1024;
+const KEPT_BYTES_PER_BATCH = 16 * 1024 * 1024;
+/** Batches that start smaller: 1/8, 1/4 and 1/2 of the limits above. */
+const RAMP_UP_BATCHES = 3;
 const CHANGED_FILE_ATTEMPTS = 3;
 /** Upload requests in flight at once, and the fewest parts worth a request of their own. */
 const UPLOAD_CONCURRENCY = 4;
@@ -199,9 +201,9 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     };
 
     /** Makes sure the server holds the batch's contents; the kept bytes are dropped after (a re-upload reads the file). */
-    const uploadWork = async (hashed: HashedEntry[]): Promise<{ held: HashedEntry[]; uploadMs: number }> => {
+    const uploadWork = async (hashed: HashedEntry[], missing: Set<string>): Promise<{ held: HashedEntry[]; uploadMs: number }> => {
       const t1 = performance.now();
-      const held = await ensureHeld(api, runId as string, hashed, stats, hashing, log);
+      const held = await ensureHeld(api, runId as string, hashed, stats, hashing, log, missing);
       for (const item of hashed) delete item.hashed.bytes;
       return { held, uploadMs: performance.now() - t1 };
     };
@@ -254,21 +256,31 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     const hashBatch = (work: WorkBatch | undefined) => {
       if (work === undefined) return null;
       const started = performance.now();
-      return hashAll(work.files, hashing).then((hashed) => ({ hashed, ms: performance.now() - started }));
+      // The batch's "which are missing?" is asked as soon as it is hashed, while the previous batch still uploads.
+      return hashAll(work.files, hashing).then(async (hashed) => ({
+        hashed,
+        ms: performance.now() - started,
+        missing: await askMissing(api, [...new Set(hashed.map((item) => item.hashed.sha256))]),
+      }));
     };
     let nextHashed = hashBatch(batches[0]);
     let committing: Promise<void> = Promise.resolve();
     let commitFailure: { error: unknown } | undefined;
+    // A batch's question was asked while the previous batch uploaded: what that batch got held (a duplicate
+    // across the two) is not sent again.
+    let previousHeld: ReadonlySet<string> = new Set();
     try {
       for (let i = 0; i < batches.length; i += 1) {
-        const { hashed, ms } = await (nextHashed as NonNullable<typeof nextHashed>);
+        const { hashed, ms, missing } = await (nextHashed as NonNullable<typeof nextHashed>);
         nextHashed = hashBatch(batches[i + 1]);
         // A failure of the next batch's hashing surfaces when it is awaited, not as an unhandled rejection.
         nextHashed?.catch(() => undefined);
         if (commitFailure) throw commitFailure.error;
         let uploaded: Awaited<ReturnType<typeof uploadWork>>;
+        for (const sha of previousHeld) missing.delete(sha);
         try {
-          uploaded = await uploadWork(hashed);
+          uploaded = await uploadWork(hashed, missing);
+          previousHeld = new Set(uploaded.held.map((item) => item.hashed.sha256));
         } catch (error) {
           await removeSpools(hashed);
           throw error;
@@ -478,13 +490,20 @@ interface WorkBatch {
   symlinks: ScannedEntry[];
 }
 
-function workBatches(todo: readonly ScannedEntry[]): WorkBatch[] {
+/**
+ * Consecutive batches of at most WORK_BATCH_FILES entries and WORK_BATCH_BYTES
+ * of files. The first ones are smaller (1/8, 1/4, 1/2 of both), so the
+ * pipeline's stages start overlapping after a short first hash instead of a
+ * full batch's (decision 172).
+ */
+export function workBatches(todo: readonly ScannedEntry[]): WorkBatch[] {
   const batches: WorkBatch[] = [];
   let current: WorkBatch = { files: [], symlinks: [] };
   let bytes = 0;
+  const share = () => 1 / 2 ** Math.max(0, RAMP_UP_BATCHES - batches.length);
   for (const entry of todo) {
     const count = current.files.length + current.symlinks.length;
-    if (count > 0 && (count >= WORK_BATCH_FILES || bytes + entry.size > WORK_BATCH_BYTES)) {
+    if (count > 0 && (count >= WORK_BATCH_FILES * share() || bytes + entry.size > WORK_BATCH_BYTES * share())) {
       batches.push(current);
       current = { files: [], symlinks: [] };
       bytes = 0;
@@ -577,6 +596,8 @@ async function ensureHeld(
   stats: { bytesUploaded: number },
   hashing: Hashing,
   log: Logger,
+  /** The answer to "which are missing?" for these contents, when already asked. */
+  knownMissing?: Set<string>,
 ): Promise<HashedEntry[]> {
   const { progress, fileFailed } = hashing;
   let pending = hashed;
@@ -602,7 +623,7 @@ async function ensureHeld(
     const { changed } = sending;
     /** Contents the server refused to assemble for a reason other than missing chunks, with that reason. */
     const refused = new Map<string, string>();
-    let missing = await askMissing(api, [...byHash.keys()]);
+    let missing = round === 1 && knownMissing !== undefined ? knownMissing : await askMissing(api, [...byHash.keys()]);
     progress.phase = 'uploading';
     // Bounded: network trouble gets the usual retries, changed files their own; what is still missing then fails per file.
     for (let attempt = 0; missing.size > 0 && attempt < DEFAULT_RETRY_POLICY.attempts + CHANGED_FILE_ATTEMPTS; attempt += 1) {
