@@ -1,5 +1,4 @@
 import {
-  CHUNKING_THRESHOLD_BYTES,
   LIMITS,
   displayPath,
   formatBytes,
@@ -63,13 +62,6 @@ export interface CycleDeps {
 /** Files hashed (and then uploaded and committed) together: bounds memory and commits progress as it goes. */
 const WORK_BATCH_FILES = 2_000;
 const WORK_BATCH_BYTES = 256 * 1024 * 1024;
-/**
- * Bytes of small files (one chunk each) kept in memory from hashing to their
- * upload, per batch: they are sent without being opened and read again
- * (decision 171). At most three batches are in hand at once (one hashing,
- * one uploading, one committing, which has dropped them).
- */
-const KEPT_BYTES_PER_BATCH = 16 * 1024 * 1024;
 /** Batches that start smaller: 1/8, 1/4 and 1/2 of the limits above. */
 const RAMP_UP_BATCHES = 3;
 const CHANGED_FILE_ATTEMPTS = 3;
@@ -200,11 +192,10 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       }
     };
 
-    /** Makes sure the server holds the batch's contents; the kept bytes are dropped after (a re-upload reads the file). */
+    /** Makes sure the server holds the batch's contents. */
     const uploadWork = async (hashed: HashedEntry[], missing: Set<string>): Promise<{ held: HashedEntry[]; uploadMs: number }> => {
       const t1 = performance.now();
       const held = await ensureHeld(api, runId as string, hashed, stats, hashing, log, missing);
-      for (const item of hashed) delete item.hashed.bytes;
       return { held, uploadMs: performance.now() - t1 };
     };
 
@@ -527,13 +518,10 @@ async function hashAll(files: readonly ScannedEntry[], hashing: Hashing): Promis
   const { progress } = hashing;
   progress.phase = 'hashing';
   const buffers: Buffer[] = [];
-  let kept = 0;
   const results = await mapConcurrent(files, hashing.concurrency, async (entry, worker) => {
     const buffer = (buffers[worker] ??= Buffer.allocUnsafe(READ_BYTES));
     try {
-      const keepUpTo = kept < KEPT_BYTES_PER_BATCH ? CHUNKING_THRESHOLD_BYTES : 0;
-      const hashed = await hashWithRetry(entry.path, buffer, hashing.spoolDir, keepUpTo);
-      kept += hashed.bytes?.length ?? 0;
+      const hashed = await hashWithRetry(entry.path, buffer, hashing.spoolDir);
       if (hashed.spool) hashing.storedAsRead(entry.path);
       progress.bytesHashed += hashed.size;
       return { entry, hashed };
@@ -547,11 +535,11 @@ async function hashAll(files: readonly ScannedEntry[], hashing: Hashing): Promis
   return results.filter((r): r is HashedEntry => r !== null);
 }
 
-async function hashWithRetry(path: string, buffer: Buffer, spoolDir: string, keepUpTo: number): Promise<HashedFile> {
+async function hashWithRetry(path: string, buffer: Buffer, spoolDir: string): Promise<HashedFile> {
   for (let attempt = 1; ; attempt += 1) {
     const last = attempt >= CHANGED_FILE_ATTEMPTS;
     try {
-      return await hashFile(path, buffer, last ? join(spoolDir, `${randomBytes(12).toString('hex')}.spool`) : undefined, keepUpTo);
+      return await hashFile(path, buffer, last ? join(spoolDir, `${randomBytes(12).toString('hex')}.spool`) : undefined);
     } catch (error) {
       if (!(error instanceof FileChangedError) || last) throw error;
     }
@@ -634,7 +622,7 @@ async function ensureHeld(
         const source = byHash.get(sha)?.find((candidate) => !changed.has(candidate));
         if (source === undefined) continue;
         if (source.hashed.chunks !== undefined) chunked.push(source);
-        else whole.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source), ...(source.hashed.bytes ? { bytes: source.hashed.bytes } : {}) });
+        else whole.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source) });
       }
       if (whole.length === 0 && chunked.length === 0) break;
       let failure = await sendParts(sending, whole);

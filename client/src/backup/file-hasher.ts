@@ -36,12 +36,6 @@ export interface HashedFile {
    * which is sent whole for the server to cut.
    */
   chunks?: ChunkList;
-  /**
-   * The bytes hashed, when the caller asked to keep them (a small file,
-   * within the cycle's budget): the upload sends these instead of reading
-   * the file again, so what is sent is exactly what was hashed (decision 171).
-   */
-  bytes?: Buffer;
 }
 
 /** Opens a regular file, by its text spelling (decision 41), without following a symlink that replaced it since the scan. */
@@ -65,10 +59,8 @@ export function openNoFollow(filePath: string): Promise<FileHandle> {
  *
  * A file larger than the chunking threshold is also cut into chunks as it is
  * read, each hashed on its own (`chunks`): the same single read serves both.
- *
- * A file of at most `keepUpTo` bytes keeps its bytes in the result (`bytes`).
  */
-export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: string, keepUpTo = 0): Promise<HashedFile> {
+export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: string): Promise<HashedFile> {
   const handle = await openNoFollow(filePath);
   let spool: FileHandle | undefined;
   let keepSpool = false;
@@ -79,12 +71,10 @@ export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: str
     const hash = createHash('sha256');
     const chunker = isChunkedSize(before.size) ? new ChunkingHasher() : undefined;
     let total = 0;
-    let reads = 0;
     // Never past the size seen at open: a file appended to faster than it is read would otherwise never end.
     while (total < before.size) {
       const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, before.size - total), null);
       if (bytesRead === 0) break;
-      reads += 1;
       hash.update(buffer.subarray(0, bytesRead));
       chunker?.update(buffer.subarray(0, bytesRead));
       if (spool !== undefined) {
@@ -98,8 +88,6 @@ export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: str
     // By the bytes read: a file that shrank while read to the threshold or less is one chunk after all.
     const chunks = chunker !== undefined && isChunkedSize(total) ? chunker.final() : null;
     if (chunks !== null) hashed.chunks = chunks;
-    // Only a file read in one go is still whole in the buffer; a copy, as the buffer is the worker's and reused.
-    if (total <= keepUpTo && reads <= 1 && total === before.size) hashed.bytes = Buffer.from(buffer.subarray(0, total));
     if (total === before.size && after.size === before.size && after.mtimeMs === before.mtimeMs) return hashed;
     if (spool === undefined || spoolPath === undefined) throw new FileChangedError(filePath, `size ${before.size} -> ${after.size}, read ${total}`);
     keepSpool = true;

@@ -17,8 +17,6 @@ export interface UploadItem {
   mtimeMs: number;
   offset?: number;
   fileSize?: number;
-  /** The bytes that hashed to `sha256`, kept from hashing: sent as they are, the file is not read again (decision 171). */
-  bytes?: Buffer;
 }
 
 export interface UploadOutcome {
@@ -48,45 +46,21 @@ export async function uploadBatch(
   let changedItem: UploadItem | undefined;
   async function* body(): AsyncGenerator<Uint8Array> {
     const files = new OpenFiles();
-    // Headers and kept bytes are gathered into writes of about COALESCE_BYTES: a write per piece cost
-    // three socket writes per small file.
-    const gathered: Buffer[] = [];
-    let gatheredBytes = 0;
-    const gather = (piece: Buffer) => {
-      gathered.push(piece);
-      gatheredBytes += piece.length;
-    };
-    const take = (): Buffer => {
-      const out = Buffer.concat(gathered, gatheredBytes);
-      gathered.length = 0;
-      gatheredBytes = 0;
-      return out;
-    };
     try {
       for (const item of items) {
-        gather(
-          Buffer.from(
-            `--${boundary}\r\nContent-Disposition: form-data; name="${item.sha256}"; filename="${item.sha256}"\r\n` +
-              `Content-Type: application/octet-stream\r\n\r\n`,
-          ),
+        yield Buffer.from(
+          `--${boundary}\r\nContent-Disposition: form-data; name="${item.sha256}"; filename="${item.sha256}"\r\n` +
+            `Content-Type: application/octet-stream\r\n\r\n`,
         );
-        if (item.bytes !== undefined) {
-          onBytes(item.bytes.length);
-          gather(item.bytes);
-        } else {
-          yield take();
-          try {
-            yield* partBytes(await files.open(item), item, onBytes);
-          } catch (error) {
-            if (error instanceof FileChangedError) changedItem = item;
-            throw error;
-          }
+        try {
+          yield* partBytes(await files.open(item), item, onBytes);
+        } catch (error) {
+          if (error instanceof FileChangedError) changedItem = item;
+          throw error;
         }
-        gather(Buffer.from('\r\n'));
-        if (gatheredBytes >= COALESCE_BYTES) yield take();
+        yield Buffer.from('\r\n');
       }
-      gather(Buffer.from(`--${boundary}--\r\n`));
-      yield take();
+      yield Buffer.from(`--${boundary}--\r\n`);
     } finally {
       await files.close();
     }
@@ -147,8 +121,5 @@ async function* partBytes(handle: FileHandle, item: UploadItem, onBytes: (bytes:
   }
   if (hash.digest('hex') !== item.sha256) throw new FileChangedError(item.path, 'content no longer matches its hash');
 }
-
-/** About the size of one write of gathered small parts. */
-const COALESCE_BYTES = 256 * 1024;
 
 export const UPLOAD_LIMITS = { maxBytes: LIMITS.uploadBatchBytes, maxParts: LIMITS.uploadParts };
