@@ -83,7 +83,7 @@ function judge(scenario: Scenario, ours: Measurement, restic: Measurement | unde
   add('bytes', ratio(ours.bytesUploaded, restic?.bytesUploaded), scenario.target.bytesRatio);
   if (dumpScenario(scenario) && ours.metadataBaselineBytes !== undefined) {
     // S6/S7 judge what the dump's days cost: packs plus index rows, without the fixed size of an empty
-    // database, which a server pays once whatever it stores (decision 178); the whole database is shown too.
+    // database, which a server pays once whatever it stores (decision 173); the whole database is shown too.
     add('stored', ratio(ours.storedBytes - ours.metadataBaselineBytes, restic?.storedBytes), scenario.target.storedRatio);
     const whole = ratio(ours.storedBytes, restic?.storedBytes);
     const last = verdicts[verdicts.length - 1];

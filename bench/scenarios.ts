@@ -68,7 +68,7 @@ export interface Measurement {
   /**
    * Cairn only: the same database's size on the fresh server before its
    * first backup (system catalogs and empty tables, 8-9 MB), which S6/S7's
-   * stored verdict leaves out: it judges packs plus index rows (decision 178).
+   * stored verdict leaves out: it judges packs plus index rows (decision 173).
    */
   metadataBaselineBytes?: number;
   /** Peak RSS in bytes: agent (Cairn) or restic. */

@@ -27,7 +27,7 @@ try {
   const { startServer } = await import('./server.ts');
   const server = await startServer(config, log, { prepared });
   // Once started: while the modules load, the heap only grows, and collecting
-  // at every 30% of it would slow the start (decision 185).
+  // at every 30% of it would slow the start (decision 178).
   setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
   const shutdown = (signal: string) => {
     log.info({ signal }, 'shutting down');

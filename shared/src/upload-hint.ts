@@ -2,7 +2,7 @@
  * An upload part may say which content it is likely similar to: the previous
  * version of the same file, and where in the file the part's bytes sit. The
  * server may then store the part's chunks as deltas against that version's
- * chunks (decision 176). The hint travels in the part's filename, which
+ * chunks (decision 171). The hint travels in the part's filename, which
  * servers before it ignore, as `<sha256>.similar.<previous sha256>.<offset>`;
  * it changes nothing the server answers, only how it stores the bytes.
  */

@@ -1,5 +1,5 @@
 /**
- * The server's V8 flags (server/src/node-flags.ts, decision 185) are on
+ * The server's V8 flags (server/src/node-flags.ts, decision 178) are on
  * node's command line however it is started: a flag missing in one launcher
  * would make its memory differ from what the bench measures.
  */

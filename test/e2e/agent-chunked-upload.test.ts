@@ -159,7 +159,7 @@ describe('a large file is uploaded as chunks, and a re-run sends only the change
     expect(report.filesChanged).toBe(1);
     expect(report.bytesUploaded).toBeGreaterThan(0);
     expect(report.bytesUploaded).toBeLessThan(3 * DEFAULT_CHUNKER_PARAMS.maxSize);
-    // The agent named the file's previous version, and the server stored the changed chunk as a delta against it (decision 176).
+    // The agent named the file's previous version, and the server stored the changed chunk as a delta against it (decision 171).
     expect(await deltaChunks()).toBeGreaterThan(deltasBefore);
   });
 

@@ -63,6 +63,8 @@ export interface CycleDeps {
 /** Files hashed (and then uploaded and committed) together: bounds memory and commits progress as it goes. */
 const WORK_BATCH_FILES = 2_000;
 const WORK_BATCH_BYTES = 256 * 1024 * 1024;
+/** Batches that start smaller: 1/8, 1/4 and 1/2 of the limits above. */
+const RAMP_UP_BATCHES = 3;
 const CHANGED_FILE_ATTEMPTS = 3;
 /** Upload requests in flight at once, and the fewest parts worth a request of their own. */
 const UPLOAD_CONCURRENCY = 4;
@@ -193,7 +195,14 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       }
     };
 
-    const commitWork = async (work: WorkBatch, hashed: HashedEntry[], hashMs: number) => {
+    /** Makes sure the server holds the batch's contents. */
+    const uploadWork = async (hashed: HashedEntry[], missing: Set<string>): Promise<{ held: HashedEntry[]; uploadMs: number }> => {
+      const t1 = performance.now();
+      const held = await ensureHeld(api, runId as string, hashed, stats, hashing, log, missing);
+      return { held, uploadMs: performance.now() - t1 };
+    };
+
+    const commitWork = async (work: WorkBatch, uploaded: { held: HashedEntry[]; uploadMs: number }, hashMs: number) => {
       const upserts: FileUpsert[] = [];
       const cacheEntries = new Map<string, CacheEntry>();
       for (const link of work.symlinks) {
@@ -207,9 +216,8 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
           stage(change, upserts, cacheEntries);
         }
       };
-      const t1 = performance.now();
-      let held = await ensureHeld(api, runId as string, hashed, stats, hashing, log);
       const t2 = performance.now();
+      let held = uploaded.held;
       addFiles(held);
       let refused = await commit(upserts, cacheEntries);
       // GC collected contents between their upload and this commit (docs/server.md): upload them again and commit again.
@@ -229,35 +237,60 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       }
       await removeSpools(held);
       log.debug(
-        { files: work.files.length, symlinks: work.symlinks.length, hashMs: Math.round(hashMs), uploadMs: Math.round(t2 - t1), commitMs: Math.round(performance.now() - t2) },
+        { files: work.files.length, symlinks: work.symlinks.length, hashMs: Math.round(hashMs), uploadMs: Math.round(uploaded.uploadMs), commitMs: Math.round(performance.now() - t2) },
         'batch done',
       );
     };
 
-    // Two stages in a pipeline: the next batch is read and hashed while this one uploads and commits,
-    // so the agent's reads and hashing overlap the server's writes instead of taking turns.
+    // Three stages in a pipeline (decision 180): while batch i uploads, batch i+1 is read and hashed and
+    // batch i-1 is committed, so the agent's reads, the uploads and the server's commits overlap instead
+    // of taking turns. Commits stay in batch order, one at a time; a commit only ever follows its own
+    // batch's upload, so nothing is committed before the server holds its bytes.
     const batches = workBatches(todo);
     const hashBatch = (work: WorkBatch | undefined) => {
       if (work === undefined) return null;
       const started = performance.now();
-      return hashAll(work.files, hashing).then((hashed) => ({ hashed, ms: performance.now() - started }));
+      // The batch's "which are missing?" is asked as soon as it is hashed, while the previous batch still uploads.
+      return hashAll(work.files, hashing).then(async (hashed) => ({
+        hashed,
+        ms: performance.now() - started,
+        missing: await askMissing(api, [...new Set(hashed.map((item) => item.hashed.sha256))]),
+      }));
     };
     let nextHashed = hashBatch(batches[0]);
+    let committing: Promise<void> = Promise.resolve();
+    let commitFailure: { error: unknown } | undefined;
+    // A batch's question was asked while the previous batch uploaded: what that batch got held (a duplicate
+    // across the two) is not sent again.
+    let previousHeld: ReadonlySet<string> = new Set();
     try {
       for (let i = 0; i < batches.length; i += 1) {
-        const { hashed, ms } = await (nextHashed as NonNullable<typeof nextHashed>);
+        const { hashed, ms, missing } = await (nextHashed as NonNullable<typeof nextHashed>);
         nextHashed = hashBatch(batches[i + 1]);
         // A failure of the next batch's hashing surfaces when it is awaited, not as an unhandled rejection.
         nextHashed?.catch(() => undefined);
+        if (commitFailure) throw commitFailure.error;
+        let uploaded: Awaited<ReturnType<typeof uploadWork>>;
+        for (const sha of previousHeld) missing.delete(sha);
         try {
-          await commitWork(batches[i] as WorkBatch, hashed, ms);
-        } finally {
+          uploaded = await uploadWork(hashed, missing);
+          previousHeld = new Set(uploaded.held.map((item) => item.hashed.sha256));
+        } catch (error) {
           await removeSpools(hashed);
+          throw error;
         }
+        const work = batches[i] as WorkBatch;
+        // After a failed commit the later ones are not tried: the chain stays rejected with the first failure.
+        committing = committing.then(() => commitWork(work, uploaded, ms)).finally(() => removeSpools(hashed));
+        committing.catch((error: unknown) => {
+          commitFailure ??= { error };
+        });
       }
+      await committing;
     } finally {
-      // A run that fails mid-way still lets the batch being hashed finish before the cycle reports.
+      // A run that fails mid-way still lets the batch being hashed and the one being committed finish before the cycle reports.
       await nextHashed?.catch(() => undefined);
+      await committing.catch(() => undefined);
     }
 
     // Directories after their contents, and not counted as changed files: one changes whenever a name in it does.
@@ -451,13 +484,20 @@ interface WorkBatch {
   symlinks: ScannedEntry[];
 }
 
-function workBatches(todo: readonly ScannedEntry[]): WorkBatch[] {
+/**
+ * Consecutive batches of at most WORK_BATCH_FILES entries and WORK_BATCH_BYTES
+ * of files. The first ones are smaller (1/8, 1/4, 1/2 of both), so the
+ * pipeline's stages start overlapping after a short first hash instead of a
+ * full batch's (decision 180).
+ */
+export function workBatches(todo: readonly ScannedEntry[]): WorkBatch[] {
   const batches: WorkBatch[] = [];
   let current: WorkBatch = { files: [], symlinks: [] };
   let bytes = 0;
+  const share = () => 1 / 2 ** Math.max(0, RAMP_UP_BATCHES - batches.length);
   for (const entry of todo) {
     const count = current.files.length + current.symlinks.length;
-    if (count > 0 && (count >= WORK_BATCH_FILES || bytes + entry.size > WORK_BATCH_BYTES)) {
+    if (count > 0 && (count >= WORK_BATCH_FILES * share() || bytes + entry.size > WORK_BATCH_BYTES * share())) {
       batches.push(current);
       current = { files: [], symlinks: [] };
       bytes = 0;
@@ -547,6 +587,8 @@ async function ensureHeld(
   stats: { bytesUploaded: number },
   hashing: Hashing,
   log: Logger,
+  /** The answer to "which are missing?" for these contents, when already asked. */
+  knownMissing?: Set<string>,
 ): Promise<HashedEntry[]> {
   const { progress, fileFailed } = hashing;
   let pending = hashed;
@@ -571,11 +613,12 @@ async function ensureHeld(
         const previous = hashing.previousOf(item.entry.path);
         return previous !== undefined && previous !== item.hashed.sha256 ? { similar: { sha256: previous, offset } } : {};
       },
+      answered: new Set<string>(),
     };
     const { changed } = sending;
     /** Contents the server refused to assemble for a reason other than missing chunks, with that reason. */
     const refused = new Map<string, string>();
-    let missing = await askMissing(api, [...byHash.keys()]);
+    let missing = round === 1 && knownMissing !== undefined ? knownMissing : await askMissing(api, [...byHash.keys()]);
     progress.phase = 'uploading';
     // Bounded: network trouble gets the usual retries, changed files their own; what is still missing then fails per file.
     for (let attempt = 0; missing.size > 0 && attempt < DEFAULT_RETRY_POLICY.attempts + CHANGED_FILE_ATTEMPTS; attempt += 1) {
@@ -598,7 +641,9 @@ async function ensureHeld(
         log.warn({ err: failure.message, attempt: attempt + 1, delayMs: delay }, 'upload failed; retrying');
         await sleep(delay);
       }
-      missing = await askMissing(api, [...missing]);
+      // Only what no answer covered is asked about again: after a clean round, nothing (decision 180).
+      const unanswered = [...missing].filter((sha) => !sending.answered.has(sha));
+      missing = unanswered.length === 0 ? new Set() : await askMissing(api, unanswered);
     }
     const again: HashedEntry[] = [];
     for (const [sha, list] of byHash) {
@@ -641,6 +686,8 @@ interface PartSending {
   resend: Set<string>;
   /** The hint for bytes of `item` at `offset`: its file's previous content, when it had another one. */
   similarTo: (item: HashedEntry, offset: number) => { similar?: SimilarHint };
+  /** Contents and chunks an upload or assemble answer said the user now holds: not asked about again. */
+  answered: Set<string>;
 }
 
 /**
@@ -673,7 +720,10 @@ async function sendParts(sending: PartSending, items: readonly UploadItem[]): Pr
       failure ??= outcome;
       continue;
     }
-    for (const result of outcome.uploaded) stats.bytesUploaded += result.size;
+    for (const result of outcome.uploaded) {
+      stats.bytesUploaded += result.size;
+      sending.answered.add(result.sha256);
+    }
     for (const item of outcome.changed) {
       for (const candidate of sending.byPath.get(item.path) ?? []) sending.changed.add(candidate);
       log.info({ path: item.path }, 'file changed while uploading; it will be read again');
@@ -747,7 +797,7 @@ async function assembleContents(sending: PartSending, contents: readonly HashedE
 async function assembleOnce(sending: PartSending, batch: readonly HashedEntry[]): Promise<{ refused: string } | Error | null> {
   const pieces = batch.flatMap((entry) => assembleRecordPieces(entry.hashed.sha256, entry.hashed.size, entry.hashed.chunks as ChunkList));
   try {
-    await sending.api.assemble(pieces);
+    for (const result of (await sending.api.assemble(pieces)).results) sending.answered.add(result.sha256);
     return null;
   } catch (error) {
     if (error instanceof PermanentError && error.statusCode === 409 && error.missing.length > 0) {

@@ -17,7 +17,7 @@ export interface UploadItem {
   mtimeMs: number;
   offset?: number;
   fileSize?: number;
-  /** The previous version of this file, for the server to store the bytes as deltas against (decision 176). */
+  /** The previous version of this file, for the server to store the bytes as deltas against (decision 171). */
   similar?: SimilarHint;
 }
 

@@ -90,7 +90,7 @@ export const contentRoutes: FastifyPluginAsyncTypebox<{ ctx: AppContext }> = asy
           if (!isSha256(part.fieldname)) {
             throw new BadRequestError(`part "${part.fieldname.slice(0, 100)}": the field name must be the content's lower-case hex SHA-256`);
           }
-          // The filename may carry a hint of the content these bytes resemble (decision 176); a bad one is ignored.
+          // The filename may carry a hint of the content these bytes resemble (decision 171); a bad one is ignored.
           const similar = similarHintOf(part.fieldname, part.filename);
           yield similar ? { sha256: part.fieldname, source: part.file, similar } : { sha256: part.fieldname, source: part.file };
         }

@@ -58,7 +58,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Databa
   const { options: connection, description, embedded } = await (options.prepared ?? prepareDatabase(options));
   const stopEmbedded = async () => embedded?.stop();
   try {
-    // No named prepared statements (decision 184): postgres.js keeps every
+    // No named prepared statements (decision 177): postgres.js keeps every
     // distinct statement prepared on each connection for the connection's
     // life, and PostgreSQL its plan, 1.2-1.5 MB per backend for one batch
     // insert of 1,250 rows; batch sizes vary, so they piled up, in the

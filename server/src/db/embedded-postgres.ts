@@ -21,7 +21,7 @@
  * left running anyway (the wrapper killed too) or a stale postmaster.pid is
  * dealt with on the next start.
  *
- * First start (decision 181): initdb runs with --no-sync, and the cluster's
+ * First start (decision 174): initdb runs with --no-sync, and the cluster's
  * files are fsynced in the background while the postmaster starts and the
  * migrations run; `durable` resolves when they are on disk, and the server
  * neither listens nor imports anything before that. `pg-unsynced` is written
@@ -68,7 +68,7 @@ export interface EmbeddedPostgres {
   /**
    * Resolves when the cluster's files are on disk: at once on a restart; on
    * the first start, when the background fsync of what initdb wrote is done
-   * (decision 181). Nothing may be acknowledged to anyone before it.
+   * (decision 174). Nothing may be acknowledged to anyone before it.
    */
   durable: Promise<void>;
   /** Fast shutdown; resolves when the postmaster has exited. */
@@ -231,7 +231,7 @@ function serverSettings(pgdata: string, tcpPort: number | undefined, durable: bo
  * of 1,250 files' rows) kept 10-15 MiB it no longer used. A fixed threshold
  * keeps blocks of 128 KiB and more in mappings of their own, returned to the
  * OS when PostgreSQL frees them; the trim threshold returns the heap's free
- * top too (decision 184). Other allocators ignore these variables.
+ * top too (decision 177). Other allocators ignore these variables.
  */
 const POSTGRES_MALLOC_ENV = { MALLOC_MMAP_THRESHOLD_: String(128 * 1024), MALLOC_TRIM_THRESHOLD_: String(256 * 1024) };
 
@@ -511,7 +511,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   // Also after initdb's
   // empty database `postgres` becomes the server's: renaming is a catalog
   // update, where creating one copies template1 (7.5 MB through the WAL,
-  // 0.2-0.5 s; decision 183). The superuser is named like it, so psql's
+  // 0.2-0.5 s; decision 176). The superuser is named like it, so psql's
   // default database is this one.
   const admin = postgres({ ...connection('template1'), max: 1 });
   try {

@@ -3,7 +3,7 @@
  * neither the schema nor drizzle's query builder: with DATABASE_URL unset,
  * start the embedded PostgreSQL; then apply pending migrations; then, for a
  * new embedded cluster, wait until it is on disk. main.ts runs it while the
- * rest of the server is still being imported (decision 182), so it imports
+ * rest of the server is still being imported (decision 175), so it imports
  * little itself; openDatabase runs it when it is not given one.
  */
 import path from 'node:path';
@@ -54,7 +54,7 @@ export async function prepareDatabase(options: PrepareDatabaseOptions): Promise<
   }
   try {
     await migratePostgresExclusively(connection.options);
-    // A new embedded cluster is on disk before anything is imported or served (decision 181).
+    // A new embedded cluster is on disk before anything is imported or served (decision 174).
     await embedded?.durable;
   } catch (error) {
     await embedded?.stop();
@@ -98,7 +98,7 @@ const MIGRATIONS_LOCK_KEY = 7_146_000;
  * Drizzle's own migrator sends each of the 170-odd statements as a query of
  * its own; this does what it does (the same table, hashes and order, so
  * databases migrated by either are the same) with all pending migrations as
- * one multi-statement query in one transaction (decision 182): one round
+ * one multi-statement query in one transaction (decision 175): one round
  * trip for the lock and the check, three for a fresh database.
  */
 async function migratePostgresExclusively(options: Options<Record<string, never>>, migrationsFolder = MIGRATIONS_DIR): Promise<void> {

@@ -196,7 +196,7 @@ export const chunks = pgTable(
     /** storage/chunk-codec.ts CHUNK_CODECS: 0 raw, 1 zstd, 2 delta. */
     codec: smallint('codec'),
     /**
-     * A delta chunk's base (decision 176): a chunk stored whole that this
+     * A delta chunk's base (decision 171): a chunk stored whole that this
      * one's bytes are a delta against. GC keeps a base while a chunk names it.
      */
     baseSha256: sha256Column('base_sha256'),

@@ -183,21 +183,16 @@ export async function applyChanges(
     if (!run) throw new NotFoundError('no such run');
     if (run.status !== 'running') throw new ConflictError(`run ${runId} is already ${run.status}`);
     if (hashes.length > 0) {
-      const held = rowsOf<{ sha256: string; size: number | string | null }>(
-        await tx.execute(sql`
-          select h.value as sha256, coalesce(ct.size, ch.size) as size
-          from jsonb_array_elements_text(${JSON.stringify(hashes)}::jsonb) h
-          left join owner_contents oc on oc.user_id = ${agent.userId} and oc.content_sha256 = decode(h.value, 'hex')
-          -- A contents row for a content of several chunks, else the one chunk of that hash (decision 91).
-          left join contents ct on ct.sha256 = oc.content_sha256
-          left join chunks ch on ch.sha256 = oc.content_sha256`),
-      );
-      const missing = held.filter((row) => row.size === null).map((row) => row.sha256);
+      const sizes = await heldContentSizes(tx, agent.userId, hashes);
+      const missing = hashes.filter((hash) => !sizes.has(hash));
       if (missing.length > 0) {
         throw new ConflictError(`${missing.length} content(s) are not stored for this user; upload them first`, { missing });
       }
-      refuseSizeMismatches(upserts, new Map(held.map((row) => [row.sha256, Number(row.size)])));
+      refuseSizeMismatches(upserts, sizes);
     }
+    // Every statement below reads or writes one table by its index, with the batch's keys as a list: none
+    // joins the request's rows against a table, whose plan on tables not yet analyzed could turn into a
+    // nested loop over all of them (a 2,000-file commit took 17-28 s that way; decision 181).
     let opened = 0;
     let closed = 0;
     if (upserts.length > 0) {
@@ -206,66 +201,90 @@ export async function applyChanges(
         insert into client_paths (client_id, path)
         select ${agent.clientId}::uuid, value from jsonb_array_elements_text(${JSON.stringify(upserts.map((u) => u.path))}::jsonb)
         on conflict (client_id, path) do nothing`);
-      const input = sql`(
-        select cp.id as path_id, x.kind, decode(x.sha256, 'hex') as sha256, x.size, x.mtime_ms, x.mode, x.link_target,
-               x.uid, x.gid, x.hardlink_group, x.changed_while_read
-        from jsonb_to_recordset(${JSON.stringify(upserts)}::jsonb)
-          as x(path text, kind text, sha256 text, size bigint, mtime_ms bigint, mode integer, link_target text,
-               uid bigint, gid bigint, hardlink_group text, changed_while_read boolean)
-        join client_paths cp on cp.client_id = ${agent.clientId} and cp.path = x.path) as x`;
-      // A version from an agent that sent no owners, matched by an upsert that names them and is otherwise
-      // equal, gets them filled in place: a new version differing only in what was unknown would push a
-      // real older version out of retention on the first run after an agent upgrade.
-      await tx.execute(sql`
-        update file_versions fv set uid = x.uid, gid = x.gid, hardlink_group = x.hardlink_group
-        from ${input}
-        where fv.path_id = x.path_id and fv.valid_to is null
-          and fv.uid is null and fv.gid is null and x.uid is not null and x.gid is not null
-          and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target)
-            is not distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target)`);
-      closed += countOf(
-        await tx.execute(sql`
-          with changed as (
-            update file_versions fv set valid_to = greatest(${COMMIT_TIME}, fv.valid_from)
-            from ${input}
-            where fv.path_id = x.path_id and fv.valid_to is null
-              and (fv.kind, fv.content_sha256, fv.size, fv.mtime_ms, fv.mode, fv.link_target, fv.uid, fv.gid, fv.hardlink_group, fv.changed_while_read)
-                is distinct from (x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target, x.uid, x.gid, x.hardlink_group, x.changed_while_read)
-            returning 1)
-          select count(*)::int as n from changed`),
-      );
-      opened += countOf(
-        await tx.execute(sql`
-          with inserted as (
-            insert into file_versions (path_id, kind, content_sha256, size, mtime_ms, mode, link_target,
-                                       uid, gid, hardlink_group, changed_while_read, valid_from)
-            select x.path_id, x.kind, x.sha256, x.size, x.mtime_ms, x.mode, x.link_target,
-                   x.uid, x.gid, x.hardlink_group, x.changed_while_read, ${COMMIT_TIME}
-            from ${input}
-            where not exists (select 1 from file_versions fv where fv.path_id = x.path_id and fv.valid_to is null)
-            returning path_id),
-          -- A deleted path that is back is no longer deleted (decision 160); only its row is touched.
-          back as (
-            update client_paths cp set deleted_at = null
-            from inserted where cp.id = inserted.path_id and cp.deleted_at is not null)
-          select count(*)::int as n from inserted`),
-      );
+      const current = await currentVersions(tx, agent.clientId, upserts.map((u) => u.path));
+      const fillOwners = new Map<string, string[]>();
+      const close: string[] = [];
+      const insert: (NormalisedUpsert & { path_id: number })[] = [];
+      const undelete: string[] = [];
+      for (const upsert of upserts) {
+        const row = current.get(upsert.path);
+        if (row === undefined) throw new Error(`client path row missing right after its insert: ${JSON.stringify(upsert.path)}`);
+        const fields = versionFields(upsert);
+        if (row.version_id !== null) {
+          // A version from an agent that sent no owners, matched by an upsert that names them and is otherwise
+          // equal, gets them filled in place: a new version differing only in what was unknown would push a
+          // real older version out of retention on the first run after an agent upgrade.
+          let stored = storedFields(row);
+          if (row.uid === null && row.gid === null && upsert.uid !== null && upsert.gid !== null && sameFields(stored, fields, OWNERLESS_FIELDS)) {
+            const key = JSON.stringify([upsert.uid, upsert.gid, upsert.hardlink_group]);
+            const ids = fillOwners.get(key);
+            if (ids) ids.push(row.version_id);
+            else fillOwners.set(key, [row.version_id]);
+            stored = { ...stored, uid: fields.uid, gid: fields.gid, hardlink_group: fields.hardlink_group };
+          }
+          if (sameFields(stored, fields, VERSION_FIELDS)) continue;
+          close.push(row.version_id);
+        }
+        insert.push({ ...upsert, path_id: Number(row.path_id) });
+        if (row.deleted) undelete.push(row.path_id);
+      }
+      for (const [key, ids] of fillOwners) {
+        const [uid, gid, hardlinkGroup] = JSON.parse(key) as [number, number, string | null];
+        await tx.execute(sql`update file_versions set uid = ${uid}, gid = ${gid}, hardlink_group = ${hardlinkGroup} where id in ${idList(ids)}`);
+      }
+      if (close.length > 0) {
+        closed += countOf(
+          await tx.execute(sql`
+            with changed as (
+              update file_versions set valid_to = greatest(${COMMIT_TIME}, valid_from)
+              where id in ${idList(close)} and valid_to is null
+              returning 1)
+            select count(*)::int as n from changed`),
+        );
+      }
+      if (insert.length > 0) {
+        opened += countOf(
+          await tx.execute(sql`
+            with inserted as (
+              insert into file_versions (path_id, kind, content_sha256, size, mtime_ms, mode, link_target,
+                                         uid, gid, hardlink_group, changed_while_read, valid_from)
+              select x.path_id, x.kind, decode(x.sha256, 'hex'), x.size, x.mtime_ms, x.mode, x.link_target,
+                     x.uid, x.gid, x.hardlink_group, x.changed_while_read, ${COMMIT_TIME}
+              from jsonb_to_recordset(${JSON.stringify(insert)}::jsonb)
+                as x(path_id bigint, kind text, sha256 text, size bigint, mtime_ms bigint, mode integer, link_target text,
+                     uid bigint, gid bigint, hardlink_group text, changed_while_read boolean)
+              returning 1)
+            select count(*)::int as n from inserted`),
+        );
+      }
+      // A deleted path that is back is no longer deleted (decision 160); only its row is touched.
+      if (undelete.length > 0) await tx.execute(sql`update client_paths set deleted_at = null where id in ${idList(undelete)}`);
     }
     if (deletes.length > 0) {
-      closed += countOf(
+      const ids = rowsOf<{ id: string }>(
         await tx.execute(sql`
-          with gone as (
+          select id::text as id from client_paths
+          where client_id = ${agent.clientId} and path in ${textList(deletes)}`),
+      ).map((row) => row.id);
+      if (ids.length > 0) {
+        const gone = rowsOf<{ path_id: string; valid_to: string }>(
+          await tx.execute(sql`
             update file_versions set valid_to = greatest(${COMMIT_TIME}, valid_from)
-            where valid_to is null and path_id in (
-              select cp.id from client_paths cp
-              where cp.client_id = ${agent.clientId}
-                and cp.path in (select value from jsonb_array_elements_text(${JSON.stringify(deletes)}::jsonb)))
-            returning path_id, valid_to),
-          -- The deleted-files view reads deletions from the path rows (decision 160).
-          marked as (
-            update client_paths cp set deleted_at = gone.valid_to from gone where cp.id = gone.path_id)
-          select count(*)::int as n from gone`),
-      );
+            where valid_to is null and path_id in ${idList(ids)}
+            returning path_id::text as path_id, valid_to::text as valid_to`),
+        );
+        closed += gone.length;
+        // The deleted-files view reads deletions from the path rows (decision 160), at the version's end.
+        const byTime = new Map<string, string[]>();
+        for (const row of gone) {
+          const list = byTime.get(row.valid_to);
+          if (list) list.push(row.path_id);
+          else byTime.set(row.valid_to, [row.path_id]);
+        }
+        for (const [validTo, pathIds] of byTime) {
+          await tx.execute(sql`update client_paths set deleted_at = ${validTo}::timestamptz where id in ${idList(pathIds)}`);
+        }
+      }
     }
     return { opened, closed };
   });
@@ -293,6 +312,114 @@ function refuseSizeMismatches(upserts: readonly NormalisedUpsert[], contentSizes
 
 function countOf(result: unknown): number {
   return Number(rowsOf<{ n: number | string }>(result)[0]?.n ?? 0);
+}
+
+/** The fields that make a version: two equal in all of them are the same version (null equals null). */
+const VERSION_FIELDS = ['kind', 'sha256', 'size', 'mtime_ms', 'mode', 'link_target', 'uid', 'gid', 'hardlink_group', 'changed_while_read'] as const;
+/** What a version without owners is compared on before they are filled in. */
+const OWNERLESS_FIELDS = ['kind', 'sha256', 'size', 'mtime_ms', 'mode', 'link_target'] as const;
+type VersionFields = Record<(typeof VERSION_FIELDS)[number], string | null>;
+
+/** A path's row and its current version (if any), as text, as read by currentVersions. */
+interface CurrentRow {
+  path: string;
+  path_id: string;
+  deleted: boolean;
+  version_id: string | null;
+  kind: string | null;
+  sha256: string | null;
+  size: string | null;
+  mtime_ms: string | null;
+  mode: string | null;
+  link_target: string | null;
+  uid: string | null;
+  gid: string | null;
+  hardlink_group: string | null;
+  changed_while_read: boolean | null;
+}
+
+function versionFields(upsert: NormalisedUpsert): VersionFields {
+  const text = (value: number | null) => (value === null ? null : String(value));
+  return {
+    kind: upsert.kind,
+    sha256: upsert.sha256,
+    size: String(upsert.size),
+    mtime_ms: String(upsert.mtime_ms),
+    mode: String(upsert.mode),
+    link_target: upsert.link_target,
+    uid: text(upsert.uid),
+    gid: text(upsert.gid),
+    hardlink_group: upsert.hardlink_group,
+    changed_while_read: String(upsert.changed_while_read),
+  };
+}
+
+function storedFields(row: CurrentRow): VersionFields {
+  return {
+    kind: row.kind,
+    sha256: row.sha256,
+    size: row.size,
+    mtime_ms: row.mtime_ms,
+    mode: row.mode,
+    link_target: row.link_target,
+    uid: row.uid,
+    gid: row.gid,
+    hardlink_group: row.hardlink_group,
+    changed_while_read: row.changed_while_read === null ? null : String(row.changed_while_read),
+  };
+}
+
+function sameFields(a: VersionFields, b: VersionFields, fields: readonly (keyof VersionFields)[]): boolean {
+  return fields.every((field) => a[field] === b[field]);
+}
+
+/**
+ * The rows of these paths of a client and their current versions: the path
+ * index drives, each version is one look into the current-version index.
+ */
+async function currentVersions(tx: Tx, clientId: string, paths: readonly string[]): Promise<Map<string, CurrentRow>> {
+  const rows = rowsOf<CurrentRow>(
+    await tx.execute(sql`
+      select cp.path, cp.id::text as path_id, cp.deleted_at is not null as deleted,
+             fv.id::text as version_id, fv.kind, encode(fv.content_sha256, 'hex') as sha256, fv.size::text as size,
+             fv.mtime_ms::text as mtime_ms, fv.mode::text as mode, fv.link_target, fv.uid::text as uid, fv.gid::text as gid,
+             fv.hardlink_group, fv.changed_while_read
+      from client_paths cp
+      left join lateral (
+        select * from file_versions v where v.path_id = cp.id and v.valid_to is null limit 1
+      ) fv on true
+      where cp.client_id = ${clientId} and cp.path in ${textList(paths)}`),
+  );
+  return new Map(rows.map((row) => [row.path, row]));
+}
+
+/**
+ * Of these content hashes, the ones the user holds with their size: a
+ * contents row for a content of several chunks, else the one chunk of that
+ * hash (decision 91). Looked up by the owner index, each size by primary key.
+ */
+async function heldContentSizes(tx: Tx, userId: string, hashes: readonly string[]): Promise<Map<string, number>> {
+  const rows = rowsOf<{ sha256: string; size: string | null }>(
+    await tx.execute(sql`
+      select encode(oc.content_sha256, 'hex') as sha256, coalesce(ct.size, ch.size)::text as size
+      from owner_contents oc
+      left join lateral (select size from contents where sha256 = oc.content_sha256) ct on true
+      left join lateral (select size from chunks where sha256 = oc.content_sha256) ch on true
+      where oc.user_id = ${userId} and oc.content_sha256 in ${sql`(${sql.join(hashes.map((hash) => sql`decode(${hash}, 'hex')`), sql`, `)})`}`),
+  );
+  const sizes = new Map<string, number>();
+  for (const row of rows) if (row.size !== null) sizes.set(row.sha256, Number(row.size));
+  return sizes;
+}
+
+/** A parenthesised list of bigint ids, one parameter each (at most a batch's worth, LIMITS.changesBatch). */
+function idList(ids: readonly string[]): SQL {
+  return sql`(${sql.join(ids.map((id) => sql`${id}::bigint`), sql`, `)})`;
+}
+
+/** A parenthesised list of text values, one parameter each. */
+function textList(values: readonly string[]): SQL {
+  return sql`(${sql.join(values.map((value) => sql`${value}`), sql`, `)})`;
 }
 
 /** The largest time a JavaScript Date can hold, in ms either side of the epoch. */

@@ -79,7 +79,7 @@ export interface IncomingContent {
   /** The declared SHA-256 (the multipart part's field name), already checked to be 64 lower-case hex digits. */
   sha256: string;
   source: Readable;
-  /** What the agent says these bytes resemble: the previous version of their file, and their offset in it (decision 176). */
+  /** What the agent says these bytes resemble: the previous version of their file, and their offset in it (decision 171). */
   similar?: SimilarHint;
 }
 
@@ -221,7 +221,7 @@ class UploadSession {
   /**
    * `raw` was hashed to `sha256` by the caller; the writer does not hash it
    * again. With `similar`, a base is looked for in that content (the same
-   * work whoever else holds these bytes: decision 176).
+   * work whoever else holds these bytes: decision 171).
    */
   async #queueChunk(sha256: string, raw: Buffer, similar: SimilarHint | undefined): Promise<void> {
     this.#queuedBytes += raw.length;

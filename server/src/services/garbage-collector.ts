@@ -33,7 +33,7 @@ import { baseResolverFor } from '../storage/delta-base.ts';
 /**
  * `ch` (a chunk row) is in use by nothing: no content of several chunks lists
  * it, no version names it as its one-chunk content (decision 91), and no
- * delta chunk is stored against it (decision 176). A base and the last delta
+ * delta chunk is stored against it (decision 171). A base and the last delta
  * against it go in two runs: the statement that deletes the delta still sees
  * it.
  */

@@ -137,7 +137,7 @@ export async function encodeChunk(raw: Buffer, zstd: ZstdBackend, level = ZSTD_L
 }
 
 /**
- * A delta chunk (codec `delta`, decision 176) is stored as the 32-byte
+ * A delta chunk (codec `delta`, decision 171) is stored as the 32-byte
  * SHA-256 of its base chunk followed by a zstd frame of a Fossil delta
  * (fossil-delta) that turns the base's raw bytes into the chunk's. The base
  * is always a chunk stored whole (raw or zstd), never another delta, so a

@@ -7,7 +7,7 @@ import { chunkLocations, markChunksDamaged } from './pack-index.ts';
 import { readFallbackFor } from './replica-repair.ts';
 
 /**
- * How every read of the server finds a delta chunk's base (decision 176):
+ * How every read of the server finds a delta chunk's base (decision 171):
  * by hash in the database's index, read and checked like any chunk (with
  * the replica as fall-back), and only if it is stored whole: a base that
  * is itself a delta is refused, so no read follows a chain. A base found
@@ -39,7 +39,7 @@ interface ChunkListOf {
 
 /**
  * Chooses, for the bytes of one upload part, the base chunk to store them
- * as a delta against (decision 176): in the content the part's hint names
+ * as a delta against (decision 171): in the content the part's hint names
  * (the previous version of its file), which the uploading user must hold
  * (owner_contents; a hint naming anything else is ignored, so the choice
  * depends on this user's data alone and answers nothing about anyone

@@ -3,7 +3,7 @@
  * as `fossil-delta`'s createDelta writes it, by copying whole ranges.
  * fossil-delta's own applyDelta pushes the output into a JavaScript array
  * one byte at a time: 2 ms for a 64 KiB chunk here, which a restore of a
- * 2 GiB dump of deltas would pay 32,000 times (decision 176). The delta's
+ * 2 GiB dump of deltas would pay 32,000 times (decision 171). The delta's
  * own checksum is not checked: every chunk's SHA-256 is, by the caller,
  * right after. Throws on anything malformed; never reads or writes out of
  * bounds.

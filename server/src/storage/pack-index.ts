@@ -63,7 +63,7 @@ export async function recordPack(tx: Tx, pack: StoredPack): Promise<{ packId: nu
   // A delta's base is touched so GC's grace period starts again for it; GC deletes under the exclusive lock
   // and this runs under the shared one, so a base still here now stays while the delta row names it. One
   // that GC took after the upload read it leaves the delta unreadable: it is recorded damaged, so "which
-  // are missing?" asks for its bytes again and the next backup stores them whole (decision 176).
+  // are missing?" asks for its bytes again and the next backup stores them whole (decision 171).
   if (bases.length > 0) await tx.execute(sql`update chunks set touched_at = now() where sha256 in ${hashSet(bases)}`);
   const rows = rowsOf<{ sha256: string; placed: boolean; inserted: boolean }>(
     await tx.execute(sql`

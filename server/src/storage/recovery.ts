@@ -175,7 +175,7 @@ async function connect(config: ServerConfig, log: Logger): Promise<Connection> {
     options = parseDatabaseUrl(config.databaseUrl).options;
   } else {
     embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, log });
-    // Nothing is written into a new cluster before it is on disk (decision 181).
+    // Nothing is written into a new cluster before it is on disk (decision 174).
     const started = embedded;
     await started.durable.catch(async (error: unknown) => {
       await started.stop();

@@ -102,7 +102,7 @@ export async function download(harness: Harness, token: string, sha256: string):
 export interface Part {
   name: string;
   data: Buffer;
-  /** The part's filename (default: its name); an agent puts its similar-content hint there (decision 176). */
+  /** The part's filename (default: its name); an agent puts its similar-content hint there (decision 171). */
   filename?: string;
 }
 

@@ -1,5 +1,5 @@
 /**
- * Delta chunks (decision 176) through the real agent API, on both database
+ * Delta chunks (decision 171) through the real agent API, on both database
  * kinds: a new version uploaded with the hint naming its file's previous
  * version is stored as deltas against that version's chunks, reads back
  * byte-identical (download, verify job), takes a fraction of the pack bytes,
