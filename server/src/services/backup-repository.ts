@@ -208,7 +208,9 @@ export async function applyChanges(
       const undelete: string[] = [];
       for (const upsert of upserts) {
         const row = current.get(upsert.path);
-        if (row === undefined) throw new Error(`client path row missing right after its insert: ${JSON.stringify(upsert.path)}`);
+        // Only a concurrent prune of the client's paths can take a row between its insert and this read: a
+        // conflict the agent can retry, not a server fault.
+        if (row === undefined) throw new ConflictError(`path ${JSON.stringify(upsert.path)} was removed while this batch was committed; send the batch again`);
         const fields = versionFields(upsert);
         if (row.version_id !== null) {
           // A version from an agent that sent no owners, matched by an upsert that names them and is otherwise
