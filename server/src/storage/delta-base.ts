@@ -74,9 +74,9 @@ export class DeltaBaseFinder {
       else high = mid - 1;
     }
     const candidate = list.hashes[low] as string;
-    const [row] = rowsOf<{ base: string | null; damaged: boolean; size: number | string }>(
+    const [row] = rowsOf<{ base: string | null; damaged: boolean }>(
       await this.#ctx.database.db.execute(sql`
-        select encode(base_sha256, 'hex') as base, damaged_at is not null as damaged, size from chunks
+        select encode(base_sha256, 'hex') as base, damaged_at is not null as damaged from chunks
         where sha256 = decode(${candidate}, 'hex')`),
     );
     if (!row || row.damaged) return undefined;

@@ -34,6 +34,11 @@ function dump(rows: number, edited: ReadonlySet<number> = new Set(), tag = 'v2')
 /** Every 100th row edited: 1% scattered, as S6 does in a day. */
 const scattered = (rows: number) => new Set(Array.from({ length: Math.floor(rows / 100) }, (_, k) => k * 100 + 37));
 
+/** Uploads `data` as one part whose filename names `previous` as the content it resembles, at offset 0 (the agent's hint). */
+function uploadHinted(h: Harness, token: string, data: Buffer, previous: Buffer) {
+  return upload(h, token, [{ name: sha256Hex(data), data, filename: partFilename(sha256Hex(data), { sha256: sha256Hex(previous), offset: 0 }) }]);
+}
+
 let s3: RunningS3rver | undefined;
 beforeAll(async () => {
   s3 = await startS3rver();
@@ -64,7 +69,7 @@ describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
     expect((await upload(h, agent.token, [v1])).status).toBe(200);
     const afterV1 = await packBytes();
 
-    const hinted = await upload(h, agent.token, [{ name: sha256Hex(v2), data: v2, filename: partFilename(sha256Hex(v2), { sha256: sha256Hex(v1), offset: 0 }) }]);
+    const hinted = await uploadHinted(h, agent.token, v2, v1);
     expect(hinted.status).toBe(200);
     expect(hinted.body.results).toEqual([{ sha256: sha256Hex(v2), size: v2.length, status: 'stored' }]);
     const v2Bytes = (await packBytes()) - afterV1;
@@ -96,7 +101,7 @@ describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
     const base = dump(30_000, new Set(), 'holder');
     const edited = dump(30_000, scattered(30_000), 'stranger');
     expect((await upload(h, a.token, [base])).status).toBe(200);
-    const answer = await upload(h, b.token, [{ name: sha256Hex(edited), data: edited, filename: partFilename(sha256Hex(edited), { sha256: sha256Hex(base), offset: 0 }) }]);
+    const answer = await uploadHinted(h, b.token, edited, base);
     expect(answer.status).toBe(200);
     expect(answer.body.results).toEqual([{ sha256: sha256Hex(edited), size: edited.length, status: 'stored' }]);
     const rows = await chunkRows(await chunksOfContent(sha256Hex(edited)));
@@ -114,7 +119,7 @@ describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
     const v1 = dump(20_000, new Set(), 'gc1');
     const v2 = dump(20_000, scattered(20_000), 'gc2');
     expect((await upload(h, agent.token, [v1])).status).toBe(200);
-    expect((await upload(h, agent.token, [{ name: sha256Hex(v2), data: v2, filename: partFilename(sha256Hex(v2), { sha256: sha256Hex(v1), offset: 0 }) }])).status).toBe(200);
+    expect((await uploadHinted(h, agent.token, v2, v1)).status).toBe(200);
     // Only v2 is backed up as a file: v1's content goes, its chunks that v2's deltas need stay.
     const post = <T>(path: string, json: unknown) => callApi<T>(h, 'POST', path, { token: agent.token, json });
     const run = (await post<{ runId: string }>('/runs', {})).body.runId;
@@ -144,7 +149,7 @@ describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
     expect(missing.body.missing).toEqual([sha256Hex(v2)]);
 
     // The agent sends v2 again (its hint now leads to a damaged base): stored whole, and it reads back.
-    const again = await upload(h, agent.token, [{ name: sha256Hex(v2), data: v2, filename: partFilename(sha256Hex(v2), { sha256: sha256Hex(v1), offset: 0 }) }]);
+    const again = await uploadHinted(h, agent.token, v2, v1);
     expect(again.status).toBe(200);
     expect((await post<{ missing: string[] }>('/contents/missing', { hashes: [sha256Hex(v2)] })).body.missing).toEqual([]);
     expect((await download(h, agent.token, sha256Hex(v2))).bytes.equals(v2)).toBe(true);
@@ -165,7 +170,7 @@ describe('delta chunks on the S3 store (s3rver, embedded)', () => {
     const v1 = dump(30_000, new Set(), 's3a');
     const v2 = dump(30_000, scattered(30_000), 's3b');
     expect((await upload(h, agent.token, [v1])).status).toBe(200);
-    expect((await upload(h, agent.token, [{ name: sha256Hex(v2), data: v2, filename: partFilename(sha256Hex(v2), { sha256: sha256Hex(v1), offset: 0 }) }])).status).toBe(200);
+    expect((await uploadHinted(h, agent.token, v2, v1)).status).toBe(200);
     const rows = rowsOf<{ n: string }>(await h.ctx.database.db.execute(sql`select count(*)::text as n from chunks where codec = ${CHUNK_CODECS.delta}`));
     expect(Number(rows[0]?.n)).toBeGreaterThan(0);
     const got = await download(h, agent.token, sha256Hex(v2));
