@@ -24,6 +24,7 @@ import { chunkLocations, markChunksDamaged, packBytesOf, recordPack, type Stored
 import type { ChunkLocation } from '../storage/pack-format.ts';
 import { PackWriter } from '../storage/pack-writer.ts';
 import { baseResolverFor, DeltaBaseFinder } from '../storage/delta-base.ts';
+import { byteBudgetFor, type ByteBudget } from '../storage/byte-budget.ts';
 
 /**
  * Content bytes and who holds them. A content is proven held by a user once
@@ -94,11 +95,12 @@ export interface UploadOptions {
 export type UploadInput = IncomingContent & UploadOptions;
 
 /**
- * Bytes read from the request but not yet through the pack writer, at most:
- * the request's bytes stream in while the previous pack is compressed and
- * put, and stop streaming in beyond this.
+ * Bytes read from upload requests but not yet through their pack writers, at
+ * most, for all of a server's upload requests together (decision 190): a
+ * request's bytes stream in while its previous pack is compressed and put,
+ * and stop streaming in while the server holds this much.
  */
-const QUEUED_BYTES = 16 * 1024 * 1024;
+export const QUEUED_UPLOAD_BYTES = 16 * 1024 * 1024;
 
 /** A part whose bytes were read, hashed and queued for the pack writer: granted to the user once its pack is recorded. */
 interface ReceivedPart {
@@ -124,7 +126,7 @@ class UploadSession {
   readonly #writer: PackWriter;
   readonly #bases: DeltaBaseFinder;
   #tail: Promise<void> = Promise.resolve();
-  #queuedBytes = 0;
+  readonly #budget: ByteBudget;
   #failure: { error: unknown } | undefined;
   readonly #awaiting: ReceivedPart[] = [];
   /** Raw and stored sizes of the chunks this request recorded, for the run's compression figures. */
@@ -135,6 +137,7 @@ class UploadSession {
     this.#options = options;
     this.#writer = new PackWriter(ctx.blobs);
     this.#bases = new DeltaBaseFinder(ctx, options.userId);
+    this.#budget = byteBudgetFor(ctx, QUEUED_UPLOAD_BYTES);
   }
 
   /** Reads one part whole and queues it; throws its own fault (mismatch, too large) or an earlier failure of the consumer. */
@@ -224,9 +227,10 @@ class UploadSession {
    * work whoever else holds these bytes: decision 171).
    */
   async #queueChunk(sha256: string, raw: Buffer, similar: SimilarHint | undefined): Promise<void> {
-    this.#queuedBytes += raw.length;
+    // Waits while the server's upload requests hold QUEUED_UPLOAD_BYTES; given back once the writer took the chunk.
+    await this.#budget.take(raw.length);
     // Looked up now, while earlier chunks are compressed and put: the lookups' round trips overlap (bounded by
-    // QUEUED_BYTES like the chunks); a failed lookup fails the request where the chunk's turn comes.
+    // the budget like the chunks); a failed lookup fails the request where the chunk's turn comes.
     const lookup = similar ? settled(this.#bases.find(similar.sha256, similar.offset, raw.length)) : undefined;
     this.#enqueue(async () => {
       const found = lookup ? await lookup : undefined;
@@ -235,7 +239,6 @@ class UploadSession {
       const locations = await this.#writer.add(sha256, raw, base ? { hashed: true, base } : { hashed: true });
       if (locations.length > 0) await this.#commit(locations);
     }, raw.length);
-    if (this.#queuedBytes > QUEUED_BYTES) await this.#tail;
     this.#throwIfFailed();
   }
 
@@ -246,7 +249,7 @@ class UploadSession {
       } catch (error) {
         this.#failure ??= { error };
       } finally {
-        this.#queuedBytes -= bytes;
+        if (bytes > 0) this.#budget.release(bytes);
       }
     });
   }
