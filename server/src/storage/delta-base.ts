@@ -3,7 +3,7 @@ import type { AppContext } from '../app-context.ts';
 import { rowsOf } from '../db/database.ts';
 import { ChunkDecodeError, DELTA_MIN_BYTES, type BaseChunkResolver } from './chunk-codec.ts';
 import { ChunkReadDamageError, readChunksInOrder } from './content-reader.ts';
-import { chunkLocations, markChunksDamaged } from './pack-index.ts';
+import { chunkLocations, LOCATION_COLUMNS, markChunksDamaged, storedChunkOf, type ChunkLocationRow, type StoredChunk } from './pack-index.ts';
 import { readFallbackFor } from './replica-repair.ts';
 
 /**
@@ -13,28 +13,37 @@ import { readFallbackFor } from './replica-repair.ts';
  * is itself a delta is refused, so no read follows a chain. A base found
  * damaged is marked damaged here, so the next backup that holds its bytes
  * re-uploads it; the delta that needed it surfaces as damaged through the
- * ChunkDecodeError, and its caller marks it.
+ * ChunkDecodeError, and its caller marks it. `known`: locations already
+ * looked up (baseLocationsOf, one query for a whole read: decision 187);
+ * a base not in it is looked up on its own.
  */
-export function baseResolverFor(ctx: AppContext): BaseChunkResolver {
+export function baseResolverFor(ctx: AppContext, known?: ReadonlyMap<string, StoredChunk>): BaseChunkResolver {
   return async (sha256) => {
-    const location = (await chunkLocations(ctx.database.db, [sha256])).get(sha256);
+    const location = known?.get(sha256) ?? (await chunkLocations(ctx.database.db, [sha256])).get(sha256);
     if (!location) throw new ChunkDecodeError(`its base chunk ${sha256} is not in the index`);
-    if (location.kind === 'pack' && location.codec === 'delta') throw new ChunkDecodeError(`its base chunk ${sha256} is itself a delta`);
-    const pieces: Buffer[] = [];
-    try {
-      for await (const piece of readChunksInOrder(ctx.blobs, [location], { verifyObjects: true, fallback: readFallbackFor(ctx) })) pieces.push(piece);
-    } catch (error) {
-      if (!(error instanceof ChunkReadDamageError)) throw error;
-      await markChunksDamaged(ctx.database.db, [sha256]);
-      throw new ChunkDecodeError(`its base chunk ${sha256} is damaged: ${error.detail}`);
-    }
-    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+    return readBaseChunk(ctx, location);
   };
 }
 
-interface ChunkListOf {
+/** The raw bytes of the base chunk at `location`, read and checked; see baseResolverFor. */
+async function readBaseChunk(ctx: AppContext, location: StoredChunk): Promise<Buffer> {
+  const sha256 = location.sha256;
+  if (location.kind === 'pack' && location.codec === 'delta') throw new ChunkDecodeError(`its base chunk ${sha256} is itself a delta`);
+  const pieces: Buffer[] = [];
+  try {
+    for await (const piece of readChunksInOrder(ctx.blobs, [location], { verifyObjects: true, fallback: readFallbackFor(ctx) })) pieces.push(piece);
+  } catch (error) {
+    if (!(error instanceof ChunkReadDamageError)) throw error;
+    await markChunksDamaged(ctx.database.db, [sha256]);
+    throw new ChunkDecodeError(`its base chunk ${sha256} is damaged: ${error.detail}`);
+  }
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+}
+
+/** A hinted content's chunks by offset, each with the base a chunk at its place would be stored against (or none). */
+interface CandidatesOf {
   offsets: number[];
-  hashes: string[];
+  bases: (StoredChunk | null)[];
 }
 
 /**
@@ -46,24 +55,30 @@ interface ChunkListOf {
  * else's), the chunk covering the middle of the new chunk's place in the
  * file; if that chunk is itself a delta, its base. A damaged or unreadable
  * candidate gives no base: the chunk is stored whole. One per upload
- * request.
+ * request; the first lookup in a hinted content reads, in one query, its
+ * chunk list with every chunk's base and that base's location, for every
+ * later lookup in it to use (decision 187): a request's lookups cost one
+ * query per hinted content, not two per chunk.
  */
 export class DeltaBaseFinder {
   readonly #ctx: AppContext;
   readonly #userId: string;
-  /** Whether the uploader holds each content a hint named. */
-  readonly #held = new Map<string, boolean>();
-  readonly #read: BaseChunkResolver;
+  /** Per hinted content: its candidates, or null when the uploader does not hold it. */
+  readonly #candidates = new Map<string, Promise<CandidatesOf | null>>();
 
   constructor(ctx: AppContext, userId: string) {
     this.#ctx = ctx;
     this.#userId = userId;
-    this.#read = baseResolverFor(ctx);
   }
 
   async find(similar: string, offset: number, size: number): Promise<{ sha256: string; raw: Buffer } | undefined> {
     if (size < DELTA_MIN_BYTES) return undefined;
-    const list = await this.#listOf(similar);
+    let pending = this.#candidates.get(similar);
+    if (!pending) {
+      pending = candidatesOf(this.#ctx, this.#userId, similar);
+      this.#candidates.set(similar, pending);
+    }
+    const list = await pending;
     if (!list || list.offsets.length === 0) return undefined;
     const middle = offset + Math.floor(size / 2);
     let low = 0;
@@ -73,64 +88,45 @@ export class DeltaBaseFinder {
       if ((list.offsets[mid] as number) <= middle) low = mid;
       else high = mid - 1;
     }
-    const candidate = list.hashes[low] as string;
-    const [row] = rowsOf<{ base: string | null; damaged: boolean }>(
-      await this.#ctx.database.db.execute(sql`
-        select encode(base_sha256, 'hex') as base, damaged_at is not null as damaged from chunks
-        where sha256 = decode(${candidate}, 'hex')`),
-    );
-    if (!row || row.damaged) return undefined;
-    const root = row.base ?? candidate;
+    const base = list.bases[low];
+    if (!base) return undefined;
     try {
-      return { sha256: root, raw: await this.#read(root) };
+      return { sha256: base.sha256, raw: await readBaseChunk(this.#ctx, base) };
     } catch (error) {
       if (error instanceof ChunkDecodeError) return undefined;
       throw error;
     }
   }
-
-  async #listOf(content: string): Promise<ChunkListOf | null> {
-    if (this.#held.has(content)) return this.#held.get(content) ? chunkListOf(this.#ctx, content) : null;
-    const [row] = rowsOf<{ held: boolean }>(
-      await this.#ctx.database.db.execute(sql`
-        select exists (select 1 from owner_contents where content_sha256 = decode(${content}, 'hex') and user_id = ${this.#userId}::uuid) as held`),
-    );
-    const held = row?.held === true;
-    this.#held.set(content, held);
-    return held ? chunkListOf(this.#ctx, content) : null;
-  }
 }
 
 /**
- * Chunk lists of recently hinted contents, shared by every upload: a
- * content's list never changes (its hash names its bytes), and a large
- * file's parts arrive in many requests, each of which would otherwise read
- * the same list again. Bounded by entries, not contents.
+ * In one query: `content`'s chunks in order, if `userId` holds it (else
+ * none), each with the chunk a delta at its place would name as base (the
+ * chunk itself, or its base when it is a delta) and that base's location.
+ * A chunk gives no base when its row is gone, it or its base is damaged.
  */
-const LIST_CACHE_ENTRIES = 1 << 20;
-const listCache = new Map<string, ChunkListOf>();
-let listCacheEntries = 0;
-
-async function chunkListOf(ctx: AppContext, content: string): Promise<ChunkListOf> {
-  const cached = listCache.get(content);
-  if (cached) {
-    listCache.delete(content);
-    listCache.set(content, cached);
-    return cached;
-  }
-  const rows = rowsOf<{ offset: number | string; sha256: string }>(
+async function candidatesOf(ctx: AppContext, userId: string, content: string): Promise<CandidatesOf | null> {
+  const rows = rowsOf<Partial<ChunkLocationRow> & { offset: number | string; chunk_damaged: boolean | null }>(
     await ctx.database.db.execute(sql`
-      select "offset", encode(chunk_sha256, 'hex') as sha256 from content_chunks
-      where content_sha256 = decode(${content}, 'hex') order by seq`),
+      with list as (
+        select cc.seq, cc."offset", cc.chunk_sha256 as sha256 from content_chunks cc
+        where cc.content_sha256 = decode(${content}, 'hex')
+        union all
+        -- A content of one chunk has no content_chunks rows: it is that chunk (decision 91).
+        select 0, 0, decode(${content}, 'hex')
+        where not exists (select 1 from content_chunks where content_sha256 = decode(${content}, 'hex'))
+      )
+      select l."offset", c.damaged_at is not null as chunk_damaged, ${LOCATION_COLUMNS}
+      from list l
+      left join chunks c on c.sha256 = l.sha256
+      left join chunks ch on ch.sha256 = coalesce(c.base_sha256, c.sha256)
+      left join packs p on p.id = ch.pack_id
+      where exists (select 1 from owner_contents where content_sha256 = decode(${content}, 'hex') and user_id = ${userId}::uuid)
+      order by l.seq`),
   );
-  // A content of one chunk has no content_chunks rows: it is that chunk (decision 91).
-  const list = rows.length > 0 ? { offsets: rows.map((r) => Number(r.offset)), hashes: rows.map((r) => r.sha256) } : { offsets: [0], hashes: [content] };
-  listCache.set(content, list);
-  listCacheEntries += list.offsets.length;
-  while (listCacheEntries > LIST_CACHE_ENTRIES && listCache.size > 1) {
-    const [oldest, evicted] = listCache.entries().next().value as [string, ChunkListOf];
-    listCache.delete(oldest);
-    listCacheEntries -= evicted.offsets.length;
-  }
-  return list;
+  if (rows.length === 0) return null;
+  return {
+    offsets: rows.map((row) => Number(row.offset)),
+    bases: rows.map((row) => (row.sha256 == null || row.chunk_damaged || row.damaged ? null : storedChunkOf(row as ChunkLocationRow))),
+  };
 }
