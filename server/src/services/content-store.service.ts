@@ -23,7 +23,7 @@ import { readFallbackFor } from '../storage/replica-repair.ts';
 import { baseLocationsOf, chunkLocations, markChunksDamaged, packBytesOf, recordPack, type StoredChunk } from '../storage/pack-index.ts';
 import type { ChunkLocation } from '../storage/pack-format.ts';
 import { PackWriter } from '../storage/pack-writer.ts';
-import { baseResolverFor, DeltaBaseFinder } from '../storage/delta-base.ts';
+import { baseResolverFor, DeltaBaseFinder, orderedBaseResolver } from '../storage/delta-base.ts';
 
 /**
  * Content bytes and who holds them. A content is proven held by a user once
@@ -568,11 +568,13 @@ async function checkAssembly(ctx: AppContext, record: AssembleRecord, ordered: r
     throw new BadRequestError(`content ${record.sha256}: its ${ordered.length} chunks add up to ${total} bytes, not the ${record.size} declared`);
   }
   const hash = createHash('sha256');
-  // The bases of its deltas are looked up together, not one query per delta (decision 187).
-  const deltas = [...new Set(ordered.filter((c) => c.kind === 'pack' && c.codec === 'delta').map((c) => c.sha256))];
-  const bases = deltas.length > 0 ? await baseLocationsOf(ctx.database.db, deltas) : undefined;
+  // The bases of its deltas are looked up together and read ahead in content order, not a query and a read
+  // each (decision 187).
+  const deltas = ordered.filter((c) => c.kind === 'pack' && c.codec === 'delta');
+  const bases = deltas.length > 0 ? await baseLocationsOf(ctx.database.db, [...new Set(deltas.map((c) => c.sha256))]) : new Map<string, StoredChunk>();
+  const base = orderedBaseResolver(ctx, deltas.map((c) => bases.get(c.sha256) ?? null));
   try {
-    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx), base: baseResolverFor(ctx, bases) })) hash.update(raw);
+    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx), base })) hash.update(raw);
   } catch (error) {
     if (!(error instanceof ChunkReadDamageError)) throw error;
     await markChunksDamaged(ctx.database.db, error.chunkHashes);

@@ -156,21 +156,34 @@ export type BaseChunkResolver = (sha256: string) => Promise<Buffer>;
 
 /**
  * `raw`'s ordinary encoding, or a delta against `base` (whose raw bytes hash
- * to `base.sha256`) when that is at most DELTA_MAX_SHARE of it.
+ * to `base.sha256`) when that is at most DELTA_MAX_SHARE of it. A delta is
+ * decoded again, exactly as a read will, before it is returned, and kept
+ * only when it gives back `raw` byte for byte (decision 188): a delta is
+ * stored only once proven to decode right, whatever the encoder did.
+ * `makeDelta` is for tests.
  */
 export async function encodeChunkAgainst(
   raw: Buffer,
   base: { sha256: string; raw: Buffer } | undefined,
   zstd: ZstdBackend,
   level = ZSTD_LEVEL,
+  makeDelta: (source: Buffer, target: Buffer) => Buffer = createFossilDelta,
 ): Promise<EncodedChunk & { baseSha256?: string }> {
   const plain = await encodeChunk(raw, zstd, level);
   if (!base || raw.length < DELTA_MIN_BYTES || base.raw.length === 0) return plain;
-  const delta = createFossilDelta(base.raw, raw);
+  const delta = makeDelta(base.raw, raw);
   if (BASE_NAME_BYTES + delta.length / 8 > plain.stored.length * DELTA_MAX_SHARE) return plain;
   const frame = await zstd.compress(delta, level);
   const stored = Buffer.concat([Buffer.from(base.sha256, 'hex'), frame.length < delta.length ? frame : delta]);
   if (stored.length > plain.stored.length * DELTA_MAX_SHARE) return plain;
+  let decoded: Buffer;
+  try {
+    decoded = await decodeDelta(stored, raw.length, zstd, async () => base.raw);
+  } catch (error) {
+    if (error instanceof ChunkDecodeError) return plain;
+    throw error;
+  }
+  if (!decoded.equals(raw)) return plain;
   return { codec: 'delta', stored, baseSha256: base.sha256 };
 }
 

@@ -13,16 +13,111 @@ import { readFallbackFor } from './replica-repair.ts';
  * is itself a delta is refused, so no read follows a chain. A base found
  * damaged is marked damaged here, so the next backup that holds its bytes
  * re-uploads it; the delta that needed it surfaces as damaged through the
- * ChunkDecodeError, and its caller marks it. `known`: locations already
- * looked up (baseLocationsOf, one query for a whole read: decision 187);
- * a base not in it is looked up on its own.
+ * ChunkDecodeError, and its caller marks it.
  */
-export function baseResolverFor(ctx: AppContext, known?: ReadonlyMap<string, StoredChunk>): BaseChunkResolver {
+export function baseResolverFor(ctx: AppContext): BaseChunkResolver {
   return async (sha256) => {
-    const location = known?.get(sha256) ?? (await chunkLocations(ctx.database.db, [sha256])).get(sha256);
+    const location = (await chunkLocations(ctx.database.db, [sha256])).get(sha256);
     if (!location) throw new ChunkDecodeError(`its base chunk ${sha256} is not in the index`);
     return readBaseChunk(ctx, location);
   };
+}
+
+/**
+ * A resolver for a read that knows, in order, the bases its deltas will ask
+ * for (`order`: the base of each delta of a content, from baseLocationsOf;
+ * null where a delta's base has no row): read ahead in runs, so that bases
+ * lying together in a pack cost one ranged read, not a lookup and a read
+ * each (decision 187). A base asked for out of that order is looked up and
+ * read on its own, as baseResolverFor does.
+ */
+export function orderedBaseResolver(ctx: AppContext, order: readonly (StoredChunk | null)[]): BaseChunkResolver {
+  const reader = new BaseReader(ctx, order, READ_AHEAD_BASES);
+  const alone = baseResolverFor(ctx);
+  let cursor = 0;
+  return async (sha256) => {
+    for (let at = cursor; at < Math.min(order.length, cursor + READ_AHEAD_BASES); at += 1) {
+      if (order[at]?.sha256 !== sha256) continue;
+      cursor = at + 1;
+      return reader.read(at);
+    }
+    return alone(sha256);
+  };
+}
+
+/** How many bases one read fetches at most: their raw bytes (at most 256 KiB each) are held until asked for. */
+const READ_AHEAD_BASES = 16;
+
+/**
+ * Reads the bases of a list by position, each checked as readBaseChunk
+ * checks it. When positions are asked in (nearly) ascending order, each
+ * read also fetches the next ones (a window that doubles up to `maxWindow`,
+ * back to one when the order breaks), all in one readChunksInOrder, which
+ * coalesces neighbours in a pack into one ranged get; what it fetched is
+ * held until asked for or passed over. A run that meets damage is dropped
+ * and its first base read alone, which marks the damage.
+ */
+class BaseReader {
+  readonly #ctx: AppContext;
+  readonly #order: readonly (StoredChunk | null)[];
+  readonly #maxWindow: number;
+  /** Bases read ahead (or being read: lookups of one upload run at once), by position. */
+  readonly #held = new Map<number, Promise<Buffer>>();
+  #last = -2;
+  #window = 1;
+
+  constructor(ctx: AppContext, order: readonly (StoredChunk | null)[], maxWindow: number) {
+    this.#ctx = ctx;
+    this.#order = order;
+    this.#maxWindow = maxWindow;
+  }
+
+  async read(at: number): Promise<Buffer> {
+    const location = this.#order[at];
+    if (!location) throw new ChunkDecodeError('its base chunk has no row in the index');
+    const sequential = at > this.#last && at <= this.#last + 2;
+    this.#window = sequential ? Math.min(this.#window * 2, this.#maxWindow) : 1;
+    this.#last = at;
+    for (const position of this.#held.keys()) if (position < at) this.#held.delete(position);
+    const held = this.#held.get(at);
+    if (held) {
+      this.#held.delete(at);
+      return held;
+    }
+    const run: number[] = [at];
+    if (readableInRun(location)) {
+      for (let p = at + 1; p < this.#order.length && p < at + this.#window; p += 1) {
+        const next = this.#order[p];
+        if (next && readableInRun(next) && !this.#held.has(p)) run.push(p);
+      }
+    }
+    if (run.length === 1) return readBaseChunk(this.#ctx, location);
+    const raws = this.#readRun(run.map((p) => this.#order[p]!));
+    for (let i = 1; i < run.length; i += 1) {
+      const later = raws.then((all) => all?.[i] ?? readBaseChunk(this.#ctx, this.#order[run[i]!]!));
+      // Held bases that are passed over are never awaited: their failure must not go unhandled.
+      later.catch(() => undefined);
+      this.#held.set(run[i]!, later);
+    }
+    return (await raws)?.[0] ?? readBaseChunk(this.#ctx, location);
+  }
+
+  /** The bases' raw bytes, checked; null when one is damaged (each is then read alone, which marks it). */
+  async #readRun(locations: StoredChunk[]): Promise<Buffer[] | null> {
+    const raws: Buffer[] = [];
+    try {
+      for await (const raw of readChunksInOrder(this.#ctx.blobs, locations, { verifyObjects: true, fallback: readFallbackFor(this.#ctx) })) raws.push(raw);
+    } catch (error) {
+      if (error instanceof ChunkReadDamageError) return null;
+      throw error;
+    }
+    return raws;
+  }
+}
+
+/** A base that a run may read: one stored whole in a pack (yielded as one piece; a v1 object and a delta are read alone). */
+function readableInRun(location: StoredChunk): boolean {
+  return location.kind === 'pack' && location.codec !== 'delta' && !location.damaged;
 }
 
 /** The raw bytes of the base chunk at `location`, read and checked; see baseResolverFor. */
@@ -44,6 +139,7 @@ async function readBaseChunk(ctx: AppContext, location: StoredChunk): Promise<Bu
 interface CandidatesOf {
   offsets: number[];
   bases: (StoredChunk | null)[];
+  reader: BaseReader;
 }
 
 /**
@@ -58,7 +154,8 @@ interface CandidatesOf {
  * request; the first lookup in a hinted content reads, in one query, its
  * chunk list with every chunk's base and that base's location, for every
  * later lookup in it to use (decision 187): a request's lookups cost one
- * query per hinted content, not two per chunk.
+ * query per hinted content, not two per chunk; and as the new chunks come
+ * in file order, their bases are read ahead in runs (BaseReader).
  */
 export class DeltaBaseFinder {
   readonly #ctx: AppContext;
@@ -91,7 +188,7 @@ export class DeltaBaseFinder {
     const base = list.bases[low];
     if (!base) return undefined;
     try {
-      return { sha256: base.sha256, raw: await readBaseChunk(this.#ctx, base) };
+      return { sha256: base.sha256, raw: await list.reader.read(low) };
     } catch (error) {
       if (error instanceof ChunkDecodeError) return undefined;
       throw error;
@@ -125,8 +222,6 @@ async function candidatesOf(ctx: AppContext, userId: string, content: string): P
       order by l.seq`),
   );
   if (rows.length === 0) return null;
-  return {
-    offsets: rows.map((row) => Number(row.offset)),
-    bases: rows.map((row) => (row.sha256 == null || row.chunk_damaged || row.damaged ? null : storedChunkOf(row as ChunkLocationRow))),
-  };
+  const bases = rows.map((row) => (row.sha256 == null || row.chunk_damaged || row.damaged ? null : storedChunkOf(row as ChunkLocationRow)));
+  return { offsets: rows.map((row) => Number(row.offset)), bases, reader: new BaseReader(ctx, bases, READ_AHEAD_BASES) };
 }

@@ -173,20 +173,21 @@ export async function chunkLocations(db: Db | Tx, chunkHashes: readonly string[]
 }
 
 /**
- * The locations of the bases of those of `chunkHashes` that are deltas
- * (decision 171), by the base's hash: what reading them back needs, in one
- * query instead of one per delta (decision 187).
+ * For those of `chunkHashes` that are deltas (decision 171), the location
+ * of the base each names, by the delta's hash: what reading them back
+ * needs, in one query instead of one per delta (decision 187). A delta
+ * whose base has no row has no entry.
  */
 export async function baseLocationsOf(db: Db | Tx, chunkHashes: readonly string[]): Promise<Map<string, StoredChunk>> {
   const found = new Map<string, StoredChunk>();
   for (let i = 0; i < chunkHashes.length; i += 10_000) {
-    const rows = rowsOf<ChunkLocationRow>(
+    const rows = rowsOf<ChunkLocationRow & { delta: string }>(
       await db.execute(sql`
-        select distinct on (ch.sha256) ${LOCATION_COLUMNS}
+        select encode(d.sha256, 'hex') as delta, ${LOCATION_COLUMNS}
         from chunks d join chunks ch on ch.sha256 = d.base_sha256 left join packs p on p.id = ch.pack_id
         where d.sha256 in ${hashSet(chunkHashes.slice(i, i + 10_000))} and d.base_sha256 is not null`),
     );
-    for (const row of rows) found.set(row.sha256, storedChunkOf(row));
+    for (const row of rows) found.set(row.delta, storedChunkOf(row));
   }
   return found;
 }

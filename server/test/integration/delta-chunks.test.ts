@@ -126,10 +126,20 @@ describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
       statements += 1;
       return original(query);
     }) as typeof database.execute;
+    // And every read of the store.
+    const blobs = h.ctx.blobs;
+    const get = blobs.get.bind(blobs);
+    let reads = 0;
+    blobs.get = ((...args: Parameters<typeof get>) => {
+      reads += 1;
+      return get(...args);
+    }) as typeof blobs.get;
     const v1Hashes = new Set(chunksOf(v1).map((c) => sha256Hex(c.bytes)));
     const changed = chunksOf(v2).filter((c) => !v1Hashes.has(sha256Hex(c.bytes)));
     let uploadStatements: number;
     let assembleStatements: number;
+    let uploadReads: number;
+    let assembleReads: number;
     try {
       const parts = changed.map((c) => ({
         name: sha256Hex(c.bytes),
@@ -138,11 +148,15 @@ describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
       }));
       expect((await upload(h, agent.token, parts)).status).toBe(200);
       uploadStatements = statements;
+      uploadReads = reads;
       statements = 0;
+      reads = 0;
       expect((await assemble(v2)).status).toBe(200);
       assembleStatements = statements;
+      assembleReads = reads;
     } finally {
       database.execute = original;
+      blobs.get = get;
     }
     const deltas = (await chunkRows(changed.map((c) => sha256Hex(c.bytes)))).filter((r) => r.codec === CHUNK_CODECS.delta);
     expect(deltas.length).toBeGreaterThanOrEqual(20);
@@ -150,6 +164,9 @@ describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
     // one per delta in assemble's read-back (the base's location).
     expect(uploadStatements).toBeLessThan(10);
     expect(assembleStatements).toBeLessThan(10);
+    // And a read of the store per base: now bases lying together in a pack are read ahead in runs.
+    expect(uploadReads).toBeLessThan(deltas.length / 3);
+    expect(assembleReads).toBeLessThan(deltas.length / 3);
     const got = await download(h, agent.token, sha256Hex(v2));
     expect(got.bytes.equals(v2)).toBe(true);
   });
