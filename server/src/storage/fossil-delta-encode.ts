@@ -8,8 +8,8 @@
  * the longest match whose copy command costs less than its bytes becomes a
  * copy, the bytes before it an insert (decision 186). The output is the
  * package's, byte for byte (the differential test checks it); what differs
- * is how it is written: into one Buffer allocated for the worst case, with
- * ranges copied whole and the hash tables typed arrays, where the package
+ * is how it is written: into one reused Buffer sized for the worst case,
+ * with ranges copied whole and the hash tables reused typed arrays, where the package
  * pushes every byte into a JavaScript array (48 of 175 s of the server's
  * CPU on bench S6). Applied by `fossil-apply.ts`.
  */
@@ -79,8 +79,21 @@ function hashAt(bytes: Uint8Array, at: number): number {
   return (a | (b << 16)) >>> 0;
 }
 
+/**
+ * Scratch space reused by every call (a call runs start to end without
+ * yielding, so no two share it): the output buffer for the worst case and
+ * the hash tables, grown when a larger input comes. Allocating them per
+ * chunk was most of the encoder's garbage; the delta returned is a copy of
+ * the bytes written.
+ */
+let scratch = Buffer.allocUnsafe(0);
+let landmarkTable = new Int32Array(0);
+let collideTable = new Int32Array(0);
+
 export function createFossilDelta(source: Uint8Array, target: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(maxFossilDeltaBytes(target.length));
+  const bound = maxFossilDeltaBytes(target.length);
+  if (scratch.length < bound) scratch = Buffer.allocUnsafe(Math.max(bound, 2 * scratch.length));
+  const out = scratch;
   let pos = 0;
   const putInt = (value: number): void => {
     const count = digitCount(value);
@@ -106,8 +119,12 @@ export function createFossilDelta(source: Uint8Array, target: Uint8Array): Buffe
     // Fossil) goes into a chained hash table: landmark[hash] is the latest block with that hash, collide[block]
     // the one before it.
     const nHash = Math.ceil(lenSrc / NHASH);
-    const landmark = new Int32Array(nHash).fill(-1);
-    const collide = new Int32Array(nHash).fill(-1);
+    if (landmarkTable.length < nHash) {
+      landmarkTable = new Int32Array(Math.max(nHash, 2 * landmarkTable.length));
+      collideTable = new Int32Array(landmarkTable.length);
+    }
+    const landmark = landmarkTable.fill(-1, 0, nHash);
+    const collide = collideTable.fill(-1, 0, nHash);
     for (let i = 0; i < lenSrc - NHASH; i += NHASH) {
       const slot = hashAt(source, i) % nHash;
       collide[i / NHASH] = landmark[slot]!;
@@ -185,6 +202,6 @@ export function createFossilDelta(source: Uint8Array, target: Uint8Array): Buffe
   }
   putInt(fossilChecksum(target));
   out[pos++] = END;
-  if (pos > out.length) throw new Error(`fossil delta overran its buffer (${pos} > ${out.length})`);
-  return out.subarray(0, pos);
+  if (pos > bound) throw new Error(`fossil delta overran its bound (${pos} > ${bound})`);
+  return Buffer.from(out.subarray(0, pos));
 }
