@@ -20,10 +20,10 @@ import { hashSet, hashValue } from '../db/sha256-sql.ts';
 import { BadRequestError, ConflictError, HashMismatchError, PayloadTooLargeError, StoredContentDamagedError } from '../errors.ts';
 import { ChunkReadDamageError, readChunksInOrder } from '../storage/content-reader.ts';
 import { readFallbackFor } from '../storage/replica-repair.ts';
-import { baseLocationsOf, chunkLocations, markChunksDamaged, packBytesOf, recordPack, type StoredChunk } from '../storage/pack-index.ts';
+import { chunkLocations, markChunksDamaged, packBytesOf, recordPack, type StoredChunk } from '../storage/pack-index.ts';
 import type { ChunkLocation } from '../storage/pack-format.ts';
 import { PackWriter } from '../storage/pack-writer.ts';
-import { baseResolverFor, DeltaBaseFinder, orderedBaseResolver } from '../storage/delta-base.ts';
+import { contentBaseResolver, DeltaBaseFinder } from '../storage/delta-base.ts';
 
 /**
  * Content bytes and who holds them. A content is proven held by a user once
@@ -570,9 +570,7 @@ async function checkAssembly(ctx: AppContext, record: AssembleRecord, ordered: r
   const hash = createHash('sha256');
   // The bases of its deltas are looked up together and read ahead in content order, not a query and a read
   // each (decision 187).
-  const deltas = ordered.filter((c) => c.kind === 'pack' && c.codec === 'delta');
-  const bases = deltas.length > 0 ? await baseLocationsOf(ctx.database.db, [...new Set(deltas.map((c) => c.sha256))]) : new Map<string, StoredChunk>();
-  const base = orderedBaseResolver(ctx, deltas.map((c) => bases.get(c.sha256) ?? null));
+  const base = await contentBaseResolver(ctx, ordered);
   try {
     for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx), base })) hash.update(raw);
   } catch (error) {
@@ -657,7 +655,8 @@ export async function openContentForUser(
     if (!location) throw damaged(`chunk ${chunk} has no row in the index`);
     ordered.push(location);
   }
-  const chunkStream = readChunksInOrder(ctx.blobs, ordered, { verifyObjects: content.chunkCount > 1, fallback: readFallbackFor(ctx), base: baseResolverFor(ctx) });
+  const base = await contentBaseResolver(ctx, ordered);
+  const chunkStream = readChunksInOrder(ctx.blobs, ordered, { verifyObjects: content.chunkCount > 1, fallback: readFallbackFor(ctx), base });
   const next = async (): Promise<IteratorResult<Buffer>> => {
     try {
       return await chunkStream.next();

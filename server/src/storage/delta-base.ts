@@ -3,7 +3,7 @@ import type { AppContext } from '../app-context.ts';
 import { rowsOf } from '../db/database.ts';
 import { ChunkDecodeError, DELTA_MIN_BYTES, type BaseChunkResolver } from './chunk-codec.ts';
 import { ChunkReadDamageError, readChunksInOrder } from './content-reader.ts';
-import { chunkLocations, LOCATION_COLUMNS, markChunksDamaged, storedChunkOf, type ChunkLocationRow, type StoredChunk } from './pack-index.ts';
+import { baseLocationsOf, chunkLocations, LOCATION_COLUMNS, markChunksDamaged, storedChunkOf, type ChunkLocationRow, type StoredChunk } from './pack-index.ts';
 import { readFallbackFor } from './replica-repair.ts';
 
 /**
@@ -43,6 +43,18 @@ export function orderedBaseResolver(ctx: AppContext, order: readonly (StoredChun
     }
     return alone(sha256);
   };
+}
+
+/**
+ * The resolver for reading `ordered` (a content's chunks in order): with
+ * deltas among them, their bases looked up in one query and read ahead in
+ * order (orderedBaseResolver); else baseResolverFor.
+ */
+export async function contentBaseResolver(ctx: AppContext, ordered: readonly StoredChunk[]): Promise<BaseChunkResolver> {
+  const deltas = ordered.filter((c) => c.kind === 'pack' && c.codec === 'delta');
+  if (deltas.length === 0) return baseResolverFor(ctx);
+  const bases = await baseLocationsOf(ctx.database.db, [...new Set(deltas.map((c) => c.sha256))]);
+  return orderedBaseResolver(ctx, deltas.map((c) => bases.get(c.sha256) ?? null));
 }
 
 /** How many bases one read fetches at most: their raw bytes (at most 256 KiB each) are held until asked for. */
