@@ -23,7 +23,7 @@ import { readFallbackFor } from '../storage/replica-repair.ts';
 import { chunkLocations, markChunksDamaged, packBytesOf, recordPack, type StoredChunk } from '../storage/pack-index.ts';
 import type { ChunkLocation } from '../storage/pack-format.ts';
 import { PackWriter } from '../storage/pack-writer.ts';
-import { baseResolverFor, DeltaBaseFinder } from '../storage/delta-base.ts';
+import { contentBaseResolver, DeltaBaseFinder } from '../storage/delta-base.ts';
 import { byteBudgetFor, type ByteBudget } from '../storage/byte-budget.ts';
 
 /**
@@ -571,8 +571,11 @@ async function checkAssembly(ctx: AppContext, record: AssembleRecord, ordered: r
     throw new BadRequestError(`content ${record.sha256}: its ${ordered.length} chunks add up to ${total} bytes, not the ${record.size} declared`);
   }
   const hash = createHash('sha256');
+  // The bases of its deltas are looked up together and read ahead in content order, not a query and a read
+  // each (decision 187).
+  const base = await contentBaseResolver(ctx, ordered);
   try {
-    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx), base: baseResolverFor(ctx) })) hash.update(raw);
+    for await (const raw of readChunksInOrder(ctx.blobs, ordered, { verifyObjects: true, fallback: readFallbackFor(ctx), base })) hash.update(raw);
   } catch (error) {
     if (!(error instanceof ChunkReadDamageError)) throw error;
     await markChunksDamaged(ctx.database.db, error.chunkHashes);
@@ -655,7 +658,8 @@ export async function openContentForUser(
     if (!location) throw damaged(`chunk ${chunk} has no row in the index`);
     ordered.push(location);
   }
-  const chunkStream = readChunksInOrder(ctx.blobs, ordered, { verifyObjects: content.chunkCount > 1, fallback: readFallbackFor(ctx), base: baseResolverFor(ctx) });
+  const base = await contentBaseResolver(ctx, ordered);
+  const chunkStream = readChunksInOrder(ctx.blobs, ordered, { verifyObjects: content.chunkCount > 1, fallback: readFallbackFor(ctx), base });
   const next = async (): Promise<IteratorResult<Buffer>> => {
     try {
       return await chunkStream.next();

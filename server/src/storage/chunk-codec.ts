@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import zlib from 'node:zlib';
-import { createDelta } from 'fossil-delta';
 import { applyFossilDelta } from './fossil-apply.ts';
+import { createFossilDelta } from './fossil-delta-encode.ts';
 
 /**
  * How a chunk's bytes are stored in a pack. The numbers are written into
@@ -139,7 +139,8 @@ export async function encodeChunk(raw: Buffer, zstd: ZstdBackend, level = ZSTD_L
 /**
  * A delta chunk (codec `delta`, decision 171) is stored as the 32-byte
  * SHA-256 of its base chunk followed by a zstd frame of a Fossil delta
- * (fossil-delta) that turns the base's raw bytes into the chunk's. The base
+ * (made by fossil-delta-encode.ts, decision 186) that turns the base's raw
+ * bytes into the chunk's. The base
  * is always a chunk stored whole (raw or zstd), never another delta, so a
  * read costs at most two chunk reads. It is kept only when it takes at most
  * this share of the chunk's ordinary encoding: below that the second read is
@@ -155,21 +156,34 @@ export type BaseChunkResolver = (sha256: string) => Promise<Buffer>;
 
 /**
  * `raw`'s ordinary encoding, or a delta against `base` (whose raw bytes hash
- * to `base.sha256`) when that is at most DELTA_MAX_SHARE of it.
+ * to `base.sha256`) when that is at most DELTA_MAX_SHARE of it. A delta is
+ * decoded again, exactly as a read will, before it is returned, and kept
+ * only when it gives back `raw` byte for byte (decision 188): a delta is
+ * stored only once proven to decode right, whatever the encoder did.
+ * `makeDelta` is for tests.
  */
 export async function encodeChunkAgainst(
   raw: Buffer,
   base: { sha256: string; raw: Buffer } | undefined,
   zstd: ZstdBackend,
   level = ZSTD_LEVEL,
+  makeDelta: (source: Buffer, target: Buffer) => Buffer = createFossilDelta,
 ): Promise<EncodedChunk & { baseSha256?: string }> {
   const plain = await encodeChunk(raw, zstd, level);
   if (!base || raw.length < DELTA_MIN_BYTES || base.raw.length === 0) return plain;
-  const delta = createDelta(base.raw, raw);
+  const delta = makeDelta(base.raw, raw);
   if (BASE_NAME_BYTES + delta.length / 8 > plain.stored.length * DELTA_MAX_SHARE) return plain;
   const frame = await zstd.compress(delta, level);
-  const stored = Buffer.concat([Buffer.from(base.sha256, 'hex'), frame.length < delta.length ? frame : Buffer.from(delta)]);
+  const stored = Buffer.concat([Buffer.from(base.sha256, 'hex'), frame.length < delta.length ? frame : delta]);
   if (stored.length > plain.stored.length * DELTA_MAX_SHARE) return plain;
+  let decoded: Buffer;
+  try {
+    decoded = await decodeDelta(stored, raw.length, zstd, async () => base.raw);
+  } catch (error) {
+    if (error instanceof ChunkDecodeError) return plain;
+    throw error;
+  }
+  if (!decoded.equals(raw)) return plain;
   return { codec: 'delta', stored, baseSha256: base.sha256 };
 }
 

@@ -3,7 +3,7 @@ import type { AppContext } from '../app-context.ts';
 import { rowsOf } from '../db/database.ts';
 import { ChunkDecodeError, DELTA_MIN_BYTES, type BaseChunkResolver } from './chunk-codec.ts';
 import { ChunkReadDamageError, readChunksInOrder } from './content-reader.ts';
-import { chunkLocations, markChunksDamaged } from './pack-index.ts';
+import { baseLocationsOf, chunkLocations, LOCATION_COLUMNS, markChunksDamaged, storedChunkOf, type ChunkLocationRow, type StoredChunk } from './pack-index.ts';
 import { readFallbackFor } from './replica-repair.ts';
 
 /**
@@ -19,22 +19,139 @@ export function baseResolverFor(ctx: AppContext): BaseChunkResolver {
   return async (sha256) => {
     const location = (await chunkLocations(ctx.database.db, [sha256])).get(sha256);
     if (!location) throw new ChunkDecodeError(`its base chunk ${sha256} is not in the index`);
-    if (location.kind === 'pack' && location.codec === 'delta') throw new ChunkDecodeError(`its base chunk ${sha256} is itself a delta`);
-    const pieces: Buffer[] = [];
-    try {
-      for await (const piece of readChunksInOrder(ctx.blobs, [location], { verifyObjects: true, fallback: readFallbackFor(ctx) })) pieces.push(piece);
-    } catch (error) {
-      if (!(error instanceof ChunkReadDamageError)) throw error;
-      await markChunksDamaged(ctx.database.db, [sha256]);
-      throw new ChunkDecodeError(`its base chunk ${sha256} is damaged: ${error.detail}`);
-    }
-    return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+    return readBaseChunk(ctx, location);
   };
 }
 
-interface ChunkListOf {
+/**
+ * A resolver for a read that knows, in order, the bases its deltas will ask
+ * for (`order`: the base of each delta of a content, from baseLocationsOf;
+ * null where a delta's base has no row): read ahead in runs, so that bases
+ * lying together in a pack cost one ranged read, not a lookup and a read
+ * each (decision 187). A base asked for out of that order is looked up and
+ * read on its own, as baseResolverFor does.
+ */
+export function orderedBaseResolver(ctx: AppContext, order: readonly (StoredChunk | null)[]): BaseChunkResolver {
+  const reader = new BaseReader(ctx, order, READ_AHEAD_BASES);
+  const alone = baseResolverFor(ctx);
+  let cursor = 0;
+  return async (sha256) => {
+    for (let at = cursor; at < Math.min(order.length, cursor + READ_AHEAD_BASES); at += 1) {
+      if (order[at]?.sha256 !== sha256) continue;
+      cursor = at + 1;
+      return reader.read(at);
+    }
+    return alone(sha256);
+  };
+}
+
+/**
+ * The resolver for reading `ordered` (a content's chunks in order): with
+ * deltas among them, their bases looked up in one query and read ahead in
+ * order (orderedBaseResolver); else baseResolverFor.
+ */
+export async function contentBaseResolver(ctx: AppContext, ordered: readonly StoredChunk[]): Promise<BaseChunkResolver> {
+  const deltas = ordered.filter((c) => c.kind === 'pack' && c.codec === 'delta');
+  if (deltas.length === 0) return baseResolverFor(ctx);
+  const bases = await baseLocationsOf(ctx.database.db, [...new Set(deltas.map((c) => c.sha256))]);
+  return orderedBaseResolver(ctx, deltas.map((c) => bases.get(c.sha256) ?? null));
+}
+
+/** How many bases one read fetches at most: their raw bytes (at most 256 KiB each) are held until asked for. */
+const READ_AHEAD_BASES = 16;
+
+/**
+ * Reads the bases of a list by position, each checked as readBaseChunk
+ * checks it. When positions are asked in (nearly) ascending order, each
+ * read also fetches the next ones (a window that doubles up to `maxWindow`,
+ * back to one when the order breaks), all in one readChunksInOrder, which
+ * coalesces neighbours in a pack into one ranged get; what it fetched is
+ * held until asked for or passed over. A run that meets damage is dropped
+ * and its first base read alone, which marks the damage.
+ */
+class BaseReader {
+  readonly #ctx: AppContext;
+  readonly #order: readonly (StoredChunk | null)[];
+  readonly #maxWindow: number;
+  /** Bases read ahead (or being read: lookups of one upload run at once), by position. */
+  readonly #held = new Map<number, Promise<Buffer>>();
+  #last = -2;
+  #window = 1;
+
+  constructor(ctx: AppContext, order: readonly (StoredChunk | null)[], maxWindow: number) {
+    this.#ctx = ctx;
+    this.#order = order;
+    this.#maxWindow = maxWindow;
+  }
+
+  async read(at: number): Promise<Buffer> {
+    const location = this.#order[at];
+    if (!location) throw new ChunkDecodeError('its base chunk has no row in the index');
+    const sequential = at > this.#last && at <= this.#last + 2;
+    this.#window = sequential ? Math.min(this.#window * 2, this.#maxWindow) : 1;
+    this.#last = at;
+    for (const position of this.#held.keys()) if (position < at) this.#held.delete(position);
+    const held = this.#held.get(at);
+    if (held) {
+      this.#held.delete(at);
+      return held;
+    }
+    const run: number[] = [at];
+    if (readableInRun(location)) {
+      for (let p = at + 1; p < this.#order.length && p < at + this.#window; p += 1) {
+        const next = this.#order[p];
+        if (next && readableInRun(next) && !this.#held.has(p)) run.push(p);
+      }
+    }
+    if (run.length === 1) return readBaseChunk(this.#ctx, location);
+    const raws = this.#readRun(run.map((p) => this.#order[p]!));
+    for (let i = 1; i < run.length; i += 1) {
+      const later = raws.then((all) => all?.[i] ?? readBaseChunk(this.#ctx, this.#order[run[i]!]!));
+      // Held bases that are passed over are never awaited: their failure must not go unhandled.
+      later.catch(() => undefined);
+      this.#held.set(run[i]!, later);
+    }
+    return (await raws)?.[0] ?? readBaseChunk(this.#ctx, location);
+  }
+
+  /** The bases' raw bytes, checked; null when one is damaged (each is then read alone, which marks it). */
+  async #readRun(locations: StoredChunk[]): Promise<Buffer[] | null> {
+    const raws: Buffer[] = [];
+    try {
+      for await (const raw of readChunksInOrder(this.#ctx.blobs, locations, { verifyObjects: true, fallback: readFallbackFor(this.#ctx) })) raws.push(raw);
+    } catch (error) {
+      if (error instanceof ChunkReadDamageError) return null;
+      throw error;
+    }
+    return raws;
+  }
+}
+
+/** A base that a run may read: one stored whole in a pack (yielded as one piece; a v1 object and a delta are read alone). */
+function readableInRun(location: StoredChunk): boolean {
+  return location.kind === 'pack' && location.codec !== 'delta' && !location.damaged;
+}
+
+/** The raw bytes of the base chunk at `location`, read and checked; see baseResolverFor. */
+async function readBaseChunk(ctx: AppContext, location: StoredChunk): Promise<Buffer> {
+  const sha256 = location.sha256;
+  if (location.kind === 'pack' && location.codec === 'delta') throw new ChunkDecodeError(`its base chunk ${sha256} is itself a delta`);
+  const pieces: Buffer[] = [];
+  try {
+    for await (const piece of readChunksInOrder(ctx.blobs, [location], { verifyObjects: true, fallback: readFallbackFor(ctx) })) pieces.push(piece);
+  } catch (error) {
+    if (!(error instanceof ChunkReadDamageError)) throw error;
+    await markChunksDamaged(ctx.database.db, [sha256]);
+    throw new ChunkDecodeError(`its base chunk ${sha256} is damaged: ${error.detail}`);
+  }
+  return pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces);
+}
+
+/** A hinted content's chunks by offset, each with the base a chunk at its place would be stored against (or none). */
+interface CandidatesOf {
   offsets: number[];
-  hashes: string[];
+  bases: (StoredChunk | null)[];
+  reader: BaseReader;
 }
 
 /**
@@ -46,24 +163,31 @@ interface ChunkListOf {
  * else's), the chunk covering the middle of the new chunk's place in the
  * file; if that chunk is itself a delta, its base. A damaged or unreadable
  * candidate gives no base: the chunk is stored whole. One per upload
- * request.
+ * request; the first lookup in a hinted content reads, in one query, its
+ * chunk list with every chunk's base and that base's location, for every
+ * later lookup in it to use (decision 187): a request's lookups cost one
+ * query per hinted content, not two per chunk; and as the new chunks come
+ * in file order, their bases are read ahead in runs (BaseReader).
  */
 export class DeltaBaseFinder {
   readonly #ctx: AppContext;
   readonly #userId: string;
-  /** Whether the uploader holds each content a hint named. */
-  readonly #held = new Map<string, boolean>();
-  readonly #read: BaseChunkResolver;
+  /** Per hinted content: its candidates, or null when the uploader does not hold it. */
+  readonly #candidates = new Map<string, Promise<CandidatesOf | null>>();
 
   constructor(ctx: AppContext, userId: string) {
     this.#ctx = ctx;
     this.#userId = userId;
-    this.#read = baseResolverFor(ctx);
   }
 
   async find(similar: string, offset: number, size: number): Promise<{ sha256: string; raw: Buffer } | undefined> {
     if (size < DELTA_MIN_BYTES) return undefined;
-    const list = await this.#listOf(similar);
+    let pending = this.#candidates.get(similar);
+    if (!pending) {
+      pending = candidatesOf(this.#ctx, this.#userId, similar);
+      this.#candidates.set(similar, pending);
+    }
+    const list = await pending;
     if (!list || list.offsets.length === 0) return undefined;
     const middle = offset + Math.floor(size / 2);
     let low = 0;
@@ -73,64 +197,43 @@ export class DeltaBaseFinder {
       if ((list.offsets[mid] as number) <= middle) low = mid;
       else high = mid - 1;
     }
-    const candidate = list.hashes[low] as string;
-    const [row] = rowsOf<{ base: string | null; damaged: boolean }>(
-      await this.#ctx.database.db.execute(sql`
-        select encode(base_sha256, 'hex') as base, damaged_at is not null as damaged from chunks
-        where sha256 = decode(${candidate}, 'hex')`),
-    );
-    if (!row || row.damaged) return undefined;
-    const root = row.base ?? candidate;
+    const base = list.bases[low];
+    if (!base) return undefined;
     try {
-      return { sha256: root, raw: await this.#read(root) };
+      return { sha256: base.sha256, raw: await list.reader.read(low) };
     } catch (error) {
       if (error instanceof ChunkDecodeError) return undefined;
       throw error;
     }
   }
-
-  async #listOf(content: string): Promise<ChunkListOf | null> {
-    if (this.#held.has(content)) return this.#held.get(content) ? chunkListOf(this.#ctx, content) : null;
-    const [row] = rowsOf<{ held: boolean }>(
-      await this.#ctx.database.db.execute(sql`
-        select exists (select 1 from owner_contents where content_sha256 = decode(${content}, 'hex') and user_id = ${this.#userId}::uuid) as held`),
-    );
-    const held = row?.held === true;
-    this.#held.set(content, held);
-    return held ? chunkListOf(this.#ctx, content) : null;
-  }
 }
 
 /**
- * Chunk lists of recently hinted contents, shared by every upload: a
- * content's list never changes (its hash names its bytes), and a large
- * file's parts arrive in many requests, each of which would otherwise read
- * the same list again. Bounded by entries, not contents.
+ * In one query: `content`'s chunks in order, if `userId` holds it (else
+ * none), each with the chunk a delta at its place would name as base (the
+ * chunk itself, or its base when it is a delta) and that base's location.
+ * A chunk gives no base when its row is gone, it or its base is damaged.
  */
-const LIST_CACHE_ENTRIES = 1 << 20;
-const listCache = new Map<string, ChunkListOf>();
-let listCacheEntries = 0;
-
-async function chunkListOf(ctx: AppContext, content: string): Promise<ChunkListOf> {
-  const cached = listCache.get(content);
-  if (cached) {
-    listCache.delete(content);
-    listCache.set(content, cached);
-    return cached;
-  }
-  const rows = rowsOf<{ offset: number | string; sha256: string }>(
+async function candidatesOf(ctx: AppContext, userId: string, content: string): Promise<CandidatesOf | null> {
+  const rows = rowsOf<Partial<ChunkLocationRow> & { offset: number | string; chunk_damaged: boolean | null }>(
     await ctx.database.db.execute(sql`
-      select "offset", encode(chunk_sha256, 'hex') as sha256 from content_chunks
-      where content_sha256 = decode(${content}, 'hex') order by seq`),
+      with list as (
+        select cc.seq, cc."offset", cc.chunk_sha256 as sha256 from content_chunks cc
+        where cc.content_sha256 = decode(${content}, 'hex')
+        union all
+        -- A content of one chunk has no content_chunks rows: it is that chunk (decision 91).
+        select 0, 0, decode(${content}, 'hex')
+        where not exists (select 1 from content_chunks where content_sha256 = decode(${content}, 'hex'))
+      )
+      select l."offset", c.damaged_at is not null as chunk_damaged, ${LOCATION_COLUMNS}
+      from list l
+      left join chunks c on c.sha256 = l.sha256
+      left join chunks ch on ch.sha256 = coalesce(c.base_sha256, c.sha256)
+      left join packs p on p.id = ch.pack_id
+      where exists (select 1 from owner_contents where content_sha256 = decode(${content}, 'hex') and user_id = ${userId}::uuid)
+      order by l.seq`),
   );
-  // A content of one chunk has no content_chunks rows: it is that chunk (decision 91).
-  const list = rows.length > 0 ? { offsets: rows.map((r) => Number(r.offset)), hashes: rows.map((r) => r.sha256) } : { offsets: [0], hashes: [content] };
-  listCache.set(content, list);
-  listCacheEntries += list.offsets.length;
-  while (listCacheEntries > LIST_CACHE_ENTRIES && listCache.size > 1) {
-    const [oldest, evicted] = listCache.entries().next().value as [string, ChunkListOf];
-    listCache.delete(oldest);
-    listCacheEntries -= evicted.offsets.length;
-  }
-  return list;
+  if (rows.length === 0) return null;
+  const bases = rows.map((row) => (row.sha256 == null || row.chunk_damaged || row.damaged ? null : storedChunkOf(row as ChunkLocationRow)));
+  return { offsets: rows.map((row) => Number(row.offset)), bases, reader: new BaseReader(ctx, bases, READ_AHEAD_BASES) };
 }

@@ -124,45 +124,70 @@ export type StoredChunk =
   | (ChunkLocation & { kind: 'pack'; damaged: boolean })
   | { kind: 'object'; sha256: string; rawSize: number; key: string; damaged: boolean };
 
+/** A chunk row's location columns, as `LOCATION_COLUMNS` selects them from `chunks ch left join packs p`. */
+export interface ChunkLocationRow {
+  sha256: string;
+  size: number | string;
+  pack_sha256: string | null;
+  pack_offset: number | string | null;
+  stored_length: number | null;
+  codec: number | null;
+  damaged: boolean;
+}
+
+/** The columns of a ChunkLocationRow, of the chunk row `ch` and its pack row `p`. */
+export const LOCATION_COLUMNS = sql.raw(`encode(ch.sha256, 'hex') as sha256, ch.size, encode(p.sha256, 'hex') as pack_sha256, ch.pack_offset,
+               ch.stored_length, ch.codec, ch.damaged_at is not null as damaged`);
+
+export function storedChunkOf(row: ChunkLocationRow): StoredChunk {
+  const rawSize = Number(row.size);
+  if (row.pack_sha256 === null) return { kind: 'object', sha256: row.sha256, rawSize, key: row.sha256, damaged: row.damaged };
+  const codec: ChunkCodec | null = codecOfId(Number(row.codec));
+  if (codec === null) throw new Error(`chunk ${row.sha256} has unknown codec ${row.codec}`);
+  return {
+    kind: 'pack',
+    sha256: row.sha256,
+    rawSize,
+    codec,
+    offset: Number(row.pack_offset),
+    length: Number(row.stored_length),
+    packKey: packKeyOf(row.pack_sha256),
+    damaged: row.damaged,
+  };
+}
+
 /** The locations of `chunkHashes` that have a row (a missing hash has no entry). */
 export async function chunkLocations(db: Db | Tx, chunkHashes: readonly string[]): Promise<Map<string, StoredChunk>> {
   const found = new Map<string, StoredChunk>();
   for (let i = 0; i < chunkHashes.length; i += 10_000) {
     const slice = chunkHashes.slice(i, i + 10_000);
-    const rows = rowsOf<{
-      sha256: string;
-      size: number | string;
-      pack_sha256: string | null;
-      pack_offset: number | string | null;
-      stored_length: number | null;
-      codec: number | null;
-      damaged: boolean;
-    }>(
+    const rows = rowsOf<ChunkLocationRow>(
       await db.execute(sql`
-        select encode(ch.sha256, 'hex') as sha256, ch.size, encode(p.sha256, 'hex') as pack_sha256, ch.pack_offset,
-               ch.stored_length, ch.codec, ch.damaged_at is not null as damaged
+        select ${LOCATION_COLUMNS}
         from chunks ch left join packs p on p.id = ch.pack_id
         where ch.sha256 in ${hashSet(slice)}`),
     );
-    for (const row of rows) {
-      const rawSize = Number(row.size);
-      if (row.pack_sha256 === null) {
-        found.set(row.sha256, { kind: 'object', sha256: row.sha256, rawSize, key: row.sha256, damaged: row.damaged });
-        continue;
-      }
-      const codec: ChunkCodec | null = codecOfId(Number(row.codec));
-      if (codec === null) throw new Error(`chunk ${row.sha256} has unknown codec ${row.codec}`);
-      found.set(row.sha256, {
-        kind: 'pack',
-        sha256: row.sha256,
-        rawSize,
-        codec,
-        offset: Number(row.pack_offset),
-        length: Number(row.stored_length),
-        packKey: packKeyOf(row.pack_sha256),
-        damaged: row.damaged,
-      });
-    }
+    for (const row of rows) found.set(row.sha256, storedChunkOf(row));
+  }
+  return found;
+}
+
+/**
+ * For those of `chunkHashes` that are deltas (decision 171), the location
+ * of the base each names, by the delta's hash: what reading them back
+ * needs, in one query instead of one per delta (decision 187). A delta
+ * whose base has no row has no entry.
+ */
+export async function baseLocationsOf(db: Db | Tx, chunkHashes: readonly string[]): Promise<Map<string, StoredChunk>> {
+  const found = new Map<string, StoredChunk>();
+  for (let i = 0; i < chunkHashes.length; i += 10_000) {
+    const rows = rowsOf<ChunkLocationRow & { delta: string }>(
+      await db.execute(sql`
+        select encode(d.sha256, 'hex') as delta, ${LOCATION_COLUMNS}
+        from chunks d join chunks ch on ch.sha256 = d.base_sha256 left join packs p on p.id = ch.pack_id
+        where d.sha256 in ${hashSet(chunkHashes.slice(i, i + 10_000))} and d.base_sha256 is not null`),
+    );
+    for (const row of rows) found.set(row.delta, storedChunkOf(row));
   }
   return found;
 }

@@ -10,7 +10,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq, inArray, sql } from 'drizzle-orm';
-import { partFilename, sha256Hex } from '@cairn/shared';
+import { chunkLengths, DEFAULT_CHUNKER_PARAMS, encodeAssembleRecord, partFilename, sha256Hex } from '@cairn/shared';
 import { chunks, contentChunks, packs } from '../../src/db/schema.ts';
 import type { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
 import { rowsOf } from '../../src/db/database.ts';
@@ -29,6 +29,17 @@ function dump(rows: number, edited: ReadonlySet<number> = new Set(), tag = 'v2')
     lines.push(`${i}\tcustomer-${(i * 31) % 977}\t${value}\t2026-12-01 10:${String(i % 60).padStart(2, '0')}:00+00\n`);
   }
   return Buffer.from(lines.join(''));
+}
+
+/** `file` cut as the agent cuts it, each chunk with its offset. */
+function chunksOf(file: Buffer): { offset: number; bytes: Buffer }[] {
+  const out: { offset: number; bytes: Buffer }[] = [];
+  let offset = 0;
+  for (const length of chunkLengths(file, DEFAULT_CHUNKER_PARAMS)) {
+    out.push({ offset, bytes: file.subarray(offset, offset + length) });
+    offset += length;
+  }
+  return out;
 }
 
 /** Every 100th row edited: 1% scattered, as S6 does in a day. */
@@ -91,6 +102,82 @@ describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
     const verified = await runVerify(h.ctx, 'manual');
     expect(verified.damagedChunks).toBe(0);
     expect(verified.chunksChecked).toBeGreaterThanOrEqual(v2Chunks.length);
+  });
+
+  it('the agent’s way (each chunk a hinted part, then assemble): a constant number of queries and runs of reads for the bases, not one each per chunk', async () => {
+    const user = await addUser(h, 'delta-assembler');
+    const agent = await registerAgent(h, user, 'assembler-box');
+    const v1 = dump(60_000, new Set(), 'as1');
+    const v2 = dump(60_000, scattered(60_000), 'as2');
+    const assemble = (file: Buffer) =>
+      callApi<{ results: unknown[] }>(h, 'POST', '/contents/assemble', {
+        token: agent.token,
+        body: encodeAssembleRecord({ sha256: sha256Hex(file), size: file.length, chunks: chunksOf(file).map((c) => sha256Hex(c.bytes)) }),
+        headers: { 'content-type': 'application/octet-stream' },
+      });
+    expect((await upload(h, agent.token, chunksOf(v1).map((c) => c.bytes))).status).toBe(200);
+    expect((await assemble(v1)).status).toBe(200);
+
+    // Every statement the server sends through the pool's `execute` while v2 goes in is counted.
+    const database = db();
+    const original = database.execute.bind(database);
+    let statements = 0;
+    database.execute = ((query: Parameters<typeof original>[0]) => {
+      statements += 1;
+      return original(query);
+    }) as typeof database.execute;
+    // And every read of the store.
+    const blobs = h.ctx.blobs;
+    const get = blobs.get.bind(blobs);
+    let reads = 0;
+    blobs.get = ((...args: Parameters<typeof get>) => {
+      reads += 1;
+      return get(...args);
+    }) as typeof blobs.get;
+    const v1Hashes = new Set(chunksOf(v1).map((c) => sha256Hex(c.bytes)));
+    const changed = chunksOf(v2).filter((c) => !v1Hashes.has(sha256Hex(c.bytes)));
+    let uploadStatements: number;
+    let assembleStatements: number;
+    let uploadReads: number;
+    let assembleReads: number;
+    let downloadStatements: number;
+    let downloadReads: number;
+    try {
+      const parts = changed.map((c) => ({
+        name: sha256Hex(c.bytes),
+        data: c.bytes,
+        filename: partFilename(sha256Hex(c.bytes), { sha256: sha256Hex(v1), offset: c.offset }),
+      }));
+      expect((await upload(h, agent.token, parts)).status).toBe(200);
+      uploadStatements = statements;
+      uploadReads = reads;
+      statements = 0;
+      reads = 0;
+      expect((await assemble(v2)).status).toBe(200);
+      assembleStatements = statements;
+      assembleReads = reads;
+      statements = 0;
+      reads = 0;
+      const got = await download(h, agent.token, sha256Hex(v2));
+      expect(got.bytes.equals(v2)).toBe(true);
+      downloadStatements = statements;
+      downloadReads = reads;
+    } finally {
+      database.execute = original;
+      blobs.get = get;
+    }
+    const deltas = (await chunkRows(changed.map((c) => sha256Hex(c.bytes)))).filter((r) => r.codec === CHUNK_CODECS.delta);
+    expect(deltas.length).toBeGreaterThanOrEqual(20);
+    // Before decision 187: two statements per delta on upload (the candidate's row, the base's location) and
+    // one per delta in assemble's read-back (the base's location).
+    expect(uploadStatements).toBeLessThan(10);
+    expect(assembleStatements).toBeLessThan(10);
+    // And a read of the store per base: now bases lying together in a pack are read ahead in runs.
+    expect(uploadReads).toBeLessThan(deltas.length / 3);
+    expect(assembleReads).toBeLessThan(deltas.length / 3);
+    // A download reads the same way.
+    expect(downloadStatements).toBeLessThan(10);
+    expect(downloadReads).toBeLessThan(deltas.length / 3);
   });
 
   it('ignores a hint naming content the uploader does not hold, and answers exactly as without one', async () => {

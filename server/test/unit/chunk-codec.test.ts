@@ -13,6 +13,7 @@ import {
   zstdFrameContentSize,
   type ZstdBackend,
 } from '../../src/storage/chunk-codec.ts';
+import { createFossilDelta } from '../../src/storage/fossil-delta-encode.ts';
 
 /** Text that compresses about 5x, like source code or a log. */
 function textOf(bytes: number): Buffer {
@@ -144,6 +145,21 @@ describe('chunk codec', () => {
     expect((await encodeChunkAgainst(textOf(64 * 1024), unrelated, zstd)).codec).toBe('zstd');
     const small = textOf(2000);
     expect((await encodeChunkAgainst(small, { sha256: 'cd'.repeat(32), raw: small }, zstd)).codec).not.toBe('delta');
+  });
+
+  it('stores a delta only once it decodes back to the chunk: a wrong or malformed one gives the ordinary encoding', async () => {
+    const zstd = await defaultZstdBackend();
+    const base = textOf(64 * 1024);
+    const edited = Buffer.from(base);
+    edited.write('EDITED', 30_000);
+    const named = { sha256: createHash('sha256').update(base).digest('hex'), raw: base };
+    const plain = await encodeChunk(edited, zstd);
+    expect((await encodeChunkAgainst(edited, named, zstd)).codec).toBe('delta');
+    // An encoder that describes other bytes (here: the base itself), or writes nothing applicable.
+    const wrong = await encodeChunkAgainst(edited, named, zstd, undefined, (source) => createFossilDelta(source, source));
+    expect(wrong).toEqual(plain);
+    const malformed = await encodeChunkAgainst(edited, named, zstd, undefined, () => Buffer.from('not a delta'));
+    expect(malformed).toEqual(plain);
   });
 
   it('reads the content size of every zstd frame header form (RFC 8878)', () => {
