@@ -33,6 +33,12 @@ export interface ReadFallback {
 
 export interface ReadChunksOptions {
   verifyObjects: boolean;
+  /**
+   * False: a pack chunk is decoded and its size checked but not hashed, for
+   * a caller that hashes the whole content and reads again with checks when
+   * that fails (assemble's read-back, decision 191). Default true.
+   */
+  checkChunkHashes?: boolean;
   zstd?: ZstdBackend;
   fallback?: ReadFallback | undefined;
   /** Where delta chunks get their base (storage/delta-base.ts); without it a delta chunk reads as damaged. */
@@ -62,6 +68,7 @@ export interface ReadChunksOptions {
 export async function* readChunksInOrder(store: BlobStore, chunks: readonly StoredChunk[], options: ReadChunksOptions): AsyncGenerator<Buffer> {
   let zstd = options.zstd;
   const fallback = options.fallback;
+  const hashed = options.checkChunkHashes ?? true;
   for (let i = 0; i < chunks.length; ) {
     const first = chunks[i]!;
     if (first.kind === 'object') {
@@ -85,13 +92,13 @@ export async function* readChunksInOrder(store: BlobStore, chunks: readonly Stor
     for (let n = 0; n < run.length; n++) {
       let raw: Buffer;
       try {
-        raw = await checkedChunk(bytes, first.offset, run, n, zstd, options.base);
+        raw = await checkedChunk(bytes, first.offset, run, n, zstd, options.base, hashed);
       } catch (error) {
         if (!(error instanceof ChunkReadDamageError) || !fallback || fromFallback) throw error;
         const replicaBytes = await readRange(fallback.store, first.packKey, first.offset, end);
         if (replicaBytes === null) throw error;
         try {
-          raw = await checkedChunk(replicaBytes, first.offset, run, n, zstd, options.base);
+          raw = await checkedChunk(replicaBytes, first.offset, run, n, zstd, options.base, hashed);
         } catch (replicaError) {
           if (replicaError instanceof ChunkReadDamageError) throw new ChunkReadDamageError(error.chunkHashes, error.key, `${error.detail}; the replica's copy is damaged too`);
           throw replicaError;
@@ -113,6 +120,7 @@ async function checkedChunk(
   n: number,
   zstd: ZstdBackend,
   baseChunk: BaseChunkResolver | undefined,
+  hashed: boolean,
 ): Promise<Buffer> {
   const chunk = run[n]!;
   if (bytes === null) throw new ChunkReadDamageError(run.slice(n).map((c) => c.sha256), chunk.packKey, 'the pack is missing');
@@ -127,6 +135,7 @@ async function checkedChunk(
     if (error instanceof ChunkDecodeError) throw new ChunkReadDamageError([chunk.sha256], chunk.packKey, error.message);
     throw error;
   }
+  if (!hashed) return raw;
   const actual = createHash('sha256').update(raw).digest('hex');
   if (actual !== chunk.sha256) {
     throw new ChunkReadDamageError([chunk.sha256], chunk.packKey, `the stored bytes decode to a chunk that hashes to ${actual}`);

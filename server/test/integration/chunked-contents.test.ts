@@ -6,11 +6,14 @@
  * an edited file needs only its changed chunks; and every refusal clear.
  */
 import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { count, eq } from 'drizzle-orm';
 import { chunkLengths, DEFAULT_CHUNKER_PARAMS, encodeAssembleRecord, sha256Hex, type AssembleRecord } from '@cairn/shared';
-import { contentChunks, contents, packs } from '../../src/db/schema.ts';
+import type { DiskBlobStore } from '../../src/blob/disk-blob-store.ts';
+import { chunks as chunkRows, contentChunks, contents, packs } from '../../src/db/schema.ts';
 import { addUser, callApi, download, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
+import { locate } from '../helpers/stored-bytes.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 
 type Body = { results: { sha256: string; size: number; status: string }[]; missing?: string[]; message?: string };
@@ -122,6 +125,36 @@ describe.each(testDatabaseKinds())('contents of several chunks (%s)', (kind) => 
     // The prober's own content was committed; the owner's stays unreadable to them.
     expect(await missing(proberAgent.token, [sha256Hex(mine), sha256Hex(secret)])).toEqual([sha256Hex(secret)]);
     expect((await download(h, proberAgent.token, sha256Hex(secret))).status).toBe(404);
+  });
+
+  it('a chunk damaged in the store since its upload is found by the read-back, marked, asked for again, and healed', async () => {
+    // The read-back hashes the whole content first and the chunks one by one only when that fails (decision 191):
+    // a flipped byte in a raw chunk still decodes, so only the second pass can name it.
+    const user = await addUser(h, 'rotting');
+    const agent = await registerAgent(h, user, 'rot-box');
+    const file = randomBytes(900_000);
+    const record = recordOf(file);
+    const pieces = chunksOf(file);
+    expect((await upload(h, agent.token, pieces)).status).toBe(200);
+    const victim = record.chunks[1]!;
+    const { key, at } = await locate(h.ctx.database.db, victim, 100);
+    const path = (h.ctx.blobs as DiskBlobStore).pathOf(key);
+    const bytes = await readFile(path);
+    bytes[at] = bytes[at]! ^ 0xff;
+    await writeFile(path, bytes);
+
+    const refused = await assemble(agent.token, [record]);
+    expect(refused.status).toBe(409);
+    expect(refused.body.missing).toEqual([victim]);
+    const [row] = await h.ctx.database.db.select({ damagedAt: chunkRows.damagedAt }).from(chunkRows).where(eq(chunkRows.sha256, victim));
+    expect(row?.damagedAt).not.toBeNull();
+    expect(await missing(agent.token, record.chunks)).toEqual([victim]);
+
+    expect((await upload(h, agent.token, [pieces[1]!])).status).toBe(200);
+    const healed = await assemble(agent.token, [record]);
+    expect(healed.status).toBe(200);
+    expect(healed.body.results).toEqual([{ sha256: record.sha256, size: file.length, status: 'stored' }]);
+    expect((await download(h, agent.token, record.sha256)).bytes.equals(file)).toBe(true);
   });
 
   it('refuses a chunk list that does not add up to the content (400 naming it) and a malformed body (400), keeping nothing', async () => {
