@@ -57,7 +57,9 @@ export class CairnSystem {
   #server: ServerProcess | null = null;
   #s3: RunningS3rver | null = null;
 
-  constructor(private readonly options: CairnOptions) {
+  private readonly options: CairnOptions;
+  constructor(options: CairnOptions) {
+    this.options = options;
     this.id = options.store === 's3' ? 'cairn-s3' : options.databaseUrl ? 'cairn-disk-pg' : 'cairn-disk';
     this.#dataDir = path.join(options.workDir, `${this.id}-data`);
     this.#stateDir = path.join(options.workDir, `${this.id}-agent`);
