@@ -58,6 +58,8 @@ function hostEnvironment(role: Role, service: ComposeService, image: StagedImage
     .concat(nodeDir, process.env.PATH ?? '/usr/bin:/bin')
     .join(':');
   env.HOME = process.env.HOME ?? os.tmpdir();
+  // Node's compile cache (the image's /tmp/...) goes into the staged image, not the host's /tmp.
+  if (env.NODE_COMPILE_CACHE) env.NODE_COMPILE_CACHE = image.hostPath(env.NODE_COMPILE_CACHE);
   return { env, command: stage.command, cwd: image.hostPath(stage.workdir ?? '/') };
 }
 

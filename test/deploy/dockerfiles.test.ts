@@ -64,6 +64,12 @@ describe.each(Object.entries(DOCKERFILES) as [Role, string][])('%s image (%s)', 
     expect(content).not.toMatch(/\/opt\/tsx|tsx@/);
   });
 
+  it("keeps Node's compile cache where its user can write, outside the code and the volumes", () => {
+    const cache = stage.env.NODE_COMPILE_CACHE ?? '';
+    expect(cache.startsWith('/tmp/')).toBe(true);
+    expect(stage.volumes.some((volume) => cache.startsWith(`${volume}/`))).toBe(false);
+  });
+
   it('runs as a non-root user', () => {
     expect(stage.user).toBeDefined();
     expect(stage.user).not.toMatch(/^(root|0)(:|$)/);
