@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
-import { REPO_ROOT, freePort, startProcess, startServerProcess, type ServerProcess } from '../test/helpers/processes.ts';
+import { HOST_NODE, REPO_ROOT, freePort, nodeRuntime, startProcess, startServerProcess, type NodeRuntime, type ServerProcess } from '../test/helpers/processes.ts';
 import { startS3rver, type RunningS3rver } from '../server/test/helpers/s3rver.ts';
 import { diskUsage } from './disk-usage.ts';
 import postgres from 'postgres';
@@ -26,8 +26,21 @@ export function agentUnavailable(): string | null {
   return existsSync(AGENT_MAIN) ? null : `the agent has no entry point yet (${path.relative(REPO_ROOT, AGENT_MAIN)} missing)`;
 }
 
+/**
+ * The node the bench runs the server and the agent under: `--node PATH`, else
+ * CAIRN_BENCH_NODE, else the one running the bench (through tsx, as
+ * `npm run server`). A binary that strips types itself (Node 22.18 and
+ * later) runs them without tsx, as the images do (decision 182).
+ */
+export function benchNode(option: string | undefined, env: NodeJS.ProcessEnv = process.env): NodeRuntime {
+  const chosen = option ?? (env.CAIRN_BENCH_NODE || undefined);
+  return chosen === undefined ? HOST_NODE : nodeRuntime(chosen);
+}
+
 export interface CairnOptions {
   store: 'disk' | 's3';
+  /** The node binary the server and agent run under (see benchNode); this process's, through tsx, when absent. */
+  node?: NodeRuntime;
   /** A PostgreSQL database for the metadata (emptied by the caller); the server's embedded PostgreSQL when absent. */
   databaseUrl?: string;
   workDir: string;
@@ -57,7 +70,9 @@ export class CairnSystem {
   #server: ServerProcess | null = null;
   #s3: RunningS3rver | null = null;
 
-  constructor(private readonly options: CairnOptions) {
+  private readonly options: CairnOptions;
+  constructor(options: CairnOptions) {
+    this.options = options;
     this.id = options.store === 's3' ? 'cairn-s3' : options.databaseUrl ? 'cairn-disk-pg' : 'cairn-disk';
     this.#dataDir = path.join(options.workDir, `${this.id}-data`);
     this.#stateDir = path.join(options.workDir, `${this.id}-agent`);
@@ -91,7 +106,7 @@ export class CairnSystem {
       ...(this.#s3?.env ?? {}),
       ...(this.options.databaseUrl ? { DATABASE_URL: this.options.databaseUrl } : {}),
       ...this.#profileEnv('server'),
-    });
+    }, this.options.node);
     for (;;) {
       const ready = await fetch(`${this.#server.url}/readyz`).then((r) => r.status === 200, () => false);
       if (ready) break;
@@ -127,7 +142,7 @@ export class CairnSystem {
       PING_INTERVAL: '86400',
       LOG_LEVEL: 'info',
       ...this.#profileEnv(`agent-${scenario}`),
-    });
+    }, REPO_ROOT, this.options.node);
     const failed = (error: string): Measurement => ({
       scenario,
       system: this.id,

@@ -27,7 +27,17 @@ export interface BenchReport {
   startedAt: string;
   finishedAt: string;
   quick: boolean;
-  machine: { cpus: number; cpuModel: string; memoryBytes: number; node: string; restic: string | null; loadAverageAtStart: number[] };
+  machine: {
+    cpus: number;
+    cpuModel: string;
+    memoryBytes: number;
+    /** The node running the bench itself. */
+    node: string;
+    /** The node that ran Cairn's server and agent, and whether without tsx (`--node`); absent in reports from before it was recorded. */
+    cairnNode?: { version: string; stripsTypes: boolean };
+    restic: string | null;
+    loadAverageAtStart: number[];
+  };
   datasets: Partial<Record<Scenario['dataset'], DatasetInfo>>;
   measurements: Measurement[];
   verdicts: Verdict[];
@@ -175,8 +185,14 @@ function scenarioTables(report: BenchReport): ScenarioTable[] {
   return tables;
 }
 
+/** The node that ran Cairn: `--node`'s, or (no cairnNode: older reports, or none given) the bench's own through tsx. */
+export function cairnNodeText(machine: BenchReport['machine']): string {
+  const runtime = machine.cairnNode ?? { version: machine.node, stripsTypes: false };
+  return `Cairn ran on node ${runtime.version}, ${runtime.stripsTypes ? 'types stripped by node (no tsx, as the images)' : 'through tsx'}`;
+}
+
 export function renderText(report: BenchReport): string {
-  const out: string[] = [];
+  const out: string[] = [`${cairnNodeText(report.machine)}.`];
   const startups = startupLines(report);
   if (startups.length > 0) out.push('', 'Server start-up', ...startups.map((l) => `  ${l}`));
   for (const table of scenarioTables(report)) {
@@ -198,7 +214,7 @@ export function renderMarkdown(report: BenchReport): string {
   const out = [
     `# Benchmark results${report.quick ? ' (quick)' : ''}`,
     '',
-    `${report.startedAt} to ${report.finishedAt}; ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(0)} GiB; node ${m.node}; ${m.restic ?? 'restic not installed'}; load average at start ${m.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}.`,
+    `${report.startedAt} to ${report.finishedAt}; ${m.cpus} CPUs (${m.cpuModel}), ${(m.memoryBytes / 2 ** 30).toFixed(0)} GiB; bench on node ${m.node}; ${cairnNodeText(m)}; ${m.restic ?? 'restic not installed'}; load average at start ${m.loadAverageAtStart.map((l) => l.toFixed(2)).join(' ')}.`,
     '',
     'Time: seconds of the backup run (Cairn: the agent\'s run; in brackets the agent process from start to the end of its run, including node start-up and registration; restic: the whole `restic backup` process). MB = 10^6 bytes. Stored: apparent size (allocated disk in brackets) of the blob store or restic repository; db = the metadata database.',
   ];

@@ -13,6 +13,8 @@
  *   --profile            write V8 CPU profiles of agent and server under bench/results/profiles
  *   --files N            the small-files dataset with N files instead (for profiling at an intermediate size)
  *   --logs               save the agent's and server's logs of each run under bench/results/logs
+ *   --node PATH          run the server and agent under this node binary (also CAIRN_BENCH_NODE); one that strips
+ *                        types itself (22.18 and later) runs them without tsx, as the images do
  */
 import { statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, statfs, writeFile } from 'node:fs/promises';
@@ -20,7 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '../test/helpers/processes.ts';
-import { CairnSystem, agentUnavailable } from './cairn-runner.ts';
+import { CairnSystem, agentUnavailable, benchNode } from './cairn-runner.ts';
 import {
   filesToChange,
   mixedSpec,
@@ -31,7 +33,7 @@ import {
   type DatasetSpec,
 } from './dataset-generator.ts';
 import { PgbenchDatabase, SqlDump, pgbenchUnavailable } from './dump-datasets.ts';
-import { renderMarkdown, renderText, verdictsFor, type BenchReport } from './report.ts';
+import { cairnNodeText, renderMarkdown, renderText, verdictsFor, type BenchReport } from './report.ts';
 import { ResticRepository, resticVersion } from './restic-runner.ts';
 import { DUMP_DAYS, type Measurement, type ScenarioId, type SystemId } from './scenarios.ts';
 
@@ -52,8 +54,11 @@ const { values: args } = parseArgs({
     files: { type: 'string' },
     postgres: { type: 'string' },
     'pgbench-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
+    node: { type: 'string' },
   },
 });
+
+const cairnNode = benchNode(args.node);
 
 const quick = args.quick === true;
 const resultsDir = path.join(REPO_ROOT, 'bench/results');
@@ -171,6 +176,7 @@ async function startSystems(workDir: string, wanted: Set<SystemId>, resticOk: bo
       ...(databaseUrl ? { databaseUrl } : {}),
       ...(profileDir ? { profileDir } : {}),
       ...(logDir ? { logDir } : {}),
+      node: cairnNode,
     });
     progress(`starting ${system.id} server`);
     await system.start();
@@ -276,6 +282,7 @@ async function main(): Promise<number> {
       cpuModel: os.cpus()[0]?.model ?? 'unknown',
       memoryBytes: os.totalmem(),
       node: process.version,
+      cairnNode: { version: cairnNode.version, stripsTypes: cairnNode.stripsTypes },
       restic,
       loadAverageAtStart: os.loadavg(),
     },
@@ -285,6 +292,7 @@ async function main(): Promise<number> {
     notRun: [],
     startups: [],
   };
+  progress(cairnNodeText(report.machine));
   const recordStartups = (systems: Systems, dataset: string) => {
     for (const system of systems.cairn) {
       if (system.startup === null) continue;

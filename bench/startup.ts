@@ -4,15 +4,20 @@
  * from /readyz, then the summed PSS of the server and its database processes
  * 3 s later. `npx tsx bench/startup.ts [runs] [--keep]` (--keep: the same
  * DATA_DIR for every run after the first, i.e. restarts without initdb).
+ * CAIRN_BENCH_NODE=PATH runs the server under that node (without tsx when it
+ * strips types itself, as the images do), like run.ts's --node.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir, loadavg } from 'node:os';
 import path from 'node:path';
 import { startServerProcess } from '../test/helpers/processes.ts';
+import { benchNode } from './cairn-runner.ts';
 import { processTree, totalPss } from './process-memory.ts';
 
 const runs = Number(process.argv[2] ?? 5);
 const keep = process.argv.includes('--keep');
+const runtime = benchNode(undefined);
+console.log(`server on node ${runtime.version}${runtime.stripsTypes ? ', types stripped by node (no tsx)' : ', through tsx'}`);
 const root = await mkdtemp(path.join(tmpdir(), 'cairn-startup-'));
 const rows: string[] = [];
 try {
@@ -27,7 +32,7 @@ try {
       LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
       GC_INTERVAL_SECONDS: '86400',
       RETENTION_SWEEP_INTERVAL_SECONDS: '86400',
-    });
+    }, runtime);
     for (;;) {
       const ready = await fetch(`${server.url}/readyz`).then((r) => r.status === 200, () => false);
       if (ready) break;

@@ -6,12 +6,16 @@ import { STORED_CONTENT_DAMAGED } from '@cairn/shared';
  * `statusCode` to the HTTP response; 5xx details are logged, never shown.
  */
 export class AppError extends Error {
+  readonly statusCode: number;
+  readonly extra: Record<string, unknown>;
   constructor(
-    readonly statusCode: number,
+    statusCode: number,
     message: string,
-    readonly extra: Record<string, unknown> = {},
+    extra: Record<string, unknown> = {},
   ) {
     super(message);
+    this.statusCode = statusCode;
+    this.extra = extra;
     this.name = new.target.name;
   }
 }
@@ -36,11 +40,15 @@ export class BadRequestError extends AppError {
 
 /** The uploaded bytes do not hash to the name they were sent under. Nothing was stored. */
 export class HashMismatchError extends BadRequestError {
+  readonly expected: string;
+  readonly actual: string;
   constructor(
-    readonly expected: string,
-    readonly actual: string,
+    expected: string,
+    actual: string,
   ) {
     super(`content hash mismatch: declared ${expected}, received bytes hash to ${actual}`);
+    this.expected = expected;
+    this.actual = actual;
   }
 }
 
@@ -89,11 +97,15 @@ export class StorageFullError extends AppError {
  * for the log; the message is the same for every case.
  */
 export class StoredContentDamagedError extends AppError {
+  readonly sha256: string;
+  readonly detail: string;
   constructor(
-    readonly sha256: string,
-    readonly detail: string,
+    sha256: string,
+    detail: string,
   ) {
     super(500, 'stored content is damaged or missing', { sha256 });
+    this.sha256 = sha256;
+    this.detail = detail;
     this.name = STORED_CONTENT_DAMAGED;
   }
 }
@@ -104,12 +116,18 @@ export class StoredContentDamagedError extends AppError {
  * `sha256` is the chunk's; the other chunks of the pack may well be fine.
  */
 export class PackChunkDamagedError extends StoredContentDamagedError {
+  readonly chunkSha256: string;
+  readonly packKey: string;
+  readonly problem: string;
   constructor(
-    readonly chunkSha256: string,
-    readonly packKey: string,
-    readonly problem: string,
+    chunkSha256: string,
+    packKey: string,
+    problem: string,
   ) {
     super(chunkSha256, `chunk ${chunkSha256} in ${packKey}: ${problem}`);
+    this.chunkSha256 = chunkSha256;
+    this.packKey = packKey;
+    this.problem = problem;
   }
 }
 
@@ -120,11 +138,15 @@ export class PackChunkDamagedError extends StoredContentDamagedError {
  * still locate them, and each is then checked on its own.
  */
 export class PackDamagedError extends AppError {
+  readonly packKey: string;
+  readonly detail: string;
   constructor(
-    readonly packKey: string,
-    readonly detail: string,
+    packKey: string,
+    detail: string,
   ) {
     super(500, 'stored content is damaged or missing');
+    this.packKey = packKey;
+    this.detail = detail;
   }
 }
 

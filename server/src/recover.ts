@@ -1,5 +1,5 @@
 /**
- * `npm run recover` (in the image: `node --import tsx src/recover.ts`):
+ * `npm run recover` (in the image: `node src/recover.ts`):
  * rebuilds a server from its replica store alone (storage/recovery.ts,
  * decision 168), with the server's own configuration (DATA_DIR or
  * DATABASE_URL for the new, empty database; S3_* or DATA_DIR for the new

@@ -5,13 +5,15 @@
  * read the environment.
  */
 export class ConfigError extends Error {
-  constructor(readonly problems: string[]) {
+  readonly problems: string[];
+  constructor(problems: string[]) {
     // One problem reads as one line; several as a list.
     super(
       problems.length === 1
         ? `Invalid configuration: ${problems[0]}`
         : `Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`,
     );
+    this.problems = problems;
     this.name = 'ConfigError';
   }
 }
@@ -21,7 +23,10 @@ export type Env = Record<string, string | undefined>;
 export class EnvReader {
   readonly problems: string[] = [];
 
-  constructor(private readonly env: Env) {}
+  private readonly env: Env;
+  constructor(env: Env) {
+    this.env = env;
+  }
 
   #raw(name: string): string | undefined {
     const value = this.env[name];

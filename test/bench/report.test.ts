@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { verdictsFor } from '../../bench/report.ts';
+import { cairnNodeText, verdictsFor } from '../../bench/report.ts';
 import type { Measurement } from '../../bench/scenarios.ts';
 
 const MB = 1_000_000;
@@ -27,5 +27,18 @@ describe('bench verdicts', () => {
     expect(stored?.ratio).toBeCloseTo(0.3, 5);
     expect(stored?.met).toBe(false);
     expect(stored?.note).toBeUndefined();
+  });
+});
+
+describe('the node that ran Cairn, in the report', () => {
+  const machine = { cpus: 2, cpuModel: 'x', memoryBytes: 1, node: 'v20.20.2', restic: null, loadAverageAtStart: [0] };
+
+  it('names the --node binary and that it ran without tsx', () => {
+    expect(cairnNodeText({ ...machine, cairnNode: { version: 'v24.22.3', stripsTypes: true } })).toBe('Cairn ran on node v24.22.3, types stripped by node (no tsx, as the images)');
+  });
+
+  it("names the bench's own node through tsx when no --node was given, or the report predates the field", () => {
+    expect(cairnNodeText({ ...machine, cairnNode: { version: 'v20.20.2', stripsTypes: false } })).toBe('Cairn ran on node v20.20.2, through tsx');
+    expect(cairnNodeText(machine)).toBe('Cairn ran on node v20.20.2, through tsx');
   });
 });

@@ -46,8 +46,10 @@ export function variableReferences(text: string): VariableReference[] {
 }
 
 export class MissingVariableError extends Error {
-  constructor(readonly variable: string, message: string) {
+  readonly variable: string;
+  constructor(variable: string, message: string) {
     super(`${variable}: ${message}`);
+    this.variable = variable;
   }
 }
 

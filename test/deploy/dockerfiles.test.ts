@@ -54,7 +54,20 @@ describe.each(Object.entries(DOCKERFILES) as [Role, string][])('%s image (%s)', 
   it('installs production dependencies only, from the lockfile, for its own workspace', () => {
     const workspace = role === 'server' ? '@cairn/server' : '@cairn/agent';
     expect(content).toMatch(new RegExp(`npm ci --omit=dev --workspace=${workspace}\\b`));
-    expect(content).not.toMatch(/npm install(?! --prefix \/opt\/tsx)/);
+    expect(content).not.toMatch(/npm install/);
+  });
+
+  it('runs its TypeScript entry point with node alone, no loader (Node 24 strips the types; decision 182)', () => {
+    expect(stage.command[0]).toBe('node');
+    for (const flag of ['--import', '--loader', '--experimental-loader', '--require', '-r']) expect(stage.command).not.toContain(flag);
+    expect(stage.command.join(' ')).not.toMatch(/tsx/);
+    expect(content).not.toMatch(/\/opt\/tsx|tsx@/);
+  });
+
+  it("keeps Node's compile cache where its user can write, outside the code and the volumes", () => {
+    const cache = stage.env.NODE_COMPILE_CACHE ?? '';
+    expect(cache.startsWith('/tmp/')).toBe(true);
+    expect(stage.volumes.some((volume) => cache.startsWith(`${volume}/`))).toBe(false);
   });
 
   it('runs as a non-root user', () => {

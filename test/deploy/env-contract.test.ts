@@ -33,10 +33,13 @@ function loadConfig(role: Role, env: Record<string, string>): unknown {
   return role === 'server' ? loadServerConfig(env) : loadAgentConfig(env);
 }
 
-/** Variables the image sets itself (ENV of the final stage), minus the shell's PATH. */
+/** Read by node itself, not by Cairn's code: the compile cache's directory (decision 182). */
+const NODE_VARIABLES = new Set(['NODE_COMPILE_CACHE']);
+
+/** Variables the image sets itself (ENV of the final stage), minus the shell's PATH and node's own. */
 function imageEnv(role: Role): Record<string, string> {
   const { PATH: _path, ...env } = readFinalStage(DOCKERFILES[role]).env;
-  return env;
+  return Object.fromEntries(Object.entries(env).filter(([name]) => !NODE_VARIABLES.has(name)));
 }
 
 const cairnServices = COMPOSE_FILES.flatMap((file) =>

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { cp, mkdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { REPO_ROOT } from '../helpers/processes.ts';
-import { dockerIgnored, DOCKERFILES, npmCiCommand, readFinalStage, readRepoFile, type Role } from './deploy-files.ts';
+import { dockerIgnored, DOCKERFILES, npmCiCommand, readFinalStage, type Role } from './deploy-files.ts';
 
 const WORKSPACES = ['shared', 'server', 'client'];
 
@@ -35,16 +35,12 @@ export async function stageImage(role: Role, root: string, nodeDir: string): Pro
     });
   };
 
-  // The deps stage: the manifests, the Dockerfile's npm ci, and tsx at the lockfile's version in its prefix.
+  // The deps stage: the manifests and the Dockerfile's npm ci (nothing else: Node runs the sources, no tsx).
   for (const file of ['package.json', 'package-lock.json', ...WORKSPACES.map((w) => `${w}/package.json`)]) {
     await mkdir(path.dirname(path.join(depsApp, file)), { recursive: true });
     await cp(path.join(REPO_ROOT, file), path.join(depsApp, file));
   }
   run(npmCiCommand(dockerfile), depsApp);
-  const tsxPrefix = /npm install --prefix (\S+)[^"]*"tsx@/.exec(readRepoFile(dockerfile))?.[1];
-  if (tsxPrefix === undefined) throw new Error(`${dockerfile} installs no tsx with npm install --prefix`);
-  const lock = JSON.parse(readRepoFile('package-lock.json')) as { packages: Record<string, { version?: string }> };
-  run(['npm', 'install', '--prefix', path.join(depsRoot, tsxPrefix), '--no-save', `tsx@${lock.packages['node_modules/tsx']?.version}`], depsApp);
 
   const hostPath = (imagePath: string): string => path.join(imageRoot, imagePath);
   for (const copy of stage.copies) {

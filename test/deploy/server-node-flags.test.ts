@@ -16,7 +16,7 @@ describe("the server's node flags", () => {
     const scripts = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts;
     expect(scripts.server).toBe(`node ${SERVER_NODE_FLAGS.join(' ')} --import tsx server/src/main.ts`);
     const cmd = read('server/Dockerfile').split('\n').find((line) => line.startsWith('CMD '));
-    expect(cmd).toBe(`CMD ${JSON.stringify(['node', ...SERVER_NODE_FLAGS, '--import', 'tsx', 'src/main.ts'])}`.replaceAll('","', '", "'));
+    expect(cmd).toBe(`CMD ${JSON.stringify(['node', ...SERVER_NODE_FLAGS, 'src/main.ts'])}`.replaceAll('","', '", "'));
     expect(read('scripts/start.ts')).toMatch(/launch\('server'[^;]*SERVER_NODE_FLAGS\);/s);
   });
 });

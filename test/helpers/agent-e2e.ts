@@ -145,7 +145,10 @@ export class DashboardSession {
   readonly #cookies = new Map<string, string>();
   #csrf = '';
 
-  constructor(readonly baseUrl: string) {}
+  readonly baseUrl: string;
+  constructor(baseUrl: string) {
+    this.baseUrl = baseUrl;
+  }
 
   /** A form POST whose fields repeat (a group of checkboxes). */
   async #requestList(method: 'POST', url: string, fields: [string, string][]): Promise<{ status: number; body: string; location: string | null }> {

@@ -1,9 +1,11 @@
 /**
  * Real processes for end-to-end tests and benchmarks: the server and the
  * agent started exactly as `npm run server` / `npm run agent` start them
- * (tsx on their main.ts), on free loopback ports, with their own env.
+ * (tsx on their main.ts), on free loopback ports, with their own env; or,
+ * given another node binary that strips types itself, as the images start
+ * them (node on main.ts, no tsx; decision 182).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -15,6 +17,30 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 // script in a child): signals, kill() and peakRss() then reach the real process.
 const TSX_LOADER = pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/esm/index.mjs')).href;
 const SERVER_MAIN = path.join(REPO_ROOT, 'server/src/main.ts');
+
+/** The node binary a server or agent process runs under, and whether through tsx. */
+export interface NodeRuntime {
+  execPath: string;
+  /** `process.version` of that binary, e.g. v24.22.3. */
+  version: string;
+  /** It runs main.ts with its own type stripping, without `--import tsx` (the images' way). */
+  stripsTypes: boolean;
+}
+
+/** The node running this process; the sources through tsx, as `npm run server` does, whatever its version. */
+export const HOST_NODE: NodeRuntime = { execPath: process.execPath, version: process.version, stripsTypes: false };
+
+/**
+ * The node binary at `execPath`: one that strips TypeScript types by default
+ * (`process.features.typescript`: Node 22.18 and later, 23.6 and later) runs
+ * the sources as the images do, without tsx; an older one through tsx.
+ */
+export function nodeRuntime(execPath: string): NodeRuntime {
+  const resolved = path.resolve(execPath);
+  const answer = execFileSync(resolved, ['-p', 'JSON.stringify([process.version, Boolean(process.features.typescript)])'], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+  const [version, stripsTypes] = JSON.parse(answer) as [string, boolean];
+  return { execPath: resolved, version, stripsTypes };
+}
 
 /** A port that was free a moment ago on 127.0.0.1. */
 export async function freePort(): Promise<number> {
@@ -43,10 +69,11 @@ export interface ManagedProcess {
   peakRss(): Promise<number | null>;
 }
 
-export function startProcess(script: string, args: string[], env: Record<string, string>, cwd = REPO_ROOT): ManagedProcess {
+export function startProcess(script: string, args: string[], env: Record<string, string>, cwd = REPO_ROOT, runtime: NodeRuntime = HOST_NODE): ManagedProcess {
   // The server runs with its V8 flags, as package.json and the Dockerfile start it.
   const nodeFlags = path.resolve(script) === SERVER_MAIN ? SERVER_NODE_FLAGS : [];
-  const child = spawn(process.execPath, [...nodeFlags, '--import', TSX_LOADER, script, ...args], {
+  const loader = runtime.stripsTypes ? [] : ['--import', TSX_LOADER];
+  const child = spawn(runtime.execPath, [...nodeFlags, ...loader, script, ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/tmp', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -131,15 +158,21 @@ export interface ServerProcess extends ManagedProcess {
  * Starts `server/src/main.ts` on a free port with the given env (DATA_DIR is
  * required; DATABASE_URL/S3_* optional) and waits until /healthz answers.
  */
-export async function startServerProcess(env: Record<string, string>): Promise<ServerProcess> {
+export async function startServerProcess(env: Record<string, string>, runtime: NodeRuntime = HOST_NODE): Promise<ServerProcess> {
   if (env.DATA_DIR && !env.DATABASE_URL) await letPostgresThrough(env.DATA_DIR);
   const port = env.PORT ? Number(env.PORT) : await freePort();
-  const proc = startProcess(path.join(REPO_ROOT, 'server/src/main.ts'), [], {
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'info',
-    ...env,
-    PORT: String(port),
-  });
+  const proc = startProcess(
+    SERVER_MAIN,
+    [],
+    {
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      ...env,
+      PORT: String(port),
+    },
+    REPO_ROOT,
+    runtime,
+  );
   const url = `http://127.0.0.1:${port}`;
   await waitForHttp(`${url}/healthz`, proc);
   return Object.assign(proc, { url, port });

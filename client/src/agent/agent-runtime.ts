@@ -51,11 +51,13 @@ export interface AgentStatus {
 
 /** The setup page refused a change (e.g. credentials of another account). */
 export class SetupRefusedError extends Error {
+  readonly field: 'username' | 'password' | 'currentUsername' | 'currentPassword' | null;
   constructor(
     message: string,
-    readonly field: 'username' | 'password' | 'currentUsername' | 'currentPassword' | null = null,
+    field: 'username' | 'password' | 'currentUsername' | 'currentPassword' | null = null,
   ) {
     super(message);
+    this.field = field;
     this.name = 'SetupRefusedError';
   }
 }
@@ -98,10 +100,15 @@ export class AgentRuntime {
   /** Bumped by start(): a ping loop of an earlier start ends instead of running twice. */
   #generation = 0;
 
+  readonly config: AgentConfig;
+  private readonly log: Logger;
   constructor(
-    readonly config: AgentConfig,
-    private readonly log: Logger,
-  ) {}
+    config: AgentConfig,
+    log: Logger,
+  ) {
+    this.config = config;
+    this.log = log;
+  }
 
   get state(): AgentState | null {
     return this.#state;

@@ -6,10 +6,15 @@ export class FileCacheStore implements CacheStore {
   #cache: ScanCache | null = null;
   #loaded = false;
 
+  private readonly file: string;
+  private readonly clientId: string;
   constructor(
-    private readonly file: string,
-    private readonly clientId: string,
-  ) {}
+    file: string,
+    clientId: string,
+  ) {
+    this.file = file;
+    this.clientId = clientId;
+  }
 
   async load(): Promise<ScanCache | null> {
     if (!this.#loaded) {

@@ -70,7 +70,10 @@ export class ChunkingHasher {
   /** Bytes of the current chunk already fed to #hash. */
   #pending = 0;
 
-  constructor(readonly maxChunks: number = ASSEMBLE_MAX_CHUNKS) {}
+  readonly maxChunks: number;
+  constructor(maxChunks: number = ASSEMBLE_MAX_CHUNKS) {
+    this.maxChunks = maxChunks;
+  }
 
   update(data: Buffer): void {
     const list = this.#list;

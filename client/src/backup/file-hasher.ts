@@ -9,8 +9,10 @@ export const READ_BYTES = 1 << 20;
 
 /** The file changed between being seen and being read, or while being read. */
 export class FileChangedError extends Error {
-  constructor(readonly path: string, detail: string) {
+  readonly path: string;
+  constructor(path: string, detail: string) {
     super(`${path} changed while being read (${detail})`);
+    this.path = path;
     this.name = 'FileChangedError';
   }
 }

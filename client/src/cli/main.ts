@@ -49,11 +49,13 @@ const USAGE = `Usage: cairn <command> [options]
 
 class UsageError extends Error {}
 class ApiError extends Error {
+  readonly status: number;
   constructor(
-    readonly status: number,
+    status: number,
     message: string,
   ) {
     super(message);
+    this.status = status;
   }
 }
 

@@ -4,24 +4,30 @@
  * first with backoff and report the second.
  */
 export class RetryableError extends Error {
+  readonly statusCode?: number;
   constructor(
     message: string,
-    readonly statusCode?: number,
+    statusCode?: number,
     options?: { cause?: unknown },
   ) {
     super(message, options);
+    this.statusCode = statusCode;
     this.name = 'RetryableError';
   }
 }
 
 export class PermanentError extends Error {
+  readonly statusCode: number;
+  /** Content hashes the server named as missing (a changes request naming content the user does not hold). */
+  readonly missing: string[];
   constructor(
     message: string,
-    readonly statusCode: number,
-    /** Content hashes the server named as missing (a changes request naming content the user does not hold). */
-    readonly missing: string[] = [],
+    statusCode: number,
+    missing: string[] = [],
   ) {
     super(message);
+    this.statusCode = statusCode;
+    this.missing = missing;
     this.name = 'PermanentError';
   }
 }

@@ -34,7 +34,10 @@ class JobTally implements RestoreTally {
   failed = 0;
   readonly failures: RestoreJobFailure[] = [];
 
-  constructor(private readonly log: Logger) {}
+  private readonly log: Logger;
+  constructor(log: Logger) {
+    this.log = log;
+  }
 
   update(): void {}
 

@@ -11,11 +11,18 @@ export class RestoreProgress {
   #lastDraw = 0;
   readonly #started = Date.now();
 
+  private readonly out: NodeJS.WritableStream & { isTTY?: boolean };
+  readonly totalFiles: number;
+  readonly totalBytes: number;
   constructor(
-    private readonly out: NodeJS.WritableStream & { isTTY?: boolean },
-    readonly totalFiles: number,
-    readonly totalBytes: number,
-  ) {}
+    out: NodeJS.WritableStream & { isTTY?: boolean },
+    totalFiles: number,
+    totalBytes: number,
+  ) {
+    this.out = out;
+    this.totalFiles = totalFiles;
+    this.totalBytes = totalBytes;
+  }
 
   line(): string {
     const pct = this.totalBytes > 0 ? Math.floor((100 * this.doneBytes) / this.totalBytes) : this.totalFiles > 0 ? Math.floor((100 * this.doneFiles) / this.totalFiles) : 100;

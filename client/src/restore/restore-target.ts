@@ -5,8 +5,10 @@ import { fsPath, restoreDestination } from '@cairn/shared';
 
 /** Restoring this path would write outside the target or through a symlink; refused. */
 export class UnsafePathError extends Error {
-  constructor(readonly backupPath: string, reason: string) {
+  readonly backupPath: string;
+  constructor(backupPath: string, reason: string) {
     super(`${backupPath}: refused, ${reason}`);
+    this.backupPath = backupPath;
     this.name = 'UnsafePathError';
   }
 }

@@ -22,7 +22,10 @@ export class SparseWriter {
   /** Less than one block, waiting for the rest of it. */
   #pending: Buffer = Buffer.alloc(0);
 
-  constructor(private readonly sink: PositionalSink) {}
+  private readonly sink: PositionalSink;
+  constructor(sink: PositionalSink) {
+    this.sink = sink;
+  }
 
   async write(chunk: Buffer): Promise<void> {
     const data = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);

@@ -35,10 +35,15 @@ export class LiveHub {
   #listening: Promise<{ unlisten(): Promise<void> }> | null = null;
   #closed = false;
 
+  private readonly database: Database;
+  private readonly log: Logger;
   constructor(
-    private readonly database: Database,
-    private readonly log: Logger,
-  ) {}
+    database: Database,
+    log: Logger,
+  ) {
+    this.database = database;
+    this.log = log;
+  }
 
   /** Resolves once LISTEN is in place (so a notice sent after this reaches `listener`). */
   async subscribe(clientId: string, listener: Listener): Promise<() => void> {

@@ -10,12 +10,18 @@ export const COALESCE_GAP_BYTES = 64 * 1024;
 
 /** A chunk's stored bytes are missing or wrong: which chunks, in which object, and why. */
 export class ChunkReadDamageError extends Error {
+  readonly chunkHashes: readonly string[];
+  readonly key: string;
+  readonly detail: string;
   constructor(
-    readonly chunkHashes: readonly string[],
-    readonly key: string,
-    readonly detail: string,
+    chunkHashes: readonly string[],
+    key: string,
+    detail: string,
   ) {
     super(`chunk ${chunkHashes[0]} in ${key}: ${detail}`);
+    this.chunkHashes = chunkHashes;
+    this.key = key;
+    this.detail = detail;
   }
 }
 

@@ -20,11 +20,18 @@ export interface AgentFile {
 }
 
 export class TestAgent {
+  readonly baseUrl: string;
+  readonly clientId: string;
+  readonly token: string;
   private constructor(
-    readonly baseUrl: string,
-    readonly clientId: string,
-    readonly token: string,
-  ) {}
+    baseUrl: string,
+    clientId: string,
+    token: string,
+  ) {
+    this.baseUrl = baseUrl;
+    this.clientId = clientId;
+    this.token = token;
+  }
 
   static async register(baseUrl: string, username: string, password: string, clientName: string, hostname = 'host.example'): Promise<TestAgent> {
     const response = await fetch(`${baseUrl}${API_PREFIX}/register`, {

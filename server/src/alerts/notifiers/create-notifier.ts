@@ -49,11 +49,18 @@ export class CompositeNotifier implements AlertNotifier {
   #timer: NodeJS.Timeout | undefined;
   readonly #inFlight = new Set<Promise<unknown>>();
 
+  readonly channels: readonly NotificationChannel[];
+  private readonly log: Logger;
+  private readonly coalesce: CoalescePolicy;
   constructor(
-    readonly channels: readonly NotificationChannel[],
-    private readonly log: Logger,
-    private readonly coalesce: CoalescePolicy = DEFAULT_COALESCE,
-  ) {}
+    channels: readonly NotificationChannel[],
+    log: Logger,
+    coalesce: CoalescePolicy = DEFAULT_COALESCE,
+  ) {
+    this.channels = channels;
+    this.log = log;
+    this.coalesce = coalesce;
+  }
 
   async notify(events: readonly AlertEvent[]): Promise<void> {
     if (this.channels.length === 0 || events.length === 0) return;

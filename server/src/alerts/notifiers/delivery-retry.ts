@@ -14,12 +14,14 @@ export interface RetryPolicy {
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 5, baseDelayMs: 2000, maxDelayMs: 30_000 };
 
 export class DeliveryError extends Error {
+  readonly attempts: number;
   constructor(
     message: string,
-    readonly attempts: number,
+    attempts: number,
     options?: { cause?: unknown },
   ) {
     super(message, options);
+    this.attempts = attempts;
     this.name = 'DeliveryError';
   }
 }

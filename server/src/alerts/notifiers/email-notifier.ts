@@ -31,14 +31,24 @@ export class EmailNotifier implements NotificationChannel {
   readonly target: string;
   readonly #transport: Transporter;
 
+  private readonly config: EmailConfig;
+  private readonly publicUrl: string;
+  private readonly retry: RetryPolicy;
+  private readonly log: Logger;
+  /** Looked up at each send, so a changed address applies to the next pass; none = admins only. */
+  private readonly recipients?: AlertRecipientLookup;
   constructor(
-    private readonly config: EmailConfig,
-    private readonly publicUrl: string,
-    private readonly retry: RetryPolicy,
-    private readonly log: Logger,
-    /** Looked up at each send, so a changed address applies to the next pass; none = admins only. */
-    private readonly recipients?: AlertRecipientLookup,
+    config: EmailConfig,
+    publicUrl: string,
+    retry: RetryPolicy,
+    log: Logger,
+    recipients?: AlertRecipientLookup,
   ) {
+    this.config = config;
+    this.publicUrl = publicUrl;
+    this.retry = retry;
+    this.log = log;
+    this.recipients = recipients;
     const { smtp } = config;
     this.target = `${config.to.join(', ')}${recipients ? ' and owners' : ''} via ${smtp.host}:${smtp.port}`;
     // Loaded only when email is configured: nodemailer costs some 90 ms and 13 MiB at every start-up otherwise (decision 170).

@@ -39,8 +39,10 @@ export interface WebhookBody {
 }
 
 class WebhookStatusError extends Error {
-  constructor(readonly status: number) {
+  readonly status: number;
+  constructor(status: number) {
     super(`receiver answered HTTP ${status}`);
+    this.status = status;
   }
 }
 
@@ -113,12 +115,20 @@ export class WebhookNotifier implements NotificationChannel {
   readonly name = 'webhook';
   readonly target: string;
 
+  private readonly config: WebhookConfig;
+  private readonly publicUrl: string;
+  private readonly retry: RetryPolicy;
+  private readonly log: Logger;
   constructor(
-    private readonly config: WebhookConfig,
-    private readonly publicUrl: string,
-    private readonly retry: RetryPolicy,
-    private readonly log: Logger,
+    config: WebhookConfig,
+    publicUrl: string,
+    retry: RetryPolicy,
+    log: Logger,
   ) {
+    this.config = config;
+    this.publicUrl = publicUrl;
+    this.retry = retry;
+    this.log = log;
     this.target = displayUrl(config.url);
   }
 
@@ -141,12 +151,21 @@ export class OwnerWebhookNotifier implements NotificationChannel {
   readonly name = 'owner-webhooks';
   readonly target = "owners' webhooks";
 
+  private readonly webhooks: AlertWebhookLookup;
+  private readonly publicUrl: string;
+  private readonly retry: RetryPolicy;
+  private readonly log: Logger;
   constructor(
-    private readonly webhooks: AlertWebhookLookup,
-    private readonly publicUrl: string,
-    private readonly retry: RetryPolicy,
-    private readonly log: Logger,
-  ) {}
+    webhooks: AlertWebhookLookup,
+    publicUrl: string,
+    retry: RetryPolicy,
+    log: Logger,
+  ) {
+    this.webhooks = webhooks;
+    this.publicUrl = publicUrl;
+    this.retry = retry;
+    this.log = log;
+  }
 
   async send(events: readonly AlertEvent[], options: { test: boolean }): Promise<{ attempts: number }> {
     if (options.test) return { attempts: 0 };
