@@ -12,6 +12,13 @@ export interface PutOptions {
   maxBytes?: number;
   /** Called with each piece of the bytes, in order, as they pass to the store (the upload's compression sample, decision 120); must not change them. */
   observe?: (chunk: Buffer) => void;
+  /**
+   * `expectedSha256` was computed by the caller from these very bytes, held
+   * in its memory (the pack writer's packs): the store checks their size but
+   * does not hash them again (decision 196). Never for bytes from a network
+   * or another store, which must be verified on their way in.
+   */
+  callerHashed?: boolean;
 }
 
 /** Bytes `start` (inclusive) to `end` (exclusive) of an object, as in `Buffer.subarray`. */

@@ -58,7 +58,7 @@ export class DiskBlobStore implements BlobStore {
     const finalPath = this.pathOf(key);
     await this.#ensureTempDir();
     const tempPath = path.join(this.#tempDir, randomUUID());
-    const verifier = new VerifyingStream(expectedSha256, { maxBytes: options.maxBytes, observe: options.observe });
+    const verifier = new VerifyingStream(expectedSha256, { maxBytes: options.maxBytes, observe: options.observe, callerHashed: options.callerHashed });
     // `flush` fsyncs before the close that pipeline waits for: the bytes are durable before the rename.
     const sink = createWriteStream(tempPath, { flags: 'wx', mode: 0o644, highWaterMark: BLOB_IO_CHUNK_BYTES, flush: true });
     try {

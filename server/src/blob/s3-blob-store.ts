@@ -107,7 +107,7 @@ export class S3BlobStore implements BlobStore {
 
   async put(key: string, source: Readable, expectedSha256: string, options: PutOptions = {}): Promise<BlobInfo> {
     const objectKey = this.objectKeyOf(key);
-    const verifier = new VerifyingStream(expectedSha256, { maxBytes: options.maxBytes, observe: options.observe });
+    const verifier = new VerifyingStream(expectedSha256, { maxBytes: options.maxBytes, observe: options.observe, callerHashed: options.callerHashed });
     // Errors (source, too large, mismatch) surface through reading `verifier`.
     pipeline(source, verifier, () => undefined);
     const chunks = verifier[Symbol.asyncIterator]() as AsyncIterator<Buffer>;

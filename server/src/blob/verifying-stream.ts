@@ -16,6 +16,12 @@ export interface VerifyingOptions {
   failure?: (problem: { kind: 'too-large'; maxBytes: number } | { kind: 'mismatch'; actual: string; bytes: number }) => Error;
   /** Sees each chunk as it passes, after the size check; must not change it. */
   observe?: (chunk: Buffer) => void;
+  /**
+   * The caller computed `expectedSha256` from these very bytes, which it
+   * holds in memory (a pack the pack writer built): only the size is
+   * checked, the bytes are not hashed a second time (decision 196).
+   */
+  callerHashed?: boolean;
 }
 
 /**
@@ -36,6 +42,7 @@ export class VerifyingStream extends Transform {
   readonly #maxBytes: number;
   readonly #failure: NonNullable<VerifyingOptions['failure']>;
   readonly #observe: VerifyingOptions['observe'];
+  readonly #callerHashed: boolean;
   #held: Buffer | undefined;
   #bytes = 0;
 
@@ -45,6 +52,7 @@ export class VerifyingStream extends Transform {
     this.#maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
     this.#failure = options.failure ?? uploadFailure(expectedSha256);
     this.#observe = options.observe;
+    this.#callerHashed = options.callerHashed ?? false;
   }
 
   get bytes(): number {
@@ -57,7 +65,7 @@ export class VerifyingStream extends Transform {
       callback(this.#failure({ kind: 'too-large', maxBytes: this.#maxBytes }));
       return;
     }
-    this.#hash.update(chunk);
+    if (!this.#callerHashed) this.#hash.update(chunk);
     this.#observe?.(chunk);
     const previous = this.#held;
     this.#held = chunk;
@@ -65,6 +73,10 @@ export class VerifyingStream extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
+    if (this.#callerHashed) {
+      callback(null, this.#held);
+      return;
+    }
     const actual = this.#hash.digest('hex');
     if (actual !== this.#expected) {
       this.#held = undefined;

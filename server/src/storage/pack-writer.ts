@@ -130,7 +130,8 @@ export class PackWriter {
     for (const piece of pieces) hash.update(piece);
     const packSha256 = hash.digest('hex');
     const packKey = packKeyOf(packSha256);
-    await this.#store.put(packKey, Readable.from(pieces, { objectMode: false }), packSha256);
+    // The pieces were just hashed here, in memory: the store need not hash them again (decision 196).
+    await this.#store.put(packKey, Readable.from(pieces, { objectMode: false }), packSha256, { callerHashed: true });
     const locations = this.#entries.map((entry) => ({ ...entry, packKey }));
     this.#entries = [];
     this.#parts = [];

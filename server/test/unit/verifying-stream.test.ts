@@ -10,8 +10,8 @@ import { HashMismatchError, PayloadTooLargeError } from '../../src/errors.ts';
  * every chunk it lets out is seen at once, and records what came out (joined)
  * before the end or the error.
  */
-async function run(chunks: string[], expectedSha256: string, maxBytes?: number) {
-  const verifier = new VerifyingStream(expectedSha256, { maxBytes });
+async function run(chunks: string[], expectedSha256: string, maxBytes?: number, callerHashed?: boolean) {
+  const verifier = new VerifyingStream(expectedSha256, { maxBytes, callerHashed });
   let received = '';
   verifier.on('data', (chunk: Buffer) => (received += chunk.toString()));
   const source = Readable.from(
@@ -65,5 +65,11 @@ describe('VerifyingStream', () => {
     const verifier = new VerifyingStream(sha, { failure: (problem) => new Error(`damaged: ${problem.kind}`) });
     Readable.from([Buffer.from('other bytes')]).pipe(verifier);
     await expect(verifier.toArray()).rejects.toThrow('damaged: mismatch');
+  });
+
+  it('with callerHashed, checks only the size: the caller hashed these bytes in memory (decision 196)', async () => {
+    expect(await run(chunks, sha256Hex('other bytes'), undefined, true)).toEqual({ received: chunks.join(''), error: undefined });
+    const tooLarge = await run(chunks, sha, 8, true);
+    expect(tooLarge.error).toBeInstanceOf(PayloadTooLargeError);
   });
 });
