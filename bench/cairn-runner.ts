@@ -78,6 +78,11 @@ export class CairnSystem {
     this.#stateDir = path.join(options.workDir, `${this.id}-agent`);
   }
 
+  /** Under a node that strips types, Node's compile cache as the images set it (decision 182), kept in the work dir. */
+  #compileCacheEnv(): Record<string, string> {
+    return this.options.node?.stripsTypes ? { NODE_COMPILE_CACHE: path.join(this.options.workDir, 'node-compile-cache') } : {};
+  }
+
   #profileEnv(role: string): Record<string, string> {
     if (this.options.profileDir === undefined) return {};
     const dir = path.join(this.options.profileDir, `${this.id}-${role}`);
@@ -106,6 +111,7 @@ export class CairnSystem {
       ...(this.#s3?.env ?? {}),
       ...(this.options.databaseUrl ? { DATABASE_URL: this.options.databaseUrl } : {}),
       ...this.#profileEnv('server'),
+      ...this.#compileCacheEnv(),
     }, this.options.node);
     for (;;) {
       const ready = await fetch(`${this.#server.url}/readyz`).then((r) => r.status === 200, () => false);
@@ -142,6 +148,7 @@ export class CairnSystem {
       PING_INTERVAL: '86400',
       LOG_LEVEL: 'info',
       ...this.#profileEnv(`agent-${scenario}`),
+      ...this.#compileCacheEnv(),
     }, REPO_ROOT, this.options.node);
     const failed = (error: string): Measurement => ({
       scenario,
