@@ -231,7 +231,7 @@ class UploadSession {
     await this.#budget.take(raw.length);
     // Looked up now, while earlier chunks are compressed and put: the lookups' round trips overlap (bounded by
     // the budget like the chunks); a failed lookup fails the request where the chunk's turn comes.
-    const lookup = similar ? settled(this.#bases.find(similar.sha256, similar.offset, raw.length)) : undefined;
+    const lookup = similar ? settled(this.#bases.find(similar.sha256, similar.offset, raw)) : undefined;
     this.#enqueue(async () => {
       const found = lookup ? await lookup : undefined;
       if (found && 'error' in found) throw found.error;

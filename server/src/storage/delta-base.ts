@@ -151,7 +151,9 @@ async function readBaseChunk(ctx: AppContext, location: StoredChunk): Promise<Bu
 interface CandidatesOf {
   offsets: number[];
   bases: (StoredChunk | null)[];
-  reader: BaseReader;
+  window: BaseWindow;
+  /** New offset minus old offset where a probe last matched: how far the new file has shifted against the old here. */
+  shift: number;
 }
 
 /**
@@ -180,7 +182,21 @@ export class DeltaBaseFinder {
     this.#userId = userId;
   }
 
-  async find(similar: string, offset: number, size: number): Promise<{ sha256: string; raw: Buffer } | undefined> {
+  /**
+   * The base for `raw`, the chunk at `offset` of a file whose previous
+   * version is `similar`. Edits that insert or remove bytes shift the new
+   * file against the old one (by tens of KiB in a 2 GiB dump: decision 197),
+   * so the old chunk at the same offset is often the wrong one. The old
+   * chunks around the predicted place (offset corrected by the shift seen so
+   * far in this content) are searched for a 32-byte probe of `raw` (its
+   * start, middle, then end: an edit may hit one; a probe that occurs twice
+   * in an old chunk places nothing and is passed over); where one is found, the
+   * shift is known exactly and the old chunk covering the middle of the new
+   * chunk's true place is the base. Without a match, the chunk at the
+   * predicted place.
+   */
+  async find(similar: string, offset: number, raw: Buffer): Promise<{ sha256: string; raw: Buffer } | undefined> {
+    const size = raw.length;
     if (size < DELTA_MIN_BYTES) return undefined;
     let pending = this.#candidates.get(similar);
     if (!pending) {
@@ -189,24 +205,74 @@ export class DeltaBaseFinder {
     }
     const list = await pending;
     if (!list || list.offsets.length === 0) return undefined;
-    const middle = offset + Math.floor(size / 2);
-    let low = 0;
-    let high = list.offsets.length - 1;
-    while (low < high) {
-      const mid = (low + high + 1) >> 1;
-      if ((list.offsets[mid] as number) <= middle) low = mid;
-      else high = mid - 1;
+    const half = Math.floor(size / 2);
+    const predicted = covering(list.offsets, offset - list.shift + half);
+    let chosen = predicted;
+    search: for (const probe of [0, half - PROBE_BYTES / 2, size - PROBE_BYTES]) {
+      const needle = raw.subarray(probe, probe + PROBE_BYTES);
+      for (const at of [predicted, predicted + 1, predicted - 1, predicted + 2, predicted - 2]) {
+        const old = at >= 0 && at < list.offsets.length ? await list.window.read(at) : null;
+        if (!old) continue;
+        const found = old.indexOf(needle);
+        if (found < 0) continue;
+        // A probe that occurs twice (a run of spaces, a repeated line) places nothing: try the next one.
+        if (old.lastIndexOf(needle) !== found) continue search;
+        const oldStart = (list.offsets[at] as number) + found - probe;
+        list.shift = offset - oldStart;
+        chosen = covering(list.offsets, oldStart + half);
+        break search;
+      }
     }
-    const base = list.bases[low];
-    if (!base) return undefined;
-    try {
-      return { sha256: base.sha256, raw: await list.reader.read(low) };
-    } catch (error) {
-      if (error instanceof ChunkDecodeError) return undefined;
-      throw error;
-    }
+    const base = list.bases[chosen];
+    const bytes = base ? await list.window.read(chosen) : null;
+    return base && bytes ? { sha256: base.sha256, raw: bytes } : undefined;
   }
 }
+
+/** Bytes of the new chunk searched for in the old chunks around its predicted place. */
+const PROBE_BYTES = 32;
+
+/** The index of the last of `offsets` (ascending, the first 0) at or before `position`. */
+function covering(offsets: readonly number[], position: number): number {
+  let low = 0;
+  let high = offsets.length - 1;
+  while (low < high) {
+    const mid = (low + high + 1) >> 1;
+    if ((offsets[mid] as number) <= position) low = mid;
+    else high = mid - 1;
+  }
+  return low;
+}
+
+/**
+ * The raw bytes of a content's candidate bases by position, read through its
+ * BaseReader and held for the neighbouring lookups that search them too (at
+ * most WINDOW_BASES, the lowest positions dropped first); null for a base
+ * that is missing or cannot be read.
+ */
+class BaseWindow {
+  readonly #reader: BaseReader;
+  readonly #held = new Map<number, Promise<Buffer | null>>();
+
+  constructor(reader: BaseReader) {
+    this.#reader = reader;
+  }
+
+  read(at: number): Promise<Buffer | null> {
+    let bytes = this.#held.get(at);
+    if (!bytes) {
+      bytes = this.#reader.read(at).catch((error: unknown) => {
+        if (error instanceof ChunkDecodeError) return null;
+        throw error;
+      });
+      this.#held.set(at, bytes);
+      if (this.#held.size > WINDOW_BASES) this.#held.delete(Math.min(...this.#held.keys()));
+    }
+    return bytes;
+  }
+}
+
+const WINDOW_BASES = 32;
 
 /**
  * In one query: `content`'s chunks in order, if `userId` holds it (else
@@ -235,5 +301,5 @@ async function candidatesOf(ctx: AppContext, userId: string, content: string): P
   );
   if (rows.length === 0) return null;
   const bases = rows.map((row) => (row.sha256 == null || row.chunk_damaged || row.damaged ? null : storedChunkOf(row as ChunkLocationRow)));
-  return { offsets: rows.map((row) => Number(row.offset)), bases, reader: new BaseReader(ctx, bases, READ_AHEAD_BASES) };
+  return { offsets: rows.map((row) => Number(row.offset)), bases, window: new BaseWindow(new BaseReader(ctx, bases, READ_AHEAD_BASES)), shift: 0 };
 }

@@ -104,6 +104,31 @@ describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
     expect(verified.chunksChecked).toBeGreaterThanOrEqual(v2Chunks.length);
   });
 
+  it('finds the right base when rows removed early in the file shift every later chunk by most of a chunk', async () => {
+    // Decision 197: the old chunk at the same offset is the wrong one once the file shifted by more than half a
+    // chunk; a probe of the new chunk's bytes in the old chunks around that place finds the one it came from.
+    const user = await addUser(h, 'delta-shifted');
+    const agent = await registerAgent(h, user, 'shifted-box');
+    const rows = 80_000;
+    const v1 = dump(rows, new Set(), 'sh1');
+    const edited = dump(rows, scattered(rows), 'sh2');
+    const cutFrom = edited.indexOf('\n3000\t') + 1;
+    const cutTo = edited.indexOf('\n4000\t') + 1;
+    const v2 = Buffer.concat([edited.subarray(0, cutFrom), edited.subarray(cutTo)]);
+    expect(cutTo - cutFrom).toBeGreaterThan(40_000);
+    expect((await upload(h, agent.token, [v1])).status).toBe(200);
+    expect((await uploadHinted(h, agent.token, v2, v1)).status).toBe(200);
+
+    const v1Chunks = new Set(await chunksOfContent(sha256Hex(v1)));
+    const v2Chunks = await chunksOfContent(sha256Hex(v2));
+    const changed = await chunkRows(v2Chunks.filter((c) => !v1Chunks.has(c)));
+    const deltas = changed.filter((r) => r.codec === CHUNK_CODECS.delta);
+    expect(changed.length).toBeGreaterThan(40);
+    expect(deltas.length).toBeGreaterThanOrEqual(changed.length * 0.8);
+    const got = await download(h, agent.token, sha256Hex(v2));
+    expect(got.bytes.equals(v2)).toBe(true);
+  });
+
   it('the agent’s way (each chunk a hinted part, then assemble): a constant number of queries and runs of reads for the bases, not one each per chunk', async () => {
     const user = await addUser(h, 'delta-assembler');
     const agent = await registerAgent(h, user, 'assembler-box');
