@@ -154,6 +154,9 @@ interface CandidatesOf {
   window: BaseWindow;
   /** New offset minus old offset where a probe last matched: how far the new file has shifted against the old here. */
   shift: number;
+  /** Whether a probe has matched yet in this request, and how many lookups in a row found none since. */
+  matched: boolean;
+  misses: number;
 }
 
 /**
@@ -206,11 +209,22 @@ export class DeltaBaseFinder {
     const list = await pending;
     if (!list || list.offsets.length === 0) return undefined;
     const half = Math.floor(size / 2);
-    const predicted = covering(list.offsets, offset - list.shift + half);
+    const hintKey = `${this.#userId}:${similar}`;
+    const shift = list.matched ? list.shift : (hintedShift(hintKey, offset) ?? list.shift);
+    const predicted = covering(list.offsets, offset - shift + half);
+    // The search reaches further before the first match of a request (it may start deep in a shifted file) and
+    // for a few lookups after a miss (the shift may have jumped: a block of rows removed); then every 32nd miss
+    // (a stretch of new bytes costs near reads, not wide ones, for each of its chunks).
+    const misses = list.misses;
+    const wide = (misses < WIDE_SEARCH_CHUNKS && (misses > 0 || !list.matched)) || (misses > 0 && misses % 32 === 0);
+    const reach = wide ? WIDE_REACH : NEAR_REACH;
+    const around = [predicted];
+    for (let d = 1; d <= reach; d += 1) around.push(predicted + d, predicted - d);
     let chosen = predicted;
+    let matched = false;
     search: for (const probe of [0, half - PROBE_BYTES / 2, size - PROBE_BYTES]) {
       const needle = raw.subarray(probe, probe + PROBE_BYTES);
-      for (const at of [predicted, predicted + 1, predicted - 1, predicted + 2, predicted - 2]) {
+      for (const at of around) {
         const old = at >= 0 && at < list.offsets.length ? await list.window.read(at) : null;
         if (!old) continue;
         const found = old.indexOf(needle);
@@ -219,10 +233,14 @@ export class DeltaBaseFinder {
         if (old.lastIndexOf(needle) !== found) continue search;
         const oldStart = (list.offsets[at] as number) + found - probe;
         list.shift = offset - oldStart;
+        list.matched = true;
+        matched = true;
+        noteShift(hintKey, offset, list.shift);
         chosen = covering(list.offsets, oldStart + half);
         break search;
       }
     }
+    list.misses = matched ? 0 : list.misses + 1;
     const base = list.bases[chosen];
     const bytes = base ? await list.window.read(chosen) : null;
     return base && bytes ? { sha256: base.sha256, raw: bytes } : undefined;
@@ -231,6 +249,41 @@ export class DeltaBaseFinder {
 
 /** Bytes of the new chunk searched for in the old chunks around its predicted place. */
 const PROBE_BYTES = 32;
+/** Old chunks searched on each side of the predicted one, once the shift is known and before. */
+const NEAR_REACH = 2;
+const WIDE_REACH = 8;
+/** Lookups in a row searched with the wide reach after a miss (or before a request's first match). */
+const WIDE_SEARCH_CHUNKS = 8;
+
+/**
+ * The shifts seen lately, per uploader and previous content, by 4 MiB region
+ * of the new file: the agent's next request for the same file starts from
+ * the shift its previous one ended with (decision 197). At most
+ * SHIFT_HINT_CONTENTS contents, the least recently noted dropped first.
+ */
+const shiftHints = new Map<string, Map<number, number>>();
+const SHIFT_REGION_BYTES = 4 * 1024 * 1024;
+const SHIFT_HINT_CONTENTS = 256;
+
+function noteShift(key: string, offset: number, shift: number): void {
+  const regions = shiftHints.get(key) ?? new Map<number, number>();
+  shiftHints.delete(key);
+  shiftHints.set(key, regions);
+  regions.set(Math.floor(offset / SHIFT_REGION_BYTES), shift);
+  if (shiftHints.size > SHIFT_HINT_CONTENTS) shiftHints.delete(shiftHints.keys().next().value as string);
+}
+
+/** The shift noted in `offset`'s region, else in the nearest region before it (up to 64 regions back). */
+function hintedShift(key: string, offset: number): number | undefined {
+  const regions = shiftHints.get(key);
+  if (!regions) return undefined;
+  const region = Math.floor(offset / SHIFT_REGION_BYTES);
+  for (let r = region; r >= 0 && r > region - 64; r -= 1) {
+    const shift = regions.get(r);
+    if (shift !== undefined) return shift;
+  }
+  return undefined;
+}
 
 /** The index of the last of `offsets` (ascending, the first 0) at or before `position`. */
 function covering(offsets: readonly number[], position: number): number {
@@ -301,5 +354,5 @@ async function candidatesOf(ctx: AppContext, userId: string, content: string): P
   );
   if (rows.length === 0) return null;
   const bases = rows.map((row) => (row.sha256 == null || row.chunk_damaged || row.damaged ? null : storedChunkOf(row as ChunkLocationRow)));
-  return { offsets: rows.map((row) => Number(row.offset)), bases, window: new BaseWindow(new BaseReader(ctx, bases, READ_AHEAD_BASES)), shift: 0 };
+  return { offsets: rows.map((row) => Number(row.offset)), bases, window: new BaseWindow(new BaseReader(ctx, bases, READ_AHEAD_BASES)), shift: 0, matched: false, misses: 0 };
 }

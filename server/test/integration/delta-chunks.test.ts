@@ -129,6 +129,33 @@ describe.each(testDatabaseKinds())('delta chunks (%s)', (kind) => {
     expect(got.bytes.equals(v2)).toBe(true);
   });
 
+  it('finds the bases again after a block removed in the middle shifts the rest by several chunks, across the agent’s requests', async () => {
+    // A shift larger than the near search (two chunks each side) is found by the wide search after a miss, and
+    // the next request for the same file starts from the shift the previous one noted (decision 197).
+    const user = await addUser(h, 'delta-jump');
+    const agent = await registerAgent(h, user, 'jump-box');
+    const rows = 120_000;
+    const v1 = dump(rows, new Set(), 'jp1');
+    const edited = dump(rows, scattered(rows), 'jp2');
+    const cutFrom = edited.indexOf('\n20000\t') + 1;
+    const cutTo = edited.indexOf('\n25000\t') + 1;
+    const v2 = Buffer.concat([edited.subarray(0, cutFrom), edited.subarray(cutTo)]);
+    expect(cutTo - cutFrom).toBeGreaterThan(3 * 64 * 1024);
+    expect((await upload(h, agent.token, [v1])).status).toBe(200);
+    const v1Hashes = new Set(chunksOf(v1).map((c) => sha256Hex(c.bytes)));
+    const parts = chunksOf(v2)
+      .filter((c) => !v1Hashes.has(sha256Hex(c.bytes)))
+      .map((c) => ({ name: sha256Hex(c.bytes), data: c.bytes, offset: c.offset, filename: partFilename(sha256Hex(c.bytes), { sha256: sha256Hex(v1), offset: c.offset }) }));
+    const split = parts.findIndex((p) => p.offset > v2.length / 2);
+    expect((await upload(h, agent.token, parts.slice(0, split))).status).toBe(200);
+    expect((await upload(h, agent.token, parts.slice(split))).status).toBe(200);
+
+    const rowsOfParts = await chunkRows(parts.map((p) => p.name));
+    const deltas = rowsOfParts.filter((r) => r.codec === CHUNK_CODECS.delta);
+    expect(parts.length).toBeGreaterThan(60);
+    expect(deltas.length).toBeGreaterThanOrEqual(parts.length * 0.85);
+  });
+
   it('the agent’s way (each chunk a hinted part, then assemble): a constant number of queries and runs of reads for the bases, not one each per chunk', async () => {
     const user = await addUser(h, 'delta-assembler');
     const agent = await registerAgent(h, user, 'assembler-box');
