@@ -92,6 +92,12 @@ interface Hashing {
   storedAsRead: (path: string) => void;
   /** The content this path had at the last backup (the scan cache's), which the server may store new bytes as deltas against. */
   previousOf: (path: string) => string | undefined;
+  /**
+   * Read buffers (READ_BYTES each) not in use, kept for the whole cycle: a
+   * batch's hashing and a re-hash of the previous batch's changed files may
+   * run at once, so each worker takes one and gives it back (decision 192).
+   */
+  buffers: Buffer[];
 }
 
 /**
@@ -135,6 +141,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     storedAsRead: (path) =>
       problem('warn', `${displayPath(path)}: changed while being read ${CHANGED_FILE_ATTEMPTS} times; stored the bytes as read, which may mix old and new content`, { path }),
     previousOf: (path) => cache.get(path)?.sha256 ?? undefined,
+    buffers: [],
   };
 
   try {
@@ -513,16 +520,17 @@ export function workBatches(todo: readonly ScannedEntry[]): WorkBatch[] {
 }
 
 /**
- * Hashes with bounded concurrency, one reused 1 MiB buffer per worker. A file
+ * Hashes with bounded concurrency, each file read into a 1 MiB buffer of the
+ * cycle's (at most one per worker in use at once, reused batch after batch). A file
  * that changes while read is read again; on the last try its bytes are also
  * copied to the spool directory and, if it changed again, stored as read.
  */
 async function hashAll(files: readonly ScannedEntry[], hashing: Hashing): Promise<HashedEntry[]> {
   const { progress } = hashing;
   progress.phase = 'hashing';
-  const buffers: Buffer[] = [];
-  const results = await mapConcurrent(files, hashing.concurrency, async (entry, worker) => {
-    const buffer = (buffers[worker] ??= Buffer.allocUnsafe(READ_BYTES));
+  const results = await mapConcurrent(files, hashing.concurrency, async (entry) => {
+    // One buffer per file hashed, taken from the cycle's and given back: not 1 MiB per worker per batch, garbage until a full GC.
+    const buffer = hashing.buffers.pop() ?? Buffer.allocUnsafe(READ_BYTES);
     try {
       const hashed = await hashWithRetry(entry.path, buffer, hashing.spoolDir);
       if (hashed.spool) hashing.storedAsRead(entry.path);
@@ -532,6 +540,7 @@ async function hashAll(files: readonly ScannedEntry[], hashing: Hashing): Promis
       hashing.fileFailed(entry.path, error instanceof FileChangedError ? `${error.message}; gave up after ${CHANGED_FILE_ATTEMPTS} tries` : readError(error));
       return null;
     } finally {
+      hashing.buffers.push(buffer);
       progress.filesChecked += 1;
     }
   });

@@ -1,5 +1,5 @@
 import { type FileUpsert, type FileVersion } from '@cairn/shared';
-import type { CacheEntry } from '../state/scan-cache.ts';
+import { cacheEntry, type CacheEntry } from '../state/scan-cache.ts';
 import type { ScannedEntry } from './scanner.ts';
 
 /**
@@ -86,7 +86,7 @@ export function upsertOf(entry: ScannedEntry, content?: { sha256: string; size: 
       ...owner,
       ...group,
     },
-    cached: { kind: entry.kind, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, ino: stat.ino, mode: stat.mode, sha256, ...owner, ...link, ...group },
+    cached: cacheEntry({ kind: entry.kind, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, ino: stat.ino, mode: stat.mode, sha256, ...owner, ...link, ...group }),
   };
 }
 

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import fs, { type Stats } from 'node:fs';
 import { promisify } from 'node:util';
-import { encodePosixPath, fsPath } from '@cairn/shared';
-import type { FileStat } from '../state/scan-cache.ts';
+import { encodePosixPath, fsPath, type FileKind } from '@cairn/shared';
+import { smallNumber, type FileStat } from '../state/scan-cache.ts';
 import { excludeMatcher } from './scan-roots.ts';
 
 export interface ScannedEntry extends FileStat {
@@ -165,7 +165,7 @@ async function record(filePath: string, stats: Stats, result: ScanResult, scanFs
     return;
   }
   try {
-    result.entries.push({ ...statFields(filePath, stats), kind: 'symlink', linkTarget: encodePosixPath(await scanFs.readlink(fsPath(filePath))) });
+    result.entries.push(scannedEntry(filePath, stats, 'symlink', encodePosixPath(await scanFs.readlink(fsPath(filePath)))));
   } catch (error) {
     if (isGone(error)) return;
     result.errors.push({ path: filePath, message: `cannot read symlink: ${errorCode(error)}` });
@@ -180,25 +180,32 @@ async function record(filePath: string, stats: Stats, result: ScanResult, scanFs
  * storable path, so a root of `/` is walked but not recorded.
  */
 function recordEntry(filePath: string, stats: Stats, result: ScanResult): void {
-  if (stats.isFile()) result.entries.push({ ...statFields(filePath, stats), kind: 'file' });
+  if (stats.isFile()) result.entries.push(scannedEntry(filePath, stats, 'file'));
   else if (stats.isDirectory()) {
-    if (filePath !== '/') result.entries.push({ ...statFields(filePath, stats), kind: 'directory' });
+    if (filePath !== '/') result.entries.push(scannedEntry(filePath, stats, 'directory'));
   } else if (!stats.isSymbolicLink()) result.skipped.push({ path: filePath, message: `skipped ${specialKind(stats)}` });
 }
 
-function statFields(filePath: string, stats: Stats): Omit<ScannedEntry, 'kind'> {
-  const fields: Omit<ScannedEntry, 'kind'> = {
+/**
+ * One entry, every field present and always in the same order: all entries
+ * then share one hidden class with the fields stored in the object (decision
+ * 192). Built by spreading, as before, each got a shape of its own and cost
+ * about 630 bytes of heap instead of about 170.
+ */
+function scannedEntry(filePath: string, stats: Stats, kind: FileKind, linkTarget?: string): ScannedEntry {
+  return {
     path: filePath,
-    size: stats.size,
+    kind,
+    size: smallNumber(stats.size),
     mtimeMs: stats.mtimeMs,
     ctimeMs: stats.ctimeMs,
-    ino: stats.ino,
-    mode: stats.mode,
-    uid: stats.uid,
-    gid: stats.gid,
+    ino: smallNumber(stats.ino),
+    mode: smallNumber(stats.mode),
+    uid: smallNumber(stats.uid),
+    gid: smallNumber(stats.gid),
+    linkTarget,
+    hardlinkGroup: kind === 'file' && stats.nlink > 1 ? hardlinkGroupOf(stats.dev, stats.ino) : undefined,
   };
-  if (stats.isFile() && stats.nlink > 1) fields.hardlinkGroup = hardlinkGroupOf(stats.dev, stats.ino);
-  return fields;
 }
 
 /**

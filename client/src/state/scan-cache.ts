@@ -26,6 +26,36 @@ export interface CacheEntry extends FileStat {
 
 export type ScanCache = Map<string, CacheEntry>;
 
+/**
+ * A cache entry with every field present, always in the same order, and its
+ * integers unboxed (`smallNumber`): 100,000 of them share one hidden class
+ * instead of one each (decision 192). Every entry the agent keeps is made here.
+ */
+export function cacheEntry(e: CacheEntry): CacheEntry {
+  return {
+    kind: e.kind,
+    size: smallNumber(e.size),
+    mtimeMs: e.mtimeMs,
+    ctimeMs: e.ctimeMs,
+    ino: smallNumber(e.ino),
+    mode: smallNumber(e.mode),
+    sha256: e.sha256,
+    uid: smallNumber(e.uid),
+    gid: smallNumber(e.gid),
+    linkTarget: e.linkTarget,
+    hardlinkGroup: e.hardlinkGroup,
+  };
+}
+
+/**
+ * Numbers from `fs.Stats` are doubles; kept as they come, each is a boxed
+ * number on the heap of its own. As an int32 (when it is one) V8 keeps it
+ * in the object itself.
+ */
+export function smallNumber(n: number): number {
+  return (n | 0) === n ? n | 0 : n;
+}
+
 const FORMAT = 'cairn-scan-cache';
 /** 2: owners and hard-link groups (a version-1 cache is a lost cache: one resync, decision 55). */
 const VERSION = 2;
@@ -52,19 +82,7 @@ export async function readScanCache(file: string, clientId: string): Promise<Sca
       }
       const row = JSON.parse(line) as [string, FileKind, number, number, number, number, number, string | null, number, number, string | null, string?];
       const [path, kind, size, mtimeMs, ctimeMs, ino, mode, sha256, uid, gid, linkTarget, hardlinkGroup] = row;
-      cache.set(path, {
-        kind,
-        size,
-        mtimeMs,
-        ctimeMs,
-        ino,
-        mode,
-        sha256,
-        uid,
-        gid,
-        ...(linkTarget === null ? {} : { linkTarget }),
-        ...(hardlinkGroup === undefined ? {} : { hardlinkGroup }),
-      });
+      cache.set(path, cacheEntry({ kind, size, mtimeMs, ctimeMs, ino, mode, sha256, uid, gid, linkTarget: linkTarget ?? undefined, hardlinkGroup }));
     }
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;

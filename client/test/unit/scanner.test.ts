@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileChangedError, hashFile, mapConcurrent, READ_BYTES } from '../../src/backup/file-hasher.ts';
 import { encodePosixPath } from '@cairn/shared';
 import { nodeScanFs, scanRoots, type ScanFs } from '../../src/backup/scanner.ts';
-import { readScanCache, writeScanCache, type ScanCache } from '../../src/state/scan-cache.ts';
+import { upsertOf } from '../../src/backup/change-detector.ts';
+import { readScanCache, smallNumber, writeScanCache, type ScanCache } from '../../src/state/scan-cache.ts';
 
 let root: string;
 
@@ -169,6 +170,39 @@ describe('scan cache file', () => {
     // A version-1 cache (no owners, no hard-link groups) is a lost cache: the agent resyncs once.
     await writeFile(file, '{"format":"cairn-scan-cache","version":1,"clientId":"client-1"}\n["/a","file",1,1,2,3,420,"' + 'f'.repeat(64) + '"]\n');
     expect(await readScanCache(file, 'client-1')).toBeNull();
+  });
+});
+
+describe('compact entries (decision 192)', () => {
+  it('every scanned entry has the same fields in the same order, whatever its kind', async () => {
+    await link(path.join(root, 'tree/a.txt'), path.join(root, 'tree-a-link.txt')).catch(() => undefined);
+    const result = await scanRoots([path.join(root, 'tree'), path.join(root, 'tree-a-link.txt')], []);
+    const kinds = new Set(result.entries.map((e) => e.kind));
+    expect([...kinds].sort()).toEqual(['directory', 'file', 'symlink']);
+    expect(result.entries.some((e) => e.hardlinkGroup !== undefined)).toBe(true);
+    const shapes = new Set(result.entries.map((e) => Object.keys(e).join(',')));
+    expect([...shapes]).toEqual(['path,kind,size,mtimeMs,ctimeMs,ino,mode,uid,gid,linkTarget,hardlinkGroup']);
+  });
+
+  it('every cache entry, read from the file or made after an upload, has the same fields in the same order', async () => {
+    const scan = await scanRoots([path.join(root, 'tree')], []);
+    const cache: ScanCache = new Map();
+    for (const entry of scan.entries) {
+      const content = entry.kind === 'file' ? { ...entry, sha256: 'a'.repeat(64) } : undefined;
+      cache.set(entry.path, upsertOf(entry, content).cached);
+    }
+    const file = path.join(root, 'shape-cache.jsonl');
+    await writeScanCache(file, 'client-1', cache);
+    const read = (await readScanCache(file, 'client-1')) as ScanCache;
+    expect(read).toEqual(cache);
+    const shapes = new Set([...cache.values(), ...read.values()].map((e) => Object.keys(e).join(',')));
+    expect([...shapes]).toEqual(['kind,size,mtimeMs,ctimeMs,ino,mode,sha256,uid,gid,linkTarget,hardlinkGroup']);
+  });
+
+  it('smallNumber keeps every value, only its representation changes', () => {
+    for (const n of [0, 1, -1, 0o100644, 2 ** 30, 2 ** 31 - 1, 2 ** 31, 4294967294, 2 ** 40 + 3, 2 ** 53 - 1, 1.5, 1796658653259.347]) {
+      expect(smallNumber(n)).toBe(n);
+    }
   });
 });
 
