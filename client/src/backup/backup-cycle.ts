@@ -170,6 +170,9 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     const serverFiles = known.serverFiles;
     if (known.cache !== null) cache = known.cache;
     const { seen, todo, directories } = changedEntries(scan.entries, cache, recheck, fileFailed);
+    // From here the scan's entries live only in the batches, each let go once committed (decision 192):
+    // by the last batch the new cache's entries have replaced them instead of sitting next to them.
+    scan.entries.length = 0;
     progress.filesToCheck = todo.length;
     progress.bytesToHash = todo.reduce((sum, e) => sum + (e.kind === 'file' ? e.size : 0), 0);
 
@@ -254,6 +257,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     // of taking turns. Commits stay in batch order, one at a time; a commit only ever follows its own
     // batch's upload, so nothing is committed before the server holds its bytes.
     const batches = workBatches(todo);
+    todo.length = 0;
     const hashBatch = (work: WorkBatch | undefined) => {
       if (work === undefined) return null;
       const started = performance.now();
@@ -287,6 +291,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
           throw error;
         }
         const work = batches[i] as WorkBatch;
+        batches[i] = DONE_BATCH;
         // After a failed commit the later ones are not tried: the chain stays rejected with the first failure.
         committing = committing.then(() => commitWork(work, uploaded, ms)).finally(() => removeSpools(hashed));
         committing.catch((error: unknown) => {
@@ -490,6 +495,9 @@ interface WorkBatch {
   files: ScannedEntry[];
   symlinks: ScannedEntry[];
 }
+
+/** What a batch's place in the list holds once it is handed to its commit, so its entries are garbage after it. */
+const DONE_BATCH: WorkBatch = Object.freeze({ files: [], symlinks: [] });
 
 /**
  * Consecutive batches of at most WORK_BATCH_FILES entries and WORK_BATCH_BYTES
