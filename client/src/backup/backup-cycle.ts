@@ -66,8 +66,8 @@ const WORK_BATCH_BYTES = 256 * 1024 * 1024;
 /** Batches that start smaller: 1/8, 1/4 and 1/2 of the limits above. */
 const RAMP_UP_BATCHES = 3;
 const CHANGED_FILE_ATTEMPTS = 3;
-/** Upload requests in flight at once, and the fewest parts worth a request of their own. */
-const UPLOAD_CONCURRENCY = 4;
+/** Upload requests in flight at once (decision 198), and the fewest parts worth a request of their own. */
+const UPLOAD_CONCURRENCY = 2;
 const UPLOAD_MIN_PARTS = 64;
 /** Chunks of large files per "which chunks are missing?" question (one request): bounds the parts in hand however large a file is. */
 const CHUNK_WINDOW = LIMITS.missingBatch;
