@@ -410,8 +410,11 @@ export const fileVersions = pgTable(
   (t) => [
     uniqueIndex('file_versions_current_uq').on(t.pathId).where(sql`${t.validTo} is null`),
     index('file_versions_path_from_idx').on(t.pathId, t.validFrom),
-    // GC's "is this content still referenced?"; directories and symlinks have none.
-    index('file_versions_content_idx').on(t.contentSha256).where(sql`${t.contentSha256} is not null`),
+    // GC's "is this content still referenced?" and the verify job's "which
+    // versions hold it?", equality lookups only; directories and symlinks
+    // have none. A hash index: 4-byte hash codes instead of the 32-byte keys
+    // a btree keeps, 4.7 MB instead of 7.5 MB per 100,000 files (decision 199).
+    index('file_versions_content_idx').using('hash', t.contentSha256).where(sql`${t.contentSha256} is not null`),
   ],
 );
 

@@ -100,7 +100,7 @@ export type UploadInput = IncomingContent & UploadOptions;
  * request's bytes stream in while its previous pack is compressed and put,
  * and stop streaming in while the server holds this much.
  */
-export const QUEUED_UPLOAD_BYTES = 16 * 1024 * 1024;
+export const QUEUED_UPLOAD_BYTES = 8 * 1024 * 1024; // 16 MiB until decision 200
 
 /** A part whose bytes were read, hashed and queued for the pack writer: granted to the user once its pack is recorded. */
 interface ReceivedPart {

@@ -15,11 +15,12 @@ import {
 } from './pack-format.ts';
 
 /**
- * A pack is flushed before it would grow past this: 8 MiB fits the S3
+ * A pack is flushed before it would grow past this: 4 MiB is under the S3
  * store's single-PutObject limit (S3_SINGLE_PUT_MAX_BYTES), so a pack is
- * one PUT, and is what the writer holds in memory at most (decision 114).
+ * one PUT, and is what the writer holds in memory at most (decision 114;
+ * 4 MiB instead of 8 since decision 200: each upload request has its own).
  */
-export const PACK_TARGET_BYTES = 8 * 1024 * 1024;
+export const PACK_TARGET_BYTES = 4 * 1024 * 1024;
 
 export interface PackWriterOptions {
   /** Flush before the pack would exceed this many bytes (header, data, index and footer). Default PACK_TARGET_BYTES. */

@@ -1,0 +1,2 @@
+DROP INDEX "file_versions_content_idx";--> statement-breakpoint
+CREATE INDEX "file_versions_content_idx" ON "file_versions" USING hash ("content_sha256") WHERE "file_versions"."content_sha256" is not null;
