@@ -17,7 +17,7 @@ import {
 /**
  * A pack is flushed before it would grow past this: 4 MiB is under the S3
  * store's single-PutObject limit (S3_SINGLE_PUT_MAX_BYTES), so a pack is
- * one PUT, and is what the writer holds in memory at most (decision 114;
+ * one PUT, and is what the writer holds in memory at most (decision 116;
  * 4 MiB instead of 8 since decision 200: each upload request has its own).
  */
 export const PACK_TARGET_BYTES = 4 * 1024 * 1024;

@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { sha256Hex } from '@cairn/shared';
 import { QUEUED_UPLOAD_BYTES } from '../../src/services/content-store.service.ts';
 import { byteBudgetFor } from '../../src/storage/byte-budget.ts';
+import { PACK_TARGET_BYTES } from '../../src/storage/pack-writer.ts';
 import { addUser, download, registerAgent, startHarness, upload, type Harness } from '../helpers/agent-api-harness.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 
 const PART_BYTES = 256 * 1024;
-/** Each request brings 12 MiB: more than its open pack (4 MiB) and the whole queue budget (8 MiB) together. */
-const PARTS_PER_REQUEST = 48;
+/** Each request brings as much as its open pack and the whole queue budget hold together (48 parts, 12 MiB). */
+const PARTS_PER_REQUEST = (PACK_TARGET_BYTES + QUEUED_UPLOAD_BYTES) / PART_BYTES;
 const REQUESTS = 3;
 
 /**
@@ -22,16 +24,18 @@ const REQUESTS = 3;
  */
 describe.each(testDatabaseKinds())('the upload queue budget, shared by all requests (%s)', (kind) => {
   let harness: Harness;
+  let openGate: () => void = () => {};
   beforeEach(async () => {
     harness = await startHarness(kind);
   });
   afterEach(async () => {
+    // A failed assertion must not leave the uploads (and the server's close) waiting on the gate.
+    openGate();
     await harness.close();
   });
 
   it('holds at most QUEUED_UPLOAD_BYTES for three requests together, then stores every part', async () => {
     const budget = byteBudgetFor(harness.ctx, QUEUED_UPLOAD_BYTES);
-    let openGate!: () => void;
     const gate = new Promise<void>((resolve) => {
       openGate = resolve;
     });
@@ -45,20 +49,21 @@ describe.each(testDatabaseKinds())('the upload queue budget, shared by all reque
 
     const user = await addUser(harness, 'budget');
     const agents = await Promise.all(Array.from({ length: REQUESTS }, (_, i) => registerAgent(harness, user, `budget-${i}`)));
-    // Random bytes: zstd cannot shrink them, so each open pack fills at its 4 MiB.
+    // Random bytes: zstd cannot shrink them, so each open pack fills to PACK_TARGET_BYTES.
     const requests = agents.map(() => Array.from({ length: PARTS_PER_REQUEST }, () => randomBytes(PART_BYTES)));
     const uploads = agents.map((agent, i) => upload(harness, agent.token, requests[i]!));
 
     // The queue fills up to the budget (less than one part short of it) and stops there.
     let peak = 0;
-    // Polled, not timed: vitest's timeout ends the wait if it never fills (the requests' bytes were not counted here).
-    while (budget.held < QUEUED_UPLOAD_BYTES - PART_BYTES) {
+    const sample = () => {
       peak = Math.max(peak, budget.held);
-      await new Promise((resolve) => setTimeout(resolve, 10));
-    }
+      return budget.held >= QUEUED_UPLOAD_BYTES - PART_BYTES;
+    };
+    // Polled, not timed: the wait fails only if the queue never fills (the requests' bytes were not counted here).
+    await vi.waitUntil(sample, { timeout: 60_000, interval: 10 });
     for (let i = 0; i < 20; i += 1) {
-      peak = Math.max(peak, budget.held);
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      sample();
+      await sleep(10);
     }
     expect(budget.held).toBeGreaterThanOrEqual(QUEUED_UPLOAD_BYTES - PART_BYTES);
     expect(peak).toBeLessThanOrEqual(QUEUED_UPLOAD_BYTES);
@@ -73,9 +78,9 @@ describe.each(testDatabaseKinds())('the upload queue budget, shared by all reque
       expect(result.body.results.map((r) => r.status)).toEqual(requests[i]!.map(() => 'stored'));
     }
     expect(budget.held).toBe(0);
-    const sample = requests[1]![PARTS_PER_REQUEST - 1]!;
-    const back = await download(harness, agents[1]!.token, sha256Hex(sample));
+    const last = requests[1]![PARTS_PER_REQUEST - 1]!;
+    const back = await download(harness, agents[1]!.token, sha256Hex(last));
     expect(back.status).toBe(200);
-    expect(back.bytes.equals(sample)).toBe(true);
+    expect(back.bytes.equals(last)).toBe(true);
   });
 });
