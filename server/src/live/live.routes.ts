@@ -1,9 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { sql } from 'drizzle-orm';
 import { ErrorBody, OkResponse, ProgressRequest } from '@cairn/shared';
 import type { AppContext } from '../app-context.ts';
-import { clientLiveProgress } from '../db/schema.ts';
+import { recordLiveProgress } from './live-progress.ts';
 import { agentOf, BEARER } from '../api/agent-auth.ts';
 import type { LiveHub } from './live-hub.ts';
 
@@ -67,16 +66,12 @@ export const liveRoutes: FastifyPluginAsync<{ ctx: AppContext; hub: LiveHub }> =
         summary: "The running backup's progress (at most once a second), shown live on the dashboard",
         security: BEARER,
         body: ProgressRequest,
-        response: { 200: OkResponse, 400: ErrorBody, 401: ErrorBody },
+        response: { 200: OkResponse, 400: ErrorBody, 401: ErrorBody, 404: ErrorBody, 409: ErrorBody },
       },
     },
     async (request) => {
       const { clientId } = agentOf(request);
-      const progress = request.body;
-      await ctx.database.db
-        .insert(clientLiveProgress)
-        .values({ clientId, runId: progress.runId, progress })
-        .onConflictDoUpdate({ target: clientLiveProgress.clientId, set: { runId: progress.runId, progress, updatedAt: sql`now()` } });
+      await recordLiveProgress(ctx.database.db, clientId, request.body);
       return { ok: true };
     },
   );

@@ -5,6 +5,7 @@ import { API_PREFIX } from '@cairn/shared';
 import { buildApp, type App } from '../../src/app.ts';
 import { openDatabase, rowsOf, type Database } from '../../src/db/database.ts';
 import { clientLiveProgress } from '../../src/db/schema.ts';
+import { liveProgressOf } from '../../src/live/live-progress.ts';
 import { requestRun, revokeClientToken, rotateClientToken, updateClientSettings } from '../../src/services/clients.service.ts';
 import { SYSTEM_ACTOR } from '../../src/services/users.service.ts';
 import { addUser, callApi, registerAgent, startHarness, type Harness } from '../helpers/agent-api-harness.ts';
@@ -185,5 +186,45 @@ describe.each(testDatabaseKinds())('live channel (%s)', (kind) => {
     });
     expect(finish.status).toBe(200);
     expect(await h.ctx.database.db.select().from(clientLiveProgress).where(eq(clientLiveProgress.clientId, reg.clientId))).toEqual([]);
+  });
+
+  it('refuses a report that arrives after its run finished, so the finished run does not show as running', async () => {
+    // The agent sends a report once a second without waiting for the run; one
+    // still on the way when the run finishes used to bring the row back, and the
+    // client page showed "Backup in progress" for a minute after the run ended.
+    const reg = await registerAgent(h, alice, 'late-progress');
+    const other = await registerAgent(h, alice, 'late-progress-other');
+    const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: reg.token, json: { trigger: 'server' } });
+    const report = {
+      runId: run.body.runId,
+      phase: 'finishing',
+      startedAt: new Date().toISOString(),
+      filesScanned: 1,
+      filesToCheck: 1,
+      filesChecked: 1,
+      filesCommitted: 1,
+      bytesToHash: 10,
+      bytesHashed: 10,
+      bytesUploaded: 10,
+      bytesPerSecond: 10,
+      etaSeconds: 0,
+    };
+    expect((await callApi(h, 'POST', '/progress', { token: reg.token, json: report })).status).toBe(200);
+    // Another client cannot report on this client's run.
+    const foreign = await callApi<{ message: string }>(h, 'POST', '/progress', { token: other.token, json: report });
+    expect(foreign.status).toBe(404);
+    expect(foreign.body.message).toContain(run.body.runId);
+    const finish = await callApi(h, 'POST', `/runs/${run.body.runId}/finish`, {
+      token: reg.token,
+      json: { status: 'succeeded', stats: { filesScanned: 1, filesChanged: 1, filesDeleted: 0, filesFailed: 0, bytesScanned: 10, bytesUploaded: 10 }, preCommands: [] },
+    });
+    expect(finish.status).toBe(200);
+
+    const late = await callApi<{ message: string }>(h, 'POST', '/progress', { token: reg.token, json: report });
+    expect(late.status).toBe(409);
+    expect(late.body.message).toContain('already finished');
+    expect(await h.ctx.database.db.select().from(clientLiveProgress).where(eq(clientLiveProgress.clientId, reg.clientId))).toEqual([]);
+    const live = await liveProgressOf(h.ctx.database.db, reg.clientId);
+    expect(live.running).toBe(false);
   });
 });
