@@ -50,6 +50,19 @@ describe('the uploader against the real server', () => {
     expect((await api.missing({ hashes: items.map((i) => i.sha256) })).missing).toEqual([]);
   });
 
+  it('a part with its bytes in hand (kept from hashing) is sent from them without opening its file', async () => {
+    const text = 'kept from the hash read\n';
+    // The path names nothing: opening it would fail the part as changed.
+    const kept: UploadItem = { path: path.join(base, 'gone-since-hashing.txt'), sha256: sha256(text), size: Buffer.byteLength(text), mtimeMs: 0, bytes: Buffer.from(text) };
+    const empty: UploadItem = { path: path.join(base, 'gone-empty.txt'), sha256: sha256(''), size: 0, mtimeMs: 0, bytes: Buffer.alloc(0) };
+    let sent = 0;
+    const outcome = await uploadBatch(api, runId, [kept, empty], (bytes) => (sent += bytes));
+    expect(outcome.changed).toEqual([]);
+    expect(outcome.uploaded.map((r) => r.sha256)).toEqual([kept.sha256, empty.sha256]);
+    expect(sent).toBe(kept.size);
+    expect((await api.missing({ hashes: [kept.sha256, empty.sha256] })).missing).toEqual([]);
+  });
+
   it('a file whose bytes changed after hashing (same size and mtime) is caught while streaming; the server keeps nothing of it', async () => {
     const file = path.join(base, 'changing.txt');
     const declared = await item(file, 'original content\n');

@@ -19,7 +19,7 @@ import { emptyStats, newProgress, type CycleProgress, type CycleReport, type Cyc
 import { assembleBatches, chunked, deletedPaths, isUnchanged, sameAsServerVersion, uploadBatches, upsertOf } from './change-detector.ts';
 import { assembleRecordBytes, assembleRecordPieces, type ChunkList } from './chunk-list.ts';
 import { commandFailed, runCommand } from './command-runner.ts';
-import { FileChangedError, READ_BYTES, hashFile, mapConcurrent, type HashedFile } from './file-hasher.ts';
+import { FileChangedError, KEEP_BYTES_MAX, READ_BYTES, hashFile, keepArena, mapConcurrent, type HashedFile, type KeepBytes } from './file-hasher.ts';
 import { decideRemoteCommand } from './remote-command-policy.ts';
 import { effectiveRoots } from './scan-roots.ts';
 import { scanRoots, type ScanResult, type ScannedEntry } from './scanner.ts';
@@ -66,6 +66,8 @@ const WORK_BATCH_BYTES = 256 * 1024 * 1024;
 /** Batches that start smaller: 1/8, 1/4 and 1/2 of the limits above. */
 const RAMP_UP_BATCHES = 3;
 const CHANGED_FILE_ATTEMPTS = 3;
+/** Bytes of small files one hashing pass keeps for its upload (decision 202): one arena of this size per batch in flight. */
+const KEPT_BYTES_PER_BATCH = 8 * 1024 * 1024;
 /** Upload requests in flight at once (decision 198), and the fewest parts worth a request of their own. */
 const UPLOAD_CONCURRENCY = 2;
 const UPLOAD_MIN_PARTS = 64;
@@ -98,6 +100,22 @@ interface Hashing {
    * run at once, so each worker takes one and gives it back (decision 192).
    */
   buffers: Buffer[];
+  /**
+   * Arenas (KEPT_BYTES_PER_BATCH each) for small files' bytes kept from
+   * hashing to upload, not in use: kept for the whole cycle and reused, since
+   * one freshly allocated per batch is freed only by a full collection, and
+   * V8 lets 64 MB of such external memory pile up before it runs one
+   * (decision 202).
+   */
+  arenas: Buffer[];
+}
+
+/** The arenas one batch's kept bytes are in, given back to the cycle's (giveBack) once the batch is uploaded. */
+type ArenaLease = Buffer[];
+
+function giveBack(hashing: Hashing, lease: ArenaLease): void {
+  hashing.arenas.push(...lease);
+  lease.length = 0;
 }
 
 /**
@@ -142,6 +160,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       problem('warn', `${displayPath(path)}: changed while being read ${CHANGED_FILE_ATTEMPTS} times; stored the bytes as read, which may mix old and new content`, { path }),
     previousOf: (path) => cache.get(path)?.sha256 ?? undefined,
     buffers: [],
+    arenas: [],
   };
 
   try {
@@ -206,10 +225,15 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     };
 
     /** Makes sure the server holds the batch's contents. */
-    const uploadWork = async (hashed: HashedEntry[], missing: Set<string>): Promise<{ held: HashedEntry[]; uploadMs: number }> => {
+    const uploadWork = async (hashed: HashedEntry[], missing: Set<string>, lease: ArenaLease): Promise<{ held: HashedEntry[]; uploadMs: number }> => {
       const t1 = performance.now();
-      const held = await ensureHeld(api, runId as string, hashed, stats, hashing, log, missing);
-      return { held, uploadMs: performance.now() - t1 };
+      try {
+        const held = await ensureHeld(api, runId as string, hashed, stats, hashing, log, missing);
+        return { held, uploadMs: performance.now() - t1 };
+      } finally {
+        dropKeptBytes(hashed);
+        giveBack(hashing, lease);
+      }
     };
 
     const commitWork = async (work: WorkBatch, uploaded: { held: HashedEntry[]; uploadMs: number }, hashMs: number) => {
@@ -262,8 +286,10 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
       if (work === undefined) return null;
       const started = performance.now();
       // The batch's "which are missing?" is asked as soon as it is hashed, while the previous batch still uploads.
-      return hashAll(work.files, hashing).then(async (hashed) => ({
+      const lease: ArenaLease = [];
+      return hashAll(work.files, hashing, lease).then(async (hashed) => ({
         hashed,
+        lease,
         ms: performance.now() - started,
         missing: await askMissing(api, [...new Set(hashed.map((item) => item.hashed.sha256))]),
       }));
@@ -276,7 +302,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
     let previousHeld: ReadonlySet<string> = new Set();
     try {
       for (let i = 0; i < batches.length; i += 1) {
-        const { hashed, ms, missing } = await (nextHashed as NonNullable<typeof nextHashed>);
+        const { hashed, lease, ms, missing } = await (nextHashed as NonNullable<typeof nextHashed>);
         nextHashed = hashBatch(batches[i + 1]);
         // A failure of the next batch's hashing surfaces when it is awaited, not as an unhandled rejection.
         nextHashed?.catch(() => undefined);
@@ -284,7 +310,7 @@ export async function runBackupCycle(deps: CycleDeps): Promise<CycleReport> {
         let uploaded: Awaited<ReturnType<typeof uploadWork>>;
         for (const sha of previousHeld) missing.delete(sha);
         try {
-          uploaded = await uploadWork(hashed, missing);
+          uploaded = await uploadWork(hashed, missing, lease);
           previousHeld = new Set(uploaded.held.map((item) => item.hashed.sha256));
         } catch (error) {
           await removeSpools(hashed);
@@ -533,14 +559,21 @@ export function workBatches(todo: readonly ScannedEntry[]): WorkBatch[] {
  * that changes while read is read again; on the last try its bytes are also
  * copied to the spool directory and, if it changed again, stored as read.
  */
-async function hashAll(files: readonly ScannedEntry[], hashing: Hashing): Promise<HashedEntry[]> {
+async function hashAll(files: readonly ScannedEntry[], hashing: Hashing, lease: ArenaLease): Promise<HashedEntry[]> {
   const { progress } = hashing;
   progress.phase = 'hashing';
+  // Small files' bytes are read into an arena leased for the batch and kept for the upload, which then reads nothing (decision 202).
+  let keep: KeepBytes = () => undefined;
+  if (files.some((entry) => entry.size > 0 && entry.size <= KEEP_BYTES_MAX)) {
+    const arena = hashing.arenas.pop() ?? Buffer.allocUnsafeSlow(KEPT_BYTES_PER_BATCH);
+    lease.push(arena);
+    keep = keepArena(arena);
+  }
   const results = await mapConcurrent(files, hashing.concurrency, async (entry) => {
     // One buffer per file hashed, taken from the cycle's and given back: not 1 MiB per worker per batch, garbage until a full GC.
     const buffer = hashing.buffers.pop() ?? Buffer.allocUnsafe(READ_BYTES);
     try {
-      const hashed = await hashWithRetry(entry.path, buffer, hashing.spoolDir);
+      const hashed = await hashWithRetry(entry.path, buffer, hashing.spoolDir, keep);
       if (hashed.spool) hashing.storedAsRead(entry.path);
       progress.bytesHashed += hashed.size;
       return { entry, hashed };
@@ -555,20 +588,28 @@ async function hashAll(files: readonly ScannedEntry[], hashing: Hashing): Promis
   return results.filter((r): r is HashedEntry => r !== null);
 }
 
-async function hashWithRetry(path: string, buffer: Buffer, spoolDir: string): Promise<HashedFile> {
+async function hashWithRetry(path: string, buffer: Buffer, spoolDir: string, keep: KeepBytes): Promise<HashedFile> {
   for (let attempt = 1; ; attempt += 1) {
     const last = attempt >= CHANGED_FILE_ATTEMPTS;
     try {
-      return await hashFile(path, buffer, last ? join(spoolDir, `${randomBytes(12).toString('hex')}.spool`) : undefined);
+      return await hashFile(path, buffer, last ? join(spoolDir, `${randomBytes(12).toString('hex')}.spool`) : undefined, keep);
     } catch (error) {
       if (!(error instanceof FileChangedError) || last) throw error;
     }
   }
 }
 
-/** Where an upload reads a hashed file's bytes: its spooled copy when it has one. */
-function uploadSource(item: HashedEntry): { path: string; mtimeMs: number } {
-  return item.hashed.spool ?? { path: item.entry.path, mtimeMs: item.hashed.mtimeMs };
+/** Where an upload reads a hashed file's bytes: its spooled copy when it has one; the bytes kept from hashing when it has those. */
+function uploadSource(item: HashedEntry): { path: string; mtimeMs: number; bytes?: Buffer } {
+  if (item.hashed.spool) return item.hashed.spool;
+  const source = { path: item.entry.path, mtimeMs: item.hashed.mtimeMs };
+  return item.hashed.bytes === undefined ? source : { ...source, bytes: item.hashed.bytes };
+}
+
+/** Lets go of the bytes kept from hashing once the server holds them: the batch's arena is freed with the last view (decision 202). */
+function dropKeptBytes(items: readonly HashedEntry[]): void {
+  // Assigned, not deleted: a deleted property would turn each record into a slower, larger dictionary.
+  for (const item of items) item.hashed.bytes = undefined;
 }
 
 async function removeSpools(items: readonly HashedEntry[]): Promise<void> {
@@ -608,80 +649,89 @@ async function ensureHeld(
   knownMissing?: Set<string>,
 ): Promise<HashedEntry[]> {
   const { progress, fileFailed } = hashing;
-  let pending = hashed;
-  const held: HashedEntry[] = [];
-  for (let round = 1; pending.length > 0; round += 1) {
-    const byHash = new Map<string, HashedEntry[]>();
-    const byPath = new Map<string, HashedEntry[]>();
-    for (const item of pending) {
-      addTo(byHash, item.hashed.sha256, item);
-      addTo(byPath, uploadSource(item).path, item);
-    }
-    const sending: PartSending = {
-      api,
-      runId,
-      stats,
-      progress,
-      log,
-      byPath,
-      changed: new Set<HashedEntry>(),
-      resend: new Set<string>(),
-      similarTo: (item, offset) => {
-        const previous = hashing.previousOf(item.entry.path);
-        return previous !== undefined && previous !== item.hashed.sha256 ? { similar: { sha256: previous, offset } } : {};
-      },
-      answered: new Set<string>(),
-    };
-    const { changed } = sending;
-    /** Contents the server refused to assemble for a reason other than missing chunks, with that reason. */
-    const refused = new Map<string, string>();
-    let missing = round === 1 && knownMissing !== undefined ? knownMissing : await askMissing(api, [...byHash.keys()]);
-    progress.phase = 'uploading';
-    // Bounded: network trouble gets the usual retries, changed files their own; what is still missing then fails per file.
-    for (let attempt = 0; missing.size > 0 && attempt < DEFAULT_RETRY_POLICY.attempts + CHANGED_FILE_ATTEMPTS; attempt += 1) {
-      const whole: UploadItem[] = [];
-      const chunked: HashedEntry[] = [];
-      for (const sha of missing) {
-        if (refused.has(sha)) continue;
-        const source = byHash.get(sha)?.find((candidate) => !changed.has(candidate));
-        if (source === undefined) continue;
-        if (source.hashed.chunks !== undefined) chunked.push(source);
-        else whole.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source), ...sending.similarTo(source, 0) });
+  // Files re-hashed because they changed meanwhile keep their bytes in arenas of their own, given back at the end.
+  const lease: ArenaLease = [];
+  try {
+    let pending = hashed;
+    const held: HashedEntry[] = [];
+    for (let round = 1; pending.length > 0; round += 1) {
+      const byHash = new Map<string, HashedEntry[]>();
+      const byPath = new Map<string, HashedEntry[]>();
+      for (const item of pending) {
+        addTo(byHash, item.hashed.sha256, item);
+        addTo(byPath, uploadSource(item).path, item);
       }
-      if (whole.length === 0 && chunked.length === 0) break;
-      let failure = await sendParts(sending, whole);
-      if (failure === null) failure = await uploadMissingChunks(sending, chunked);
-      if (failure === null) failure = await assembleContents(sending, chunked, refused);
-      if (failure !== null) {
-        if (!(failure instanceof RetryableError) || attempt + 1 >= DEFAULT_RETRY_POLICY.attempts) throw failure;
-        const delay = backoffDelayMs(attempt, DEFAULT_RETRY_POLICY, Math.random());
-        log.warn({ err: failure.message, attempt: attempt + 1, delayMs: delay }, 'upload failed; retrying');
-        await sleep(delay);
+      const sending: PartSending = {
+        api,
+        runId,
+        stats,
+        progress,
+        log,
+        byPath,
+        changed: new Set<HashedEntry>(),
+        resend: new Set<string>(),
+        similarTo: (item, offset) => {
+          const previous = hashing.previousOf(item.entry.path);
+          return previous !== undefined && previous !== item.hashed.sha256 ? { similar: { sha256: previous, offset } } : {};
+        },
+        answered: new Set<string>(),
+      };
+      const { changed } = sending;
+      /** Contents the server refused to assemble for a reason other than missing chunks, with that reason. */
+      const refused = new Map<string, string>();
+      let missing = round === 1 && knownMissing !== undefined ? knownMissing : await askMissing(api, [...byHash.keys()]);
+      progress.phase = 'uploading';
+      // Bounded: network trouble gets the usual retries, changed files their own; what is still missing then fails per file.
+      for (let attempt = 0; missing.size > 0 && attempt < DEFAULT_RETRY_POLICY.attempts + CHANGED_FILE_ATTEMPTS; attempt += 1) {
+        const whole: UploadItem[] = [];
+        const chunked: HashedEntry[] = [];
+        for (const sha of missing) {
+          if (refused.has(sha)) continue;
+          const source = byHash.get(sha)?.find((candidate) => !changed.has(candidate));
+          if (source === undefined) continue;
+          if (source.hashed.chunks !== undefined) chunked.push(source);
+          else whole.push({ sha256: sha, size: source.hashed.size, ...uploadSource(source), ...sending.similarTo(source, 0) });
+        }
+        if (whole.length === 0 && chunked.length === 0) break;
+        let failure = await sendParts(sending, whole);
+        if (failure === null) failure = await uploadMissingChunks(sending, chunked);
+        if (failure === null) failure = await assembleContents(sending, chunked, refused);
+        if (failure !== null) {
+          if (!(failure instanceof RetryableError) || attempt + 1 >= DEFAULT_RETRY_POLICY.attempts) throw failure;
+          const delay = backoffDelayMs(attempt, DEFAULT_RETRY_POLICY, Math.random());
+          log.warn({ err: failure.message, attempt: attempt + 1, delayMs: delay }, 'upload failed; retrying');
+          await sleep(delay);
+        }
+        // Only what no answer covered is asked about again: after a clean round, nothing (decision 180).
+        const unanswered = [...missing].filter((sha) => !sending.answered.has(sha));
+        missing = unanswered.length === 0 ? new Set() : await askMissing(api, unanswered);
       }
-      // Only what no answer covered is asked about again: after a clean round, nothing (decision 180).
-      const unanswered = [...missing].filter((sha) => !sending.answered.has(sha));
-      missing = unanswered.length === 0 ? new Set() : await askMissing(api, unanswered);
-    }
-    const again: HashedEntry[] = [];
-    for (const [sha, list] of byHash) {
-      for (const item of list) {
-        if (changed.has(item)) again.push(item);
-        else if (missing.has(sha)) fileFailed(item.entry.path, `its content could not be uploaded${refused.has(sha) ? `: ${refused.get(sha)}` : ''}`);
-        else held.push(item);
+      const again: HashedEntry[] = [];
+      for (const [sha, list] of byHash) {
+        for (const item of list) {
+          if (changed.has(item)) again.push(item);
+          else if (missing.has(sha)) fileFailed(item.entry.path, `its content could not be uploaded${refused.has(sha) ? `: ${refused.get(sha)}` : ''}`);
+          else held.push(item);
+        }
       }
+      if (again.length === 0) break;
+      if (round >= CHANGED_FILE_ATTEMPTS) {
+        for (const item of again) fileFailed(item.entry.path, `kept changing while being uploaded; gave up after ${round} tries`);
+        break;
+      }
+      await removeSpools(again);
+      pending = await hashAll(
+        again.map((item) => item.entry),
+        hashing,
+        lease,
+      );
     }
-    if (again.length === 0) break;
-    if (round >= CHANGED_FILE_ATTEMPTS) {
-      for (const item of again) fileFailed(item.entry.path, `kept changing while being uploaded; gave up after ${round} tries`);
-      break;
-    }
-    await removeSpools(again);
-    pending = await hashAll(
-      again.map((item) => item.entry),
-      hashing,
-    );
+    // The server holds all of these now: their kept bytes are not needed again, even if GC makes the commit re-upload them.
+    dropKeptBytes(held);
+    return held;
+  } finally {
+    giveBack(hashing, lease);
   }
-  return held;
 }
 
 function addTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {

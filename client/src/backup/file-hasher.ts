@@ -7,6 +7,30 @@ import { ChunkingHasher, type ChunkList } from './chunk-list.ts';
 /** Reads of 1 MiB: hashing speed halves with 64 KiB stream chunks. */
 export const READ_BYTES = 1 << 20;
 
+/** Files of at most this size may keep their bytes from the hash read for the upload (decision 202). */
+export const KEEP_BYTES_MAX = 64 * 1024;
+
+/**
+ * Where a small file's bytes are read when they are kept for the upload:
+ * hands out `size` bytes of a batch's arena, or undefined once it is full.
+ */
+export type KeepBytes = (size: number) => Buffer | undefined;
+
+/**
+ * Hands out an arena's bytes front to back for one hashing pass (decision
+ * 202); undefined once it is full or for a file over KEEP_BYTES_MAX. The
+ * arena is the caller's to reuse once nothing reads the views any more.
+ */
+export function keepArena(arena: Buffer): KeepBytes {
+  let used = 0;
+  return (size) => {
+    if (size > KEEP_BYTES_MAX || used + size > arena.length) return undefined;
+    const view = arena.subarray(used, used + size);
+    used += size;
+    return view;
+  };
+}
+
 /** The file changed between being seen and being read, or while being read. */
 export class FileChangedError extends Error {
   readonly path: string;
@@ -38,6 +62,12 @@ export interface HashedFile {
    * which is sent whole for the server to cut.
    */
   chunks?: ChunkList;
+  /**
+   * The bytes hashed, kept for the upload when the file is small and its
+   * batch's arena had room (decision 202): the upload sends these instead of
+   * opening and reading the file again. Dropped once the batch is uploaded.
+   */
+  bytes?: Buffer | undefined;
 }
 
 /** Opens a regular file, by its text spelling (decision 41), without following a symlink that replaced it since the scan. */
@@ -61,8 +91,12 @@ export function openNoFollow(filePath: string): Promise<FileHandle> {
  *
  * A file larger than the chunking threshold is also cut into chunks as it is
  * read, each hashed on its own (`chunks`): the same single read serves both.
+ *
+ * With `keep`, a small file (KEEP_BYTES_MAX) is read into the bytes `keep`
+ * hands out instead of `buffer`, and the result keeps them (`bytes`), so the
+ * upload need not read the file again. Not on a spooling try.
  */
-export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: string): Promise<HashedFile> {
+export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: string, keep?: KeepBytes): Promise<HashedFile> {
   const handle = await openNoFollow(filePath);
   let spool: FileHandle | undefined;
   let keepSpool = false;
@@ -72,21 +106,28 @@ export async function hashFile(filePath: string, buffer: Buffer, spoolPath?: str
     if (spoolPath !== undefined) spool = await open(spoolPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     const hash = createHash('sha256');
     const chunker = isChunkedSize(before.size) ? new ChunkingHasher() : undefined;
+    const kept = spool === undefined && before.size <= KEEP_BYTES_MAX ? keep?.(before.size) : undefined;
     let total = 0;
     // Never past the size seen at open: a file appended to faster than it is read would otherwise never end.
     while (total < before.size) {
-      const { bytesRead } = await handle.read(buffer, 0, Math.min(buffer.length, before.size - total), null);
+      // Kept bytes are read in place, one after another; other reads reuse the worker's buffer.
+      const target = kept ?? buffer;
+      const offset = kept === undefined ? 0 : total;
+      const { bytesRead } = await handle.read(target, offset, Math.min(target.length - offset, before.size - total), null);
       if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
-      chunker?.update(buffer.subarray(0, bytesRead));
+      const read = target.subarray(offset, offset + bytesRead);
+      hash.update(read);
+      chunker?.update(read);
       if (spool !== undefined) {
         let written = 0;
-        while (written < bytesRead) written += (await spool.write(buffer, written, bytesRead - written)).bytesWritten;
+        while (written < bytesRead) written += (await spool.write(read, written, bytesRead - written)).bytesWritten;
       }
       total += bytesRead;
     }
     const after = await handle.stat();
-    const hashed: HashedFile = { sha256: hash.digest('hex'), size: total, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs, ino: before.ino, mode: before.mode };
+    // `bytes` always present (undefined when not kept), so dropping them later keeps the object's shape.
+    const bytes = kept === undefined ? undefined : kept.subarray(0, total);
+    const hashed: HashedFile = { sha256: hash.digest('hex'), size: total, mtimeMs: before.mtimeMs, ctimeMs: before.ctimeMs, ino: before.ino, mode: before.mode, bytes };
     // By the bytes read: a file that shrank while read to the threshold or less is one chunk after all.
     const chunks = chunker !== undefined && isChunkedSize(total) ? chunker.final() : null;
     if (chunks !== null) hashed.chunks = chunks;

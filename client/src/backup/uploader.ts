@@ -19,6 +19,11 @@ export interface UploadItem {
   fileSize?: number;
   /** The previous version of this file, for the server to store the bytes as deltas against (decision 171). */
   similar?: SimilarHint;
+  /**
+   * The part's bytes, kept from when they were hashed (decision 202): sent
+   * as they are, without opening the file. What was hashed is what is sent.
+   */
+  bytes?: Uint8Array;
 }
 
 export interface UploadOutcome {
@@ -37,6 +42,8 @@ export interface UploadOutcome {
  * open descriptor. A file that changed aborts the request: the
  * server never sees the end of that part and keeps nothing of it. The caller
  * then asks again what is missing (parts before it may have been stored).
+ * A part with its bytes in hand (a small file's, kept from hashing) is sent
+ * from them: nothing is opened, and it cannot have changed.
  */
 export async function uploadBatch(
   api: ApiClient,
@@ -54,6 +61,12 @@ export async function uploadBatch(
           `--${boundary}\r\nContent-Disposition: form-data; name="${item.sha256}"; filename="${partFilename(item.sha256, item.similar)}"\r\n` +
             `Content-Type: application/octet-stream\r\n\r\n`,
         );
+        if (item.bytes !== undefined) {
+          onBytes(item.bytes.length);
+          if (item.bytes.length > 0) yield item.bytes;
+          yield Buffer.from('\r\n');
+          continue;
+        }
         try {
           yield* partBytes(await files.open(item), item, onBytes);
         } catch (error) {

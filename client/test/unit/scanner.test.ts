@@ -5,7 +5,7 @@ import { link, mkdir, mkdtemp, readFile, rm, symlink, writeFile, chmod } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FileChangedError, hashFile, mapConcurrent, READ_BYTES } from '../../src/backup/file-hasher.ts';
+import { FileChangedError, hashFile, keepArena, KEEP_BYTES_MAX, mapConcurrent, READ_BYTES } from '../../src/backup/file-hasher.ts';
 import { encodePosixPath } from '@cairn/shared';
 import { nodeScanFs, scanRoots, type ScanFs } from '../../src/backup/scanner.ts';
 import { upsertOf } from '../../src/backup/change-detector.ts';
@@ -105,6 +105,31 @@ describe('hashFile', () => {
     const hashed = await hashFile(file, Buffer.allocUnsafe(READ_BYTES));
     expect(hashed.sha256).toBe(createHash('sha256').update(data).digest('hex'));
     expect(hashed.size).toBe(data.length);
+  });
+
+  it('keeps a small file\'s bytes in the batch arena while there is room, and only a small file\'s (decision 202)', async () => {
+    const buffer = Buffer.allocUnsafe(READ_BYTES);
+    const texts = ['first small file\n', 'second, a little longer\n', 'third: no room left for it\n'];
+    const files = texts.map((_, i) => path.join(root, `keep-${i}.txt`));
+    for (const [i, file] of files.entries()) await writeFile(file, texts[i] as string);
+    const keep = keepArena(Buffer.alloc(Buffer.byteLength(texts[0] as string) + Buffer.byteLength(texts[1] as string)));
+    const hashed = [];
+    for (const file of files) hashed.push(await hashFile(file, buffer, undefined, keep));
+    expect(hashed.map((h) => h.bytes?.toString())).toEqual([texts[0], texts[1], undefined]);
+    for (const [i, h] of hashed.entries()) expect(h.sha256).toBe(createHash('sha256').update(texts[i] as string).digest('hex'));
+    // The worker's buffer is reused by later reads; the kept bytes are not.
+    await hashFile(files[2] as string, buffer, undefined, keep);
+    expect(hashed[0]?.bytes?.toString()).toBe(texts[0]);
+
+    const large = path.join(root, 'keep-large.bin');
+    await writeFile(large, Buffer.alloc(KEEP_BYTES_MAX + 1, 3));
+    const big = await hashFile(large, buffer, undefined, keepArena(Buffer.alloc(4 * KEEP_BYTES_MAX)));
+    expect(big.bytes).toBeUndefined();
+    expect(big.sha256).toBe(createHash('sha256').update(Buffer.alloc(KEEP_BYTES_MAX + 1, 3)).digest('hex'));
+    // Nor on a spooling try, whose copy is what the upload reads.
+    const spooled = await hashFile(files[0] as string, buffer, path.join(root, 'keep.spool'), keepArena(Buffer.alloc(1024)));
+    expect(spooled.bytes).toBeUndefined();
+    expect(spooled.spool).toBeUndefined();
   });
 
   it('does not follow a symlink that replaced a file', async () => {
