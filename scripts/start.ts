@@ -13,6 +13,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { AGENT_NODE_FLAGS } from '../client/src/node-flags.ts';
 import { SERVER_NODE_FLAGS } from '../server/src/node-flags.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -44,7 +45,7 @@ const agent = launch('agent', 35, 'client/src/main.ts', {
   // Pre-fills the setup form (never the password).
   SERVER_URL: process.env.SERVER_URL ?? `http://localhost:${serverPort}`,
   USERNAME: process.env.USERNAME_FOR_AGENT ?? process.env.ADMIN_USERNAME ?? 'admin',
-});
+}, AGENT_NODE_FLAGS);
 const children = [server, agent];
 
 async function answers(url: string): Promise<boolean> {

@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { AGENT_NODE_FLAGS } from '../../client/src/node-flags.ts';
 import { SERVER_NODE_FLAGS } from '../../server/src/node-flags.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -17,6 +18,7 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 // script in a child): signals, kill() and peakRss() then reach the real process.
 const TSX_LOADER = pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/esm/index.mjs')).href;
 const SERVER_MAIN = path.join(REPO_ROOT, 'server/src/main.ts');
+const AGENT_MAIN = path.join(REPO_ROOT, 'client/src/main.ts');
 
 /** The node binary a server or agent process runs under, and whether through tsx. */
 export interface NodeRuntime {
@@ -70,8 +72,8 @@ export interface ManagedProcess {
 }
 
 export function startProcess(script: string, args: string[], env: Record<string, string>, cwd = REPO_ROOT, runtime: NodeRuntime = HOST_NODE): ManagedProcess {
-  // The server runs with its V8 flags, as package.json and the Dockerfile start it.
-  const nodeFlags = path.resolve(script) === SERVER_MAIN ? SERVER_NODE_FLAGS : [];
+  // The server and the agent run with their V8 flags, as package.json and the Dockerfiles start them.
+  const nodeFlags = path.resolve(script) === SERVER_MAIN ? SERVER_NODE_FLAGS : path.resolve(script) === AGENT_MAIN ? AGENT_NODE_FLAGS : [];
   const loader = runtime.stripsTypes ? [] : ['--import', TSX_LOADER];
   const child = spawn(runtime.execPath, [...nodeFlags, ...loader, script, ...args], {
     cwd,
