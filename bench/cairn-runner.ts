@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ListObjectsCommand, S3Client } from '@aws-sdk/client-s3';
-import { HOST_NODE, REPO_ROOT, freePort, nodeRuntime, startProcess, startServerProcess, type NodeRuntime, type ServerProcess } from '../test/helpers/processes.ts';
+import { AGENT_MAIN, HOST_NODE, REPO_ROOT, freePort, nodeRuntime, startProcess, startServerProcess, type NodeRuntime, type ServerProcess } from '../test/helpers/processes.ts';
 import { startS3rver, type RunningS3rver } from '../server/test/helpers/s3rver.ts';
 import { diskUsage } from './disk-usage.ts';
 import postgres from 'postgres';
@@ -18,7 +18,6 @@ import type { Measurement, ScenarioId, SystemId } from './scenarios.ts';
 
 const USERNAME = 'bench';
 const PASSWORD = 'bench-password-1';
-const AGENT_MAIN = path.join(REPO_ROOT, 'client/src/main.ts');
 const RUN_END = /"msg":"backup run (succeeded|partial|failed)"/;
 
 /** Why the agent cannot be run yet, or null when it can. */

@@ -8,10 +8,10 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { API_PREFIX } from '@cairn/shared';
-import { REPO_ROOT, startProcess, type ManagedProcess } from './processes.ts';
+import { AGENT_MAIN, startProcess, type ManagedProcess } from './processes.ts';
 import { parsePack } from '../../server/src/storage/pack-format.ts';
 
-export const AGENT_MAIN = path.join(REPO_ROOT, 'client/src/main.ts');
+export { AGENT_MAIN };
 export const ADMIN_PASSWORD = 'e2e-admin-password';
 
 export interface RunReport {

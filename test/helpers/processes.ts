@@ -18,7 +18,8 @@ export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url
 // script in a child): signals, kill() and peakRss() then reach the real process.
 const TSX_LOADER = pathToFileURL(path.join(REPO_ROOT, 'node_modules/tsx/dist/esm/index.mjs')).href;
 const SERVER_MAIN = path.join(REPO_ROOT, 'server/src/main.ts');
-const AGENT_MAIN = path.join(REPO_ROOT, 'client/src/main.ts');
+/** The agent's entry point; started with AGENT_NODE_FLAGS by startProcess. */
+export const AGENT_MAIN = path.join(REPO_ROOT, 'client/src/main.ts');
 
 /** The node binary a server or agent process runs under, and whether through tsx. */
 export interface NodeRuntime {

@@ -64,14 +64,13 @@ export async function uploadBatch(
         if (item.bytes !== undefined) {
           onBytes(item.bytes.length);
           if (item.bytes.length > 0) yield item.bytes;
-          yield Buffer.from('\r\n');
-          continue;
-        }
-        try {
-          yield* partBytes(await files.open(item), item, onBytes);
-        } catch (error) {
-          if (error instanceof FileChangedError) changedItem = item;
-          throw error;
+        } else {
+          try {
+            yield* partBytes(await files.open(item), item, onBytes);
+          } catch (error) {
+            if (error instanceof FileChangedError) changedItem = item;
+            throw error;
+          }
         }
         yield Buffer.from('\r\n');
       }

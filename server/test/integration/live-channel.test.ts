@@ -11,6 +11,24 @@ import { SYSTEM_ACTOR } from '../../src/services/users.service.ts';
 import { addUser, callApi, registerAgent, startHarness, type Harness } from '../helpers/agent-api-harness.ts';
 import { testDatabaseKinds } from '../helpers/test-database.ts';
 
+/** A valid progress report for `runId`, mid-hashing. */
+function progressReport(runId: string) {
+  return {
+    runId,
+    phase: 'hashing',
+    startedAt: new Date().toISOString(),
+    filesScanned: 10,
+    filesToCheck: 4,
+    filesChecked: 1,
+    filesCommitted: 0,
+    bytesToHash: 4000,
+    bytesHashed: 1000,
+    bytesUploaded: 500,
+    bytesPerSecond: 250,
+    etaSeconds: 12,
+  };
+}
+
 /** An open GET /events stream, read event by event. */
 interface EventStream {
   status: number;
@@ -156,20 +174,7 @@ describe.each(testDatabaseKinds())('live channel (%s)', (kind) => {
   it('stores progress reports, refuses a bad one naming the field, and forgets them when the run finishes', async () => {
     const reg = await registerAgent(h, alice, 'progress');
     const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: reg.token, json: { trigger: 'server' } });
-    const report = {
-      runId: run.body.runId,
-      phase: 'hashing',
-      startedAt: new Date().toISOString(),
-      filesScanned: 10,
-      filesToCheck: 4,
-      filesChecked: 1,
-      filesCommitted: 0,
-      bytesToHash: 4000,
-      bytesHashed: 1000,
-      bytesUploaded: 500,
-      bytesPerSecond: 250,
-      etaSeconds: 12,
-    };
+    const report = progressReport(run.body.runId);
     expect((await callApi(h, 'POST', '/progress', { token: reg.token, json: report })).status).toBe(200);
     expect((await callApi(h, 'POST', '/progress', { token: reg.token, json: { ...report, filesChecked: 2 } })).status).toBe(200);
     const [row] = await h.ctx.database.db.select().from(clientLiveProgress).where(eq(clientLiveProgress.clientId, reg.clientId));
@@ -195,20 +200,7 @@ describe.each(testDatabaseKinds())('live channel (%s)', (kind) => {
     const reg = await registerAgent(h, alice, 'late-progress');
     const other = await registerAgent(h, alice, 'late-progress-other');
     const run = await callApi<{ runId: string }>(h, 'POST', '/runs', { token: reg.token, json: { trigger: 'server' } });
-    const report = {
-      runId: run.body.runId,
-      phase: 'finishing',
-      startedAt: new Date().toISOString(),
-      filesScanned: 1,
-      filesToCheck: 1,
-      filesChecked: 1,
-      filesCommitted: 1,
-      bytesToHash: 10,
-      bytesHashed: 10,
-      bytesUploaded: 10,
-      bytesPerSecond: 10,
-      etaSeconds: 0,
-    };
+    const report = { ...progressReport(run.body.runId), phase: 'finishing' };
     expect((await callApi(h, 'POST', '/progress', { token: reg.token, json: report })).status).toBe(200);
     // Another client cannot report on this client's run.
     const foreign = await callApi<{ message: string }>(h, 'POST', '/progress', { token: other.token, json: report });
